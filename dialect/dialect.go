@@ -1,0 +1,146 @@
+// Package dialect defines what the relay and the outbox command need from a database holding an
+// outbox table, and the types they exchange. Each subpackage (postgres, sqlite) implements Store
+// for one database and passes the shared conformance suite in dialecttest.
+package dialect
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/outboxgo/outbox"
+)
+
+// ErrNoMigrations is returned by MigrateDown when nothing is applied.
+var ErrNoMigrations = errors.New("dialect: no migration applied")
+
+// Store is one outbox table (with its dead-letter, relay-membership and migration tables) in
+// one database.
+type Store interface {
+	// Dialect reports which SQL dialect this store speaks.
+	Dialect() outbox.Dialect
+
+	// MigrateUp applies every pending migration (idempotent) and returns the versions applied.
+	MigrateUp(ctx context.Context) ([]int, error)
+	// MigrateDown reverts the most recent `steps` migrations (all when steps <= 0).
+	MigrateDown(ctx context.Context, steps int) ([]int, error)
+	// MigrationStatus lists every known migration and whether it is applied.
+	MigrationStatus(ctx context.Context) ([]MigrationStatus, error)
+
+	// Enqueue inserts messages in their own transaction (for scripts and the CLI; services
+	// use outbox.Enqueue inside their business transaction).
+	Enqueue(ctx context.Context, msgs ...outbox.Message) error
+
+	// Claim takes up to req.Limit messages that are ready to publish, in id order, and holds them
+	// until the returned Claim is finished. Two claims never hold the same message. Claim keeps
+	// per-key order: a message is returned only if every earlier unpublished message of its key
+	// is also in the claim, so a message of a key whose earlier message is in backoff, or held by
+	// another claim, is left for later. It returns an empty claim when nothing is ready.
+	Claim(ctx context.Context, req ClaimRequest) (Claim, error)
+
+	// Heartbeat records that relay relayID is alive, forgets relays silent for longer than ttl,
+	// and returns relayID's position among the live relays.
+	Heartbeat(ctx context.Context, relayID string, ttl time.Duration) (Membership, error)
+	// Leave removes relayID from the live relays.
+	Leave(ctx context.Context, relayID string) error
+
+	// DeletePublished removes rows published (in retention mode) more than `retention` ago,
+	// at most limit rows, and returns how many it removed.
+	DeletePublished(ctx context.Context, retention time.Duration, limit int) (int64, error)
+
+	// Stats summarises the backlog and dead letters.
+	Stats(ctx context.Context) (Stats, error)
+	// DeadLetters lists dead letters in id order after afterID, at most limit.
+	DeadLetters(ctx context.Context, afterID int64, limit int) ([]DeadLetter, error)
+	// RetryDeadLetters moves dead letters back into the outbox (attempts reset, published
+	// again from the end of the queue). ids nil means all. Returns how many moved.
+	RetryDeadLetters(ctx context.Context, ids []int64) (int64, error)
+	// PurgeDeadLetters deletes dead letters. ids nil means all. Returns how many were deleted.
+	PurgeDeadLetters(ctx context.Context, ids []int64) (int64, error)
+
+	// Close releases the store's connections (not the caller's pool, when one was given).
+	Close() error
+}
+
+// ClaimRequest selects what Claim may take.
+type ClaimRequest struct {
+	// Limit is the most messages to claim. Required (> 0).
+	Limit int
+	// Partition and Partitions split the key space: only messages with
+	// hash(key) mod Partitions == Partition are claimed. Partitions <= 1 means all.
+	// A message without a key hashes its message_id.
+	Partition, Partitions int
+	// SkipKeys are keys the caller knows are blocked (an earlier message is in backoff);
+	// skipping them keeps a blocked key's backlog from filling every claim. A hint only:
+	// Claim's own order check is what guarantees per-key order.
+	SkipKeys []string
+	// Retain marks published messages instead of deleting them (see Outcome).
+	Retain bool
+}
+
+// Claim is a set of messages held by one relay worker until Finish.
+type Claim interface {
+	// Records are the claimed messages in id order.
+	Records() []outbox.Record
+	// Blocked lists keys whose messages were left out because an earlier message of the key
+	// was not claimable (in backoff or held elsewhere).
+	Blocked() []string
+	// Finish applies the outcome and releases the claim. Records named in no list are
+	// released unchanged, to be claimed again. Finish must be called exactly once.
+	Finish(ctx context.Context, o Outcome) error
+}
+
+// Outcome is what happened to the records of a claim.
+type Outcome struct {
+	// Published were acknowledged by their sink: deleted, or marked published when retaining.
+	Published []int64
+	// Retry failed with a retryable error: attempts+1, available again after Delay.
+	Retry []Retry
+	// Dead go to the dead-letter table with their error.
+	Dead []Dead
+}
+
+// Retry schedules another attempt.
+type Retry struct {
+	Seq   int64
+	Delay time.Duration
+	Error string
+}
+
+// Dead moves a message to the dead-letter table.
+type Dead struct {
+	Seq   int64
+	Error string
+}
+
+// Membership is a relay's position among the live relays of one outbox table.
+type Membership struct {
+	Index int // 0-based position of this relay
+	Count int // number of live relays (>= 1)
+}
+
+// Stats summarises one outbox.
+type Stats struct {
+	Pending       int64         // unpublished messages
+	Ready         int64         // of which available now (not in backoff)
+	Retrying      int64         // of which attempted at least once
+	OldestPending time.Duration // age of the oldest unpublished message (0 when none)
+	DeadLetters   int64
+	Relays        int // live relays
+}
+
+// DeadLetter is a message that exhausted its attempts or failed permanently.
+type DeadLetter struct {
+	ID        int64 // dead-letter row id
+	Record    outbox.Record
+	LastError string
+	FailedAt  time.Time
+}
+
+// MigrationStatus reports one migration.
+type MigrationStatus struct {
+	Version   int
+	Name      string
+	Applied   bool
+	AppliedAt time.Time
+}

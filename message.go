@@ -1,0 +1,126 @@
+package outbox
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// DefaultMaxPayloadBytes is the payload limit used when a Writer sets none: 1 MiB, the default
+// maximum message size of NATS and close to Kafka's.
+const DefaultMaxPayloadBytes = 1 << 20
+
+// Message is an event to publish. It is written to the outbox table inside the caller's
+// transaction and published by the relay after that transaction commits.
+type Message struct {
+	// ID is the message_id: stable across retries and duplicates, the key consumers dedupe on.
+	// Enqueue assigns a UUIDv7 when it is zero.
+	ID uuid.UUID
+	// Topic is the routing destination (a NATS subject, Kafka topic...). Required.
+	Topic string
+	// Key orders messages: messages with the same key are published in commit order.
+	// Use the aggregate id (order id, user id). Empty means "no ordering needed".
+	Key string
+	// Type is the event type (CloudEvents "type"). Defaults to Topic when empty.
+	Type string
+	// Payload is the message body, published as is.
+	Payload []byte
+	// Headers are user headers published with the message. Names must be HTTP-token
+	// characters; the ce- and ce_ prefixes are reserved for the CloudEvents envelope.
+	Headers map[string]string
+}
+
+// Record is a message as stored in the outbox table, as the relay reads it.
+type Record struct {
+	Message
+	// Seq is the row id: the relay's order.
+	Seq int64
+	// CreatedAt is when the row was inserted (database clock).
+	CreatedAt time.Time
+	// Attempts counts failed publish attempts so far.
+	Attempts int
+}
+
+// EventType returns Type, or Topic when Type is empty.
+func (m *Message) EventType() string {
+	if m.Type != "" {
+		return m.Type
+	}
+	return m.Topic
+}
+
+// NewID returns a new UUIDv7 message id. IDs sort by creation time.
+func NewID() uuid.UUID {
+	return uuid.Must(uuid.NewV7())
+}
+
+// validate checks m against the limits; index is the position in the Enqueue call.
+func (m *Message) validate(index, maxPayload int) error {
+	if m.Topic == "" {
+		return &ValidationError{Index: index, Field: "topic", Reason: "must not be empty"}
+	}
+	if len(m.Topic) > 255 {
+		return &ValidationError{Index: index, Field: "topic", Reason: "longer than 255 bytes"}
+	}
+	if err := checkText(m.Topic); err != "" {
+		return &ValidationError{Index: index, Field: "topic", Reason: err}
+	}
+	if len(m.Key) > 1024 {
+		return &ValidationError{Index: index, Field: "key", Reason: "longer than 1024 bytes"}
+	}
+	if err := checkText(m.Key); err != "" {
+		return &ValidationError{Index: index, Field: "key", Reason: err}
+	}
+	if err := checkText(m.Type); err != "" {
+		return &ValidationError{Index: index, Field: "type", Reason: err}
+	}
+	if len(m.Payload) > maxPayload {
+		return &ValidationError{Index: index, Field: "payload",
+			Reason: fmt.Sprintf("%d bytes exceeds the limit of %d bytes", len(m.Payload), maxPayload)}
+	}
+	for name, value := range m.Headers {
+		if reason := checkHeaderName(name); reason != "" {
+			return &ValidationError{Index: index, Field: "headers", Reason: fmt.Sprintf("header name %q: %s", name, reason)}
+		}
+		if strings.ContainsAny(value, "\r\n\x00") {
+			return &ValidationError{Index: index, Field: "headers", Reason: fmt.Sprintf("header %q: value contains CR, LF or NUL", name)}
+		}
+	}
+	return nil
+}
+
+// checkText rejects control characters, which no broker accepts in names.
+func checkText(s string) string {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return "contains a control character"
+		}
+	}
+	return ""
+}
+
+// checkHeaderName accepts RFC 9110 token characters and reserves the envelope prefixes.
+func checkHeaderName(name string) string {
+	if name == "" {
+		return "empty"
+	}
+	if len(name) > 256 {
+		return "longer than 256 bytes"
+	}
+	lower := strings.ToLower(name)
+	if strings.HasPrefix(lower, "ce-") || strings.HasPrefix(lower, "ce_") {
+		return "the ce- and ce_ prefixes are reserved for the CloudEvents envelope"
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return fmt.Sprintf("character %q not allowed (HTTP token characters only)", c)
+		}
+	}
+	return ""
+}
