@@ -1,0 +1,474 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox/internal/migrate"
+	"github.com/outboxgo/outbox/internal/sqlident"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Config configures a Store.
+type Config struct {
+	// Pool is the connection pool to use. The Store does not close a pool it was given.
+	Pool *pgxpool.Pool
+	// URL is a PostgreSQL connection string, used when Pool is nil.
+	URL string
+	// MaxConns bounds the pool the Store creates from URL. Default 10.
+	MaxConns int32
+	// Table is the outbox table, optionally schema-qualified. Default "outbox".
+	Table string
+	// Logger receives diagnostics. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Store is a PostgreSQL outbox. It implements dialect.Store.
+type Store struct {
+	pool    *pgxpool.Pool
+	ownPool bool
+	table   sqlident.Table
+	names   migrate.Names
+	writer  *outbox.Writer
+	logger  *slog.Logger
+	q       queries
+}
+
+var _ dialect.Store = (*Store)(nil)
+
+// New validates cfg and returns a Store. It does not create tables: call MigrateUp.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	cfg.Table = cmp.Or(cfg.Table, outbox.DefaultTable)
+	t, err := sqlident.Parse(cfg.Table)
+	if err != nil {
+		return nil, &outbox.ConfigError{Field: "table", Reason: err.Error()}
+	}
+	w, err := outbox.NewWriter(outbox.WriterConfig{Dialect: outbox.Postgres, Table: cfg.Table})
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{table: t, names: migrate.NamesFor(t), writer: w, logger: cmp.Or(cfg.Logger, slog.Default())}
+	s.q = buildQueries(s.names)
+	switch {
+	case cfg.Pool != nil:
+		s.pool = cfg.Pool
+	case cfg.URL != "":
+		pcfg, err := pgxpool.ParseConfig(cfg.URL)
+		if err != nil {
+			return nil, &outbox.ConfigError{Field: "database_url", Reason: err.Error()}
+		}
+		pcfg.MaxConns = cmp.Or(cfg.MaxConns, 10)
+		s.pool, err = pgxpool.NewWithConfig(ctx, pcfg)
+		if err != nil {
+			return nil, fmt.Errorf("connecting to postgres: %w", err)
+		}
+		s.ownPool = true
+	default:
+		return nil, &outbox.ConfigError{Field: "database_url", Reason: "required (or a pool)"}
+	}
+	return s, nil
+}
+
+// Pool returns the store's connection pool.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Dialect implements dialect.Store.
+func (s *Store) Dialect() outbox.Dialect { return outbox.Postgres }
+
+// Close closes the pool if the Store created it.
+func (s *Store) Close() error {
+	if s.ownPool {
+		s.pool.Close()
+	}
+	return nil
+}
+
+type queries struct {
+	claim, orderCheck                 string
+	del, markPublished, retry, toDead string
+	heartbeat, expire, members, leave string
+	deletePublished, stats            string
+	deadList, deadRetry, deadPurge    string
+}
+
+func buildQueries(n migrate.Names) queries {
+	const cols = "id, message_id, topic, key, type, payload, headers, created_at, attempts"
+	return queries{
+		// hashtextextended is stable across versions and platforms; the mask keeps the
+		// value non-negative so mod() yields 0..parts-1.
+		claim: `SELECT ` + cols + ` FROM ` + n.Table + `
+WHERE published_at IS NULL AND available_at <= now()
+  AND ($1::int <= 1 OR mod(hashtextextended(coalesce(key, message_id::text), 0) & 9223372036854775807, $1::int) = $2::int)
+  AND (key IS NULL OR NOT key = ANY($3::text[]))
+ORDER BY id
+LIMIT $4
+FOR UPDATE SKIP LOCKED`,
+		// For each claimed key: how many unpublished rows exist up to the last claimed one.
+		// If that exceeds what was claimed, an earlier row is held elsewhere or backing off.
+		orderCheck: `SELECT k.key FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS k(key, maxid, n)
+WHERE (SELECT count(*) FROM ` + n.Table + ` e WHERE e.key = k.key AND e.id <= k.maxid AND e.published_at IS NULL) <> k.n`,
+		del:           `DELETE FROM ` + n.Table + ` WHERE id = ANY($1::bigint[])`,
+		markPublished: `UPDATE ` + n.Table + ` SET published_at = now() WHERE id = ANY($1::bigint[])`,
+		retry: `UPDATE ` + n.Table + ` AS t SET attempts = t.attempts + 1,
+  available_at = now() + u.delay_us * interval '1 microsecond', last_error = u.err
+FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(id, delay_us, err) WHERE t.id = u.id`,
+		toDead: `WITH moved AS (
+  DELETE FROM ` + n.Table + ` AS t USING unnest($1::bigint[], $2::text[]) AS u(id, err)
+  WHERE t.id = u.id RETURNING t.*, u.err)
+INSERT INTO ` + n.Dead + ` (original_id, message_id, topic, key, type, payload, headers, created_at, attempts, last_error)
+SELECT id, message_id, topic, key, type, payload, headers, created_at, attempts + 1, err FROM moved ORDER BY id`,
+		heartbeat: `INSERT INTO ` + n.Relays + ` (relay_id, heartbeat_at) VALUES ($1, now())
+ON CONFLICT (relay_id) DO UPDATE SET heartbeat_at = now()`,
+		expire:  `DELETE FROM ` + n.Relays + ` WHERE heartbeat_at < now() - $1::bigint * interval '1 microsecond'`,
+		members: `SELECT relay_id FROM ` + n.Relays + ` ORDER BY relay_id`,
+		leave:   `DELETE FROM ` + n.Relays + ` WHERE relay_id = $1`,
+		deletePublished: `DELETE FROM ` + n.Table + ` WHERE id IN (SELECT id FROM ` + n.Table + `
+WHERE published_at IS NOT NULL AND published_at < now() - $1::bigint * interval '1 microsecond' LIMIT $2)`,
+		stats: `SELECT
+  (SELECT count(*) FROM ` + n.Table + ` WHERE published_at IS NULL),
+  (SELECT count(*) FROM ` + n.Table + ` WHERE published_at IS NULL AND available_at <= now()),
+  (SELECT count(*) FROM ` + n.Table + ` WHERE published_at IS NULL AND attempts > 0),
+  (SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 FROM ` + n.Table + ` WHERE published_at IS NULL),
+  (SELECT count(*) FROM ` + n.Dead + `),
+  (SELECT count(*) FROM ` + n.Relays + ` WHERE heartbeat_at >= now() - interval '1 minute')`,
+		deadList: `SELECT id, original_id, message_id, topic, key, type, payload, headers, created_at, attempts, last_error, failed_at
+FROM ` + n.Dead + ` WHERE id > $1 ORDER BY id LIMIT $2`,
+		deadRetry: `WITH moved AS (DELETE FROM ` + n.Dead + ` WHERE $1::bigint[] IS NULL OR id = ANY($1::bigint[]) RETURNING *)
+INSERT INTO ` + n.Table + ` (message_id, topic, key, type, payload, headers, created_at)
+SELECT message_id, topic, key, type, payload, headers, created_at FROM moved ORDER BY id`,
+		deadPurge: `DELETE FROM ` + n.Dead + ` WHERE $1::bigint[] IS NULL OR id = ANY($1::bigint[])`,
+	}
+}
+
+// Enqueue implements dialect.Store.
+func (s *Store) Enqueue(ctx context.Context, msgs ...outbox.Message) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		return s.writer.Enqueue(ctx, tx, msgs...)
+	})
+}
+
+// Writer returns the outbox.Writer for this store's table, for use in business transactions.
+func (s *Store) Writer() *outbox.Writer { return s.writer }
+
+// Claim implements dialect.Store.
+func (s *Store) Claim(ctx context.Context, req dialect.ClaimRequest) (dialect.Claim, error) {
+	if req.Limit <= 0 {
+		return nil, errors.New("claim: limit must be positive")
+	}
+	skip := req.SkipKeys
+	if skip == nil {
+		skip = []string{}
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("claiming: beginning transaction: %w", err)
+	}
+	c := &claim{s: s, tx: tx, retain: req.Retain}
+	rows, err := tx.Query(ctx, s.q.claim, req.Partitions, req.Partition, skip, req.Limit)
+	if err != nil {
+		c.rollback()
+		return nil, fmt.Errorf("claiming: %w", err)
+	}
+	recs, err := scanRecords(rows)
+	if err != nil {
+		c.rollback()
+		return nil, fmt.Errorf("claiming: %w", err)
+	}
+	if len(recs) == 0 {
+		c.rollback()
+		return c, nil
+	}
+	blocked, err := s.checkOrder(ctx, tx, recs)
+	if err != nil {
+		c.rollback()
+		return nil, fmt.Errorf("claiming: checking key order: %w", err)
+	}
+	if len(blocked) > 0 {
+		kept := recs[:0]
+		for _, r := range recs {
+			if _, b := blocked[r.Key]; !b || r.Key == "" {
+				kept = append(kept, r)
+			}
+		}
+		recs = kept
+		for k := range blocked {
+			c.blocked = append(c.blocked, k)
+		}
+	}
+	c.recs = recs
+	return c, nil
+}
+
+// checkOrder returns the keys whose claimed rows are not a complete prefix of the key's
+// unpublished rows.
+func (s *Store) checkOrder(ctx context.Context, tx pgx.Tx, recs []outbox.Record) (map[string]struct{}, error) {
+	type agg struct{ maxID, n int64 }
+	byKey := make(map[string]*agg)
+	var order []string
+	for i := range recs {
+		k := recs[i].Key
+		if k == "" {
+			continue
+		}
+		a := byKey[k]
+		if a == nil {
+			a = &agg{}
+			byKey[k] = a
+			order = append(order, k)
+		}
+		a.maxID = max(a.maxID, recs[i].Seq)
+		a.n++
+	}
+	if len(order) == 0 {
+		return nil, nil
+	}
+	maxIDs := make([]int64, len(order))
+	counts := make([]int64, len(order))
+	for i, k := range order {
+		maxIDs[i], counts[i] = byKey[k].maxID, byKey[k].n
+	}
+	rows, err := tx.Query(ctx, s.q.orderCheck, order, maxIDs, counts)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]struct{}, len(keys))
+	for _, k := range keys {
+		out[k] = struct{}{}
+	}
+	return out, nil
+}
+
+func scanRecords(rows pgx.Rows) ([]outbox.Record, error) {
+	defer rows.Close()
+	var recs []outbox.Record
+	for rows.Next() {
+		var (
+			r       outbox.Record
+			id      uuid.UUID
+			key     *string
+			headers []byte
+		)
+		if err := rows.Scan(&r.Seq, &id, &r.Topic, &key, &r.Type, &r.Payload, &headers, &r.CreatedAt, &r.Attempts); err != nil {
+			return nil, err
+		}
+		r.ID = id
+		if key != nil {
+			r.Key = *key
+		}
+		if err := decodeHeaders(headers, &r.Message); err != nil {
+			return nil, fmt.Errorf("message %d: %w", r.Seq, err)
+		}
+		recs = append(recs, r)
+	}
+	return recs, rows.Err()
+}
+
+func decodeHeaders(raw []byte, m *outbox.Message) error {
+	if len(raw) == 0 || string(raw) == "{}" {
+		return nil
+	}
+	// Rows written by other languages may hold non-string values: keep them as JSON text.
+	var generic map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &generic); err != nil {
+		return fmt.Errorf("decoding headers: %w", err)
+	}
+	m.Headers = make(map[string]string, len(generic))
+	for k, v := range generic {
+		var s string
+		if err := json.Unmarshal(v, &s); err == nil {
+			m.Headers[k] = s
+		} else {
+			m.Headers[k] = string(v)
+		}
+	}
+	return nil
+}
+
+type claim struct {
+	s       *Store
+	tx      pgx.Tx
+	retain  bool
+	recs    []outbox.Record
+	blocked []string
+	done    bool
+}
+
+func (c *claim) Records() []outbox.Record { return c.recs }
+func (c *claim) Blocked() []string        { return c.blocked }
+
+func (c *claim) rollback() {
+	if c.done {
+		return
+	}
+	c.done = true
+	// A rollback on a broken connection fails; the server has then ended the transaction.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = c.tx.Rollback(ctx)
+}
+
+// Finish implements dialect.Claim: one round trip for all updates, then commit.
+func (c *claim) Finish(ctx context.Context, o dialect.Outcome) error {
+	if c.done {
+		return nil
+	}
+	if len(o.Published)+len(o.Retry)+len(o.Dead) == 0 {
+		c.rollback()
+		return nil
+	}
+	b := &pgx.Batch{}
+	if len(o.Published) > 0 {
+		if c.retain {
+			b.Queue(c.s.q.markPublished, o.Published)
+		} else {
+			b.Queue(c.s.q.del, o.Published)
+		}
+	}
+	if len(o.Retry) > 0 {
+		ids := make([]int64, len(o.Retry))
+		delays := make([]int64, len(o.Retry))
+		errs := make([]string, len(o.Retry))
+		for i, r := range o.Retry {
+			ids[i], delays[i], errs[i] = r.Seq, r.Delay.Microseconds(), r.Error
+		}
+		b.Queue(c.s.q.retry, ids, delays, errs)
+	}
+	if len(o.Dead) > 0 {
+		ids := make([]int64, len(o.Dead))
+		errs := make([]string, len(o.Dead))
+		for i, d := range o.Dead {
+			ids[i], errs[i] = d.Seq, d.Error
+		}
+		b.Queue(c.s.q.toDead, ids, errs)
+	}
+	if err := c.tx.SendBatch(ctx, b).Close(); err != nil {
+		c.rollback()
+		return fmt.Errorf("finishing claim: %w", err)
+	}
+	c.done = true
+	if err := c.tx.Commit(ctx); err != nil {
+		return fmt.Errorf("finishing claim: committing: %w", err)
+	}
+	return nil
+}
+
+// Heartbeat implements dialect.Store.
+func (s *Store) Heartbeat(ctx context.Context, relayID string, ttl time.Duration) (dialect.Membership, error) {
+	b := &pgx.Batch{}
+	b.Queue(s.q.heartbeat, relayID)
+	b.Queue(s.q.expire, ttl.Microseconds())
+	var ids []string
+	b.Queue(s.q.members).Query(func(rows pgx.Rows) error {
+		var err error
+		ids, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return dialect.Membership{}, fmt.Errorf("heartbeat: %w", err)
+	}
+	for i, id := range ids {
+		if id == relayID {
+			return dialect.Membership{Index: i, Count: len(ids)}, nil
+		}
+	}
+	return dialect.Membership{}, fmt.Errorf("heartbeat: relay %q missing from membership", relayID)
+}
+
+// Leave implements dialect.Store.
+func (s *Store) Leave(ctx context.Context, relayID string) error {
+	if _, err := s.pool.Exec(ctx, s.q.leave, relayID); err != nil {
+		return fmt.Errorf("leaving: %w", err)
+	}
+	return nil
+}
+
+// DeletePublished implements dialect.Store.
+func (s *Store) DeletePublished(ctx context.Context, retention time.Duration, limit int) (int64, error) {
+	tag, err := s.pool.Exec(ctx, s.q.deletePublished, retention.Microseconds(), limit)
+	if err != nil {
+		return 0, fmt.Errorf("deleting published rows: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// Stats implements dialect.Store.
+func (s *Store) Stats(ctx context.Context) (dialect.Stats, error) {
+	var (
+		st     dialect.Stats
+		oldest float64
+	)
+	err := s.pool.QueryRow(ctx, s.q.stats).Scan(&st.Pending, &st.Ready, &st.Retrying, &oldest, &st.DeadLetters, &st.Relays)
+	if err != nil {
+		return st, fmt.Errorf("reading stats: %w", err)
+	}
+	st.OldestPending = time.Duration(oldest * float64(time.Second))
+	return st, nil
+}
+
+// DeadLetters implements dialect.Store.
+func (s *Store) DeadLetters(ctx context.Context, afterID int64, limit int) ([]dialect.DeadLetter, error) {
+	rows, err := s.pool.Query(ctx, s.q.deadList, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("listing dead letters: %w", err)
+	}
+	defer rows.Close()
+	var out []dialect.DeadLetter
+	for rows.Next() {
+		var (
+			d       dialect.DeadLetter
+			key     *string
+			headers []byte
+		)
+		r := &d.Record
+		if err := rows.Scan(&d.ID, &r.Seq, &r.ID, &r.Topic, &key, &r.Type, &r.Payload, &headers, &r.CreatedAt, &r.Attempts, &d.LastError, &d.FailedAt); err != nil {
+			return nil, fmt.Errorf("listing dead letters: %w", err)
+		}
+		if key != nil {
+			r.Key = *key
+		}
+		if err := decodeHeaders(headers, &r.Message); err != nil {
+			return nil, fmt.Errorf("dead letter %d: %w", d.ID, err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// RetryDeadLetters implements dialect.Store.
+func (s *Store) RetryDeadLetters(ctx context.Context, ids []int64) (int64, error) {
+	tag, err := s.pool.Exec(ctx, s.q.deadRetry, ids)
+	if err != nil {
+		return 0, fmt.Errorf("retrying dead letters: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// PurgeDeadLetters implements dialect.Store.
+func (s *Store) PurgeDeadLetters(ctx context.Context, ids []int64) (int64, error) {
+	tag, err := s.pool.Exec(ctx, s.q.deadPurge, ids)
+	if err != nil {
+		return 0, fmt.Errorf("purging dead letters: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}

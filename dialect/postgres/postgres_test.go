@@ -1,0 +1,30 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox/dialect/dialecttest"
+	"github.com/outboxgo/outbox/dialect/postgres"
+	"github.com/outboxgo/outbox/internal/pgtest"
+)
+
+func newStore(t *testing.T) *postgres.Store {
+	t.Helper()
+	pool, schema := pgtest.Schema(t)
+	s, err := postgres.New(context.Background(), postgres.Config{Pool: pool, Table: schema + ".outbox"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.MigrateUp(context.Background()); err != nil {
+		t.Fatalf("MigrateUp: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	dialecttest.Run(t, func(t *testing.T) dialect.Store { return newStore(t) })
+}

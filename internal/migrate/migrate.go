@@ -1,0 +1,114 @@
+// Package migrate loads numbered SQL migrations embedded by a dialect and renders their table
+// names. Running them (and recording what ran) is the dialect's job.
+//
+// Files are named NNN_name.up.sql and NNN_name.down.sql. Their text is a text/template over
+// Names: {{.Table}}, {{.Dead}}, {{.Relays}} are quoted table names and {{.Name "_suffix"}} a
+// quoted unqualified name for constraints and indexes.
+package migrate
+
+import (
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"text/template"
+
+	"github.com/outboxgo/outbox/internal/sqlident"
+)
+
+// Migration is one numbered step.
+type Migration struct {
+	Version int
+	Name    string
+	Up      string
+	Down    string
+}
+
+// Names are the identifiers a migration template may use, already quoted.
+type Names struct {
+	Table  string
+	Dead   string
+	Relays string
+	base   string
+}
+
+// Name returns the quoted base table name (without schema) followed by suffix.
+func (n Names) Name(suffix string) string { return `"` + n.base + suffix + `"` }
+
+// NamesFor derives the template names of table t.
+func NamesFor(t sqlident.Table) Names {
+	return Names{
+		Table:  t.Quoted(),
+		Dead:   t.Derived("_dead").Quoted(),
+		Relays: t.Derived("_relays").Quoted(),
+		base:   t.Name,
+	}
+}
+
+// Load reads every migration in dir of fsys, renders it for names, and returns them by version.
+func Load(fsys fs.FS, dir string, names Names) ([]Migration, error) {
+	entries, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading migrations: %w", err)
+	}
+	byVersion := map[int]*Migration{}
+	for _, e := range entries {
+		file := e.Name()
+		var kind string
+		switch {
+		case strings.HasSuffix(file, ".up.sql"):
+			kind = "up"
+		case strings.HasSuffix(file, ".down.sql"):
+			kind = "down"
+		default:
+			continue
+		}
+		stem := strings.TrimSuffix(file, "."+kind+".sql")
+		num, name, ok := strings.Cut(stem, "_")
+		if !ok {
+			return nil, fmt.Errorf("migration %s: want NNN_name.%s.sql", file, kind)
+		}
+		v, err := strconv.Atoi(num)
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("migration %s: bad version %q", file, num)
+		}
+		raw, err := fs.ReadFile(fsys, path.Join(dir, file))
+		if err != nil {
+			return nil, fmt.Errorf("reading migration %s: %w", file, err)
+		}
+		tmpl, err := template.New(file).Option("missingkey=error").Parse(string(raw))
+		if err != nil {
+			return nil, fmt.Errorf("parsing migration %s: %w", file, err)
+		}
+		var b strings.Builder
+		if err := tmpl.Execute(&b, names); err != nil {
+			return nil, fmt.Errorf("rendering migration %s: %w", file, err)
+		}
+		m := byVersion[v]
+		if m == nil {
+			m = &Migration{Version: v, Name: name}
+			byVersion[v] = m
+		}
+		if kind == "up" {
+			m.Up = b.String()
+		} else {
+			m.Down = b.String()
+		}
+	}
+	out := make([]Migration, 0, len(byVersion))
+	for _, m := range byVersion {
+		if m.Up == "" || m.Down == "" {
+			return nil, fmt.Errorf("migration %d: needs both .up.sql and .down.sql", m.Version)
+		}
+		out = append(out, *m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	for i, m := range out {
+		if m.Version != i+1 {
+			return nil, fmt.Errorf("migrations must be numbered 1, 2, 3...: found %d at position %d", m.Version, i+1)
+		}
+	}
+	return out, nil
+}
