@@ -1,0 +1,294 @@
+// Package poll is the polling relay source: it claims batches from an outbox table through a
+// dialect.Store, splitting the key space among the live relays and their workers.
+package poll
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox/relay"
+)
+
+// Defaults.
+const (
+	DefaultBatchSize         = 1000
+	DefaultPollInterval      = 100 * time.Millisecond
+	DefaultWorkers           = 2
+	DefaultHeartbeatInterval = 2 * time.Second
+	DefaultMemberTTL         = 10 * time.Second
+	maxBlockedKeys           = 10000
+)
+
+// Config configures a Source.
+type Config struct {
+	Store dialect.Store
+	// BatchSize is the most messages one claim takes. Default 1000.
+	BatchSize int
+	// PollInterval is how long a worker waits after finding nothing. Default 100ms.
+	PollInterval time.Duration
+	// Workers is how many claims run concurrently (each on its own slice of the keys).
+	// Default 2.
+	Workers int
+	// RelayID names this relay in the membership table. Default host-pid-random.
+	RelayID string
+	// HeartbeatInterval and MemberTTL: a relay silent for MemberTTL is presumed dead and its
+	// share of the keys moves to the others. Defaults 2s and 10s.
+	HeartbeatInterval, MemberTTL time.Duration
+	// Retention keeps published rows (marked published_at) for this long instead of deleting
+	// them at once. 0 deletes on publish.
+	Retention time.Duration
+	Logger    *slog.Logger
+}
+
+// Source claims from a dialect.Store. It implements relay.Source, relay.Runner and
+// relay.Concurrent.
+type Source struct {
+	cfg    Config
+	logger *slog.Logger
+	slots  chan int
+	wake   chan struct{}
+	member atomic.Value // dialect.Membership
+
+	mu      sync.Mutex
+	blocked map[string]time.Time // key → when its head message becomes available
+}
+
+var (
+	_ relay.Source     = (*Source)(nil)
+	_ relay.Runner     = (*Source)(nil)
+	_ relay.Concurrent = (*Source)(nil)
+)
+
+// New validates cfg and returns a Source.
+func New(cfg Config) (*Source, error) {
+	if cfg.Store == nil {
+		return nil, &outbox.ConfigError{Field: "store", Reason: "required"}
+	}
+	cfg.BatchSize = cmp.Or(cfg.BatchSize, DefaultBatchSize)
+	cfg.PollInterval = cmp.Or(cfg.PollInterval, DefaultPollInterval)
+	cfg.Workers = cmp.Or(cfg.Workers, DefaultWorkers)
+	cfg.HeartbeatInterval = cmp.Or(cfg.HeartbeatInterval, DefaultHeartbeatInterval)
+	cfg.MemberTTL = cmp.Or(cfg.MemberTTL, DefaultMemberTTL)
+	if cfg.RelayID == "" {
+		cfg.RelayID = defaultRelayID()
+	}
+	switch {
+	case cfg.BatchSize < 1 || cfg.BatchSize > 100000:
+		return nil, &outbox.ConfigError{Field: "batch_size", Reason: "must be between 1 and 100000"}
+	case cfg.PollInterval < time.Millisecond:
+		return nil, &outbox.ConfigError{Field: "poll_interval", Reason: "must be at least 1ms"}
+	case cfg.Workers < 1 || cfg.Workers > 256:
+		return nil, &outbox.ConfigError{Field: "workers", Reason: "must be between 1 and 256"}
+	case cfg.HeartbeatInterval <= 0 || cfg.MemberTTL < 2*cfg.HeartbeatInterval:
+		return nil, &outbox.ConfigError{Field: "member_ttl", Reason: "must be at least twice heartbeat_interval"}
+	case cfg.Retention < 0:
+		return nil, &outbox.ConfigError{Field: "retention", Reason: "must not be negative"}
+	}
+	s := &Source{
+		cfg:     cfg,
+		logger:  cmp.Or(cfg.Logger, slog.Default()),
+		slots:   make(chan int, cfg.Workers),
+		wake:    make(chan struct{}),
+		blocked: make(map[string]time.Time),
+	}
+	for i := range cfg.Workers {
+		s.slots <- i
+	}
+	s.member.Store(dialect.Membership{Index: 0, Count: 1})
+	return s, nil
+}
+
+func defaultRelayID() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", cmp.Or(host, "relay"), os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// RelayID returns the id this relay registers under.
+func (s *Source) RelayID() string { return s.cfg.RelayID }
+
+// Concurrency implements relay.Concurrent.
+func (s *Source) Concurrency() int { return s.cfg.Workers }
+
+// Membership returns this relay's last known position among the live relays.
+func (s *Source) Membership() dialect.Membership { return s.member.Load().(dialect.Membership) }
+
+// Run heartbeats (and, with Retention, deletes expired published rows) until ctx ends, then
+// leaves the membership so the others take over at once.
+func (s *Source) Run(ctx context.Context) error {
+	s.heartbeat(ctx)
+	t := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := s.cfg.Store.Leave(lctx, s.cfg.RelayID); err != nil {
+				s.logger.Warn("leaving relay membership failed", slog.Any("error", err))
+			}
+			return nil
+		case <-t.C:
+			s.heartbeat(ctx)
+			if s.cfg.Retention > 0 {
+				s.cleanup(ctx)
+			}
+		}
+	}
+}
+
+func (s *Source) heartbeat(ctx context.Context) {
+	m, err := s.cfg.Store.Heartbeat(ctx, s.cfg.RelayID, s.cfg.MemberTTL)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.logger.Warn("relay heartbeat failed", slog.Any("error", err))
+		}
+		return
+	}
+	if old := s.Membership(); old != m {
+		s.logger.Info("relay membership changed", slog.String("relay_id", s.cfg.RelayID),
+			slog.Int("index", m.Index), slog.Int("relays", m.Count))
+		s.member.Store(m)
+	}
+}
+
+func (s *Source) cleanup(ctx context.Context) {
+	for ctx.Err() == nil {
+		n, err := s.cfg.Store.DeletePublished(ctx, s.cfg.Retention, 5000)
+		if err != nil {
+			s.logger.Warn("deleting published messages failed", slog.Any("error", err))
+			return
+		}
+		if n < 5000 {
+			return
+		}
+	}
+}
+
+// Wake makes idle workers poll now instead of at the end of their interval.
+func (s *Source) Wake() {
+	for {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+			return
+		}
+	}
+}
+
+// Next implements relay.Source: it claims a non-empty batch for one of the worker slots.
+func (s *Source) Next(ctx context.Context) (relay.Batch, error) {
+	var slot int
+	select {
+	case slot = <-s.slots:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	for {
+		m := s.Membership()
+		req := dialect.ClaimRequest{
+			Limit:      s.cfg.BatchSize,
+			Partition:  m.Index*s.cfg.Workers + slot,
+			Partitions: m.Count * s.cfg.Workers,
+			SkipKeys:   s.blockedKeys(),
+			Retain:     s.cfg.Retention > 0,
+		}
+		c, err := s.cfg.Store.Claim(ctx, req)
+		if err != nil {
+			s.slots <- slot
+			return nil, err
+		}
+		s.noteBlocked(c.Blocked(), time.Now().Add(s.cfg.PollInterval))
+		if len(c.Records()) > 0 {
+			return &batch{Claim: c, src: s, slot: slot}, nil
+		}
+		if err := c.Finish(ctx, dialect.Outcome{}); err != nil {
+			s.slots <- slot
+			return nil, err
+		}
+		t := time.NewTimer(s.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			s.slots <- slot
+			return nil, ctx.Err()
+		case <-s.wake:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Source) blockedKeys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.blocked) == 0 {
+		return nil
+	}
+	now := time.Now()
+	keys := make([]string, 0, len(s.blocked))
+	for k, until := range s.blocked {
+		if now.After(until) {
+			delete(s.blocked, k)
+			continue
+		}
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+func (s *Source) noteBlocked(keys []string, until time.Time) {
+	if len(keys) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range keys {
+		if len(s.blocked) >= maxBlockedKeys {
+			return // a hint only: the store's order check still holds the line
+		}
+		if until.After(s.blocked[k]) {
+			s.blocked[k] = until
+		}
+	}
+}
+
+type batch struct {
+	dialect.Claim
+	src  *Source
+	slot int
+	once sync.Once
+}
+
+// Finish implements relay.Batch. Keys with a retried message are remembered as blocked until
+// that message's backoff ends, so the next claims don't fill up with their later messages.
+func (b *batch) Finish(ctx context.Context, o dialect.Outcome) error {
+	err := b.Claim.Finish(ctx, o)
+	b.once.Do(func() {
+		if err == nil && len(o.Retry) > 0 {
+			keyOf := make(map[int64]string, len(o.Retry))
+			for _, r := range b.Records() {
+				keyOf[r.Seq] = r.Key
+			}
+			now := time.Now()
+			for _, r := range o.Retry {
+				if k := keyOf[r.Seq]; k != "" {
+					b.src.noteBlocked([]string{k}, now.Add(r.Delay))
+				}
+			}
+		}
+		b.src.slots <- b.slot
+	})
+	return err
+}
