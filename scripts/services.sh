@@ -28,10 +28,13 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 # Serialize concurrent runs (several engineers and CI share these services), so that two runs never
-# both start a service or both restart PostgreSQL.
-exec 9>/tmp/outbox-services.lock
+# both start a service or both restart PostgreSQL. Every command that may leave a daemon behind runs
+# with `9>&-` so that the daemon does not inherit (and hold forever) the lock.
+LOCK=/run/lock/outbox-test-services.lock
+[[ -d /run/lock ]] || LOCK=/tmp/outbox-test-services.lock
+exec 9>"$LOCK"
 if command -v flock >/dev/null 2>&1; then
-	flock -w 600 9 || die "could not take /tmp/outbox-services.lock within 600 s"
+	flock -w 600 9 || die "could not take $LOCK within 600 s (another services.sh is stuck?)"
 fi
 
 # port_open PORT: true if 127.0.0.1:PORT accepts a TCP connection.
@@ -69,7 +72,7 @@ command -v gcc >/dev/null || missing+=(gcc libc6-dev)
 if ((${#missing[@]})); then
 	say "installing: ${missing[*]}"
 	apt-get update -q >/dev/null || die "apt-get update failed"
-	apt-get install -y -q "${missing[@]}" >/dev/null || die "apt-get install -y ${missing[*]} failed"
+	apt-get install -y -q "${missing[@]}" >/dev/null 9>&- || die "apt-get install -y ${missing[*]} failed"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -89,26 +92,33 @@ pg_ver=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
 [[ -n $pg_ver ]] || die "postgres: no cluster under /etc/postgresql (try: pg_createcluster 15 main)"
 pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432 -t 2; }
 pg_psql() { psql -X -w -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p 5432 -U postgres -d postgres -At "$@"; }
+# One round trip (keeps the everything-is-up path fast): wal_level|max_connections|missing databases.
+pg_status() {
+	pg_psql -F '|' -c "select current_setting('wal_level'), current_setting('max_connections'),
+		coalesce((select string_agg(d, ' ') from unnest(array['test', 'postgres', 'root']) as d
+			where d not in (select datname from pg_database)), '')"
+}
 
 pg_state=up
-if ! pg_ready; then
-	pg_state=started
-	pg_ctlcluster --skip-systemctl-redirect "$pg_ver" main start || true
-	wait_for postgres "$WAIT_SECS" pg_ready
+if ! status=$(pg_status 2>/dev/null); then
+	if ! pg_ready; then
+		pg_state=started
+		pg_ctlcluster --skip-systemctl-redirect "$pg_ver" main start 9>&- || true
+		wait_for postgres "$WAIT_SECS" pg_ready
+	fi
+	if ! status=$(pg_status 2>/dev/null); then
+		# Trust auth for local TCP and the socket (a fresh Debian install has peer/scram). Reload only.
+		hba="/etc/postgresql/$pg_ver/main/pg_hba.conf"
+		[[ -f $hba ]] || die "postgres: cannot connect as postgres over TCP and $hba is missing"
+		sed -i '1i local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+		pg_ctlcluster --skip-systemctl-redirect "$pg_ver" main reload 9>&-
+		wait_for "postgres (trust auth for postgres@127.0.0.1)" 15 pg_status
+		status=$(pg_status)
+		pg_state="$pg_state, trust auth set"
+	fi
 fi
+IFS='|' read -r wal_level max_conn pg_missing_dbs <<<"$status"
 
-# Trust auth for local TCP and the socket (a fresh Debian install has peer/scram). Reload only.
-if ! pg_psql -c 'select 1' >/dev/null 2>&1; then
-	hba="/etc/postgresql/$pg_ver/main/pg_hba.conf"
-	[[ -f $hba ]] || die "postgres: cannot connect as postgres over TCP and $hba is missing"
-	sed -i '1i local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
-	pg_ctlcluster --skip-systemctl-redirect "$pg_ver" main reload
-	wait_for "postgres (trust auth)" 15 pg_psql -c 'select 1'
-	pg_state="$pg_state, trust auth set"
-fi
-
-wal_level=$(pg_psql -c 'show wal_level')
-max_conn=$(pg_psql -c 'show max_connections')
 pg_changed=()
 if [[ $wal_level != logical ]]; then
 	pg_psql -c 'ALTER SYSTEM SET wal_level = logical'
@@ -120,21 +130,18 @@ if ((max_conn < 200)); then
 fi
 if ((${#pg_changed[@]})); then
 	say "postgres: restarting once to apply ${pg_changed[*]}"
-	pg_ctlcluster --skip-systemctl-redirect "$pg_ver" main restart
+	pg_ctlcluster --skip-systemctl-redirect "$pg_ver" main restart 9>&-
 	wait_for postgres "$WAIT_SECS" pg_ready
-	wait_for postgres "$WAIT_SECS" pg_psql -c 'select 1'
-	wal_level=$(pg_psql -c 'show wal_level')
-	max_conn=$(pg_psql -c 'show max_connections')
+	wait_for postgres "$WAIT_SECS" pg_status
+	IFS='|' read -r wal_level max_conn pg_missing_dbs <<<"$(pg_status)"
 	[[ $wal_level == logical ]] || die "postgres: wal_level is still '$wal_level' after restart"
 	((max_conn >= 200)) || die "postgres: max_connections is still $max_conn after restart"
 	pg_state="$pg_state, restarted"
 fi
 
-for db in test postgres root; do
-	if [[ -z $(pg_psql -c "select 1 from pg_database where datname = '$db'") ]]; then
-		pg_psql -c "CREATE DATABASE \"$db\""
-		pg_state="$pg_state, created db $db"
-	fi
+for db in $pg_missing_dbs; do
+	pg_psql -c "CREATE DATABASE \"$db\""
+	pg_state="$pg_state, created db $db"
 done
 say "postgres: $pg_state (wal_level=$wal_level, max_connections=$max_conn)"
 
@@ -143,30 +150,33 @@ say "postgres: $pg_state (wal_level=$wal_level, max_connections=$max_conn)"
 # ---------------------------------------------------------------------------------------------
 my_tcp() { mariadb -h 127.0.0.1 -P 3306 -u root --connect-timeout=5 -N -B "$@"; }
 my_state=up
-if ! port_open 3306; then
-	my_state=started
-	install -d -o mysql -g mysql /run/mysqld
-	# mariadbd refuses to run as root: a fresh Debian config leaves `user` to systemd.
-	if ! my_print_defaults --mysqld 2>/dev/null | grep -q '^--user='; then
-		[[ -d /etc/mysql/mariadb.conf.d ]] || die "mariadb: no user= in its config and no /etc/mysql/mariadb.conf.d"
-		printf '[mysqld]\nuser = mysql\nbind-address = 127.0.0.1\nport = 3306\n' >/etc/mysql/mariadb.conf.d/60-outbox-tests.cnf
+# Fast path: one query that both logs in and tells whether database test exists.
+if ! my_has_test=$(my_tcp -e "show databases like 'test'" 2>/dev/null); then
+	if ! port_open 3306; then
+		my_state=started
+		install -d -o mysql -g mysql /run/mysqld
+		# mariadbd refuses to run as root: a fresh Debian config leaves `user` to systemd.
+		if ! my_print_defaults --mysqld 2>/dev/null | grep -q '^--user='; then
+			[[ -d /etc/mysql/mariadb.conf.d ]] || die "mariadb: no user= in its config and no /etc/mysql/mariadb.conf.d"
+			printf '[mysqld]\nuser = mysql\nbind-address = 127.0.0.1\nport = 3306\n' >/etc/mysql/mariadb.conf.d/60-outbox-tests.cnf
+		fi
+		start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd 9>&-
+		wait_for mariadb "$WAIT_SECS" port_open 3306
 	fi
-	start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
-	wait_for mariadb "$WAIT_SECS" port_open 3306
+	wait_for mariadb 30 mariadb-admin --connect-timeout=2 -h 127.0.0.1 -P 3306 -u root --silent ping
+	# Root with an empty password over TCP (a fresh Debian install has unix_socket only).
+	if ! my_tcp -e 'select 1' >/dev/null 2>&1; then
+		mariadb -u root --protocol=socket -e "
+			ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('') OR unix_socket;
+			CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '';
+			GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+			FLUSH PRIVILEGES;" || die "mariadb: cannot set up root with an empty password"
+		my_tcp -e 'select 1' >/dev/null || die "mariadb: root with an empty password still cannot log in over TCP"
+		my_state="$my_state, root password set"
+	fi
+	my_has_test=$(my_tcp -e "show databases like 'test'")
 fi
-wait_for mariadb 30 mariadb-admin --connect-timeout=2 -h 127.0.0.1 -P 3306 -u root --silent ping
-
-# Root with an empty password over TCP (a fresh Debian install has unix_socket only).
-if ! my_tcp -e 'select 1' >/dev/null 2>&1; then
-	mariadb -u root --protocol=socket -e "
-		ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('') OR unix_socket;
-		CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '';
-		GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
-		FLUSH PRIVILEGES;" || die "mariadb: cannot set up root with an empty password"
-	my_tcp -e 'select 1' >/dev/null || die "mariadb: root with an empty password still cannot log in over TCP"
-	my_state="$my_state, root password set"
-fi
-if [[ -z $(my_tcp -e "show databases like 'test'") ]]; then
+if [[ -z $my_has_test ]]; then
 	my_tcp -e 'CREATE DATABASE IF NOT EXISTS test'
 	my_state="$my_state, created db test"
 fi
@@ -183,7 +193,7 @@ ensure() {
 		say "$name: up"
 		return
 	fi
-	"$@" >/dev/null 2>&1 || echo "$name: start command exited non-zero; waiting for the port anyway" >&2
+	"$@" >/dev/null 2>&1 9>&- || echo "$name: start command exited non-zero; waiting for the port anyway" >&2
 	wait_for "$name" "$secs" port_open "$port"
 	say "$name: started"
 }
