@@ -29,7 +29,7 @@ type bundle struct {
 	writer *outbox.Writer
 }
 
-func setup(t *testing.T) *bundle {
+func setup(t testing.TB) *bundle {
 	t.Helper()
 	pool, schema := pgtest.Schema(t)
 	table := schema + ".outbox"
@@ -98,7 +98,7 @@ func (s *memSink) unique() int {
 }
 
 // startRelay runs a relay until the test ends (or the returned stop is called).
-func startRelay(t *testing.T, b *bundle, sk sink.Sink, pcfg poll.Config, rcfg relay.Config) (stop func()) {
+func startRelay(t testing.TB, b *bundle, sk sink.Sink, pcfg poll.Config, rcfg relay.Config) (stop func()) {
 	t.Helper()
 	pcfg.Store = b.store
 	if pcfg.PollInterval == 0 {
@@ -500,4 +500,28 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Field != "table" {
 		t.Fatalf("postgres.New(bad table) = %v, want ConfigError on table", err)
 	}
+}
+
+// TestSlowCommitNotSkipped: a transaction that took its id early and commits late is still
+// published, although later ids were published (and deleted) meanwhile.
+func TestSlowCommitNotSkipped(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	sk := newMemSink()
+	startRelay(t, b, sk, poll.Config{}, relay.Config{})
+	ctx := context.Background()
+	slow, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Rollback(ctx) //nolint:errcheck // after Commit it is a no-op
+	if err := b.writer.Enqueue(ctx, slow, outbox.Message{Topic: "t", Key: "slow", Payload: []byte("slow:0")}); err != nil {
+		t.Fatal(err)
+	}
+	n := produce(t, b, 10, 10, 10)
+	waitFor(t, 20*time.Second, "the fast transactions", func() bool { return sk.unique() == n })
+	if err := slow.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the slow transaction's message", func() bool { return sk.unique() == n+1 })
 }

@@ -1,5 +1,3 @@
-// Package poll is the polling relay source: it claims batches from an outbox table through a
-// dialect.Store, splitting the key space among the live relays and their workers.
 package poll
 
 import (
