@@ -1,0 +1,299 @@
+package sqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect"
+)
+
+// holds are the messages held by the Store's open claims, and how many of them each key has.
+// A claim holds a prefix of its keys' unpublished messages, so any other message of a held
+// key comes later and must wait.
+type holds struct {
+	ids  map[int64]struct{}
+	keys map[string]int
+}
+
+func (h *holds) add(cs []candidate) {
+	for _, c := range cs {
+		h.ids[c.id] = struct{}{}
+		if c.key != "" {
+			h.keys[c.key]++
+		}
+	}
+}
+
+func (h *holds) remove(cs []candidate) {
+	for _, c := range cs {
+		delete(h.ids, c.id)
+		if c.key != "" {
+			if h.keys[c.key]--; h.keys[c.key] <= 0 {
+				delete(h.keys, c.key)
+			}
+		}
+	}
+}
+
+// partitionOf places a message in one of parts partitions by FNV-1a of its key (or its
+// message_id when it has no key), so all messages of a key land in the same partition.
+func partitionOf(key, messageID string, parts int) int {
+	h := fnv.New32a()
+	if key != "" {
+		h.Write([]byte(key))
+	} else {
+		h.Write([]byte(messageID))
+	}
+	return int(h.Sum32() % uint32(parts))
+}
+
+var errLimit = errors.New("claim: limit must be positive")
+
+// candidate is a row the scan chose; its columns are fetched afterwards.
+type candidate struct {
+	id  int64
+	key string
+}
+
+// Claim implements dialect.Store.
+//
+// SQLite has a single writer, so a claim does not hold a transaction (that would stop every
+// producer while the batch is being published): the Store records the claimed messages in
+// memory, and other claims skip them and every later message of their keys. Nothing is
+// written until Finish, so a relay that dies simply forgets its claims.
+func (s *Store) Claim(ctx context.Context, req dialect.ClaimRequest) (dialect.Claim, error) {
+	if req.Limit <= 0 {
+		return nil, errLimit
+	}
+	skip := "[]"
+	if len(req.SkipKeys) > 0 {
+		b, err := json.Marshal(req.SkipKeys)
+		if err != nil {
+			return nil, fmt.Errorf("claiming: encoding skip keys: %w", err)
+		}
+		skip = string(b)
+	}
+	chosen, blocked, err := s.choose(ctx, req, skip)
+	if err != nil {
+		return nil, fmt.Errorf("claiming: %w", err)
+	}
+	c := &claim{s: s, retain: req.Retain, held: chosen, blocked: blocked}
+	if len(chosen) == 0 {
+		c.done = true
+		return c, nil
+	}
+	// The rows are held now: no other claim or Finish changes them, so they are read
+	// without the lock.
+	recs, err := s.fetch(ctx, chosen)
+	if err != nil {
+		c.release()
+		return nil, fmt.Errorf("claiming: %w", err)
+	}
+	if len(recs) != len(chosen) {
+		// Only another process can have changed held rows.
+		s.logger.WarnContext(ctx, "sqlite outbox: claimed messages vanished before they were read; is another relay using this database file?",
+			slog.String("table", s.table.Name), slog.Int("claimed", len(chosen)), slog.Int("read", len(recs)))
+	}
+	c.recs = recs
+	return c, nil
+}
+
+// choose scans the ready messages in id order and holds up to req.Limit of them whose keys
+// are not blocked. It returns the chosen rows and the keys it found blocked.
+func (s *Store) choose(ctx context.Context, req dialect.ClaimRequest, skip string) ([]candidate, []string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rows, err := s.db.QueryContext(ctx, s.q.scan, time.Now().UnixMicro(), skip)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var (
+		chosen     []candidate
+		blocked    []string
+		blockedSet = map[string]struct{}{}
+	)
+	for len(chosen) < req.Limit && rows.Next() {
+		var (
+			id     int64
+			key    sql.NullString
+			mid    string
+			behind bool
+		)
+		if err := rows.Scan(&id, &key, &mid, &behind); err != nil {
+			return nil, nil, err
+		}
+		if req.Partitions > 1 && partitionOf(key.String, mid, req.Partitions) != req.Partition {
+			continue
+		}
+		if _, ok := s.held.ids[id]; ok {
+			continue // in another claim; any later message of its key is blocked below
+		}
+		if k := key.String; key.Valid && k != "" {
+			if _, ok := blockedSet[k]; ok {
+				continue
+			}
+			if behind || s.held.keys[k] > 0 {
+				blockedSet[k] = struct{}{}
+				blocked = append(blocked, k)
+				continue
+			}
+		}
+		chosen = append(chosen, candidate{id: id, key: key.String})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	s.held.add(chosen)
+	return chosen, blocked, nil
+}
+
+func (s *Store) fetch(ctx context.Context, chosen []candidate) ([]outbox.Record, error) {
+	ids := make([]int64, len(chosen))
+	for i, c := range chosen {
+		ids[i] = c.id
+	}
+	rows, err := s.db.QueryContext(ctx, s.q.fetch, jsonIDs(ids))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	recs := make([]outbox.Record, 0, len(chosen))
+	for rows.Next() {
+		var (
+			r         outbox.Record
+			id        string
+			key       sql.NullString
+			headers   []byte
+			createdUS int64
+		)
+		if err := rows.Scan(&r.Seq, &id, &r.Topic, &key, &r.Type, &r.Payload, &headers, &createdUS, &r.Attempts); err != nil {
+			return nil, err
+		}
+		if r.ID, err = uuid.Parse(id); err != nil {
+			return nil, fmt.Errorf("message %d: message_id: %w", r.Seq, err)
+		}
+		r.Key = key.String
+		r.CreatedAt = time.UnixMicro(createdUS)
+		if err := decodeHeaders(headers, &r.Message); err != nil {
+			return nil, fmt.Errorf("message %d: %w", r.Seq, err)
+		}
+		recs = append(recs, r)
+	}
+	return recs, rows.Err()
+}
+
+type claim struct {
+	s       *Store
+	retain  bool
+	held    []candidate // registered in s.held until Finish
+	recs    []outbox.Record
+	blocked []string
+	done    bool
+}
+
+func (c *claim) Records() []outbox.Record { return c.recs }
+func (c *claim) Blocked() []string        { return c.blocked }
+
+func (c *claim) release() {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	c.s.held.remove(c.held)
+}
+
+// Finish implements dialect.Claim. The outcome is applied in one write transaction; the
+// claim's messages are released when it has committed or failed, never before, so no other
+// claim can see them between the two.
+func (c *claim) Finish(ctx context.Context, o dialect.Outcome) error {
+	if c.done {
+		return nil
+	}
+	c.done = true
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer s.held.remove(c.held)
+	if len(o.Published)+len(o.Retry)+len(o.Dead) == 0 {
+		return nil
+	}
+	if err := c.check(o); err != nil {
+		return fmt.Errorf("finishing claim: %w", err)
+	}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		now := time.Now().UnixMicro() // after BEGIN, which may have waited for the write lock
+		if len(o.Published) > 0 {
+			var err error
+			if c.retain {
+				_, err = tx.ExecContext(ctx, s.q.markPublished, now, jsonIDs(o.Published))
+			} else {
+				_, err = tx.ExecContext(ctx, s.q.del, jsonIDs(o.Published))
+			}
+			if err != nil {
+				return fmt.Errorf("removing published: %w", err)
+			}
+		}
+		for _, r := range o.Retry {
+			at := now + max(r.Delay, 0).Microseconds()
+			if _, err := tx.ExecContext(ctx, s.q.retry, at, r.Error, r.Seq); err != nil {
+				return fmt.Errorf("scheduling retry of %d: %w", r.Seq, err)
+			}
+		}
+		// In id order, so dead letters of one key keep their order.
+		dead := slices.SortedFunc(slices.Values(o.Dead), func(a, b dialect.Dead) int { return cmp.Compare(a.Seq, b.Seq) })
+		for _, d := range dead {
+			if _, err := tx.ExecContext(ctx, s.q.toDead, d.Error, now, d.Seq); err != nil {
+				return fmt.Errorf("dead-lettering %d: %w", d.Seq, err)
+			}
+			if _, err := tx.ExecContext(ctx, s.q.delOne, d.Seq); err != nil {
+				return fmt.Errorf("dead-lettering %d: %w", d.Seq, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("finishing claim: %w", err)
+	}
+	return nil
+}
+
+// check refuses an outcome naming a message this claim does not hold: it may be held by
+// another claim, and changing it would break that claim's order.
+func (c *claim) check(o dialect.Outcome) error {
+	mine := make(map[int64]struct{}, len(c.recs))
+	for i := range c.recs {
+		mine[c.recs[i].Seq] = struct{}{}
+	}
+	in := func(seq int64) error {
+		if _, ok := mine[seq]; !ok {
+			return fmt.Errorf("message %d is not in this claim", seq)
+		}
+		return nil
+	}
+	for _, seq := range o.Published {
+		if err := in(seq); err != nil {
+			return err
+		}
+	}
+	for _, r := range o.Retry {
+		if err := in(r.Seq); err != nil {
+			return err
+		}
+	}
+	for _, d := range o.Dead {
+		if err := in(d.Seq); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,518 @@
+package sqlite_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox/dialect/dialecttest"
+	"github.com/outboxgo/outbox/dialect/sqlite"
+)
+
+func ctxT(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// newStore returns a migrated store on a fresh database file.
+func newStore(t *testing.T) *sqlite.Store {
+	t.Helper()
+	s, err := sqlite.New(ctxT(t), sqlite.Config{Path: filepath.Join(t.TempDir(), "outbox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if _, err := s.MigrateUp(ctxT(t)); err != nil {
+		t.Fatalf("MigrateUp: %v", err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	dialecttest.Run(t, func(t *testing.T) dialect.Store { return newStore(t) })
+}
+
+func msg(key string, n int) outbox.Message {
+	return outbox.Message{Topic: "orders", Key: key, Payload: []byte(strconv.Itoa(n))}
+}
+
+func claim(t *testing.T, s *sqlite.Store, req dialect.ClaimRequest) dialect.Claim {
+	t.Helper()
+	if req.Limit == 0 {
+		req.Limit = 100
+	}
+	c, err := s.Claim(ctxT(t), req)
+	if err != nil {
+		t.Fatalf("Claim: %v", err)
+	}
+	return c
+}
+
+func seqs(recs []outbox.Record) []int64 {
+	out := make([]int64, len(recs))
+	for i := range recs {
+		out[i] = recs[i].Seq
+	}
+	return out
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tests := []struct {
+		name  string
+		cfg   sqlite.Config
+		field string
+	}{
+		{"schema-qualified table", sqlite.Config{Path: filepath.Join(dir, "a.db"), Table: "app.outbox"}, "table"},
+		{"injection in table", sqlite.Config{Path: filepath.Join(dir, "b.db"), Table: "x; drop"}, "table"},
+		{"quote in table", sqlite.Config{Path: filepath.Join(dir, "c.db"), Table: `x"y`}, "table"},
+		{"reserved table", sqlite.Config{Path: filepath.Join(dir, "d.db"), Table: "sqlite_outbox"}, "table"},
+		{"no database", sqlite.Config{}, "path"},
+		{"in-memory database", sqlite.Config{Path: ":memory:"}, "path"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, err := sqlite.New(ctxT(t), tt.cfg)
+			var ce *outbox.ConfigError
+			if !errors.As(err, &ce) || ce.Field != tt.field {
+				if s != nil {
+					_ = s.Close()
+				}
+				t.Fatalf("New(%+v) = %v, want a ConfigError for field %q", tt.cfg, err, tt.field)
+			}
+			if !errors.Is(err, outbox.ErrInvalidConfig) {
+				t.Errorf("error %v does not wrap ErrInvalidConfig", err)
+			}
+		})
+	}
+	// A refused configuration creates no file.
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("refused configurations created files: %v", entries)
+	}
+}
+
+func TestCustomTableAndCallerDB(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	owner, err := sqlite.New(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "app.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close()
+	s, err := sqlite.New(ctx, sqlite.Config{DB: owner.DB(), Table: "events"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.MigrateUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Enqueue(ctx, msg("k", 1)); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := owner.DB().QueryRowContext(ctx, `SELECT count(*) FROM "events"`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("rows in events = %d, %v; want 1", n, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The caller's DB stays open.
+	if err := owner.DB().PingContext(ctx); err != nil {
+		t.Fatalf("Close closed the caller's DB: %v", err)
+	}
+}
+
+func TestEnqueueRolledBackLeavesNothing(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := ctxT(t)
+	tx, err := s.DB().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Writer().Enqueue(ctx, tx, msg("a", 1), msg("", 2)); err != nil {
+		t.Fatal(err)
+	}
+	var inside int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM outbox`).Scan(&inside); err != nil || inside != 2 {
+		t.Fatalf("rows inside the transaction = %d, %v; want 2", inside, err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Stats(ctx)
+	if err != nil || st.Pending != 0 {
+		t.Fatalf("Stats after rollback = %+v, %v; want nothing pending", st, err)
+	}
+	c := claim(t, s, dialect.ClaimRequest{})
+	if n := len(c.Records()); n != 0 {
+		t.Fatalf("claimed %d rolled-back messages", n)
+	}
+	if err := c.Finish(ctx, dialect.Outcome{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An open claim holds no lock: producers commit at once, not after the batch is published.
+func TestOpenClaimDoesNotBlockProducers(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := ctxT(t)
+	if err := s.Enqueue(ctx, msg("a", 1)); err != nil {
+		t.Fatal(err)
+	}
+	c := claim(t, s, dialect.ClaimRequest{})
+	if len(c.Records()) != 1 {
+		t.Fatalf("claimed %d, want 1", len(c.Records()))
+	}
+	start := time.Now()
+	tx, err := s.DB().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Writer().Enqueue(ctx, tx, msg("a", 2), msg("b", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > sqlite.BusyTimeout/2 {
+		t.Fatalf("producer took %v while a claim was open", d)
+	}
+	// a2 waits behind a1, which the open claim holds; b1 is free.
+	c2 := claim(t, s, dialect.ClaimRequest{})
+	if got := c2.Records(); len(got) != 1 || got[0].Key != "b" {
+		t.Fatalf("second claim = %+v, want only b1", got)
+	}
+	if !slices.Equal(c2.Blocked(), []string{"a"}) {
+		t.Errorf("Blocked() = %v, want [a]", c2.Blocked())
+	}
+	if err := c2.Finish(ctx, dialect.Outcome{Published: seqs(c2.Records())}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Finish(ctx, dialect.Outcome{Published: seqs(c.Records())}); err != nil {
+		t.Fatal(err)
+	}
+	c3 := claim(t, s, dialect.ClaimRequest{})
+	if got := c3.Records(); len(got) != 1 || got[0].Key != "a" || string(got[0].Payload) != "2" {
+		t.Fatalf("third claim = %+v, want a2", got)
+	}
+	if err := c3.Finish(ctx, dialect.Outcome{Published: seqs(c3.Records())}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// SQLite has one writer: a producer committing while another write transaction holds the lock
+// waits for it (busy timeout) and then succeeds; so does a Finish.
+func TestWritersWaitForTheWriteLock(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := ctxT(t)
+	if err := s.Enqueue(ctx, msg("a", 1)); err != nil {
+		t.Fatal(err)
+	}
+	c := claim(t, s, dialect.ClaimRequest{})
+
+	// A business transaction that takes its time: it holds the write lock from BEGIN.
+	holder, err := s.DB().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Writer().Enqueue(ctx, holder, msg("b", 1)); err != nil {
+		t.Fatal(err)
+	}
+
+	produced := make(chan error, 1)
+	go func() { produced <- s.Enqueue(ctx, msg("c", 1)) }()
+	finished := make(chan error, 1)
+	go func() { finished <- c.Finish(ctx, dialect.Outcome{Published: seqs(c.Records())}) }()
+
+	select {
+	case err := <-produced:
+		t.Fatalf("producer committed while another transaction held the write lock: %v", err)
+	case err := <-finished:
+		t.Fatalf("Finish committed while another transaction held the write lock: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := holder.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		select {
+		case err := <-produced:
+			if err != nil {
+				t.Fatalf("waiting producer: %v", err)
+			}
+		case err := <-finished:
+			if err != nil {
+				t.Fatalf("waiting Finish: %v", err)
+			}
+		case <-ctx.Done():
+			t.Fatal("writers never got the lock")
+		}
+	}
+	c2 := claim(t, s, dialect.ClaimRequest{})
+	var keys []string
+	for _, r := range c2.Records() {
+		keys = append(keys, r.Key)
+	}
+	if !slices.Equal(keys, []string{"b", "c"}) {
+		t.Fatalf("claimed keys %v, want [b c] (a was published)", keys)
+	}
+	if err := c2.Finish(ctx, dialect.Outcome{Published: seqs(c2.Records())}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBackoffBlocksKey(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := ctxT(t)
+	if err := s.Enqueue(ctx, msg("a", 1), msg("a", 2), msg("", 3)); err != nil {
+		t.Fatal(err)
+	}
+	c := claim(t, s, dialect.ClaimRequest{Limit: 1})
+	if err := c.Finish(ctx, dialect.Outcome{Retry: []dialect.Retry{{Seq: c.Records()[0].Seq, Delay: time.Hour, Error: "down"}}}); err != nil {
+		t.Fatal(err)
+	}
+	c = claim(t, s, dialect.ClaimRequest{})
+	if got := c.Records(); len(got) != 1 || got[0].Key != "" {
+		t.Fatalf("claimed %+v, want only the keyless message", got)
+	}
+	if !slices.Equal(c.Blocked(), []string{"a"}) {
+		t.Errorf("Blocked() = %v, want [a]", c.Blocked())
+	}
+	if err := c.Finish(ctx, dialect.Outcome{}); err != nil {
+		t.Fatal(err)
+	}
+	// SkipKeys keeps the blocked key out of the scan altogether.
+	c = claim(t, s, dialect.ClaimRequest{SkipKeys: []string{"a"}})
+	if len(c.Records()) != 1 || len(c.Blocked()) != 0 {
+		t.Fatalf("with SkipKeys: records %+v, blocked %v", c.Records(), c.Blocked())
+	}
+	if err := c.Finish(ctx, dialect.Outcome{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFinishRefusesForeignMessages(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := ctxT(t)
+	if err := s.Enqueue(ctx, msg("a", 1), msg("b", 1)); err != nil {
+		t.Fatal(err)
+	}
+	first := claim(t, s, dialect.ClaimRequest{Limit: 1})
+	second := claim(t, s, dialect.ClaimRequest{Limit: 1})
+	if len(first.Records()) != 1 || len(second.Records()) != 1 {
+		t.Fatalf("claims = %v, %v", first.Records(), second.Records())
+	}
+	err := first.Finish(ctx, dialect.Outcome{Published: []int64{first.Records()[0].Seq, second.Records()[0].Seq}})
+	if err == nil {
+		t.Fatal("Finish with another claim's message: want error")
+	}
+	if err := second.Finish(ctx, dialect.Outcome{Published: seqs(second.Records())}); err != nil {
+		t.Fatal(err)
+	}
+	// The failed Finish changed nothing and released its message.
+	c := claim(t, s, dialect.ClaimRequest{})
+	if got := c.Records(); len(got) != 1 || got[0].Key != "a" || got[0].Attempts != 0 {
+		t.Fatalf("after refused Finish: %+v, want a1 unchanged", got)
+	}
+	if err := c.Finish(ctx, dialect.Outcome{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPartitionsIncludeKeylessMessages(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := ctxT(t)
+	var msgs []outbox.Message
+	for i := range 50 {
+		msgs = append(msgs, msg("", i))
+	}
+	if err := s.Enqueue(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for p := range 4 {
+		c := claim(t, s, dialect.ClaimRequest{Partition: p, Partitions: 4})
+		total += len(c.Records())
+		if err := c.Finish(ctx, dialect.Outcome{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if total != 50 {
+		t.Fatalf("partitions covered %d keyless messages, want 50", total)
+	}
+}
+
+// Producers and relay workers run together; every message is published once, in order per
+// key, through retries.
+func TestConcurrentProducersAndWorkers(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := ctxT(t)
+	const (
+		producers   = 4
+		perProducer = 150
+		workers     = 3
+	)
+	var (
+		mu        sync.Mutex
+		published = map[string][]int{} // key → payload numbers in publish order
+		count     int
+	)
+	var prodWG sync.WaitGroup
+	for p := range producers {
+		prodWG.Add(1)
+		go func() {
+			defer prodWG.Done()
+			// Each producer owns its keys, so its commit order is the order to check.
+			for i := 0; i < perProducer; i += 3 {
+				tx, err := s.DB().BeginTx(ctx, nil)
+				if err != nil {
+					t.Errorf("begin: %v", err)
+					return
+				}
+				var batch []outbox.Message
+				for j := i; j < i+3; j++ {
+					batch = append(batch, msg(fmt.Sprintf("p%d-k%d", p, j%5), j))
+				}
+				if err := s.Writer().Enqueue(ctx, tx, batch...); err != nil {
+					t.Errorf("enqueue: %v", err)
+					_ = tx.Rollback()
+					return
+				}
+				if err := tx.Commit(); err != nil {
+					t.Errorf("commit: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	var workWG sync.WaitGroup
+	for w := range workers {
+		workWG.Add(1)
+		go func() {
+			defer workWG.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				c, err := s.Claim(ctx, dialect.ClaimRequest{Limit: 20})
+				if err != nil {
+					t.Errorf("claim: %v", err)
+					return
+				}
+				var o dialect.Outcome
+				failed := map[string]bool{}
+				mu.Lock()
+				for _, r := range c.Records() {
+					switch {
+					case failed[r.Key]:
+						// released: a later message never overtakes a failed one
+					case rng.IntN(10) == 0:
+						failed[r.Key] = true
+						o.Retry = append(o.Retry, dialect.Retry{Seq: r.Seq, Delay: time.Millisecond, Error: "flaky"})
+					default:
+						n, _ := strconv.Atoi(string(r.Payload))
+						published[r.Key] = append(published[r.Key], n)
+						count++
+						o.Published = append(o.Published, r.Seq)
+					}
+				}
+				mu.Unlock()
+				if err := c.Finish(ctx, o); err != nil {
+					t.Errorf("finish: %v", err)
+					return
+				}
+				if len(c.Records()) == 0 {
+					time.Sleep(time.Millisecond) // idle poll
+				}
+			}
+		}()
+	}
+	prodWG.Wait()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := count
+		mu.Unlock()
+		if n >= producers*perProducer || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(done)
+	workWG.Wait()
+	if count != producers*perProducer {
+		t.Fatalf("published %d messages, want %d", count, producers*perProducer)
+	}
+	for key, ns := range published {
+		if !slices.IsSorted(ns) || len(slices.Compact(slices.Clone(ns))) != len(ns) {
+			t.Errorf("key %s published out of order or twice: %v", key, ns)
+		}
+	}
+	st, err := s.Stats(ctx)
+	if err != nil || st.Pending != 0 {
+		t.Fatalf("Stats = %+v, %v; want nothing pending", st, err)
+	}
+}
+
+// Writers in other languages insert plain rows; the defaults and checks keep them claimable.
+func TestPlainInsertFromOtherWriters(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := ctxT(t)
+	id := outbox.NewID()
+	if _, err := s.DB().ExecContext(ctx, `INSERT INTO outbox (message_id, topic, key, payload, headers) VALUES (?, 'orders', 'k', ?, '{"a":"b","n":1}')`,
+		id.String(), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{
+		`INSERT INTO outbox (message_id, topic, headers) VALUES ('m1', 'orders', '[]')`,
+		`INSERT INTO outbox (message_id, topic, headers) VALUES ('m2', 'orders', 'not json')`,
+		`INSERT INTO outbox (message_id, topic, created_at) VALUES ('m3', 'orders', '2024-01-01T00:00:00Z')`,
+		`INSERT INTO outbox (message_id, topic, available_at) VALUES ('m4', 'orders', '2024-01-01T00:00:00Z')`,
+	} {
+		if _, err := s.DB().ExecContext(ctx, bad); err == nil {
+			t.Errorf("%s: want a constraint error", bad)
+		}
+	}
+	c := claim(t, s, dialect.ClaimRequest{})
+	recs := c.Records()
+	if len(recs) != 1 {
+		t.Fatalf("claimed %d, want 1", len(recs))
+	}
+	r := recs[0]
+	if r.ID != id || r.Key != "k" || r.Type != "" || r.Headers["a"] != "b" || r.Headers["n"] != "1" {
+		t.Errorf("record = %+v", r)
+	}
+	if d := time.Since(r.CreatedAt); d < -time.Minute || d > time.Minute {
+		t.Errorf("created_at %v not near now", r.CreatedAt)
+	}
+	if err := c.Finish(ctx, dialect.Outcome{Published: seqs(recs)}); err != nil {
+		t.Fatal(err)
+	}
+}
