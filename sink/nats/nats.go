@@ -1,0 +1,266 @@
+package nats
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/sink"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultURL            = natsgo.DefaultURL
+	DefaultSource         = "outbox"
+	DefaultPublishTimeout = 5 * time.Second
+	DefaultMaxPending     = 4096
+	DefaultReconnectWait  = 500 * time.Millisecond
+)
+
+// ErrClosed is returned for every message published after Close.
+var ErrClosed = errors.New("nats sink: closed")
+
+// Config configures a Sink. The zero value publishes to nats://127.0.0.1:4222.
+type Config struct {
+	// URL is the server address, or several separated by commas. Default DefaultURL.
+	// Mutually exclusive with Conn.
+	URL string
+	// Conn is an existing connection to publish on. The sink does not close it. For the
+	// per-key order guarantee across reconnects, create it with nats.ReconnectBufSize(-1) so
+	// that nothing is buffered while disconnected (the sink makes its own connection so).
+	Conn *natsgo.Conn
+	// Name is the client connection name shown by the server. Default "outbox-relay".
+	Name string
+	// Source is the CloudEvents source attribute: the name of the producing service.
+	// Default DefaultSource.
+	Source string
+	// SubjectPrefix is put before every topic: subject = SubjectPrefix + topic.
+	SubjectPrefix string
+	// Stream, when set, is created (or updated to this configuration) before the first
+	// publish. When NATS is unreachable at New, it is created on the first Publish that can.
+	Stream *jetstream.StreamConfig
+	// PublishTimeout bounds one Publish call: messages not acknowledged by JetStream by then
+	// fail with a retryable error. Default DefaultPublishTimeout.
+	PublishTimeout time.Duration
+	// MaxPending is the most messages in flight (sent, not yet acknowledged) on the sink.
+	// Default DefaultMaxPending.
+	MaxPending int
+	// ReconnectWait is the pause between reconnect attempts of a connection the sink makes.
+	// Default DefaultReconnectWait.
+	ReconnectWait time.Duration
+	// Logger receives connection events. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) validate() error {
+	if c.URL != "" && c.Conn != nil {
+		return &outbox.ConfigError{Field: "url", Reason: "set either url or conn, not both"}
+	}
+	if c.PublishTimeout < 0 {
+		return &outbox.ConfigError{Field: "publish_timeout", Reason: "must not be negative"}
+	}
+	if c.MaxPending < 0 {
+		return &outbox.ConfigError{Field: "max_pending", Reason: "must not be negative"}
+	}
+	if c.ReconnectWait < 0 {
+		return &outbox.ConfigError{Field: "reconnect_wait", Reason: "must not be negative"}
+	}
+	if c.SubjectPrefix != "" {
+		// A prefix is valid when some topic can follow it: check it with one.
+		if reason := checkSubject(c.SubjectPrefix + "x"); reason != "" {
+			return &outbox.ConfigError{Field: "subject_prefix", Reason: reason}
+		}
+	}
+	for i := 0; i < len(c.Source); i++ {
+		if c.Source[i] < 0x20 || c.Source[i] == 0x7f {
+			return &outbox.ConfigError{Field: "source", Reason: "contains a control character"}
+		}
+	}
+	if c.Stream != nil && c.Stream.Name == "" {
+		return &outbox.ConfigError{Field: "stream.name", Reason: "must not be empty"}
+	}
+	return nil
+}
+
+// Sink publishes to NATS JetStream. It is safe for concurrent use.
+type Sink struct {
+	nc      *natsgo.Conn
+	js      jetstream.JetStream
+	ownConn bool
+	closed  chan struct{} // closed by the connection's ClosedHandler (own connection only)
+
+	source   string
+	timeout  time.Duration
+	log      *slog.Logger
+	subjects subjectCache
+
+	// Acknowledgements: every message's reply subject is inbox+"<batch>.<index>".
+	inbox     string
+	sub       *natsgo.Subscription
+	inflight  chan struct{} // one token per message sent and not yet settled (MaxPending)
+	nextBatch atomic.Uint64
+	batchMu   sync.Mutex
+	batches   map[uint64]*batch
+
+	streamCfg   *jetstream.StreamConfig
+	streamMu    sync.Mutex
+	streamReady atomic.Bool
+
+	closeOnce sync.Once
+	closeErr  error
+	mu        sync.RWMutex // guards isClosed against Publish
+	isClosed  bool
+}
+
+var _ sink.Sink = (*Sink)(nil)
+
+// New validates cfg, connects (or adopts cfg.Conn) and, when cfg.Stream is set, creates the
+// stream. A connection the sink makes retries forever, also when NATS is down at start: New
+// then returns a working sink whose publishes fail with retryable errors until NATS is up.
+func New(ctx context.Context, cfg Config) (*Sink, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Sink{
+		nc:       cfg.Conn,
+		source:   cmp.Or(cfg.Source, DefaultSource),
+		timeout:  cmp.Or(cfg.PublishTimeout, DefaultPublishTimeout),
+		log:      cmp.Or(cfg.Logger, slog.Default()),
+		subjects: subjectCache{prefix: cfg.SubjectPrefix},
+	}
+	s.inflight = make(chan struct{}, cmp.Or(cfg.MaxPending, DefaultMaxPending))
+	s.batches = make(map[uint64]*batch)
+	if cfg.Stream != nil {
+		sc := *cfg.Stream
+		s.streamCfg = &sc
+	}
+	if s.nc == nil {
+		s.ownConn = true
+		s.closed = make(chan struct{})
+		nc, err := natsgo.Connect(cmp.Or(cfg.URL, DefaultURL),
+			natsgo.Name(cmp.Or(cfg.Name, "outbox-relay")),
+			natsgo.MaxReconnects(-1),
+			natsgo.ReconnectWait(cmp.Or(cfg.ReconnectWait, DefaultReconnectWait)),
+			natsgo.RetryOnFailedConnect(true),
+			// Nothing is buffered while disconnected: a publish then fails at once instead of
+			// being sent after the reconnect, behind earlier messages that may have been lost.
+			natsgo.ReconnectBufSize(-1),
+			natsgo.DrainTimeout(s.timeout),
+			natsgo.ConnectHandler(func(nc *natsgo.Conn) {
+				s.log.Info("nats sink connected", "url", nc.ConnectedUrlRedacted())
+			}),
+			natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
+				if err != nil { // nil when closed on purpose
+					s.log.Warn("nats sink disconnected", "error", err)
+				}
+			}),
+			natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
+				s.log.Info("nats sink reconnected", "url", nc.ConnectedUrlRedacted())
+			}),
+			natsgo.ClosedHandler(func(*natsgo.Conn) { close(s.closed) }),
+		)
+		if err != nil {
+			// With RetryOnFailedConnect this is a bad URL or option, not an outage.
+			return nil, &outbox.ConfigError{Field: "url", Reason: err.Error()}
+		}
+		s.nc = nc
+	}
+	// Only for stream management: publishing does its own acknowledgement bookkeeping.
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		_ = s.closeConn()
+		return nil, fmt.Errorf("nats sink: creating JetStream context: %w", err)
+	}
+	s.js = js
+	s.inbox = s.nc.NewInbox() + "."
+	sub, err := s.nc.Subscribe(s.inbox+">", s.handleAck)
+	if err != nil {
+		_ = s.closeConn()
+		return nil, fmt.Errorf("nats sink: subscribing to acknowledgements: %w", err)
+	}
+	// The in-flight limit already bounds how many acks can queue up; never drop one.
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		_ = sub.Unsubscribe()
+		_ = s.closeConn()
+		return nil, fmt.Errorf("nats sink: subscribing to acknowledgements: %w", err)
+	}
+	s.sub = sub
+	if s.streamCfg != nil && s.nc.IsConnected() {
+		if err := s.ensureStream(ctx); err != nil {
+			var apiErr *jetstream.APIError
+			if errors.As(err, &apiErr) {
+				// The server refused the configuration: retrying will not help.
+				_ = sub.Unsubscribe()
+				_ = s.closeConn()
+				return nil, fmt.Errorf("nats sink: %w", err)
+			}
+			s.log.Warn("nats sink: stream not created yet, will retry on publish", "stream", s.streamCfg.Name, "error", err)
+		}
+	}
+	return s, nil
+}
+
+// ensureStream creates or updates the configured stream once.
+func (s *Sink) ensureStream(ctx context.Context) error {
+	if s.streamReady.Load() {
+		return nil
+	}
+	s.streamMu.Lock()
+	defer s.streamMu.Unlock()
+	if s.streamReady.Load() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if _, err := s.js.CreateOrUpdateStream(ctx, *s.streamCfg); err != nil {
+		return fmt.Errorf("creating stream %q: %w", s.streamCfg.Name, err)
+	}
+	s.streamReady.Store(true)
+	return nil
+}
+
+// Conn returns the connection the sink publishes on.
+func (s *Sink) Conn() *natsgo.Conn { return s.nc }
+
+// Close releases the sink. A connection the sink made is drained and closed; one passed in
+// Config.Conn is left open. Close is idempotent.
+func (s *Sink) Close() error {
+	s.closeOnce.Do(func() {
+		// Wait for running Publish calls: they hold the read lock until they return.
+		s.mu.Lock()
+		s.isClosed = true
+		s.mu.Unlock()
+		if s.ownConn {
+			s.closeErr = s.closeConn()
+		} else if err := s.sub.Unsubscribe(); err != nil && !errors.Is(err, natsgo.ErrConnectionClosed) {
+			s.closeErr = fmt.Errorf("nats sink: unsubscribing: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+func (s *Sink) closeConn() error {
+	if !s.ownConn {
+		return nil
+	}
+	if err := s.nc.Drain(); err != nil {
+		// Not connected (or already closed): nothing to drain.
+		s.nc.Close()
+	}
+	select {
+	case <-s.closed:
+		return nil
+	case <-time.After(s.timeout + time.Second):
+		s.nc.Close()
+		return errors.New("nats sink: drain did not finish in time; connection closed")
+	}
+}
