@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox/internal/config"
+)
+
+func (a *app) dlqCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dlq",
+		Short: "List, retry or purge dead letters",
+		Long: `A message lands in the dead-letter table when its sink rejects it permanently or after
+relay.max_attempts failed attempts, with its last error. Inspect them with 'dlq list', put
+them back into the outbox with 'dlq retry' (they are published again, after the messages
+already waiting), or delete them with 'dlq purge'.`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unknown dlq command %q (want list, retry or purge)", args[0])
+			}
+			return usagef("dlq needs a subcommand: list, retry or purge")
+		},
+		RunE: func(*cobra.Command, []string) error { return nil },
+	}
+	cmd.AddCommand(a.dlqListCmd(), a.dlqMoveCmd("retry"), a.dlqMoveCmd("purge"))
+	return cmd
+}
+
+// deadLetterJSON is one dead letter in 'dlq list --json'. Payload is base64 (JSON []byte).
+type deadLetterJSON struct {
+	ID        int64             `json:"id"`
+	Seq       int64             `json:"original_id"`
+	MessageID string            `json:"message_id"`
+	Topic     string            `json:"topic"`
+	Key       string            `json:"key,omitempty"`
+	Type      string            `json:"type"`
+	Headers   map[string]string `json:"headers,omitempty"`
+	Payload   []byte            `json:"payload"`
+	CreatedAt time.Time         `json:"created_at"`
+	Attempts  int               `json:"attempts"`
+	LastError string            `json:"last_error"`
+	FailedAt  time.Time         `json:"failed_at"`
+}
+
+func (a *app) dlqListCmd() *cobra.Command {
+	var (
+		limit  int
+		after  int64
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List dead letters in id order",
+		Example: `  outbox dlq list --limit 20
+  outbox dlq list --after 120 --json | jq -r '.[].message_id'`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if limit < 1 || limit > 10000 {
+				return usagef("--limit must be between 1 and 10000")
+			}
+			if after < 0 {
+				return usagef("--after must not be negative")
+			}
+			return a.withStore(cmd, func(ctx context.Context, st dialect.Store, _ config.Config) error {
+				dls, err := st.DeadLetters(ctx, after, limit)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					out := make([]deadLetterJSON, 0, len(dls))
+					for _, d := range dls {
+						r := d.Record
+						out = append(out, deadLetterJSON{
+							ID: d.ID, Seq: r.Seq, MessageID: r.ID.String(), Topic: r.Topic, Key: r.Key,
+							Type: r.EventType(), Headers: r.Headers, Payload: r.Payload, CreatedAt: r.CreatedAt.UTC(),
+							Attempts: r.Attempts, LastError: d.LastError, FailedAt: d.FailedAt.UTC(),
+						})
+					}
+					enc := json.NewEncoder(a.stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(out)
+				}
+				if len(dls) == 0 {
+					fmt.Fprintln(a.stdout, "no dead letters")
+					return nil
+				}
+				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tMESSAGE ID\tTOPIC\tKEY\tATTEMPTS\tFAILED AT\tLAST ERROR")
+				for _, d := range dls {
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", d.ID, d.Record.ID, oneLine(d.Record.Topic, 40),
+						oneLine(d.Record.Key, 30), d.Record.Attempts, d.FailedAt.UTC().Format(time.RFC3339), oneLine(d.LastError, 80))
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				if len(dls) == limit {
+					fmt.Fprintf(a.stdout, "(more may follow: --after %d)\n", dls[len(dls)-1].ID)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().IntVar(&limit, "limit", 100, "most dead letters to list")
+	cmd.Flags().Int64Var(&after, "after", 0, "list dead letters with an id greater than this")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (payloads base64-encoded)")
+	return cmd
+}
+
+// dlqMoveCmd is 'dlq retry' or 'dlq purge'.
+func (a *app) dlqMoveCmd(verb string) *cobra.Command {
+	var all bool
+	short := "Move dead letters back into the outbox to be published again"
+	done := "moved %d dead letter(s) back into the outbox\n"
+	if verb == "purge" {
+		short = "Delete dead letters for good"
+		done = "deleted %d dead letter(s)\n"
+	}
+	cmd := &cobra.Command{
+		Use:     verb + " [ID...] | --all",
+		Short:   short,
+		Example: fmt.Sprintf("  outbox dlq %s 12 13 14\n  outbox dlq %s --all", verb, verb),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 && !all {
+				return usagef("dlq %s needs dead-letter ids (see 'outbox dlq list') or --all", verb)
+			}
+			if len(args) > 0 && all {
+				return usagef("dlq %s takes either ids or --all, not both", verb)
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var ids []int64 // nil means all
+			if !all {
+				ids = make([]int64, 0, len(args))
+				for _, arg := range args {
+					id, err := strconv.ParseInt(arg, 10, 64)
+					if err != nil || id < 1 {
+						return usagef("%q is not a dead-letter id (a positive integer)", arg)
+					}
+					ids = append(ids, id)
+				}
+			}
+			return a.withStore(cmd, func(ctx context.Context, st dialect.Store, _ config.Config) error {
+				var (
+					n   int64
+					err error
+				)
+				if verb == "purge" {
+					n, err = st.PurgeDeadLetters(ctx, ids)
+				} else {
+					n, err = st.RetryDeadLetters(ctx, ids)
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, done, n)
+				if ids != nil && int(n) < len(ids) {
+					fmt.Fprintf(a.stderr, "outbox: %d of the %d ids named no dead letter\n", len(ids)-int(n), len(ids))
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "every dead letter")
+	return cmd
+}
+
+// oneLine keeps table cells on one line and at most max runes.
+func oneLine(s string, limit int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > limit {
+		return string(r[:limit-1]) + "…"
+	}
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox/dialect/postgres"
+	"github.com/outboxgo/outbox/dialect/sqlite"
+	"github.com/outboxgo/outbox/internal/config"
+)
+
+// globalSettings have flags on every command; the others only on relay.
+var globalSettings = []string{"database_url", "table", "log.level", "log.format"}
+
+// settingAnnotation marks a flag as the command-line layer of a configuration setting.
+const settingAnnotation = "outbox_setting"
+
+// settingValue is a flag holding a setting's raw text; config.Load parses it, so that flags,
+// env vars and the YAML file share one parser and one error format.
+type settingValue struct {
+	kind  string
+	value string
+}
+
+func (v *settingValue) String() string     { return v.value }
+func (v *settingValue) Set(s string) error { v.value = s; return nil }
+func (v *settingValue) Type() string       { return v.kind }
+
+// addSettingFlags adds a flag for each setting path.
+func addSettingFlags(fs *pflag.FlagSet, paths ...string) {
+	for _, path := range paths {
+		s, ok := config.Lookup(path)
+		if !ok {
+			panic("outbox: no setting " + path)
+		}
+		usage := s.Doc + " [" + s.Env + "]"
+		fs.Var(&settingValue{kind: s.Kind, value: s.Default}, s.Flag, usage)
+		_ = fs.SetAnnotation(s.Flag, settingAnnotation, []string{s.Path})
+	}
+}
+
+// relaySettings are the settings that only the relay uses: all but the global ones.
+func relaySettings() []string {
+	var out []string
+	for _, s := range config.Settings() {
+		global := false
+		for _, g := range globalSettings {
+			global = global || g == s.Path
+		}
+		if !global {
+			out = append(out, s.Path)
+		}
+	}
+	return out
+}
+
+// loadConfig builds the configuration for cmd from its flags, the environment and the file.
+func (a *app) loadConfig(cmd *cobra.Command) (config.Config, error) {
+	flags := map[string]string{}
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		if path := f.Annotations[settingAnnotation]; len(path) == 1 {
+			flags[path[0]] = f.Value.String()
+		}
+	})
+	file, _ := cmd.Flags().GetString("config")
+	return config.Load(config.LoadOptions{File: file, Getenv: a.getenv, Flags: flags})
+}
+
+func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Level)) // validated by config
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// openStore opens the configured outbox store. Unless create is set, a missing SQLite file is
+// an error instead of being created empty.
+func openStore(ctx context.Context, cfg config.Config, logger *slog.Logger, create bool) (dialect.Store, error) {
+	db, err := cfg.Database()
+	if err != nil {
+		return nil, err
+	}
+	switch db.Dialect {
+	case outbox.Postgres:
+		st, err := postgres.New(ctx, postgres.Config{URL: db.URL, Table: cfg.Table, Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	case outbox.SQLite:
+		if !create {
+			if _, err := os.Stat(db.Path); err != nil {
+				return nil, fmt.Errorf("opening sqlite database: %w (run 'outbox migrate up' to create it)", err)
+			}
+		}
+		st, err := sqlite.New(ctx, sqlite.Config{Path: db.Path, Table: cfg.Table, Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	default:
+		return nil, &outbox.ConfigError{Field: "database_url", Reason: "unsupported dialect " + string(db.Dialect)}
+	}
+}
+
+// withMigrateHint adds a hint to errors that say the outbox tables are missing.
+func withMigrateHint(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "does not exist") || strings.Contains(msg, "no such table") {
+		return fmt.Errorf("%w (have the tables been created? run 'outbox migrate up')", err)
+	}
+	return err
+}
+
+// withStore loads the configuration, opens the store, runs fn and closes the store.
+func (a *app) withStore(cmd *cobra.Command, fn func(ctx context.Context, st dialect.Store, cfg config.Config) error) error {
+	return a.withStoreCreate(cmd, false, fn)
+}
+
+func (a *app) withStoreCreate(cmd *cobra.Command, create bool, fn func(ctx context.Context, st dialect.Store, cfg config.Config) error) error {
+	cfg, err := a.loadConfig(cmd)
+	if err != nil {
+		return err
+	}
+	// Commands other than relay print their answer; routine logs would only clutter it.
+	if cfg.Log.Level == "info" {
+		cfg.Log.Level = "warn"
+	}
+	logger := newLogger(cfg.Log, a.stderr)
+	ctx := cmd.Context()
+	st, err := openStore(ctx, cfg, logger, create)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return withMigrateHint(fn(ctx, st, cfg))
+}
+
+// prefixConfigField renames the field of a library's *outbox.ConfigError to its YAML path.
+func prefixConfigField(prefix string, err error) error {
+	var ce *outbox.ConfigError
+	if errors.As(err, &ce) && !strings.HasPrefix(ce.Field, prefix) {
+		return &outbox.ConfigError{Field: prefix + ce.Field, Reason: ce.Reason}
+	}
+	return err
+}
