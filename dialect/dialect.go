@@ -74,6 +74,10 @@ type ClaimRequest struct {
 	// skipping them keeps a blocked key's backlog from filling every claim. A hint only:
 	// Claim's own order check is what guarantees per-key order.
 	SkipKeys []string
+	// Topics, when not empty, restricts the claim to messages of these exact topics (a relay
+	// dedicated to some channels). Per-key order still spans all topics: a message is not
+	// claimed while an earlier message of its key, on any topic, is unpublished.
+	Topics []string
 	// Retain marks published messages instead of deleting them (see Outcome).
 	Retain bool
 }

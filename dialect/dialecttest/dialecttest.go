@@ -29,6 +29,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("RetainThenDeletePublished", func(t *testing.T) { t.Parallel(); testRetain(t, newStore(t)) })
 	t.Run("Partitions", func(t *testing.T) { t.Parallel(); testPartitions(t, newStore(t)) })
 	t.Run("Membership", func(t *testing.T) { t.Parallel(); testMembership(t, newStore(t)) })
+	t.Run("TopicFilterKeepsKeyOrder", func(t *testing.T) { t.Parallel(); testTopics(t, newStore(t)) })
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -403,4 +404,28 @@ func testMembership(t *testing.T, s dialect.Store) {
 	if err != nil || c != (dialect.Membership{Index: 0, Count: 1}) {
 		t.Fatalf("Heartbeat c with b expired = %+v, %v", c, err)
 	}
+}
+
+func testTopics(t *testing.T, s dialect.Store) {
+	a1, a2, b1 := msg("a", 1), msg("a", 2), msg("b", 1)
+	a1.Topic, a2.Topic, b1.Topic = "notify.email", "notify.sms", "notify.sms"
+	mustEnqueue(t, s, a1, a2, b1)
+	c := mustClaim(t, s, dialect.ClaimRequest{Topics: []string{"notify.sms"}})
+	if got := payloads(c.Records()); !slices.Equal(got, []string{`b{"n":1}`}) {
+		t.Fatalf("sms claim = %v, want only b1 (a2 waits for a1 on the email topic)", got)
+	}
+	if !slices.Contains(c.Blocked(), "a") {
+		t.Errorf("sms claim Blocked() = %v, want key a", c.Blocked())
+	}
+	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+	c = mustClaim(t, s, dialect.ClaimRequest{Topics: []string{"notify.email"}})
+	if got := payloads(c.Records()); !slices.Equal(got, []string{`a{"n":1}`}) {
+		t.Fatalf("email claim = %v, want a1", got)
+	}
+	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+	c = mustClaim(t, s, dialect.ClaimRequest{Topics: []string{"notify.sms"}})
+	if got := payloads(c.Records()); !slices.Equal(got, []string{`a{"n":2}`}) {
+		t.Fatalf("sms claim after a1 = %v, want a2", got)
+	}
+	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
 }

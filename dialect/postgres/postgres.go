@@ -114,6 +114,7 @@ func buildQueries(n migrate.Names) queries {
 WHERE published_at IS NULL AND available_at <= now()
   AND ($1::int <= 1 OR mod(hashtextextended(coalesce(key, message_id::text), 0) & 9223372036854775807, $1::int) = $2::int)
   AND (key IS NULL OR NOT key = ANY($3::text[]))
+  AND (cardinality($5::text[]) = 0 OR topic = ANY($5::text[]))
 ORDER BY id
 LIMIT $4
 FOR UPDATE SKIP LOCKED`,
@@ -169,16 +170,19 @@ func (s *Store) Claim(ctx context.Context, req dialect.ClaimRequest) (dialect.Cl
 	if req.Limit <= 0 {
 		return nil, errors.New("claim: limit must be positive")
 	}
-	skip := req.SkipKeys
+	skip, topics := req.SkipKeys, req.Topics
 	if skip == nil {
 		skip = []string{}
+	}
+	if topics == nil {
+		topics = []string{}
 	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("claiming: beginning transaction: %w", err)
 	}
 	c := &claim{s: s, tx: tx, retain: req.Retain}
-	rows, err := tx.Query(ctx, s.q.claim, req.Partitions, req.Partition, skip, req.Limit)
+	rows, err := tx.Query(ctx, s.q.claim, req.Partitions, req.Partition, skip, req.Limit, topics)
 	if err != nil {
 		c.rollback()
 		return nil, fmt.Errorf("claiming: %w", err)

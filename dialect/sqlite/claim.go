@@ -123,15 +123,23 @@ func (s *Store) choose(ctx context.Context, req dialect.ClaimRequest, skip strin
 		chosen     []candidate
 		blocked    []string
 		blockedSet = map[string]struct{}{}
+		topicSet   map[string]struct{}
 	)
+	if len(req.Topics) > 0 {
+		topicSet = make(map[string]struct{}, len(req.Topics))
+		for _, t := range req.Topics {
+			topicSet[t] = struct{}{}
+		}
+	}
 	for len(chosen) < req.Limit && rows.Next() {
 		var (
 			id     int64
 			key    sql.NullString
 			mid    string
+			topic  string
 			behind bool
 		)
-		if err := rows.Scan(&id, &key, &mid, &behind); err != nil {
+		if err := rows.Scan(&id, &key, &mid, &topic, &behind); err != nil {
 			return nil, nil, err
 		}
 		if req.Partitions > 1 && partitionOf(key.String, mid, req.Partitions) != req.Partition {
@@ -139,6 +147,18 @@ func (s *Store) choose(ctx context.Context, req dialect.ClaimRequest, skip strin
 		}
 		if _, ok := s.held.ids[id]; ok {
 			continue // in another claim; any later message of its key is blocked below
+		}
+		if topicSet != nil {
+			if _, ok := topicSet[topic]; !ok {
+				// Not ours to publish, but it still comes first for its key.
+				if k := key.String; key.Valid && k != "" {
+					if _, seen := blockedSet[k]; !seen {
+						blockedSet[k] = struct{}{}
+						blocked = append(blocked, k)
+					}
+				}
+				continue
+			}
 		}
 		if k := key.String; key.Valid && k != "" {
 			if _, ok := blockedSet[k]; ok {

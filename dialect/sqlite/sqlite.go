@@ -165,7 +165,7 @@ func buildQueries(n migrate.Names) queries {
 	return queries{
 		// Only what choosing needs; payloads are read for the chosen rows only. behind is set
 		// when an earlier unpublished message of the key is in backoff: ?1 is now.
-		scan: `SELECT id, key, message_id, key IS NOT NULL AND EXISTS (
+		scan: `SELECT id, key, message_id, topic, key IS NOT NULL AND EXISTS (
     SELECT 1 FROM ` + n.Table + ` e
     WHERE e.key = t.key AND e.id < t.id AND e.published_at IS NULL AND e.available_at > ?1) AS behind
 FROM ` + n.Table + ` t

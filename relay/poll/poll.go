@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,9 @@ type Config struct {
 	// HeartbeatInterval and MemberTTL: a relay silent for MemberTTL is presumed dead and its
 	// share of the keys moves to the others. Defaults 2s and 10s.
 	HeartbeatInterval, MemberTTL time.Duration
+	// Topics, when not empty, limits this relay to messages of these exact topics, so each
+	// channel can have relays of its own. Keys still order across topics.
+	Topics []string
 	// Retention keeps published rows (marked published_at) for this long instead of deleting
 	// them at once. 0 deletes on publish.
 	Retention time.Duration
@@ -91,6 +95,8 @@ func New(cfg Config) (*Source, error) {
 		return nil, &outbox.ConfigError{Field: "member_ttl", Reason: "must be at least twice heartbeat_interval"}
 	case cfg.Retention < 0:
 		return nil, &outbox.ConfigError{Field: "retention", Reason: "must not be negative"}
+	case slices.Contains(cfg.Topics, ""):
+		return nil, &outbox.ConfigError{Field: "topics", Reason: "must not contain an empty topic"}
 	}
 	s := &Source{
 		cfg:     cfg,
@@ -200,6 +206,7 @@ func (s *Source) Next(ctx context.Context) (relay.Batch, error) {
 			Partition:  m.Index*s.cfg.Workers + slot,
 			Partitions: m.Count * s.cfg.Workers,
 			SkipKeys:   s.blockedKeys(),
+			Topics:     s.cfg.Topics,
 			Retain:     s.cfg.Retention > 0,
 		}
 		c, err := s.cfg.Store.Claim(ctx, req)
