@@ -62,6 +62,14 @@ type Store interface {
 	Close() error
 }
 
+// Notifier is implemented by stores that can tell when new messages commit (PostgreSQL's
+// LISTEN/NOTIFY), so relays wake within milliseconds instead of at the next poll.
+type Notifier interface {
+	// Listen calls wake after commits that inserted messages, until ctx ends. It keeps
+	// reconnecting on its own; it returns only when ctx ends.
+	Listen(ctx context.Context, wake func()) error
+}
+
 // ClaimRequest selects what Claim may take.
 type ClaimRequest struct {
 	// Limit is the most messages to claim. Required (> 0).

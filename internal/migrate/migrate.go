@@ -2,8 +2,8 @@
 // names. Running them (and recording what ran) is the dialect's job.
 //
 // Files are named NNN_name.up.sql and NNN_name.down.sql. Their text is a text/template over
-// Names: {{.Table}}, {{.Dead}}, {{.Relays}} are quoted table names and {{.Name "_suffix"}} a
-// quoted unqualified name for constraints and indexes.
+// Names: {{.Table}}, {{.Dead}}, {{.Relays}} are quoted table names, {{.Name "_suffix"}} a
+// quoted unqualified name for constraints and indexes, {{.Sibling "_suffix"}} a qualified one.
 package migrate
 
 import (
@@ -31,11 +31,16 @@ type Names struct {
 	Table  string
 	Dead   string
 	Relays string
-	base   string
+	table  sqlident.Table
 }
 
-// Name returns the quoted base table name (without schema) followed by suffix.
-func (n Names) Name(suffix string) string { return `"` + n.base + suffix + `"` }
+// Name returns the quoted base table name (without schema) followed by suffix: for indexes
+// and constraints, which live in their table's schema.
+func (n Names) Name(suffix string) string { return `"` + n.table.Name + suffix + `"` }
+
+// Sibling returns the quoted, schema-qualified name of an object named after the table plus
+// suffix: for functions and other schema objects.
+func (n Names) Sibling(suffix string) string { return n.table.Derived(suffix).Quoted() }
 
 // NamesFor derives the template names of table t.
 func NamesFor(t sqlident.Table) Names {
@@ -43,7 +48,7 @@ func NamesFor(t sqlident.Table) Names {
 		Table:  t.Quoted(),
 		Dead:   t.Derived("_dead").Quoted(),
 		Relays: t.Derived("_relays").Quoted(),
-		base:   t.Name,
+		table:  t,
 	}
 }
 

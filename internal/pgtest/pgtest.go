@@ -28,12 +28,20 @@ func URL() string {
 }
 
 // Schema creates a uniquely named schema, dropped (with everything in it) when the test ends,
-// and returns a pool and the schema name. Qualify table names with it: schema + ".outbox".
+// and returns a pool and the schema name. The pool's sessions carry the schema name as their
+// application_name. Qualify table names with it: schema + ".outbox".
 func Schema(t testing.TB) (*pgxpool.Pool, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pool, err := pgxpool.New(ctx, URL())
+	schema := Name(t)
+	cfg, err := pgxpool.ParseConfig(URL())
+	if err != nil {
+		t.Fatalf("pgtest: parsing %s: %v", URL(), err)
+	}
+	// Sessions of this test are findable in pg_stat_activity by the schema name.
+	cfg.ConnConfig.RuntimeParams["application_name"] = schema
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatalf("pgtest: connecting to %s: %v (is PostgreSQL up? run scripts/services.sh)", URL(), err)
 	}
@@ -41,7 +49,6 @@ func Schema(t testing.TB) (*pgxpool.Pool, string) {
 		pool.Close()
 		t.Fatalf("pgtest: connecting to %s: %v (is PostgreSQL up? run scripts/services.sh)", URL(), err)
 	}
-	schema := Name(t)
 	if _, err := pool.Exec(ctx, `CREATE SCHEMA "`+schema+`"`); err != nil {
 		pool.Close()
 		t.Fatalf("pgtest: creating schema: %v", err)

@@ -49,7 +49,10 @@ type Config struct {
 	// Retention keeps published rows (marked published_at) for this long instead of deleting
 	// them at once. 0 deletes on publish.
 	Retention time.Duration
-	Logger    *slog.Logger
+	// DisableNotify turns off commit notifications (PostgreSQL LISTEN/NOTIFY), leaving only
+	// polling. Stores that cannot notify always poll.
+	DisableNotify bool
+	Logger        *slog.Logger
 }
 
 // Source claims from a dialect.Store. It implements relay.Source, relay.Runner and
@@ -102,7 +105,7 @@ func New(cfg Config) (*Source, error) {
 		cfg:     cfg,
 		logger:  cmp.Or(cfg.Logger, slog.Default()),
 		slots:   make(chan int, cfg.Workers),
-		wake:    make(chan struct{}),
+		wake:    make(chan struct{}, cfg.Workers),
 		blocked: make(map[string]time.Time),
 	}
 	for i := range cfg.Workers {
@@ -129,8 +132,17 @@ func (s *Source) Concurrency() int { return s.cfg.Workers }
 func (s *Source) Membership() dialect.Membership { return s.member.Load().(dialect.Membership) }
 
 // Run heartbeats (and, with Retention, deletes expired published rows) until ctx ends, then
-// leaves the membership so the others take over at once.
+// leaves the membership so the others take over at once. With a store that notifies, it also
+// listens for commits and wakes idle workers.
 func (s *Source) Run(ctx context.Context) error {
+	if n, ok := s.cfg.Store.(dialect.Notifier); ok && !s.cfg.DisableNotify {
+		done := make(chan struct{})
+		defer func() { <-done }()
+		go func() {
+			defer close(done)
+			_ = n.Listen(ctx, s.Wake)
+		}()
+	}
 	s.heartbeat(ctx)
 	t := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer t.Stop()
@@ -180,9 +192,11 @@ func (s *Source) cleanup(ctx context.Context) {
 	}
 }
 
-// Wake makes idle workers poll now instead of at the end of their interval.
+// Wake makes idle workers poll now instead of at the end of their interval. A worker busy
+// claiming when Wake is called polls again as soon as it would have waited: the wake-up is
+// kept for it, so a commit racing with an empty claim is not left for the next interval.
 func (s *Source) Wake() {
-	for {
+	for range cap(s.wake) {
 		select {
 		case s.wake <- struct{}{}:
 		default:

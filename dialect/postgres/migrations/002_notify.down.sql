@@ -1,0 +1,2 @@
+DROP TRIGGER IF EXISTS {{.Name "_notify_trg"}} ON {{.Table}};
+DROP FUNCTION IF EXISTS {{.Sibling "_notify"}}();
