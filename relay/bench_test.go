@@ -119,13 +119,20 @@ func BenchmarkSteadyLatency(b *testing.B) {
 	if s, err := strconv.Atoi(os.Getenv("OUTBOX_BENCH_SECONDS")); err == nil && s > 0 {
 		seconds = s
 	}
-	for _, interval := range []time.Duration{100 * time.Millisecond} {
-		b.Run(fmt.Sprintf("poll=%v", interval), func(b *testing.B) {
+	modes := []struct {
+		name string
+		cfg  poll.Config
+	}{
+		{"poll=100ms", poll.Config{PollInterval: 100 * time.Millisecond, DisableNotify: true}},
+		{"notify+poll=1s", poll.Config{PollInterval: time.Second}},
+	}
+	for _, mode := range modes {
+		b.Run(mode.name, func(b *testing.B) {
 			bd, inner := benchEnv(b)
 			sk := &latencySink{Sink: inner, acked: map[uuid.UUID]time.Time{}}
 			var lat []time.Duration
 			for range b.N {
-				startRelay(b, bd, sk, poll.Config{PollInterval: interval}, relay.Config{})
+				startRelay(b, bd, sk, mode.cfg, relay.Config{})
 				lat = append(lat, steady(b, bd, sk, 1000, time.Duration(seconds)*time.Second)...)
 			}
 			slices.Sort(lat)
