@@ -29,18 +29,25 @@ const (
 const DefaultTable = "outbox"
 
 // Tx is the transaction Enqueue writes into. It must be one of:
-//   - a pgx transaction (pgx.Tx, or anything with pgx's Exec method), PostgreSQL only;
-//   - a *sql.Tx (or anything with ExecContext), for any dialect.
+//   - a pgx transaction (pgx.Tx: anything with pgx's Exec and Commit), PostgreSQL only;
+//   - a *sql.Tx (anything with ExecContext and Commit), for any dialect.
 //
-// Enqueue returns ErrUnsupportedTx for anything else.
+// Enqueue returns ErrUnsupportedTx for anything else, pools and connections included: the
+// messages must commit or roll back with the business data.
 type Tx any
 
-type pgxExecer interface {
+// pgxTx is what Enqueue needs of a pgx transaction. Requiring Commit keeps out pools and
+// connections, on which the insert would commit by itself, outside the business transaction.
+type pgxTx interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Commit(ctx context.Context) error
 }
 
-type sqlExecer interface {
+// sqlTx is what Enqueue needs of a database/sql transaction (*sql.Tx); *sql.DB and *sql.Conn
+// are refused for the same reason.
+type sqlTx interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	Commit() error
 }
 
 // WriterConfig configures a Writer. The zero value writes to table "outbox" in PostgreSQL.
@@ -116,19 +123,19 @@ func (w *Writer) Enqueue(ctx context.Context, tx Tx, msgs ...Message) error {
 		}
 	}
 	switch tx := tx.(type) {
-	case pgxExecer:
+	case pgxTx:
 		if w.dialect != Postgres {
 			return fmt.Errorf("%w: a pgx transaction needs the postgres dialect, writer is %s", ErrUnsupportedTx, w.dialect)
 		}
 		return w.enqueuePgx(ctx, tx, msgs)
-	case sqlExecer:
+	case sqlTx:
 		return w.enqueueSQL(ctx, tx, msgs)
 	default:
-		return fmt.Errorf("%w: %T (want pgx.Tx or *sql.Tx)", ErrUnsupportedTx, tx)
+		return fmt.Errorf("%w: %T (want a transaction: pgx.Tx or *sql.Tx; a pool or connection would commit the messages on their own)", ErrUnsupportedTx, tx)
 	}
 }
 
-func (w *Writer) enqueuePgx(ctx context.Context, tx pgxExecer, msgs []Message) error {
+func (w *Writer) enqueuePgx(ctx context.Context, tx pgxTx, msgs []Message) error {
 	ids := make([]string, len(msgs))
 	topics := make([]string, len(msgs))
 	keys := make([]*string, len(msgs))
@@ -155,7 +162,7 @@ func (w *Writer) enqueuePgx(ctx context.Context, tx pgxExecer, msgs []Message) e
 // sqlChunk keeps a multi-row INSERT under every driver's bind-parameter limit.
 const sqlChunk = 1000
 
-func (w *Writer) enqueueSQL(ctx context.Context, tx sqlExecer, msgs []Message) error {
+func (w *Writer) enqueueSQL(ctx context.Context, tx sqlTx, msgs []Message) error {
 	for start := 0; start < len(msgs); start += sqlChunk {
 		chunk := msgs[start:min(start+sqlChunk, len(msgs))]
 		query, args := w.sqlInsert(chunk, time.Now())

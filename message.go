@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -84,6 +85,9 @@ func (m *Message) validate(index, maxPayload int) error {
 		if reason := checkHeaderName(name); reason != "" {
 			return &ValidationError{Index: index, Field: "headers", Reason: fmt.Sprintf("header name %q: %s", name, reason)}
 		}
+		if !utf8.ValidString(value) {
+			return &ValidationError{Index: index, Field: "headers", Reason: fmt.Sprintf("header %q: value is not valid UTF-8", name)}
+		}
 		if strings.ContainsAny(value, "\r\n\x00") {
 			return &ValidationError{Index: index, Field: "headers", Reason: fmt.Sprintf("header %q: value contains CR, LF or NUL", name)}
 		}
@@ -91,8 +95,11 @@ func (m *Message) validate(index, maxPayload int) error {
 	return nil
 }
 
-// checkText rejects control characters, which no broker accepts in names.
+// checkText rejects invalid UTF-8 and control characters, which no broker accepts in names.
 func checkText(s string) string {
+	if !utf8.ValidString(s) {
+		return "is not valid UTF-8"
+	}
 	for _, r := range s {
 		if r < 0x20 || r == 0x7f {
 			return "contains a control character"

@@ -37,6 +37,8 @@ func TestValidation(t *testing.T) {
 		{"reserved header", outbox.Message{Topic: "t", Headers: map[string]string{"ce-id": "v"}}, "headers"},
 		{"newline in header value", outbox.Message{Topic: "t", Headers: map[string]string{"x": "a\r\nb"}}, "headers"},
 		{"long key", outbox.Message{Topic: "t", Key: strings.Repeat("k", 1025)}, "key"},
+		{"invalid UTF-8 key", outbox.Message{Topic: "t", Key: "k\xff"}, "key"},
+		{"invalid UTF-8 header value", outbox.Message{Topic: "t", Headers: map[string]string{"x": "\xc3"}}, "headers"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -73,9 +75,15 @@ func TestWriterConfigErrors(t *testing.T) {
 
 func TestUnsupportedTx(t *testing.T) {
 	t.Parallel()
-	err := outbox.Enqueue(context.Background(), "not a tx", outbox.Message{Topic: "t"})
-	if !errors.Is(err, outbox.ErrUnsupportedTx) {
-		t.Fatalf("err = %v, want ErrUnsupportedTx", err)
+	s, _ := setup(t)
+	db := stdlib.OpenDBFromPool(s.Pool())
+	defer db.Close()
+	// A pool, a connection or a *sql.DB would commit the insert on its own.
+	for _, tx := range []any{"not a tx", s.Pool(), db} {
+		err := outbox.Enqueue(context.Background(), tx, outbox.Message{Topic: "t"})
+		if !errors.Is(err, outbox.ErrUnsupportedTx) {
+			t.Errorf("Enqueue(%T) = %v, want ErrUnsupportedTx", tx, err)
+		}
 	}
 }
 

@@ -38,9 +38,10 @@ type Store interface {
 	// another claim, is left for later. It returns an empty claim when nothing is ready.
 	Claim(ctx context.Context, req ClaimRequest) (Claim, error)
 
-	// Heartbeat records that relay relayID is alive, forgets relays silent for longer than ttl,
-	// and returns relayID's position among the live relays.
-	Heartbeat(ctx context.Context, relayID string, ttl time.Duration) (Membership, error)
+	// Heartbeat records that relay relayID of group is alive, forgets relays silent for
+	// longer than ttl, and returns relayID's position among the live relays of its group.
+	// Relays share the key space only with their group: relays restricted to the same topics.
+	Heartbeat(ctx context.Context, relayID, group string, ttl time.Duration) (Membership, error)
 	// Leave removes relayID from the live relays.
 	Leave(ctx context.Context, relayID string) error
 
@@ -74,10 +75,17 @@ type Notifier interface {
 type ClaimRequest struct {
 	// Limit is the most messages to claim. Required (> 0).
 	Limit int
-	// Partition and Partitions split the key space: only messages with
-	// hash(key) mod Partitions == Partition are claimed. Partitions <= 1 means all.
-	// A message without a key hashes its message_id.
+	// MaxBytes bounds the claim's payload bytes: messages are taken in id order until their
+	// payloads reach it (one message is always taken). 0 means no bound.
+	MaxBytes int
+	// Partition and Partitions split the key space among relays: only messages with
+	// h mod Partitions == Partition are claimed, where h is a hash of the key (of the
+	// message_id for messages without a key). Partitions <= 1 means all.
 	Partition, Partitions int
+	// Slot and Slots split a relay's partition among its workers: (h / Partitions) mod
+	// Slots == Slot. Two levels, so relays with different worker counts still cover every
+	// key. Slots <= 1 means all.
+	Slot, Slots int
 	// SkipKeys are keys the caller knows are blocked (an earlier message is in backoff);
 	// skipping them keeps a blocked key's backlog from filling every claim. A hint only:
 	// Claim's own order check is what guarantees per-key order.
@@ -90,13 +98,20 @@ type ClaimRequest struct {
 	Retain bool
 }
 
+// BlockedKey is a key a claim could not take, and until when that is likely to stay so
+// (zero when unknown): a hint for later claims' SkipKeys.
+type BlockedKey struct {
+	Key   string
+	Until time.Time
+}
+
 // Claim is a set of messages held by one relay worker until Finish.
 type Claim interface {
 	// Records are the claimed messages in id order.
 	Records() []outbox.Record
 	// Blocked lists keys whose messages were left out because an earlier message of the key
-	// was not claimable (in backoff or held elsewhere).
-	Blocked() []string
+	// was not claimable (in backoff, held elsewhere, or of a topic outside the request).
+	Blocked() []BlockedKey
 	// Finish applies the outcome and releases the claim. Records named in no list are
 	// released unchanged, to be claimed again. Finish must be called exactly once.
 	Finish(ctx context.Context, o Outcome) error

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect"
@@ -49,6 +51,7 @@ const (
 	DefaultBackoffMax      = 5 * time.Minute
 	DefaultPublishTimeout  = 30 * time.Second
 	DefaultShutdownTimeout = 10 * time.Second
+	DefaultBatchTimeout    = time.Minute
 )
 
 // Config configures a Relay. Source and Sink are required; the rest have working defaults.
@@ -66,6 +69,10 @@ type Config struct {
 	BackoffBase, BackoffMax time.Duration
 	// PublishTimeout bounds one Publish call. Default 30s.
 	PublishTimeout time.Duration
+	// BatchTimeout bounds the publishing of one batch (all its waves): what is not
+	// acknowledged by then is released unchanged, so a batch of one slow hot key never holds
+	// its claim (and its database transaction) open for long. Default 1m.
+	BatchTimeout time.Duration
 	// ShutdownTimeout is how long in-flight batches may take to finish after Run's context
 	// ends; after it, unacknowledged messages are released unchanged. Default 10s.
 	ShutdownTimeout time.Duration
@@ -97,8 +104,16 @@ func New(cfg Config) (*Relay, error) {
 	if cfg.Sink == nil {
 		return nil, &outbox.ConfigError{Field: "sink", Reason: "required"}
 	}
-	if c, ok := cfg.Source.(Concurrent); ok && cfg.Workers == 0 {
-		cfg.Workers = c.Concurrency()
+	if c, ok := cfg.Source.(Concurrent); ok {
+		if cfg.Workers == 0 {
+			cfg.Workers = c.Concurrency()
+		}
+		if cfg.Workers < c.Concurrency() {
+			// A worker keeps its source slot while it finds nothing: with fewer workers
+			// than slots, some keys would never be claimed.
+			return nil, &outbox.ConfigError{Field: "workers",
+				Reason: fmt.Sprintf("must be at least the source's concurrency (%d)", c.Concurrency())}
+		}
 	}
 	cfg.Workers = cmp.Or(cfg.Workers, 1)
 	cfg.MaxAttempts = cmp.Or(cfg.MaxAttempts, DefaultMaxAttempts)
@@ -106,6 +121,7 @@ func New(cfg Config) (*Relay, error) {
 	cfg.BackoffMax = cmp.Or(cfg.BackoffMax, DefaultBackoffMax)
 	cfg.PublishTimeout = cmp.Or(cfg.PublishTimeout, DefaultPublishTimeout)
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, DefaultShutdownTimeout)
+	cfg.BatchTimeout = cmp.Or(cfg.BatchTimeout, DefaultBatchTimeout)
 	switch {
 	case cfg.Workers < 0:
 		return nil, &outbox.ConfigError{Field: "workers", Reason: "must be positive"}
@@ -117,6 +133,8 @@ func New(cfg Config) (*Relay, error) {
 		return nil, &outbox.ConfigError{Field: "publish_timeout", Reason: "must be positive"}
 	case cfg.ShutdownTimeout < 0:
 		return nil, &outbox.ConfigError{Field: "shutdown_timeout", Reason: "must be positive"}
+	case cfg.BatchTimeout < 0:
+		return nil, &outbox.ConfigError{Field: "batch_timeout", Reason: "must be positive"}
 	}
 	return &Relay{cfg: cfg, logger: cmp.Or(cfg.Logger, slog.Default())}, nil
 }
@@ -253,14 +271,15 @@ func (r *Relay) dispatch(work context.Context, recs []outbox.Record) (dialect.Ou
 	anyDelivered, anyFailed := false, false
 	wave := make([]*outbox.Record, 0, len(lanes))
 	waveLanes := make([]*lane, 0, len(lanes))
+	deadline := time.Now().Add(r.cfg.BatchTimeout)
 	for len(lanes) > 0 {
 		wave, waveLanes = wave[:0], waveLanes[:0]
 		for _, l := range lanes {
 			wave = append(wave, l.recs[0])
 			waveLanes = append(waveLanes, l)
 		}
-		if work.Err() != nil {
-			break // shutdown deadline passed: release the rest
+		if work.Err() != nil || time.Now().After(deadline) {
+			break // shutdown deadline or batch budget passed: release the rest
 		}
 		pctx, cancel := context.WithTimeout(work, r.cfg.PublishTimeout)
 		results := r.cfg.Sink.Publish(pctx, wave)
@@ -323,10 +342,19 @@ func (r *Relay) backoff(attempts int) time.Duration {
 	return rand.N(ceil + 1)
 }
 
+// truncate makes an error storable: valid UTF-8 without NUL bytes (PostgreSQL refuses both in
+// text columns, which would fail the whole batch), at most about 2000 bytes, cut on a
+// character boundary.
 func truncate(s string) string {
 	const limit = 2000
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.ReplaceAll(s, "\x00", "")
 	if len(s) <= limit {
 		return s
 	}
-	return s[:limit] + "…"
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

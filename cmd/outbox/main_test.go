@@ -170,8 +170,8 @@ func TestMigrateStatusPostgres(t *testing.T) {
 	in.run(t, "dlq", "retry", "--all").want(t, 0).contains(t, "moved 0 dead letter(s)")
 	in.run(t, "dlq", "purge", "7").want(t, 0).contains(t, "deleted 0 dead letter(s)", "1 of the 1 ids named no dead letter")
 
-	in.run(t, "migrate", "down").want(t, 0).contains(t, "reverted migration 2")
-	in.run(t, "migrate", "down").want(t, 0).contains(t, "reverted migration 1")
+	in.run(t, "migrate", "down").want(t, 0).contains(t, "reverted migration")
+	in.run(t, "migrate", "down", "--all").want(t, 0).contains(t, "reverted migration 1")
 	in.run(t, "migrate", "down").want(t, 0).contains(t, "nothing to revert")
 	in.run(t, "status").want(t, 1).contains(t, "outbox migrate up")
 }

@@ -30,6 +30,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Partitions", func(t *testing.T) { t.Parallel(); testPartitions(t, newStore(t)) })
 	t.Run("Membership", func(t *testing.T) { t.Parallel(); testMembership(t, newStore(t)) })
 	t.Run("TopicFilterKeepsKeyOrder", func(t *testing.T) { t.Parallel(); testTopics(t, newStore(t)) })
+	t.Run("MaxBytes", func(t *testing.T) { t.Parallel(); testMaxBytes(t, newStore(t)) })
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -214,7 +215,7 @@ func testHeldKey(t *testing.T, s dialect.Store) {
 	if got := payloads(second.Records()); !slices.Equal(got, []string{`b{"n":1}`}) {
 		t.Fatalf("second claim = %v, want only b1 (a2 must wait for a1)", got)
 	}
-	if !slices.Contains(second.Blocked(), "a") && len(second.Records()) == 1 {
+	if !blockedHas(second, "a") && len(second.Records()) == 1 {
 		// Skipping a2 silently is allowed only if the store reports the key as blocked.
 		t.Errorf("second claim Blocked() = %v, want it to name key a", second.Blocked())
 	}
@@ -376,31 +377,78 @@ func testPartitions(t *testing.T, s dialect.Store) {
 	if len(keyPart) != 20 {
 		t.Fatalf("saw %d keys, want 20", len(keyPart))
 	}
+	// Two relays with different worker counts still cover every key exactly once.
+	mustEnqueue(t, s, msgs...)
+	seen := map[int64]bool{}
+	for relay, workers := range []int{2, 3} {
+		for slot := range workers {
+			c := mustClaim(t, s, dialect.ClaimRequest{Limit: 1000, Partition: relay, Partitions: 2, Slot: slot, Slots: workers})
+			for _, r := range c.Records() {
+				if seen[r.Seq] {
+					t.Errorf("message %d claimed twice", r.Seq)
+				}
+				seen[r.Seq] = true
+			}
+			finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+		}
+	}
+	if len(seen) != 60 {
+		t.Fatalf("relays with 2 and 3 workers covered %d of 60 messages", len(seen))
+	}
+}
+
+func testMaxBytes(t *testing.T, s dialect.Store) {
+	big := make([]byte, 600)
+	var msgs []outbox.Message
+	for i := range 5 {
+		m := msg(fmt.Sprint("k", i), i)
+		m.Payload = big
+		msgs = append(msgs, m)
+	}
+	mustEnqueue(t, s, msgs...)
+	c := mustClaim(t, s, dialect.ClaimRequest{Limit: 100, MaxBytes: 1500})
+	if n := len(c.Records()); n != 2 {
+		t.Fatalf("claimed %d messages of 600 bytes within 1500 bytes, want 2", n)
+	}
+	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+	c = mustClaim(t, s, dialect.ClaimRequest{Limit: 100, MaxBytes: 100})
+	if n := len(c.Records()); n != 1 {
+		t.Fatalf("claimed %d messages with a budget below one message, want 1 (always at least one)", n)
+	}
+	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+}
+
+func blockedHas(c dialect.Claim, key string) bool {
+	return slices.ContainsFunc(c.Blocked(), func(b dialect.BlockedKey) bool { return b.Key == key })
 }
 
 func testMembership(t *testing.T, s dialect.Store) {
 	ctx := ctxT(t)
-	a, err := s.Heartbeat(ctx, "relay-a", time.Minute)
+	// Another group (relays of other topics) does not count.
+	if _, err := s.Heartbeat(ctx, "relay-sms", "notify.sms", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.Heartbeat(ctx, "relay-a", "", time.Minute)
 	if err != nil || a != (dialect.Membership{Index: 0, Count: 1}) {
 		t.Fatalf("Heartbeat a = %+v, %v", a, err)
 	}
-	b, err := s.Heartbeat(ctx, "relay-b", time.Minute)
+	b, err := s.Heartbeat(ctx, "relay-b", "", time.Minute)
 	if err != nil || b != (dialect.Membership{Index: 1, Count: 2}) {
 		t.Fatalf("Heartbeat b = %+v, %v", b, err)
 	}
 	if err := s.Leave(ctx, "relay-a"); err != nil {
 		t.Fatal(err)
 	}
-	b, err = s.Heartbeat(ctx, "relay-b", time.Minute)
+	b, err = s.Heartbeat(ctx, "relay-b", "", time.Minute)
 	if err != nil || b != (dialect.Membership{Index: 0, Count: 1}) {
 		t.Fatalf("Heartbeat b after a left = %+v, %v", b, err)
 	}
-	if _, err := s.Heartbeat(ctx, "relay-c", time.Minute); err != nil {
+	if _, err := s.Heartbeat(ctx, "relay-c", "", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	// relay-b goes silent: a short ttl seen by c forgets it.
 	time.Sleep(20 * time.Millisecond)
-	c, err := s.Heartbeat(ctx, "relay-c", 10*time.Millisecond)
+	c, err := s.Heartbeat(ctx, "relay-c", "", 10*time.Millisecond)
 	if err != nil || c != (dialect.Membership{Index: 0, Count: 1}) {
 		t.Fatalf("Heartbeat c with b expired = %+v, %v", c, err)
 	}
@@ -414,7 +462,7 @@ func testTopics(t *testing.T, s dialect.Store) {
 	if got := payloads(c.Records()); !slices.Equal(got, []string{`b{"n":1}`}) {
 		t.Fatalf("sms claim = %v, want only b1 (a2 waits for a1 on the email topic)", got)
 	}
-	if !slices.Contains(c.Blocked(), "a") {
+	if !blockedHas(c, "a") {
 		t.Errorf("sms claim Blocked() = %v, want key a", c.Blocked())
 	}
 	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})

@@ -107,12 +107,14 @@ type queries struct {
 
 func buildQueries(n migrate.Names) queries {
 	const cols = "id, message_id, topic, key, type, payload, headers, created_at, attempts"
+	// hashtextextended is stable across versions and platforms; the mask keeps it
+	// non-negative so mod() yields 0..n-1.
+	const keyHash = "(hashtextextended(coalesce(key, message_id::text), 0) & 9223372036854775807)"
 	return queries{
-		// hashtextextended is stable across versions and platforms; the mask keeps the
-		// value non-negative so mod() yields 0..parts-1.
 		claim: `SELECT ` + cols + ` FROM ` + n.Table + `
 WHERE published_at IS NULL AND available_at <= now()
-  AND ($1::int <= 1 OR mod(hashtextextended(coalesce(key, message_id::text), 0) & 9223372036854775807, $1::int) = $2::int)
+  AND mod(` + keyHash + `, greatest($1::int, 1)) = $2::int
+  AND mod(` + keyHash + ` / greatest($1::int, 1), greatest($6::int, 1)) = $7::int
   AND (key IS NULL OR NOT key = ANY($3::text[]))
   AND (cardinality($5::text[]) = 0 OR topic = ANY($5::text[]))
 ORDER BY id
@@ -120,22 +122,25 @@ LIMIT $4
 FOR UPDATE SKIP LOCKED`,
 		// For each claimed key: how many unpublished rows exist up to the last claimed one.
 		// If that exceeds what was claimed, an earlier row is held elsewhere or backing off.
-		orderCheck: `SELECT k.key FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS k(key, maxid, n)
-WHERE (SELECT count(*) FROM ` + n.Table + ` e WHERE e.key = k.key AND e.id <= k.maxid AND e.published_at IS NULL) <> k.n`,
+		// until is the latest available_at among them: when a backing-off head is due again.
+		orderCheck: `SELECT k.key, c.until FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS k(key, maxid, n)
+CROSS JOIN LATERAL (SELECT count(*) AS cnt, max(e.available_at) AS until FROM ` + n.Table + ` e
+  WHERE e.key = k.key AND e.id <= k.maxid AND e.published_at IS NULL) AS c
+WHERE c.cnt <> k.n`,
 		del:           `DELETE FROM ` + n.Table + ` WHERE id = ANY($1::bigint[])`,
-		markPublished: `UPDATE ` + n.Table + ` SET published_at = now() WHERE id = ANY($1::bigint[])`,
+		markPublished: `UPDATE ` + n.Table + ` SET published_at = clock_timestamp() WHERE id = ANY($1::bigint[])`,
 		retry: `UPDATE ` + n.Table + ` AS t SET attempts = t.attempts + 1,
-  available_at = now() + u.delay_us * interval '1 microsecond', last_error = u.err
+  available_at = clock_timestamp() + u.delay_us * interval '1 microsecond', last_error = u.err
 FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(id, delay_us, err) WHERE t.id = u.id`,
 		toDead: `WITH moved AS (
   DELETE FROM ` + n.Table + ` AS t USING unnest($1::bigint[], $2::text[]) AS u(id, err)
   WHERE t.id = u.id RETURNING t.*, u.err)
-INSERT INTO ` + n.Dead + ` (original_id, message_id, topic, key, type, payload, headers, created_at, attempts, last_error)
-SELECT id, message_id, topic, key, type, payload, headers, created_at, attempts + 1, err FROM moved ORDER BY id`,
-		heartbeat: `INSERT INTO ` + n.Relays + ` (relay_id, heartbeat_at) VALUES ($1, now())
-ON CONFLICT (relay_id) DO UPDATE SET heartbeat_at = now()`,
+INSERT INTO ` + n.Dead + ` (original_id, message_id, topic, key, type, payload, headers, created_at, attempts, last_error, failed_at)
+SELECT id, message_id, topic, key, type, payload, headers, created_at, attempts + 1, err, clock_timestamp() FROM moved ORDER BY id`,
+		heartbeat: `INSERT INTO ` + n.Relays + ` (relay_id, grp, heartbeat_at) VALUES ($1, $2, now())
+ON CONFLICT (relay_id) DO UPDATE SET grp = $2, heartbeat_at = now()`,
 		expire:  `DELETE FROM ` + n.Relays + ` WHERE heartbeat_at < now() - $1::bigint * interval '1 microsecond'`,
-		members: `SELECT relay_id FROM ` + n.Relays + ` ORDER BY relay_id`,
+		members: `SELECT relay_id FROM ` + n.Relays + ` WHERE grp = $1 ORDER BY relay_id`,
 		leave:   `DELETE FROM ` + n.Relays + ` WHERE relay_id = $1`,
 		deletePublished: `DELETE FROM ` + n.Table + ` WHERE id IN (SELECT id FROM ` + n.Table + `
 WHERE published_at IS NOT NULL AND published_at < now() - $1::bigint * interval '1 microsecond' LIMIT $2)`,
@@ -182,44 +187,57 @@ func (s *Store) Claim(ctx context.Context, req dialect.ClaimRequest) (dialect.Cl
 		return nil, fmt.Errorf("claiming: beginning transaction: %w", err)
 	}
 	c := &claim{s: s, tx: tx, retain: req.Retain}
-	rows, err := tx.Query(ctx, s.q.claim, req.Partitions, req.Partition, skip, req.Limit, topics)
+	rows, err := tx.Query(ctx, s.q.claim, req.Partitions, req.Partition, skip, req.Limit, topics, req.Slots, req.Slot)
 	if err != nil {
 		c.rollback()
 		return nil, fmt.Errorf("claiming: %w", err)
 	}
-	recs, err := scanRecords(rows)
+	recs, bad, err := scanRecords(rows, req.MaxBytes)
 	if err != nil {
 		c.rollback()
 		return nil, fmt.Errorf("claiming: %w", err)
 	}
-	if len(recs) == 0 {
-		c.rollback()
-		return c, nil
-	}
-	blocked, err := s.checkOrder(ctx, tx, recs)
-	if err != nil {
-		c.rollback()
-		return nil, fmt.Errorf("claiming: checking key order: %w", err)
-	}
-	if len(blocked) > 0 {
-		kept := recs[:0]
-		for _, r := range recs {
-			if _, b := blocked[r.Key]; !b || r.Key == "" {
-				kept = append(kept, r)
-			}
+	if len(bad) > 0 {
+		// Rows no relay can read (written by hand or by another language) must not block
+		// every later claim: they go to the dead letters with the reason, in this claim.
+		if err := c.deadLetter(ctx, bad); err != nil {
+			c.rollback()
+			return nil, fmt.Errorf("claiming: dead-lettering unreadable rows: %w", err)
 		}
-		recs = kept
-		for k := range blocked {
-			c.blocked = append(c.blocked, k)
+	}
+	if len(recs) > 0 {
+		blocked, err := s.checkOrder(ctx, tx, recs)
+		if err != nil {
+			c.rollback()
+			return nil, fmt.Errorf("claiming: checking key order: %w", err)
+		}
+		if len(blocked) > 0 {
+			kept := recs[:0]
+			for _, r := range recs {
+				if _, b := blocked[r.Key]; !b || r.Key == "" {
+					kept = append(kept, r)
+				}
+			}
+			recs = kept
+			for k, until := range blocked {
+				c.blocked = append(c.blocked, dialect.BlockedKey{Key: k, Until: until})
+			}
 		}
 	}
 	c.recs = recs
+	c.held = make(map[int64]struct{}, len(recs))
+	for i := range recs {
+		c.held[recs[i].Seq] = struct{}{}
+	}
+	if len(recs) == 0 && len(bad) == 0 {
+		c.rollback()
+	}
 	return c, nil
 }
 
 // checkOrder returns the keys whose claimed rows are not a complete prefix of the key's
 // unpublished rows.
-func (s *Store) checkOrder(ctx context.Context, tx pgx.Tx, recs []outbox.Record) (map[string]struct{}, error) {
+func (s *Store) checkOrder(ctx context.Context, tx pgx.Tx, recs []outbox.Record) (map[string]time.Time, error) {
 	type agg struct{ maxID, n int64 }
 	byKey := make(map[string]*agg)
 	var order []string
@@ -249,23 +267,37 @@ func (s *Store) checkOrder(ctx context.Context, tx pgx.Tx, recs []outbox.Record)
 	if err != nil {
 		return nil, err
 	}
-	keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, err
-	}
-	if len(keys) == 0 {
-		return nil, nil
-	}
-	out := make(map[string]struct{}, len(keys))
-	for _, k := range keys {
-		out[k] = struct{}{}
-	}
-	return out, nil
+	var (
+		key   string
+		until time.Time
+		out   map[string]time.Time
+	)
+	_, err = pgx.ForEachRow(rows, []any{&key, &until}, func() error {
+		if out == nil {
+			out = make(map[string]time.Time)
+		}
+		out[key] = until
+		return nil
+	})
+	return out, err
 }
 
-func scanRecords(rows pgx.Rows) ([]outbox.Record, error) {
+// badRow is a claimed row that cannot be decoded.
+type badRow struct {
+	seq    int64
+	reason string
+}
+
+// scanRecords reads claimed rows in id order, keeping a prefix whose payloads stay within
+// maxBytes (0: no bound; the first row is always kept). Rows past the bound stay locked until
+// the claim ends and are then released untouched.
+func scanRecords(rows pgx.Rows, maxBytes int) ([]outbox.Record, []badRow, error) {
 	defer rows.Close()
-	var recs []outbox.Record
+	var (
+		recs  []outbox.Record
+		bad   []badRow
+		bytes int
+	)
 	for rows.Next() {
 		var (
 			r       outbox.Record
@@ -274,18 +306,23 @@ func scanRecords(rows pgx.Rows) ([]outbox.Record, error) {
 			headers []byte
 		)
 		if err := rows.Scan(&r.Seq, &id, &r.Topic, &key, &r.Type, &r.Payload, &headers, &r.CreatedAt, &r.Attempts); err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		if maxBytes > 0 && len(recs) > 0 && bytes+len(r.Payload) > maxBytes {
+			break
 		}
 		r.ID = id
 		if key != nil {
 			r.Key = *key
 		}
 		if err := decodeHeaders(headers, &r.Message); err != nil {
-			return nil, fmt.Errorf("message %d: %w", r.Seq, err)
+			bad = append(bad, badRow{seq: r.Seq, reason: fmt.Sprintf("unreadable row: %v", err)})
+			continue
 		}
+		bytes += len(r.Payload)
 		recs = append(recs, r)
 	}
-	return recs, rows.Err()
+	return recs, bad, rows.Err()
 }
 
 func decodeHeaders(raw []byte, m *outbox.Message) error {
@@ -314,12 +351,48 @@ type claim struct {
 	tx      pgx.Tx
 	retain  bool
 	recs    []outbox.Record
-	blocked []string
+	held    map[int64]struct{}
+	blocked []dialect.BlockedKey
+	dirty   bool // the claim already changed rows: commit even an empty outcome
 	done    bool
 }
 
-func (c *claim) Records() []outbox.Record { return c.recs }
-func (c *claim) Blocked() []string        { return c.blocked }
+func (c *claim) Records() []outbox.Record      { return c.recs }
+func (c *claim) Blocked() []dialect.BlockedKey { return c.blocked }
+
+func (c *claim) deadLetter(ctx context.Context, bad []badRow) error {
+	ids := make([]int64, len(bad))
+	errs := make([]string, len(bad))
+	for i, b := range bad {
+		ids[i], errs[i] = b.seq, b.reason
+	}
+	if _, err := c.tx.Exec(ctx, c.s.q.toDead, ids, errs); err != nil {
+		return err
+	}
+	c.dirty = true
+	return nil
+}
+
+// check refuses an outcome naming a row this claim does not hold for publishing: rows the
+// order check left out are locked by the claim but belong to later claims.
+func (c *claim) check(o dialect.Outcome) error {
+	for _, seq := range o.Published {
+		if _, ok := c.held[seq]; !ok {
+			return fmt.Errorf("message %d is not in this claim", seq)
+		}
+	}
+	for _, r := range o.Retry {
+		if _, ok := c.held[r.Seq]; !ok {
+			return fmt.Errorf("message %d is not in this claim", r.Seq)
+		}
+	}
+	for _, d := range o.Dead {
+		if _, ok := c.held[d.Seq]; !ok {
+			return fmt.Errorf("message %d is not in this claim", d.Seq)
+		}
+	}
+	return nil
+}
 
 func (c *claim) rollback() {
 	if c.done {
@@ -337,7 +410,11 @@ func (c *claim) Finish(ctx context.Context, o dialect.Outcome) error {
 	if c.done {
 		return nil
 	}
-	if len(o.Published)+len(o.Retry)+len(o.Dead) == 0 {
+	if err := c.check(o); err != nil {
+		c.rollback()
+		return fmt.Errorf("finishing claim: %w", err)
+	}
+	if len(o.Published)+len(o.Retry)+len(o.Dead) == 0 && !c.dirty {
 		c.rollback()
 		return nil
 	}
@@ -366,9 +443,11 @@ func (c *claim) Finish(ctx context.Context, o dialect.Outcome) error {
 		}
 		b.Queue(c.s.q.toDead, ids, errs)
 	}
-	if err := c.tx.SendBatch(ctx, b).Close(); err != nil {
-		c.rollback()
-		return fmt.Errorf("finishing claim: %w", err)
+	if b.Len() > 0 {
+		if err := c.tx.SendBatch(ctx, b).Close(); err != nil {
+			c.rollback()
+			return fmt.Errorf("finishing claim: %w", err)
+		}
 	}
 	c.done = true
 	if err := c.tx.Commit(ctx); err != nil {
@@ -378,12 +457,12 @@ func (c *claim) Finish(ctx context.Context, o dialect.Outcome) error {
 }
 
 // Heartbeat implements dialect.Store.
-func (s *Store) Heartbeat(ctx context.Context, relayID string, ttl time.Duration) (dialect.Membership, error) {
+func (s *Store) Heartbeat(ctx context.Context, relayID, group string, ttl time.Duration) (dialect.Membership, error) {
 	b := &pgx.Batch{}
-	b.Queue(s.q.heartbeat, relayID)
+	b.Queue(s.q.heartbeat, relayID, group)
 	b.Queue(s.q.expire, ttl.Microseconds())
 	var ids []string
-	b.Queue(s.q.members).Query(func(rows pgx.Rows) error {
+	b.Queue(s.q.members, group).Query(func(rows pgx.Rows) error {
 		var err error
 		ids, err = pgx.CollectRows(rows, pgx.RowTo[string])
 		return err
@@ -451,9 +530,8 @@ func (s *Store) DeadLetters(ctx context.Context, afterID int64, limit int) ([]di
 		if key != nil {
 			r.Key = *key
 		}
-		if err := decodeHeaders(headers, &r.Message); err != nil {
-			return nil, fmt.Errorf("dead letter %d: %w", d.ID, err)
-		}
+		// A row dead-lettered because it was unreadable still lists; its error says why.
+		_ = decodeHeaders(headers, &r.Message)
 		out = append(out, d)
 	}
 	return out, rows.Err()

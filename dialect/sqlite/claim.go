@@ -48,14 +48,21 @@ func (h *holds) remove(cs []candidate) {
 
 // partitionOf places a message in one of parts partitions by FNV-1a of its key (or its
 // message_id when it has no key), so all messages of a key land in the same partition.
-func partitionOf(key, messageID string, parts int) int {
+func keyHash(key, messageID string) uint32 {
 	h := fnv.New32a()
 	if key != "" {
 		h.Write([]byte(key))
 	} else {
 		h.Write([]byte(messageID))
 	}
-	return int(h.Sum32() % uint32(parts))
+	return h.Sum32()
+}
+
+// inShare reports whether a message hashing to h is in the request's partition and slot:
+// h mod Partitions == Partition, then (h / Partitions) mod Slots == Slot.
+func inShare(h uint32, req dialect.ClaimRequest) bool {
+	parts, slots := uint32(max(req.Partitions, 1)), uint32(max(req.Slots, 1))
+	return h%parts == uint32(req.Partition) && (h/parts)%slots == uint32(req.Slot)
 }
 
 var errLimit = errors.New("claim: limit must be positive")
@@ -111,7 +118,7 @@ func (s *Store) Claim(ctx context.Context, req dialect.ClaimRequest) (dialect.Cl
 
 // choose scans the ready messages in id order and holds up to req.Limit of them whose keys
 // are not blocked. It returns the chosen rows and the keys it found blocked.
-func (s *Store) choose(ctx context.Context, req dialect.ClaimRequest, skip string) ([]candidate, []string, error) {
+func (s *Store) choose(ctx context.Context, req dialect.ClaimRequest, skip string) ([]candidate, []dialect.BlockedKey, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rows, err := s.db.QueryContext(ctx, s.q.scan, time.Now().UnixMicro(), skip)
@@ -121,8 +128,9 @@ func (s *Store) choose(ctx context.Context, req dialect.ClaimRequest, skip strin
 	defer rows.Close()
 	var (
 		chosen     []candidate
-		blocked    []string
+		blocked    []dialect.BlockedKey
 		blockedSet = map[string]struct{}{}
+		bytes      int
 		topicSet   map[string]struct{}
 	)
 	if len(req.Topics) > 0 {
@@ -137,12 +145,13 @@ func (s *Store) choose(ctx context.Context, req dialect.ClaimRequest, skip strin
 			key    sql.NullString
 			mid    string
 			topic  string
+			size   int
 			behind bool
 		)
-		if err := rows.Scan(&id, &key, &mid, &topic, &behind); err != nil {
+		if err := rows.Scan(&id, &key, &mid, &topic, &size, &behind); err != nil {
 			return nil, nil, err
 		}
-		if req.Partitions > 1 && partitionOf(key.String, mid, req.Partitions) != req.Partition {
+		if !inShare(keyHash(key.String, mid), req) {
 			continue
 		}
 		if _, ok := s.held.ids[id]; ok {
@@ -154,7 +163,7 @@ func (s *Store) choose(ctx context.Context, req dialect.ClaimRequest, skip strin
 				if k := key.String; key.Valid && k != "" {
 					if _, seen := blockedSet[k]; !seen {
 						blockedSet[k] = struct{}{}
-						blocked = append(blocked, k)
+						blocked = append(blocked, dialect.BlockedKey{Key: k})
 					}
 				}
 				continue
@@ -166,10 +175,14 @@ func (s *Store) choose(ctx context.Context, req dialect.ClaimRequest, skip strin
 			}
 			if behind || s.held.keys[k] > 0 {
 				blockedSet[k] = struct{}{}
-				blocked = append(blocked, k)
+				blocked = append(blocked, dialect.BlockedKey{Key: k})
 				continue
 			}
 		}
+		if req.MaxBytes > 0 && len(chosen) > 0 && bytes+size > req.MaxBytes {
+			break
+		}
+		bytes += size
 		chosen = append(chosen, candidate{id: id, key: key.String})
 	}
 	if err := rows.Err(); err != nil {
@@ -219,12 +232,12 @@ type claim struct {
 	retain  bool
 	held    []candidate // registered in s.held until Finish
 	recs    []outbox.Record
-	blocked []string
+	blocked []dialect.BlockedKey
 	done    bool
 }
 
-func (c *claim) Records() []outbox.Record { return c.recs }
-func (c *claim) Blocked() []string        { return c.blocked }
+func (c *claim) Records() []outbox.Record      { return c.recs }
+func (c *claim) Blocked() []dialect.BlockedKey { return c.blocked }
 
 func (c *claim) release() {
 	c.s.mu.Lock()

@@ -165,7 +165,7 @@ func buildQueries(n migrate.Names) queries {
 	return queries{
 		// Only what choosing needs; payloads are read for the chosen rows only. behind is set
 		// when an earlier unpublished message of the key is in backoff: ?1 is now.
-		scan: `SELECT id, key, message_id, topic, key IS NOT NULL AND EXISTS (
+		scan: `SELECT id, key, message_id, topic, length(payload), key IS NOT NULL AND EXISTS (
     SELECT 1 FROM ` + n.Table + ` e
     WHERE e.key = t.key AND e.id < t.id AND e.published_at IS NULL AND e.available_at > ?1) AS behind
 FROM ` + n.Table + ` t
@@ -179,10 +179,10 @@ ORDER BY id`,
 		toDead: `INSERT INTO ` + n.Dead + ` (original_id, message_id, topic, key, type, payload, headers, created_at, attempts, last_error, failed_at)
 SELECT id, message_id, topic, key, type, payload, headers, created_at, attempts + 1, ?, ? FROM ` + n.Table + ` WHERE id = ?`,
 		delOne: `DELETE FROM ` + n.Table + ` WHERE id = ?`,
-		heartbeat: `INSERT INTO ` + n.Relays + ` (relay_id, heartbeat_at) VALUES (?1, ?2)
-ON CONFLICT (relay_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`,
+		heartbeat: `INSERT INTO ` + n.Relays + ` (relay_id, grp, heartbeat_at) VALUES (?1, ?3, ?2)
+ON CONFLICT (relay_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, grp = excluded.grp`,
 		expire:  `DELETE FROM ` + n.Relays + ` WHERE heartbeat_at < ?`,
-		members: `SELECT relay_id FROM ` + n.Relays + ` ORDER BY relay_id`,
+		members: `SELECT relay_id FROM ` + n.Relays + ` WHERE grp = ? ORDER BY relay_id`,
 		leave:   `DELETE FROM ` + n.Relays + ` WHERE relay_id = ?`,
 		deletePublished: `DELETE FROM ` + n.Table + ` WHERE id IN (SELECT id FROM ` + n.Table + `
 WHERE published_at IS NOT NULL AND published_at <= ? ORDER BY published_at LIMIT ?)`,
@@ -237,17 +237,17 @@ func (s *Store) Enqueue(ctx context.Context, msgs ...outbox.Message) error {
 }
 
 // Heartbeat implements dialect.Store.
-func (s *Store) Heartbeat(ctx context.Context, relayID string, ttl time.Duration) (dialect.Membership, error) {
+func (s *Store) Heartbeat(ctx context.Context, relayID, group string, ttl time.Duration) (dialect.Membership, error) {
 	now := time.Now().UnixMicro()
 	var ids []string
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.q.heartbeat, relayID, now); err != nil {
+		if _, err := tx.ExecContext(ctx, s.q.heartbeat, relayID, now, group); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, s.q.expire, now-ttl.Microseconds()); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, s.q.members)
+		rows, err := tx.QueryContext(ctx, s.q.members, group)
 		if err != nil {
 			return err
 		}

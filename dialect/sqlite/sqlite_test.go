@@ -199,7 +199,7 @@ func TestOpenClaimDoesNotBlockProducers(t *testing.T) {
 	if got := c2.Records(); len(got) != 1 || got[0].Key != "b" {
 		t.Fatalf("second claim = %+v, want only b1", got)
 	}
-	if !slices.Equal(c2.Blocked(), []string{"a"}) {
+	if !slices.Equal(c2.Blocked(), []dialect.BlockedKey{{Key: "a"}}) {
 		t.Errorf("Blocked() = %v, want [a]", c2.Blocked())
 	}
 	if err := c2.Finish(ctx, dialect.Outcome{Published: seqs(c2.Records())}); err != nil {
@@ -294,7 +294,7 @@ func TestBackoffBlocksKey(t *testing.T) {
 	if got := c.Records(); len(got) != 1 || got[0].Key != "" {
 		t.Fatalf("claimed %+v, want only the keyless message", got)
 	}
-	if !slices.Equal(c.Blocked(), []string{"a"}) {
+	if !slices.Equal(c.Blocked(), []dialect.BlockedKey{{Key: "a"}}) {
 		t.Errorf("Blocked() = %v, want [a]", c.Blocked())
 	}
 	if err := c.Finish(ctx, dialect.Outcome{}); err != nil {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,7 @@ const (
 	DefaultWorkers           = 2
 	DefaultHeartbeatInterval = 2 * time.Second
 	DefaultMemberTTL         = 10 * time.Second
+	DefaultMaxBatchBytes     = 16 << 20
 	maxBlockedKeys           = 10000
 )
 
@@ -33,6 +35,8 @@ type Config struct {
 	Store dialect.Store
 	// BatchSize is the most messages one claim takes. Default 1000.
 	BatchSize int
+	// MaxBatchBytes bounds the payload bytes of one claim (memory per worker). Default 16 MiB.
+	MaxBatchBytes int
 	// PollInterval is how long a worker waits after finding nothing. Default 100ms.
 	PollInterval time.Duration
 	// Workers is how many claims run concurrently (each on its own slice of the keys).
@@ -59,6 +63,7 @@ type Config struct {
 // relay.Concurrent.
 type Source struct {
 	cfg    Config
+	group  string // relays with the same topic filter share the key space
 	logger *slog.Logger
 	slots  chan int
 	wake   chan struct{}
@@ -80,6 +85,7 @@ func New(cfg Config) (*Source, error) {
 		return nil, &outbox.ConfigError{Field: "store", Reason: "required"}
 	}
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, DefaultBatchSize)
+	cfg.MaxBatchBytes = cmp.Or(cfg.MaxBatchBytes, DefaultMaxBatchBytes)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, DefaultPollInterval)
 	cfg.Workers = cmp.Or(cfg.Workers, DefaultWorkers)
 	cfg.HeartbeatInterval = cmp.Or(cfg.HeartbeatInterval, DefaultHeartbeatInterval)
@@ -90,6 +96,8 @@ func New(cfg Config) (*Source, error) {
 	switch {
 	case cfg.BatchSize < 1 || cfg.BatchSize > 100000:
 		return nil, &outbox.ConfigError{Field: "batch_size", Reason: "must be between 1 and 100000"}
+	case cfg.MaxBatchBytes < 0:
+		return nil, &outbox.ConfigError{Field: "max_batch_bytes", Reason: "must not be negative"}
 	case cfg.PollInterval < time.Millisecond:
 		return nil, &outbox.ConfigError{Field: "poll_interval", Reason: "must be at least 1ms"}
 	case cfg.Workers < 1 || cfg.Workers > 256:
@@ -111,6 +119,9 @@ func New(cfg Config) (*Source, error) {
 	for i := range cfg.Workers {
 		s.slots <- i
 	}
+	topics := slices.Clone(cfg.Topics)
+	slices.Sort(topics)
+	s.group = strings.Join(slices.Compact(topics), ",")
 	s.member.Store(dialect.Membership{Index: 0, Count: 1})
 	return s, nil
 }
@@ -165,7 +176,7 @@ func (s *Source) Run(ctx context.Context) error {
 }
 
 func (s *Source) heartbeat(ctx context.Context) {
-	m, err := s.cfg.Store.Heartbeat(ctx, s.cfg.RelayID, s.cfg.MemberTTL)
+	m, err := s.cfg.Store.Heartbeat(ctx, s.cfg.RelayID, s.group, s.cfg.MemberTTL)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.logger.Warn("relay heartbeat failed", slog.Any("error", err))
@@ -217,8 +228,11 @@ func (s *Source) Next(ctx context.Context) (relay.Batch, error) {
 		m := s.Membership()
 		req := dialect.ClaimRequest{
 			Limit:      s.cfg.BatchSize,
-			Partition:  m.Index*s.cfg.Workers + slot,
-			Partitions: m.Count * s.cfg.Workers,
+			MaxBytes:   s.cfg.MaxBatchBytes,
+			Partition:  m.Index,
+			Partitions: m.Count,
+			Slot:       slot,
+			Slots:      s.cfg.Workers,
 			SkipKeys:   s.blockedKeys(),
 			Topics:     s.cfg.Topics,
 			Retain:     s.cfg.Retention > 0,
@@ -228,13 +242,18 @@ func (s *Source) Next(ctx context.Context) (relay.Batch, error) {
 			s.slots <- slot
 			return nil, err
 		}
-		s.noteBlocked(c.Blocked(), time.Now().Add(s.cfg.PollInterval))
+		learned := s.noteBlocked(c.Blocked())
 		if len(c.Records()) > 0 {
 			return &batch{Claim: c, src: s, slot: slot}, nil
 		}
 		if err := c.Finish(ctx, dialect.Outcome{}); err != nil {
 			s.slots <- slot
 			return nil, err
+		}
+		if learned {
+			// The claim filled up with messages of blocked keys; now that they are known,
+			// the next claim skips them and reaches the other keys.
+			continue
 		}
 		t := time.NewTimer(s.cfg.PollInterval)
 		select {
@@ -267,20 +286,31 @@ func (s *Source) blockedKeys() []string {
 	return keys
 }
 
-func (s *Source) noteBlocked(keys []string, until time.Time) {
+// noteBlocked remembers blocked keys until they are likely claimable again (at least one poll
+// interval), and reports whether it learned a key it did not already skip.
+func (s *Source) noteBlocked(keys []dialect.BlockedKey) bool {
 	if len(keys) == 0 {
-		return
+		return false
 	}
+	floor := time.Now().Add(s.cfg.PollInterval)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	learned := false
 	for _, k := range keys {
-		if len(s.blocked) >= maxBlockedKeys {
-			return // a hint only: the store's order check still holds the line
+		until := k.Until
+		if until.Before(floor) {
+			until = floor
 		}
-		if until.After(s.blocked[k]) {
-			s.blocked[k] = until
+		old, known := s.blocked[k.Key]
+		if !known && len(s.blocked) >= maxBlockedKeys {
+			continue // a hint only: the store's order check still holds the line
 		}
+		if until.After(old) {
+			s.blocked[k.Key] = until
+		}
+		learned = learned || !known
 	}
+	return learned
 }
 
 type batch struct {
@@ -301,11 +331,13 @@ func (b *batch) Finish(ctx context.Context, o dialect.Outcome) error {
 				keyOf[r.Seq] = r.Key
 			}
 			now := time.Now()
+			var keys []dialect.BlockedKey
 			for _, r := range o.Retry {
 				if k := keyOf[r.Seq]; k != "" {
-					b.src.noteBlocked([]string{k}, now.Add(r.Delay))
+					keys = append(keys, dialect.BlockedKey{Key: k, Until: now.Add(r.Delay)})
 				}
 			}
+			b.src.noteBlocked(keys)
 		}
 		b.src.slots <- b.slot
 	})

@@ -1,0 +1,1 @@
+ALTER TABLE {{.Relays}} DROP COLUMN grp;
