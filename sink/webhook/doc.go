@@ -1,0 +1,84 @@
+// Package webhook is the HTTP webhook sink: it POSTs each outbox message to an HTTP endpoint,
+// signed the Standard Webhooks way, and reports it delivered once the endpoint answered 2xx.
+// Receivers check requests with Verify.
+//
+// # Configuration
+//
+//	s, err := webhook.New(ctx, webhook.Config{
+//		URL: "https://hooks.example.com/outbox",           // every topic not in URLs
+//		URLs: map[string]string{                            // per-topic endpoints
+//			"billing.invoice.paid": "https://billing.example.com/events",
+//		},
+//		Secrets: []string{os.Getenv("WEBHOOK_SECRET")},     // "whsec_<base64>" or raw
+//		Headers: map[string]string{"Authorization": "Bearer " + os.Getenv("HOOK_TOKEN")},
+//		Timeout:        10 * time.Second,                  // per request (default)
+//		MaxConcurrency: 16,                                // requests in flight (default)
+//		Source:         "orders-service",                  // CloudEvents source
+//	})
+//
+// A topic with no endpoint (not in URLs, and URL unset) fails permanently. Config.Client
+// replaces the HTTP client (proxies, mTLS, tracing transports).
+//
+// # Envelope
+//
+// Requests follow the CloudEvents HTTP binding in binary content mode: the body is the
+// payload, as is, and the attributes are headers:
+//
+//	ce-id           message id (UUIDv7)
+//	ce-source       Config.Source
+//	ce-specversion  1.0
+//	ce-type         the message type (the topic when empty)
+//	ce-subject      the key (absent when empty)
+//	ce-time         created_at, RFC 3339
+//	Content-Type    the user's content-type header, else application/octet-stream
+//
+// As the binding requires, ce- values are percent-encoded: space, '"', '%' and every byte
+// outside printable ASCII become %XX (decode with url.PathUnescape). The user's other headers
+// are sent as they are, except those the sink or net/http owns (Host, Content-Length,
+// Connection and other hop-by-hop headers, webhook-*); Config.Headers take precedence over
+// the user's headers. A header name or value that HTTP cannot carry fails the message
+// permanently.
+//
+// # Signatures (Standard Webhooks)
+//
+// With Config.Secrets set, every request carries
+//
+//	webhook-id         the message id: stable across retries, the receiver's dedupe key
+//	webhook-timestamp  Unix seconds of this attempt
+//	webhook-signature  "v1," + base64(HMAC-SHA256(key, id + "." + timestamp + "." + body))
+//
+// as specified at https://www.standardwebhooks.com/, so the receiver can use any Standard
+// Webhooks library, or Verify. A secret "whsec_<base64>" uses the decoded bytes as the key,
+// as those libraries do; any other string is used as the key byte for byte (for
+// standardwebhooks.NewWebhook on the receiver, pass the whsec_ form, or NewWebhookRaw). To
+// rotate, configure the new and the old secret: each request then carries both signatures,
+// space-separated, and receivers accept either until they have switched.
+//
+// # Responses and errors
+//
+//	2xx                    acknowledged
+//	408, 425, 429, 5xx     retryable; with Retry-After (seconds or HTTP date) the error is
+//	                       a *RetryAfterError carrying the delay
+//	3xx                    permanent: redirects are not followed, since that would re-send
+//	                       the signed payload somewhere nobody configured; the error names
+//	                       the target's scheme and host, so the URL can be fixed
+//	other 4xx              permanent, with the start of the response body
+//	no response            retryable: connection errors, TLS errors, Config.Timeout,
+//	                       the Publish context ending
+//
+// Status errors are *StatusError values (wrapped by sink.Permanent when permanent). The
+// response body is quoted up to 256 bytes, with control characters replaced; bodies are
+// always drained (up to 64 KiB, to reuse the connection) and closed. Errors and logs name an
+// endpoint by scheme and host only, since webhook URLs often carry tokens; the secrets,
+// Config.Headers values and token-like parts of the URLs are removed from quoted bodies too.
+//
+// # Concurrency and order
+//
+// Publish sends a batch concurrently, at most Config.MaxConcurrency requests at once across
+// the sink, except that messages of one key go one after the other in slice order, each
+// after the previous one was acknowledged. After a retryable failure the rest of that key's
+// messages in the batch are not sent (they fail retryably), so a later message never
+// overtakes an earlier one; a permanent failure holds nothing back, as the failed message
+// goes to the dead-letter table. When the Publish context ends, requests in flight are
+// canceled and unsent messages fail with the context's error.
+package webhook
