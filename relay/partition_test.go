@@ -145,3 +145,31 @@ func TestUnreadableRowIsDeadLettered(t *testing.T) {
 		t.Fatalf("dead letters = %+v, %v", dls, err)
 	}
 }
+
+type retryAfterErr struct{ d time.Duration }
+
+func (e retryAfterErr) Error() string             { return "429 too many requests" }
+func (e retryAfterErr) RetryAfter() time.Duration { return e.d }
+
+// A sink's Retry-After is honoured: the retry is scheduled no sooner than it asks.
+func TestRetryAfterHonoured(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	sk := newMemSink()
+	sk.fail = func(*outbox.Record) error { return retryAfterErr{d: 30 * time.Minute} }
+	startRelay(t, b, sk, poll.Config{}, relay.Config{BackoffBase: time.Millisecond, BackoffMax: time.Hour})
+	ctx := context.Background()
+	if err := b.store.Enqueue(ctx, outbox.Message{Topic: "t", Key: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	var wait time.Duration
+	waitFor(t, 10*time.Second, "the first attempt", func() bool {
+		var secs float64
+		err := b.pool.QueryRow(ctx, `SELECT extract(epoch FROM available_at - now()) FROM `+b.table+` WHERE attempts = 1`).Scan(&secs)
+		wait = time.Duration(secs * float64(time.Second))
+		return err == nil
+	})
+	if wait < 29*time.Minute {
+		t.Fatalf("retry scheduled in %v, want at least the 30m the sink asked for", wait)
+	}
+}

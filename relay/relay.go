@@ -326,7 +326,13 @@ func (r *Relay) fail(o *dialect.Outcome, rec *outbox.Record, err error) {
 		o.Dead = append(o.Dead, dialect.Dead{Seq: rec.Seq,
 			Error: truncate(fmt.Sprintf("after %d attempts: %v", attempt, err))})
 	default:
-		o.Retry = append(o.Retry, dialect.Retry{Seq: rec.Seq, Delay: r.backoff(rec.Attempts), Error: truncate(err.Error())})
+		delay := r.backoff(rec.Attempts)
+		// A broker that says when to come back (HTTP Retry-After) is honoured, within BackoffMax.
+		var ra interface{ RetryAfter() time.Duration }
+		if errors.As(err, &ra) {
+			delay = min(max(delay, ra.RetryAfter()), r.cfg.BackoffMax)
+		}
+		o.Retry = append(o.Retry, dialect.Retry{Seq: rec.Seq, Delay: delay, Error: truncate(err.Error())})
 	}
 }
 
