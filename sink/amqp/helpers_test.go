@@ -1,0 +1,238 @@
+package amqp_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/outboxgo/outbox"
+	amqpsink "github.com/outboxgo/outbox/sink/amqp"
+	"github.com/outboxgo/outbox/sink/sinktest"
+)
+
+// defaultURL is the shared test broker used when RABBITMQ_URL is not set.
+const defaultURL = "amqp://guest:guest@127.0.0.1:5672/"
+
+func brokerURL() string {
+	if u := os.Getenv("RABBITMQ_URL"); u != "" {
+		return u
+	}
+	return defaultURL
+}
+
+// dial connects to the shared broker and closes the connection when the test ends. It fails
+// the test, never skips it, when RabbitMQ is unreachable.
+func dial(t testing.TB) *amqp091.Connection {
+	t.Helper()
+	conn, err := amqp091.Dial(brokerURL())
+	if err != nil {
+		t.Fatalf("connecting to RabbitMQ at %s (start it with `rabbitmq-server -detached`, or set RABBITMQ_URL): %v", brokerURL(), err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+func channel(t testing.TB, conn *amqp091.Connection) *amqp091.Channel {
+	t.Helper()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatalf("opening channel: %v", err)
+	}
+	return ch
+}
+
+// uniqueName returns a name no other test uses.
+func uniqueName(what string) string {
+	return "outbox-test-" + what + "-" + strings.ReplaceAll(outbox.NewID().String(), "-", "")[20:]
+}
+
+// topology is a private exchange with a queue bound to all of it, read by a consumer.
+type topology struct {
+	conn     *amqp091.Connection
+	exchange string
+	queue    string
+	prefix   string
+}
+
+// newTopology declares a topic exchange and an exclusive queue bound with "#" on a
+// connection of its own, and deletes both when the test ends. queueArgs are the queue's
+// x-arguments.
+func newTopology(t testing.TB, queueArgs amqp091.Table) *topology {
+	t.Helper()
+	conn := dial(t)
+	ch := channel(t, conn)
+	tp := &topology{conn: conn, exchange: uniqueName("ex"), queue: uniqueName("q"), prefix: "app."}
+	if err := ch.ExchangeDeclare(tp.exchange, "topic", false, false, false, false, nil); err != nil {
+		t.Fatalf("declaring exchange: %v", err)
+	}
+	t.Cleanup(func() {
+		c, err := amqp091.Dial(brokerURL())
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if cch, err := c.Channel(); err == nil {
+			_ = cch.ExchangeDelete(tp.exchange, false, false)
+			_, _ = cch.QueueDelete(tp.queue, false, false, false)
+		}
+	})
+	if _, err := ch.QueueDeclare(tp.queue, false, false, true, false, queueArgs); err != nil {
+		t.Fatalf("declaring queue: %v", err)
+	}
+	if err := ch.QueueBind(tp.queue, "#", tp.exchange, false, nil); err != nil {
+		t.Fatalf("binding queue: %v", err)
+	}
+	return tp
+}
+
+// receiver consumes the topology's queue.
+func (tp *topology) receiver(t testing.TB) *receiver {
+	t.Helper()
+	ch := channel(t, tp.conn)
+	deliveries, err := ch.Consume(tp.queue, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatalf("consuming %s: %v", tp.queue, err)
+	}
+	return &receiver{deliveries: deliveries, prefix: tp.prefix}
+}
+
+type receiver struct {
+	deliveries <-chan amqp091.Delivery
+	prefix     string
+}
+
+func (r *receiver) Receive(ctx context.Context) (sinktest.Received, error) {
+	select {
+	case d, ok := <-r.deliveries:
+		if !ok {
+			return sinktest.Received{}, fmt.Errorf("consumer closed")
+		}
+		return decode(d, r.prefix), nil
+	case <-ctx.Done():
+		return sinktest.Received{}, ctx.Err()
+	}
+}
+
+// decode maps a delivery in the CloudEvents AMQP binding (binary mode) to a Received: the
+// cloudEvents: application properties (strings, or AMQP timestamps for time), content-type
+// as datacontenttype, other headers as they are.
+func decode(d amqp091.Delivery, prefix string) sinktest.Received {
+	m := sinktest.Received{
+		Topic:           strings.TrimPrefix(d.RoutingKey, prefix),
+		DataContentType: d.ContentType,
+		Headers:         make(map[string]string, len(d.Headers)),
+		Payload:         d.Body,
+	}
+	for name, v := range d.Headers {
+		var s string
+		switch v := v.(type) {
+		case string:
+			s = v
+		case []byte:
+			s = string(v)
+		case time.Time:
+			s = v.UTC().Format(time.RFC3339Nano)
+		default:
+			s = fmt.Sprint(v)
+		}
+		switch name {
+		case "cloudEvents:id":
+			m.ID = s
+		case "cloudEvents:source":
+			m.Source = s
+		case "cloudEvents:specversion":
+			m.SpecVersion = s
+		case "cloudEvents:type":
+			m.Type = s
+		case "cloudEvents:subject":
+			m.Subject = s
+		case "cloudEvents:time":
+			m.Time = s
+		default:
+			m.Headers[name] = s
+		}
+	}
+	return m
+}
+
+func newSink(t testing.TB, cfg amqpsink.Config) *amqpsink.Sink {
+	t.Helper()
+	if cfg.URL == "" {
+		cfg.URL = brokerURL()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	s, err := amqpsink.New(ctx, cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func publish(t testing.TB, s *amqpsink.Sink, recs ...*outbox.Record) []error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res := s.Publish(ctx, recs)
+	if len(res) != len(recs) {
+		t.Fatalf("Publish returned %d results for %d messages", len(res), len(recs))
+	}
+	return res
+}
+
+// get reads one message from queue with basic.get, polling until timeout.
+func get(t testing.TB, ch *amqp091.Channel, queue string) amqp091.Delivery {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d, ok, err := ch.Get(queue, true)
+		if err != nil {
+			t.Fatalf("basic.get from %s: %v", queue, err)
+		}
+		if ok {
+			return d
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no message in %s within 10s", queue)
+		}
+		<-time.After(20 * time.Millisecond)
+	}
+}
+
+// testLogger logs to t.Log until the test ends; events from the sink's goroutines after
+// that are dropped instead of panicking.
+func testLogger(t testing.TB) *slog.Logger {
+	w := &tlogWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tlogWriter struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
+
+func (w *tlogWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}

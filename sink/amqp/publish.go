@@ -1,0 +1,351 @@
+package amqp
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/sink"
+)
+
+// Publishing pipelines: a batch is sent on the session's channel without waiting, each
+// message under the delivery tag the channel gives it, and the session's reader settles
+// each tag from the broker's confirmations (in tag order, as the library resequences them).
+// Confirmations are read from Channel.NotifyPublish rather than per-message deferred
+// confirmations because a return must be matched to its ack in the order the broker sent
+// them, which only a single reader of both can do (see session.read).
+
+// slot states
+const (
+	slotUnsent uint8 = iota
+	slotPending
+	slotDone
+)
+
+// batch is the bookkeeping of one Publish call, shared by Publish, its sender goroutine and
+// the session's reader.
+type batch struct {
+	msgs     []*outbox.Record
+	exchange string
+	keys     []string // routing key per message
+	ids      []string // message id per sent message, to match returns
+	skip     []bool   // failed before sending; immutable once the sender runs
+
+	mu        sync.Mutex
+	res       []error
+	state     []uint8
+	pending   int  // slots in slotPending
+	sending   bool // the sender is still running
+	abandoned bool // Publish returned: res is the caller's now
+	closed    bool // done is closed
+	done      chan struct{}
+}
+
+// finish moves slot i from pending to done with err. Caller holds b.mu.
+func (b *batch) finish(i int, err error) {
+	if b.state[i] != slotPending {
+		return
+	}
+	b.state[i] = slotDone
+	if !b.abandoned {
+		b.res[i] = err
+	}
+	b.pending--
+	b.maybeDone()
+}
+
+// failUnsent fails every slot from index from on that was not sent. Caller holds b.mu.
+func (b *batch) failUnsent(from int, err error) {
+	for i := from; i < len(b.state); i++ {
+		if b.state[i] == slotUnsent && !b.skip[i] {
+			b.state[i] = slotDone
+			if !b.abandoned {
+				b.res[i] = err
+			}
+		}
+	}
+}
+
+func (b *batch) maybeDone() {
+	if b.pending == 0 && !b.sending && !b.closed {
+		b.closed = true
+		close(b.done)
+	}
+}
+
+// abandon fails what is not settled yet and hands res to the caller. Caller holds b.mu.
+func (b *batch) abandon(unsent, pending error) {
+	for i, st := range b.state {
+		switch {
+		case st == slotUnsent && !b.skip[i]:
+			b.res[i] = unsent
+		case st == slotPending:
+			b.res[i] = pending
+		}
+	}
+	b.abandoned = true
+}
+
+// Publish sends msgs to the exchange in slice order without waiting between messages, then
+// waits until the broker confirmed every one, ctx ends, or Config.PublishTimeout passes.
+// It returns one result per message: nil once the broker confirmed it (a persistent
+// message routed to durable queues is confirmed once written to disk).
+//
+// A message the broker returns as unroutable fails with a retryable error wrapping
+// ErrUnroutable, although the broker acks it too; a nacked one wraps ErrNacked. When the
+// channel or connection closes during a batch, the rest of the batch is not sent, so that
+// no later message of a key can be stored ahead of an earlier one lost with the connection.
+func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
+	res := make([]error, len(msgs))
+	if len(msgs) == 0 {
+		return res
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.isClosed {
+		fill(res, ErrClosed)
+		return res
+	}
+	if err := ctx.Err(); err != nil {
+		fill(res, notSent(err))
+		return res
+	}
+	ss := s.cur.Load()
+	if ss == nil {
+		fill(res, notConnected(s.lastError()))
+		return res
+	}
+	if reason := ss.blockedReason(); reason != "" {
+		fill(res, fmt.Errorf("amqp sink: not sent: RabbitMQ blocks publishing (%s); will retry", reason))
+		return res
+	}
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+
+	b := &batch{
+		msgs:     msgs,
+		exchange: s.exchange,
+		keys:     make([]string, len(msgs)),
+		ids:      make([]string, len(msgs)),
+		skip:     make([]bool, len(msgs)),
+		res:      res,
+		state:    make([]uint8, len(msgs)),
+		done:     make(chan struct{}),
+	}
+	sendable := 0
+	for i, r := range msgs {
+		key, err := s.keys.get(r.Topic)
+		if err == nil {
+			err = s.check(r)
+		}
+		b.keys[i] = key
+		if err != nil {
+			res[i] = err
+			b.skip[i] = true
+			b.state[i] = slotDone
+			continue
+		}
+		sendable++
+	}
+	if sendable == 0 {
+		return res
+	}
+
+	// One batch at a time per channel: its delivery tags must follow its send order.
+	select {
+	case ss.sem <- struct{}{}:
+	case <-ctx.Done():
+		b.failUnsent(0, notSent(s.ctxErr(parent)))
+		return res
+	case <-ss.dead:
+		b.failUnsent(0, notSent(lost(ss.reason())))
+		return res
+	}
+	b.sending = true
+	s.senders.Add(1)
+	go func() {
+		defer s.senders.Done()
+		defer func() { <-ss.sem }()
+		s.send(ctx, parent, ss, b)
+	}()
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		// The sender may be stuck in a write (TCP pushback from a blocked broker): leave it
+		// behind; it stops at the next message, or when the connection closes.
+		err := s.ctxErr(parent)
+		b.mu.Lock()
+		b.abandon(notSent(err), fmt.Errorf("amqp sink: waiting for publisher confirm: %w", err))
+		b.mu.Unlock()
+	}
+	return res
+}
+
+// send publishes the batch's messages in order on the session's channel. Messages that
+// cannot be sent get their error at once; sent ones are pending until their confirmation.
+func (s *Sink) send(ctx, parent context.Context, ss *session, b *batch) {
+	defer func() {
+		b.mu.Lock()
+		b.sending = false
+		b.maybeDone()
+		b.mu.Unlock()
+	}()
+	stop := func(from int, err error) {
+		b.mu.Lock()
+		b.failUnsent(from, err)
+		b.mu.Unlock()
+	}
+	// One property table for the whole batch: the library encodes it before Publish returns
+	// and keeps no reference.
+	headers := make(amqp091.Table, 16)
+	pub := amqp091.Publishing{DeliveryMode: amqp091.Persistent, AppId: s.source, Headers: headers}
+	done := ctx.Done()
+	for i, r := range b.msgs {
+		if b.skip[i] {
+			continue
+		}
+		select {
+		case <-done:
+			stop(i, notSent(s.ctxErr(parent)))
+			return
+		case <-ss.dead:
+			stop(i, notSent(lost(ss.reason())))
+			return
+		default:
+		}
+		s.fill(&pub, headers, r)
+		b.ids[i] = pub.MessageId
+		// Pending before the publish: the confirmation may arrive before Publish returns.
+		b.mu.Lock()
+		b.state[i] = slotPending
+		b.pending++
+		b.mu.Unlock()
+		tag := ss.ch.GetNextPublishSeqNo()
+		if !ss.register(tag, slotRef{b, i}) {
+			err := notSent(lost(ss.reason()))
+			b.mu.Lock()
+			b.finish(i, err)
+			b.failUnsent(i+1, err)
+			b.mu.Unlock()
+			return
+		}
+		// mandatory: an unroutable message comes back as basic.return instead of vanishing.
+		if err := ss.ch.PublishWithContext(ctx, b.exchange, b.keys[i], true, false, pub); err != nil {
+			if ctx.Err() != nil {
+				err = s.ctxErr(parent)
+			}
+			err = notSent(err)
+			b.mu.Lock()
+			if ss.unregister(tag) { // else the reader failed it with the channel's close reason
+				b.finish(i, err)
+			}
+			b.failUnsent(i+1, fmt.Errorf("amqp sink: not sent after an earlier send failed: %w", err))
+			b.mu.Unlock()
+			return
+		}
+	}
+}
+
+// check returns the permanent error of a message the broker cannot take, or nil.
+func (s *Sink) check(r *outbox.Record) error {
+	if len(r.Payload) > s.maxBytes {
+		return sink.Permanent(fmt.Errorf("amqp sink: payload of %d bytes exceeds max_message_bytes (%d)", len(r.Payload), s.maxBytes))
+	}
+	for name, v := range r.Headers {
+		if len(name) > maxShortstr {
+			return sink.Permanent(fmt.Errorf("amqp sink: header name %.40q... is %d bytes, longer than the AMQP limit of %d", name, len(name), maxShortstr))
+		}
+		if len(v) > maxShortstr && equalFoldASCII(name, "content-type") {
+			return sink.Permanent(fmt.Errorf("amqp sink: content-type of %d bytes is longer than the AMQP limit of %d", len(v), maxShortstr))
+		}
+	}
+	return nil
+}
+
+// fill sets pub to the AMQP message of r: properties, the CloudEvents attributes as
+// cloudEvents:* headers (datacontenttype as the content-type property) and the user's
+// headers.
+func (s *Sink) fill(pub *amqp091.Publishing, headers amqp091.Table, r *outbox.Record) {
+	clear(headers)
+	for name, v := range r.Headers {
+		if equalFoldASCII(name, "content-type") {
+			continue // datacontenttype, below
+		}
+		headers[name] = v
+	}
+	pub.ContentType = ""
+	for _, a := range sink.Attributes(r, s.source) {
+		switch a.Name {
+		case "datacontenttype":
+			pub.ContentType = a.Value
+			continue
+		case "id":
+			pub.MessageId = a.Value
+		}
+		headers[ceProperty(a.Name)] = a.Value
+	}
+	pub.Type = r.EventType()
+	if len(pub.Type) > maxShortstr {
+		pub.Type = "" // cloudEvents:type carries it
+	}
+	pub.Timestamp = r.CreatedAt
+	pub.Body = r.Payload
+}
+
+// ceProperty maps a CloudEvents attribute to its AMQP application property, without
+// allocating for the known attributes.
+func ceProperty(attr string) string {
+	switch attr {
+	case "id":
+		return "cloudEvents:id"
+	case "source":
+		return "cloudEvents:source"
+	case "specversion":
+		return "cloudEvents:specversion"
+	case "type":
+		return "cloudEvents:type"
+	case "subject":
+		return "cloudEvents:subject"
+	case "time":
+		return "cloudEvents:time"
+	default:
+		return "cloudEvents:" + attr
+	}
+}
+
+// ctxErr tells the caller's cancellation from the sink's own publish timeout.
+func (s *Sink) ctxErr(parent context.Context) error {
+	if err := parent.Err(); err != nil {
+		return err
+	}
+	return fmt.Errorf("no publisher confirm within the publish timeout of %s: %w", s.timeout, context.DeadlineExceeded)
+}
+
+func fill(res []error, err error) {
+	for i := range res {
+		res[i] = err
+	}
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		ca, cb := a[i], b[i]
+		if 'A' <= ca && ca <= 'Z' {
+			ca += 'a' - 'A'
+		}
+		if 'A' <= cb && cb <= 'Z' {
+			cb += 'a' - 'A'
+		}
+		if ca != cb {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,224 @@
+package mqtt_test
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/outboxgo/outbox"
+	mqttsink "github.com/outboxgo/outbox/sink/mqtt"
+	"github.com/outboxgo/outbox/sink/sinktest"
+)
+
+// defaultBroker is the shared test broker used when MQTT_URL is not set.
+const defaultBroker = "tcp://127.0.0.1:1883"
+
+func brokerURL() string {
+	if u := os.Getenv("MQTT_URL"); u != "" {
+		return u
+	}
+	return defaultBroker
+}
+
+func brokerAddr(t testing.TB) string {
+	t.Helper()
+	u, err := url.Parse(brokerURL())
+	if err != nil {
+		t.Fatalf("MQTT_URL: %v", err)
+	}
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "1883")
+	}
+	return u.Host
+}
+
+// uniquePrefix returns a topic prefix no other test uses.
+func uniquePrefix() string {
+	return "outbox-test/" + strings.ReplaceAll(outbox.NewID().String(), "-", "")[16:] + "/"
+}
+
+// subscriber is a paho MQTT 5 client subscribed to prefix+"#" at QoS 1 that queues what it
+// receives. It is set up (SUBACK received) before it returns, so it sees everything
+// published after.
+type subscriber struct {
+	prefix string
+	sep    string // the sink's topic separator, mapped back to "."
+	client *paho.Client
+
+	mu     sync.Mutex
+	queue  []*paho.Publish
+	notify chan struct{}
+}
+
+func subscribe(t testing.TB, prefix, sep string) *subscriber {
+	t.Helper()
+	sub := &subscriber{prefix: prefix, sep: sep, notify: make(chan struct{}, 1)}
+	nc, err := net.DialTimeout("tcp", brokerAddr(t), 5*time.Second)
+	if err != nil {
+		t.Fatalf("connecting to the MQTT broker at %s (start it with `mosquitto -d -c /etc/mosquitto/mosquitto.conf`, or set MQTT_URL): %v", brokerURL(), err)
+	}
+	sub.client = paho.NewClient(paho.ClientConfig{
+		Conn: nc,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			sub.mu.Lock()
+			sub.queue = append(sub.queue, pr.Packet)
+			sub.mu.Unlock()
+			select {
+			case sub.notify <- struct{}{}:
+			default:
+			}
+			return true, nil
+		}},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Receive Maximum 65535: the broker then keeps up to that many QoS 1 messages in flight
+	// to us instead of queueing them (Mosquitto drops what exceeds max_queued_messages).
+	recvMax := uint16(65535)
+	ca, err := sub.client.Connect(ctx, &paho.Connect{
+		ClientID:   "outbox-test-sub-" + strings.ReplaceAll(outbox.NewID().String(), "-", "")[16:],
+		KeepAlive:  30,
+		CleanStart: true,
+		Properties: &paho.ConnectProperties{ReceiveMaximum: &recvMax},
+	})
+	if err != nil {
+		t.Fatalf("subscriber CONNECT: %v", err)
+	}
+	if ca.ReasonCode != 0 {
+		t.Fatalf("subscriber CONNACK: reason code %d", ca.ReasonCode)
+	}
+	t.Cleanup(func() { _ = sub.client.Disconnect(&paho.Disconnect{}) })
+	sa, err := sub.client.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: prefix + "#", QoS: 1}}})
+	if err != nil {
+		t.Fatalf("SUBSCRIBE %s#: %v", prefix, err)
+	}
+	if len(sa.Reasons) != 1 || sa.Reasons[0] != 1 {
+		t.Fatalf("SUBACK for %s#: %v, want granted QoS 1", prefix, sa.Reasons)
+	}
+	return sub
+}
+
+// next returns the next message received, waiting until ctx ends.
+func (s *subscriber) next(ctx context.Context) (*paho.Publish, error) {
+	for {
+		s.mu.Lock()
+		if len(s.queue) > 0 {
+			p := s.queue[0]
+			s.queue = s.queue[1:]
+			s.mu.Unlock()
+			return p, nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.notify:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Receive implements sinktest.Receiver: it decodes the CloudEvents MQTT binding (binary
+// mode): attributes as user properties with their plain names, datacontenttype as the
+// Content Type property, the other user properties as headers.
+func (s *subscriber) Receive(ctx context.Context) (sinktest.Received, error) {
+	p, err := s.next(ctx)
+	if err != nil {
+		return sinktest.Received{}, err
+	}
+	return decode(p, s.prefix, s.sep), nil
+}
+
+func decode(p *paho.Publish, prefix, sep string) sinktest.Received {
+	topic := strings.TrimPrefix(p.Topic, prefix)
+	if sep != "." {
+		topic = strings.ReplaceAll(topic, sep, ".")
+	}
+	m := sinktest.Received{Topic: topic, Headers: map[string]string{}, Payload: p.Payload}
+	if p.Properties == nil {
+		return m
+	}
+	m.DataContentType = p.Properties.ContentType
+	for _, up := range p.Properties.User {
+		switch up.Key {
+		case "id":
+			m.ID = up.Value
+		case "source":
+			m.Source = up.Value
+		case "specversion":
+			m.SpecVersion = up.Value
+		case "type":
+			m.Type = up.Value
+		case "subject":
+			m.Subject = up.Value
+		case "time":
+			m.Time = up.Value
+		default:
+			m.Headers[up.Key] = up.Value
+		}
+	}
+	return m
+}
+
+func newSink(t testing.TB, cfg mqttsink.Config) *mqttsink.Sink {
+	t.Helper()
+	if cfg.Broker == "" {
+		cfg.Broker = brokerURL()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	s, err := mqttsink.New(ctx, cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func publish(t testing.TB, s *mqttsink.Sink, recs ...*outbox.Record) []error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res := s.Publish(ctx, recs)
+	if len(res) != len(recs) {
+		t.Fatalf("Publish returned %d results for %d messages", len(res), len(recs))
+	}
+	return res
+}
+
+// testLogger logs to t.Log until the test ends; events from the sink's goroutines after
+// that are dropped instead of panicking.
+func testLogger(t testing.TB) *slog.Logger {
+	w := &tlogWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tlogWriter struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
+
+func (w *tlogWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
