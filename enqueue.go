@@ -23,6 +23,7 @@ type Dialect string
 const (
 	Postgres Dialect = "postgres"
 	SQLite   Dialect = "sqlite"
+	MySQL    Dialect = "mysql" // MySQL 8 and MariaDB 10.6+
 )
 
 // DefaultTable is the outbox table name used when none is configured.
@@ -73,8 +74,8 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 	cfg.Dialect = cmp.Or(cfg.Dialect, Postgres)
 	cfg.Table = cmp.Or(cfg.Table, DefaultTable)
 	cfg.MaxPayloadBytes = cmp.Or(cfg.MaxPayloadBytes, DefaultMaxPayloadBytes)
-	if cfg.Dialect != Postgres && cfg.Dialect != SQLite {
-		return nil, &ConfigError{Field: "dialect", Reason: fmt.Sprintf("%q is not one of postgres, sqlite", cfg.Dialect)}
+	if cfg.Dialect != Postgres && cfg.Dialect != SQLite && cfg.Dialect != MySQL {
+		return nil, &ConfigError{Field: "dialect", Reason: fmt.Sprintf("%q is not one of postgres, mysql, sqlite", cfg.Dialect)}
 	}
 	if cfg.MaxPayloadBytes < 0 {
 		return nil, &ConfigError{Field: "max_payload_bytes", Reason: "must not be negative"}
@@ -176,13 +177,20 @@ func (w *Writer) enqueueSQL(ctx context.Context, tx sqlTx, msgs []Message) error
 func (w *Writer) sqlInsert(msgs []Message, now time.Time) (string, []any) {
 	var b strings.Builder
 	b.WriteString("INSERT INTO ")
-	b.WriteString(w.table.Quoted())
 	perRow := 6
-	if w.dialect == SQLite {
+	switch w.dialect {
+	case MySQL:
+		// Backticks: MySQL reads double quotes as strings, and key is a reserved word.
+		// created_at and available_at default to the server's UTC clock.
+		b.WriteString(w.table.QuotedMySQL())
+		b.WriteString(" (message_id, topic, `key`, type, payload, headers) VALUES ")
+	case SQLite:
 		// SQLite has no clock of microsecond precision in SQL: the writer supplies it.
+		b.WriteString(w.table.Quoted())
 		b.WriteString(" (message_id, topic, key, type, payload, headers, created_at, available_at) VALUES ")
 		perRow = 8
-	} else {
+	default:
+		b.WriteString(w.table.Quoted())
 		b.WriteString(" (message_id, topic, key, type, payload, headers) VALUES ")
 	}
 	args := make([]any, 0, len(msgs)*perRow)

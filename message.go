@@ -74,6 +74,9 @@ func (m *Message) validate(index, maxPayload int) error {
 	if err := checkText(m.Key); err != "" {
 		return &ValidationError{Index: index, Field: "key", Reason: err}
 	}
+	if len(m.Type) > 255 {
+		return &ValidationError{Index: index, Field: "type", Reason: "longer than 255 bytes"}
+	}
 	if err := checkText(m.Type); err != "" {
 		return &ValidationError{Index: index, Field: "type", Reason: err}
 	}

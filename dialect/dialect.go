@@ -1,5 +1,5 @@
 // Package dialect defines what the relay and the outbox command need from a database holding an
-// outbox table, and the types they exchange. Each subpackage (postgres, sqlite) implements Store
+// outbox table, and the types they exchange. Each subpackage (postgres, mysql, sqlite) implements Store
 // for one database and passes the shared conformance suite in dialecttest.
 package dialect
 

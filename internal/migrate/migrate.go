@@ -54,6 +54,11 @@ func NamesFor(t sqlident.Table) Names {
 
 // Load reads every migration in dir of fsys, renders it for names, and returns them by version.
 func Load(fsys fs.FS, dir string, names Names) ([]Migration, error) {
+	return loadWith(fsys, dir, names)
+}
+
+// loadWith reads and renders the migrations of dir for any template data.
+func loadWith(fsys fs.FS, dir string, data any) ([]Migration, error) {
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("reading migrations: %w", err)
@@ -88,7 +93,7 @@ func Load(fsys fs.FS, dir string, names Names) ([]Migration, error) {
 			return nil, fmt.Errorf("parsing migration %s: %w", file, err)
 		}
 		var b strings.Builder
-		if err := tmpl.Execute(&b, names); err != nil {
+		if err := tmpl.Execute(&b, data); err != nil {
 			return nil, fmt.Errorf("rendering migration %s: %w", file, err)
 		}
 		m := byVersion[v]

@@ -1,0 +1,3 @@
+DROP TABLE IF EXISTS {{.Relays}};
+DROP TABLE IF EXISTS {{.Dead}};
+DROP TABLE IF EXISTS {{.Table}};
