@@ -310,7 +310,7 @@ func TestInvalidConfig(t *testing.T) {
 		{name: "missing database", args: []string{"status"}, want: []string{"database_url: required"}},
 		{name: "bad duration flag", env: map[string]string{"OUTBOX_DATABASE_URL": db},
 			args: []string{"relay", "--poll-interval", "5"}, want: []string{"poll.interval: \"5\" is not a duration", "--poll-interval"}},
-		{name: "bad sink type", env: map[string]string{"OUTBOX_DATABASE_URL": db, "OUTBOX_SINK_TYPE": "kafka"},
+		{name: "bad sink type", env: map[string]string{"OUTBOX_DATABASE_URL": db, "OUTBOX_SINK_TYPE": "rabbit"},
 			args: []string{"relay"}, want: []string{"sink.type: "}},
 		{name: "missing config file", args: []string{"status", "--config", filepath.Join(dir, "nope.yaml")},
 			want: []string{"config file: ", "nope.yaml"}},

@@ -3,18 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/outboxgo/outbox/internal/config"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/poll"
-	"github.com/outboxgo/outbox/sink"
-	natssink "github.com/outboxgo/outbox/sink/nats"
-	"github.com/outboxgo/outbox/sink/stdout"
 )
 
 func (a *app) relayCmd() *cobra.Command {
@@ -28,14 +23,18 @@ relay.max_attempts to the dead-letter table. A message is removed (or, with rete
 marked) only after the sink acknowledged it.
 
 Several relays may share one PostgreSQL table: they split the keys between them. With SQLite,
-run one relay per database file.
+run one relay per database file. --topics limits a relay to some topics, so that each channel
+has relays of its own; routes in the YAML file send topics to different sinks (see "Routing"
+in docs/configuration.md).
 
 It exits 1 at start if the database is unreachable or the tables are missing (run
 'outbox migrate up', or pass --migrate). Once running, it rides out database and broker
 outages, retrying. SIGINT or SIGTERM stops it gracefully: in-flight batches get
 relay.shutdown_timeout to finish, and it exits 0.`,
 		Example: `  outbox relay --database-url postgres://app@db/app --sink-nats-url nats://nats:4222 --migrate
-  OUTBOX_DATABASE_URL=sqlite:app.db outbox relay --sink-type stdout`,
+  OUTBOX_DATABASE_URL=sqlite:app.db outbox relay --sink-type stdout
+  outbox relay --config relay.yaml --topics notify.sms      # only the SMS channel's messages
+  OUTBOX_SINK_KAFKA_SASL_PASSWORD=... outbox relay --sink-type kafka --sink-kafka-brokers k1:9092,k2:9092`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := a.loadConfig(cmd)
@@ -71,18 +70,21 @@ func (a *app) runRelay(ctx context.Context, cfg config.Config, migrate bool) err
 		return withMigrateHint(fmt.Errorf("checking the outbox: %w", err))
 	}
 	src, err := poll.New(poll.Config{
-		Store:        st,
-		BatchSize:    cfg.Poll.BatchSize,
-		PollInterval: cfg.Poll.Interval,
-		Workers:      cfg.Poll.Workers,
-		RelayID:      cfg.Relay.ID,
-		Retention:    cfg.Retention,
-		Logger:       logger,
+		Store:         st,
+		BatchSize:     cfg.Poll.BatchSize,
+		MaxBatchBytes: cfg.Poll.MaxBatchBytes,
+		PollInterval:  cfg.Poll.Interval,
+		Workers:       cfg.Poll.Workers,
+		RelayID:       cfg.Relay.ID,
+		Topics:        cfg.Topics,
+		Retention:     cfg.Retention,
+		DisableNotify: !cfg.Poll.Notify,
+		Logger:        logger,
 	})
 	if err != nil {
 		return err
 	}
-	snk, err := newSink(ctx, cfg, logger, a.stdout)
+	snk, err := newRelaySink(ctx, cfg, logger, a.stdout)
 	if err != nil {
 		return err
 	}
@@ -94,6 +96,7 @@ func (a *app) runRelay(ctx context.Context, cfg config.Config, migrate bool) err
 		BackoffBase:     cfg.Relay.BackoffBase,
 		BackoffMax:      cfg.Relay.BackoffMax,
 		PublishTimeout:  cfg.Relay.PublishTimeout,
+		BatchTimeout:    cfg.Relay.BatchTimeout,
 		ShutdownTimeout: cfg.Relay.ShutdownTimeout,
 		Logger:          logger,
 	})
@@ -105,7 +108,8 @@ func (a *app) runRelay(ctx context.Context, cfg config.Config, migrate bool) err
 		slog.String("relay_id", src.RelayID()),
 		slog.String("dialect", string(db.Dialect)),
 		slog.String("table", cfg.Table),
-		slog.String("sink", cfg.Sink.Type),
+		slog.String("sink", sinkSummary(cfg)),
+		slog.Any("topics", cfg.Topics),
 		slog.Int("workers", cfg.Poll.Workers),
 		slog.Int64("pending", stats.Pending),
 		slog.Int64("dead_letters", stats.DeadLetters))
@@ -114,33 +118,4 @@ func (a *app) runRelay(ctx context.Context, cfg config.Config, migrate bool) err
 	}
 	logger.Info("relay stopped")
 	return nil
-}
-
-// newSink builds the configured sink. The stdout sink writes to out.
-func newSink(ctx context.Context, cfg config.Config, logger *slog.Logger, out io.Writer) (sink.Sink, error) {
-	switch cfg.Sink.Type {
-	case "stdout":
-		return stdout.New(stdout.Config{Writer: out}), nil
-	default:
-		n := cfg.Sink.NATS
-		nc := natssink.Config{
-			URL:            n.URL,
-			Source:         n.Source,
-			SubjectPrefix:  n.SubjectPrefix,
-			PublishTimeout: cfg.Relay.PublishTimeout,
-			Logger:         logger,
-		}
-		if n.Stream != "" {
-			nc.Stream = &jetstream.StreamConfig{
-				Name:     n.Stream,
-				Subjects: n.EffectiveStreamSubjects(),
-				Storage:  jetstream.FileStorage,
-			}
-		}
-		s, err := natssink.New(ctx, nc)
-		if err != nil {
-			return nil, prefixConfigField("sink.nats.", err)
-		}
-		return s, nil
-	}
 }

@@ -43,16 +43,26 @@ func addSettingFlags(fs *pflag.FlagSet, paths ...string) {
 		if !ok {
 			panic("outbox: no setting " + path)
 		}
+		if s.YAMLOnly() {
+			panic("outbox: setting " + path + " has no flag")
+		}
 		usage := s.Doc + " [" + s.Env + "]"
-		fs.Var(&settingValue{kind: s.Kind, value: s.Default}, s.Flag, usage)
+		f := fs.VarPF(&settingValue{kind: s.Kind, value: s.Default}, s.Flag, "", usage)
+		if s.Kind == config.KindBool {
+			f.NoOptDefVal = "true" // --poll-notify alone means true, as for other bool flags
+		}
 		_ = fs.SetAnnotation(s.Flag, settingAnnotation, []string{s.Path})
 	}
 }
 
-// relaySettings are the settings that only the relay uses: all but the global ones.
+// relaySettings are the settings that only the relay uses and that have a flag: all but the
+// global ones and those of the YAML file only (maps, sinks, routes).
 func relaySettings() []string {
 	var out []string
 	for _, s := range config.Settings() {
+		if s.YAMLOnly() {
+			continue
+		}
 		global := false
 		for _, g := range globalSettings {
 			global = global || g == s.Path

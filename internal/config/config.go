@@ -1,19 +1,22 @@
 // Package config is the configuration of the outbox command: where the outbox table lives, how
-// the relay polls and retries, which sink it publishes to, and how it logs.
+// the relay polls and retries, which sinks it publishes to (and, with routes, which topics go
+// to which), and how it logs.
 //
 // A Config is built in layers, each overriding the one before: Default, then a YAML file, then
 // OUTBOX_* environment variables, then command-line flags. Every setting has one name per layer,
 // all derived from its YAML path: poll.batch_size is the env var OUTBOX_POLL_BATCH_SIZE and the
-// flag --poll-batch-size. Settings lists them; docs/configuration.md documents them.
+// flag --poll-batch-size. Maps, the named sinks and the routes are set in the YAML file only.
+// Settings lists them all; docs/configuration.md documents them.
 //
 // Errors name the setting by its YAML path and wrap outbox.ErrInvalidConfig (*outbox.ConfigError).
+// Credentials are typed Secret or URL, which print redacted, and no error quotes them.
 package config
 
 import (
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -23,21 +26,31 @@ import (
 
 // Config is the whole configuration. The doc tags are the one-line descriptions shown by
 // --help and checked against docs/configuration.md.
+//
+// Values that may hold credentials have the types Secret and URL, which print redacted: a
+// Config can be logged or dumped with fmt without leaking them.
 type Config struct {
-	DatabaseURL string        `yaml:"database_url" doc:"database holding the outbox table: postgres://... or sqlite:PATH"`
+	DatabaseURL URL           `yaml:"database_url" doc:"database holding the outbox table: postgres://... or sqlite:PATH"`
 	Table       string        `yaml:"table" doc:"outbox table, optionally schema-qualified (PostgreSQL)"`
 	Retention   time.Duration `yaml:"retention" doc:"keep published rows this long; 0 deletes on publish"`
+	Topics      []string      `yaml:"topics" doc:"publish only messages of these exact topics, comma-separated; empty: all"`
 	Poll        Poll          `yaml:"poll"`
 	Relay       Relay         `yaml:"relay"`
 	Sink        Sink          `yaml:"sink"`
-	Log         Log           `yaml:"log"`
+	// Sinks are the named sinks that Routes send topics to.
+	Sinks map[string]Sink `yaml:"sinks" doc:"named sinks for routes: name → a block like sink (YAML only)"`
+	// Routes, when set, send each topic to the sink of the first route whose pattern matches.
+	Routes []Route `yaml:"routes" doc:"topic patterns → sink names, first match wins (YAML only)"`
+	Log    Log     `yaml:"log"`
 }
 
 // Poll configures the polling source.
 type Poll struct {
-	Interval  time.Duration `yaml:"interval" doc:"how long an idle worker waits before polling again"`
-	BatchSize int           `yaml:"batch_size" doc:"most messages one claim takes"`
-	Workers   int           `yaml:"workers" doc:"concurrent claims, each on its own slice of the keys"`
+	Interval      time.Duration `yaml:"interval" doc:"how long an idle worker waits before polling again"`
+	BatchSize     int           `yaml:"batch_size" doc:"most messages one claim takes"`
+	MaxBatchBytes int           `yaml:"max_batch_bytes" doc:"most payload bytes one claim takes (at least one message)"`
+	Workers       int           `yaml:"workers" doc:"concurrent claims, each on its own slice of the keys"`
+	Notify        bool          `yaml:"notify" doc:"wake on commit notifications (PostgreSQL LISTEN/NOTIFY); false: poll only"`
 }
 
 // Relay configures retries and shutdown.
@@ -46,23 +59,9 @@ type Relay struct {
 	BackoffBase     time.Duration `yaml:"backoff_base" doc:"first retry delay (doubles per attempt, full jitter)"`
 	BackoffMax      time.Duration `yaml:"backoff_max" doc:"longest retry delay"`
 	PublishTimeout  time.Duration `yaml:"publish_timeout" doc:"bound on one publish call to the sink"`
+	BatchTimeout    time.Duration `yaml:"batch_timeout" doc:"bound on publishing one claimed batch; the rest is released for later"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" doc:"how long in-flight batches may finish after a stop signal"`
 	ID              string        `yaml:"id" doc:"name of this relay among the live relays; empty: host-pid-random"`
-}
-
-// Sink selects and configures the broker.
-type Sink struct {
-	Type string `yaml:"type" doc:"where messages go: nats or stdout"`
-	NATS NATS   `yaml:"nats"`
-}
-
-// NATS configures the NATS JetStream sink.
-type NATS struct {
-	URL            string   `yaml:"url" doc:"NATS server URL(s), comma-separated"`
-	SubjectPrefix  string   `yaml:"subject_prefix" doc:"put before every topic: subject = prefix + topic"`
-	Source         string   `yaml:"source" doc:"CloudEvents source attribute (the producing service)"`
-	Stream         string   `yaml:"stream" doc:"when set, create or update this JetStream stream at start"`
-	StreamSubjects []string `yaml:"stream_subjects" doc:"subjects of that stream, comma-separated; default subject_prefix + \">\""`
 }
 
 // Log configures the relay's logs (written to stderr).
@@ -76,15 +75,14 @@ const (
 	DefaultTable           = outbox.DefaultTable
 	DefaultPollInterval    = 100 * time.Millisecond
 	DefaultBatchSize       = 1000
+	DefaultMaxBatchBytes   = 16 << 20
 	DefaultWorkers         = 2
 	DefaultMaxAttempts     = 25
 	DefaultBackoffBase     = time.Second
 	DefaultBackoffMax      = 5 * time.Minute
 	DefaultPublishTimeout  = 30 * time.Second
+	DefaultBatchTimeout    = time.Minute
 	DefaultShutdownTimeout = 10 * time.Second
-	DefaultSinkType        = "nats"
-	DefaultNATSURL         = "nats://127.0.0.1:4222"
-	DefaultSource          = "outbox"
 	DefaultLogLevel        = "info"
 	DefaultLogFormat       = "text"
 )
@@ -95,22 +93,22 @@ func Default() Config {
 	return Config{
 		Table: DefaultTable,
 		Poll: Poll{
-			Interval:  DefaultPollInterval,
-			BatchSize: DefaultBatchSize,
-			Workers:   DefaultWorkers,
+			Interval:      DefaultPollInterval,
+			BatchSize:     DefaultBatchSize,
+			MaxBatchBytes: DefaultMaxBatchBytes,
+			Workers:       DefaultWorkers,
+			Notify:        true,
 		},
 		Relay: Relay{
 			MaxAttempts:     DefaultMaxAttempts,
 			BackoffBase:     DefaultBackoffBase,
 			BackoffMax:      DefaultBackoffMax,
 			PublishTimeout:  DefaultPublishTimeout,
+			BatchTimeout:    DefaultBatchTimeout,
 			ShutdownTimeout: DefaultShutdownTimeout,
 		},
-		Sink: Sink{
-			Type: DefaultSinkType,
-			NATS: NATS{URL: DefaultNATSURL, Source: DefaultSource},
-		},
-		Log: Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Sink: DefaultSink(),
+		Log:  Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 	}
 }
 
@@ -154,38 +152,23 @@ func ParseDatabaseURL(s string) (Database, error) {
 	}
 }
 
-// redact hides a password in something that looks like a URL, for error messages.
+// redact quotes s, which may be a URL with credentials, for an error message: passwords,
+// paths and queries are removed (see RedactURL) and long values cut.
 func redact(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		if len(s) > 40 {
-			return fmt.Sprintf("%q", s[:40]+"…")
-		}
-		return fmt.Sprintf("%q", s)
+	r := RedactURL(s)
+	if len(r) > 60 {
+		r = r[:60] + "…"
 	}
-	return fmt.Sprintf("%q", u.Redacted())
+	return fmt.Sprintf("%q", r)
 }
 
 // Database returns the parsed DatabaseURL. Call it after Validate.
 func (c *Config) Database() (Database, error) {
-	db, err := ParseDatabaseURL(c.DatabaseURL)
+	db, err := ParseDatabaseURL(string(c.DatabaseURL))
 	if err != nil {
 		return Database{}, &outbox.ConfigError{Field: "database_url", Reason: err.Error()}
 	}
 	return db, nil
-}
-
-// EffectiveStreamSubjects returns the subjects of the configured stream:
-// sink.nats.stream_subjects, or subject_prefix + ">" when that is empty and the prefix ends
-// with a dot.
-func (n *NATS) EffectiveStreamSubjects() []string {
-	if len(n.StreamSubjects) > 0 {
-		return n.StreamSubjects
-	}
-	if strings.HasSuffix(n.SubjectPrefix, ".") {
-		return []string{n.SubjectPrefix + ">"}
-	}
-	return nil
 }
 
 func invalid(field, format string, args ...any) error {
@@ -195,7 +178,7 @@ func invalid(field, format string, args ...any) error {
 // Validate checks every setting and returns the first problem as a *outbox.ConfigError naming
 // the setting by its YAML path.
 func (c *Config) Validate() error {
-	db, err := ParseDatabaseURL(c.DatabaseURL)
+	db, err := ParseDatabaseURL(string(c.DatabaseURL))
 	if err != nil {
 		return invalid("database_url", "%s", err)
 	}
@@ -210,12 +193,19 @@ func (c *Config) Validate() error {
 	if c.Retention < 0 {
 		return invalid("retention", "must not be negative")
 	}
+	for _, topic := range c.Topics {
+		if reason := checkTopic(topic); reason != "" {
+			return invalid("topics", "%q %s", topic, reason)
+		}
+	}
 
 	switch p := &c.Poll; {
 	case p.Interval < time.Millisecond || p.Interval > time.Hour:
 		return invalid("poll.interval", "must be between 1ms and 1h")
 	case p.BatchSize < 1 || p.BatchSize > 100000:
 		return invalid("poll.batch_size", "must be between 1 and 100000")
+	case p.MaxBatchBytes < 1:
+		return invalid("poll.max_batch_bytes", "must be positive")
 	case p.Workers < 1 || p.Workers > 256:
 		return invalid("poll.workers", "must be between 1 and 256")
 	}
@@ -229,6 +219,8 @@ func (c *Config) Validate() error {
 		return invalid("relay.backoff_max", "must be at least relay.backoff_base (%s)", r.BackoffBase)
 	case r.PublishTimeout <= 0:
 		return invalid("relay.publish_timeout", "must be positive")
+	case r.BatchTimeout <= 0:
+		return invalid("relay.batch_timeout", "must be positive")
 	case r.ShutdownTimeout <= 0:
 		return invalid("relay.shutdown_timeout", "must be positive")
 	case len(r.ID) > 200:
@@ -237,12 +229,7 @@ func (c *Config) Validate() error {
 		return invalid("relay.id", "contains a control character")
 	}
 
-	switch c.Sink.Type {
-	case "nats", "stdout":
-	default:
-		return invalid("sink.type", "%q is not one of nats, stdout", c.Sink.Type)
-	}
-	if err := c.Sink.NATS.validate(c.Sink.Type == "nats"); err != nil {
+	if err := c.validateSinks(); err != nil {
 		return err
 	}
 
@@ -259,106 +246,17 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-func (n *NATS) validate(used bool) error {
-	if used && strings.TrimSpace(n.URL) == "" {
-		return invalid("sink.nats.url", "required when sink.type is nats")
-	}
-	if n.URL != "" {
-		for _, u := range strings.Split(n.URL, ",") {
-			if reason := checkNATSURL(strings.TrimSpace(u)); reason != "" {
-				return invalid("sink.nats.url", "%s", reason)
-			}
-		}
-	}
-	if n.SubjectPrefix != "" {
-		// A prefix is valid when some topic can follow it.
-		if reason := checkSubject(n.SubjectPrefix+"x", false); reason != "" {
-			return invalid("sink.nats.subject_prefix", "%q %s", n.SubjectPrefix, reason)
-		}
-	}
-	if n.Source == "" {
-		return invalid("sink.nats.source", "must not be empty")
-	}
-	if hasControl(n.Source) {
-		return invalid("sink.nats.source", "contains a control character")
-	}
-	if n.Stream == "" {
-		if len(n.StreamSubjects) > 0 {
-			return invalid("sink.nats.stream_subjects", "set without sink.nats.stream")
-		}
-		return nil
-	}
-	if reason := checkStreamName(n.Stream); reason != "" {
-		return invalid("sink.nats.stream", "%q %s", n.Stream, reason)
-	}
-	for _, s := range n.StreamSubjects {
-		if reason := checkSubject(s, true); reason != "" {
-			return invalid("sink.nats.stream_subjects", "%q %s", s, reason)
-		}
-	}
-	if len(n.EffectiveStreamSubjects()) == 0 {
-		return invalid("sink.nats.stream_subjects", "required when sink.nats.stream is set and sink.nats.subject_prefix does not end with \".\"")
-	}
-	return nil
-}
-
-func checkNATSURL(s string) string {
-	if s == "" {
-		return "empty server address in the list"
-	}
-	raw := s
-	if !strings.Contains(s, "://") {
-		raw = "nats://" + s // as the NATS client does
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Sprintf("%s: %v", redact(s), err)
-	}
-	switch u.Scheme {
-	case "nats", "tls", "ws", "wss":
-	default:
-		return fmt.Sprintf("%s: scheme must be nats, tls, ws or wss", redact(s))
-	}
-	if u.Hostname() == "" {
-		return fmt.Sprintf("%s: no host", redact(s))
-	}
-	return ""
-}
-
-// checkSubject follows the NATS server's rules: dot-separated non-empty tokens without
-// whitespace or control characters; wildcard tokens (* and a final >) only when allowed.
-func checkSubject(s string, wildcards bool) string {
-	if len(s) > 3840 {
-		return "is longer than 3840 bytes"
-	}
-	tokens := strings.Split(s, ".")
-	for i, tok := range tokens {
-		switch {
-		case tok == "":
-			return "has an empty token (leading, trailing or double dot)"
-		case strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r == 0x7f }):
-			return "contains whitespace or a control character"
-		case tok == "*" || tok == ">":
-			if !wildcards {
-				return "contains a wildcard token (* or >)"
-			}
-			if tok == ">" && i != len(tokens)-1 {
-				return "has > before the last token"
-			}
-		}
-	}
-	return ""
-}
-
-// checkStreamName follows JetStream's rules for stream names.
-func checkStreamName(s string) string {
-	if len(s) > 255 {
+// checkTopic returns why s cannot be an outbox topic (the rules of outbox.Message), or "".
+func checkTopic(s string) string {
+	switch {
+	case s == "":
+		return "is empty"
+	case len(s) > 255:
 		return "is longer than 255 bytes"
-	}
-	if strings.ContainsFunc(s, func(r rune) bool {
-		return r <= ' ' || r == 0x7f || strings.ContainsRune(".*>/\\", r)
-	}) {
-		return "must not contain whitespace, control characters, '.', '*', '>', '/' or '\\'"
+	case !utf8.ValidString(s):
+		return "is not valid UTF-8"
+	case hasControl(s):
+		return "contains a control character"
 	}
 	return ""
 }

@@ -29,21 +29,41 @@ const (
 	KindString   = "string"
 	KindInt      = "int"
 	KindDuration = "duration"
+	KindBool     = "bool"
 	KindList     = "list"
+	// KindMap is a mapping of strings to strings, set in the YAML file only.
+	KindMap = "map"
+	// KindSinks is the mapping of named sink blocks (sinks), set in the YAML file only.
+	KindSinks = "map of sinks"
+	// KindRoutes is the list of routes, set in the YAML file only.
+	KindRoutes = "list of routes"
 )
 
 // Setting describes one configuration value and its name in each layer.
 type Setting struct {
 	Path    string // YAML path: "poll.batch_size"
-	Env     string // environment variable: "OUTBOX_POLL_BATCH_SIZE"
-	Flag    string // command-line flag without dashes: "poll-batch-size"
-	Kind    string // KindString, KindInt, KindDuration or KindList
+	Env     string // environment variable: "OUTBOX_POLL_BATCH_SIZE"; "" when YAML only
+	Flag    string // command-line flag without dashes: "poll-batch-size"; "" when YAML only
+	Kind    string // one of the Kind constants
 	Default string // the default, formatted as it would be written
 	Doc     string // one-line description
-	index   []int
+	// Secret settings (passwords, signing secrets, header values) are never printed: Get
+	// returns them redacted.
+	Secret bool
+	index  []int
 }
 
-var durationType = reflect.TypeFor[time.Duration]()
+// YAMLOnly reports whether the setting can only be set in the YAML file: maps, the named
+// sinks and the routes have no environment variable or flag.
+func (s Setting) YAMLOnly() bool { return s.Env == "" }
+
+var (
+	durationType = reflect.TypeFor[time.Duration]()
+	secretType   = reflect.TypeFor[Secret]()
+	urlType      = reflect.TypeFor[URL]()
+	sinkType     = reflect.TypeFor[Sink]()
+	routeType    = reflect.TypeFor[Route]()
+)
 
 var settings = sync.OnceValue(func() []Setting {
 	var out []Setting
@@ -60,14 +80,19 @@ var settings = sync.OnceValue(func() []Setting {
 				continue
 			}
 			s := Setting{
-				Path:  path,
-				Env:   EnvPrefix + strings.ToUpper(strings.ReplaceAll(path, ".", "_")),
-				Flag:  strings.NewReplacer(".", "-", "_", "-").Replace(path),
-				Kind:  kindOf(f.Type),
-				Doc:   f.Tag.Get("doc"),
-				index: idx,
+				Path:   path,
+				Kind:   kindOf(f.Type),
+				Doc:    f.Tag.Get("doc"),
+				Secret: holdsSecret(f.Type),
+				index:  idx,
 			}
-			s.Default = format(def.FieldByIndex(idx))
+			switch s.Kind {
+			case KindMap, KindSinks, KindRoutes:
+			default:
+				s.Env = envName(path)
+				s.Flag = strings.NewReplacer(".", "-", "_", "-").Replace(path)
+			}
+			s.Default = format(def.FieldByIndex(idx), s.Kind)
 			out = append(out, s)
 		}
 	}
@@ -75,6 +100,21 @@ var settings = sync.OnceValue(func() []Setting {
 	return out
 })
 
+// holdsSecret reports whether t is Secret or a list or map of them.
+func holdsSecret(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Slice, reflect.Map:
+		return t.Elem() == secretType
+	}
+	return t == secretType
+}
+
+// envName is the environment variable of the setting at path.
+func envName(path string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(path, ".", "_"))
+}
+
+// kindOf returns the kind of a field type; Elem is only called on types that have one.
 func kindOf(t reflect.Type) string {
 	switch {
 	case t == durationType:
@@ -83,8 +123,16 @@ func kindOf(t reflect.Type) string {
 		return KindString
 	case t.Kind() == reflect.Int:
 		return KindInt
+	case t.Kind() == reflect.Bool:
+		return KindBool
 	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
 		return KindList
+	case t.Kind() == reflect.Slice && t.Elem() == routeType:
+		return KindRoutes
+	case t.Kind() == reflect.Map && t.Key().Kind() == reflect.String && t.Elem().Kind() == reflect.String:
+		return KindMap
+	case t.Kind() == reflect.Map && t.Key().Kind() == reflect.String && t.Elem() == sinkType:
+		return KindSinks
 	}
 	panic("config: unsupported field type " + t.String())
 }
@@ -102,14 +150,44 @@ func Lookup(path string) (Setting, bool) {
 	return Setting{}, false
 }
 
-func format(v reflect.Value) string {
-	switch v.Interface().(type) {
-	case time.Duration:
-		return formatDuration(v.Interface().(time.Duration))
-	case []string:
-		return strings.Join(v.Interface().([]string), ",")
-	case int:
-		return strconv.Itoa(int(v.Int()))
+// format writes v, of the given kind, as it would be written in an environment variable
+// (lists comma-separated; maps as k=v pairs, sinks as their names and routes as
+// pattern→sink, for comparison and display only).
+func format(v reflect.Value, kind string) string {
+	switch kind {
+	case KindDuration:
+		return formatDuration(time.Duration(v.Int()))
+	case KindInt:
+		return strconv.FormatInt(v.Int(), 10)
+	case KindBool:
+		return strconv.FormatBool(v.Bool())
+	case KindList:
+		items := make([]string, v.Len())
+		for i := range items {
+			items[i] = v.Index(i).String()
+		}
+		return strings.Join(items, ",")
+	case KindMap:
+		var items []string
+		for _, k := range v.MapKeys() {
+			items = append(items, k.String()+"="+v.MapIndex(k).String())
+		}
+		slices.Sort(items)
+		return strings.Join(items, ",")
+	case KindSinks:
+		var names []string
+		for _, k := range v.MapKeys() {
+			names = append(names, k.String())
+		}
+		slices.Sort(names)
+		return strings.Join(names, ",")
+	case KindRoutes:
+		items := make([]string, v.Len())
+		for i := range items {
+			r := v.Index(i).Interface().(Route)
+			items[i] = r.Topic + "→" + r.Sink
+		}
+		return strings.Join(items, ",")
 	default:
 		return v.String()
 	}
@@ -127,62 +205,113 @@ func formatDuration(d time.Duration) string {
 	return s
 }
 
-// Get returns the value of the setting at path, formatted as it would be written.
+// Get returns the value of the setting at path, formatted as it would be written, in a form
+// safe to print: a Secret shows as [redacted], a URL without password, path and query
+// (see RedactURL).
 func (c *Config) Get(path string) (string, bool) {
 	s, ok := Lookup(path)
 	if !ok {
 		return "", false
 	}
-	return format(reflect.ValueOf(c).Elem().FieldByIndex(s.index)), true
+	v := reflect.ValueOf(c).Elem().FieldByIndex(s.index)
+	if s.Secret {
+		if v.Len() == 0 {
+			return "", true
+		}
+		return redacted, true
+	}
+	switch {
+	case v.Type() == urlType:
+		return RedactURL(v.String()), true
+	case v.Kind() == reflect.Map && v.Type().Elem() == urlType:
+		redactedURLs := reflect.MakeMapWithSize(v.Type(), v.Len())
+		for _, k := range v.MapKeys() {
+			redactedURLs.SetMapIndex(k, reflect.ValueOf(URL(RedactURL(v.MapIndex(k).String()))))
+		}
+		v = redactedURLs
+	}
+	return format(v, s.Kind), true
+}
+
+// raw returns the setting's value unredacted, for comparing layers.
+func (c *Config) raw(s Setting) string {
+	return format(reflect.ValueOf(c).Elem().FieldByIndex(s.index), s.Kind)
 }
 
 // Set parses value for the setting at path (as from an environment variable or flag) and
-// stores it. A list is comma-separated.
+// stores it. A list is comma-separated. Settings of the YAML file only cannot be Set.
 func (c *Config) Set(path, value string) error {
-	return c.set(path, value, "")
-}
-
-func (c *Config) set(path, value, from string) error {
 	s, ok := Lookup(path)
 	if !ok {
-		return &outbox.ConfigError{Field: path, Reason: "unknown setting" + from}
+		return &outbox.ConfigError{Field: path, Reason: "unknown setting"}
 	}
-	return c.setField(s, value, from)
+	return c.setField(s, value, "")
 }
 
 func (c *Config) setField(s Setting, value, from string) error {
-	f := reflect.ValueOf(c).Elem().FieldByIndex(s.index)
-	switch s.Kind {
+	if s.YAMLOnly() {
+		return &outbox.ConfigError{Field: s.Path, Reason: "can only be set in the YAML file" + from}
+	}
+	return setValue(reflect.ValueOf(c).Elem().FieldByIndex(s.index), s.Kind, s.Path, value, from)
+}
+
+// setValue parses value as a kind of setting into f. path and from (" (from X)") name the
+// setting and the layer in errors.
+func setValue(f reflect.Value, kind, path, value, from string) error {
+	switch kind {
 	case KindString:
 		f.SetString(value)
 	case KindInt:
 		n, err := strconv.ParseInt(strings.TrimSpace(value), 10, strconv.IntSize)
 		if err != nil {
-			return &outbox.ConfigError{Field: s.Path, Reason: fmt.Sprintf("%q is not an integer%s", value, from)}
+			return &outbox.ConfigError{Field: path, Reason: fmt.Sprintf("%q is not an integer%s", value, from)}
 		}
 		f.SetInt(n)
+	case KindBool:
+		b, err := strconv.ParseBool(strings.TrimSpace(value))
+		if err != nil {
+			return &outbox.ConfigError{Field: path, Reason: fmt.Sprintf("%q is not a boolean (write true or false)%s", value, from)}
+		}
+		f.SetBool(b)
 	case KindDuration:
 		d, err := time.ParseDuration(strings.TrimSpace(value))
 		if err != nil {
-			return &outbox.ConfigError{Field: s.Path,
+			return &outbox.ConfigError{Field: path,
 				Reason: fmt.Sprintf("%q is not a duration (write e.g. 250ms, 5s, 1m30s)%s", value, from)}
 		}
 		f.SetInt(int64(d))
 	case KindList:
-		var list []string
+		var items []string
 		for item := range strings.SplitSeq(value, ",") {
 			if item = strings.TrimSpace(item); item != "" {
-				list = append(list, item)
+				items = append(items, item)
 			}
 		}
-		f.Set(reflect.ValueOf(list))
+		f.Set(makeList(f.Type(), items))
+	default:
+		return &outbox.ConfigError{Field: path, Reason: "can only be set in the YAML file" + from}
 	}
 	return nil
+}
+
+// makeList returns a slice of type t (of a string kind) holding items.
+func makeList(t reflect.Type, items []string) reflect.Value {
+	if items == nil {
+		return reflect.Zero(t)
+	}
+	list := reflect.MakeSlice(t, len(items), len(items))
+	for i, item := range items {
+		list.Index(i).SetString(item)
+	}
+	return list
 }
 
 // ApplyEnv sets every setting whose OUTBOX_* variable getenv returns non-empty.
 func (c *Config) ApplyEnv(getenv func(string) string) error {
 	for _, s := range settings() {
+		if s.YAMLOnly() {
+			continue
+		}
 		if v := getenv(s.Env); v != "" {
 			if err := c.setField(s, v, " (from "+s.Env+")"); err != nil {
 				return err
@@ -239,7 +368,7 @@ func (c *Config) applyYAML(data []byte, name string) error {
 	if root.Kind != yaml.MappingNode {
 		return &outbox.ConfigError{Field: fileField, Reason: fmt.Sprintf("%sline %d: the top level must be a mapping of settings", where, root.Line)}
 	}
-	return c.applyMapping(reflect.ValueOf(c).Elem(), root, "", nil)
+	return c.applyMapping(reflect.ValueOf(c).Elem(), root, "")
 }
 
 // resolve follows alias nodes.
@@ -267,17 +396,15 @@ func isNull(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.Tag == "!!null"
 }
 
-func (c *Config) applyMapping(v reflect.Value, m *yaml.Node, prefix string, index []int) error {
+// applyMapping sets the fields of the struct v from the mapping m; prefix is the YAML path
+// of v with a trailing dot.
+func (c *Config) applyMapping(v reflect.Value, m *yaml.Node, prefix string) error {
 	t := v.Type()
 	seen := make(map[string]bool, len(m.Content)/2)
 	for i := 0; i+1 < len(m.Content); i += 2 {
-		k, err := resolve(m.Content[i], prefix)
+		k, err := plainKey(m.Content[i], prefix)
 		if err != nil {
 			return err
-		}
-		if k.Kind != yaml.ScalarNode {
-			return &outbox.ConfigError{Field: cmpPath(strings.TrimSuffix(prefix, ".")),
-				Reason: fmt.Sprintf("line %d: keys must be plain names", k.Line)}
 		}
 		path := prefix + k.Value
 		if seen[k.Value] {
@@ -301,60 +428,201 @@ func (c *Config) applyMapping(v reflect.Value, m *yaml.Node, prefix string, inde
 		if isNull(val) {
 			continue // "key:" with no value leaves the setting as it was
 		}
-		idx := append(slices.Clone(index), fi)
-		field := t.Field(fi)
-		if field.Type.Kind() == reflect.Struct {
-			if val.Kind != yaml.MappingNode {
-				return &outbox.ConfigError{Field: path, Reason: fmt.Sprintf("line %d: must be a mapping of settings", val.Line)}
-			}
-			if err := c.applyMapping(v.Field(fi), val, path+".", idx); err != nil {
-				return err
-			}
-			continue
-		}
-		s, _ := Lookup(path)
-		from := fmt.Sprintf(" (line %d)", val.Line)
-		switch {
-		case s.Kind == KindList && val.Kind == yaml.SequenceNode:
-			list := make([]string, 0, len(val.Content))
-			for _, item := range val.Content {
-				item, err := resolve(item, path)
-				if err != nil {
-					return err
-				}
-				if item.Kind != yaml.ScalarNode || isNull(item) {
-					return &outbox.ConfigError{Field: path, Reason: fmt.Sprintf("line %d: list items must be strings", item.Line)}
-				}
-				list = append(list, item.Value)
-			}
-			v.Field(fi).Set(reflect.ValueOf(list))
-		case val.Kind == yaml.ScalarNode:
-			if err := c.setField(s, val.Value, from); err != nil {
-				return err
-			}
-		default:
-			want := "a single value"
-			if s.Kind == KindList {
-				want = "a list of strings"
-			}
-			return &outbox.ConfigError{Field: path, Reason: fmt.Sprintf("line %d: must be %s", val.Line, want)}
+		if err := c.applyValue(v.Field(fi), val, path); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// suggest proposes the known key that key probably meant (other case, dashes).
+// plainKey resolves a mapping key, which must be a scalar.
+func plainKey(n *yaml.Node, prefix string) (*yaml.Node, error) {
+	k, err := resolve(n, prefix)
+	if err != nil {
+		return nil, err
+	}
+	if k.Kind != yaml.ScalarNode {
+		return nil, &outbox.ConfigError{Field: cmpPath(strings.TrimSuffix(prefix, ".")),
+			Reason: fmt.Sprintf("line %d: keys must be plain names", k.Line)}
+	}
+	return k, nil
+}
+
+// applyValue sets the field f, at path, from the non-null node val.
+func (c *Config) applyValue(f reflect.Value, val *yaml.Node, path string) error {
+	if f.Kind() == reflect.Struct && f.Type() != durationType {
+		if val.Kind != yaml.MappingNode {
+			return &outbox.ConfigError{Field: path, Reason: fmt.Sprintf("line %d: must be a mapping of settings", val.Line)}
+		}
+		return c.applyMapping(f, val, path+".")
+	}
+	kind := kindOf(f.Type())
+	switch {
+	case kind == KindSinks:
+		return c.applySinks(f, val, path)
+	case kind == KindRoutes:
+		return c.applyRoutes(f, val, path)
+	case kind == KindMap:
+		return applyMap(f, val, path)
+	case kind == KindList && val.Kind == yaml.SequenceNode:
+		items := make([]string, 0, len(val.Content))
+		for _, item := range val.Content {
+			item, err := resolve(item, path)
+			if err != nil {
+				return err
+			}
+			if item.Kind != yaml.ScalarNode || isNull(item) {
+				return &outbox.ConfigError{Field: path, Reason: fmt.Sprintf("line %d: list items must be strings", item.Line)}
+			}
+			items = append(items, item.Value)
+		}
+		f.Set(reflect.MakeSlice(f.Type(), 0, 0)) // an empty YAML list sets an empty list
+		if len(items) > 0 {
+			f.Set(makeList(f.Type(), items))
+		}
+		return nil
+	case val.Kind == yaml.ScalarNode:
+		return setValue(f, kind, path, val.Value, fmt.Sprintf(" (line %d)", val.Line))
+	default:
+		want := "a single value"
+		if kind == KindList {
+			want = "a list of strings"
+		}
+		return &outbox.ConfigError{Field: path, Reason: fmt.Sprintf("line %d: must be %s", val.Line, want)}
+	}
+}
+
+// applyMap sets a map of strings from a YAML mapping of plain values.
+func applyMap(f reflect.Value, val *yaml.Node, path string) error {
+	if val.Kind != yaml.MappingNode {
+		return &outbox.ConfigError{Field: path, Reason: fmt.Sprintf("line %d: must be a mapping of names to strings", val.Line)}
+	}
+	m := reflect.MakeMapWithSize(f.Type(), len(val.Content)/2)
+	for i := 0; i+1 < len(val.Content); i += 2 {
+		k, err := plainKey(val.Content[i], path+".")
+		if err != nil {
+			return err
+		}
+		key := reflect.ValueOf(k.Value)
+		if m.MapIndex(key).IsValid() {
+			return &outbox.ConfigError{Field: path, Reason: fmt.Sprintf("duplicate key %q (line %d)", k.Value, k.Line)}
+		}
+		v, err := resolve(val.Content[i+1], path)
+		if err != nil {
+			return err
+		}
+		if v.Kind != yaml.ScalarNode || isNull(v) {
+			return &outbox.ConfigError{Field: path, Reason: fmt.Sprintf("line %d: the value of %q must be a string", v.Line, k.Value)}
+		}
+		m.SetMapIndex(key, reflect.ValueOf(v.Value).Convert(f.Type().Elem()))
+	}
+	f.Set(m)
+	return nil
+}
+
+// applySinks sets the named sinks: each starts from DefaultSink without a type.
+func (c *Config) applySinks(f reflect.Value, val *yaml.Node, path string) error {
+	if val.Kind != yaml.MappingNode {
+		return &outbox.ConfigError{Field: path, Reason: fmt.Sprintf("line %d: must be a mapping of sink names to sink settings", val.Line)}
+	}
+	sinks := make(map[string]Sink, len(val.Content)/2)
+	for i := 0; i+1 < len(val.Content); i += 2 {
+		k, err := plainKey(val.Content[i], path+".")
+		if err != nil {
+			return err
+		}
+		name := k.Value
+		field := path + "." + name
+		if _, dup := sinks[name]; dup {
+			return &outbox.ConfigError{Field: field, Reason: fmt.Sprintf("duplicate key (line %d)", k.Line)}
+		}
+		v, err := resolve(val.Content[i+1], field)
+		if err != nil {
+			return err
+		}
+		if v.Kind != yaml.MappingNode {
+			return &outbox.ConfigError{Field: field, Reason: fmt.Sprintf("line %d: must be a mapping of sink settings (type, and the block of that type)", v.Line)}
+		}
+		s := DefaultSink()
+		s.Type = ""
+		if err := c.applyMapping(reflect.ValueOf(&s).Elem(), v, field+"."); err != nil {
+			return err
+		}
+		sinks[name] = s
+	}
+	f.Set(reflect.ValueOf(sinks))
+	return nil
+}
+
+// applyRoutes sets the routes from a YAML sequence of {topic, sink} mappings.
+func (c *Config) applyRoutes(f reflect.Value, val *yaml.Node, path string) error {
+	if val.Kind != yaml.SequenceNode {
+		return &outbox.ConfigError{Field: path, Reason: fmt.Sprintf("line %d: must be a list of {topic: PATTERN, sink: NAME}", val.Line)}
+	}
+	routes := make([]Route, 0, len(val.Content))
+	for i, item := range val.Content {
+		field := fmt.Sprintf("%s[%d]", path, i)
+		item, err := resolve(item, field)
+		if err != nil {
+			return err
+		}
+		if item.Kind != yaml.MappingNode {
+			return &outbox.ConfigError{Field: field, Reason: fmt.Sprintf("line %d: must be a mapping {topic: PATTERN, sink: NAME}", item.Line)}
+		}
+		var r Route
+		if err := c.applyMapping(reflect.ValueOf(&r).Elem(), item, field+"."); err != nil {
+			return err
+		}
+		routes = append(routes, r)
+	}
+	f.Set(reflect.ValueOf(routes))
+	return nil
+}
+
+// suggest proposes the known key that key probably meant (other case, dashes, a typo of
+// one or two characters), else lists the known keys.
 func suggest(t reflect.Type, key, prefix string) string {
 	norm := func(s string) string { return strings.ToLower(strings.ReplaceAll(s, "-", "_")) }
 	var known []string
+	best, bestDist := "", 3
 	for j := range t.NumField() {
 		name := t.Field(j).Tag.Get("yaml")
 		if norm(name) == norm(key) {
 			return fmt.Sprintf("; did you mean %s%s?", prefix, name)
 		}
+		if d := editDistance(norm(name), norm(key)); d < bestDist && d < len(name)/2 {
+			best, bestDist = name, d
+		}
 		known = append(known, name)
 	}
+	if best != "" {
+		return fmt.Sprintf("; did you mean %s%s?", prefix, best)
+	}
 	return "; known keys here: " + strings.Join(known, ", ")
+}
+
+// editDistance is the Levenshtein distance of a and b, in bytes.
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return max(len(a), len(b))
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // LoadOptions says where Load finds each layer.
@@ -392,14 +660,19 @@ func Load(opts LoadOptions) (Config, error) {
 		}
 		before := Default()
 		for _, s := range settings() {
-			a, _ := before.Get(s.Path)
-			b, _ := cfg.Get(s.Path)
-			if a != b {
+			if before.raw(s) != cfg.raw(s) {
 				origin[s.Path] = file
 			}
 		}
 	}
 	for _, s := range settings() {
+		if s.YAMLOnly() {
+			// A variable named like one would be silently ignored: say so instead.
+			if name := envName(s.Path); getenv(name) != "" {
+				return cfg, &outbox.ConfigError{Field: s.Path, Reason: "can only be set in the YAML file, not with " + name}
+			}
+			continue
+		}
 		if v := getenv(s.Env); v != "" {
 			if err := cfg.setField(s, v, " (from "+s.Env+")"); err != nil {
 				return cfg, err
@@ -410,6 +683,9 @@ func Load(opts LoadOptions) (Config, error) {
 	// Flags in settings order, so that errors do not depend on map order.
 	for _, s := range settings() {
 		if v, ok := opts.Flags[s.Path]; ok {
+			if s.YAMLOnly() {
+				return cfg, &outbox.ConfigError{Field: s.Path, Reason: "can only be set in the YAML file"}
+			}
 			if err := cfg.setField(s, v, " (from --"+s.Flag+")"); err != nil {
 				return cfg, err
 			}
@@ -423,10 +699,26 @@ func Load(opts LoadOptions) (Config, error) {
 	}
 	if err := cfg.Validate(); err != nil {
 		var ce *outbox.ConfigError
-		if errors.As(err, &ce) && origin[ce.Field] != "" {
-			return cfg, &outbox.ConfigError{Field: ce.Field, Reason: ce.Reason + " (from " + origin[ce.Field] + ")"}
+		if errors.As(err, &ce) {
+			if from := originOf(origin, ce.Field); from != "" {
+				return cfg, &outbox.ConfigError{Field: ce.Field, Reason: ce.Reason + " (from " + from + ")"}
+			}
 		}
 		return cfg, err
 	}
 	return cfg, nil
+}
+
+// originOf returns where the setting at field came from: its own entry, or that of the
+// setting holding it (sinks for sinks.events.kafka.brokers, routes for routes[0].sink).
+func originOf(origin map[string]string, field string) string {
+	if from := origin[field]; from != "" {
+		return from
+	}
+	for path, from := range origin {
+		if strings.HasPrefix(field, path+".") || strings.HasPrefix(field, path+"[") {
+			return from
+		}
+	}
+	return ""
 }
