@@ -1,0 +1,86 @@
+package chaos_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/outboxgo/outbox/chaos"
+)
+
+var outboxBin string
+
+// TestMain builds the outbox command once for every run, and checks that no run leaves a
+// goroutine behind (brokers, proxies, consumers, relay supervisors).
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "outbox-chaos-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	outboxBin = filepath.Join(dir, "outbox")
+	if out, err := exec.Command("go", "build", "-o", outboxBin, "github.com/outboxgo/outbox/cmd/outbox").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building the outbox command: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// TestShortProfile is the CI profile: for each sink, three relay processes on one table for
+// 20 seconds of kill -9s, broker restarts (or cuts, for the shared RabbitMQ), database and
+// broker connection cuts and terminated database sessions, then the drain. Nothing committed
+// may be lost, nothing rolled back may appear, and each key's messages must arrive in order.
+func TestShortProfile(t *testing.T) {
+	t.Parallel()
+	d := 20 * time.Second
+	if testing.Short() {
+		d = 8 * time.Second
+	}
+	for _, sink := range chaos.Sinks {
+		t.Run(sink, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), d+3*time.Minute)
+			defer cancel()
+			rep, err := chaos.Run(ctx, chaos.Config{
+				Sink:         sink,
+				Duration:     d,
+				Rate:         200,
+				Keys:         100,
+				OutboxBinary: outboxBin,
+			})
+			var buf bytes.Buffer
+			rep.WriteText(&buf)
+			t.Logf("report:\n%s", buf.String())
+			if err != nil {
+				t.Fatalf("run: %v", err)
+			}
+			if !rep.OK() {
+				t.Fatalf("guarantees violated: %v (work dir %s, seed %d)", rep.Violations(), rep.WorkDir, rep.Seed)
+			}
+			if !rep.Drained || rep.Committed == 0 || rep.Delivered != rep.Committed {
+				t.Fatalf("not drained: %d of %d committed delivered", rep.Delivered, rep.Committed)
+			}
+			if rep.RolledBack == 0 {
+				t.Error("no transaction was rolled back: the phantom check checked nothing")
+			}
+			if rep.Faults[chaos.FaultKill] == 0 || len(rep.Faults) < 3 {
+				t.Errorf("too few faults for the check to mean anything: %v", rep.Faults)
+			}
+		})
+	}
+}

@@ -1,0 +1,156 @@
+// Command outbox-chaos runs the fault-injection checker of the outbox relay: producers commit
+// (and roll back) messages over many keys, several `outbox relay` processes publish them to a
+// broker while relays are killed, the broker restarts and connections are cut, and a consumer
+// checks that nothing was lost, nothing invented and per-key order held.
+//
+//	go run ./chaos/cmd/outbox-chaos --sink nats --duration 20s
+//	go run ./chaos/cmd/outbox-chaos --sink nats --duration 10m --messages 1000000 --keys 1000
+//
+// It exits 0 when every guarantee held, 1 when messages were lost or invented or per-key order
+// was violated, 2 on invalid flags and 3 when the run itself failed (a service missing).
+// It stops by itself: every phase has a deadline. See docs/reliability.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/outboxgo/outbox/chaos"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first signal stops the run cleanly (relays stopped, schema dropped); a second one
+	// kills at once.
+	context.AfterFunc(ctx, stop)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("outbox-chaos", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cfg       chaos.Config
+		sinks     string
+		faults    string
+		asJSON    bool
+		jsonOut   string
+		verbose   bool
+		pgRestart string
+	)
+	fs.StringVar(&sinks, "sink", chaos.SinkNATS, "broker: nats, kafka, rabbitmq, or a comma-separated list (run one after the other)")
+	fs.StringVar(&cfg.Source, "source", chaos.SourcePoll, "relay source (poll)")
+	fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, "length of the load and fault phase")
+	fs.IntVar(&cfg.Messages, "messages", 0, "stop producing after this many messages (0: no limit); without --rate, sets the rate to messages/duration")
+	fs.IntVar(&cfg.Rate, "rate", 0, "target messages per second (default 200, or messages/duration)")
+	fs.IntVar(&cfg.Keys, "keys", 100, "ordering keys")
+	fs.IntVar(&cfg.Producers, "producers", 8, "producer goroutines (each owns its keys)")
+	fs.IntVar(&cfg.Relays, "relays", 3, "`outbox relay` processes")
+	fs.BoolVar(&cfg.StableRelayIDs, "stable-relay-ids", false, "restart a killed relay under its old relay.id (default: a new id at every start, as in production)")
+	fs.Float64Var(&cfg.RollbackRatio, "rollback-ratio", 0.05, "share of transactions rolled back on purpose")
+	fs.IntVar(&cfg.PayloadBytes, "payload-bytes", 128, "payload size")
+	fs.Uint64Var(&cfg.Seed, "seed", 0, "random seed for the workload and the fault schedule (0: from the clock)")
+	fs.DurationVar(&cfg.KillInterval, "kill-interval", 2*time.Second, "mean pause between kill -9s of a relay")
+	fs.DurationVar(&cfg.FaultInterval, "fault-interval", 2*time.Second, "mean pause between broker and database faults")
+	fs.DurationVar(&cfg.MaxOutage, "max-outage", 2500*time.Millisecond, "longest outage of one fault")
+	fs.StringVar(&faults, "faults", "", "only these fault kinds, comma-separated: relay-kill, broker-restart, broker-cut, db-cut, db-terminate, pg-restart")
+	fs.BoolVar(&cfg.PGRestart, "pg-restart", false, "also restart the PostgreSQL server itself (pg_ctlcluster VERSION main restart); NEVER on a server others use")
+	fs.StringVar(&pgRestart, "pg-restart-cmd", "", "command that restarts PostgreSQL, space-separated (default pg_ctlcluster <major> main restart)")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL server (default $OUTBOX_TEST_DATABASE_URL or postgres://postgres@127.0.0.1:5432/test); the run uses a schema of its own")
+	fs.StringVar(&cfg.AMQPURL, "amqp-url", "", "RabbitMQ server for --sink rabbitmq (default $RABBITMQ_URL or amqp://guest:guest@127.0.0.1:5672/)")
+	fs.StringVar(&cfg.OutboxBinary, "outbox-bin", "", "the outbox command to run as relays (default: go build ./cmd/outbox)")
+	fs.StringVar(&cfg.WorkDir, "work-dir", "", "directory for relay logs and broker stores (default: a temporary one, removed after a clean run)")
+	fs.BoolVar(&cfg.Keep, "keep", false, "keep the work dir and the database schema")
+	fs.Func("relay-env", "extra relay setting OUTBOX_NAME=value (repeatable), e.g. OUTBOX_RETENTION=1m", func(v string) error {
+		cfg.RelayEnv = append(cfg.RelayEnv, v)
+		return nil
+	})
+	fs.StringVar(&cfg.RelayLogLevel, "relay-log-level", "info", "the relays' log level")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 60*time.Second, "longest wait for the backlog after the faults")
+	fs.BoolVar(&asJSON, "json", false, "print the report as JSON instead of text")
+	fs.StringVar(&jsonOut, "json-out", "", "also write the JSON report to this file")
+	fs.BoolVar(&verbose, "v", false, "log progress to stderr")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "outbox-chaos: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if faults != "" {
+		cfg.Faults = strings.Split(faults, ",")
+	}
+	if pgRestart != "" {
+		cfg.PGRestartCommand = strings.Fields(pgRestart)
+	}
+	if verbose {
+		cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	}
+	if cfg.Seed == 0 {
+		cfg.Seed = uint64(time.Now().UnixNano())
+	}
+
+	code := 0
+	var reports []chaos.Report
+	for _, s := range strings.Split(sinks, ",") {
+		c := cfg
+		c.Sink = strings.TrimSpace(s)
+		if c.WorkDir != "" && strings.Contains(sinks, ",") {
+			c.WorkDir += "/" + c.Sink
+		}
+		rep, err := chaos.Run(ctx, c)
+		if err != nil {
+			fmt.Fprintf(stderr, "outbox-chaos: %s: %v\n", c.Sink, err)
+			if rep.Sink == "" {
+				return 2 // invalid configuration
+			}
+			code = max(code, 3)
+		}
+		if !rep.OK() {
+			code = max(code, 1)
+		}
+		reports = append(reports, rep)
+		if !asJSON {
+			rep.WriteText(stdout)
+			fmt.Fprintln(stdout)
+		}
+	}
+	var v any = reports
+	if len(reports) == 1 {
+		v = reports[0]
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(v); err != nil {
+			fmt.Fprintf(stderr, "outbox-chaos: %v\n", err)
+			return max(code, 3)
+		}
+	}
+	if jsonOut != "" {
+		b, err := json.MarshalIndent(v, "", "  ")
+		if err == nil {
+			err = os.WriteFile(jsonOut, append(b, '\n'), 0o644)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "outbox-chaos: %v\n", err)
+			return max(code, 3)
+		}
+	}
+	return code
+}

@@ -1,0 +1,195 @@
+package chaos
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Sinks the checker can run against.
+const (
+	SinkNATS     = "nats"
+	SinkKafka    = "kafka"
+	SinkRabbitMQ = "rabbitmq"
+)
+
+// Sinks lists every sink the checker supports, in the order the CI profile runs them.
+var Sinks = []string{SinkNATS, SinkKafka, SinkRabbitMQ}
+
+// SourcePoll is the polling source (FOR UPDATE SKIP LOCKED claims), the only source the
+// `outbox relay` command runs today.
+const SourcePoll = "poll"
+
+// Fault kinds.
+const (
+	FaultKill          = "relay-kill"     // kill -9 of a relay process, restarted after a pause
+	FaultBrokerRestart = "broker-restart" // the broker stops and starts again on the same port and store
+	FaultBrokerCut     = "broker-cut"     // every relay↔broker connection cut, new ones refused for a while
+	FaultDBCut         = "db-cut"         // every relay↔PostgreSQL connection cut, new ones refused for a while
+	FaultDBTerminate   = "db-terminate"   // pg_terminate_backend of the relays' sessions, reconnects refused for a while (a PostgreSQL restart as the relays see it)
+	FaultPGRestart     = "pg-restart"     // a real restart of the PostgreSQL server (Config.PGRestart only)
+)
+
+// Config is one checker run. The zero value of every field but Sink is usable.
+type Config struct {
+	// Sink is the broker: SinkNATS (in-process JetStream server), SinkKafka (in-process kfake
+	// cluster) or SinkRabbitMQ (the shared server at AMQPURL). Required.
+	Sink string
+	// Source is the relay's source. Default and only value today: SourcePoll.
+	Source string
+	// Duration is the length of the load and fault phase. Default 20s.
+	Duration time.Duration
+	// Messages, when positive, stops the producers after that many messages. When Rate is 0
+	// it also sets the rate: Messages/Duration.
+	Messages int
+	// Rate is the target of committed and rolled-back messages per second, over all
+	// producers. Default 200.
+	Rate int
+	// Keys is the number of ordering keys. Default 100.
+	Keys int
+	// Producers is how many goroutines commit transactions; each owns its keys, so that
+	// transactions on one key never overlap. Default 8 (at most Keys).
+	Producers int
+	// Relays is how many `outbox relay` processes share the table. Default 3.
+	Relays int
+	// StableRelayIDs restarts a killed relay under its old relay.id, so that it takes its
+	// share of the keys back at once. By default each start gets a new id, as with the
+	// command's default relay.id (host-pid-random): the dead relay's share then moves to the
+	// others when its membership expires (member_ttl), which exercises the hand-over.
+	StableRelayIDs bool
+	// RollbackRatio is the share of transactions rolled back on purpose. Default 0.05.
+	RollbackRatio float64
+	// PayloadBytes pads each payload to about this size. Default 128.
+	PayloadBytes int
+	// Seed makes the fault schedule and the workload reproducible. Default: from the clock.
+	Seed uint64
+
+	// KillInterval is the mean pause between kill -9s of a relay. Default 2s.
+	KillInterval time.Duration
+	// FaultInterval is the mean pause between infrastructure faults (broker restart or cut,
+	// database cut or terminate), which run one at a time. Default 2s.
+	FaultInterval time.Duration
+	// MaxOutage bounds how long one fault keeps its service away. Default 2.5s.
+	MaxOutage time.Duration
+	// Faults, when not empty, limits the run to these kinds (Fault* constants).
+	Faults []string
+	// PGRestart adds FaultPGRestart: PGRestartCommand restarts the PostgreSQL server itself.
+	// Never on a server other runs share.
+	PGRestart bool
+	// PGRestartCommand restarts PostgreSQL. Default: pg_ctlcluster <version> main restart
+	// for the server's major version.
+	PGRestartCommand []string
+
+	// DatabaseURL is the PostgreSQL server; the run creates (and drops) a schema of its own.
+	// Default $OUTBOX_TEST_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/test.
+	DatabaseURL string
+	// AMQPURL is the RabbitMQ server for SinkRabbitMQ. Default $RABBITMQ_URL, else
+	// amqp://guest:guest@127.0.0.1:5672/.
+	AMQPURL string
+	// OutboxBinary is the `outbox` command to run as relays. Default: built with `go build`
+	// from the module the working directory is in.
+	OutboxBinary string
+	// WorkDir holds the relays' logs, the brokers' stores and the built binary. Default a
+	// new temporary directory, removed after a run without violations unless Keep is set.
+	WorkDir string
+	// Keep keeps WorkDir and the database schema after the run.
+	Keep bool
+	// RelayLogLevel is the relays' log.level. Default "info".
+	RelayLogLevel string
+	// RelayEnv is extra configuration for the relays, OUTBOX_*=value each, applied after the
+	// run's own (OUTBOX_RETENTION=1m, OUTBOX_POLL_WORKERS=4, OUTBOX_POLL_NOTIFY=false...).
+	RelayEnv []string
+
+	// SetupTimeout bounds the start (build, brokers, schema, relays). Default 3m.
+	SetupTimeout time.Duration
+	// DrainTimeout bounds the wait, after the producers stopped and the last fault healed,
+	// for every committed message to be delivered. Default 60s.
+	DrainTimeout time.Duration
+
+	// Logger receives progress. Default: discard.
+	Logger *slog.Logger
+
+	// hook, when set (tests), runs at the start of the load phase.
+	hook func(ctx context.Context, r *run, led *ledger) error
+}
+
+func (c *Config) setDefaults() {
+	c.Source = cmp.Or(c.Source, SourcePoll)
+	c.Duration = cmp.Or(c.Duration, 20*time.Second)
+	if c.Rate == 0 && c.Messages > 0 {
+		c.Rate = max(1, int(float64(c.Messages)/c.Duration.Seconds()))
+	}
+	c.Rate = cmp.Or(c.Rate, 200)
+	c.Keys = cmp.Or(c.Keys, 100)
+	c.Producers = min(cmp.Or(c.Producers, 8), c.Keys)
+	c.Relays = cmp.Or(c.Relays, 3)
+	if c.RollbackRatio == 0 {
+		c.RollbackRatio = 0.05
+	}
+	c.PayloadBytes = cmp.Or(c.PayloadBytes, 128)
+	if c.Seed == 0 {
+		c.Seed = uint64(time.Now().UnixNano())
+	}
+	c.KillInterval = cmp.Or(c.KillInterval, 2*time.Second)
+	c.FaultInterval = cmp.Or(c.FaultInterval, 2*time.Second)
+	c.MaxOutage = cmp.Or(c.MaxOutage, 2500*time.Millisecond)
+	c.DatabaseURL = cmp.Or(c.DatabaseURL, os.Getenv("OUTBOX_TEST_DATABASE_URL"), "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+	c.AMQPURL = cmp.Or(c.AMQPURL, os.Getenv("RABBITMQ_URL"), "amqp://guest:guest@127.0.0.1:5672/")
+	c.RelayLogLevel = cmp.Or(c.RelayLogLevel, "info")
+	c.SetupTimeout = cmp.Or(c.SetupTimeout, 3*time.Minute)
+	c.DrainTimeout = cmp.Or(c.DrainTimeout, 60*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+func (c *Config) validate() error {
+	if !slices.Contains(Sinks, c.Sink) {
+		return fmt.Errorf("chaos: sink: %q is not one of %v", c.Sink, Sinks)
+	}
+	if c.Source != SourcePoll {
+		return fmt.Errorf("chaos: source: %q is not supported (the relay command runs %q only)", c.Source, SourcePoll)
+	}
+	switch {
+	case c.Duration < time.Second:
+		return fmt.Errorf("chaos: duration: %s is shorter than 1s", c.Duration)
+	case c.Rate < 1:
+		return fmt.Errorf("chaos: rate: must be positive")
+	case c.Keys < 1:
+		return fmt.Errorf("chaos: keys: must be positive")
+	case c.Relays < 1:
+		return fmt.Errorf("chaos: relays: must be positive")
+	case c.Messages < 0:
+		return fmt.Errorf("chaos: messages: must not be negative")
+	case c.RollbackRatio < 0 || c.RollbackRatio >= 1:
+		return fmt.Errorf("chaos: rollback ratio: must be in [0, 1)")
+	}
+	for _, kv := range c.RelayEnv {
+		if k, _, ok := strings.Cut(kv, "="); !ok || !strings.HasPrefix(k, "OUTBOX_") {
+			return fmt.Errorf("chaos: relay env: %q is not OUTBOX_NAME=value", kv)
+		}
+	}
+	known := []string{FaultKill, FaultBrokerRestart, FaultBrokerCut, FaultDBCut, FaultDBTerminate, FaultPGRestart}
+	for _, f := range c.Faults {
+		if !slices.Contains(known, f) {
+			return fmt.Errorf("chaos: faults: unknown kind %q; known: %v", f, known)
+		}
+	}
+	if slices.Contains(c.Faults, FaultPGRestart) && !c.PGRestart {
+		return fmt.Errorf("chaos: faults: %s needs PGRestart (it restarts the whole PostgreSQL server)", FaultPGRestart)
+	}
+	return nil
+}
+
+// enabled reports whether fault kind f may run.
+func (c *Config) enabled(f string) bool {
+	if f == FaultPGRestart && !c.PGRestart {
+		return false
+	}
+	return len(c.Faults) == 0 || slices.Contains(c.Faults, f)
+}

@@ -1,0 +1,17 @@
+// Package chaos checks the relay's guarantees under faults, end to end, the way they are
+// promised: with `outbox relay` processes, a real PostgreSQL and a real broker.
+//
+// A run commits business rows and their messages from several producers over many keys, each
+// message carrying its key and a per-key sequence number; some transactions are rolled back
+// on purpose. Several relay processes share the outbox table while a consumer records
+// everything the broker delivers. Faults come at random moments: kill -9 of a relay (started
+// again), a broker restart, the relays' connections to the database or the broker cut and
+// restored, the relays' database sessions terminated (or, on a machine of its own, a real
+// PostgreSQL restart). After the fault phase the run waits, bounded, for the backlog to drain,
+// and reports: committed, delivered, lost, phantom (delivered from a transaction that never
+// committed), per-key order violations, duplicates, end-to-end latency and the time to drain
+// after the last fault.
+//
+// Run is the engine; chaos/cmd/outbox-chaos is the program, and docs/reliability.md
+// describes the profiles and their latest figures.
+package chaos
