@@ -1,0 +1,73 @@
+package wal
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect/postgres"
+	"github.com/outboxgo/outbox/internal/pgtest"
+)
+
+// TestDeleteWaitsForVisibility: the walsender can stream a transaction a moment before other
+// sessions see it. A row whose transaction is not visible yet is deleted in a later round,
+// not given up; a row whose transaction is visible but which is gone counts as deleted.
+func TestDeleteWaitsForVisibility(t *testing.T) {
+	t.Parallel()
+	pool, schema := pgtest.Schema(t)
+	ctx := context.Background()
+	table := schema + ".outbox"
+	store, err := postgres.New(ctx, postgres.Config{Pool: pool, Table: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.MigrateUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestSource(t, func(c *Config) { c.Pool, c.Mode, c.Table = pool, ModeTable, table })
+
+	// An insert whose transaction is still open stands for one not visible yet.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if err := store.Writer().Enqueue(ctx, tx, outbox.Message{Topic: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	var id, full int64
+	if err := tx.QueryRow(ctx, `SELECT max(id), pg_current_xact_id()::text::bigint FROM `+table).Scan(&id, &full); err != nil {
+		t.Fatal(err)
+	}
+	pending := &entry{rec: outbox.Record{Seq: id}, txn: &txn{xid: uint32(full)}}
+	// A committed transaction whose row is already gone.
+	var doneXid int64
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT pg_current_xact_id()::text::bigint`).Scan(&doneXid)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := &entry{rec: outbox.Record{Seq: id + 1000}, txn: &txn{xid: uint32(doneXid)}}
+
+	later, err := s.deleteRows(ctx, []ackOp{{entry: pending, kind: ackDelete}, {entry: gone, kind: ackDelete}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(later) != 1 || later[0].entry != pending {
+		t.Fatalf("later = %+v, want only the invisible row", later)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	later, err = s.deleteRows(ctx, later)
+	if err != nil || len(later) != 0 {
+		t.Fatalf("second round: later %+v, %v", later, err)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM `+table).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d rows left, %v", n, err)
+	}
+}
