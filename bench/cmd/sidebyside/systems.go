@@ -1,0 +1,298 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/components/forwarder"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect/postgres"
+)
+
+// Relay kinds.
+const (
+	kindOutbox    = "outbox"
+	kindWMOffsets = "wm-offsets"
+	kindWMQueue   = "wm-queue"
+)
+
+// wmTopic is the SQL topic (messages table) the Watermill forwarder listens to.
+const wmTopic = "forwarder"
+
+// system is one relay configuration under test, with its own schema and stream.
+type system struct {
+	ID        string // also the stream and schema suffix
+	Label     string
+	Kind      string
+	Notify    bool          // outbox: LISTEN/NOTIFY (and its trigger)
+	Poll      time.Duration // poll interval (outbox: the fallback when Notify)
+	Batch     int
+	Workers   int
+	DrainOnly bool // a Watermill batch-size variant tried only in the drain
+
+	Schema, Stream, Prefix string
+
+	writer *outbox.Writer      // outbox
+	wm     wmsql.SchemaAdapter // Watermill
+	sent   map[string]int64    // broker-acknowledged sends per topic, summed over relays
+}
+
+// stopRelay stops p and adds what it sent to s.sent (once, however often it is called).
+func (s *system) stopRelay(p *relayProc) error {
+	counts, err := p.Stop()
+	if p.accounted {
+		return err
+	}
+	p.accounted = true
+	if s.sent == nil {
+		s.sent = map[string]int64{}
+	}
+	for t, n := range counts {
+		s.sent[t] += n
+	}
+	return err
+}
+
+// systems returns every configuration of the run.
+func systems(o options, run string) ([]*system, error) {
+	all := []*system{
+		{ID: "outbox-notify", Label: "outbox (NOTIFY)", Kind: kindOutbox, Notify: true, Poll: o.outboxNotify, Batch: o.outboxBatch, Workers: o.outboxWorkers},
+		{ID: "outbox-poll", Label: "outbox (poll only)", Kind: kindOutbox, Poll: o.outboxPollOnly, Batch: o.outboxBatch, Workers: o.outboxWorkers},
+		{ID: "wm-offsets", Label: "Watermill offsets", Kind: kindWMOffsets, Poll: o.wmPoll, Batch: o.wmBatch},
+		{ID: "wm-queue", Label: "Watermill queue", Kind: kindWMQueue, Poll: o.wmPoll, Batch: o.wmBatch},
+	}
+	for _, f := range strings.Split(o.wmDrainBatches, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		b, err := strconv.Atoi(f)
+		if err != nil || b < 1 {
+			return nil, fmt.Errorf("--wm-drain-batches: bad batch size %q", f)
+		}
+		if b == o.wmBatch {
+			continue
+		}
+		for _, k := range []string{kindWMOffsets, kindWMQueue} {
+			name := map[string]string{kindWMOffsets: "Watermill offsets", kindWMQueue: "Watermill queue"}[k]
+			all = append(all, &system{ID: fmt.Sprintf("%s-b%d", k, b), Label: fmt.Sprintf("%s, batch %d", name, b),
+				Kind: k, Poll: o.wmPoll, Batch: b, DrainOnly: true})
+		}
+	}
+	var out []*system
+	for _, s := range all {
+		if o.only != "" && !contains(strings.Split(o.only, ","), s.ID) {
+			continue
+		}
+		s.Schema = "sbs_" + run + "_" + strings.ReplaceAll(s.ID, "-", "_")
+		s.Stream = "SBS_" + run + "_" + s.ID
+		s.Prefix = "sbs." + run + "." + s.ID + "."
+		out = append(out, s)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--systems %q matches no system", o.only)
+	}
+	return out, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if strings.TrimSpace(v) == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Knobs describes every setting of the system for the report.
+func (s *system) Knobs() string {
+	switch s.Kind {
+	case kindOutbox:
+		mode := fmt.Sprintf("LISTEN/NOTIFY wake-ups (insert trigger), fallback poll %v", s.Poll)
+		if !s.Notify {
+			mode = fmt.Sprintf("poll only: PollInterval %v, DisableNotify, notify trigger dropped", s.Poll)
+		}
+		return fmt.Sprintf("poll source: %s; BatchSize %d, Workers %d, MaxBatchBytes 16 MiB (default); "+
+			"relay defaults (MaxAttempts 25, PublishTimeout 30s, BatchTimeout 1m); NATS sink: async publish, "+
+			"MaxPending 4096 (default), Nats-Msg-Id = message id; row deleted after PubAck", mode, s.Batch, s.Workers)
+	case kindWMOffsets, kindWMQueue:
+		schema := "DefaultPostgreSQLSchema + DefaultPostgreSQLOffsetsAdapter (offsets table, rows kept)"
+		if s.Kind == kindWMQueue {
+			schema = "PostgreSQLQueueSchema + PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true}"
+		}
+		return fmt.Sprintf("%s; SubscribeBatchSize %d, PollInterval %v, ResendInterval 1s, RetryInterval 1s, "+
+			"AckDeadline 30s (defaults), payload column JSON (default), schema created up front "+
+			"(SubscribeInitialize); forwarder.NewForwarder (one router handler, CloseTimeout 10s) → "+
+			"watermill-nats/v2 pkg/nats Publisher, JetStream mode, TrackMsgId (Nats-Msg-Id = UUID), "+
+			"AutoProvision off (stream created up front), NATSMarshaler, errors-only logger; publish waits for each PubAck "+
+			"(the publisher has no async option)", schema, s.Batch, s.Poll)
+	}
+	return ""
+}
+
+// adapters returns the Watermill schema and offsets adapters of a Watermill kind, with all
+// tables in schema.
+func adapters(kind, schema string, batch int) (wmsql.SchemaAdapter, wmsql.OffsetsAdapter) {
+	table := func(topic string) string { return `"` + schema + `"."watermill_` + topic + `"` }
+	offsets := func(topic string) string { return `"` + schema + `"."watermill_offsets_` + topic + `"` }
+	if kind == kindWMQueue {
+		return wmsql.PostgreSQLQueueSchema{GenerateMessagesTableName: table, SubscribeBatchSize: batch},
+			wmsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true, GenerateMessagesTableName: table}
+	}
+	return wmsql.DefaultPostgreSQLSchema{GenerateMessagesTableName: table, SubscribeBatchSize: batch},
+		wmsql.DefaultPostgreSQLOffsetsAdapter{GenerateMessagesOffsetsTableName: offsets}
+}
+
+// setup creates the system's schema, tables and stream.
+func (s *system) setup(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream) error {
+	if _, err := pool.Exec(ctx, `CREATE SCHEMA "`+s.Schema+`"`); err != nil {
+		return fmt.Errorf("creating schema: %w", err)
+	}
+	if _, err := pool.Exec(ctx, `CREATE TABLE "`+s.Schema+`".orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		customer text NOT NULL, amount_cents integer NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return fmt.Errorf("creating orders table: %w", err)
+	}
+	switch s.Kind {
+	case kindOutbox:
+		store, err := postgres.New(ctx, postgres.Config{Pool: pool, Table: s.Schema + ".outbox"})
+		if err != nil {
+			return err
+		}
+		if _, err := store.MigrateUp(ctx); err != nil {
+			return fmt.Errorf("migrating: %w", err)
+		}
+		s.writer = store.Writer()
+		if !s.Notify {
+			// Poll-only, as the README recommends it: without the NOTIFY trigger.
+			rows, err := pool.Query(ctx, `SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal`, s.Schema+".outbox")
+			if err != nil {
+				return err
+			}
+			names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				return err
+			}
+			for _, n := range names {
+				if _, err := pool.Exec(ctx, `DROP TRIGGER "`+n+`" ON "`+s.Schema+`".outbox`); err != nil {
+					return fmt.Errorf("dropping trigger: %w", err)
+				}
+			}
+		}
+	default:
+		schema, offsets := adapters(s.Kind, s.Schema, s.Batch)
+		s.wm = schema
+		sub, err := wmsql.NewSubscriber(wmsql.BeginnerFromPgx(pool), wmsql.SubscriberConfig{SchemaAdapter: schema, OffsetsAdapter: offsets}, nil)
+		if err != nil {
+			return err
+		}
+		if err := sub.SubscribeInitialize(wmTopic); err != nil {
+			return fmt.Errorf("initializing Watermill schema: %w", err)
+		}
+		_ = sub.Close()
+	}
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:     s.Stream,
+		Subjects: []string{s.Prefix + ">"},
+		Storage:  jetstream.FileStorage,
+	})
+	if err != nil {
+		return fmt.Errorf("creating stream %s: %w", s.Stream, err)
+	}
+	return nil
+}
+
+// teardown drops what setup created.
+func (s *system) teardown(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream) error {
+	_, err1 := pool.Exec(ctx, `DROP SCHEMA IF EXISTS "`+s.Schema+`" CASCADE`)
+	err2 := js.DeleteStream(ctx, s.Stream)
+	if err2 != nil && strings.Contains(err2.Error(), "not found") {
+		err2 = nil
+	}
+	if err1 != nil {
+		return err1
+	}
+	return err2
+}
+
+// benchMsg is one event of a workload. Its payload starts with {"seq":N, which is how the
+// consumer recognizes it, whatever envelope each system adds.
+type benchMsg struct {
+	seq     int
+	key     string
+	payload []byte
+}
+
+func newMsg(seq, keys int) benchMsg {
+	return benchMsg{
+		seq:     seq,
+		key:     "k" + strconv.Itoa(seq%max(keys, 1)),
+		payload: fmt.Appendf(nil, `{"seq":%d,"order_id":"o-%010d","customer":"c-42","amount_cents":4200,"currency":"EUR"}`, seq, seq),
+	}
+}
+
+// enqueue writes msgs to topic inside tx, the way each library's users do it.
+func (s *system) enqueue(ctx context.Context, tx pgx.Tx, topic string, msgs []benchMsg) error {
+	if s.Kind == kindOutbox {
+		om := make([]outbox.Message, len(msgs))
+		for i, m := range msgs {
+			om[i] = outbox.Message{Topic: topic, Key: m.key, Payload: m.payload}
+		}
+		return s.writer.Enqueue(ctx, tx, om...)
+	}
+	// Watermill's documented outbox: an SQL publisher on the transaction, wrapped by the
+	// forwarder's envelope publisher. The key travels as metadata (Watermill has no key).
+	pub, err := wmsql.NewPublisher(wmsql.TxFromPgx(tx), wmsql.PublisherConfig{SchemaAdapter: s.wm}, nil)
+	if err != nil {
+		return err
+	}
+	fwd := forwarder.NewPublisher(pub, forwarder.PublisherConfig{ForwarderTopic: wmTopic})
+	wms := make([]*message.Message, len(msgs))
+	for i, m := range msgs {
+		wm := message.NewMessage(watermill.NewUUID(), m.payload)
+		wm.Metadata.Set("key", m.key)
+		wms[i] = wm
+	}
+	return fwd.Publish(s.Prefix+topic, wms...)
+}
+
+// pendingRows counts the rows left in the system's table(s) (unpublished for outbox and the
+// queue schema; all rows for the offsets schema, which never deletes).
+func (s *system) pendingRows(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
+	var q string
+	switch s.Kind {
+	case kindOutbox:
+		q = `SELECT count(*) FROM "` + s.Schema + `".outbox`
+	default:
+		q = `SELECT count(*) FROM "` + s.Schema + `"."watermill_` + wmTopic + `"`
+	}
+	var n int64
+	err := pool.QueryRow(ctx, q).Scan(&n)
+	return n, err
+}
+
+// vacuum runs VACUUM ANALYZE on the system's tables.
+func (s *system) vacuum(ctx context.Context, pool *pgxpool.Pool) error {
+	tables := []string{`"` + s.Schema + `".outbox`}
+	switch s.Kind {
+	case kindWMOffsets:
+		tables = []string{`"` + s.Schema + `"."watermill_` + wmTopic + `"`, `"` + s.Schema + `"."watermill_offsets_` + wmTopic + `"`}
+	case kindWMQueue:
+		tables = []string{`"` + s.Schema + `"."watermill_` + wmTopic + `"`}
+	}
+	for _, t := range tables {
+		if _, err := pool.Exec(ctx, `VACUUM ANALYZE `+t); err != nil {
+			return fmt.Errorf("vacuuming %s: %w", t, err)
+		}
+	}
+	return nil
+}
