@@ -10,8 +10,10 @@
 # For each service: install the Debian package if its binary is missing (one `apt-get update`,
 # one `apt-get install -y`), start it with the documented start command if its port is closed,
 # then wait (bounded) until it accepts connections. A running service is never restarted, with
-# one exception: PostgreSQL is restarted once if `wal_level = logical` or `max_connections >= 200`
-# has to be set (both are applied with ALTER SYSTEM and a single restart).
+# two exceptions: PostgreSQL is restarted once if `wal_level = logical` or `max_connections >= 200`
+# has to be set (both are applied with ALTER SYSTEM and a single restart), and MariaDB is restarted
+# once if binary logging is not on in ROW format with FULL row images (the binlog relay source needs
+# them; they are written to /etc/mysql/mariadb.conf.d/60-outbox-binlog.cnf).
 #
 # Environment: SERVICES_WAIT_SECS (default 60, RabbitMQ gets twice that) bounds each wait.
 set -euo pipefail
@@ -146,9 +148,12 @@ done
 say "postgres: $pg_state (wal_level=$wal_level, max_connections=$max_conn)"
 
 # ---------------------------------------------------------------------------------------------
-# 4. MariaDB: 127.0.0.1:3306, root with empty password, database test.
+# 4. MariaDB: 127.0.0.1:3306, root with empty password, database test, binary log on (ROW, FULL).
 # ---------------------------------------------------------------------------------------------
 my_tcp() { mariadb -h 127.0.0.1 -P 3306 -u root --connect-timeout=5 -N -B "$@"; }
+my_ping() { mariadb-admin --connect-timeout=2 -h 127.0.0.1 -P 3306 -u root --silent ping; }
+# One round trip: log_bin|binlog_format|binlog_row_image.
+my_binlog() { my_tcp -e "select concat_ws('|', @@log_bin + 0, @@binlog_format, @@binlog_row_image)"; }
 my_state=up
 # Fast path: one query that both logs in and tells whether database test exists.
 if ! my_has_test=$(my_tcp -e "show databases like 'test'" 2>/dev/null); then
@@ -163,7 +168,7 @@ if ! my_has_test=$(my_tcp -e "show databases like 'test'" 2>/dev/null); then
 		start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd 9>&-
 		wait_for mariadb "$WAIT_SECS" port_open 3306
 	fi
-	wait_for mariadb 30 mariadb-admin --connect-timeout=2 -h 127.0.0.1 -P 3306 -u root --silent ping
+	wait_for mariadb 30 my_ping
 	# Root with an empty password over TCP (a fresh Debian install has unix_socket only).
 	if ! my_tcp -e 'select 1' >/dev/null 2>&1; then
 		mariadb -u root --protocol=socket -e "
@@ -180,7 +185,47 @@ if [[ -z $my_has_test ]]; then
 	my_tcp -e 'CREATE DATABASE IF NOT EXISTS test'
 	my_state="$my_state, created db test"
 fi
-say "mariadb: $my_state"
+
+# Binary log for the binlog relay source (relay/binlog): log_bin, binlog_format=ROW,
+# binlog_row_image=FULL, a server_id; binlogs expire after a day and rotate at 64 MiB so that
+# expiry can purge them. Written once, then one graceful restart.
+my_cnf_dir=/etc/mysql/mariadb.conf.d
+my_binlog_cnf=$my_cnf_dir/60-outbox-binlog.cnf
+binlog=$(my_binlog)
+if [[ $binlog != "1|ROW|FULL" ]]; then
+	say "mariadb: binary log is '$binlog' (log_bin|binlog_format|binlog_row_image); enabling it"
+	install -d "$my_cnf_dir"
+	cat >"$my_binlog_cnf" <<'CNF'
+# Written by scripts/services.sh: the binlog relay source (relay/binlog) tails row events.
+[mysqld]
+server_id                  = 1
+log_bin                    = mariadb-bin
+binlog_format              = ROW
+binlog_row_image           = FULL
+binlog_row_metadata        = FULL
+binlog_expire_logs_seconds = 86400
+max_binlog_size            = 64M
+CNF
+	# Debian's own my.cnf includes the directory; a trimmed one (as on these machines) may not.
+	if ! grep -Eq '^[[:space:]]*!includedir[[:space:]]+/etc/mysql/mariadb\.conf\.d/?[[:space:]]*$' /etc/mysql/my.cnf; then
+		printf '\n!includedir %s/\n' "$my_cnf_dir" >>/etc/mysql/my.cnf
+	fi
+	my_print_defaults --mysqld | grep -q '^--binlog[-_]format=ROW' || die "mariadb: $my_binlog_cnf is not read (check /etc/mysql/my.cnf)"
+	say "mariadb: restarting once to apply $my_binlog_cnf"
+	mariadb-admin --connect-timeout=5 -h 127.0.0.1 -P 3306 -u root shutdown || die "mariadb: shutdown failed"
+	# The port closes before the process has finished shutting down: wait for the process too,
+	# or the start below would find it still running and do nothing.
+	my_stopped() { ! port_open 3306 && ! start-stop-daemon --status --exec /usr/sbin/mariadbd; }
+	wait_for "mariadb (shutdown)" "$WAIT_SECS" my_stopped
+	install -d -o mysql -g mysql /run/mysqld
+	start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd 9>&-
+	wait_for mariadb "$WAIT_SECS" port_open 3306
+	wait_for mariadb 30 my_ping
+	binlog=$(my_binlog)
+	[[ $binlog == "1|ROW|FULL" ]] || die "mariadb: binary log is still '$binlog' after restart (see /var/log/mysql/error.log)"
+	my_state="$my_state, binlog enabled, restarted"
+fi
+say "mariadb: $my_state (log_bin|binlog_format|binlog_row_image=$binlog)"
 
 # ---------------------------------------------------------------------------------------------
 # 5. Redis, RabbitMQ, Mosquitto, NATS (JetStream): start if their port is closed.
