@@ -76,4 +76,8 @@
 // migration interrupted before it was recorded in the <table>_migrations table is simply
 // applied again. Statements are sent one at a time: the multiStatements option is not needed.
 // A table qualified with a database ("shop.outbox") has its database created when missing.
+//
+// Migration 2 adds <table>_binlog, where the binlog relay source (relay/binlog) saves its
+// position. DeleteRows, WriteDeadLetters and ParseHeaders serve that source, which reads rows
+// from the binary log and holds messages in memory instead of claiming them.
 package mysql
