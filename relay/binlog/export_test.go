@@ -1,0 +1,14 @@
+package binlog
+
+// Crash simulates a relay process dying: the replication and lock connections are dropped
+// abruptly, no final position is saved, pending database writes are abandoned, and Run
+// returns at once. The Source cannot be used again.
+func (s *Source) Crash() {
+	close(s.crashed)
+	if k := s.kill.Load(); k != nil {
+		(*k)()
+	}
+}
+
+// LockName is the GET_LOCK name of the source name on database.table.
+func LockName(database, table, name string) string { return lockName(database, table, name) }
