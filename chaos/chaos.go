@@ -19,6 +19,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect/postgres"
+	"github.com/outboxgo/outbox/relay/wal"
 )
 
 // Run runs one checker: it starts a broker, a fresh schema with an outbox table and
@@ -54,12 +55,15 @@ type run struct {
 	log *slog.Logger
 	id  string
 
+	logicalWriter *outbox.LogicalWriter
+
 	workDir     string
 	binary      string
 	ownWorkDir  bool
 	admin       *pgxpool.Pool
 	schema      string
 	table       string
+	slot        string // the WAL source's replication slot (and publication), when it runs
 	store       *postgres.Store
 	dbProxy     *proxy
 	brk         broker
@@ -107,6 +111,14 @@ func (r *run) do(ctx context.Context, rep *Report) error {
 		"OUTBOX_RELAY_SHUTDOWN_TIMEOUT=5s",
 		"OUTBOX_LOG_LEVEL=" + cfg.RelayLogLevel,
 	}
+	if cfg.wal() {
+		mode := "table"
+		if cfg.Source == SourceWALLogical {
+			mode = "logical"
+		}
+		common = append(common, "OUTBOX_SOURCE=wal", "OUTBOX_WAL_SLOT="+r.slot, "OUTBOX_WAL_MODE="+mode,
+			"OUTBOX_WAL_MESSAGE_PREFIX="+r.slot, "OUTBOX_WAL_BATCH_SIZE=500")
+	}
 	common = append(common, r.brk.relayEnv()...)
 	common = append(common, cfg.RelayEnv...)
 	if len(cfg.RelayEnv) > 0 {
@@ -144,7 +156,7 @@ func (r *run) do(ctx context.Context, rep *Report) error {
 	prod := &producers{
 		cfg:    cfg,
 		pool:   r.admin,
-		writer: mustWriter(r.table),
+		writer: r.writer(),
 		orders: r.schema + ".chaos_orders",
 		ledger: led,
 	}
@@ -220,8 +232,13 @@ wait:
 	return r.verify(vctx, rep, led, start, loadEnd, healed)
 }
 
-func mustWriter(table string) *outbox.Writer {
-	w, err := outbox.NewWriter(outbox.WriterConfig{Dialect: outbox.Postgres, Table: table})
+// writer is what the producers enqueue with: outbox rows, or table-less logical messages for
+// the WAL source's logical mode.
+func (r *run) writer() enqueuer {
+	if r.cfg.Source == SourceWALLogical {
+		return r.logicalWriter
+	}
+	w, err := outbox.NewWriter(outbox.WriterConfig{Dialect: outbox.Postgres, Table: r.table})
 	if err != nil {
 		panic(err) // the table name is ours and valid
 	}
@@ -278,6 +295,11 @@ func (r *run) setup(ctx context.Context, rep *Report) error {
 	if _, err := r.store.MigrateUp(ctx); err != nil {
 		return fmt.Errorf("migrating: %w", err)
 	}
+	if cfg.wal() {
+		if err := r.setupSlot(ctx); err != nil {
+			return err
+		}
+	}
 	if _, err := r.admin.Exec(ctx, `CREATE TABLE `+r.schema+`.chaos_orders (
 		idx bigint PRIMARY KEY, message_id uuid NOT NULL, key text NOT NULL, seq integer NOT NULL)`); err != nil {
 		return fmt.Errorf("creating the business table: %w", err)
@@ -306,12 +328,61 @@ func (r *run) setup(ctx context.Context, rep *Report) error {
 	if cfg.StableRelayIDs {
 		ids = "the same relay.id at every restart"
 	}
-	rep.Notes = append(rep.Notes, fmt.Sprintf("relays: %d `outbox relay` processes (poll source, LISTEN/NOTIFY), %s; database and broker reached through fault proxies; backoff 50ms–1s, max_attempts 100, publish_timeout 5s", cfg.Relays, ids))
+	source := "poll source, LISTEN/NOTIFY, " + ids
+	if cfg.wal() {
+		source = fmt.Sprintf("%s source on slot %s: one reads, the others wait as hot standbys", cfg.Source, r.slot)
+	}
+	rep.Notes = append(rep.Notes, fmt.Sprintf("relays: %d `outbox relay` processes (%s); database and broker reached through fault proxies; backoff 50ms–1s, max_attempts 100, publish_timeout 5s", cfg.Relays, source))
 	return nil
 }
 
-// waitRelays waits until every relay has registered in the membership table.
+// setupSlot creates the WAL source's publication and slot before anything is produced (what
+// commits before the slot exists is not in its stream), as `outbox migrate up --source wal`
+// does.
+func (r *run) setupSlot(ctx context.Context) error {
+	mode := wal.ModeTable
+	if r.cfg.Source == SourceWALLogical {
+		mode = wal.ModeLogical
+	}
+	// The slot's name is also the logical messages' prefix: logical messages are
+	// database-wide, and other outboxes in the database must not reach this run's relays.
+	slot := "outbox_chaos_" + r.id
+	if mode == wal.ModeLogical {
+		lw, err := outbox.NewLogicalWriter(outbox.LogicalWriterConfig{Prefix: slot})
+		if err != nil {
+			return err
+		}
+		r.logicalWriter = lw
+	}
+	src, err := wal.New(wal.Config{ConnString: r.cfg.DatabaseURL, Pool: r.admin, Mode: mode, Table: r.table,
+		SlotName: slot, MessagePrefix: slot, Logger: r.log})
+	if err != nil {
+		return err
+	}
+	r.slot = slot // cleanup drops it even when Setup fails halfway
+	if err := src.Setup(ctx); err != nil {
+		return fmt.Errorf("creating the replication slot: %w", err)
+	}
+	return nil
+}
+
+// waitRelays waits until every relay has registered in the membership table (WAL source:
+// until one relay reads the slot).
 func (r *run) waitRelays(ctx context.Context) error {
+	if r.cfg.wal() {
+		for {
+			st, err := wal.Slot(ctx, r.admin, r.slot)
+			if err == nil && st.Active {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				_, exits := r.relays.stats()
+				return fmt.Errorf("waiting for a relay to read slot %s (last %+v, %v; exits %+v): %w", r.slot, st, err, exits, ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
 	for {
 		st, err := r.store.Stats(ctx)
 		if err == nil && st.Relays >= r.cfg.Relays {
@@ -413,6 +484,18 @@ func (r *run) cleanup(rep *Report) {
 		r.dbProxy.Close()
 	}
 	keep := r.cfg.Keep || !rep.OK()
+	if r.admin != nil && r.slot != "" {
+		// Always: a slot left behind would pin WAL on the server.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := wal.DropSlot(ctx, r.admin, r.slot, 10*time.Second); err != nil {
+			r.log.Warn("dropping the replication slot", slog.String("slot", r.slot), slog.Any("error", err))
+			rep.Notes = append(rep.Notes, fmt.Sprintf("replication slot %s could not be dropped: %v; drop it: SELECT pg_drop_replication_slot('%s')", r.slot, err, r.slot))
+		}
+		if _, err := r.admin.Exec(ctx, `DROP PUBLICATION IF EXISTS `+r.slot); err != nil {
+			r.log.Warn("dropping the publication", slog.String("publication", r.slot), slog.Any("error", err))
+		}
+		cancel()
+	}
 	if r.admin != nil {
 		if r.schema != "" && !keep {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -63,24 +63,58 @@ func TestShortProfile(t *testing.T) {
 				Keys:         100,
 				OutboxBinary: outboxBin,
 			})
-			var buf bytes.Buffer
-			rep.WriteText(&buf)
-			t.Logf("report:\n%s", buf.String())
-			if err != nil {
-				t.Fatalf("run: %v", err)
-			}
-			if !rep.OK() {
-				t.Fatalf("guarantees violated: %v (work dir %s, seed %d)", rep.Violations(), rep.WorkDir, rep.Seed)
-			}
-			if !rep.Drained || rep.Committed == 0 || rep.Delivered != rep.Committed {
-				t.Fatalf("not drained: %d of %d committed delivered", rep.Delivered, rep.Committed)
-			}
-			if rep.RolledBack == 0 {
-				t.Error("no transaction was rolled back: the phantom check checked nothing")
-			}
-			if rep.Faults[chaos.FaultKill] == 0 || len(rep.Faults) < 3 {
-				t.Errorf("too few faults for the check to mean anything: %v", rep.Faults)
-			}
+			checkProfile(t, rep, err)
 		})
+	}
+}
+
+// TestShortProfileWAL runs the WAL source the same way, in both storage modes, against
+// JetStream: three `outbox relay --source wal` processes on one slot (one reads, two wait as
+// hot standbys), kill -9s, broker restarts and cuts, database cuts and terminated sessions.
+func TestShortProfileWAL(t *testing.T) {
+	t.Parallel()
+	d := 15 * time.Second
+	if testing.Short() {
+		d = 8 * time.Second
+	}
+	for _, source := range []string{chaos.SourceWAL, chaos.SourceWALLogical} {
+		t.Run(source, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), d+3*time.Minute)
+			defer cancel()
+			rep, err := chaos.Run(ctx, chaos.Config{
+				Sink:         chaos.SinkNATS,
+				Source:       source,
+				Duration:     d,
+				Rate:         200,
+				Keys:         100,
+				OutboxBinary: outboxBin,
+			})
+			checkProfile(t, rep, err)
+		})
+	}
+}
+
+// checkProfile logs a profile's report and fails the test unless it kept every guarantee,
+// drained, and actually rolled back transactions and injected faults.
+func checkProfile(t *testing.T, rep chaos.Report, err error) {
+	t.Helper()
+	var buf bytes.Buffer
+	rep.WriteText(&buf)
+	t.Logf("report:\n%s", buf.String())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if !rep.OK() {
+		t.Fatalf("guarantees violated: %v (work dir %s, seed %d)", rep.Violations(), rep.WorkDir, rep.Seed)
+	}
+	if !rep.Drained || rep.Committed == 0 || rep.Delivered != rep.Committed {
+		t.Fatalf("not drained: %d of %d committed delivered", rep.Delivered, rep.Committed)
+	}
+	if rep.RolledBack == 0 {
+		t.Error("no transaction was rolled back: the phantom check checked nothing")
+	}
+	if rep.Faults[chaos.FaultKill] == 0 || len(rep.Faults) < 3 {
+		t.Errorf("too few faults for the check to mean anything: %v", rep.Faults)
 	}
 }

@@ -21,9 +21,21 @@ const (
 // Sinks lists every sink the checker supports, in the order the CI profile runs them.
 var Sinks = []string{SinkNATS, SinkKafka, SinkRabbitMQ}
 
-// SourcePoll is the polling source (FOR UPDATE SKIP LOCKED claims), the only source the
-// `outbox relay` command runs today.
-const SourcePoll = "poll"
+// Sources the checker can run the relays with.
+const (
+	// SourcePoll is the polling source: FOR UPDATE SKIP LOCKED claims, LISTEN/NOTIFY
+	// wake-ups; the relays split the keys.
+	SourcePoll = "poll"
+	// SourceWAL is the WAL source in table mode (`--source wal`): one relay reads the slot,
+	// the others wait as hot standbys; producers insert outbox rows.
+	SourceWAL = "wal"
+	// SourceWALLogical is the WAL source in logical mode: producers write table-less
+	// messages (outbox.LogicalWriter) in their transactions.
+	SourceWALLogical = "wal-logical"
+)
+
+// Sources lists every source the checker supports.
+var Sources = []string{SourcePoll, SourceWAL, SourceWALLogical}
 
 // Fault kinds.
 const (
@@ -40,7 +52,7 @@ type Config struct {
 	// Sink is the broker: SinkNATS (in-process JetStream server), SinkKafka (in-process kfake
 	// cluster) or SinkRabbitMQ (the shared server at AMQPURL). Required.
 	Sink string
-	// Source is the relay's source. Default and only value today: SourcePoll.
+	// Source is the relays' source: SourcePoll (default), SourceWAL or SourceWALLogical.
 	Source string
 	// Duration is the length of the load and fault phase. Default 20s.
 	Duration time.Duration
@@ -152,8 +164,8 @@ func (c *Config) validate() error {
 	if !slices.Contains(Sinks, c.Sink) {
 		return fmt.Errorf("chaos: sink: %q is not one of %v", c.Sink, Sinks)
 	}
-	if c.Source != SourcePoll {
-		return fmt.Errorf("chaos: source: %q is not supported (the relay command runs %q only)", c.Source, SourcePoll)
+	if !slices.Contains(Sources, c.Source) {
+		return fmt.Errorf("chaos: source: %q is not one of %v", c.Source, Sources)
 	}
 	switch {
 	case c.Duration < time.Second:
@@ -185,6 +197,9 @@ func (c *Config) validate() error {
 	}
 	return nil
 }
+
+// wal reports whether the relays run the WAL source.
+func (c *Config) wal() bool { return c.Source == SourceWAL || c.Source == SourceWALLogical }
 
 // enabled reports whether fault kind f may run.
 func (c *Config) enabled(f string) bool {

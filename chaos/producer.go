@@ -26,13 +26,19 @@ const outboxTopic = "events"
 type producers struct {
 	cfg    *Config
 	pool   *pgxpool.Pool // straight to PostgreSQL, not through the relays' fault proxy
-	writer *outbox.Writer
+	writer enqueuer
 	orders string // the business table
 	ledger *ledger
 	budget atomic.Int64 // messages still allowed (Config.Messages); unlimited when negative
 
 	lastErr atomic.Pointer[error]
 	errs    atomic.Int64
+}
+
+// enqueuer writes messages in a transaction: *outbox.Writer (rows) or *outbox.LogicalWriter
+// (table-less logical messages).
+type enqueuer interface {
+	Enqueue(ctx context.Context, tx outbox.Tx, msgs ...outbox.Message) error
 }
 
 // run produces until ctx ends or the budget is spent.

@@ -18,6 +18,7 @@ import (
 	"github.com/outboxgo/outbox/dialect/postgres"
 	"github.com/outboxgo/outbox/internal/natstest"
 	"github.com/outboxgo/outbox/internal/pgtest"
+	"github.com/outboxgo/outbox/sink/sinktest"
 )
 
 // buildBinary compiles the outbox command once per test binary run.
@@ -133,30 +134,10 @@ func TestKill9RelayProcesses(t *testing.T) {
 	}
 	wg.Wait()
 
-	rcv := natstest.Receiver(t, nc, stream, prefix)
-	rctx, rcancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer rcancel()
-	next := map[string]int{}
-	seen := map[string]bool{}
-	dups := 0
-	for len(seen) < committed {
-		m, err := rcv.Receive(rctx)
-		if err != nil {
-			st, _ := store.Stats(context.Background())
-			t.Fatalf("received %d of %d committed messages (lost?): %v; outbox %+v", len(seen), committed, err, st)
-		}
-		if seen[m.ID] {
-			dups++
-			continue
-		}
-		seen[m.ID] = true
-		key, n, _ := strings.Cut(string(m.Payload), ":")
-		want := next[key]
-		if got, _ := strconv.Atoi(n); got != want {
-			t.Fatalf("key %s: received seq %s before %d (order violated)", key, n, want)
-		}
-		next[key] = want + 1
-	}
+	dups := checkDelivered(t, natstest.Receiver(t, nc, stream, prefix), committed, func() string {
+		st, err := store.Stats(context.Background())
+		return fmt.Sprintf("outbox %+v, %v", st, err)
+	})
 	st, err := store.Stats(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -166,6 +147,51 @@ func TestKill9RelayProcesses(t *testing.T) {
 	}
 	t.Logf("%d committed, all delivered in per-key order across %d kill -9s; %d duplicates (%.2f%%)",
 		committed, kills, dups, 100*float64(dups)/float64(committed))
+}
+
+// checkDelivered receives until committed distinct messages arrived, each payload "key:seq"
+// with seq counting from 0 per key, and fails the test on a gap in a key's sequence (a lost
+// or reordered message) or a payload starting with "rolledback". It returns the duplicates.
+func checkDelivered(t *testing.T, rcv sinktest.Receiver, committed int, diag func() string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	next := map[string]int{}
+	seen := map[string]bool{}
+	dups := 0
+	for len(seen) < committed {
+		m, err := rcv.Receive(ctx)
+		if err != nil {
+			t.Fatalf("received %d of %d committed messages (lost?): %v; %s", len(seen), committed, err, diag())
+		}
+		if seen[m.ID] {
+			dups++
+			continue
+		}
+		seen[m.ID] = true
+		key, n, _ := strings.Cut(string(m.Payload), ":")
+		if key == "rolledback" {
+			t.Fatalf("received %q, enqueued in a transaction that rolled back", m.Payload)
+		}
+		want := next[key]
+		if got, _ := strconv.Atoi(n); got != want {
+			t.Fatalf("key %s: received seq %s before %d (order violated)", key, n, want)
+		}
+		next[key] = want + 1
+	}
+	// Anything after the last expected message must be a duplicate, never a phantom.
+	tail, cancelTail := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancelTail()
+	for {
+		m, err := rcv.Receive(tail)
+		if err != nil {
+			return dups
+		}
+		if !seen[m.ID] {
+			t.Fatalf("received %q (id %s) beyond the %d committed messages", m.Payload, m.ID, committed)
+		}
+		dups++
+	}
 }
 
 // TestRelaySIGTERMDrainsAndExits: the daemon stops cleanly on SIGTERM, releasing its work.

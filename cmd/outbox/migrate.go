@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox/dialect/postgres"
 	"github.com/outboxgo/outbox/internal/config"
+	"github.com/outboxgo/outbox/relay/wal"
 )
 
 func (a *app) migrateCmd() *cobra.Command {
@@ -44,15 +48,28 @@ safe: they take a lock.`,
 				}
 				if len(applied) == 0 {
 					fmt.Fprintf(a.stdout, "%s is up to date: nothing to apply\n", cfg.Table)
-					return nil
 				}
 				for _, v := range applied {
 					fmt.Fprintf(a.stdout, "applied migration %d\n", v)
+				}
+				switch cfg.Source {
+				case config.SourceWAL:
+					return a.setupSlot(ctx, cfg, st)
+				case config.SourceBinlog:
+					return a.setupBinlog(ctx, cfg, st)
 				}
 				return nil
 			})
 		},
 	}
+	up.Long = `up applies every pending migration; it is idempotent.
+
+With --source wal it then creates the publication and the replication slot (--wal-slot) when
+they are missing; with --source binlog it saves the server's current binlog position as the
+source's starting point (--binlog-name) when none is saved: what the relay would do at its
+first start. Do it before producers start writing: what commits before the slot exists, or
+before the starting position, is not in the source's stream.`
+	addSettingFlags(up.Flags(), "source", "wal.slot", "wal.mode", "wal.publication", "wal.message_prefix", "binlog.name")
 	down := &cobra.Command{
 		Use:   "down",
 		Short: "Revert the most recent migrations (drops tables and their data)",
@@ -111,4 +128,25 @@ safe: they take a lock.`,
 	}
 	cmd.AddCommand(up, down, status)
 	return cmd
+}
+
+// setupSlot creates the WAL source's publication and replication slot when missing.
+func (a *app) setupSlot(ctx context.Context, cfg config.Config, st dialect.Store) error {
+	pg, ok := st.(*postgres.Store)
+	if !ok {
+		return &outbox.ConfigError{Field: "source", Reason: "wal needs a PostgreSQL database"}
+	}
+	db, err := cfg.Database()
+	if err != nil {
+		return err
+	}
+	src, err := wal.New(walConfig(cfg, db.URL, pg.Pool(), slog.New(slog.DiscardHandler)))
+	if err != nil {
+		return prefixConfigField("wal.", err)
+	}
+	if err := src.Setup(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "replication slot %s and its publication are ready\n", cfg.WAL.Slot)
+	return nil
 }

@@ -5,11 +5,16 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
+	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox/dialect/postgres"
 	"github.com/outboxgo/outbox/internal/config"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/poll"
+	"github.com/outboxgo/outbox/relay/wal"
 )
 
 func (a *app) relayCmd() *cobra.Command {
@@ -17,15 +22,25 @@ func (a *app) relayCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "relay",
 		Short: "Publish committed outbox messages to the sink until stopped",
-		Long: `relay polls the outbox table and publishes every committed message to the configured sink,
-in order per key, retrying failures with backoff and moving messages that exhaust
-relay.max_attempts to the dead-letter table. A message is removed (or, with retention,
-marked) only after the sink acknowledged it.
+		Long: `relay publishes every committed outbox message to the configured sink, in order per key,
+retrying failures with backoff and moving messages that exhaust relay.max_attempts to the
+dead-letter table. A message is removed (or, with retention, marked) only after the sink
+acknowledged it.
 
-Several relays may share one PostgreSQL table: they split the keys between them. With SQLite,
-run one relay per database file. --topics limits a relay to some topics, so that each channel
-has relays of its own; routes in the YAML file send topics to different sinks (see "Routing"
-in docs/configuration.md).
+--source chooses how it finds the messages:
+  poll    (default) claims batches from the outbox table; several relays may share one
+          PostgreSQL or MariaDB table (they split the keys); with SQLite run one relay per
+          file. PostgreSQL commits wake it at once (LISTEN/NOTIFY).
+  wal     PostgreSQL logical replication: tails the WAL through the slot --wal-slot (created
+          when missing); --wal-mode logical reads table-less messages (EnqueueLogical).
+  binlog  MariaDB binary log: reads the outbox table's row events, position kept in
+          <table>_binlog.
+With wal and binlog one relay reads at a time; more relays on the same slot (or binlog
+name) wait as hot standbys and take over within seconds.
+
+--topics limits a polling relay to some topics, so that each channel has relays of its own;
+routes in the YAML file send topics to different sinks (see "Routing" in
+docs/configuration.md).
 
 It exits 1 at start if the database is unreachable or the tables are missing (run
 'outbox migrate up', or pass --migrate). Once running, it rides out database and broker
@@ -34,6 +49,8 @@ relay.shutdown_timeout to finish, and it exits 0.`,
 		Example: `  outbox relay --database-url postgres://app@db/app --sink-nats-url nats://nats:4222 --migrate
   OUTBOX_DATABASE_URL=sqlite:app.db outbox relay --sink-type stdout
   outbox relay --config relay.yaml --topics notify.sms      # only the SMS channel's messages
+  outbox relay --database-url postgres://relay@db/app --source wal --wal-slot outbox_app
+  outbox relay --database-url mysql://relay:pw@db:3306/app --source binlog
   OUTBOX_SINK_KAFKA_SASL_PASSWORD=... outbox relay --sink-type kafka --sink-kafka-brokers k1:9092,k2:9092`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -69,18 +86,7 @@ func (a *app) runRelay(ctx context.Context, cfg config.Config, migrate bool) err
 	if err != nil {
 		return withMigrateHint(fmt.Errorf("checking the outbox: %w", err))
 	}
-	src, err := poll.New(poll.Config{
-		Store:         st,
-		BatchSize:     cfg.Poll.BatchSize,
-		MaxBatchBytes: cfg.Poll.MaxBatchBytes,
-		PollInterval:  cfg.Poll.Interval,
-		Workers:       cfg.Poll.Workers,
-		RelayID:       cfg.Relay.ID,
-		Topics:        cfg.Topics,
-		Retention:     cfg.Retention,
-		DisableNotify: !cfg.Poll.Notify,
-		Logger:        logger,
-	})
+	src, srcAttrs, err := newSource(ctx, cfg, st, logger)
 	if err != nil {
 		return err
 	}
@@ -104,18 +110,85 @@ func (a *app) runRelay(ctx context.Context, cfg config.Config, migrate bool) err
 		return err
 	}
 	db, _ := cfg.Database()
-	logger.Info("relay started",
-		slog.String("relay_id", src.RelayID()),
+	attrs := append([]any{
+		slog.String("source", cfg.Source),
 		slog.String("dialect", string(db.Dialect)),
 		slog.String("table", cfg.Table),
 		slog.String("sink", sinkSummary(cfg)),
-		slog.Any("topics", cfg.Topics),
-		slog.Int("workers", cfg.Poll.Workers),
+	}, srcAttrs...)
+	logger.Info("relay started", append(attrs,
 		slog.Int64("pending", stats.Pending),
-		slog.Int64("dead_letters", stats.DeadLetters))
+		slog.Int64("dead_letters", stats.DeadLetters))...)
 	if err := r.Run(ctx); err != nil {
 		return withMigrateHint(err)
 	}
 	logger.Info("relay stopped")
 	return nil
+}
+
+// newSource builds the configured source over the open store, and the attributes that
+// describe it in the start-up log line.
+func newSource(ctx context.Context, cfg config.Config, st dialect.Store, logger *slog.Logger) (relay.Source, []any, error) {
+	switch cfg.Source {
+	case config.SourceWAL:
+		pg, ok := st.(*postgres.Store)
+		if !ok {
+			return nil, nil, &outbox.ConfigError{Field: "source", Reason: "wal needs a PostgreSQL database"}
+		}
+		db, err := cfg.Database()
+		if err != nil {
+			return nil, nil, err
+		}
+		src, err := wal.New(walConfig(cfg, db.URL, pg.Pool(), logger))
+		if err != nil {
+			return nil, nil, prefixConfigField("wal.", err)
+		}
+		return src, []any{slog.String("slot", cfg.WAL.Slot), slog.String("mode", cfg.WAL.Mode), slog.Int("workers", cfg.WAL.Workers)}, nil
+	case config.SourceBinlog:
+		return newBinlogSource(cfg, st, logger)
+	default:
+		src, err := poll.New(poll.Config{
+			Store:         st,
+			BatchSize:     cfg.Poll.BatchSize,
+			MaxBatchBytes: cfg.Poll.MaxBatchBytes,
+			PollInterval:  cfg.Poll.Interval,
+			Workers:       cfg.Poll.Workers,
+			RelayID:       cfg.Relay.ID,
+			Topics:        cfg.Topics,
+			Retention:     cfg.Retention,
+			DisableNotify: !cfg.Poll.Notify,
+			// Heartbeats five times per TTL: a relay survives four lost ones.
+			HeartbeatInterval: cfg.Poll.MemberTTL / 5,
+			MemberTTL:         cfg.Poll.MemberTTL,
+			Logger:            logger,
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		return src, []any{slog.String("relay_id", src.RelayID()), slog.Any("topics", cfg.Topics), slog.Int("workers", cfg.Poll.Workers)}, nil
+	}
+}
+
+// walConfig is the WAL source's configuration.
+func walConfig(cfg config.Config, url string, pool *pgxpool.Pool, logger *slog.Logger) wal.Config {
+	mode := wal.ModeTable
+	if cfg.WAL.Mode == "logical" {
+		mode = wal.ModeLogical
+	}
+	return wal.Config{
+		ConnString:       url,
+		Pool:             pool,
+		Mode:             mode,
+		Table:            cfg.Table,
+		KeepAcked:        cfg.WAL.KeepAcked,
+		SlotName:         cfg.WAL.Slot,
+		Publication:      cfg.WAL.Publication,
+		MessagePrefix:    cfg.WAL.MessagePrefix,
+		BatchSize:        cfg.WAL.BatchSize,
+		Workers:          cfg.WAL.Workers,
+		MaxInFlight:      cfg.WAL.MaxInFlight,
+		MaxRetainedBytes: int64(cfg.WAL.MaxRetainedBytes),
+		ShutdownTimeout:  cfg.Relay.ShutdownTimeout,
+		Logger:           logger,
+	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox/dialect/mysql"
 	"github.com/outboxgo/outbox/dialect/postgres"
 	"github.com/outboxgo/outbox/dialect/sqlite"
 	"github.com/outboxgo/outbox/internal/config"
@@ -110,6 +111,12 @@ func openStore(ctx context.Context, cfg config.Config, logger *slog.Logger, crea
 			return nil, err
 		}
 		return st, nil
+	case outbox.MySQL:
+		st, err := mysql.New(ctx, mysql.Config{DSN: db.DSN, Table: cfg.Table, Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
 	case outbox.SQLite:
 		if !create {
 			if _, err := os.Stat(db.Path); err != nil {
@@ -132,7 +139,7 @@ func withMigrateHint(err error) error {
 		return nil
 	}
 	msg := err.Error()
-	if strings.Contains(msg, "does not exist") || strings.Contains(msg, "no such table") {
+	if strings.Contains(msg, "does not exist") || strings.Contains(msg, "doesn't exist") || strings.Contains(msg, "no such table") {
 		return fmt.Errorf("%w (have the tables been created? run 'outbox migrate up')", err)
 	}
 	return err

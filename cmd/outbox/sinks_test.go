@@ -331,7 +331,7 @@ func TestSinkConfigErrors(t *testing.T) {
 			want: []string{"sink.webhook.secrets: secret 1", "OUTBOX_SINK_WEBHOOK_SECRETS"}},
 		{name: "bool flag", args: []string{"relay", "--poll-notify=maybe"}, want: []string{"poll.notify: ", "not a boolean"}},
 		{name: "batch bytes", args: []string{"relay", "--poll-max-batch-bytes", "0"}, want: []string{"poll.max_batch_bytes: must be positive"}},
-		{name: "database password", args: []string{"status", "--database-url", "mysql://u:hunter2-db@h/db"},
+		{name: "database password", args: []string{"status", "--database-url", "oracle://u:hunter2-db@h/db"},
 			want: []string{"database_url: ", "xxxxx"}},
 	}
 	for _, tt := range tests {

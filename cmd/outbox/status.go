@@ -3,14 +3,19 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox/dialect/postgres"
 	"github.com/outboxgo/outbox/internal/config"
+	"github.com/outboxgo/outbox/relay/wal"
 )
 
 // statusJSON is the machine-readable form of outbox status.
@@ -23,6 +28,35 @@ type statusJSON struct {
 	OldestPendingSeconds float64 `json:"oldest_pending_seconds"`
 	DeadLetters          int64   `json:"dead_letters"`
 	LiveRelays           int     `json:"live_relays"`
+	Source               string  `json:"source"`
+	// Slot is the WAL source's replication slot (source wal).
+	Slot *slotJSON `json:"slot,omitempty"`
+	// Binlog is the binlog source's persisted and the server's positions (source binlog).
+	Binlog *binlogJSON `json:"binlog,omitempty"`
+}
+
+type slotJSON struct {
+	Name          string `json:"name"`
+	Exists        bool   `json:"exists"`
+	Active        bool   `json:"active"`
+	ConfirmedLSN  string `json:"confirmed_lsn,omitempty"`
+	CurrentLSN    string `json:"current_lsn,omitempty"`
+	RetainedBytes int64  `json:"retained_bytes"`
+	WALStatus     string `json:"wal_status,omitempty"`
+}
+
+type binlogJSON struct {
+	Name       string     `json:"name"`
+	Saved      bool       `json:"saved"`
+	Position   positionJS `json:"position"`
+	Server     positionJS `json:"server"`
+	SavedAgeMs int64      `json:"saved_age_ms,omitempty"`
+}
+
+type positionJS struct {
+	GTID string `json:"gtid,omitempty"`
+	File string `json:"file,omitempty"`
+	Pos  uint32 `json:"pos,omitempty"`
 }
 
 func (a *app) statusCmd() *cobra.Command {
@@ -36,7 +70,13 @@ func (a *app) statusCmd() *cobra.Command {
     retrying      of which failed at least once (and may be waiting for their backoff)
   oldest pending  age of the oldest unpublished message: the relay's lag
   dead letters    messages that failed permanently or exhausted relay.max_attempts
-  live relays     relays that sent a heartbeat in the last minute`,
+  live relays     relays that sent a heartbeat in the last minute (polling source)
+
+With --source wal it also shows the replication slot (--wal-slot): whether a relay is reading
+it, the position it confirmed and the WAL it holds back (the lag guard's measure). With
+--source binlog it shows the binlog position the relays saved (--binlog-name) beside the
+server's current one. In logical WAL mode messages are not in the table: pending counts only
+rows.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withStore(cmd, func(ctx context.Context, st dialect.Store, cfg config.Config) error {
@@ -44,19 +84,24 @@ func (a *app) statusCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				out := statusJSON{
+					Dialect:              string(st.Dialect()),
+					Table:                cfg.Table,
+					Pending:              s.Pending,
+					Ready:                s.Ready,
+					Retrying:             s.Retrying,
+					OldestPendingSeconds: s.OldestPending.Seconds(),
+					DeadLetters:          s.DeadLetters,
+					LiveRelays:           s.Relays,
+					Source:               cfg.Source,
+				}
+				if err := sourceStatus(ctx, cfg, st, &out); err != nil {
+					return err
+				}
 				if asJSON {
 					enc := json.NewEncoder(a.stdout)
 					enc.SetIndent("", "  ")
-					return enc.Encode(statusJSON{
-						Dialect:              string(st.Dialect()),
-						Table:                cfg.Table,
-						Pending:              s.Pending,
-						Ready:                s.Ready,
-						Retrying:             s.Retrying,
-						OldestPendingSeconds: s.OldestPending.Seconds(),
-						DeadLetters:          s.DeadLetters,
-						LiveRelays:           s.Relays,
-					})
+					return enc.Encode(out)
 				}
 				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintf(tw, "table\t%s (%s)\n", cfg.Table, st.Dialect())
@@ -66,11 +111,14 @@ func (a *app) statusCmd() *cobra.Command {
 				fmt.Fprintf(tw, "oldest pending\t%s\n", age(s.OldestPending))
 				fmt.Fprintf(tw, "dead letters\t%d\n", s.DeadLetters)
 				fmt.Fprintf(tw, "live relays\t%d\n", s.Relays)
+				fmt.Fprintf(tw, "source\t%s\n", cfg.Source)
+				printSourceStatus(tw, out)
 				return tw.Flush()
 			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	addSettingFlags(cmd.Flags(), "source", "wal.slot", "binlog.name")
 	return cmd
 }
 
@@ -86,4 +134,93 @@ func age(d time.Duration) string {
 	default:
 		return d.Round(time.Second).String()
 	}
+}
+
+// sourceStatus adds what the log sources keep outside the table: the WAL slot, the binlog
+// positions.
+func sourceStatus(ctx context.Context, cfg config.Config, st dialect.Store, out *statusJSON) error {
+	switch cfg.Source {
+	case config.SourceWAL:
+		pg, ok := st.(*postgres.Store)
+		if !ok {
+			return nil // config validation refuses wal elsewhere
+		}
+		sl := &slotJSON{Name: cfg.WAL.Slot}
+		ss, err := wal.Slot(ctx, pg.Pool(), cfg.WAL.Slot)
+		switch {
+		case errors.Is(err, wal.ErrSlotNotFound):
+		case err != nil:
+			return err
+		default:
+			sl.Exists = true
+			sl.Active = ss.Active
+			sl.ConfirmedLSN = ss.ConfirmedLSN
+			sl.CurrentLSN = ss.CurrentLSN
+			sl.RetainedBytes = ss.RetainedBytes
+			sl.WALStatus = ss.WALStatus
+		}
+		out.Slot = sl
+	case config.SourceBinlog:
+		b, err := binlogStatus(ctx, cfg, st)
+		if err != nil {
+			return err
+		}
+		out.Binlog = b
+	}
+	return nil
+}
+
+func printSourceStatus(tw io.Writer, out statusJSON) {
+	if sl := out.Slot; sl != nil {
+		if !sl.Exists {
+			fmt.Fprintf(tw, "slot\t%s: does not exist (the wal relay creates it at start)\n", sl.Name)
+			return
+		}
+		state := "inactive (no relay reading)"
+		if sl.Active {
+			state = "active"
+		}
+		fmt.Fprintf(tw, "slot\t%s, %s\n", sl.Name, state)
+		fmt.Fprintf(tw, "  confirmed lsn\t%s (server at %s)\n", sl.ConfirmedLSN, sl.CurrentLSN)
+		fmt.Fprintf(tw, "  retained wal\t%s\n", bytesText(sl.RetainedBytes))
+		if sl.WALStatus != "" {
+			fmt.Fprintf(tw, "  wal status\t%s\n", sl.WALStatus)
+		}
+	}
+	if b := out.Binlog; b != nil {
+		fmt.Fprintf(tw, "binlog\t%s\n", b.Name)
+		if b.Saved {
+			fmt.Fprintf(tw, "  saved position\t%s (saved %s ago)\n", b.Position, age(time.Duration(b.SavedAgeMs)*time.Millisecond))
+		} else {
+			fmt.Fprintf(tw, "  saved position\tnone (the binlog relay saves one once it runs)\n")
+		}
+		fmt.Fprintf(tw, "  server position\t%s\n", b.Server)
+	}
+}
+
+func (p positionJS) String() string {
+	var parts []string
+	if p.GTID != "" {
+		parts = append(parts, "gtid "+p.GTID)
+	}
+	if p.File != "" {
+		parts = append(parts, fmt.Sprintf("%s:%d", p.File, p.Pos))
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// bytesText formats a byte count for people.
+func bytesText(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }

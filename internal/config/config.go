@@ -13,6 +13,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect/mysql"
 	"github.com/outboxgo/outbox/internal/sqlident"
 )
 
@@ -30,11 +32,14 @@ import (
 // Values that may hold credentials have the types Secret and URL, which print redacted: a
 // Config can be logged or dumped with fmt without leaking them.
 type Config struct {
-	DatabaseURL URL           `yaml:"database_url" doc:"database holding the outbox table: postgres://... or sqlite:PATH"`
-	Table       string        `yaml:"table" doc:"outbox table, optionally schema-qualified (PostgreSQL)"`
+	DatabaseURL URL           `yaml:"database_url" doc:"database holding the outbox table: postgres://..., mysql://... or sqlite:PATH"`
+	Table       string        `yaml:"table" doc:"outbox table, optionally schema-qualified (PostgreSQL) or database-qualified (MySQL)"`
+	Source      string        `yaml:"source" doc:"how the relay finds messages: poll (the table), wal (PostgreSQL logical replication) or binlog (MariaDB binlog)"`
 	Retention   time.Duration `yaml:"retention" doc:"keep published rows this long; 0 deletes on publish"`
 	Topics      []string      `yaml:"topics" doc:"publish only messages of these exact topics, comma-separated; empty: all"`
 	Poll        Poll          `yaml:"poll"`
+	WAL         WAL           `yaml:"wal"`
+	Binlog      Binlog        `yaml:"binlog"`
 	Relay       Relay         `yaml:"relay"`
 	Sink        Sink          `yaml:"sink"`
 	// Sinks are the named sinks that Routes send topics to.
@@ -51,6 +56,37 @@ type Poll struct {
 	MaxBatchBytes int           `yaml:"max_batch_bytes" doc:"most payload bytes one claim takes (at least one message)"`
 	Workers       int           `yaml:"workers" doc:"concurrent claims, each on its own slice of the keys"`
 	Notify        bool          `yaml:"notify" doc:"wake on commit notifications (PostgreSQL LISTEN/NOTIFY); false: poll only"`
+	MemberTTL     time.Duration `yaml:"member_ttl" doc:"a relay silent this long is presumed dead and its share of the keys moves to the others"`
+}
+
+// Sources of the relay (Config.Source).
+const (
+	SourcePoll   = "poll"
+	SourceWAL    = "wal"
+	SourceBinlog = "binlog"
+)
+
+// WAL configures the PostgreSQL logical replication source (source: wal).
+type WAL struct {
+	Slot             string `yaml:"slot" doc:"replication slot, created when missing and reused; one per outbox"`
+	Mode             string `yaml:"mode" doc:"table (rows inserted into the outbox table) or logical (table-less pg_logical_emit_message)"`
+	Publication      string `yaml:"publication" doc:"publication read through the slot; empty: the slot's name"`
+	KeepAcked        bool   `yaml:"keep_acked" doc:"table mode: leave acknowledged rows (producers delete them in their own transaction)"`
+	MessagePrefix    string `yaml:"message_prefix" doc:"logical mode: the prefix of the outbox's logical decoding messages"`
+	BatchSize        int    `yaml:"batch_size" doc:"most messages in one published batch"`
+	Workers          int    `yaml:"workers" doc:"batches published concurrently"`
+	MaxInFlight      int    `yaml:"max_in_flight" doc:"messages read from the WAL and not yet acknowledged before reading pauses"`
+	MaxRetainedBytes int    `yaml:"max_retained_bytes" doc:"warn when the slot holds back more WAL than this; negative: never"`
+}
+
+// Binlog configures the MariaDB/MySQL binlog source (source: binlog).
+type Binlog struct {
+	Name        string `yaml:"name" doc:"name of the binlog position and of the lock the relays on it share; empty: the table's name"`
+	ServerID    int    `yaml:"server_id" doc:"replica server_id the relay connects as; 0: derived from binlog.name"`
+	KeepAcked   bool   `yaml:"keep_acked" doc:"leave acknowledged rows (producers delete them in their own transaction)"`
+	BatchSize   int    `yaml:"batch_size" doc:"most messages in one published batch"`
+	Workers     int    `yaml:"workers" doc:"batches published concurrently"`
+	MaxInFlight int    `yaml:"max_in_flight" doc:"messages read from the binlog and not yet acknowledged before reading pauses"`
 }
 
 // Relay configures retries and shutdown.
@@ -77,6 +113,7 @@ const (
 	DefaultBatchSize       = 1000
 	DefaultMaxBatchBytes   = 16 << 20
 	DefaultWorkers         = 2
+	DefaultMemberTTL       = 10 * time.Second
 	DefaultMaxAttempts     = 25
 	DefaultBackoffBase     = time.Second
 	DefaultBackoffMax      = 5 * time.Minute
@@ -85,19 +122,41 @@ const (
 	DefaultShutdownTimeout = 10 * time.Second
 	DefaultLogLevel        = "info"
 	DefaultLogFormat       = "text"
+	DefaultWALSlot         = "outbox"
+	DefaultWALMode         = "table"
+	DefaultSourceBatchSize = 1000
+	DefaultSourceWorkers   = 4
+	DefaultMaxInFlight     = 10000
+	DefaultMaxRetained     = 1 << 30
 )
 
 // Default returns the configuration used when nothing is set. It is valid except for
 // DatabaseURL, which has no default.
 func Default() Config {
 	return Config{
-		Table: DefaultTable,
+		Table:  DefaultTable,
+		Source: SourcePoll,
 		Poll: Poll{
 			Interval:      DefaultPollInterval,
 			BatchSize:     DefaultBatchSize,
 			MaxBatchBytes: DefaultMaxBatchBytes,
 			Workers:       DefaultWorkers,
 			Notify:        true,
+			MemberTTL:     DefaultMemberTTL,
+		},
+		WAL: WAL{
+			Slot:             DefaultWALSlot,
+			Mode:             DefaultWALMode,
+			MessagePrefix:    outbox.DefaultLogicalPrefix,
+			BatchSize:        DefaultSourceBatchSize,
+			Workers:          DefaultSourceWorkers,
+			MaxInFlight:      DefaultMaxInFlight,
+			MaxRetainedBytes: DefaultMaxRetained,
+		},
+		Binlog: Binlog{
+			BatchSize:   DefaultSourceBatchSize,
+			Workers:     DefaultSourceWorkers,
+			MaxInFlight: DefaultMaxInFlight,
 		},
 		Relay: Relay{
 			MaxAttempts:     DefaultMaxAttempts,
@@ -117,6 +176,8 @@ type Database struct {
 	Dialect outbox.Dialect
 	// URL is the PostgreSQL connection string (Postgres only).
 	URL string
+	// DSN is the github.com/go-sql-driver/mysql data source name (MySQL only).
+	DSN string
 	// Path is the SQLite database file (SQLite only).
 	Path string
 }
@@ -124,18 +185,29 @@ type Database struct {
 // ParseDatabaseURL splits a database_url into its dialect and address. Accepted forms:
 //
 //	postgres://user:pass@host:5432/db?sslmode=disable   (also postgresql://)
+//	mysql://user:pass@host:3306/db                     (also mariadb://; MySQL 8, MariaDB 10.6+)
 //	sqlite:relative/path.db
 //	sqlite:///absolute/path.db
 //	sqlite://relative/path.db
 func ParseDatabaseURL(s string) (Database, error) {
 	switch {
 	case s == "":
-		return Database{}, fmt.Errorf("required: postgres://... or sqlite:PATH")
+		return Database{}, fmt.Errorf("required: postgres://..., mysql://... or sqlite:PATH")
 	case strings.HasPrefix(s, "postgres://"), strings.HasPrefix(s, "postgresql://"):
 		if _, err := pgconn.ParseConfig(s); err != nil {
 			return Database{}, err
 		}
 		return Database{Dialect: outbox.Postgres, URL: s}, nil
+	case strings.HasPrefix(s, "mysql://"), strings.HasPrefix(s, "mariadb://"):
+		dsn, err := mysql.DSNFromURL(s)
+		if err != nil {
+			var ce *outbox.ConfigError
+			if errors.As(err, &ce) {
+				return Database{}, errors.New(ce.Reason)
+			}
+			return Database{}, err
+		}
+		return Database{Dialect: outbox.MySQL, DSN: dsn}, nil
 	case strings.HasPrefix(s, "sqlite:"):
 		path := strings.TrimPrefix(s, "sqlite:")
 		// sqlite:///abs → /abs and sqlite://rel → rel, as in the usual URL spellings.
@@ -148,7 +220,7 @@ func ParseDatabaseURL(s string) (Database, error) {
 		}
 		return Database{Dialect: outbox.SQLite, Path: path}, nil
 	default:
-		return Database{}, fmt.Errorf("%s: must start with postgres://, postgresql:// or sqlite:", redact(s))
+		return Database{}, fmt.Errorf("%s: must start with postgres://, postgresql://, mysql://, mariadb:// or sqlite:", redact(s))
 	}
 }
 
@@ -208,6 +280,12 @@ func (c *Config) Validate() error {
 		return invalid("poll.max_batch_bytes", "must be positive")
 	case p.Workers < 1 || p.Workers > 256:
 		return invalid("poll.workers", "must be between 1 and 256")
+	case p.MemberTTL < time.Second || p.MemberTTL > time.Hour:
+		return invalid("poll.member_ttl", "must be between 1s and 1h")
+	}
+
+	if err := c.validateSource(db.Dialect); err != nil {
+		return err
 	}
 
 	switch r := &c.Relay; {
@@ -244,6 +322,79 @@ func (c *Config) Validate() error {
 		return invalid("log.format", "%q is not one of text, json", c.Log.Format)
 	}
 	return nil
+}
+
+// validateSource checks source and the block of the chosen source against the dialect.
+func (c *Config) validateSource(d outbox.Dialect) error {
+	switch c.Source {
+	case SourcePoll:
+	case SourceWAL:
+		if d != outbox.Postgres {
+			return invalid("source", "wal reads PostgreSQL's write-ahead log: database_url must be postgres://... (with %s use poll)", d)
+		}
+		if len(c.Topics) > 0 {
+			return invalid("topics", "the wal source reads every topic of the slot: topics needs source poll")
+		}
+	case SourceBinlog:
+		if d != outbox.MySQL {
+			return invalid("source", "binlog reads the MariaDB/MySQL binary log: database_url must be mysql://... (with %s use poll)", d)
+		}
+		if len(c.Topics) > 0 {
+			return invalid("topics", "the binlog source reads every topic of the table: topics needs source poll")
+		}
+	default:
+		return invalid("source", "%q is not one of poll, wal, binlog", c.Source)
+	}
+	switch w := &c.WAL; {
+	case !validSlot(w.Slot):
+		return invalid("wal.slot", "%q: lowercase letters, digits and underscores, 1 to 63 characters", w.Slot)
+	case w.Mode != "table" && w.Mode != "logical":
+		return invalid("wal.mode", "%q is not one of table, logical", w.Mode)
+	case outbox.CheckLogicalPrefix(w.MessagePrefix) != nil:
+		return invalid("wal.message_prefix", "%s", strings.TrimPrefix(outbox.CheckLogicalPrefix(w.MessagePrefix).Error(), "outbox: "))
+	case w.Publication != "":
+		if _, err := sqlident.Parse(w.Publication); err != nil || strings.Contains(w.Publication, ".") {
+			return invalid("wal.publication", "%q is not a valid identifier", w.Publication)
+		}
+	}
+	for _, b := range []struct {
+		prefix                          string
+		batchSize, workers, maxInFlight int
+	}{
+		{"wal", c.WAL.BatchSize, c.WAL.Workers, c.WAL.MaxInFlight},
+		{"binlog", c.Binlog.BatchSize, c.Binlog.Workers, c.Binlog.MaxInFlight},
+	} {
+		switch {
+		case b.batchSize < 1 || b.batchSize > 100000:
+			return invalid(b.prefix+".batch_size", "must be between 1 and 100000")
+		case b.workers < 1 || b.workers > 256:
+			return invalid(b.prefix+".workers", "must be between 1 and 256")
+		case b.maxInFlight < b.batchSize:
+			return invalid(b.prefix+".max_in_flight", "must be at least %s.batch_size (%d)", b.prefix, b.batchSize)
+		}
+	}
+	switch b := &c.Binlog; {
+	case len(b.Name) > 64:
+		return invalid("binlog.name", "longer than 64 bytes")
+	case hasControl(b.Name):
+		return invalid("binlog.name", "contains a control character")
+	case b.ServerID < 0 || b.ServerID > 1<<32-1:
+		return invalid("binlog.server_id", "must be between 0 and 4294967295")
+	}
+	return nil
+}
+
+// validSlot reports whether s can name a PostgreSQL replication slot.
+func validSlot(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // checkTopic returns why s cannot be an outbox topic (the rules of outbox.Message), or "".

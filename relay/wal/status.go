@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/outboxgo/outbox/internal/pgslot"
 )
 
 // SlotStatus is what the server reports about a replication slot (pg_replication_slots).
@@ -60,4 +63,16 @@ FROM pg_replication_slots WHERE slot_name = $1`, name).
 		st.WALStatus = *walStatus
 	}
 	return st, nil
+}
+
+// DropSlot drops the replication slot name, waiting while a relay still reads it; once
+// terminateAfter has passed (when positive) it terminates that relay's walsender. It
+// returns nil when the slot does not exist, and ctx's error when the slot could not be
+// dropped in time. Dropping a slot releases the WAL it holds: messages not yet published are
+// lost to the WAL source (in table mode their rows stay in the table).
+func DropSlot(ctx context.Context, pool *pgxpool.Pool, name string, terminateAfter time.Duration) error {
+	if err := pgslot.Drop(ctx, pool, name, terminateAfter); err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	return nil
 }

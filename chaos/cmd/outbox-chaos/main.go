@@ -51,7 +51,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		pgRestart string
 	)
 	fs.StringVar(&sinks, "sink", chaos.SinkNATS, "broker: nats, kafka, rabbitmq, or a comma-separated list (run one after the other)")
-	fs.StringVar(&cfg.Source, "source", chaos.SourcePoll, "relay source (poll)")
+	fs.StringVar(&cfg.Source, "source", chaos.SourcePoll, "relay source: poll, wal (logical replication, table mode) or wal-logical (table-less messages)")
 	fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, "length of the load and fault phase")
 	fs.IntVar(&cfg.Messages, "messages", 0, "stop producing after this many messages (0: no limit); without --rate, sets the rate to messages/duration")
 	fs.IntVar(&cfg.Rate, "rate", 0, "target messages per second (default 200, or messages/duration)")
