@@ -35,8 +35,9 @@ type Config struct {
 	DSN string
 	// DB runs the ordinary queries: deleting acknowledged rows, writing dead letters, reading
 	// and saving the position, and holding the source's lock (on one dedicated connection). It
-	// must reach the same server as DSN. An unqualified Table is in DB's current database. The
-	// Source does not close it.
+	// must reach the same server as DSN. An unqualified Table is in DB's current database. It
+	// needs at least two connections (the lock's, and one for the writes). The Source does not
+	// close it.
 	DB *sql.DB
 	// Table is the outbox table, optionally qualified with its database ("shop.outbox").
 	// Default outbox.DefaultTable. Its dead-letter table (Table + "_dead") and position table
