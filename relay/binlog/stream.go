@@ -533,7 +533,9 @@ func (s *Source) save(ctx context.Context, conn *sql.Conn, lastSave *time.Time, 
 		s.urgent, s.moved = false, false
 	}
 	s.mu.Unlock()
-	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	// Not cancelled with ctx: a query cancelled midway closes its connection, and with it the
+	// lock and the final save after a graceful stop. The timeout bounds a dead connection.
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), queryTimeout)
 	defer cancel()
 	if !due {
 		_, err := conn.ExecContext(qctx, `DO 0`)
