@@ -47,7 +47,11 @@
 // into the outbox table (WRITE_ROWS events of the table named in TABLE_MAP events) and ignores
 // every other table, and the outbox table's updates and deletes (its own deletes among them).
 // Rows of other tables are not even decoded. A transaction ends at its XID event (COMMIT for
-// non-transactional engines); a statement on its own (DDL) is its own unit.
+// non-transactional engines); a statement on its own (DDL) is its own unit. XA transactions
+// are not supported for producers: the server logs their rows at XA PREPARE, before it is
+// known whether they commit. Compressed binary logs the source cannot read (MySQL's
+// binlog_transaction_compression, MariaDB's version-2 compressed row events) stop it with an
+// error rather than let it miss messages; MariaDB's log_bin_compress (version 1) is read.
 //
 // Columns are matched by name: from the table map when the server sends names
 // (binlog_row_metadata=FULL), else from information_schema, read at the start and again when a
