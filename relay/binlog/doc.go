@@ -32,7 +32,8 @@
 //
 // The source checks log_bin, binlog_format and binlog_row_image when it connects and refuses to
 // start otherwise. Producers must not switch their own session to statement-based logging (SET
-// SESSION binlog_format): their inserts would not be row events.
+// SESSION binlog_format): their inserts would not be row events. Binary log filters
+// (binlog_do_db, binlog_ignore_db) must not leave out the outbox's database.
 //
 // The replication user (DSN) needs REPLICATION SLAVE and REPLICATION CLIENT (on MariaDB 10.5
 // and later, REPLICATION SLAVE and BINLOG MONITOR). The user of DB needs SELECT and DELETE on
