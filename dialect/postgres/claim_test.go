@@ -326,3 +326,41 @@ func TestClaimUnreadableRowHoldsKey(t *testing.T) {
 		}
 	}
 }
+
+// One message per transaction takes the writer's single-row statement: every field, a
+// missing key and an empty payload must come back as they went in.
+func TestEnqueueOneMessage(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	in := []outbox.Message{
+		{Topic: "t", Key: "k", Type: "ty", Payload: []byte("p"), Headers: map[string]string{"h": "v", "content-type": "text/plain"}},
+		{Topic: "u"},
+	}
+	for i := range in {
+		enqueue(t, s, in[i:i+1]...) // a slice, so the assigned id is written back
+	}
+	c, err := s.Claim(ctx, dialect.ClaimRequest{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.Records()
+	if len(got) != 2 {
+		t.Fatalf("claimed %d, want 2", len(got))
+	}
+	a, b := got[0], got[1]
+	if a.ID != in[0].ID || a.Topic != "t" || a.Key != "k" || a.Type != "ty" || string(a.Payload) != "p" ||
+		a.Headers["h"] != "v" || a.Headers["content-type"] != "text/plain" || len(a.Headers) != 2 {
+		t.Errorf("first = %+v", a)
+	}
+	if b.ID != in[1].ID || b.Topic != "u" || b.Key != "" || b.Type != "u" || len(b.Payload) != 0 || len(b.Headers) != 0 {
+		t.Errorf("second = %+v", b)
+	}
+	var keyless int
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM `+postgres.TableOf(s)+` WHERE key IS NULL`).Scan(&keyless); err != nil || keyless != 1 {
+		t.Errorf("rows with a NULL key = %d, %v; want 1", keyless, err)
+	}
+	if err := c.Finish(ctx, dialect.Outcome{}); err != nil {
+		t.Fatal(err)
+	}
+}
