@@ -1,6 +1,7 @@
 // Command sidebyside runs the same workloads, in one run, on the same PostgreSQL and NATS
-// JetStream, against this project's relay and against Watermill's outbox forwarder
-// (watermill-sql/v4 forwarding to watermill-nats/v2 in JetStream mode), and reports drain
+// JetStream, against this project's relay (polling source with and without NOTIFY, WAL source
+// in table and logical mode) and against Watermill's outbox forwarder (watermill-sql/v4
+// forwarding to watermill-nats/v2 in JetStream mode), and reports drain
 // throughput, steady-state and idle latency, producer overhead, and relay CPU and memory.
 //
 //	go run ./cmd/sidebyside --out ../docs/sidebyside-section.md --chart ../docs/sidebyside.png
@@ -47,6 +48,8 @@ type options struct {
 	outboxNotify   time.Duration
 	outboxBatch    int
 	outboxWorkers  int
+	walBatch       int
+	walWorkers     int
 	wmPoll         time.Duration
 	wmBatch        int
 	wmDrainBatches string
@@ -56,6 +59,8 @@ type options struct {
 	poll                 time.Duration
 	notify               bool
 	batch, workers       int
+	walMode, slot        string
+	logicalPrefix        string
 }
 
 func main() {
@@ -81,19 +86,24 @@ func main() {
 
 	flag.DurationVar(&o.outboxPollOnly, "outbox-poll-only-interval", 10*time.Millisecond, "outbox poll-only: poll interval")
 	flag.DurationVar(&o.outboxNotify, "outbox-notify-interval", 100*time.Millisecond, "outbox with NOTIFY: fallback poll interval")
-	flag.IntVar(&o.outboxBatch, "outbox-batch", 1000, "outbox: messages per claim")
-	flag.IntVar(&o.outboxWorkers, "outbox-workers", 2, "outbox: concurrent claims")
+	flag.IntVar(&o.outboxBatch, "outbox-batch", 0, "outbox poll source: messages per claim (0: the library's default)")
+	flag.IntVar(&o.outboxWorkers, "outbox-workers", 0, "outbox poll source: concurrent claims (0: the library's default)")
+	flag.IntVar(&o.walBatch, "wal-batch", 0, "outbox WAL source: messages per batch (0: the library's default)")
+	flag.IntVar(&o.walWorkers, "wal-workers", 0, "outbox WAL source: concurrent batches (0: the library's default)")
 	flag.DurationVar(&o.wmPoll, "wm-poll", 10*time.Millisecond, "Watermill: subscriber PollInterval")
 	flag.IntVar(&o.wmBatch, "wm-batch", 100, "Watermill: SubscribeBatchSize for the steady and idle workloads")
 	flag.StringVar(&o.wmDrainBatches, "wm-drain-batches", "100,1000", "Watermill: SubscribeBatchSize values tried in the drain")
 
-	flag.StringVar(&o.kind, "kind", "", "relay role: outbox, wm-offsets or wm-queue")
+	flag.StringVar(&o.kind, "kind", "", "relay role: outbox, outbox-wal, wm-offsets or wm-queue")
 	flag.StringVar(&o.schema, "schema", "", "relay role: PostgreSQL schema")
 	flag.StringVar(&o.prefix, "subject-prefix", "", "relay role: NATS subject prefix")
 	flag.DurationVar(&o.poll, "poll", 0, "relay role: poll interval")
 	flag.BoolVar(&o.notify, "notify", false, "relay role: outbox LISTEN/NOTIFY")
 	flag.IntVar(&o.batch, "batch", 0, "relay role: batch size")
 	flag.IntVar(&o.workers, "workers", 0, "relay role: outbox workers")
+	flag.StringVar(&o.walMode, "wal-mode", "", "relay role: WAL source mode (table or logical)")
+	flag.StringVar(&o.slot, "slot", "", "relay role: WAL source replication slot")
+	flag.StringVar(&o.logicalPrefix, "logical-prefix", "", "relay role: WAL source logical message prefix")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -29,6 +29,7 @@ import (
 	"github.com/outboxgo/outbox/dialect/postgres"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/poll"
+	"github.com/outboxgo/outbox/relay/wal"
 	"github.com/outboxgo/outbox/sink"
 	natssink "github.com/outboxgo/outbox/sink/nats"
 )
@@ -65,6 +66,31 @@ func runRelay(ctx context.Context, o options) error {
 		if err != nil {
 			return err
 		}
+		run = r.Run
+	case kindOutboxWAL:
+		pool, err := pgxpool.New(ctx, o.databaseURL)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		if err := pool.Ping(ctx); err != nil {
+			return err
+		}
+		s := &system{Kind: kindOutboxWAL, WALMode: wal.Mode(o.walMode), Schema: o.schema, Slot: o.slot, LogicalPrefix: o.logicalPrefix}
+		src, err := s.walSource(o.databaseURL, pool, o.batch, o.workers, logger)
+		if err != nil {
+			return err
+		}
+		sk, err := natssink.New(ctx, natssink.Config{URL: o.natsURL, Name: "sidebyside-outbox-wal", SubjectPrefix: o.prefix, Logger: logger})
+		if err != nil {
+			return err
+		}
+		defer sk.Close()
+		r, err := relay.New(relay.Config{Source: src, Sink: &countingSink{Sink: sk, counts: counts}, Logger: logger})
+		if err != nil {
+			return err
+		}
+		// The WAL source's Run (replication stream, heartbeats) runs inside the relay's.
 		run = r.Run
 	case kindWMOffsets, kindWMQueue:
 		wlog := errorLogger{logger}
@@ -232,7 +258,8 @@ func startRelay(o options, s *system) (*relayProc, error) {
 		"--database-url", o.databaseURL, "--nats-url", o.natsURL,
 		"--schema", s.Schema, "--subject-prefix", s.Prefix,
 		"--poll", s.Poll.String(), "--notify="+strconv.FormatBool(s.Notify),
-		"--batch", strconv.Itoa(s.Batch), "--workers", strconv.Itoa(s.Workers))
+		"--batch", strconv.Itoa(s.Batch), "--workers", strconv.Itoa(s.Workers),
+		"--wal-mode", string(s.WALMode), "--slot", s.Slot, "--logical-prefix", s.LogicalPrefix)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

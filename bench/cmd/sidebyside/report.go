@@ -67,7 +67,11 @@ func markdown(r *Results) string {
 		if s.Drain == nil {
 			return ""
 		}
-		return fmt.Sprintf("%d / %d / %d / %d", s.Drain.Received, s.Drain.Duplicates, s.Drain.OrderViolations, s.Drain.RowsLeft)
+		left := fmt.Sprint(s.Drain.RowsLeft)
+		if s.Drain.RowsLeft < 0 {
+			left = "no table"
+		}
+		return fmt.Sprintf("%d / %d / %d / %s", s.Drain.Received, s.Drain.Duplicates, s.Drain.OrderViolations, left)
 	})
 	row("re-sends by the relays (sent − committed): drain / idle / steady", func(s *SystemResult) string {
 		var parts []string
@@ -155,7 +159,7 @@ func markdown(r *Results) string {
 	}
 
 	// Targets of the issue.
-	ours, pollOnly := find(r, "outbox-notify"), find(r, "outbox-poll")
+	ours := find(r, "outbox-notify")
 	var bestWM *SystemResult
 	for _, s := range wm {
 		if s.Drain != nil && (bestWM == nil || s.Drain.EventsPerSec > bestWM.Drain.EventsPerSec) {
@@ -167,10 +171,17 @@ func markdown(r *Results) string {
 		ratio := ours.Drain.EventsPerSec / bestWM.Drain.EventsPerSec
 		p("- Drain: %.0f vs %.0f events/s (%s) = **%.1f×** — target ≥ 10×: %s.", ours.Drain.EventsPerSec,
 			bestWM.Drain.EventsPerSec, bestWM.Label, ratio, metStr(ratio >= 10))
-		if pollOnly != nil && pollOnly.Drain != nil {
-			p(" Poll-only outbox: %.1f×.", pollOnly.Drain.EventsPerSec/bestWM.Drain.EventsPerSec)
-		}
 		p("\n")
+		var others []string
+		for _, s := range r.Systems {
+			if s == ours || !strings.HasPrefix(s.ID, "outbox") || s.Drain == nil {
+				continue
+			}
+			others = append(others, fmt.Sprintf("%s %.0f/s = **%.1f×**", s.Label, s.Drain.EventsPerSec, s.Drain.EventsPerSec/bestWM.Drain.EventsPerSec))
+		}
+		if len(others) > 0 {
+			p("- Drain, the other outbox sources against the same Watermill figure: %s.\n", strings.Join(others, "; "))
+		}
 		if ours.Steady != nil {
 			var parts []string
 			met := true

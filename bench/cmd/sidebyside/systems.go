@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -17,11 +19,14 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect/postgres"
+	"github.com/outboxgo/outbox/relay/poll"
+	"github.com/outboxgo/outbox/relay/wal"
 )
 
 // Relay kinds.
 const (
-	kindOutbox    = "outbox"
+	kindOutbox    = "outbox"     // poll source
+	kindOutboxWAL = "outbox-wal" // WAL source, table or logical mode
 	kindWMOffsets = "wm-offsets"
 	kindWMQueue   = "wm-queue"
 )
@@ -35,16 +40,19 @@ type system struct {
 	Label     string
 	Kind      string
 	Notify    bool          // outbox: LISTEN/NOTIFY (and its trigger)
+	WALMode   wal.Mode      // outbox-wal: table or logical
 	Poll      time.Duration // poll interval (outbox: the fallback when Notify)
 	Batch     int
 	Workers   int
 	DrainOnly bool // a Watermill batch-size variant tried only in the drain
 
 	Schema, Stream, Prefix string
+	Slot, LogicalPrefix    string // outbox-wal: replication slot (and publication); logical message prefix
 
-	writer *outbox.Writer      // outbox
-	wm     wmsql.SchemaAdapter // Watermill
-	sent   map[string]int64    // broker-acknowledged sends per topic, summed over relays
+	writer  *outbox.Writer        // outbox, outbox-wal table mode
+	logical *outbox.LogicalWriter // outbox-wal logical mode
+	wm      wmsql.SchemaAdapter   // Watermill
+	sent    map[string]int64      // broker-acknowledged sends per topic, summed over relays
 }
 
 // stopRelay stops p and adds what it sent to s.sent (once, however often it is called).
@@ -68,6 +76,8 @@ func systems(o options, run string) ([]*system, error) {
 	all := []*system{
 		{ID: "outbox-notify", Label: "outbox (NOTIFY)", Kind: kindOutbox, Notify: true, Poll: o.outboxNotify, Batch: o.outboxBatch, Workers: o.outboxWorkers},
 		{ID: "outbox-poll", Label: "outbox (poll only)", Kind: kindOutbox, Poll: o.outboxPollOnly, Batch: o.outboxBatch, Workers: o.outboxWorkers},
+		{ID: "outbox-wal-table", Label: "outbox WAL (table)", Kind: kindOutboxWAL, WALMode: wal.ModeTable, Batch: o.walBatch, Workers: o.walWorkers},
+		{ID: "outbox-wal-logical", Label: "outbox WAL (logical)", Kind: kindOutboxWAL, WALMode: wal.ModeLogical, Batch: o.walBatch, Workers: o.walWorkers},
 		{ID: "wm-offsets", Label: "Watermill offsets", Kind: kindWMOffsets, Poll: o.wmPoll, Batch: o.wmBatch},
 		{ID: "wm-queue", Label: "Watermill queue", Kind: kindWMQueue, Poll: o.wmPoll, Batch: o.wmBatch},
 	}
@@ -97,6 +107,10 @@ func systems(o options, run string) ([]*system, error) {
 		s.Schema = "sbs_" + run + "_" + strings.ReplaceAll(s.ID, "-", "_")
 		s.Stream = "SBS_" + run + "_" + s.ID
 		s.Prefix = "sbs." + run + "." + s.ID + "."
+		if s.Kind == kindOutboxWAL {
+			s.Slot = s.Schema
+			s.LogicalPrefix = "sbs-" + run
+		}
 		out = append(out, s)
 	}
 	if len(out) == 0 {
@@ -122,9 +136,20 @@ func (s *system) Knobs() string {
 		if !s.Notify {
 			mode = fmt.Sprintf("poll only: PollInterval %v, DisableNotify, notify trigger dropped", s.Poll)
 		}
-		return fmt.Sprintf("poll source: %s; BatchSize %d, Workers %d, MaxBatchBytes 16 MiB (default); "+
+		return fmt.Sprintf("poll source: %s; BatchSize %s, Workers %s, MaxBatchBytes 16 MiB (default); "+
 			"relay defaults (MaxAttempts 25, PublishTimeout 30s, BatchTimeout 1m); NATS sink: async publish, "+
-			"MaxPending 4096 (default), Nats-Msg-Id = message id; row deleted after PubAck", mode, s.Batch, s.Workers)
+			"MaxPending 4096 (default), Nats-Msg-Id = message id; row deleted after PubAck",
+			mode, orDefault(s.Batch, poll.DefaultBatchSize), orDefault(s.Workers, poll.DefaultWorkers))
+	case kindOutboxWAL:
+		mode := "table mode: producers insert with outbox.Writer (notify trigger dropped: nothing listens), " +
+			"publication FOR TABLE outbox, rows deleted after PubAck"
+		if s.WALMode == wal.ModeLogical {
+			mode = "logical mode: producers write pg_logical_emit_message with outbox.LogicalWriter (prefix per run), no table"
+		}
+		return fmt.Sprintf("WAL source (pgoutput, one replication slot created before the workload's first commit "+
+			"and dropped after it): %s; BatchSize %s, Workers %s, BatchLinger 1ms, MaxInFlight 10,000 (defaults); "+
+			"relay defaults; NATS sink as above; slot position confirmed past acknowledged messages",
+			mode, orDefault(s.Batch, wal.DefaultBatchSize), orDefault(s.Workers, wal.DefaultWorkers))
 	case kindWMOffsets, kindWMQueue:
 		schema := "DefaultPostgreSQLSchema + DefaultPostgreSQLOffsetsAdapter (offsets table, rows kept)"
 		if s.Kind == kindWMQueue {
@@ -138,6 +163,17 @@ func (s *system) Knobs() string {
 			"(the publisher has no async option)", schema, s.Batch, s.Poll)
 	}
 	return ""
+}
+
+// orDefault formats a knob that 0 leaves at the library's default.
+func orDefault(v, def int) string {
+	if v == 0 {
+		return fmt.Sprintf("%d (default)", def)
+	}
+	if v == def {
+		return fmt.Sprintf("%d (default)", v)
+	}
+	return fmt.Sprint(v)
 }
 
 // adapters returns the Watermill schema and offsets adapters of a Watermill kind, with all
@@ -163,7 +199,8 @@ func (s *system) setup(ctx context.Context, pool *pgxpool.Pool, js jetstream.Jet
 		return fmt.Errorf("creating orders table: %w", err)
 	}
 	switch s.Kind {
-	case kindOutbox:
+	case kindOutbox, kindOutboxWAL:
+		// Both sources need the store's migrations (the WAL source its dead-letter table).
 		store, err := postgres.New(ctx, postgres.Config{Pool: pool, Table: s.Schema + ".outbox"})
 		if err != nil {
 			return err
@@ -172,6 +209,11 @@ func (s *system) setup(ctx context.Context, pool *pgxpool.Pool, js jetstream.Jet
 			return fmt.Errorf("migrating: %w", err)
 		}
 		s.writer = store.Writer()
+		if s.WALMode == wal.ModeLogical {
+			if s.logical, err = outbox.NewLogicalWriter(outbox.LogicalWriterConfig{Prefix: s.LogicalPrefix}); err != nil {
+				return err
+			}
+		}
 		if !s.Notify {
 			// Poll-only, as the README recommends it: without the NOTIFY trigger.
 			rows, err := pool.Query(ctx, `SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal`, s.Schema+".outbox")
@@ -211,17 +253,51 @@ func (s *system) setup(ctx context.Context, pool *pgxpool.Pool, js jetstream.Jet
 	return nil
 }
 
+// walSource returns a WAL source for the system: the relay's, or the orchestrator's for
+// creating the slot before a workload's first commit.
+func (s *system) walSource(databaseURL string, pool *pgxpool.Pool, batch, workers int, logger *slog.Logger) (*wal.Source, error) {
+	return wal.New(wal.Config{ConnString: databaseURL, Pool: pool, Mode: s.WALMode, Table: s.Schema + ".outbox",
+		SlotName: s.Slot, MessagePrefix: s.LogicalPrefix, BatchSize: batch, Workers: workers, Logger: logger})
+}
+
+// createSlot creates the system's replication slot and publication (WAL source only). A slot
+// lives for one workload: an idle slot would hold back the WAL of everything else the run
+// writes.
+func (s *system) createSlot(ctx context.Context, o options, pool *pgxpool.Pool) error {
+	if s.Kind != kindOutboxWAL {
+		return nil
+	}
+	src, err := s.walSource(o.databaseURL, pool, 0, 0, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	if err := src.Setup(ctx); err != nil {
+		return fmt.Errorf("creating slot %s: %w", s.Slot, err)
+	}
+	return nil
+}
+
+// dropSlot drops the system's replication slot and publication, if any.
+func (s *system) dropSlot(ctx context.Context, pool *pgxpool.Pool) error {
+	if s.Kind != kindOutboxWAL {
+		return nil
+	}
+	if err := wal.DropSlot(ctx, pool, s.Slot, 10*time.Second); err != nil {
+		return err
+	}
+	_, err := pool.Exec(ctx, `DROP PUBLICATION IF EXISTS "`+s.Slot+`"`)
+	return err
+}
+
 // teardown drops what setup created.
 func (s *system) teardown(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream) error {
+	err0 := s.dropSlot(ctx, pool)
 	_, err1 := pool.Exec(ctx, `DROP SCHEMA IF EXISTS "`+s.Schema+`" CASCADE`)
 	err2 := js.DeleteStream(ctx, s.Stream)
 	if err2 != nil && strings.Contains(err2.Error(), "not found") {
 		err2 = nil
 	}
-	if err1 != nil {
-		return err1
-	}
-	return err2
+	return errors.Join(err0, err1, err2)
 }
 
 // benchMsg is one event of a workload. Its payload starts with {"seq":N, which is how the
@@ -242,10 +318,13 @@ func newMsg(seq, keys int) benchMsg {
 
 // enqueue writes msgs to topic inside tx, the way each library's users do it.
 func (s *system) enqueue(ctx context.Context, tx pgx.Tx, topic string, msgs []benchMsg) error {
-	if s.Kind == kindOutbox {
+	if s.Kind == kindOutbox || s.Kind == kindOutboxWAL {
 		om := make([]outbox.Message, len(msgs))
 		for i, m := range msgs {
 			om[i] = outbox.Message{Topic: topic, Key: m.key, Payload: m.payload}
+		}
+		if s.logical != nil {
+			return s.logical.Enqueue(ctx, tx, om...)
 		}
 		return s.writer.Enqueue(ctx, tx, om...)
 	}
@@ -266,10 +345,16 @@ func (s *system) enqueue(ctx context.Context, tx pgx.Tx, topic string, msgs []be
 }
 
 // pendingRows counts the rows left in the system's table(s) (unpublished for outbox and the
-// queue schema; all rows for the offsets schema, which never deletes).
+// queue schema; all rows for the offsets schema, which never deletes); -1 for the WAL source's
+// logical mode, which has no table.
 func (s *system) pendingRows(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 	var q string
 	switch s.Kind {
+	case kindOutboxWAL:
+		if s.WALMode == wal.ModeLogical {
+			return -1, nil
+		}
+		q = `SELECT count(*) FROM "` + s.Schema + `".outbox`
 	case kindOutbox:
 		q = `SELECT count(*) FROM "` + s.Schema + `".outbox`
 	default:
@@ -284,6 +369,10 @@ func (s *system) pendingRows(ctx context.Context, pool *pgxpool.Pool) (int64, er
 func (s *system) vacuum(ctx context.Context, pool *pgxpool.Pool) error {
 	tables := []string{`"` + s.Schema + `".outbox`}
 	switch s.Kind {
+	case kindOutboxWAL:
+		if s.WALMode == wal.ModeLogical {
+			return nil
+		}
 	case kindWMOffsets:
 		tables = []string{`"` + s.Schema + `"."watermill_` + wmTopic + `"`, `"` + s.Schema + `"."watermill_offsets_` + wmTopic + `"`}
 	case kindWMQueue:

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -78,6 +79,10 @@ const drainChunk = 10_000
 func drain(ctx context.Context, o options, s *system, pool *pgxpool.Pool, js jetstream.JetStream) (*DrainResult, error) {
 	const topic = "drain"
 	n := o.messages
+	if err := s.createSlot(ctx, o, pool); err != nil {
+		return nil, err
+	}
+	defer dropSlot(s, pool)
 	for start := 0; start < n; start += drainChunk {
 		msgs := make([]benchMsg, min(drainChunk, n-start))
 		for i := range msgs {
@@ -174,6 +179,10 @@ func drain(ctx context.Context, o options, s *system, pool *pgxpool.Pool, js jet
 func steady(ctx context.Context, o options, s *system, pool *pgxpool.Pool, js jetstream.JetStream) (*SteadyResult, error) {
 	const topic = "steady"
 	total := int(float64(o.steadyRate) * o.steadyDuration.Seconds())
+	if err := s.createSlot(ctx, o, pool); err != nil {
+		return nil, err
+	}
+	defer dropSlot(s, pool)
 	p, err := startRelay(o, s)
 	if err != nil {
 		return nil, err
@@ -245,6 +254,16 @@ func steady(ctx context.Context, o options, s *system, pool *pgxpool.Pool, js je
 	return r, nil
 }
 
+// dropSlot drops a WAL system's slot at the end of a workload (after its relay stopped: the
+// deferred stopRelay runs first).
+func dropSlot(s *system, pool *pgxpool.Pool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.dropSlot(ctx, pool); err != nil {
+		log.Printf("dropping slot %s: %v", s.Slot, err)
+	}
+}
+
 func cmpErr(a, b error) error {
 	if a != nil {
 		return a
@@ -256,6 +275,10 @@ func cmpErr(a, b error) error {
 // commit → consumer-receive latency.
 func idle(ctx context.Context, o options, s *system, pool *pgxpool.Pool, js jetstream.JetStream) (*IdleResult, error) {
 	const topic = "idle"
+	if err := s.createSlot(ctx, o, pool); err != nil {
+		return nil, err
+	}
+	defer dropSlot(s, pool)
 	p, err := startRelay(o, s)
 	if err != nil {
 		return nil, err
