@@ -18,6 +18,7 @@ import (
 	"github.com/outboxgo/outbox/internal/mysqltest"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/binlog"
+	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 	"github.com/outboxgo/outbox/sink"
 )
 
@@ -64,30 +65,21 @@ func TestDeliversInKeyOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	sk := newMemSink()
-	startRelay(t, src, sk, relay.Config{})
+	sk := sourcetest.NewSink()
+	sourcetest.StartRelay(t, src, sk, relay.Config{})
 	n += len(e.produce(t, 20, 10, 15, 7))
-	waitFor(t, 30*time.Second, "all messages", func() bool { return sk.unique() == n })
-	delivered, count := sk.snapshot()
-	if dups := checkOrder(t, delivered); dups != 0 {
-		t.Errorf("%d duplicates in the happy path", dups)
-	}
-	for _, c := range count {
-		if c != 1 {
-			t.Fatalf("a message was delivered %d times", c)
-		}
-	}
+	delivered := sk.AwaitOnce(t, 30*time.Second, n)
 	r := delivered[0]
 	if r.Topic != "test.orders" || r.Type != "test.orders" || r.CreatedAt.IsZero() || time.Since(r.CreatedAt) > time.Minute || r.Seq == 0 {
 		t.Fatalf("record = %+v", r)
 	}
-	waitFor(t, 10*time.Second, "acknowledged rows deleted", func() bool { return e.rows(t) == 0 })
+	sourcetest.WaitFor(t, 10*time.Second, "acknowledged rows deleted", func() bool { return e.rows(t) == 0 })
 	time.Sleep(200 * time.Millisecond) // anything else would have arrived by now
-	if got := sk.unique(); got != n {
+	if got := sk.Unique(); got != n {
 		t.Fatalf("%d messages delivered, want %d", got, n)
 	}
 	// Everything is done: the saved position catches up.
-	waitFor(t, 10*time.Second, "nothing pending and the position saved", func() bool {
+	sourcetest.WaitFor(t, 10*time.Second, "nothing pending and the position saved", func() bool {
 		st := src.Stats()
 		return st.Pending == 0 && e.saved(t, e.table).Pos == st.Saved.Pos
 	})
@@ -101,9 +93,9 @@ func TestRecordFields(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	src := e.source(t, e.config(t))
-	sk := newMemSink()
-	startRelay(t, src, sk, relay.Config{})
-	waitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
+	sk := sourcetest.NewSink()
+	sourcetest.StartRelay(t, src, sk, relay.Config{})
+	sourcetest.WaitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
 	id := outbox.NewID()
 	e.commit(t, outbox.Message{ID: id, Topic: "orders.created", Key: "order-42", Type: "order.created",
 		Payload: []byte{0, 1, 2, 255, 'x'}, Headers: map[string]string{"traceparent": "00-abc-def-01", "x-note": "cödé"}})
@@ -114,8 +106,8 @@ func TestRecordFields(t *testing.T) {
 		hand.String(), `{"n": 1, "s": "x", "o": {"a": [1]}}`); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "both messages", func() bool { return sk.unique() == 2 })
-	got, _ := sk.snapshot()
+	sourcetest.WaitFor(t, 10*time.Second, "both messages", func() bool { return sk.Unique() == 2 })
+	got, _ := sk.Snapshot()
 	a, b := got[0], got[1]
 	if a.ID != id || a.Topic != "orders.created" || a.Key != "order-42" || a.Type != "order.created" ||
 		string(a.Payload) != "\x00\x01\x02\xffx" || len(a.Headers) != 2 || a.Headers["x-note"] != "cödé" ||
@@ -128,7 +120,7 @@ func TestRecordFields(t *testing.T) {
 		t.Fatalf("hand-written record = %+v", b)
 	}
 	// The same row as a claim of the mysql store reads it.
-	waitFor(t, 10*time.Second, "rows deleted", func() bool { return e.rows(t) == 0 })
+	sourcetest.WaitFor(t, 10*time.Second, "rows deleted", func() bool { return e.rows(t) == 0 })
 }
 
 // TestUndecodableRow: a row no relay can read (written by hand) goes to the dead-letter table
@@ -137,22 +129,22 @@ func TestUndecodableRow(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	src := e.source(t, e.config(t))
-	sk := newMemSink()
-	startRelay(t, src, sk, relay.Config{})
-	waitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
+	sk := sourcetest.NewSink()
+	sourcetest.StartRelay(t, src, sk, relay.Config{})
+	sourcetest.WaitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
 	if _, err := e.db.Exec("INSERT INTO outbox (message_id, topic, `key`, payload) VALUES ('not-a-uuid', 't', 'a', 'bad')"); err != nil {
 		t.Fatal(err)
 	}
 	e.commit(t, outbox.Message{Topic: "t", Key: "a", Payload: []byte("a:0")})
-	waitFor(t, 10*time.Second, "the valid message", func() bool { return sk.unique() == 1 })
+	sourcetest.WaitFor(t, 10*time.Second, "the valid message", func() bool { return sk.Unique() == 1 })
 	var lastErr, payload string
-	waitFor(t, 10*time.Second, "dead letter", func() bool {
+	sourcetest.WaitFor(t, 10*time.Second, "dead letter", func() bool {
 		return e.db.QueryRow(`SELECT last_error, payload FROM outbox_dead`).Scan(&lastErr, &payload) == nil
 	})
 	if !strings.Contains(lastErr, "undecodable") || !strings.Contains(lastErr, "message_id") || payload != "bad" {
 		t.Fatalf("dead letter: last_error %q, payload %q", lastErr, payload)
 	}
-	waitFor(t, 10*time.Second, "nothing pending, rows deleted", func() bool { return src.Stats().Pending == 0 && e.rows(t) == 0 })
+	sourcetest.WaitFor(t, 10*time.Second, "nothing pending, rows deleted", func() bool { return src.Stats().Pending == 0 && e.rows(t) == 0 })
 }
 
 // TestRetryAndDeadLetter: a retried message holds back later messages of its key (only), and
@@ -162,9 +154,9 @@ func TestRetryAndDeadLetter(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	src := e.source(t, e.config(t))
-	sk := newMemSink()
+	sk := sourcetest.NewSink()
 	failures := map[string]int{}
-	sk.fail = func(r *outbox.Record) error {
+	sk.Fail = func(r *outbox.Record) error {
 		switch string(r.Payload) {
 		case "a:0":
 			if failures["a:0"] < 3 {
@@ -178,8 +170,8 @@ func TestRetryAndDeadLetter(t *testing.T) {
 		}
 		return nil
 	}
-	startRelay(t, src, sk, relay.Config{MaxAttempts: 5})
-	waitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
+	sourcetest.StartRelay(t, src, sk, relay.Config{MaxAttempts: 5})
+	sourcetest.WaitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
 	for i := range 3 {
 		var ms []outbox.Message
 		for _, k := range []string{"a", "b", "c", "d"} {
@@ -188,8 +180,8 @@ func TestRetryAndDeadLetter(t *testing.T) {
 		e.commit(t, ms...)
 	}
 	// a: 3 failures then delivered; b:0 dead at once; c:0 dead after 5 attempts; d untouched.
-	waitFor(t, 30*time.Second, "deliveries", func() bool { return sk.unique() == 10 })
-	delivered, _ := sk.snapshot()
+	sourcetest.WaitFor(t, 30*time.Second, "deliveries", func() bool { return sk.Unique() == 10 })
+	delivered, _ := sk.Snapshot()
 	pos := map[string]int{}
 	for i, r := range delivered {
 		pos[string(r.Payload)] = i
@@ -210,7 +202,7 @@ func TestRetryAndDeadLetter(t *testing.T) {
 			}
 		}
 	}
-	waitFor(t, 10*time.Second, "dead letters", func() bool { return e.count(t, "outbox_dead") == 2 })
+	sourcetest.WaitFor(t, 10*time.Second, "dead letters", func() bool { return e.count(t, "outbox_dead") == 2 })
 	dls, err := e.store.DeadLetters(context.Background(), 0, 10)
 	if err != nil || len(dls) != 2 {
 		t.Fatalf("dead letters = %+v, %v", dls, err)
@@ -229,7 +221,7 @@ func TestRetryAndDeadLetter(t *testing.T) {
 			t.Errorf("unexpected dead letter %+v", d)
 		}
 	}
-	waitFor(t, 10*time.Second, "rows deleted, nothing pending", func() bool { return e.rows(t) == 0 && src.Stats().Pending == 0 })
+	sourcetest.WaitFor(t, 10*time.Second, "rows deleted, nothing pending", func() bool { return e.rows(t) == 0 && src.Stats().Pending == 0 })
 }
 
 // TestRestartResumes stops a relay mid-stream and starts another source of the same name: it
@@ -237,36 +229,14 @@ func TestRetryAndDeadLetter(t *testing.T) {
 func TestRestartResumes(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	sk := newMemSink()
-	sk.delay.Store(int64(2 * time.Millisecond))
-	src1 := e.source(t, e.config(t))
-	if err := src1.Setup(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	n := len(e.produce(t, 10, 0, 50, 10))
-	r1 := startRelay(t, src1, sk, relay.Config{})
-	waitFor(t, 30*time.Second, "some deliveries", func() bool { return sk.unique() >= 100 })
-	if err := r1.stop(); err != nil {
-		t.Fatal(err)
-	}
-	before := sk.unique()
-	saved := e.saved(t, e.table)
-	if st := src1.Stats(); st.Saved.GTID != saved.GTID || st.InFlightBatches != 0 {
-		t.Errorf("after the stop: stats %+v, saved %v", st, saved)
-	}
-	n += len(e.produce(t, 10, 50, 20, 10))
-	src2 := e.source(t, e.config(t))
-	startRelay(t, src2, sk, relay.Config{})
-	waitFor(t, 60*time.Second, "all messages", func() bool { return sk.unique() == n })
-	delivered, _ := sk.snapshot()
-	dups := checkOrder(t, delivered)
-	t.Logf("stopped after %d of %d (saved %v); %d duplicates after the restart", before, n, saved, dups)
-	// Resumed from the saved position, not from the start: what is sent again are the
-	// transactions only partly published at the stop.
-	if dups >= before || dups > 150 {
-		t.Errorf("%d of %d messages sent again after a graceful stop", dups, before)
-	}
-	waitFor(t, 10*time.Second, "rows deleted", func() bool { return e.rows(t) == 0 })
+	sourcetest.RestartResumes(t, e.scenarios(t), func(first *binlog.Source) string {
+		saved := e.saved(t, e.table)
+		if st := first.Stats(); st.Saved.GTID != saved.GTID || st.InFlightBatches != 0 {
+			t.Errorf("after the stop: stats %+v, saved %v", st, saved)
+		}
+		return "saved " + saved.String()
+	})
+	sourcetest.WaitFor(t, 10*time.Second, "rows deleted", func() bool { return e.rows(t) == 0 })
 }
 
 // TestCrashRestart kills the source mid-stream (connections dropped, no final save, pending
@@ -274,34 +244,8 @@ func TestRestartResumes(t *testing.T) {
 func TestCrashRestart(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	sk := newMemSink()
-	sk.delay.Store(int64(5 * time.Millisecond))
-	src1 := e.source(t, e.config(t))
-	if err := src1.Setup(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	n := len(e.produce(t, 10, 0, 60, 20))
-	r1 := startRelay(t, src1, sk, relay.Config{})
-	waitFor(t, 30*time.Second, "some deliveries", func() bool { return sk.unique() >= 150 })
-	time.Sleep(4 * 50 * time.Millisecond) // a few saves
-	src1.Crash()
-	select {
-	case <-r1.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("relay did not stop after the crash")
-	}
-	before := sk.unique()
-	n += len(e.produce(t, 10, 60, 10, 20))
-	src2 := e.source(t, e.config(t))
-	startRelay(t, src2, sk, relay.Config{})
-	waitFor(t, 60*time.Second, "all messages", func() bool { return sk.unique() == n })
-	delivered, _ := sk.snapshot()
-	dups := checkOrder(t, delivered)
-	t.Logf("crashed after %d of %d; %d duplicates", before, n, dups)
-	if dups >= before {
-		t.Errorf("everything (%d) was sent again: nothing was saved before the crash", dups)
-	}
-	waitFor(t, 10*time.Second, "rows deleted", func() bool { return e.rows(t) == 0 })
+	sourcetest.CrashRestart(t, e.scenarios(t))
+	sourcetest.WaitFor(t, 10*time.Second, "rows deleted", func() bool { return e.rows(t) == 0 })
 }
 
 // TestStandbyTakesOver: a second source of the same name waits while the first streams, and
@@ -309,42 +253,40 @@ func TestCrashRestart(t *testing.T) {
 func TestStandbyTakesOver(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	sk := newMemSink()
+	sk := sourcetest.NewSink()
 	src1 := e.source(t, e.config(t))
-	r1 := startRelay(t, src1, sk, relay.Config{})
-	waitFor(t, 30*time.Second, "first source streaming", func() bool { return src1.Stats().Streaming })
+	r1 := sourcetest.StartRelay(t, src1, sk, relay.Config{})
+	sourcetest.WaitFor(t, 30*time.Second, "first source streaming", func() bool { return src1.Stats().Streaming })
 	cfg := e.config(t)
 	cfg.ReconnectInterval = 200 * time.Millisecond
 	src2 := e.source(t, cfg)
-	r2 := startRelay(t, src2, sk, relay.Config{})
-	waitFor(t, 10*time.Second, "second source standing by", func() bool { return src2.Stats().Standby })
+	r2 := sourcetest.StartRelay(t, src2, sk, relay.Config{})
+	sourcetest.WaitFor(t, 10*time.Second, "second source standing by", func() bool { return src2.Stats().Standby })
 	n := len(e.produce(t, 5, 0, 10, 5))
-	waitFor(t, 30*time.Second, "deliveries", func() bool { return sk.unique() == n })
+	sourcetest.WaitFor(t, 30*time.Second, "deliveries", func() bool { return sk.Unique() == n })
 	if src2.Stats().Streaming {
 		t.Fatal("the standby streams while the first source holds the lock")
 	}
 	// A crash: the first source's connections go, and with them its lock.
 	src1.Crash()
-	<-r1.done
+	<-r1.Done
 	stopped := time.Now()
 	n += len(e.produce(t, 5, 10, 10, 5))
-	waitFor(t, 10*time.Second, "the standby to take over", func() bool { return src2.Stats().Streaming })
-	waitFor(t, 30*time.Second, "deliveries after the take-over", func() bool { return sk.unique() == n })
+	sourcetest.WaitFor(t, 10*time.Second, "the standby to take over", func() bool { return src2.Stats().Streaming })
+	sourcetest.WaitFor(t, 30*time.Second, "deliveries after the take-over", func() bool { return sk.Unique() == n })
 	t.Logf("took over and delivered within %v", time.Since(stopped))
-	delivered, _ := sk.snapshot()
-	checkOrder(t, delivered)
+	delivered, _ := sk.Snapshot()
+	sourcetest.CheckOrder(t, delivered)
 	// And back: a graceful stop hands over too.
 	src3 := e.source(t, cfg)
-	startRelay(t, src3, sk, relay.Config{})
-	waitFor(t, 10*time.Second, "third source standing by", func() bool { return src3.Stats().Standby })
-	if err := r2.stop(); err != nil {
+	sourcetest.StartRelay(t, src3, sk, relay.Config{})
+	sourcetest.WaitFor(t, 10*time.Second, "third source standing by", func() bool { return src3.Stats().Standby })
+	if err := r2.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	n += len(e.produce(t, 5, 20, 4, 5))
-	waitFor(t, 10*time.Second, "the third source to take over", func() bool { return src3.Stats().Streaming })
-	waitFor(t, 30*time.Second, "deliveries after the second take-over", func() bool { return sk.unique() == n })
-	delivered, _ = sk.snapshot()
-	checkOrder(t, delivered)
+	sourcetest.WaitFor(t, 10*time.Second, "the third source to take over", func() bool { return src3.Stats().Streaming })
+	sk.Await(t, 30*time.Second, "deliveries after the second take-over", n)
 }
 
 // TestLockLost: when the lock's connection is killed, the source stops streaming at once (a
@@ -352,13 +294,13 @@ func TestStandbyTakesOver(t *testing.T) {
 func TestLockLost(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	sk := newMemSink()
-	sk.delay.Store(int64(time.Millisecond))
+	sk := sourcetest.NewSink()
+	sk.Delay.Store(int64(time.Millisecond))
 	src := e.source(t, e.config(t))
-	startRelay(t, src, sk, relay.Config{})
-	waitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
+	sourcetest.StartRelay(t, src, sk, relay.Config{})
+	sourcetest.WaitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
 	n := len(e.produce(t, 10, 0, 20, 10))
-	waitFor(t, 30*time.Second, "some deliveries", func() bool { return sk.unique() >= 50 })
+	sourcetest.WaitFor(t, 30*time.Second, "some deliveries", func() bool { return sk.Unique() >= 50 })
 	var id int64
 	if err := e.db.QueryRow(`SELECT IS_USED_LOCK(?)`, binlog.LockName(e.dbName, e.table, e.table)).Scan(&id); err != nil || id == 0 {
 		t.Fatalf("lock holder: %d, %v", id, err)
@@ -366,13 +308,11 @@ func TestLockLost(t *testing.T) {
 	if _, err := e.db.Exec(`KILL ` + strconv.FormatInt(id, 10)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "a new session", func() bool { return src.Stats().Reconnects >= 1 })
+	sourcetest.WaitFor(t, 10*time.Second, "a new session", func() bool { return src.Stats().Reconnects >= 1 })
 	n += len(e.produce(t, 10, 20, 10, 10))
-	waitFor(t, 30*time.Second, "all messages", func() bool { return sk.unique() == n })
-	delivered, _ := sk.snapshot()
-	dups := checkOrder(t, delivered)
+	dups := sk.Await(t, 30*time.Second, "all messages", n)
 	t.Logf("%d duplicates after the lock's connection was killed", dups)
-	waitFor(t, 10*time.Second, "rows deleted", func() bool { return e.rows(t) == 0 })
+	sourcetest.WaitFor(t, 10*time.Second, "rows deleted", func() bool { return e.rows(t) == 0 })
 }
 
 // TestConnectionCut cuts every connection of the source (replication and database) mid-stream
@@ -400,29 +340,27 @@ func TestConnectionCut(t *testing.T) {
 	repl.Addr = proxy.Addr()
 	cfg := e.config(t)
 	cfg.DB, cfg.DSN = db, repl.FormatDSN()
-	sk := newMemSink()
-	sk.delay.Store(int64(2 * time.Millisecond))
+	sk := sourcetest.NewSink()
+	sk.Delay.Store(int64(2 * time.Millisecond))
 	src := e.source(t, cfg)
 	if err := src.Setup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	n := len(e.produce(t, 10, 0, 60, 20))
-	startRelay(t, src, sk, relay.Config{})
+	sourcetest.StartRelay(t, src, sk, relay.Config{})
 	for cut := range 3 {
-		waitFor(t, 30*time.Second, "some deliveries", func() bool { return sk.unique() >= 100*(cut+1) })
+		sourcetest.WaitFor(t, 30*time.Second, "some deliveries", func() bool { return sk.Unique() >= 100*(cut+1) })
 		proxy.Cut()
 		n += len(e.produce(t, 10, 60+10*cut, 10, 20))
 		time.Sleep(300 * time.Millisecond)
 		proxy.Restore()
 	}
-	waitFor(t, 60*time.Second, "all messages", func() bool { return sk.unique() == n })
-	delivered, _ := sk.snapshot()
-	dups := checkOrder(t, delivered)
+	dups := sk.Await(t, 60*time.Second, "all messages", n)
 	if st := src.Stats(); st.Reconnects < 3 {
 		t.Fatalf("stats = %+v, want a reconnect after each cut", st)
 	}
 	t.Logf("%d duplicates after 3 cuts", dups)
-	waitFor(t, 30*time.Second, "rows deleted", func() bool { return e.rows(t) == 0 })
+	sourcetest.WaitFor(t, 30*time.Second, "rows deleted", func() bool { return e.rows(t) == 0 })
 }
 
 // TestLargeTransaction streams one transaction of 100,000 messages (10,000 with -short)
@@ -437,31 +375,17 @@ func TestLargeTransaction(t *testing.T) {
 	e := setup(t)
 	cfg := e.config(t)
 	cfg.MaxInFlight = maxInFlight
-	cfg.Logger = quietLogger()
+	cfg.Logger = sourcetest.QuietLogger()
 	src := e.source(t, cfg)
 	if err := src.Setup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	e.commit(t, msgs(keys, 0, n/keys)...)
-	sk := newMemSink()
-	sk.gate = make(chan struct{})
-	startRelay(t, src, sk, relay.Config{})
-	// With the sink stalled, the source reads up to MaxInFlight and stops there.
-	waitFor(t, 2*time.Minute, "the source to fill up", func() bool { return src.Stats().Pending == maxInFlight })
-	time.Sleep(300 * time.Millisecond)
-	if st := src.Stats(); st.Pending != maxInFlight {
-		t.Fatalf("pending = %d while the sink is stalled, want it to stay at %d", st.Pending, maxInFlight)
-	}
-	close(sk.gate)
-	waitFor(t, 5*time.Minute, "all messages", func() bool { return sk.unique() == n })
-	delivered, _ := sk.snapshot()
-	checkOrder(t, delivered)
-	st := src.Stats()
-	t.Logf("stats: %+v", st)
-	if st.PendingPeak > maxInFlight {
-		t.Fatalf("the source held %d messages, more than MaxInFlight %d", st.PendingPeak, maxInFlight)
-	}
-	waitFor(t, time.Minute, "acknowledged rows deleted", func() bool { return e.rows(t) == 0 })
+	e.commit(t, sourcetest.Messages(keys, 0, n/keys)...)
+	sourcetest.LargeTransaction(t, src, func() (int, int, any) {
+		st := src.Stats()
+		return st.Pending, st.PendingPeak, st
+	}, n, maxInFlight)
+	sourcetest.WaitFor(t, time.Minute, "acknowledged rows deleted", func() bool { return e.rows(t) == 0 })
 }
 
 // TestKeepAckedProducerDeletes: the producer deletes its rows in the same transaction; the
@@ -472,17 +396,17 @@ func TestKeepAckedProducerDeletes(t *testing.T) {
 	cfg := e.config(t)
 	cfg.KeepAcked = true
 	src := e.source(t, cfg)
-	sk := newMemSink()
-	sk.setFail(func(r *outbox.Record) error {
+	sk := sourcetest.NewSink()
+	sk.SetFail(func(r *outbox.Record) error {
 		if string(r.Payload) == "a:2" {
 			return sink.Permanentf("no")
 		}
 		return nil
 	})
-	startRelay(t, src, sk, relay.Config{})
-	waitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
+	sourcetest.StartRelay(t, src, sk, relay.Config{})
+	sourcetest.WaitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
 	ctx := context.Background()
-	ms := msgs(1, 0, 3)
+	ms := sourcetest.Messages(1, 0, 3)
 	for i := range ms {
 		ms[i].Key = "a"
 		ms[i].Payload = fmt.Appendf(nil, "a:%d", i)
@@ -501,11 +425,9 @@ func TestKeepAckedProducerDeletes(t *testing.T) {
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "deliveries", func() bool { return sk.unique() == 2 })
-	delivered, _ := sk.snapshot()
-	checkOrder(t, delivered)
+	sk.Await(t, 10*time.Second, "deliveries", 2)
 	// The dead letter is written from the record: the row is gone.
-	waitFor(t, 10*time.Second, "dead letter", func() bool { return e.count(t, "outbox_dead") == 1 })
+	sourcetest.WaitFor(t, 10*time.Second, "dead letter", func() bool { return e.count(t, "outbox_dead") == 1 })
 	if n := e.rows(t); n != 0 {
 		t.Fatalf("%d rows in the table", n)
 	}
@@ -520,8 +442,8 @@ func TestPositionFollowsOtherTraffic(t *testing.T) {
 	cfg := e.config(t)
 	cfg.HeartbeatInterval = 200 * time.Millisecond
 	src := e.source(t, cfg)
-	startRelay(t, src, newMemSink(), relay.Config{})
-	waitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
+	sourcetest.StartRelay(t, src, sourcetest.NewSink(), relay.Config{})
+	sourcetest.WaitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
 	start := e.saved(t, e.table)
 	if _, err := e.db.Exec(`CREATE TABLE other (x INT)`); err != nil {
 		t.Fatal(err)
@@ -533,7 +455,7 @@ func TestPositionFollowsOtherTraffic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the saved position to pass "+server.String(), func() bool {
+	sourcetest.WaitFor(t, 10*time.Second, "the saved position to pass "+server.String(), func() bool {
 		p := e.saved(t, e.table)
 		return p.File > server.File || p.File == server.File && p.Pos >= server.Pos
 	})
@@ -549,7 +471,7 @@ func TestPositionFollowsOtherTraffic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the saved position to reach "+rotated.File, func() bool { return e.saved(t, e.table).File >= rotated.File })
+	sourcetest.WaitFor(t, 10*time.Second, "the saved position to reach "+rotated.File, func() bool { return e.saved(t, e.table).File >= rotated.File })
 }
 
 // TestPositions: ServerPosition reads the server's position, ReadPosition a saved one.
@@ -591,12 +513,9 @@ func TestConfigErrors(t *testing.T) {
 	t.Parallel()
 	db, _, _ := mysqltest.Database(t)
 	good := binlog.Config{DSN: mysqltest.DSN(), DB: db}
-	if _, err := binlog.New(good); err != nil {
-		t.Fatalf("a minimal config fails: %v", err)
-	}
-	tests := []struct {
-		field string
-		edit  func(*binlog.Config)
+	sourcetest.ConfigErrors(t, binlog.New, good, []struct {
+		Field string
+		Edit  func(*binlog.Config)
 	}{
 		{"dsn", func(c *binlog.Config) { c.DSN = "" }},
 		{"dsn", func(c *binlog.Config) { c.DSN = "root@tcp(127.0.0.1:3306" }},
@@ -614,16 +533,7 @@ func TestConfigErrors(t *testing.T) {
 		{"shutdown_timeout", func(c *binlog.Config) { c.ShutdownTimeout = -time.Second }},
 		{"position_interval", func(c *binlog.Config) { c.PositionInterval = time.Millisecond }},
 		{"heartbeat_interval", func(c *binlog.Config) { c.HeartbeatInterval = 20 * time.Millisecond }},
-	}
-	for _, tt := range tests {
-		cfg := good
-		tt.edit(&cfg)
-		_, err := binlog.New(cfg)
-		var ce *outbox.ConfigError
-		if !errors.As(err, &ce) || ce.Field != tt.field || !errors.Is(err, outbox.ErrInvalidConfig) {
-			t.Errorf("%s: err = %v, want a ConfigError for %s", tt.field, err, tt.field)
-		}
-	}
+	})
 }
 
 // TestSetupErrors: problems retrying cannot fix end Run with an error that says what to do.
@@ -660,23 +570,23 @@ func TestWarnsAboutRowsBeforeStart(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	e.commit(t, outbox.Message{Topic: "t", Key: "early"})
-	rec := &logRecorder{}
+	rec := &sourcetest.LogRecorder{}
 	cfg := e.config(t)
 	cfg.Logger = slog.New(rec)
 	if err := e.source(t, cfg).Setup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if !rec.has("WARN the outbox table already held rows") {
-		t.Fatalf("no warning; logged %v", rec.msgs)
+	if !rec.Has("WARN the outbox table already held rows") {
+		t.Fatalf("no warning; logged %v", rec.Msgs())
 	}
 	first := e.saved(t, e.table)
-	rec2 := &logRecorder{}
+	rec2 := &sourcetest.LogRecorder{}
 	cfg.Logger = slog.New(rec2)
 	if err := e.source(t, cfg).Setup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if rec2.has("INFO no saved position") || rec2.has("WARN") || e.saved(t, e.table) != first {
-		t.Fatalf("second setup logged %v", rec2.msgs)
+	if rec2.Has("INFO no saved position") || rec2.Has("WARN") || e.saved(t, e.table) != first {
+		t.Fatalf("second setup logged %v", rec2.Msgs())
 	}
 }
 
@@ -688,12 +598,12 @@ func TestUnreadablePosition(t *testing.T) {
 	if _, err := e.db.Exec(`INSERT INTO outbox_binlog (name, gtid, file, pos) VALUES ('outbox', '0-1-999999999', 'mariadb-bin.999999', 4)`); err != nil {
 		t.Fatal(err)
 	}
-	rec := &logRecorder{}
+	rec := &sourcetest.LogRecorder{}
 	cfg := e.config(t)
 	cfg.Logger = slog.New(rec)
 	src := e.source(t, cfg)
-	startRelay(t, src, newMemSink(), relay.Config{})
-	waitFor(t, 10*time.Second, "the error", func() bool { return rec.has("ERROR the server cannot stream the binary log from the saved position") })
+	sourcetest.StartRelay(t, src, sourcetest.NewSink(), relay.Config{})
+	sourcetest.WaitFor(t, 10*time.Second, "the error", func() bool { return rec.Has("ERROR the server cannot stream the binary log from the saved position") })
 	if p := e.saved(t, e.table); p.GTID != "0-1-999999999" {
 		t.Fatalf("the saved position changed: %v", p)
 	}
@@ -713,24 +623,24 @@ func TestResumesByCoordinates(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := len(e.produce(t, 5, 0, 10, 5))
-	sk := newMemSink()
+	sk := sourcetest.NewSink()
 	src := e.source(t, e.config(t))
-	r := startRelay(t, src, sk, relay.Config{})
-	waitFor(t, 30*time.Second, "all messages", func() bool { return sk.unique() == n })
-	delivered, _ := sk.snapshot()
-	if dups := checkOrder(t, delivered); dups != 0 {
+	r := sourcetest.StartRelay(t, src, sk, relay.Config{})
+	sourcetest.WaitFor(t, 30*time.Second, "all messages", func() bool { return sk.Unique() == n })
+	delivered, _ := sk.Snapshot()
+	if dups := sourcetest.CheckOrder(t, delivered); dups != 0 {
 		t.Fatalf("%d duplicates", dups)
 	}
-	waitFor(t, 10*time.Second, "a GTID position saved", func() bool { return e.saved(t, e.table).GTID != "" })
-	if err := r.stop(); err != nil {
+	sourcetest.WaitFor(t, 10*time.Second, "a GTID position saved", func() bool { return e.saved(t, e.table).GTID != "" })
+	if err := r.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	// The next start resumes by GTID from there.
 	n += len(e.produce(t, 5, 10, 4, 5))
-	startRelay(t, e.source(t, e.config(t)), sk, relay.Config{})
-	waitFor(t, 30*time.Second, "the later messages", func() bool { return sk.unique() == n })
-	delivered, _ = sk.snapshot()
-	if dups := checkOrder(t, delivered); dups != 0 {
+	sourcetest.StartRelay(t, e.source(t, e.config(t)), sk, relay.Config{})
+	sourcetest.WaitFor(t, 30*time.Second, "the later messages", func() bool { return sk.Unique() == n })
+	delivered, _ = sk.Snapshot()
+	if dups := sourcetest.CheckOrder(t, delivered); dups != 0 {
 		t.Fatalf("%d duplicates after a graceful restart", dups)
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/outboxgo/outbox/internal/natstest"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/binlog"
+	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 	"github.com/outboxgo/outbox/sink/nats"
 	"github.com/outboxgo/outbox/sink/sinktest"
 )
@@ -217,7 +218,7 @@ func TestKill9(t *testing.T) {
 	if n := e.count(t, "outbox_dead"); n != 0 {
 		t.Fatalf("%d dead letters", n)
 	}
-	waitFor(t, 30*time.Second, "acknowledged rows deleted", func() bool { return e.rows(t) == 0 })
+	sourcetest.WaitFor(t, 30*time.Second, "acknowledged rows deleted", func() bool { return e.rows(t) == 0 })
 	t.Logf("%d committed (%d rolled back), all delivered in per-key order across %d kill -9s; %d duplicates reached the stream (JetStream dedupes within 100ms)",
 		committed.Load(), rolledBack.Load(), kills, dups)
 	for _, p := range procs {

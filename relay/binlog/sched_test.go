@@ -1,12 +1,16 @@
 package binlog
 
 import (
+	"context"
 	"database/sql"
 	"testing"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/google/uuid"
+
+	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect"
 )
 
 // newTestSource returns a Source that is never connected: for the bookkeeping only.
@@ -17,7 +21,7 @@ func newTestSource(t *testing.T) *Source {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	s, err := New(Config{DSN: "nobody@tcp(127.0.0.1:1)/", DB: db})
+	s, err := New(Config{DSN: "nobody@tcp(127.0.0.1:1)/", DB: db, KeepAcked: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,28 +42,38 @@ func TestConfirm(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	own := &txn{file: "b.1", pos: 100, gtid: maria(0, 1, 6), complete: true, self: true}
-	s.txns = append(s.txns, own)
+	s.q.Append(txnInfo{file: "b.1", pos: 100, gtid: maria(0, 1, 6), self: true})
 	s.confirm()
 	if p := s.confirmed(); p.String() != "0-1-6 (b.1:100)" || s.urgent || s.moved {
 		t.Fatalf("after the source's own write: %v, urgent %v, moved %v", p, s.urgent, s.moved)
 	}
-	withMsg := &txn{file: "b.1", pos: 200, gtid: maria(0, 1, 7), complete: true, outbox: true, pending: 1}
-	other := &txn{file: "b.1", pos: 300, gtid: maria(1, 2, 3), complete: true, foreign: true}
-	open := &txn{gtid: maria(0, 1, 8), outbox: true}
-	s.txns = append(s.txns, withMsg, other, open)
+	withMsg := s.q.Begin(txnInfo{gtid: maria(0, 1, 7), outbox: true})
+	s.q.Add(withMsg, outbox.Record{Message: outbox.Message{Topic: "t"}, Seq: 1})
+	s.q.End()
+	withMsg.Info.file, withMsg.Info.pos = "b.1", 200
+	s.q.Append(txnInfo{file: "b.1", pos: 300, gtid: maria(1, 2, 3), foreign: true}) // another table's
+	s.q.Begin(txnInfo{gtid: maria(0, 1, 8), outbox: true})                          // still open
 	s.confirm()
 	if p := s.confirmed(); p.String() != "0-1-6 (b.1:100)" {
 		t.Fatalf("moved past a pending message: %v", p)
 	}
-	withMsg.pending = 0
+	s.mu.Unlock()
+	// The message is done (published: with KeepAcked that is all it takes).
+	b, err := s.Next(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Finish(context.Background(), dialect.Outcome{Published: []int64{1}}); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.confirm()
 	if p := s.confirmed(); p.String() != "0-1-7,1-2-3 (b.1:300)" || !s.urgent || !s.moved {
 		t.Fatalf("after the message was done: %v, urgent %v, moved %v", p, s.urgent, s.moved)
 	}
-	if len(s.txns)-s.txnHead != 1 {
-		t.Fatalf("%d transactions queued, want the open one", len(s.txns)-s.txnHead)
+	if n := s.q.Unconfirmed(); n != 1 {
+		t.Fatalf("%d transactions queued, want the open one", n)
 	}
 	// A GTID set to start from names one server per domain, as @slave_connect_state takes it,
 	// even after the domain's server changed.

@@ -17,17 +17,14 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 	"github.com/google/uuid"
+
+	"github.com/outboxgo/outbox/relay/internal/session"
 )
 
-// setupError is a configuration problem found on the server (binary log off, missing
+// setupErrorf reports a configuration problem found on the server (binary log off, missing
 // tables...): retrying cannot fix it, so Run returns it.
-type setupError struct{ err error }
-
-func (e *setupError) Error() string { return e.err.Error() }
-func (e *setupError) Unwrap() error { return e.err }
-
 func setupErrorf(format string, args ...any) error {
-	return &setupError{err: fmt.Errorf("binlog: "+format, args...)}
+	return session.SetupErrorf("binlog: "+format, args...)
 }
 
 var (
@@ -60,60 +57,45 @@ func (s *Source) Run(ctx context.Context) error {
 		return errors.New("binlog: Run is already running")
 	}
 	defer s.running.Store(false)
-	var wg sync.WaitGroup
 	// The acker outlives ctx for the final drain.
-	ackCtx, stopAcks := context.WithCancel(context.WithoutCancel(ctx))
-	defer func() {
-		stopAcks()
-		wg.Wait()
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.ackLoop(ackCtx)
-	}()
+	defer s.q.StartAcker(ctx, s.apply)()
 
 	standby := false
-	for {
-		err := s.session(ctx)
-		if s.isCrashed() {
-			return errCrashed
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		var se *setupError
-		if errors.As(err, &se) {
-			s.logger.Error("binlog source cannot start", slog.Any("error", err))
-			return err
-		}
-		s.mu.Lock()
-		s.reset()
-		isStandby := errors.Is(err, errStandby)
-		s.standby = isStandby
-		if !isStandby {
-			s.reconnects++
-		}
-		s.mu.Unlock()
-		if isStandby {
-			if !standby {
-				s.logger.Info("another source of this name is running; standing by")
+	err := session.Loop{
+		Session:    s.session,
+		Interval:   s.cfg.ReconnectInterval,
+		Crashed:    s.crashed,
+		ErrCrashed: errCrashed,
+		Failed: func(err error) {
+			s.mu.Lock()
+			s.reset()
+			isStandby := errors.Is(err, errStandby)
+			s.standby = isStandby
+			if !isStandby {
+				s.reconnects++
 			}
-		} else if isUnreadable(err) {
-			// Retried (the cause may be a server switched over, or being restored), but loudly:
-			// this needs an operator.
-			s.logger.Error("the server cannot stream the binary log from the saved position: its binary logs were "+
-				"purged, or the position belongs to another server; see the package documentation (resetting the position)",
-				slog.Any("error", err), slog.String("position", s.Stats().Saved.String()))
-		} else {
-			s.logger.Warn("binlog stream failed; reconnecting", slog.Any("error", err),
-				slog.Duration("retry_in", s.cfg.ReconnectInterval))
-		}
-		standby = isStandby
-		if sleepCtx(ctx, s.cfg.ReconnectInterval) != nil {
-			return nil
-		}
+			s.mu.Unlock()
+			if isStandby {
+				if !standby {
+					s.logger.Info("another source of this name is running; standing by")
+				}
+			} else if isUnreadable(err) {
+				// Retried (the cause may be a server switched over, or being restored), but
+				// loudly: this needs an operator.
+				s.logger.Error("the server cannot stream the binary log from the saved position: its binary logs were "+
+					"purged, or the position belongs to another server; see the package documentation (resetting the position)",
+					slog.Any("error", err), slog.String("position", s.Stats().Saved.String()))
+			} else {
+				s.logger.Warn("binlog stream failed; reconnecting", slog.Any("error", err),
+					slog.Duration("retry_in", s.cfg.ReconnectInterval))
+			}
+			standby = isStandby
+		},
+	}.Run(ctx)
+	if session.IsSetup(err) {
+		s.logger.Error("binlog source cannot start", slog.Any("error", err))
 	}
+	return err
 }
 
 func (s *Source) isCrashed() bool {
@@ -159,7 +141,7 @@ func (s *Source) inspect(ctx context.Context, conn *sql.Conn) (*server, error) {
 	}
 	switch {
 	case logBin != 1:
-		return nil, &setupError{err: ErrBinlogDisabled}
+		return nil, &session.SetupError{Err: ErrBinlogDisabled}
 	case !strings.EqualFold(format, "ROW"):
 		return nil, setupErrorf("binlog_format is %s: the source reads row events, set binlog_format=ROW", format)
 	case !strings.EqualFold(image, "FULL"):
@@ -297,7 +279,7 @@ func (s *Source) Setup(ctx context.Context) error {
 func (s *Source) initPosition(ctx context.Context, conn *sql.Conn, srv *server) (Position, error) {
 	p, err := serverPosition(ctx, conn, srv.flavor)
 	if errors.Is(err, ErrBinlogDisabled) {
-		return Position{}, &setupError{err: err}
+		return Position{}, &session.SetupError{Err: err}
 	}
 	if err != nil {
 		return Position{}, err
@@ -430,7 +412,7 @@ func (s *Source) classify(err error) error {
 	if errors.As(err, &me) {
 		switch me.Code {
 		case mysql.ER_ACCESS_DENIED_ERROR, mysql.ER_SPECIFIC_ACCESS_DENIED_ERROR, mysql.ER_DBACCESS_DENIED_ERROR:
-			return &setupError{err: fmt.Errorf("binlog: the replication user lacks a privilege (REPLICATION SLAVE, REPLICATION CLIENT): %w", err)}
+			return &session.SetupError{Err: fmt.Errorf("binlog: the replication user lacks a privilege (REPLICATION SLAVE, REPLICATION CLIENT): %w", err)}
 		}
 	}
 	return err
@@ -556,32 +538,10 @@ func (s *Source) save(ctx context.Context, conn *sql.Conn, lastSave *time.Time, 
 // saving the position meanwhile, then saves the final position.
 func (s *Source) shutdown(conn *sql.Conn) error {
 	ctx := context.Background()
-	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
 	lastSave := time.Now()
-	next := time.Now().Add(s.cfg.PositionInterval)
-	for {
-		s.mu.Lock()
-		idle := s.inflight == 0 && len(s.acks) == 0 && s.ackBusy == 0
-		s.mu.Unlock()
-		now := time.Now()
-		if idle || !now.Before(deadline) {
-			break
-		}
-		if !now.Before(next) {
-			if err := s.save(ctx, conn, &lastSave, false); err != nil {
-				return err
-			}
-			next = now.Add(s.cfg.PositionInterval)
-		}
-		t := time.NewTimer(min(time.Until(deadline), time.Until(next)))
-		select {
-		case <-s.progress:
-		case <-s.crashed:
-			t.Stop()
-			return errCrashed
-		case <-t.C:
-		}
-		t.Stop()
+	save := func() error { return s.save(ctx, conn, &lastSave, false) }
+	if err := s.q.Drain(s.crashed, errCrashed, s.cfg.ShutdownTimeout, s.cfg.PositionInterval, save); err != nil {
+		return err
 	}
 	return s.save(ctx, conn, &lastSave, true)
 }
@@ -603,7 +563,7 @@ func (s *Source) admit(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return context.Cause(ctx)
-		case <-s.progress:
+		case <-s.q.Progress():
 		}
 	}
 }
@@ -645,15 +605,15 @@ func (r *reader) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 		}
 		// MariaDB's GTID event starts the transaction (there is no BEGIN); a standalone one
 		// (DDL, a statement on its own) ends with its single statement.
-		t.gtid.maria = e.GTID
-		t.begun = !e.IsStandalone()
+		t.Info.gtid.maria = e.GTID
+		t.Info.begun = !e.IsStandalone()
 	case *replication.GTIDEvent:
 		t, err := r.begin(ctx, h)
 		if err != nil {
 			return err
 		}
 		if sid, err := uuid.FromBytes(e.SID); err == nil && sid != uuid.Nil && e.GNO > 0 {
-			t.gtid.sid, t.gtid.gno = sid, e.GNO
+			t.Info.gtid.sid, t.Info.gtid.gno = sid, e.GNO
 		}
 	case *replication.QueryEvent:
 		return r.query(ctx, h, e)
@@ -686,14 +646,22 @@ func (r *reader) begin(ctx context.Context, h *replication.EventHeader) (*txn, e
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if t := s.open; t != nil {
-		t.file, t.pos, t.complete = r.file, h.LogPos-min(h.LogPos, h.EventSize), true
-		s.open = nil
+	if t := s.q.End(); t != nil {
+		t.Info.file, t.Info.pos = r.file, h.LogPos-min(h.LogPos, h.EventSize)
 	}
-	t := &txn{}
-	s.open = t
-	s.txns = append(s.txns, t)
-	return t, nil
+	return s.q.Begin(txnInfo{}), nil
+}
+
+// current returns the open transaction, or begins one at h (then fresh is true).
+func (r *reader) current(ctx context.Context, h *replication.EventHeader) (t *txn, fresh bool, err error) {
+	r.s.mu.Lock()
+	t = r.s.q.Open()
+	r.s.mu.Unlock()
+	if t != nil {
+		return t, false, nil
+	}
+	t, err = r.begin(ctx, h)
+	return t, err == nil, err
 }
 
 // commit ends the open transaction at the end of the event.
@@ -701,13 +669,11 @@ func (r *reader) commit(h *replication.EventHeader) {
 	s := r.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := s.open
+	t := s.q.End()
 	if t == nil {
-		t = &txn{}
-		s.txns = append(s.txns, t)
+		t = s.q.Append(txnInfo{})
 	}
-	t.file, t.pos, t.complete = r.file, h.LogPos, true
-	s.open = nil
+	t.Info.file, t.Info.pos = r.file, h.LogPos
 	s.confirm()
 }
 
@@ -716,10 +682,10 @@ func (r *reader) commit(h *replication.EventHeader) {
 func (s *Source) mark(file string, pos uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.open != nil {
+	if s.q.Open() != nil {
 		return
 	}
-	s.txns = append(s.txns, &txn{file: file, pos: pos, complete: true})
+	s.q.Append(txnInfo{file: file, pos: pos})
 	s.confirm()
 }
 
@@ -728,16 +694,11 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 	q := strings.TrimSpace(string(e.Query))
 	switch {
 	case strings.EqualFold(q, "BEGIN") || hasPrefixFold(q, "XA START"):
-		s.mu.Lock()
-		t := s.open
-		s.mu.Unlock()
-		if t == nil {
-			var err error
-			if t, err = r.begin(ctx, h); err != nil {
-				return err
-			}
+		t, _, err := r.current(ctx, h)
+		if err != nil {
+			return err
 		}
-		t.begun = true
+		t.Info.begun = true
 	case strings.EqualFold(q, "COMMIT") || strings.EqualFold(q, "ROLLBACK") || hasPrefixFold(q, "XA END"):
 		r.commit(h)
 	default:
@@ -747,12 +708,12 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 			r.srv.columns = nil
 		}
 		s.mu.Lock()
-		t := s.open
+		t := s.q.Open()
 		if t != nil {
-			t.foreign = true
+			t.Info.foreign = true
 		}
 		s.mu.Unlock()
-		if t == nil || !t.begun {
+		if t == nil || !t.Info.begun {
 			r.commit(h) // a statement on its own: its end is a position
 		}
 	}
@@ -808,27 +769,24 @@ func (r *reader) tableMap(ctx context.Context, e *replication.TableMapEvent) err
 // only classifies the transaction.
 func (r *reader) rows(ctx context.Context, h *replication.EventHeader, e *replication.RowsEvent) error {
 	s := r.s
-	s.mu.Lock()
-	t := s.open
-	s.mu.Unlock()
-	if t == nil {
-		var err error
-		if t, err = r.begin(ctx, h); err != nil {
-			return err
-		}
-		t.begun = true
+	t, fresh, err := r.current(ctx, h)
+	if err != nil {
+		return err
+	}
+	if fresh {
+		t.Info.begun = true
 	}
 	kind := r.kinds[e.TableID]
 	insert := isInsert(h.EventType)
 	switch {
 	case kind == selfTable:
 		s.mu.Lock()
-		t.self = true
+		t.Info.self = true
 		s.mu.Unlock()
 		return nil
 	case kind != outboxTable || !insert:
 		s.mu.Lock()
-		t.foreign = true
+		t.Info.foreign = true
 		s.mu.Unlock()
 		return nil
 	}
@@ -843,18 +801,12 @@ func (r *reader) rows(ctx context.Context, h *replication.EventHeader, e *replic
 		}
 		rec, err := l.decodeRow(row, commit)
 		s.mu.Lock()
-		t.outbox = true
-		ent := &entry{rec: rec, txn: t, size: int64(len(rec.Payload))}
+		t.Info.outbox = true
 		if err != nil {
 			s.logger.Warn("undecodable outbox row; moved to dead letters", slog.Int64("seq", rec.Seq), slog.Any("error", err))
-			ent.gen = s.gen
-			t.pending++
-			s.pending++
-			s.pendBytes += ent.size
-			s.peak = max(s.peak, s.pending)
-			s.queueAck(ackOp{entry: ent, kind: ackDead, reason: "undecodable row: " + err.Error()})
+			s.q.Reject(t, rec, "undecodable row: "+err.Error())
 		} else {
-			s.add(ent)
+			s.q.Add(t, rec)
 		}
 		s.mu.Unlock()
 	}

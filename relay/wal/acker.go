@@ -3,28 +3,11 @@ package wal
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/outboxgo/outbox/internal/sqlident"
+	"github.com/outboxgo/outbox/relay/internal/keyqueue"
 )
-
-// ackKind is what the database must do before a message counts as done.
-type ackKind uint8
-
-const (
-	ackDelete ackKind = iota + 1 // table mode: delete the acknowledged row
-	ackDead                      // write the dead letter (and delete the row in table mode)
-)
-
-type ackOp struct {
-	entry  *entry
-	kind   ackKind
-	reason string
-}
-
-// maxAckBatch bounds one round of database writes.
-const maxAckBatch = 5000
 
 type queries struct {
 	del, dead string
@@ -52,104 +35,18 @@ FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::by
 	}
 }
 
-// queueAck hands op to the acker. Called with mu held.
-func (s *Source) queueAck(op ackOp) {
-	s.acks = append(s.acks, op)
-	select {
-	case s.ackWake <- struct{}{}:
-	default:
-	}
-}
-
-// ackLoop applies queued deletes and dead letters in batches, and marks their messages done
-// once the database has them. A failed write is retried (the messages stay pending, holding
-// the slot's position) until ctx ends.
-func (s *Source) ackLoop(ctx context.Context) {
-	failures, waits := 0, 0
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.ackWake:
-		}
-		for ctx.Err() == nil {
-			s.mu.Lock()
-			n := min(len(s.acks), maxAckBatch)
-			if n == 0 {
-				s.mu.Unlock()
-				break
-			}
-			ops := make([]ackOp, n)
-			copy(ops, s.acks)
-			clear(s.acks[:n])
-			s.acks = s.acks[n:]
-			s.ackBusy = n
-			s.mu.Unlock()
-
-			later, err := s.apply(ctx, ops)
-			s.mu.Lock()
-			s.ackBusy = 0
-			if err != nil {
-				// Put them back in front, unless a new session made them stale.
-				keep := make([]ackOp, 0, len(ops)+len(s.acks))
-				for _, op := range ops {
-					if op.entry.gen == s.gen {
-						keep = append(keep, op)
-					}
-				}
-				s.acks = append(keep, s.acks...)
-				s.nudge()
-				s.mu.Unlock()
-				if ctx.Err() != nil {
-					return
-				}
-				failures++
-				d := min(5*time.Second, 100*time.Millisecond<<min(failures-1, 6))
-				s.logger.Warn("writing acknowledgements to the database failed; retrying",
-					slog.Int("messages", len(ops)), slog.Any("error", err), slog.Duration("retry_in", d))
-				if sleepCtx(ctx, d) != nil {
-					return
-				}
-				continue
-			}
-			failures = 0
-			again := make(map[*entry]bool, len(later))
-			for _, op := range later {
-				again[op.entry] = true
-				if op.entry.gen == s.gen {
-					s.acks = append(s.acks, op)
-				}
-			}
-			for _, op := range ops {
-				if !again[op.entry] {
-					s.done(op.entry)
-				}
-			}
-			s.mu.Unlock()
-			if len(later) < len(ops) {
-				waits = 0
-				continue
-			}
-			// Only rows of transactions not visible yet: give them a moment.
-			waits++
-			if sleepCtx(ctx, min(time.Second, time.Millisecond<<min(waits, 10))) != nil {
-				return
-			}
-		}
-	}
-}
-
-// apply writes one batch of acknowledgements: deletes of acknowledged rows (idempotent, so
-// first: if what follows fails, the whole batch is simply applied again), then dead letters.
+// apply writes one batch of acknowledgements for the queue's acker: deletes of acknowledged
+// rows (idempotent, so first: if what follows fails, the whole batch is simply applied
+// again), then dead letters.
 // It returns the operations to apply again later: deletes of rows whose transaction is not
 // visible yet, and the deletes of the rows of messages just dead-lettered.
 func (s *Source) apply(ctx context.Context, ops []ackOp) (later []ackOp, err error) {
 	var del, dead []ackOp
 	for _, op := range ops {
-		switch op.kind {
-		case ackDelete:
+		switch op.Kind {
+		case keyqueue.Delete:
 			del = append(del, op)
-		case ackDead:
+		case keyqueue.Dead:
 			dead = append(dead, op)
 		}
 	}
@@ -164,8 +61,8 @@ func (s *Source) apply(ctx context.Context, ops []ackOp) (later []ackOp, err err
 		}
 		if s.cfg.Mode == ModeTable && !s.cfg.KeepAcked {
 			for _, op := range dead {
-				if op.entry.rec.Seq > 0 {
-					later = append(later, ackOp{entry: op.entry, kind: ackDelete})
+				if op.Entry.Record.Seq > 0 {
+					later = append(later, ackOp{Entry: op.Entry, Kind: keyqueue.Delete})
 				}
 			}
 		}
@@ -180,14 +77,14 @@ func (s *Source) deleteRows(ctx context.Context, del []ackOp) ([]ackOp, error) {
 	var xids []int64
 	seen := make(map[uint32]bool)
 	for i, op := range del {
-		ids[i] = op.entry.rec.Seq
-		if x := op.entry.txn.xid; !seen[x] {
+		ids[i] = op.Entry.Record.Seq
+		if x := op.Entry.Txn.Info.xid; !seen[x] {
 			seen[x] = true
 			xids = append(xids, int64(x))
 		}
 	}
 	var deleted, invisible []int64
-	if err := s.cfg.Pool.QueryRow(ctx, s.q.del, ids, xids).Scan(&deleted, &invisible); err != nil {
+	if err := s.cfg.Pool.QueryRow(ctx, s.queries.del, ids, xids).Scan(&deleted, &invisible); err != nil {
 		return nil, fmt.Errorf("deleting %d acknowledged rows: %w", len(ids), err)
 	}
 	if len(deleted) == len(ids) || len(invisible) == 0 {
@@ -203,7 +100,7 @@ func (s *Source) deleteRows(ctx context.Context, del []ackOp) ([]ackOp, error) {
 	}
 	var later []ackOp
 	for _, op := range del {
-		if !gone[op.entry.rec.Seq] && wait[op.entry.txn.xid] {
+		if !gone[op.Entry.Record.Seq] && wait[op.Entry.Txn.Info.xid] {
 			later = append(later, op)
 		}
 	}
@@ -226,7 +123,7 @@ func (s *Source) writeDead(ctx context.Context, dead []ackOp) error {
 		errs     = make([]string, n)
 	)
 	for i, op := range dead {
-		r := &op.entry.rec
+		r := &op.Entry.Record
 		orig[i] = r.Seq
 		msgIDs[i] = r.ID.String()
 		topics[i] = storable(r.Topic)
@@ -246,9 +143,9 @@ func (s *Source) writeDead(ctx context.Context, dead []ackOp) error {
 		}
 		// The failed attempt counts, as in the store's dead letters.
 		attempts[i] = int32(min(r.Attempts+1, 1<<30))
-		errs[i] = storable(op.reason)
+		errs[i] = storable(op.Reason)
 	}
-	if _, err := s.cfg.Pool.Exec(ctx, s.q.dead, orig, msgIDs, topics, keys, types, payloads, headers, created, attempts, errs); err != nil {
+	if _, err := s.cfg.Pool.Exec(ctx, s.queries.dead, orig, msgIDs, topics, keys, types, payloads, headers, created, attempts, errs); err != nil {
 		return fmt.Errorf("writing %d dead letters: %w", n, err)
 	}
 	return nil

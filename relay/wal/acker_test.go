@@ -9,6 +9,7 @@ import (
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect/postgres"
 	"github.com/outboxgo/outbox/internal/pgtest"
+	"github.com/outboxgo/outbox/relay/internal/keyqueue"
 )
 
 // TestDeleteWaitsForVisibility: the walsender can stream a transaction a moment before other
@@ -41,7 +42,7 @@ func TestDeleteWaitsForVisibility(t *testing.T) {
 	if err := tx.QueryRow(ctx, `SELECT max(id), pg_current_xact_id()::text::bigint FROM `+table).Scan(&id, &full); err != nil {
 		t.Fatal(err)
 	}
-	pending := &entry{rec: outbox.Record{Seq: id}, txn: &txn{xid: uint32(full)}}
+	pending := &keyqueue.Entry[txnInfo]{Record: outbox.Record{Seq: id}, Txn: &keyqueue.Txn[txnInfo]{Info: txnInfo{xid: uint32(full)}}}
 	// A committed transaction whose row is already gone.
 	var doneXid int64
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
@@ -50,13 +51,13 @@ func TestDeleteWaitsForVisibility(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gone := &entry{rec: outbox.Record{Seq: id + 1000}, txn: &txn{xid: uint32(doneXid)}}
+	gone := &keyqueue.Entry[txnInfo]{Record: outbox.Record{Seq: id + 1000}, Txn: &keyqueue.Txn[txnInfo]{Info: txnInfo{xid: uint32(doneXid)}}}
 
-	later, err := s.deleteRows(ctx, []ackOp{{entry: pending, kind: ackDelete}, {entry: gone, kind: ackDelete}})
+	later, err := s.deleteRows(ctx, []ackOp{{Entry: pending, Kind: keyqueue.Delete}, {Entry: gone, Kind: keyqueue.Delete}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(later) != 1 || later[0].entry != pending {
+	if len(later) != 1 || later[0].Entry != pending {
 		t.Fatalf("later = %+v, want only the invisible row", later)
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -2,7 +2,6 @@ package wal
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"testing"
 	"time"
@@ -13,6 +12,9 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox/relay"
+	"github.com/outboxgo/outbox/relay/internal/keyqueue"
+	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 )
 
 // newTestSource returns a Source that is never connected: for the scheduling logic only.
@@ -35,56 +37,23 @@ func newTestSource(t *testing.T, edit func(*Config)) *Source {
 	return s
 }
 
-// begin opens a transaction in the stream.
-func (s *Source) testBegin() *txn {
+// testBegin opens a transaction in the stream.
+func (s *Source) testBegin() *keyqueue.Txn[txnInfo] {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := &txn{}
-	s.open = t
-	s.txns = append(s.txns, t)
-	return t
+	return s.q.Begin(txnInfo{})
 }
 
 func (s *Source) testCommit(end pglogrepl.LSN) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.open.end, s.open.complete, s.open = end, true, nil
+	s.q.End().Info.end = end
 }
 
 func (s *Source) testAdd(key string, seq int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.add(&entry{rec: outbox.Record{Message: outbox.Message{Topic: "t", Key: key, Payload: []byte(key + ":" + strconv.FormatInt(seq, 10))}, Seq: seq}, txn: s.open})
-}
-
-func next(t *testing.T, s *Source, wait time.Duration) *batch {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	b, err := s.Next(ctx)
-	if errors.Is(err, context.DeadlineExceeded) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.(*batch)
-}
-
-func seqs(b *batch) []int64 {
-	var out []int64
-	for _, r := range b.Records() {
-		out = append(out, r.Seq)
-	}
-	return out
-}
-
-func published(b *batch) dialect.Outcome {
-	var o dialect.Outcome
-	for _, r := range b.Records() {
-		o.Published = append(o.Published, r.Seq)
-	}
-	return o
+	s.q.Add(s.q.Open(), outbox.Record{Message: outbox.Message{Topic: "t", Key: key, Payload: []byte(key + ":" + strconv.FormatInt(seq, 10))}, Seq: seq})
 }
 
 func TestBatchesNeverShareAKey(t *testing.T) {
@@ -97,26 +66,26 @@ func TestBatchesNeverShareAKey(t *testing.T) {
 	s.testAdd("c", 4)
 	s.testCommit(100)
 
-	b1 := next(t, s, time.Second)
+	b1 := sourcetest.Next(t, s, time.Second)
 	// Two workers: the first batch takes its share of the three keys, oldest first.
-	if got := seqs(b1); len(got) != 3 || got[0] != 1 || got[1] != 2 || got[2] != 3 {
+	if got := sourcetest.Seqs(b1); len(got) != 3 || got[0] != 1 || got[1] != 2 || got[2] != 3 {
 		t.Fatalf("first batch = %v, want [1 2 3]", got)
 	}
-	b2 := next(t, s, time.Second)
-	if got := seqs(b2); len(got) != 1 || got[0] != 4 {
+	b2 := sourcetest.Next(t, s, time.Second)
+	if got := sourcetest.Seqs(b2); len(got) != 1 || got[0] != 4 {
 		t.Fatalf("second batch = %v, want [4]", got)
 	}
 	s.testBegin()
 	s.testAdd("a", 5)
 	s.testCommit(200)
-	if b := next(t, s, 30*time.Millisecond); b != nil {
-		t.Fatalf("got %v while key a is held by another batch", seqs(b))
+	if b := sourcetest.Next(t, s, 30*time.Millisecond); b != nil {
+		t.Fatalf("got %v while key a is held by another batch", sourcetest.Seqs(b))
 	}
-	if err := b1.Finish(context.Background(), published(b1)); err != nil {
+	if err := b1.Finish(context.Background(), sourcetest.Published(b1)); err != nil {
 		t.Fatal(err)
 	}
-	b3 := next(t, s, time.Second)
-	if got := seqs(b3); len(got) != 1 || got[0] != 5 {
+	b3 := sourcetest.Next(t, s, time.Second)
+	if got := sourcetest.Seqs(b3); len(got) != 1 || got[0] != 5 {
 		t.Fatalf("third batch = %v, want [5]", got)
 	}
 	// Confirmation waits for the whole transaction: 4 and 5 are still out.
@@ -126,8 +95,8 @@ func TestBatchesNeverShareAKey(t *testing.T) {
 	if lsn != 0 {
 		t.Fatalf("confirmed %v with messages of the first transaction unfinished", lsn)
 	}
-	for _, b := range []*batch{b2, b3} {
-		if err := b.Finish(context.Background(), published(b)); err != nil {
+	for _, b := range []relay.Batch{b2, b3} {
+		if err := b.Finish(context.Background(), sourcetest.Published(b)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -147,8 +116,8 @@ func TestRetryHoldsItsKeyOnly(t *testing.T) {
 	s.testAdd("a", 2)
 	s.testAdd("", 3)
 	s.testCommit(100)
-	b := next(t, s, time.Second)
-	if got := seqs(b); len(got) != 3 {
+	b := sourcetest.Next(t, s, time.Second)
+	if got := sourcetest.Seqs(b); len(got) != 3 {
 		t.Fatalf("batch = %v", got)
 	}
 	// 1 fails (2 is released behind it), the keyless 3 fails too.
@@ -157,13 +126,13 @@ func TestRetryHoldsItsKeyOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b = next(t, s, time.Second)
-	if got := seqs(b); len(got) != 1 || got[0] != 3 || b.Records()[0].Attempts != 1 {
+	b = sourcetest.Next(t, s, time.Second)
+	if got := sourcetest.Seqs(b); len(got) != 1 || got[0] != 3 || b.Records()[0].Attempts != 1 {
 		t.Fatalf("batch = %v, want the keyless message alone after its short delay", got)
 	}
 	start := time.Now()
-	b2 := next(t, s, time.Second)
-	if got := seqs(b2); len(got) != 2 || got[0] != 1 || got[1] != 2 {
+	b2 := sourcetest.Next(t, s, time.Second)
+	if got := sourcetest.Seqs(b2); len(got) != 2 || got[0] != 1 || got[1] != 2 {
 		t.Fatalf("batch = %v, want [1 2] after the delay", got)
 	}
 	if waited := time.Since(start); waited < 50*time.Millisecond {
@@ -199,14 +168,14 @@ func TestPositionMarkers(t *testing.T) {
 	s.mu.Lock()
 	s.mark(150)
 	s.mark(160) // coalesced with the previous marker
-	n := len(s.txns) - s.txnHead
+	n := s.q.Unconfirmed()
 	lsn, idle := s.confirmable()
 	s.mu.Unlock()
 	if n != 2 || lsn != 50 || idle {
 		t.Fatalf("queue %d, confirmable %v %v; want 2 entries, 50, busy", n, lsn, idle)
 	}
-	b := next(t, s, time.Second)
-	if err := b.Finish(context.Background(), published(b)); err != nil {
+	b := sourcetest.Next(t, s, time.Second)
+	if err := b.Finish(context.Background(), sourcetest.Published(b)); err != nil {
 		t.Fatal(err)
 	}
 	s.mu.Lock()
@@ -224,40 +193,40 @@ func TestBackPressureAndStaleBatches(t *testing.T) {
 	s.testAdd("a", 1)
 	s.testAdd("b", 2)
 	s.mu.Lock()
-	over := s.overloaded()
+	over := s.q.Overloaded()
 	s.mu.Unlock()
 	if over {
 		t.Fatal("overloaded below MaxInFlight")
 	}
 	s.testAdd("c", 3)
 	s.mu.Lock()
-	over = s.overloaded()
+	over = s.q.Overloaded()
 	s.mu.Unlock()
 	if !over {
 		t.Fatal("not overloaded at MaxInFlight")
 	}
-	b := next(t, s, time.Second)
+	b := sourcetest.Next(t, s, time.Second)
 	// The session ends: everything read is forgotten, the batch in flight goes stale but
 	// keeps its keys until it finishes.
 	s.mu.Lock()
-	s.reset()
+	s.q.Reset()
 	s.mu.Unlock()
 	s.testBegin()
 	s.testAdd("a", 1)
 	s.testAdd("d", 4)
 	s.testCommit(100)
-	b2 := next(t, s, time.Second)
-	if got := seqs(b2); len(got) != 1 || got[0] != 4 {
+	b2 := sourcetest.Next(t, s, time.Second)
+	if got := sourcetest.Seqs(b2); len(got) != 1 || got[0] != 4 {
 		t.Fatalf("batch = %v, want only d while a is held by the stale batch", got)
 	}
-	if err := b.Finish(context.Background(), published(b)); err != nil {
+	if err := b.Finish(context.Background(), sourcetest.Published(b)); err != nil {
 		t.Fatal(err)
 	}
 	if st := s.Stats(); st.Pending != 2 {
 		t.Fatalf("pending = %d after a stale finish, want 2 (the new session's)", st.Pending)
 	}
-	b3 := next(t, s, time.Second)
-	if got := seqs(b3); len(got) != 1 || got[0] != 1 {
+	b3 := sourcetest.Next(t, s, time.Second)
+	if got := sourcetest.Seqs(b3); len(got) != 1 || got[0] != 1 {
 		t.Fatalf("batch = %v, want a again", got)
 	}
 }

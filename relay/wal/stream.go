@@ -15,17 +15,13 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/relay/internal/session"
 )
 
-// setupError is a configuration problem found on the server (wrong slot plugin, missing
+// setupErrorf reports a configuration problem found on the server (wrong slot plugin, missing
 // table...): retrying cannot fix it, so Run returns it.
-type setupError struct{ err error }
-
-func (e *setupError) Error() string { return e.err.Error() }
-func (e *setupError) Unwrap() error { return e.err }
-
 func setupErrorf(format string, args ...any) error {
-	return &setupError{err: fmt.Errorf("wal: "+format, args...)}
+	return session.SetupErrorf("wal: "+format, args...)
 }
 
 // errSlotBusy: another relay streams from the slot (this one is a standby).
@@ -42,57 +38,42 @@ func (s *Source) Run(ctx context.Context) error {
 		return errors.New("wal: Run is already running")
 	}
 	defer s.running.Store(false)
-	var wg sync.WaitGroup
 	// The acker outlives ctx for the final drain.
-	ackCtx, stopAcks := context.WithCancel(context.WithoutCancel(ctx))
+	defer s.q.StartAcker(ctx, s.apply)()
+	var wg sync.WaitGroup
 	mctx, stopMaintain := context.WithCancel(ctx)
 	defer func() {
-		stopAcks()
 		stopMaintain()
 		wg.Wait()
 	}()
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		s.ackLoop(ackCtx)
-	}()
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		s.maintain(mctx)
 	}()
 
 	standby := false
-	for {
-		err := s.session(ctx)
-		select {
-		case <-s.crashed:
-			return errCrashed
-		default:
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		var se *setupError
-		if errors.As(err, &se) {
-			return err
-		}
-		s.mu.Lock()
-		s.reset()
-		s.mu.Unlock()
-		if errors.Is(err, errSlotBusy) {
-			if !standby {
-				s.logger.Info("replication slot in use by another relay; standing by", slog.Any("error", err))
+	return session.Loop{
+		Session:    s.session,
+		Interval:   s.cfg.ReconnectInterval,
+		Crashed:    s.crashed,
+		ErrCrashed: errCrashed,
+		Failed: func(err error) {
+			s.mu.Lock()
+			s.q.Reset()
+			s.mu.Unlock()
+			if errors.Is(err, errSlotBusy) {
+				if !standby {
+					s.logger.Info("replication slot in use by another relay; standing by", slog.Any("error", err))
+				}
+				standby = true
+			} else {
+				standby = false
+				s.logger.Warn("replication stream failed; reconnecting", slog.Any("error", err),
+					slog.Duration("retry_in", s.cfg.ReconnectInterval))
 			}
-			standby = true
-		} else {
-			standby = false
-			s.logger.Warn("replication stream failed; reconnecting", slog.Any("error", err),
-				slog.Duration("retry_in", s.cfg.ReconnectInterval))
-		}
-		if sleepCtx(ctx, s.cfg.ReconnectInterval) != nil {
-			return nil
-		}
-	}
+		},
+	}.Run(ctx)
 }
 
 // Setup creates the publication and the replication slot when they are missing, and checks
@@ -291,7 +272,7 @@ func (s *Source) session(ctx context.Context) error {
 		return fmt.Errorf("reading the slot's position: %w", err)
 	}
 	s.mu.Lock()
-	s.reset()
+	s.q.Reset()
 	if confirmed != nil {
 		if lsn, err := pglogrepl.ParseLSN(*confirmed); err == nil {
 			s.confirmed = max(s.confirmed, lsn)
@@ -344,14 +325,14 @@ func (s *Source) loop(ctx context.Context, conn *pgconn.PgConn, r *reader) error
 			nextStatus = now.Add(s.cfg.StatusInterval)
 		}
 		s.mu.Lock()
-		over := s.overloaded()
+		over := s.q.Overloaded()
 		s.mu.Unlock()
 		if over {
 			t := time.NewTimer(time.Until(nextStatus))
 			select {
 			case <-ctx.Done():
 			case <-s.crashed:
-			case <-s.progress:
+			case <-s.q.Progress():
 			case <-t.C:
 			}
 			t.Stop()
@@ -425,36 +406,14 @@ func (s *Source) sendStatus(conn *pgconn.PgConn) error {
 	return nil
 }
 
-// shutdown waits (up to ShutdownTimeout) for batches in flight and their database writes, then
-// confirms what finished.
+// shutdown waits (up to ShutdownTimeout) for batches in flight and their database writes,
+// sending status updates meanwhile, then confirms what finished.
 func (s *Source) shutdown(conn *pgconn.PgConn) error {
-	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
-	nextStatus := time.Now().Add(s.cfg.StatusInterval)
-	for {
-		s.mu.Lock()
-		idle := s.inflight == 0 && len(s.acks) == 0 && s.ackBusy == 0
-		s.mu.Unlock()
-		now := time.Now()
-		if idle || !now.Before(deadline) {
-			break
-		}
-		if !now.Before(nextStatus) {
-			if err := s.sendStatus(conn); err != nil {
-				return err
-			}
-			nextStatus = now.Add(s.cfg.StatusInterval)
-		}
-		t := time.NewTimer(min(time.Until(deadline), time.Until(nextStatus)))
-		select {
-		case <-s.progress:
-		case <-s.crashed:
-			t.Stop()
-			return errCrashed
-		case <-t.C:
-		}
-		t.Stop()
+	send := func() error { return s.sendStatus(conn) }
+	if err := s.q.Drain(s.crashed, errCrashed, s.cfg.ShutdownTimeout, s.cfg.StatusInterval, send); err != nil {
+		return err
 	}
-	return s.sendStatus(conn)
+	return send()
 }
 
 // maintain writes heartbeats and watches the retained WAL until ctx ends.
@@ -548,9 +507,7 @@ func (r *reader) handle(data []byte) error {
 		}
 		r.commitTime = m.CommitTime
 		s.mu.Lock()
-		t := &txn{xid: m.Xid}
-		s.open = t
-		s.txns = append(s.txns, t)
+		s.q.Begin(txnInfo{xid: m.Xid})
 		s.mu.Unlock()
 	case pglogrepl.MessageTypeCommit:
 		var m pglogrepl.CommitMessage
@@ -558,12 +515,11 @@ func (r *reader) handle(data []byte) error {
 			return fmt.Errorf("decoding Commit: %w", err)
 		}
 		s.mu.Lock()
-		if t := s.open; t != nil {
-			t.end, t.complete = m.TransactionEndLSN, true
-			s.open = nil
+		if t := s.q.End(); t != nil {
+			t.Info.end = m.TransactionEndLSN
 		}
 		s.mu.Unlock()
-		s.nudge()
+		s.q.Nudge()
 	case pglogrepl.MessageTypeRelation:
 		var m pglogrepl.RelationMessage
 		if err := m.Decode(data[1:]); err != nil {
@@ -623,21 +579,14 @@ func (r *reader) add(rec outbox.Record, decodeErr error, standalone bool, lsn pg
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := s.open
+	t := s.q.Open()
 	if standalone || t == nil {
-		t = &txn{end: lsn, complete: true}
-		s.txns = append(s.txns, t)
+		t = s.q.Append(txnInfo{end: lsn})
 	}
-	e := &entry{rec: rec, txn: t, size: int64(len(rec.Payload))}
 	if decodeErr != nil {
 		s.logger.Warn("undecodable message; moved to dead letters", slog.Int64("seq", rec.Seq), slog.Any("error", decodeErr))
-		e.gen = s.gen
-		t.pending++
-		s.pending++
-		s.pendingBytes += e.size
-		s.peak = max(s.peak, s.pending)
-		s.queueAck(ackOp{entry: e, kind: ackDead, reason: "undecodable message: " + decodeErr.Error()})
+		s.q.Reject(t, rec, "undecodable message: "+decodeErr.Error())
 		return
 	}
-	s.add(e)
+	s.q.Add(t, rec)
 }

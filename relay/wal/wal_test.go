@@ -13,6 +13,7 @@ import (
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/internal/pgtest"
 	"github.com/outboxgo/outbox/relay"
+	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 	"github.com/outboxgo/outbox/relay/wal"
 	"github.com/outboxgo/outbox/sink"
 )
@@ -29,28 +30,19 @@ func TestDeliversInKeyOrder(t *testing.T) {
 			}
 			// Some before the relay starts, some while it runs.
 			n := len(e.produce(t, 20, 0, 10, 10))
-			sk := newMemSink()
-			startRelay(t, src, sk, relay.Config{})
+			sk := sourcetest.NewSink()
+			sourcetest.StartRelay(t, src, sk, relay.Config{})
 			n += len(e.produce(t, 20, 10, 15, 7))
-			waitFor(t, 30*time.Second, "all messages", func() bool { return sk.unique() == n })
-			delivered, count := sk.snapshot()
-			if dups := checkOrder(t, delivered); dups != 0 {
-				t.Errorf("%d duplicates in the happy path", dups)
-			}
-			for _, c := range count {
-				if c != 1 {
-					t.Fatalf("a message was delivered %d times", c)
-				}
-			}
+			delivered := sk.AwaitOnce(t, 30*time.Second, n)
 			r := delivered[0]
 			if r.Topic != "test.orders" || r.Type != "test.orders" && r.Type != "" || r.CreatedAt.IsZero() || time.Since(r.CreatedAt) > time.Minute {
 				t.Fatalf("record = %+v", r)
 			}
 			if mode == wal.ModeTable {
-				waitFor(t, 10*time.Second, "acknowledged rows deleted", func() bool { return e.rows(t) == 0 })
+				sourcetest.WaitFor(t, 10*time.Second, "acknowledged rows deleted", func() bool { return e.rows(t) == 0 })
 			}
 			// Everything is done: the slot's position catches up with the server.
-			waitFor(t, 10*time.Second, "slot position to catch up", func() bool {
+			sourcetest.WaitFor(t, 10*time.Second, "slot position to catch up", func() bool {
 				lag, err := src.Lag(context.Background())
 				return err == nil && lag < 1<<20 && src.Stats().Pending == 0
 			})
@@ -64,12 +56,12 @@ func TestRollbackPublishesNothing(t *testing.T) {
 		t.Run(string(mode), func(t *testing.T) {
 			t.Parallel()
 			e := setup(t, mode)
-			sk := newMemSink()
+			sk := sourcetest.NewSink()
 			src := e.source(t, e.config(t))
 			if err := src.Setup(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			startRelay(t, src, sk, relay.Config{})
+			sourcetest.StartRelay(t, src, sk, relay.Config{})
 			ctx := context.Background()
 			errBusiness := errors.New("business rule failed")
 			err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
@@ -82,9 +74,9 @@ func TestRollbackPublishesNothing(t *testing.T) {
 				t.Fatalf("tx error = %v", err)
 			}
 			e.commit(t, outbox.Message{Topic: "test.committed", Key: "x"})
-			waitFor(t, 10*time.Second, "committed message", func() bool { return sk.unique() == 1 })
+			sourcetest.WaitFor(t, 10*time.Second, "committed message", func() bool { return sk.Unique() == 1 })
 			time.Sleep(200 * time.Millisecond) // anything else would have arrived with it
-			got, _ := sk.snapshot()
+			got, _ := sk.Snapshot()
 			if len(got) != 1 || got[0].Topic != "test.committed" {
 				t.Fatalf("delivered %+v, want only test.committed", got)
 			}
@@ -108,26 +100,12 @@ func TestLargeTransaction(t *testing.T) {
 				t.Fatal(err)
 			}
 			e.produce(t, keys, 0, n/keys, n)
-			sk := newMemSink()
-			sk.gate = make(chan struct{})
-			startRelay(t, src, sk, relay.Config{})
-			// With the sink stalled, the source reads up to MaxInFlight and stops there.
-			waitFor(t, 2*time.Minute, "the source to fill up", func() bool { return src.Stats().Pending == maxInFlight })
-			time.Sleep(300 * time.Millisecond)
-			if st := src.Stats(); st.Pending != maxInFlight {
-				t.Fatalf("pending = %d while the sink is stalled, want it to stay at %d", st.Pending, maxInFlight)
-			}
-			close(sk.gate)
-			waitFor(t, 5*time.Minute, "all messages", func() bool { return sk.unique() == n })
-			delivered, _ := sk.snapshot()
-			checkOrder(t, delivered)
-			st := src.Stats()
-			t.Logf("stats: %+v", st)
-			if st.PendingPeak > maxInFlight {
-				t.Fatalf("the source held %d messages, more than MaxInFlight %d", st.PendingPeak, maxInFlight)
-			}
+			sourcetest.LargeTransaction(t, src, func() (int, int, any) {
+				st := src.Stats()
+				return st.Pending, st.PendingPeak, st
+			}, n, maxInFlight)
 			if mode == wal.ModeTable {
-				waitFor(t, 30*time.Second, "acknowledged rows deleted", func() bool { return e.rows(t) == 0 })
+				sourcetest.WaitFor(t, 30*time.Second, "acknowledged rows deleted", func() bool { return e.rows(t) == 0 })
 			}
 		})
 	}
@@ -143,9 +121,9 @@ func TestRetryAndDeadLetter(t *testing.T) {
 			t.Parallel()
 			e := setup(t, mode)
 			src := e.source(t, e.config(t))
-			sk := newMemSink()
+			sk := sourcetest.NewSink()
 			failures := map[string]int{}
-			sk.fail = func(r *outbox.Record) error {
+			sk.Fail = func(r *outbox.Record) error {
 				switch string(r.Payload) {
 				case "a:0":
 					if failures["a:0"] < 2 {
@@ -157,8 +135,8 @@ func TestRetryAndDeadLetter(t *testing.T) {
 				}
 				return nil
 			}
-			startRelay(t, src, sk, relay.Config{})
-			waitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
+			sourcetest.StartRelay(t, src, sk, relay.Config{})
+			sourcetest.WaitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
 			e.commit(t,
 				outbox.Message{Topic: "t", Key: "a", Payload: []byte("a:0")},
 				outbox.Message{Topic: "t", Key: "b", Payload: []byte("b:0")},
@@ -167,8 +145,8 @@ func TestRetryAndDeadLetter(t *testing.T) {
 				outbox.Message{Topic: "t", Key: "a", Payload: []byte("a:1")},
 				outbox.Message{Topic: "t", Key: "b", Payload: []byte("b:1")},
 				outbox.Message{Topic: "t", Key: "c", Payload: []byte("c:1")})
-			waitFor(t, 30*time.Second, "deliveries", func() bool { return sk.unique() == 5 })
-			delivered, _ := sk.snapshot()
+			sourcetest.WaitFor(t, 30*time.Second, "deliveries", func() bool { return sk.Unique() == 5 })
+			delivered, _ := sk.Snapshot()
 			// b:0 is dead: renumber b's sequence for the order check.
 			pos := map[string]int{}
 			for i, r := range delivered {
@@ -188,7 +166,7 @@ func TestRetryAndDeadLetter(t *testing.T) {
 				lastErr  string
 				attempts int
 			)
-			waitFor(t, 10*time.Second, "dead letter", func() bool {
+			sourcetest.WaitFor(t, 10*time.Second, "dead letter", func() bool {
 				err := e.pool.QueryRow(context.Background(), `SELECT payload, last_error, attempts FROM `+e.table+`_dead`).Scan(&payload, &lastErr, &attempts)
 				return err == nil
 			})
@@ -200,9 +178,9 @@ func TestRetryAndDeadLetter(t *testing.T) {
 				t.Fatalf("store dead letters = %+v, %v", dls, err)
 			}
 			if mode == wal.ModeTable {
-				waitFor(t, 10*time.Second, "rows deleted", func() bool { return e.rows(t) == 0 })
+				sourcetest.WaitFor(t, 10*time.Second, "rows deleted", func() bool { return e.rows(t) == 0 })
 			}
-			waitFor(t, 10*time.Second, "nothing pending", func() bool { return src.Stats().Pending == 0 })
+			sourcetest.WaitFor(t, 10*time.Second, "nothing pending", func() bool { return src.Stats().Pending == 0 })
 		})
 	}
 }
@@ -215,33 +193,7 @@ func TestRestartResumes(t *testing.T) {
 		t.Run(string(mode), func(t *testing.T) {
 			t.Parallel()
 			e := setup(t, mode)
-			sk := newMemSink()
-			sk.delay.Store(int64(2 * time.Millisecond))
-			src1 := e.source(t, e.config(t))
-			if err := src1.Setup(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			n := len(e.produce(t, 10, 0, 50, 10))
-			r1 := startRelay(t, src1, sk, relay.Config{})
-			waitFor(t, 30*time.Second, "some deliveries", func() bool { return sk.unique() >= 100 })
-			if err := r1.stop(); err != nil {
-				t.Fatal(err)
-			}
-			before := sk.unique()
-			lsn := e.confirmedLSN(t)
-			n += len(e.produce(t, 10, 50, 20, 10))
-			src2 := e.source(t, e.config(t))
-			startRelay(t, src2, sk, relay.Config{})
-			waitFor(t, 60*time.Second, "all messages", func() bool { return sk.unique() == n })
-			delivered, _ := sk.snapshot()
-			dups := checkOrder(t, delivered)
-			t.Logf("stopped after %d of %d (slot at %s); %d duplicates after the restart", before, n, lsn, dups)
-			// Resumed from the confirmed position, not from the start. What is sent again are the
-			// transactions only partly published at the stop: with per-key parallelism the keys
-			// run at most a few batches (of up to 8 messages per key) apart.
-			if dups >= before || dups > 150 {
-				t.Errorf("%d of %d messages sent again after a graceful stop", dups, before)
-			}
+			sourcetest.RestartResumes(t, e.scenarios(t), func(*wal.Source) string { return "slot at " + e.confirmedLSN(t) })
 		})
 	}
 }
@@ -254,35 +206,9 @@ func TestCrashRestart(t *testing.T) {
 		t.Run(string(mode), func(t *testing.T) {
 			t.Parallel()
 			e := setup(t, mode)
-			sk := newMemSink()
-			sk.delay.Store(int64(5 * time.Millisecond))
-			src1 := e.source(t, e.config(t))
-			if err := src1.Setup(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			n := len(e.produce(t, 10, 0, 60, 20))
-			r1 := startRelay(t, src1, sk, relay.Config{})
-			waitFor(t, 30*time.Second, "some deliveries", func() bool { return sk.unique() >= 150 })
-			time.Sleep(4 * 50 * time.Millisecond) // a few status updates confirm part of it
-			src1.Crash()
-			select {
-			case <-r1.done:
-			case <-time.After(30 * time.Second):
-				t.Fatal("relay did not stop after the crash")
-			}
-			before := sk.unique()
-			n += len(e.produce(t, 10, 60, 10, 20))
-			src2 := e.source(t, e.config(t))
-			startRelay(t, src2, sk, relay.Config{})
-			waitFor(t, 60*time.Second, "all messages", func() bool { return sk.unique() == n })
-			delivered, _ := sk.snapshot()
-			dups := checkOrder(t, delivered)
-			t.Logf("crashed after %d of %d; %d duplicates", before, n, dups)
-			if dups >= before {
-				t.Errorf("everything (%d) was sent again: the slot confirmed nothing before the crash", dups)
-			}
+			sourcetest.CrashRestart(t, e.scenarios(t))
 			if mode == wal.ModeTable {
-				waitFor(t, 10*time.Second, "rows deleted", func() bool { return e.rows(t) == 0 })
+				sourcetest.WaitFor(t, 10*time.Second, "rows deleted", func() bool { return e.rows(t) == 0 })
 			}
 		})
 	}
@@ -293,23 +219,21 @@ func TestCrashRestart(t *testing.T) {
 func TestConnectionCut(t *testing.T) {
 	t.Parallel()
 	e := setup(t, wal.ModeLogical)
-	sk := newMemSink()
-	sk.delay.Store(int64(2 * time.Millisecond))
+	sk := sourcetest.NewSink()
+	sk.Delay.Store(int64(2 * time.Millisecond))
 	src := e.source(t, e.config(t))
 	if err := src.Setup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	n := len(e.produce(t, 10, 0, 60, 20))
-	startRelay(t, src, sk, relay.Config{})
-	waitFor(t, 30*time.Second, "some deliveries", func() bool { return sk.unique() >= 150 })
+	sourcetest.StartRelay(t, src, sk, relay.Config{})
+	sourcetest.WaitFor(t, 30*time.Second, "some deliveries", func() bool { return sk.Unique() >= 150 })
 	if _, err := e.pool.Exec(context.Background(),
 		`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1`, e.slot); err != nil {
 		t.Fatal(err)
 	}
 	n += len(e.produce(t, 10, 60, 10, 20))
-	waitFor(t, 60*time.Second, "all messages", func() bool { return sk.unique() == n })
-	delivered, _ := sk.snapshot()
-	dups := checkOrder(t, delivered)
+	dups := sk.Await(t, 60*time.Second, "all messages", n)
 	if st := src.Stats(); st.Reconnects < 1 {
 		t.Fatalf("stats = %+v, want a reconnect", st)
 	}
@@ -321,29 +245,29 @@ func TestConnectionCut(t *testing.T) {
 func TestStandbyTakesOver(t *testing.T) {
 	t.Parallel()
 	e := setup(t, wal.ModeLogical)
-	sk := newMemSink()
+	sk := sourcetest.NewSink()
 	src1 := e.source(t, e.config(t))
-	r1 := startRelay(t, src1, sk, relay.Config{})
-	waitFor(t, 30*time.Second, "first source streaming", func() bool { return src1.Stats().Streaming })
+	r1 := sourcetest.StartRelay(t, src1, sk, relay.Config{})
+	sourcetest.WaitFor(t, 30*time.Second, "first source streaming", func() bool { return src1.Stats().Streaming })
 	cfg := e.config(t)
 	cfg.ReconnectInterval = 200 * time.Millisecond
 	src2 := e.source(t, cfg)
-	startRelay(t, src2, sk, relay.Config{})
+	sourcetest.StartRelay(t, src2, sk, relay.Config{})
 	n := len(e.produce(t, 5, 0, 10, 5))
-	waitFor(t, 30*time.Second, "deliveries", func() bool { return sk.unique() == n })
+	sourcetest.WaitFor(t, 30*time.Second, "deliveries", func() bool { return sk.Unique() == n })
 	if src2.Stats().Streaming {
 		t.Fatal("the standby streams while the first source holds the slot")
 	}
-	if err := r1.stop(); err != nil {
+	if err := r1.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	stopped := time.Now()
 	n += len(e.produce(t, 5, 10, 10, 5))
-	waitFor(t, 10*time.Second, "the standby to take over", func() bool { return src2.Stats().Streaming })
-	waitFor(t, 30*time.Second, "deliveries after the take-over", func() bool { return sk.unique() == n })
+	sourcetest.WaitFor(t, 10*time.Second, "the standby to take over", func() bool { return src2.Stats().Streaming })
+	sourcetest.WaitFor(t, 30*time.Second, "deliveries after the take-over", func() bool { return sk.Unique() == n })
 	t.Logf("took over and delivered within %v", time.Since(stopped))
-	delivered, _ := sk.snapshot()
-	checkOrder(t, delivered)
+	delivered, _ := sk.Snapshot()
+	sourcetest.CheckOrder(t, delivered)
 }
 
 // TestLagGuard: while the sink fails, the slot holds WAL back and the guard warns; once the
@@ -351,7 +275,7 @@ func TestStandbyTakesOver(t *testing.T) {
 func TestLagGuard(t *testing.T) {
 	t.Parallel()
 	e := setup(t, wal.ModeLogical)
-	rec := &logRecorder{}
+	rec := &sourcetest.LogRecorder{}
 	cfg := e.config(t)
 	cfg.Logger = slog.New(rec)
 	cfg.MaxRetainedBytes = 1
@@ -363,17 +287,17 @@ func TestLagGuard(t *testing.T) {
 	if err := src.Setup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	sk := newMemSink()
-	sk.setFail(func(*outbox.Record) error { return errors.New("broker down") })
-	startRelay(t, src, sk, relay.Config{BackoffBase: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond, MaxAttempts: 1 << 30})
-	waitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
+	sk := sourcetest.NewSink()
+	sk.SetFail(func(*outbox.Record) error { return errors.New("broker down") })
+	sourcetest.StartRelay(t, src, sk, relay.Config{BackoffBase: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond, MaxAttempts: 1 << 30})
+	sourcetest.WaitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
 	e.produce(t, 3, 0, 10, 10)
 	var after string
 	if err := e.pool.QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text`).Scan(&after); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "lag warning", func() bool { return rec.has("WARN replication slot retains more WAL") })
-	waitFor(t, 10*time.Second, "messages read", func() bool { return src.Stats().Pending == 30 })
+	sourcetest.WaitFor(t, 10*time.Second, "lag warning", func() bool { return rec.Has("WARN replication slot retains more WAL") })
+	sourcetest.WaitFor(t, 10*time.Second, "messages read", func() bool { return src.Stats().Pending == 30 })
 	time.Sleep(5 * cfg.StatusInterval)
 	lag, err := src.Lag(context.Background())
 	if err != nil || lag <= 0 {
@@ -384,9 +308,9 @@ func TestLagGuard(t *testing.T) {
 	if err := e.pool.QueryRow(context.Background(), `SELECT $1::pg_lsn >= $2::pg_lsn`, held, after).Scan(&passed); err != nil || passed {
 		t.Fatalf("slot confirmed %s, past the unacknowledged messages (committed before %s)", held, after)
 	}
-	sk.setFail(nil)
-	waitFor(t, 30*time.Second, "recovery", func() bool { return sk.unique() == 30 })
-	waitFor(t, 10*time.Second, "slot to move on", func() bool { return e.confirmedLSN(t) != held })
+	sk.SetFail(nil)
+	sourcetest.WaitFor(t, 30*time.Second, "recovery", func() bool { return sk.Unique() == 30 })
+	sourcetest.WaitFor(t, 10*time.Second, "slot to move on", func() bool { return e.confirmedLSN(t) != held })
 	t.Logf("lag while failing: %d bytes", lag)
 }
 
@@ -398,8 +322,8 @@ func TestIdleSlotFollowsServer(t *testing.T) {
 	cfg := e.config(t)
 	cfg.HeartbeatInterval = 50 * time.Millisecond
 	src := e.source(t, cfg)
-	startRelay(t, src, newMemSink(), relay.Config{})
-	waitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
+	sourcetest.StartRelay(t, src, sourcetest.NewSink(), relay.Config{})
+	sourcetest.WaitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
 	ctx := context.Background()
 	if _, err := e.pool.Exec(ctx, `CREATE TABLE `+e.table+`_other (x int); INSERT INTO `+e.table+`_other SELECT generate_series(1, 1000)`); err != nil {
 		t.Fatal(err)
@@ -408,7 +332,7 @@ func TestIdleSlotFollowsServer(t *testing.T) {
 	if err := e.pool.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&target); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "slot to pass "+target, func() bool {
+	sourcetest.WaitFor(t, 10*time.Second, "slot to pass "+target, func() bool {
 		var passed bool
 		err := e.pool.QueryRow(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`, e.slot, target).Scan(&passed)
 		return err == nil && passed
@@ -421,9 +345,9 @@ func TestUndecodableMessage(t *testing.T) {
 	t.Parallel()
 	e := setup(t, wal.ModeLogical)
 	src := e.source(t, e.config(t))
-	sk := newMemSink()
-	startRelay(t, src, sk, relay.Config{})
-	waitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
+	sk := sourcetest.NewSink()
+	sourcetest.StartRelay(t, src, sk, relay.Config{})
+	sourcetest.WaitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
 	ctx := context.Background()
 	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_logical_emit_message(true, $1::text, '\x02ff'::bytea)`, e.prefix); err != nil {
@@ -434,15 +358,15 @@ func TestUndecodableMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the valid message", func() bool { return sk.unique() == 1 })
+	sourcetest.WaitFor(t, 10*time.Second, "the valid message", func() bool { return sk.Unique() == 1 })
 	var lastErr string
-	waitFor(t, 10*time.Second, "dead letter", func() bool {
+	sourcetest.WaitFor(t, 10*time.Second, "dead letter", func() bool {
 		return e.pool.QueryRow(ctx, `SELECT last_error FROM `+e.table+`_dead`).Scan(&lastErr) == nil
 	})
 	if !strings.Contains(lastErr, "undecodable") {
 		t.Fatalf("last_error = %q", lastErr)
 	}
-	waitFor(t, 10*time.Second, "nothing pending", func() bool { return src.Stats().Pending == 0 })
+	sourcetest.WaitFor(t, 10*time.Second, "nothing pending", func() bool { return src.Stats().Pending == 0 })
 }
 
 // TestKeepAckedProducerDeletes: the producer deletes its rows in the same transaction; the
@@ -453,9 +377,9 @@ func TestKeepAckedProducerDeletes(t *testing.T) {
 	cfg := e.config(t)
 	cfg.KeepAcked = true
 	src := e.source(t, cfg)
-	sk := newMemSink()
-	startRelay(t, src, sk, relay.Config{})
-	waitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
+	sk := sourcetest.NewSink()
+	sourcetest.StartRelay(t, src, sk, relay.Config{})
+	sourcetest.WaitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
 	ctx := context.Background()
 	msgs := []outbox.Message{{Topic: "t", Key: "a", Payload: []byte("a:0")}, {Topic: "t", Key: "a", Payload: []byte("a:1")}}
 	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
@@ -468,9 +392,7 @@ func TestKeepAckedProducerDeletes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "deliveries", func() bool { return sk.unique() == 2 })
-	delivered, _ := sk.snapshot()
-	checkOrder(t, delivered)
+	sk.Await(t, 10*time.Second, "deliveries", 2)
 	if n := e.rows(t); n != 0 {
 		t.Fatalf("%d rows in the table", n)
 	}
@@ -480,12 +402,9 @@ func TestConfigErrors(t *testing.T) {
 	t.Parallel()
 	pool, _ := pgtest.Schema(t)
 	good := wal.Config{ConnString: pgtest.URL(), Pool: pool, SlotName: "s"}
-	if _, err := wal.New(good); err != nil {
-		t.Fatalf("a minimal config fails: %v", err)
-	}
-	tests := []struct {
-		field string
-		edit  func(*wal.Config)
+	sourcetest.ConfigErrors(t, wal.New, good, []struct {
+		Field string
+		Edit  func(*wal.Config)
 	}{
 		{"conn_string", func(c *wal.Config) { c.ConnString = "" }},
 		{"conn_string", func(c *wal.Config) { c.ConnString = pgtest.URL() + "&replication=true" }},
@@ -506,16 +425,7 @@ func TestConfigErrors(t *testing.T) {
 		{"max_in_flight_bytes", func(c *wal.Config) { c.MaxInFlightBytes = -5 }},
 		{"reconnect_interval", func(c *wal.Config) { c.ReconnectInterval = time.Nanosecond }},
 		{"shutdown_timeout", func(c *wal.Config) { c.ShutdownTimeout = -time.Second }},
-	}
-	for _, tt := range tests {
-		cfg := good
-		tt.edit(&cfg)
-		_, err := wal.New(cfg)
-		var ce *outbox.ConfigError
-		if !errors.As(err, &ce) || ce.Field != tt.field || !errors.Is(err, outbox.ErrInvalidConfig) {
-			t.Errorf("%s: err = %v, want a ConfigError for %s", tt.field, err, tt.field)
-		}
-	}
+	})
 }
 
 // TestSetupErrors: problems retrying cannot fix end Run with an error that says what to do.
@@ -547,22 +457,22 @@ func TestWarnsAboutRowsBeforeSlot(t *testing.T) {
 	t.Parallel()
 	e := setup(t, wal.ModeTable)
 	e.commit(t, outbox.Message{Topic: "t", Key: "early"})
-	rec := &logRecorder{}
+	rec := &sourcetest.LogRecorder{}
 	cfg := e.config(t)
 	cfg.Logger = slog.New(rec)
 	if err := e.source(t, cfg).Setup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if !rec.has("WARN the outbox table already held rows") {
-		t.Fatalf("no warning; logged %v", rec.msgs)
+	if !rec.Has("WARN the outbox table already held rows") {
+		t.Fatalf("no warning; logged %v", rec.Msgs())
 	}
 	// Setup is idempotent: the second call finds the slot and the publication.
-	rec2 := &logRecorder{}
+	rec2 := &sourcetest.LogRecorder{}
 	cfg.Logger = slog.New(rec2)
 	if err := e.source(t, cfg).Setup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if rec2.has("INFO created") || rec2.has("WARN") {
-		t.Fatalf("second setup logged %v", rec2.msgs)
+	if rec2.Has("INFO created") || rec2.Has("WARN") {
+		t.Fatalf("second setup logged %v", rec2.Msgs())
 	}
 }

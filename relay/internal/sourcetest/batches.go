@@ -1,0 +1,40 @@
+package sourcetest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox/relay"
+)
+
+// Next returns src's next batch, or nil when none came within wait.
+func Next(tb testing.TB, src relay.Source, wait time.Duration) relay.Batch {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	b, err := src.Next(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return nil
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// Seqs returns the sequence numbers of b's records, in order.
+func Seqs(b relay.Batch) []int64 {
+	var out []int64
+	for _, r := range b.Records() {
+		out = append(out, r.Seq)
+	}
+	return out
+}
+
+// Published is the outcome of b in which every message was published.
+func Published(b relay.Batch) dialect.Outcome {
+	return dialect.Outcome{Published: Seqs(b)}
+}
