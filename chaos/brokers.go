@@ -18,6 +18,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/outboxgo/outbox/internal/faultproxy"
 )
 
 // broker is the sink side of a run: a broker the run owns (or a private corner of a shared
@@ -58,7 +60,7 @@ const (
 
 type natsBroker struct {
 	opts *server.Options
-	px   *proxy
+	px   *faultproxy.Proxy
 
 	mu  sync.Mutex
 	srv *server.Server
@@ -452,7 +454,7 @@ func (b *kafkaBroker) notes() []string {
 
 type amqpBroker struct {
 	url      string
-	px       *proxy
+	px       *faultproxy.Proxy
 	exchange string
 	queue    string
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect/postgres"
+	"github.com/outboxgo/outbox/internal/faultproxy"
 	"github.com/outboxgo/outbox/relay/wal"
 )
 
@@ -65,7 +66,7 @@ type run struct {
 	table       string
 	slot        string // the WAL source's replication slot (and publication), when it runs
 	store       *postgres.Store
-	dbProxy     *proxy
+	dbProxy     *faultproxy.Proxy
 	brk         broker
 	relays      *relayProcs
 	stopConsume context.CancelFunc

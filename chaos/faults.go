@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/outboxgo/outbox/internal/faultproxy"
 )
 
 // faulter injects faults at random moments until its context ends. Relay kills run on their
@@ -22,7 +24,7 @@ type faulter struct {
 	cfg       *Config
 	brk       broker
 	relays    *relayProcs
-	dbProxy   *proxy
+	dbProxy   *faultproxy.Proxy
 	admin     *pgxpool.Pool
 	appPrefix string // application_name prefix of the relays' sessions
 	start     time.Time
