@@ -11,6 +11,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/sink"
+	"github.com/outboxgo/outbox/sink/internal/confirm"
 )
 
 func TestOversize(t *testing.T) {
@@ -37,20 +38,17 @@ func TestOversize(t *testing.T) {
 }
 
 // newTestBatch is a batch of records with the given payload sizes, all pending.
-func newTestBatch(sizes ...int) *batch {
-	b := &batch{exchange: "ex", done: make(chan struct{})}
+func newTestBatch(sizes ...int) (*batch, []error) {
+	res := make([]error, len(sizes))
+	b := &batch{Batch: confirm.New(res), exchange: "ex"}
 	for i, n := range sizes {
 		r := &outbox.Record{Message: outbox.Message{ID: outbox.NewID(), Topic: "orders", Payload: make([]byte, n)}}
 		b.msgs = append(b.msgs, r)
 		b.keys = append(b.keys, "app.orders")
 		b.ids = append(b.ids, r.ID.String())
-		b.skip = append(b.skip, false)
-		b.res = append(b.res, nil)
-		b.state = append(b.state, slotPending)
-		b.pending++
-		_ = i
+		b.Pending(i)
 	}
-	return b
+	return b, res
 }
 
 func newTestSession(b *batch) *session {
@@ -66,17 +64,17 @@ func newTestSession(b *batch) *session {
 // retryably.
 func TestEndOversize(t *testing.T) {
 	t.Parallel()
-	b := newTestBatch(10, 200, 30, 200)
+	b, res := newTestBatch(10, 200, 30, 200)
 	ss := newTestSession(b)
 	ss.end(&amqp091.Error{Code: 406, Reason: "PRECONDITION_FAILED - message size 200 is larger than configured max size 100", Server: true})
-	for i, err := range b.res {
+	for i, err := range res {
 		big := len(b.msgs[i].Payload) == 200
 		if err == nil || sink.IsPermanent(err) != big {
 			t.Errorf("message %d (%d bytes): %v, want permanent=%v", i, len(b.msgs[i].Payload), err, big)
 		}
 	}
 	select {
-	case <-b.done:
+	case <-b.Done():
 	default:
 		t.Error("batch not done after every message settled")
 	}
@@ -94,7 +92,7 @@ func TestEndOversize(t *testing.T) {
 // message unroutable; other acks succeed; nacks fail retryably.
 func TestConfirmCorrelation(t *testing.T) {
 	t.Parallel()
-	b := newTestBatch(1, 1, 1, 1)
+	b, res := newTestBatch(1, 1, 1, 1)
 	b.keys[1] = "nowhere"
 	b.keys[3] = "nowhere"
 	b.ids[3] = b.ids[1] // the same message twice: each return settles one ack
@@ -113,39 +111,20 @@ func TestConfirmCorrelation(t *testing.T) {
 	ss.confirm(amqp091.Confirmation{DeliveryTag: 3, Ack: false})
 	ss.confirm(amqp091.Confirmation{DeliveryTag: 4, Ack: true})
 	ss.confirm(amqp091.Confirmation{DeliveryTag: 4, Ack: true}) // unknown now: ignored
-	if b.res[0] != nil {
-		t.Errorf("acked message: %v", b.res[0])
+	if res[0] != nil {
+		t.Errorf("acked message: %v", res[0])
 	}
 	for _, i := range []int{1, 3} {
-		err := b.res[i]
+		err := res[i]
 		if !errors.Is(err, ErrUnroutable) || sink.IsPermanent(err) || !strings.Contains(err.Error(), `exchange "ex" with routing key "nowhere"`) {
 			t.Errorf("returned message %d: %v", i, err)
 		}
 	}
-	if !errors.Is(b.res[2], ErrNacked) || sink.IsPermanent(b.res[2]) {
-		t.Errorf("nacked message: %v", b.res[2])
+	if !errors.Is(res[2], ErrNacked) || sink.IsPermanent(res[2]) {
+		t.Errorf("nacked message: %v", res[2])
 	}
 	if len(ss.returns) != 0 || len(ss.tags) != 0 {
 		t.Errorf("bookkeeping left: %d returns, %d tags", len(ss.returns), len(ss.tags))
-	}
-}
-
-// TestAbandon: once Publish has returned, late results do not touch its slice.
-func TestAbandon(t *testing.T) {
-	t.Parallel()
-	b := newTestBatch(1, 1)
-	b.state[1] = slotUnsent
-	b.pending = 1
-	b.sending = true
-	unsent, pending := errors.New("unsent"), errors.New("pending")
-	b.abandon(unsent, pending)
-	if b.res[0] != pending || b.res[1] != unsent {
-		t.Fatalf("abandon: %v", b.res)
-	}
-	b.finish(0, nil)
-	b.failUnsent(0, errors.New("late"))
-	if b.res[0] != pending || b.res[1] != unsent {
-		t.Errorf("late results overwrote the caller's: %v", b.res)
 	}
 }
 
@@ -219,7 +198,7 @@ func TestDescribe(t *testing.T) {
 // while a message waits for its confirmation.
 func TestRead(t *testing.T) {
 	t.Parallel()
-	b := newTestBatch(1, 1)
+	b, res := newTestBatch(1, 1)
 	ss := newTestSession(b)
 	ss.done = make(chan struct{})
 	confirms := make(chan amqp091.Confirmation, 8)
@@ -241,10 +220,10 @@ func TestRead(t *testing.T) {
 	close(confirms)
 	<-ss.dead
 	<-ss.done
-	if !errors.Is(b.res[0], ErrUnroutable) {
-		t.Errorf("returned message: %v, want ErrUnroutable", b.res[0])
+	if !errors.Is(res[0], ErrUnroutable) {
+		t.Errorf("returned message: %v, want ErrUnroutable", res[0])
 	}
-	if err := b.res[1]; err == nil || sink.IsPermanent(err) || !strings.Contains(err.Error(), "no exchange") {
+	if err := res[1]; err == nil || sink.IsPermanent(err) || !strings.Contains(err.Error(), "no exchange") {
 		t.Errorf("unconfirmed message: %v, want a retryable error with the close reason", err)
 	}
 	var aerr *amqp091.Error

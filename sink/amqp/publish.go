@@ -3,12 +3,12 @@ package amqp
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/sink"
+	"github.com/outboxgo/outbox/sink/internal/confirm"
 )
 
 // Publishing pipelines: a batch is sent on the session's channel without waiting, each
@@ -18,75 +18,14 @@ import (
 // confirmations because a return must be matched to its ack in the order the broker sent
 // them, which only a single reader of both can do (see session.read).
 
-// slot states
-const (
-	slotUnsent uint8 = iota
-	slotPending
-	slotDone
-)
-
-// batch is the bookkeeping of one Publish call, shared by Publish, its sender goroutine and
-// the session's reader.
+// batch is one Publish call: its messages, where they go, and their confirmation state,
+// shared by Publish, its sender goroutine and the session's reader.
 type batch struct {
+	*confirm.Batch
 	msgs     []*outbox.Record
 	exchange string
 	keys     []string // routing key per message
 	ids      []string // message id per sent message, to match returns
-	skip     []bool   // failed before sending; immutable once the sender runs
-
-	mu        sync.Mutex
-	res       []error
-	state     []uint8
-	pending   int  // slots in slotPending
-	sending   bool // the sender is still running
-	abandoned bool // Publish returned: res is the caller's now
-	closed    bool // done is closed
-	done      chan struct{}
-}
-
-// finish moves slot i from pending to done with err. Caller holds b.mu.
-func (b *batch) finish(i int, err error) {
-	if b.state[i] != slotPending {
-		return
-	}
-	b.state[i] = slotDone
-	if !b.abandoned {
-		b.res[i] = err
-	}
-	b.pending--
-	b.maybeDone()
-}
-
-// failUnsent fails every slot from index from on that was not sent. Caller holds b.mu.
-func (b *batch) failUnsent(from int, err error) {
-	for i := from; i < len(b.state); i++ {
-		if b.state[i] == slotUnsent && !b.skip[i] {
-			b.state[i] = slotDone
-			if !b.abandoned {
-				b.res[i] = err
-			}
-		}
-	}
-}
-
-func (b *batch) maybeDone() {
-	if b.pending == 0 && !b.sending && !b.closed {
-		b.closed = true
-		close(b.done)
-	}
-}
-
-// abandon fails what is not settled yet and hands res to the caller. Caller holds b.mu.
-func (b *batch) abandon(unsent, pending error) {
-	for i, st := range b.state {
-		switch {
-		case st == slotUnsent && !b.skip[i]:
-			b.res[i] = unsent
-		case st == slotPending:
-			b.res[i] = pending
-		}
-	}
-	b.abandoned = true
 }
 
 // Publish sends msgs to the exchange in slice order without waiting between messages, then
@@ -127,16 +66,12 @@ func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
 	defer cancel()
 
 	b := &batch{
+		Batch:    confirm.New(res),
 		msgs:     msgs,
 		exchange: s.exchange,
 		keys:     make([]string, len(msgs)),
 		ids:      make([]string, len(msgs)),
-		skip:     make([]bool, len(msgs)),
-		res:      res,
-		state:    make([]uint8, len(msgs)),
-		done:     make(chan struct{}),
 	}
-	sendable := 0
 	for i, r := range msgs {
 		key, err := s.keys.get(r.Topic)
 		if err == nil {
@@ -144,14 +79,10 @@ func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
 		}
 		b.keys[i] = key
 		if err != nil {
-			res[i] = err
-			b.skip[i] = true
-			b.state[i] = slotDone
-			continue
+			b.Refuse(i, err)
 		}
-		sendable++
 	}
-	if sendable == 0 {
+	if b.Sendable() == 0 {
 		return res
 	}
 
@@ -159,13 +90,13 @@ func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
 	select {
 	case ss.sem <- struct{}{}:
 	case <-ctx.Done():
-		b.failUnsent(0, notSent(s.ctxErr(parent)))
+		b.Stop(0, notSent(s.ctxErr(parent)))
 		return res
 	case <-ss.dead:
-		b.failUnsent(0, notSent(lost(ss.reason())))
+		b.Stop(0, notSent(lost(ss.reason())))
 		return res
 	}
-	b.sending = true
+	b.Start()
 	s.senders.Add(1)
 	go func() {
 		defer s.senders.Done()
@@ -173,14 +104,12 @@ func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
 		s.send(ctx, parent, ss, b)
 	}()
 	select {
-	case <-b.done:
+	case <-b.Done():
 	case <-ctx.Done():
 		// The sender may be stuck in a write (TCP pushback from a blocked broker): leave it
 		// behind; it stops at the next message, or when the connection closes.
 		err := s.ctxErr(parent)
-		b.mu.Lock()
-		b.abandon(notSent(err), fmt.Errorf("amqp sink: waiting for publisher confirm: %w", err))
-		b.mu.Unlock()
+		b.Abandon(notSent(err), fmt.Errorf("amqp sink: waiting for publisher confirm: %w", err))
 	}
 	return res
 }
@@ -188,49 +117,33 @@ func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
 // send publishes the batch's messages in order on the session's channel. Messages that
 // cannot be sent get their error at once; sent ones are pending until their confirmation.
 func (s *Sink) send(ctx, parent context.Context, ss *session, b *batch) {
-	defer func() {
-		b.mu.Lock()
-		b.sending = false
-		b.maybeDone()
-		b.mu.Unlock()
-	}()
-	stop := func(from int, err error) {
-		b.mu.Lock()
-		b.failUnsent(from, err)
-		b.mu.Unlock()
-	}
+	defer b.EndSending()
 	// One property table for the whole batch: the library encodes it before Publish returns
 	// and keeps no reference.
 	headers := make(amqp091.Table, 16)
 	pub := amqp091.Publishing{DeliveryMode: amqp091.Persistent, AppId: s.source, Headers: headers}
 	done := ctx.Done()
 	for i, r := range b.msgs {
-		if b.skip[i] {
+		if b.Skip(i) {
 			continue
 		}
 		select {
 		case <-done:
-			stop(i, notSent(s.ctxErr(parent)))
+			b.Stop(i, notSent(s.ctxErr(parent)))
 			return
 		case <-ss.dead:
-			stop(i, notSent(lost(ss.reason())))
+			b.Stop(i, notSent(lost(ss.reason())))
 			return
 		default:
 		}
 		s.fill(&pub, headers, r)
 		b.ids[i] = pub.MessageId
 		// Pending before the publish: the confirmation may arrive before Publish returns.
-		b.mu.Lock()
-		b.state[i] = slotPending
-		b.pending++
-		b.mu.Unlock()
+		b.Pending(i)
 		tag := ss.ch.GetNextPublishSeqNo()
 		if !ss.register(tag, slotRef{b, i}) {
 			err := notSent(lost(ss.reason()))
-			b.mu.Lock()
-			b.finish(i, err)
-			b.failUnsent(i+1, err)
-			b.mu.Unlock()
+			b.Lost(i, err, err)
 			return
 		}
 		// mandatory: an unroutable message comes back as basic.return instead of vanishing.
@@ -239,12 +152,10 @@ func (s *Sink) send(ctx, parent context.Context, ss *session, b *batch) {
 				err = s.ctxErr(parent)
 			}
 			err = notSent(err)
-			b.mu.Lock()
-			if ss.unregister(tag) { // else the reader failed it with the channel's close reason
-				b.finish(i, err)
-			}
-			b.failUnsent(i+1, fmt.Errorf("amqp sink: not sent after an earlier send failed: %w", err))
-			b.mu.Unlock()
+			// When unregister fails, the reader already settled the message with the channel's
+			// close reason, and Lost leaves it alone.
+			ss.unregister(tag)
+			b.Lost(i, err, fmt.Errorf("amqp sink: not sent after an earlier send failed: %w", err))
 			return
 		}
 	}

@@ -162,9 +162,7 @@ func (ss *session) confirm(c amqp091.Confirmation) {
 			"(a queue with x-overflow=reject-publish is full, or the broker could not store it); will retry",
 			exchangeName(ref.b.exchange), ref.b.keys[ref.i], ErrNacked)
 	}
-	ref.b.mu.Lock()
-	ref.b.finish(ref.i, err)
-	ref.b.mu.Unlock()
+	ref.b.Confirm(ref.i, err)
 }
 
 // end fails every message still waiting for a confirmation and marks the session dead.
@@ -183,9 +181,7 @@ func (ss *session) end(cause error) {
 		} else {
 			err = lost(cause)
 		}
-		ref.b.mu.Lock()
-		ref.b.finish(ref.i, err)
-		ref.b.mu.Unlock()
+		ref.b.Confirm(ref.i, err)
 	}
 	close(ss.dead)
 }

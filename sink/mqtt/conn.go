@@ -229,9 +229,7 @@ func (c *conn) kill(err error) {
 		_ = c.nc.Close()
 		lostErr := fmt.Errorf("mqtt sink: %w: %v", ErrConnectionLost, err)
 		for _, ref := range inflight {
-			ref.b.mu.Lock()
-			ref.b.finish(ref.i, lostErr)
-			ref.b.mu.Unlock()
+			ref.b.Confirm(ref.i, lostErr)
 		}
 		close(c.dead)
 	})
@@ -439,9 +437,7 @@ func (c *conn) puback(body []byte) error {
 		}
 		err = pubackErr(code, reason, ref.b.topics[ref.i])
 	}
-	ref.b.mu.Lock()
-	ref.b.finish(ref.i, err)
-	ref.b.mu.Unlock()
+	ref.b.Confirm(ref.i, err)
 	return nil
 }
 

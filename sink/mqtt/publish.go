@@ -4,85 +4,24 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"sync"
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/sink"
+	"github.com/outboxgo/outbox/sink/internal/confirm"
 )
 
-// slot states
-const (
-	slotUnsent uint8 = iota
-	slotPending
-	slotDone
-)
-
-// batch is the bookkeeping of one Publish call, shared by Publish, its sender goroutine and
-// the connection's reader.
+// batch is one Publish call: its messages, their MQTT topics and their acknowledgement
+// state, shared by Publish, its sender goroutine and the connection's reader.
 type batch struct {
+	*confirm.Batch
 	msgs   []*outbox.Record
 	topics []string // MQTT topic per message
-	skip   []bool   // failed before sending; immutable once the sender runs
-
-	mu        sync.Mutex
-	res       []error
-	state     []uint8
-	pending   int
-	sending   bool
-	abandoned bool // Publish returned: res is the caller's now
-	closed    bool // done is closed
-	done      chan struct{}
 }
 
 // slotRef names a message of a batch.
 type slotRef struct {
 	b *batch
 	i int
-}
-
-// finish moves slot i from pending to done with err. Caller holds b.mu.
-func (b *batch) finish(i int, err error) {
-	if b.state[i] != slotPending {
-		return
-	}
-	b.state[i] = slotDone
-	if !b.abandoned {
-		b.res[i] = err
-	}
-	b.pending--
-	b.maybeDone()
-}
-
-// failUnsent fails every slot from index from on that was not sent. Caller holds b.mu.
-func (b *batch) failUnsent(from int, err error) {
-	for i := from; i < len(b.state); i++ {
-		if b.state[i] == slotUnsent && !b.skip[i] {
-			b.state[i] = slotDone
-			if !b.abandoned {
-				b.res[i] = err
-			}
-		}
-	}
-}
-
-func (b *batch) maybeDone() {
-	if b.pending == 0 && !b.sending && !b.closed {
-		b.closed = true
-		close(b.done)
-	}
-}
-
-// abandon fails what is not settled yet and hands res to the caller. Caller holds b.mu.
-func (b *batch) abandon(unsent, pending error) {
-	for i, st := range b.state {
-		switch {
-		case st == slotUnsent && !b.skip[i]:
-			b.res[i] = unsent
-		case st == slotPending:
-			b.res[i] = pending
-		}
-	}
-	b.abandoned = true
 }
 
 // Publish sends msgs at QoS 1 in slice order without waiting between messages (up to the
@@ -117,15 +56,7 @@ func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 
-	b := &batch{
-		msgs:   msgs,
-		topics: make([]string, len(msgs)),
-		skip:   make([]bool, len(msgs)),
-		res:    res,
-		state:  make([]uint8, len(msgs)),
-		done:   make(chan struct{}),
-	}
-	sendable := 0
+	b := &batch{Batch: confirm.New(res), msgs: msgs, topics: make([]string, len(msgs))}
 	for i, r := range msgs {
 		topic, err := s.topics.get(r.Topic)
 		b.topics[i] = topic
@@ -133,14 +64,10 @@ func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
 			err = s.check(r)
 		}
 		if err != nil {
-			res[i] = err
-			b.skip[i] = true
-			b.state[i] = slotDone
-			continue
+			b.Refuse(i, err)
 		}
-		sendable++
 	}
-	if sendable == 0 {
+	if b.Sendable() == 0 {
 		return res
 	}
 
@@ -148,13 +75,13 @@ func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
 	select {
 	case c.sem <- struct{}{}:
 	case <-ctx.Done():
-		b.failUnsent(0, notSent(s.ctxErr(parent)))
+		b.Stop(0, notSent(s.ctxErr(parent)))
 		return res
 	case <-c.dead:
-		b.failUnsent(0, notSent(fmt.Errorf("%w: %v", ErrConnectionLost, c.reason())))
+		b.Stop(0, notSent(fmt.Errorf("%w: %v", ErrConnectionLost, c.reason())))
 		return res
 	}
-	b.sending = true
+	b.Start()
 	s.senders.Add(1)
 	go func() {
 		defer s.senders.Done()
@@ -162,15 +89,12 @@ func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
 		s.send(ctx, parent, c, b)
 	}()
 	select {
-	case <-b.done:
+	case <-b.Done():
 	case <-ctx.Done():
 		// The sender may be stuck in a write to a broker that stopped reading: leave it
 		// behind; it stops at the next message, or when its write times out.
 		err := s.ctxErr(parent)
-		b.mu.Lock()
-		stuck := b.pending > 0
-		b.abandon(notSent(err), fmt.Errorf("mqtt sink: waiting for PUBACK: %w", err))
-		b.mu.Unlock()
+		stuck := b.Abandon(notSent(err), fmt.Errorf("mqtt sink: waiting for PUBACK: %w", err))
 		if stuck && parent.Err() == nil {
 			// The broker kept messages unacknowledged for the whole publish timeout: they
 			// hold its Receive Maximum, so later batches would stall too. Start over on a
@@ -185,17 +109,8 @@ func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
 // send writes the batch's messages in order. Messages that cannot be sent get their error at
 // once; sent ones are pending until their PUBACK.
 func (s *Sink) send(ctx, parent context.Context, c *conn, b *batch) {
-	defer func() {
-		b.mu.Lock()
-		b.sending = false
-		b.maybeDone()
-		b.mu.Unlock()
-	}()
-	stop := func(from int, err error) {
-		b.mu.Lock()
-		b.failUnsent(from, err)
-		b.mu.Unlock()
-	}
+	defer b.EndSending()
+	stop := b.Stop
 	done := ctx.Done()
 	var (
 		buf    []byte
@@ -203,11 +118,7 @@ func (s *Sink) send(ctx, parent context.Context, c *conn, b *batch) {
 		credit int // window slots taken and not used yet
 		left   int // messages still to send
 	)
-	for _, skip := range b.skip {
-		if !skip {
-			left++
-		}
-	}
+	left = b.Sendable()
 	release := func() {
 		for ; credit > 0; credit-- {
 			<-c.window
@@ -215,18 +126,13 @@ func (s *Sink) send(ctx, parent context.Context, c *conn, b *batch) {
 	}
 	defer release()
 	for i, r := range b.msgs {
-		if b.skip[i] {
+		if b.Skip(i) {
 			continue
 		}
 		props = s.properties(props[:0], r)
 		ct := contentType(r)
 		if size := packetSize(b.topics[i], ct, props, len(r.Payload)); size > c.maxPacket {
-			b.mu.Lock()
-			b.state[i] = slotDone
-			if !b.abandoned {
-				b.res[i] = tooLarge(size, c.maxPacket)
-			}
-			b.mu.Unlock()
+			b.Fail(i, tooLarge(size, c.maxPacket))
 			left--
 			continue
 		}
@@ -267,17 +173,11 @@ func (s *Sink) send(ctx, parent context.Context, c *conn, b *batch) {
 		}
 		credit--
 		left--
-		b.mu.Lock()
-		b.state[i] = slotPending
-		b.pending++
-		b.mu.Unlock()
+		b.Pending(i)
 		id, ok := c.register(slotRef{b, i})
 		if !ok {
 			err := notSent(fmt.Errorf("%w: %v", ErrConnectionLost, c.reason()))
-			b.mu.Lock()
-			b.finish(i, err)
-			b.failUnsent(i+1, err)
-			b.mu.Unlock()
+			b.Lost(i, err, err)
 			return
 		}
 		buf = appendPublish(buf[:0], b.topics[i], id, ct, props, len(r.Payload))
