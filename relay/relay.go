@@ -248,24 +248,41 @@ func (r *Relay) dispatch(work context.Context, recs []outbox.Record) (dialect.Ou
 	if len(recs) == 0 {
 		return o, true
 	}
+	// Lanes in order of their first message; a handful of allocations per batch, not a few
+	// per key: the lanes' record lists are slices of one array.
 	type lane struct{ recs []*outbox.Record }
 	var (
-		lanes []*lane
-		byKey = make(map[string]*lane)
+		laneOf = make([]int32, len(recs))
+		counts = make([]int32, 0, len(recs))
+		byKey  = make(map[string]int32, len(recs))
 	)
 	for i := range recs {
-		rec := &recs[i]
-		if rec.Key == "" {
-			lanes = append(lanes, &lane{recs: []*outbox.Record{rec}})
-			continue
+		k := recs[i].Key
+		j, ok := byKey[k]
+		if !ok || k == "" {
+			j = int32(len(counts))
+			counts = append(counts, 0)
+			if k != "" {
+				byKey[k] = j
+			}
 		}
-		l := byKey[rec.Key]
-		if l == nil {
-			l = &lane{}
-			byKey[rec.Key] = l
-			lanes = append(lanes, l)
-		}
-		l.recs = append(l.recs, rec)
+		laneOf[i] = j
+		counts[j]++
+	}
+	all := make([]lane, len(counts))
+	ptrs := make([]*outbox.Record, len(recs))
+	off := int32(0)
+	for j, n := range counts {
+		all[j].recs = ptrs[off : off : off+n]
+		off += n
+	}
+	for i := range recs {
+		l := &all[laneOf[i]]
+		l.recs = append(l.recs, &recs[i])
+	}
+	lanes := make([]*lane, len(all))
+	for j := range all {
+		lanes[j] = &all[j]
 	}
 	o.Published = make([]int64, 0, len(recs))
 	anyDelivered, anyFailed := false, false

@@ -11,9 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxgo/outbox"
@@ -367,6 +367,14 @@ type badRow struct {
 	reason string
 }
 
+// Columns of the claiming queries read raw by scanRecords.
+const (
+	colTopic   = 2
+	colKey     = 3
+	colType    = 4
+	colHeaders = 6
+)
+
 // scanned is what scanRecords read from a claiming query.
 type scanned struct {
 	recs    []outbox.Record
@@ -384,25 +392,57 @@ type scanned struct {
 func scanRecords(rows pgx.Rows, limit, maxBytes int) (scanned, error) {
 	defer rows.Close()
 	var (
-		sc      scanned
-		bytes   int
-		id      uuid.UUID
-		key     *string
-		headers []byte
-		ready   bool
-		avail   time.Time
+		sc       scanned
+		bytes    int
+		seq      int64
+		id       pgtype.UUID // not uuid.UUID: pgx would go through its text form
+		payload  []byte      // pgx makes a new slice for every row
+		created  time.Time
+		attempts int
+		ready    bool
+		avail    time.Time
+		// One destination list for all rows (a variadic list per row is an allocation);
+		// topic, key, type and headers are read raw below (text is the same bytes in
+		// both formats).
+		dest = []any{&seq, &id, nil, nil, nil, &payload, nil, &created, &attempts, &ready, &avail}
+		// Rows in a row mostly share their topic and type: reuse the previous row's string.
+		topic, typ string
 	)
+	same := func(prev *string, b []byte) string {
+		if *prev != string(b) {
+			*prev = string(b)
+		}
+		return *prev
+	}
+	jsonbBinary := -1 // unknown until the first row
 	// Scanned in place: a Record is large, and growing the slice copies them all.
 	sc.recs = make([]outbox.Record, 0, min(limit, 1024))
 	for rows.Next() {
 		sc.recs = append(sc.recs, outbox.Record{})
 		r := &sc.recs[len(sc.recs)-1]
-		if err := rows.Scan(&r.Seq, &id, &r.Topic, &key, &r.Type, &r.Payload, &headers, &r.CreatedAt, &r.Attempts, &ready, &avail); err != nil {
+		if err := rows.Scan(dest...); err != nil {
 			return scanned{}, err
 		}
-		r.ID = id
-		if key != nil {
-			r.Key = *key
+		r.Seq, r.Payload, r.CreatedAt, r.Attempts = seq, payload, created, attempts
+		raw := rows.RawValues()
+		if jsonbBinary < 0 {
+			jsonbBinary = 0
+			if rows.FieldDescriptions()[colHeaders].Format == pgx.BinaryFormatCode {
+				jsonbBinary = 1
+			}
+		}
+		r.ID = id.Bytes
+		r.Topic = same(&topic, raw[colTopic])
+		if raw[colKey] != nil {
+			r.Key = string(raw[colKey])
+		}
+		r.Type = same(&typ, raw[colType])
+		headers := raw[colHeaders]
+		if jsonbBinary == 1 && len(headers) > 0 {
+			if headers[0] != 1 {
+				return scanned{}, fmt.Errorf("headers: unknown jsonb binary version %d", headers[0])
+			}
+			headers = headers[1:]
 		}
 		if r.Key != "" {
 			_, b := sc.blocked[r.Key]
