@@ -2,14 +2,12 @@ package nats_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/internal/natstest"
 	"github.com/outboxgo/outbox/sink"
 	natssink "github.com/outboxgo/outbox/sink/nats"
@@ -29,54 +27,6 @@ func outageDuration(t *testing.T) time.Duration {
 	return 2 * time.Second
 }
 
-// relay is a minimal stand-in for the relay: it keeps failed messages and publishes them
-// again, ahead of newer ones, until they are acknowledged.
-type relay struct {
-	t       *testing.T
-	s       sink.Sink
-	pending []*outbox.Record // failed, to publish again, in order
-	acked   []*outbox.Record // in acknowledgement order
-	timeout time.Duration    // the sink's PublishTimeout
-}
-
-// round publishes pending messages plus fresh ones, checks every result is either success or
-// retryable, and that the call returned within the publish timeout. It reports how many
-// were acknowledged.
-func (r *relay) round(fresh []*outbox.Record) int {
-	r.t.Helper()
-	batch := append(r.pending, fresh...)
-	r.pending = nil
-	start := time.Now()
-	res := r.s.Publish(context.Background(), batch)
-	if d := time.Since(start); d > r.timeout+time.Second {
-		r.t.Errorf("Publish took %s, more than the publish timeout %s", d, r.timeout)
-	}
-	if len(res) != len(batch) {
-		r.t.Fatalf("Publish returned %d results for %d messages", len(res), len(batch))
-	}
-	ok := 0
-	for i, err := range res {
-		switch {
-		case err == nil:
-			ok++
-			r.acked = append(r.acked, batch[i])
-		case sink.IsPermanent(err):
-			r.t.Fatalf("message %d: permanent error during an outage: %v", i, err)
-		default:
-			r.pending = append(r.pending, batch[i])
-		}
-	}
-	return ok
-}
-
-func freshBatch(n int, round int) []*outbox.Record {
-	recs := make([]*outbox.Record, n)
-	for i := range recs {
-		recs[i] = sinktest.NewRecord("orders", fmt.Sprintf("key-%d", i%5), fmt.Appendf(nil, `{"round":%d,"i":%d}`, round, i))
-	}
-	return recs
-}
-
 // TestOutage stops the broker under a running sink: while it is down every Publish returns
 // retryable errors within the publish timeout, never success; after the restart publishing
 // resumes by itself, and every message ever acknowledged is in the stream.
@@ -91,9 +41,9 @@ func TestOutage(t *testing.T) {
 	s := newSink(t, natssink.Config{
 		URL: srv.URL(), SubjectPrefix: prefix, PublishTimeout: timeout, ReconnectWait: 100 * time.Millisecond,
 	})
-	r := &relay{t: t, s: s, timeout: timeout}
+	r := &sinktest.Retrier{T: t, Sink: s, Timeout: timeout}
 
-	if ok := r.round(freshBatch(200, 0)); ok != 200 {
+	if ok := r.Round(sinktest.FreshBatch(200, 0)); ok != 200 {
 		t.Fatalf("before the outage: %d of 200 acknowledged", ok)
 	}
 
@@ -105,7 +55,7 @@ func TestOutage(t *testing.T) {
 		close(stopped)
 	})
 	defer stopper.Stop()
-	inFlight := r.round(freshBatch(5000, 1000))
+	inFlight := r.Round(sinktest.FreshBatch(5000, 1000))
 	<-stopped
 	t.Logf("server stopped during a batch of 5000: %d acknowledged before", inFlight)
 
@@ -115,24 +65,24 @@ func TestOutage(t *testing.T) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	rounds := 0
 	for end := time.Now().Add(outage); time.Now().Before(end); rounds++ {
-		if ok := r.round(freshBatch(50, rounds+1)); ok != 0 {
+		if ok := r.Round(sinktest.FreshBatch(50, rounds+1)); ok != 0 {
 			t.Fatalf("outage round %d: %d messages acknowledged by a server that is down", rounds, ok)
 		}
 		<-tick.C
 	}
 	tick.Stop()
-	failed := len(r.pending)
+	failed := len(r.Pending)
 	t.Logf("%d publish rounds during the outage, %d messages waiting", rounds, failed)
 
 	srv.Restart()
 	deadline := time.Now().Add(30 * time.Second)
-	for len(r.pending) > 0 {
+	for len(r.Pending) > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d messages still failing 30s after the restart", len(r.pending))
+			t.Fatalf("%d messages still failing 30s after the restart", len(r.Pending))
 		}
-		r.round(nil)
+		r.Round(nil)
 	}
-	if ok := r.round(freshBatch(200, 999)); ok != 200 {
+	if ok := r.Round(sinktest.FreshBatch(200, 999)); ok != 200 {
 		t.Fatalf("after the restart: %d of 200 acknowledged", ok)
 	}
 
@@ -152,22 +102,22 @@ func TestOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := int(info.State.Msgs); got != len(r.acked) {
-		t.Errorf("stream holds %d messages, %d were acknowledged", got, len(r.acked))
+	if got := int(info.State.Msgs); got != len(r.Acked) {
+		t.Errorf("stream holds %d messages, %d were acknowledged", got, len(r.Acked))
 	}
 	recv := natstest.Receiver(t, nc2, stream, prefix)
 	pos := map[string]int{}
-	for i := 0; len(pos) < len(r.acked); i++ {
+	for i := 0; len(pos) < len(r.Acked); i++ {
 		m, err := recv.Receive(ctx)
 		if err != nil {
-			t.Fatalf("read %d of %d acknowledged messages from the stream: %v", len(pos), len(r.acked), err)
+			t.Fatalf("read %d of %d acknowledged messages from the stream: %v", len(pos), len(r.Acked), err)
 		}
 		if _, dup := pos[m.ID]; !dup {
 			pos[m.ID] = i
 		}
 	}
 	last := map[string]int{}
-	for _, rec := range r.acked {
+	for _, rec := range r.Acked {
 		p, ok := pos[rec.ID.String()]
 		if !ok {
 			t.Errorf("acknowledged message %s (seq %d) is not in the stream", rec.ID, rec.Seq)

@@ -2,64 +2,14 @@ package redis_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
-	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/internal/faultproxy"
 	"github.com/outboxgo/outbox/sink"
 	redissink "github.com/outboxgo/outbox/sink/redis"
 	"github.com/outboxgo/outbox/sink/sinktest"
 )
-
-// relay is a minimal stand-in for the relay: it keeps failed messages and publishes them
-// again, ahead of newer ones, until they are acknowledged.
-type relay struct {
-	t       *testing.T
-	s       sink.Sink
-	pending []*outbox.Record // failed, to publish again, in order
-	acked   []*outbox.Record // in acknowledgement order
-	timeout time.Duration    // the sink's PublishTimeout
-}
-
-// round publishes pending messages plus fresh ones, checks that every result is success or
-// retryable and that the call returned within the publish timeout, and reports how many
-// were acknowledged.
-func (r *relay) round(fresh []*outbox.Record) int {
-	r.t.Helper()
-	batch := append(r.pending, fresh...)
-	r.pending = nil
-	start := time.Now()
-	res := r.s.Publish(context.Background(), batch)
-	if d := time.Since(start); d > r.timeout+time.Second {
-		r.t.Errorf("Publish took %s, more than the publish timeout %s", d, r.timeout)
-	}
-	if len(res) != len(batch) {
-		r.t.Fatalf("Publish returned %d results for %d messages", len(res), len(batch))
-	}
-	ok := 0
-	for i, err := range res {
-		switch {
-		case err == nil:
-			ok++
-			r.acked = append(r.acked, batch[i])
-		case sink.IsPermanent(err):
-			r.t.Fatalf("message %d: permanent error during an outage: %v", i, err)
-		default:
-			r.pending = append(r.pending, batch[i])
-		}
-	}
-	return ok
-}
-
-func freshBatch(n, round int) []*outbox.Record {
-	recs := make([]*outbox.Record, n)
-	for i := range recs {
-		recs[i] = sinktest.NewRecord("orders", fmt.Sprintf("key-%d", i%5), fmt.Appendf(nil, `{"round":%d,"i":%d}`, round, i))
-	}
-	return recs
-}
 
 // TestConnectionCut cuts the connection to Redis, during a batch and for a while after:
 // every Publish meanwhile returns retryable errors within the publish timeout, never
@@ -72,9 +22,9 @@ func TestConnectionCut(t *testing.T) {
 	proxy := faultproxy.Start(t, redisAddr())
 	const timeout = time.Second
 	s := newSink(t, redissink.Config{Addr: proxy.Addr(), StreamPrefix: prefix, PublishTimeout: timeout})
-	r := &relay{t: t, s: s, timeout: timeout}
+	r := &sinktest.Retrier{T: t, Sink: s, Timeout: timeout}
 
-	if ok := r.round(freshBatch(200, 0)); ok != 200 {
+	if ok := r.Round(sinktest.FreshBatch(200, 0)); ok != 200 {
 		t.Fatalf("before the cut: %d of 200 acknowledged", ok)
 	}
 
@@ -85,26 +35,26 @@ func TestConnectionCut(t *testing.T) {
 		close(cut)
 	})
 	defer cutter.Stop()
-	inFlight := r.round(freshBatch(5000, 1))
+	inFlight := r.Round(sinktest.FreshBatch(5000, 1))
 	<-cut
 	t.Logf("connection cut during a batch of 5000: %d acknowledged", inFlight)
 
 	for round := 2; round < 7; round++ {
-		if ok := r.round(freshBatch(50, round)); ok != 0 {
+		if ok := r.Round(sinktest.FreshBatch(50, round)); ok != 0 {
 			t.Fatalf("round %d: %d messages acknowledged through a cut connection", round, ok)
 		}
 	}
-	t.Logf("%d messages waiting", len(r.pending))
+	t.Logf("%d messages waiting", len(r.Pending))
 
 	proxy.Restore()
 	deadline := time.Now().Add(30 * time.Second)
-	for len(r.pending) > 0 {
+	for len(r.Pending) > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d messages still failing 30s after the restore", len(r.pending))
+			t.Fatalf("%d messages still failing 30s after the restore", len(r.Pending))
 		}
-		r.round(nil)
+		r.Round(nil)
 	}
-	if ok := r.round(freshBatch(200, 99)); ok != 200 {
+	if ok := r.Round(sinktest.FreshBatch(200, 99)); ok != 200 {
 		t.Fatalf("after the restore: %d of 200 acknowledged", ok)
 	}
 
@@ -112,8 +62,8 @@ func TestConnectionCut(t *testing.T) {
 	recv := newReceiver(c, prefix, "orders")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	want := make(map[string]bool, len(r.acked))
-	for _, rec := range r.acked {
+	want := make(map[string]bool, len(r.Acked))
+	for _, rec := range r.Acked {
 		want[rec.ID.String()] = true
 	}
 	pos := map[string]int{}
@@ -127,7 +77,7 @@ func TestConnectionCut(t *testing.T) {
 		}
 	}
 	last := map[string]int{}
-	for _, rec := range r.acked {
+	for _, rec := range r.Acked {
 		p := pos[rec.ID.String()]
 		if prev, seen := last[rec.Key]; seen && prev > p {
 			t.Errorf("key %s: message seq %d stored before an earlier one", rec.Key, rec.Seq)

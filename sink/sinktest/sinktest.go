@@ -466,3 +466,53 @@ func testPermanentFailures(t *testing.T, h *Harness) {
 	arrived := collect(t, h, good)
 	checkKeyOrder(t, good, arrived)
 }
+
+// Retrier stands in for the relay in outage tests: it keeps the messages a Publish failed and
+// publishes them again, ahead of newer ones, until they are acknowledged, checking that every
+// result is success or retryable and that Publish returns within the sink's publish timeout.
+type Retrier struct {
+	T       *testing.T
+	Sink    sink.Sink
+	Timeout time.Duration    // the sink's publish timeout
+	Pending []*outbox.Record // failed, to publish again, in order
+	Acked   []*outbox.Record // in acknowledgement order
+}
+
+// Round publishes the pending messages plus fresh ones and reports how many were
+// acknowledged.
+func (r *Retrier) Round(fresh []*outbox.Record) int {
+	r.T.Helper()
+	batch := append(r.Pending, fresh...)
+	r.Pending = nil
+	start := time.Now()
+	res := r.Sink.Publish(context.Background(), batch)
+	if d := time.Since(start); d > r.Timeout+time.Second {
+		r.T.Errorf("Publish took %s, more than the publish timeout %s", d, r.Timeout)
+	}
+	if len(res) != len(batch) {
+		r.T.Fatalf("Publish returned %d results for %d messages", len(res), len(batch))
+	}
+	ok := 0
+	for i, err := range res {
+		switch {
+		case err == nil:
+			ok++
+			r.Acked = append(r.Acked, batch[i])
+		case sink.IsPermanent(err):
+			r.T.Fatalf("message %d: permanent error during an outage: %v", i, err)
+		default:
+			r.Pending = append(r.Pending, batch[i])
+		}
+	}
+	return ok
+}
+
+// FreshBatch is n new records of topic "orders" over five keys, their payloads naming the
+// round and their index.
+func FreshBatch(n, round int) []*outbox.Record {
+	recs := make([]*outbox.Record, n)
+	for i := range recs {
+		recs[i] = NewRecord("orders", fmt.Sprintf("key-%d", i%5), fmt.Appendf(nil, `{"round":%d,"i":%d}`, round, i))
+	}
+	return recs
+}
