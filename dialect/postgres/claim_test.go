@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox/dialect/dialecttest"
 	"github.com/outboxgo/outbox/dialect/postgres"
 	"github.com/outboxgo/outbox/internal/pgtest"
 )
@@ -363,4 +365,67 @@ func TestEnqueueOneMessage(t *testing.T) {
 	if err := c.Finish(ctx, dialect.Outcome{}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// batchSQL records the statements a pool sends in batches.
+type batchSQL struct {
+	roundTrips
+	mu  sync.Mutex
+	sql []string
+}
+
+func (b *batchSQL) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	b.mu.Lock()
+	b.sql = append(b.sql, d.SQL)
+	b.mu.Unlock()
+}
+
+// With AsyncCommit the store passes the conformance suite, and its claims (only they) run
+// with synchronous_commit off.
+func TestAsyncCommit(t *testing.T) {
+	t.Parallel()
+	newAsync := func(t *testing.T, tracer pgx.QueryTracer) *postgres.Store {
+		_, schema := pgtest.Schema(t)
+		cfg, err := pgxpool.ParseConfig(pgtest.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.ConnConfig.Tracer = tracer
+		pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pool.Close)
+		s, err := postgres.New(context.Background(), postgres.Config{Pool: pool, Table: schema + ".outbox", AsyncCommit: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.MigrateUp(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	t.Run("conformance", func(t *testing.T) {
+		t.Parallel()
+		dialecttest.Run(t, func(t *testing.T) dialect.Store { return newAsync(t, nil) })
+	})
+	t.Run("setting", func(t *testing.T) {
+		t.Parallel()
+		tr := &batchSQL{}
+		s := newAsync(t, tr)
+		ctx := context.Background()
+		enqueue(t, s, keyed("a", 1))
+		c, err := s.Claim(ctx, dialect.ClaimRequest{Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Finish(ctx, dialect.Outcome{Published: []int64{c.Records()[0].Seq}}); err != nil {
+			t.Fatal(err)
+		}
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		if !slices.Contains(tr.sql, "SET LOCAL synchronous_commit = off") {
+			t.Errorf("claim batches sent %q, want SET LOCAL synchronous_commit = off among them", tr.sql)
+		}
+	})
 }

@@ -37,6 +37,15 @@ type Config struct {
 	Table string
 	// Logger receives diagnostics. Default slog.Default().
 	Logger *slog.Logger
+	// AsyncCommit commits the relay's claim transactions (deleting or marking published
+	// rows, retries, dead letters) with synchronous_commit = off: a batch does not wait for
+	// its WAL flush. Producers' transactions are not affected. The price is at-least-once
+	// only: if the database server crashes, the last few hundred milliseconds of these
+	// commits (3 × wal_writer_delay at most) are undone, and their messages are published
+	// again (duplicates, dropped by JetStream within its dedupe window); a lost retry or
+	// dead-letter move is attempted again. Commits are lost as a suffix, so first deliveries
+	// keep their per-key order. Off by default.
+	AsyncCommit bool
 }
 
 // Store is a PostgreSQL outbox. It implements dialect.Store.
@@ -48,6 +57,7 @@ type Store struct {
 	writer  *outbox.Writer
 	logger  *slog.Logger
 	q       queries
+	async   bool // Config.AsyncCommit
 	// nowaitOff: until when (unix nanoseconds) claims skip the NOWAIT attempt.
 	nowaitOff atomic.Int64
 }
@@ -65,7 +75,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{table: t, names: migrate.NamesFor(t), writer: w, logger: cmp.Or(cfg.Logger, slog.Default())}
+	s := &Store{table: t, names: migrate.NamesFor(t), writer: w, logger: cmp.Or(cfg.Logger, slog.Default()), async: cfg.AsyncCommit}
 	s.q = buildQueries(s.names)
 	switch {
 	case cfg.Pool != nil:
@@ -254,9 +264,15 @@ func (s *Store) claimWith(ctx context.Context, req dialect.ClaimRequest, nowait 
 	c := &claim{s: s, conn: conn, retain: req.Retain}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
+	if s.async {
+		b.Queue("SET LOCAL synchronous_commit = off")
+	}
 	b.Queue(query, args...)
 	br := conn.SendBatch(ctx, b)
 	_, err = br.Exec()
+	if err == nil && s.async {
+		_, err = br.Exec()
+	}
 	var (
 		sc      scanned
 		blocked map[string]time.Time

@@ -60,6 +60,7 @@ type options struct {
 	notify               bool
 	batch, workers       int
 	walMode, slot        string
+	asyncCommit          bool
 	logicalPrefix        string
 }
 
@@ -101,6 +102,7 @@ func main() {
 	flag.BoolVar(&o.notify, "notify", false, "relay role: outbox LISTEN/NOTIFY")
 	flag.IntVar(&o.batch, "batch", 0, "relay role: batch size")
 	flag.IntVar(&o.workers, "workers", 0, "relay role: outbox workers")
+	flag.BoolVar(&o.asyncCommit, "async-commit", false, "relay role: outbox poll source with postgres.Config.AsyncCommit")
 	flag.StringVar(&o.walMode, "wal-mode", "", "relay role: WAL source mode (table or logical)")
 	flag.StringVar(&o.slot, "slot", "", "relay role: WAL source replication slot")
 	flag.StringVar(&o.logicalPrefix, "logical-prefix", "", "relay role: WAL source logical message prefix")

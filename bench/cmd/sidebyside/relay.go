@@ -44,7 +44,7 @@ func runRelay(ctx context.Context, o options) error {
 	var run func(ctx context.Context) error
 	switch o.kind {
 	case kindOutbox:
-		store, err := postgres.New(ctx, postgres.Config{URL: o.databaseURL, Table: o.schema + ".outbox", Logger: logger})
+		store, err := postgres.New(ctx, postgres.Config{URL: o.databaseURL, Table: o.schema + ".outbox", Logger: logger, AsyncCommit: o.asyncCommit})
 		if err != nil {
 			return err
 		}
@@ -259,7 +259,8 @@ func startRelay(o options, s *system) (*relayProc, error) {
 		"--schema", s.Schema, "--subject-prefix", s.Prefix,
 		"--poll", s.Poll.String(), "--notify="+strconv.FormatBool(s.Notify),
 		"--batch", strconv.Itoa(s.Batch), "--workers", strconv.Itoa(s.Workers),
-		"--wal-mode", string(s.WALMode), "--slot", s.Slot, "--logical-prefix", s.LogicalPrefix)
+		"--wal-mode", string(s.WALMode), "--slot", s.Slot, "--logical-prefix", s.LogicalPrefix,
+		"--async-commit="+strconv.FormatBool(s.Async))
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -41,6 +41,7 @@ type system struct {
 	Kind      string
 	Notify    bool          // outbox: LISTEN/NOTIFY (and its trigger)
 	WALMode   wal.Mode      // outbox-wal: table or logical
+	Async     bool          // outbox: postgres.Config.AsyncCommit
 	Poll      time.Duration // poll interval (outbox: the fallback when Notify)
 	Batch     int
 	Workers   int
@@ -76,6 +77,8 @@ func systems(o options, run string) ([]*system, error) {
 	all := []*system{
 		{ID: "outbox-notify", Label: "outbox (NOTIFY)", Kind: kindOutbox, Notify: true, Poll: o.outboxNotify, Batch: o.outboxBatch, Workers: o.outboxWorkers},
 		{ID: "outbox-poll", Label: "outbox (poll only)", Kind: kindOutbox, Poll: o.outboxPollOnly, Batch: o.outboxBatch, Workers: o.outboxWorkers},
+		{ID: "outbox-notify-async", Label: "outbox (NOTIFY), AsyncCommit", Kind: kindOutbox, Notify: true, Async: true,
+			Poll: o.outboxNotify, Batch: o.outboxBatch, Workers: o.outboxWorkers, DrainOnly: true},
 		{ID: "outbox-wal-table", Label: "outbox WAL (table)", Kind: kindOutboxWAL, WALMode: wal.ModeTable, Batch: o.walBatch, Workers: o.walWorkers},
 		{ID: "outbox-wal-logical", Label: "outbox WAL (logical)", Kind: kindOutboxWAL, WALMode: wal.ModeLogical, Batch: o.walBatch, Workers: o.walWorkers},
 		{ID: "wm-offsets", Label: "Watermill offsets", Kind: kindWMOffsets, Poll: o.wmPoll, Batch: o.wmBatch},
@@ -136,10 +139,14 @@ func (s *system) Knobs() string {
 		if !s.Notify {
 			mode = fmt.Sprintf("poll only: PollInterval %v, DisableNotify, notify trigger dropped", s.Poll)
 		}
+		commit := ""
+		if s.Async {
+			commit = "; postgres.Config.AsyncCommit (the relay's claim transactions commit with synchronous_commit = off; not the default)"
+		}
 		return fmt.Sprintf("poll source: %s; BatchSize %s, Workers %s, MaxBatchBytes 16 MiB (default); "+
 			"relay defaults (MaxAttempts 25, PublishTimeout 30s, BatchTimeout 1m); NATS sink: async publish, "+
-			"MaxPending 4096 (default), Nats-Msg-Id = message id; row deleted after PubAck",
-			mode, orDefault(s.Batch, poll.DefaultBatchSize), orDefault(s.Workers, poll.DefaultWorkers))
+			"MaxPending 4096 (default), Nats-Msg-Id = message id; row deleted after PubAck%s",
+			mode, orDefault(s.Batch, poll.DefaultBatchSize), orDefault(s.Workers, poll.DefaultWorkers), commit)
 	case kindOutboxWAL:
 		mode := "table mode: producers insert with outbox.Writer (notify trigger dropped: nothing listens), " +
 			"publication FOR TABLE outbox, rows deleted after PubAck"
