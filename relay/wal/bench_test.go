@@ -36,12 +36,7 @@ func BenchmarkDrainWAL(b *testing.B) {
 			if mode == wal.ModeTable {
 				settled = func() bool { return e.rows(b) == 0 }
 			}
-			sourcetest.Drain(b, n, sk,
-				func() {
-					for _, msgs := range sourcetest.BacklogMessages(n, keys) {
-						e.commit(b, msgs...)
-					}
-				},
+			sourcetest.Drain(b, n, keys, sk, e.commit,
 				func() relay.Source { return e.source(b, e.benchConfig()) },
 				settled)
 		})

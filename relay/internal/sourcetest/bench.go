@@ -20,19 +20,17 @@ import (
 	"github.com/outboxgo/outbox/sink"
 )
 
-// BacklogMessages returns n messages over keys ("k0", "k1"...) with an order-sized JSON
-// payload, in transactions (chunks) of 10,000: the backlog of the drain benchmarks.
-func BacklogMessages(n, keys int) [][]outbox.Message {
+// backlog commits n messages over keys ("k0", "k1"...) with an order-sized JSON payload, in
+// transactions of 10,000 (one commit call each).
+func backlog(tb testing.TB, n, keys int, commit func(tb testing.TB, msgs ...outbox.Message)) {
 	payload := []byte(`{"order_id":"0000000000","customer":"c-42","amount_cents":4200,"currency":"EUR"}`)
-	var txs [][]outbox.Message
 	for start := 0; start < n; start += 10000 {
 		msgs := make([]outbox.Message, min(10000, n-start))
 		for i := range msgs {
 			msgs[i] = outbox.Message{Topic: "bench.orders", Key: "k" + strconv.Itoa((start+i)%keys), Payload: payload}
 		}
-		txs = append(txs, msgs)
+		commit(tb, msgs...)
 	}
-	return txs
 }
 
 // countingObserver counts acknowledged messages.
@@ -44,15 +42,17 @@ func (o *countingObserver) BatchFinished(_ []outbox.Record, out dialect.Outcome,
 	}
 }
 
-// Drain runs a drain benchmark: b.N times, backlog commits n messages and newSource makes a
-// source (neither timed), then a relay over it publishes them into sk; the time runs until all
-// n are acknowledged and settled reports true (nil: nothing more to wait for, such as the
-// deletes of the acknowledged rows). It reports events/s and peakRSS_MB.
-func Drain(b *testing.B, n int, sk sink.Sink, backlog func(), newSource func() relay.Source, settled func() bool) {
+// Drain runs a drain benchmark: b.N times, n messages over keys are committed with commit,
+// in transactions of 10,000, and newSource makes a source (neither timed); then a relay over
+// it publishes them into sk, timed until all n are acknowledged and settled reports true (nil:
+// nothing more to wait for, such as the deletes of the acknowledged rows). It reports
+// events/s and peakRSS_MB.
+func Drain(b *testing.B, n, keys int, sk sink.Sink, commit func(tb testing.TB, msgs ...outbox.Message),
+	newSource func() relay.Source, settled func() bool) {
 	var total time.Duration
 	for range b.N {
 		b.StopTimer()
-		backlog()
+		backlog(b, n, keys, commit)
 		obs := &countingObserver{}
 		src := newSource()
 		b.StartTimer()
