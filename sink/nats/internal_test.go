@@ -3,12 +3,15 @@ package nats
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/sink"
 )
 
@@ -61,19 +64,79 @@ func TestSubjectCache(t *testing.T) {
 	}
 }
 
-func TestReplySubjects(t *testing.T) {
+func TestBatchTexts(t *testing.T) {
 	t.Parallel()
 	inbox := "_INBOX.abc."
-	subs := replySubjects(inbox, 42, 12)
-	for i, s := range subs {
-		id, idx, ok := parseReply(s, inbox)
+	msgs := make([]*outbox.Record, 12)
+	for i := range msgs {
+		msgs[i] = &outbox.Record{Message: outbox.Message{ID: outbox.NewID()},
+			CreatedAt: time.Date(2026, 12, 5, 7, 0, i, i*1000, time.FixedZone("x", 3600))}
+	}
+	msgs[3].CreatedAt = time.Time{}
+	texts := batchTexts(inbox, 42, msgs)
+	for i, tx := range texts {
+		id, idx, ok := parseReply(tx.reply, inbox)
 		if !ok || id != 42 || idx != i {
-			t.Errorf("parseReply(%q) = %d, %d, %v; want 42, %d", s, id, idx, ok, i)
+			t.Errorf("parseReply(%q) = %d, %d, %v; want 42, %d", tx.reply, id, idx, ok, i)
+		}
+		if tx.id != msgs[i].ID.String() {
+			t.Errorf("id text %q, want %q", tx.id, msgs[i].ID.String())
+		}
+		want := ""
+		if !msgs[i].CreatedAt.IsZero() {
+			want = msgs[i].CreatedAt.UTC().Format(time.RFC3339Nano)
+		}
+		if tx.time != want {
+			t.Errorf("time text %q, want %q", tx.time, want)
 		}
 	}
 	for _, bad := range []string{"_INBOX.abc", "_INBOX.other.1.2", "_INBOX.abc.1", "_INBOX.abc.x.1", "_INBOX.abc.1.-1", "_INBOX.abc.1.y"} {
 		if _, _, ok := parseReply(bad, inbox); ok {
 			t.Errorf("parseReply(%q) accepted", bad)
+		}
+	}
+}
+
+// The headers are the CloudEvents attributes of sink.Attributes, mapped as the NATS binding
+// says, whatever the record: header() sets them without building the attribute list.
+func TestHeaderMatchesAttributes(t *testing.T) {
+	t.Parallel()
+	s := &Sink{source: "svc"}
+	at := time.Date(2026, 12, 5, 7, 0, 1, 230000, time.UTC)
+	recs := []*outbox.Record{
+		{Message: outbox.Message{ID: outbox.NewID(), Topic: "t", Key: "k", Payload: []byte("x")}, CreatedAt: at},
+		{Message: outbox.Message{ID: outbox.NewID(), Topic: "t", Type: "ty"}},
+		{Message: outbox.Message{ID: outbox.NewID(), Topic: "t", Key: "k", Headers: map[string]string{
+			"Content-Type": "application/json", "traceparent": "00-1", "nats-msg-id": "theirs", "ce-id": "spoof"}}, CreatedAt: at},
+		{Message: outbox.Message{ID: outbox.NewID(), Topic: "t", Headers: map[string]string{"content-type": "text/plain", "a": "b"}}, CreatedAt: at.Add(time.Hour)},
+	}
+	// The reference: user headers, then each attribute under its binding's name, then the
+	// dedupe id.
+	want := func(r *outbox.Record) natsgo.Header {
+		h := natsgo.Header{}
+		for name, v := range r.Headers {
+			if equalFoldASCII(name, "content-type") || equalFoldASCII(name, jetstream.MsgIDHeader) {
+				continue
+			}
+			h[name] = []string{v}
+		}
+		var id string
+		for _, a := range sink.Attributes(r, s.source) {
+			if a.Name == "id" {
+				id = a.Value
+			}
+			h[ceHeader(a.Name)] = []string{a.Value}
+		}
+		h[jetstream.MsgIDHeader] = []string{id}
+		return h
+	}
+	texts := batchTexts("_INBOX.x.", 1, recs)
+	h := natsgo.Header{}
+	var vals []string
+	for i, r := range recs {
+		vals = s.header(h, vals[:0], r, texts[i].id, texts[i].time)
+		if w := want(r); !reflect.DeepEqual(h, w) {
+			t.Errorf("record %d: headers\n%v\nwant\n%v", i, h, w)
 		}
 	}
 }
