@@ -38,7 +38,7 @@ func chart(r *Results, path string) error {
 		}
 	}
 	tp := plot.New()
-	tp.Title.Text = fmt.Sprintf("Drain of a %s-event backlog", r.Options["messages"])
+	tp.Title.Text = fmt.Sprintf("Drain of a %s-event backlog (blue: outbox, grey: Watermill)", r.Options["messages"])
 	tp.Y.Label.Text = "events/s (higher is better)"
 	for i, vs := range []plotter.Values{ours, theirs} {
 		bars, err := plotter.NewBarChart(vs, vg.Points(26))
@@ -96,18 +96,21 @@ func chart(r *Results, path string) error {
 		top = max(top, maxOf(series.vs))
 	}
 	lp.Legend.Top = true
+	lp.Legend.Left = true
+	lp.Legend.XOffs = vg.Centimeter
 	lp.NominalX(lnames...)
 	lp.Y.Min = 0
 	lp.Y.Max = top * 1.25
 
-	const width, height = 30 * vg.Centimeter, 11 * vg.Centimeter
+	// One chart above the other, each the full width: up to nine labelled bars each.
+	const width, height = 28 * vg.Centimeter, 22 * vg.Centimeter
 	img := vgimg.New(width, height)
 	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Centimeter, PadLeft: vg.Millimeter * 3, PadRight: vg.Millimeter * 3,
+	tiles := draw.Tiles{Rows: 2, Cols: 1, PadY: vg.Centimeter, PadLeft: vg.Millimeter * 3, PadRight: vg.Millimeter * 3,
 		PadTop: vg.Millimeter * 3, PadBottom: vg.Millimeter * 3}
-	canvases := plot.Align([][]*plot.Plot{{tp, lp}}, tiles, dc)
+	canvases := plot.Align([][]*plot.Plot{{tp}, {lp}}, tiles, dc)
 	tp.Draw(canvases[0][0])
-	lp.Draw(canvases[0][1])
+	lp.Draw(canvases[1][0])
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -140,9 +143,10 @@ func addLabels(p *plot.Plot, vs plotter.Values, dx float64, format string) error
 	return nil
 }
 
+// shortName is a system's label broken into short lines for the x axis.
 func shortName(s *SystemResult) string {
-	n := strings.NewReplacer("Watermill ", "WM ", " (", "\n(", ", ", "\n").Replace(s.Label)
-	return n
+	return strings.NewReplacer("Watermill ", "WM\n", "outbox WAL ", "WAL\n", "outbox (", "outbox\n(",
+		"), ", ")\n", ", ", "\n").Replace(s.Label)
 }
 
 func maxOf(vs plotter.Values) float64 {

@@ -42,6 +42,7 @@ type options struct {
 	only           string
 	workloads      string
 	keep           bool
+	fromJSON       string
 
 	// Knobs, shared with the relay role.
 	outboxPollOnly time.Duration
@@ -84,6 +85,7 @@ func main() {
 	flag.StringVar(&o.only, "systems", "", "comma-separated system ids to run (default all)")
 	flag.StringVar(&o.workloads, "workloads", "drain,idle,steady,overhead", "comma-separated workloads to run")
 	flag.BoolVar(&o.keep, "keep", false, "keep the schemas and streams afterwards")
+	flag.StringVar(&o.fromJSON, "from-json", "", "run nothing: render --out and --chart from the results a run saved with --json")
 
 	flag.DurationVar(&o.outboxPollOnly, "outbox-poll-only-interval", 10*time.Millisecond, "outbox poll-only: poll interval")
 	flag.DurationVar(&o.outboxNotify, "outbox-notify-interval", 100*time.Millisecond, "outbox with NOTIFY: fallback poll interval")
@@ -113,6 +115,10 @@ func main() {
 	var err error
 	switch o.role {
 	case "":
+		if o.fromJSON != "" {
+			err = render(o)
+			break
+		}
 		err = orchestrate(ctx, o)
 	case "relay":
 		err = runRelay(ctx, o)

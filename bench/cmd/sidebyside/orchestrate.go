@@ -213,6 +213,24 @@ func orchestrate(ctx context.Context, o options) error {
 			return err
 		}
 	}
+	return output(o, res)
+}
+
+// render writes the outputs of a saved run (--from-json).
+func render(o options) error {
+	raw, err := os.ReadFile(o.fromJSON)
+	if err != nil {
+		return err
+	}
+	var res Results
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return fmt.Errorf("reading %s: %w", o.fromJSON, err)
+	}
+	return output(o, &res)
+}
+
+// output writes the Markdown section and the chart.
+func output(o options, res *Results) error {
 	md := markdown(res)
 	if o.out == "" || o.out == "-" {
 		fmt.Print(md)
