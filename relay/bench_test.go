@@ -1,6 +1,7 @@
 package relay_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -65,10 +66,20 @@ func backlog(b *testing.B, bd *bundle, n, keys int) {
 
 // BenchmarkDrain measures how fast one relay empties a 100,000-message backlog from
 // PostgreSQL into NATS JetStream (file storage, PubAck awaited for each message).
+//
+// Besides events/s it reports where the time goes, per drain: the workers' seconds spent
+// claiming (Store.Claim), publishing (Sink.Publish) and finishing (Claim.Finish), summed over
+// workers; and the CPU seconds of this process, of the PostgreSQL server processes and of
+// nats-server over the drain (from /proc; other work on the machine counts too).
 func BenchmarkDrain(b *testing.B) {
 	const n, keys = 100_000, 1000
-	bd, sk := benchEnv(b)
-	var total time.Duration
+	bd, inner := benchEnv(b)
+	var (
+		total time.Duration
+		cpu   [3]float64 // this process, postgres, nats-server
+	)
+	st := &timedStore{Store: bd.store}
+	sk := &timedSink{Sink: inner}
 	for range b.N {
 		b.StopTimer()
 		backlog(b, bd, n, keys)
@@ -77,17 +88,134 @@ func BenchmarkDrain(b *testing.B) {
 		}
 		obs := &countingObserver{}
 		b.StartTimer()
+		cpu0 := processCPU()
 		start := time.Now()
-		stop := startRelay(b, bd, sk, poll.Config{}, relay.Config{Observer: obs})
+		stop := startRelayOn(b, st, sk, poll.Config{}, relay.Config{Observer: obs})
 		for obs.published.Load() < n {
 			time.Sleep(time.Millisecond)
 		}
 		total += time.Since(start)
+		cpu1 := processCPU()
 		b.StopTimer()
 		stop()
+		for i := range cpu {
+			cpu[i] += cpu1[i] - cpu0[i]
+		}
 	}
+	per := func(ns int64) float64 { return time.Duration(ns).Seconds() / float64(b.N) }
 	b.ReportMetric(float64(n*b.N)/total.Seconds(), "events/s")
+	b.ReportMetric(per(st.claimNS.Load()), "claim_s")
+	b.ReportMetric(per(sk.ns.Load()), "publish_s")
+	b.ReportMetric(per(st.finishNS.Load()), "finish_s")
+	b.ReportMetric(cpu[0]/float64(b.N), "cpu_self_s")
+	b.ReportMetric(cpu[1]/float64(b.N), "cpu_postgres_s")
+	b.ReportMetric(cpu[2]/float64(b.N), "cpu_nats_s")
 	b.ReportMetric(peakRSSMB(), "peakRSS_MB")
+}
+
+// startRelayOn is startRelay with a store of the caller's (a wrapper of the bundle's).
+func startRelayOn(b *testing.B, store dialect.Store, sk sink.Sink, pcfg poll.Config, rcfg relay.Config) (stop func()) {
+	b.Helper()
+	pcfg.Store = store
+	pcfg.PollInterval = cmp.Or(pcfg.PollInterval, 10*time.Millisecond)
+	src, err := poll.New(pcfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rcfg.Source, rcfg.Sink = src, sk
+	r, err := relay.New(rcfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Errorf("relay.Run: %v", err)
+		}
+	}
+}
+
+// timedStore adds up the time spent in Claim and in the claims' Finish.
+type timedStore struct {
+	dialect.Store
+	claimNS, finishNS atomic.Int64
+}
+
+func (s *timedStore) Claim(ctx context.Context, req dialect.ClaimRequest) (dialect.Claim, error) {
+	t := time.Now()
+	c, err := s.Store.Claim(ctx, req)
+	s.claimNS.Add(int64(time.Since(t)))
+	if err != nil {
+		return nil, err
+	}
+	return &timedClaim{Claim: c, s: s}, nil
+}
+
+type timedClaim struct {
+	dialect.Claim
+	s *timedStore
+}
+
+func (c *timedClaim) Finish(ctx context.Context, o dialect.Outcome) error {
+	t := time.Now()
+	err := c.Claim.Finish(ctx, o)
+	c.s.finishNS.Add(int64(time.Since(t)))
+	return err
+}
+
+// timedSink adds up the time spent in Publish.
+type timedSink struct {
+	sink.Sink
+	ns atomic.Int64
+}
+
+func (s *timedSink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
+	t := time.Now()
+	res := s.Sink.Publish(ctx, msgs)
+	s.ns.Add(int64(time.Since(t)))
+	return res
+}
+
+// processCPU returns the CPU seconds (utime + stime) used so far by this process, by all
+// processes named postgres and by nats-server, from /proc.
+func processCPU() [3]float64 {
+	var out [3]float64
+	entries, _ := os.ReadDir("/proc")
+	self := os.Getpid()
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		stat := string(raw)
+		open, end := strings.IndexByte(stat, '('), strings.LastIndexByte(stat, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		f := strings.Fields(stat[end+1:])
+		if len(f) < 13 {
+			continue
+		}
+		utime, _ := strconv.ParseFloat(f[11], 64)
+		stime, _ := strconv.ParseFloat(f[12], 64)
+		secs := (utime + stime) / 100 // USER_HZ
+		switch name := stat[open+1 : end]; {
+		case pid == self:
+			out[0] += secs
+		case name == "postgres":
+			out[1] += secs
+		case name == "nats-server":
+			out[2] += secs
+		}
+	}
+	return out
 }
 
 // latencySink stamps the moment each message's PubAck came back.
