@@ -66,7 +66,10 @@ type Source struct {
 	group  string // relays with the same topic filter share the key space
 	logger *slog.Logger
 	slots  chan int
-	wake   chan struct{}
+	// wakes holds one wake-up channel per worker slot: a worker's wake-up cannot be taken by
+	// another worker, which would leave the first asleep for its whole interval while the
+	// commit that woke them is in its slice of the keys.
+	wakes []chan struct{}
 	member atomic.Value // dialect.Membership
 
 	mu      sync.Mutex
@@ -113,10 +116,11 @@ func New(cfg Config) (*Source, error) {
 		cfg:     cfg,
 		logger:  cmp.Or(cfg.Logger, slog.Default()),
 		slots:   make(chan int, cfg.Workers),
-		wake:    make(chan struct{}, cfg.Workers),
+		wakes:   make([]chan struct{}, cfg.Workers),
 		blocked: make(map[string]time.Time),
 	}
 	for i := range cfg.Workers {
+		s.wakes[i] = make(chan struct{}, 1)
 		s.slots <- i
 	}
 	topics := slices.Clone(cfg.Topics)
@@ -207,11 +211,10 @@ func (s *Source) cleanup(ctx context.Context) {
 // claiming when Wake is called polls again as soon as it would have waited: the wake-up is
 // kept for it, so a commit racing with an empty claim is not left for the next interval.
 func (s *Source) Wake() {
-	for range cap(s.wake) {
+	for _, w := range s.wakes {
 		select {
-		case s.wake <- struct{}{}:
-		default:
-			return
+		case w <- struct{}{}:
+		default: // already pending for that worker
 		}
 	}
 }
@@ -261,7 +264,7 @@ func (s *Source) Next(ctx context.Context) (relay.Batch, error) {
 			t.Stop()
 			s.slots <- slot
 			return nil, ctx.Err()
-		case <-s.wake:
+		case <-s.wakes[slot]:
 			t.Stop()
 		case <-t.C:
 		}
