@@ -69,7 +69,7 @@ type Source struct {
 	// wakes holds one wake-up channel per worker slot: a worker's wake-up cannot be taken by
 	// another worker, which would leave the first asleep for its whole interval while the
 	// commit that woke them is in its slice of the keys.
-	wakes []chan struct{}
+	wakes  []chan struct{}
 	member atomic.Value // dialect.Membership
 
 	mu      sync.Mutex
