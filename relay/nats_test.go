@@ -12,54 +12,10 @@ import (
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/internal/natstest"
 	"github.com/outboxgo/outbox/relay"
+	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 	"github.com/outboxgo/outbox/relay/poll"
 	"github.com/outboxgo/outbox/sink/nats"
-	"github.com/outboxgo/outbox/sink/sinktest"
 )
-
-// drainStream reads want distinct messages from the stream (it fails the test after d) and
-// returns them in stream order, duplicates included.
-func drainStream(t *testing.T, rcv sinktest.Receiver, want int, d time.Duration) []sinktest.Received {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	var (
-		out  []sinktest.Received
-		seen = map[string]bool{}
-	)
-	for len(seen) < want {
-		m, err := rcv.Receive(ctx)
-		if err != nil {
-			t.Fatalf("received %d of %d distinct messages: %v", len(seen), want, err)
-		}
-		out = append(out, m)
-		seen[m.ID] = true
-	}
-	return out
-}
-
-// checkStreamOrder verifies per-key order of first deliveries and returns the duplicates.
-func checkStreamOrder(t *testing.T, got []sinktest.Received) (dups int) {
-	t.Helper()
-	next := map[string]int{}
-	seen := map[string]bool{}
-	for _, m := range got {
-		if seen[m.ID] {
-			dups++
-			continue
-		}
-		seen[m.ID] = true
-		key, n := parse(string(m.Payload))
-		if m.Subject != key {
-			t.Fatalf("ce-subject %q, want key %q", m.Subject, key)
-		}
-		if n != next[key] {
-			t.Fatalf("key %s: got seq %d, want %d (order violated)", key, n, next[key])
-		}
-		next[key] = n + 1
-	}
-	return dups
-}
 
 func TestNATSEndToEnd(t *testing.T) {
 	t.Parallel()
@@ -74,8 +30,8 @@ func TestNATSEndToEnd(t *testing.T) {
 	rcv := natstest.Receiver(t, nc, stream, prefix)
 	n := produce(t, b, 20, 25, 10)
 	startRelay(t, b, sk, poll.Config{}, relay.Config{})
-	got := drainStream(t, rcv, n, 60*time.Second)
-	if dups := checkStreamOrder(t, got); dups != 0 {
+	got := sourcetest.DrainStream(t, rcv, n, 60*time.Second)
+	if dups := sourcetest.CheckStreamOrder(t, got); dups != 0 {
 		t.Fatalf("%d duplicates in the happy path", dups)
 	}
 	if m := got[0]; m.Source != "shop" || m.SpecVersion != "1.0" || m.Type != "test.orders" || m.Time == "" || m.Headers["Nats-Msg-Id"] != m.ID {
@@ -137,8 +93,8 @@ func TestNATSOutage(t *testing.T) {
 	// A fresh connection: the first one may have given up while the server was away.
 	nc2 := natstest.ConnectURL(t, srv.URL())
 	rcv := natstest.Receiver(t, nc2, stream, prefix)
-	got := drainStream(t, rcv, committed, 60*time.Second)
-	dups := checkStreamOrder(t, got)
+	got := sourcetest.DrainStream(t, rcv, committed, 60*time.Second)
+	dups := sourcetest.CheckStreamOrder(t, got)
 	st, err := b.store.Stats(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +125,7 @@ func TestNATSPayloadTooLargeGoesToDeadLetters(t *testing.T) {
 		outbox.Message{Topic: "big", Key: "a", Payload: []byte("a:0")}); err != nil {
 		t.Fatal(err)
 	}
-	got := drainStream(t, natstest.Receiver(t, nc, stream, prefix), 1, 30*time.Second)
+	got := sourcetest.DrainStream(t, natstest.Receiver(t, nc, stream, prefix), 1, 30*time.Second)
 	if string(got[0].Payload) != "a:0" {
 		t.Fatalf("received %q", got[0].Payload)
 	}

@@ -42,8 +42,8 @@ func NATSEndToEnd(t *testing.T, run func(sk sink.Sink) (produced int)) {
 	sk, nc, stream, prefix := natsSink(t, "shop")
 	rcv := natstest.Receiver(t, nc, stream, prefix)
 	n := run(sk)
-	got := drainStream(t, rcv, n, 60*time.Second)
-	if dups := checkStreamOrder(t, got); dups != 0 {
+	got := DrainStream(t, rcv, n, 60*time.Second)
+	if dups := CheckStreamOrder(t, got); dups != 0 {
 		t.Fatalf("%d duplicates in the happy path", dups)
 	}
 	if m := got[0]; m.Source != "shop" || m.SpecVersion != "1.0" || m.Type != "test.orders" || m.Time == "" || m.Headers["Nats-Msg-Id"] != m.ID {
@@ -51,9 +51,9 @@ func NATSEndToEnd(t *testing.T, run func(sk sink.Sink) (produced int)) {
 	}
 }
 
-// drainStream reads want distinct messages from the stream (it fails the test after d) and
+// DrainStream reads want distinct messages from the stream (it fails the test after d) and
 // returns them in stream order, duplicates included.
-func drainStream(t *testing.T, rcv sinktest.Receiver, want int, d time.Duration) []sinktest.Received {
+func DrainStream(t *testing.T, rcv sinktest.Receiver, want int, d time.Duration) []sinktest.Received {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
@@ -72,9 +72,9 @@ func drainStream(t *testing.T, rcv sinktest.Receiver, want int, d time.Duration)
 	return out
 }
 
-// checkStreamOrder verifies per-key order of first deliveries (the key is the CloudEvents
+// CheckStreamOrder verifies per-key order of first deliveries (the key is the CloudEvents
 // subject) and returns the duplicates.
-func checkStreamOrder(t *testing.T, got []sinktest.Received) (dups int) {
+func CheckStreamOrder(t *testing.T, got []sinktest.Received) (dups int) {
 	t.Helper()
 	next := map[string]int{}
 	seen := map[string]bool{}
