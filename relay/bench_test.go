@@ -3,23 +3,20 @@ package relay_test
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/internal/natstest"
 	"github.com/outboxgo/outbox/relay"
+	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 	"github.com/outboxgo/outbox/relay/poll"
 	"github.com/outboxgo/outbox/sink"
 	"github.com/outboxgo/outbox/sink/nats"
@@ -218,35 +215,9 @@ func processCPU() [3]float64 {
 	return out
 }
 
-// latencySink stamps the moment each message's PubAck came back.
-type latencySink struct {
-	sink.Sink
-	mu    sync.Mutex
-	acked map[uuid.UUID]time.Time
-}
-
-func (s *latencySink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
-	res := s.Sink.Publish(ctx, msgs)
-	now := time.Now()
-	s.mu.Lock()
-	for i, m := range msgs {
-		if res[i] == nil {
-			if _, ok := s.acked[m.ID]; !ok {
-				s.acked[m.ID] = now
-			}
-		}
-	}
-	s.mu.Unlock()
-	return res
-}
-
 // BenchmarkSteadyLatency commits 1,000 events/s (four producers, one message per transaction)
 // for OUTBOX_BENCH_SECONDS (default 10) and reports commit→PubAck latency.
 func BenchmarkSteadyLatency(b *testing.B) {
-	seconds := 10
-	if s, err := strconv.Atoi(os.Getenv("OUTBOX_BENCH_SECONDS")); err == nil && s > 0 {
-		seconds = s
-	}
 	modes := []struct {
 		name string
 		cfg  poll.Config
@@ -257,79 +228,21 @@ func BenchmarkSteadyLatency(b *testing.B) {
 	for _, mode := range modes {
 		b.Run(mode.name, func(b *testing.B) {
 			bd, inner := benchEnv(b)
-			sk := &latencySink{Sink: inner, acked: map[uuid.UUID]time.Time{}}
-			var lat []time.Duration
-			for range b.N {
-				startRelay(b, bd, sk, mode.cfg, relay.Config{})
-				lat = append(lat, steady(b, bd, sk, 1000, time.Duration(seconds)*time.Second)...)
+			cfg := mode.cfg
+			cfg.Store = bd.store
+			newSource := func() *poll.Source {
+				src, err := poll.New(cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				return src
 			}
-			slices.Sort(lat)
-			pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))]) / 1e6 }
-			b.ReportMetric(pct(0.50), "p50_ms")
-			b.ReportMetric(pct(0.99), "p99_ms")
-			b.ReportMetric(float64(lat[len(lat)-1])/1e6, "max_ms")
-			b.ReportMetric(peakRSSMB(), "peakRSS_MB")
+			sourcetest.SteadyLatency(b, inner, newSource, func(*poll.Source) bool { return true },
+				func(ctx context.Context, m outbox.Message) error {
+					return pgx.BeginFunc(ctx, bd.pool, func(tx pgx.Tx) error { return bd.writer.Enqueue(ctx, tx, m) })
+				})
 		})
 	}
-}
-
-func steady(b *testing.B, bd *bundle, sk *latencySink, rate int, d time.Duration) []time.Duration {
-	const producers = 4
-	ctx := context.Background()
-	var (
-		mu        sync.Mutex
-		committed = map[uuid.UUID]time.Time{}
-		wg        sync.WaitGroup
-	)
-	deadline := time.Now().Add(d)
-	for p := range producers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tick := time.NewTicker(time.Second * producers / time.Duration(rate))
-			defer tick.Stop()
-			for i := 0; time.Now().Before(deadline); i++ {
-				<-tick.C
-				m := outbox.Message{ID: outbox.NewID(), Topic: "bench.steady", Key: fmt.Sprintf("p%d-k%d", p, i%50), Payload: []byte(`{"n":1}`)}
-				err := pgx.BeginFunc(ctx, bd.pool, func(tx pgx.Tx) error { return bd.writer.Enqueue(ctx, tx, m) })
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				at := time.Now()
-				mu.Lock()
-				committed[m.ID] = at
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	waitUntil := time.Now().Add(30 * time.Second)
-	for {
-		sk.mu.Lock()
-		done := true
-		for id := range committed {
-			if _, ok := sk.acked[id]; !ok {
-				done = false
-				break
-			}
-		}
-		if done {
-			break
-		}
-		sk.mu.Unlock()
-		if time.Now().After(waitUntil) {
-			st, _ := bd.store.Stats(ctx)
-			b.Fatalf("messages not acknowledged within 30s of the last commit: %d committed, %d acked, stats %+v", len(committed), len(sk.acked), st)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	defer sk.mu.Unlock()
-	out := make([]time.Duration, 0, len(committed))
-	for id, c := range committed {
-		out = append(out, max(0, sk.acked[id].Sub(c)))
-	}
-	return out
 }
 
 // peakRSSMB is the process's peak resident set (VmHWM), relay and producers together.
