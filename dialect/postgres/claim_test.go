@@ -239,6 +239,64 @@ func TestClaimRoundTrips(t *testing.T) {
 	}
 }
 
+// A row committed by a transaction that began after the claim's transaction (but committed
+// before the claim's snapshot) is ready: it must neither block its key nor be left out. With
+// readiness judged by now() — the claim transaction's start — it was "due" in the future and
+// its key waited for the next poll.
+func TestClaimSeesRowOfLaterTransactionAsReady(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		query string
+		args  []any
+	}{
+		{"nowait", postgres.ClaimNowaitSQL(s), []any{1, 0, []string{}, 1000, 1, 0}},
+		{"skip locked", postgres.ClaimSkipLockedSQL(s), []any{1, 0, []string{}, 1000, 1, 0, []string{}}},
+	} {
+		err := pgx.BeginFunc(ctx, s.Pool(), func(tx pgx.Tx) error {
+			// The claim's transaction begins (now() is fixed from here)...
+			if _, err := tx.Exec(ctx, `SELECT now()`); err != nil {
+				return err
+			}
+			// ...then a producer's transaction begins and commits...
+			time.Sleep(2 * time.Millisecond)
+			enqueue(t, s, keyed("k-"+tc.name, 1))
+			// ...before the claiming statement takes its snapshot.
+			rows, err := tx.Query(ctx, tc.query, tc.args...)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			n := 0
+			for rows.Next() {
+				vals, err := rows.Values()
+				if err != nil {
+					return err
+				}
+				if ready := vals[9].(bool); !ready {
+					return fmt.Errorf("row %v claimed as not ready", vals[0])
+				}
+				n++
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			if n != 1 {
+				return fmt.Errorf("claimed %d rows, want the one committed", n)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Errorf("%s claim: %v", tc.name, err)
+		}
+		if _, err := s.Pool().Exec(ctx, `DELETE FROM `+postgres.TableOf(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // The claim walks the id index and stops at its LIMIT; it must not read and sort the whole
 // backlog, whatever the planner guesses about the key-space slice.
 func TestClaimPlan(t *testing.T) {

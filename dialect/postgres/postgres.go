@@ -138,18 +138,26 @@ func buildQueries(n migrate.Names) queries {
 		// rows are usable up to its first one that is not ready. (Rows committed after the
 		// statement's snapshot come later in commit order than all it returns.) Keyless rows
 		// that are not ready block nothing and are left out.
-		claimNowait: `SELECT ` + cols + `, available_at <= now(), available_at, ctid FROM ` + n.Table + `
+		//
+		// Ready means available_at <= clock_timestamp(), read as each row is checked, not
+		// now(): now() is when the claim's transaction began, and a producer's transaction
+		// can begin after that and commit before the claim's snapshot (the claim's backend
+		// descheduled between BEGIN and SELECT). Its row, visible but "due" after now(),
+		// would block its key until the relay's next poll — the 1 s stalls of LISTEN/NOTIFY
+		// relays. Every visible row committed before the snapshot, so its default
+		// available_at (its transaction's start) is before any clock_timestamp() read here.
+		claimNowait: `SELECT ` + cols + `, available_at <= clock_timestamp(), available_at, ctid FROM ` + n.Table + `
 WHERE published_at IS NULL
   AND ` + slice + `
   AND (key IS NULL OR NOT key = ANY($3::text[]))
-  AND (key IS NOT NULL OR available_at <= now())
+  AND (key IS NOT NULL OR available_at <= clock_timestamp())
 ORDER BY id
 LIMIT $4
 FOR UPDATE NOWAIT`,
 		// The general claim (topic filters, or after a NOWAIT conflict): ready rows, skipping
-		// locked ones, followed by orderCheck.
+		// locked ones, followed by orderCheck. Ready as in claimNowait.
 		claimSkipLocked: `SELECT ` + cols + `, true, available_at, ctid FROM ` + n.Table + `
-WHERE published_at IS NULL AND available_at <= now()
+WHERE published_at IS NULL AND available_at <= clock_timestamp()
   AND ` + slice + `
   AND (key IS NULL OR NOT key = ANY($3::text[]))
   AND (cardinality($7::text[]) = 0 OR topic = ANY($7::text[]))

@@ -84,13 +84,14 @@ func SteadyLatency[S relay.Source](b *testing.B, inner sink.Sink, newSource func
 	if s, err := strconv.Atoi(os.Getenv("OUTBOX_BENCH_SECONDS")); err == nil && s > 0 {
 		seconds = s
 	}
-	sk := &latencySink{Sink: inner, acked: map[uuid.UUID]time.Time{}}
-	var lat []time.Duration
+	sk := &latencySink{Sink: inner, handed: map[uuid.UUID]time.Time{}, acked: map[uuid.UUID]time.Time{}}
+	var lat, waits, pubs []time.Duration
 	for range b.N {
 		src := newSource()
 		r := StartRelay(b, src, sk, relay.Config{Logger: QuietLogger()})
 		WaitFor(b, 60*time.Second, "streaming", func() bool { return streaming(src) })
-		lat = append(lat, steady(b, sk, commit, 1000, time.Duration(seconds)*time.Second)...)
+		l, w, p := steady(b, sk, commit, 1000, time.Duration(seconds)*time.Second)
+		lat, waits, pubs = append(lat, l...), append(waits, w...), append(pubs, p...)
 		if err := r.Stop(); err != nil {
 			b.Fatal(err)
 		}
@@ -100,17 +101,38 @@ func SteadyLatency[S relay.Source](b *testing.B, inner sink.Sink, newSource func
 	b.ReportMetric(pct(0.50), "p50_ms")
 	b.ReportMetric(pct(0.99), "p99_ms")
 	b.ReportMetric(float64(lat[len(lat)-1])/1e6, "max_ms")
+	// Where the slowest ones spent their time: waiting to be handed to the sink (claimed or
+	// read from the log) or in the sink (publish until PubAck).
+	b.ReportMetric(float64(slices.Max(waits))/1e6, "max_wait_ms")
+	b.ReportMetric(float64(slices.Max(pubs))/1e6, "max_publish_ms")
+	late := 0
+	for _, l := range lat {
+		if l > 100*time.Millisecond {
+			late++
+		}
+	}
+	b.ReportMetric(float64(late), "over100ms")
 	b.ReportMetric(peakRSSMB(), "peakRSS_MB")
 }
 
-// latencySink stamps the moment each message's PubAck came back.
+// latencySink stamps the moment each message was first handed to it and the moment its
+// PubAck came back.
 type latencySink struct {
 	sink.Sink
-	mu    sync.Mutex
-	acked map[uuid.UUID]time.Time
+	mu     sync.Mutex
+	handed map[uuid.UUID]time.Time
+	acked  map[uuid.UUID]time.Time
 }
 
 func (s *latencySink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
+	start := time.Now()
+	s.mu.Lock()
+	for _, m := range msgs {
+		if _, ok := s.handed[m.ID]; !ok {
+			s.handed[m.ID] = start
+		}
+	}
+	s.mu.Unlock()
 	res := s.Sink.Publish(ctx, msgs)
 	now := time.Now()
 	s.mu.Lock()
@@ -125,9 +147,10 @@ func (s *latencySink) Publish(ctx context.Context, msgs []*outbox.Record) []erro
 	return res
 }
 
-// steady commits rate messages/s for d and returns each one's commit→PubAck latency.
+// steady commits rate messages/s for d and returns each one's commit→PubAck latency, and its
+// two parts: commit→handed to the sink, handed→PubAck.
 func steady(b *testing.B, sk *latencySink, commit func(ctx context.Context, m outbox.Message) error,
-	rate int, d time.Duration) []time.Duration {
+	rate int, d time.Duration) (lat, waits, pubs []time.Duration) {
 	const producers = 4
 	ctx := context.Background()
 	var (
@@ -177,11 +200,13 @@ func steady(b *testing.B, sk *latencySink, commit func(ctx context.Context, m ou
 		time.Sleep(10 * time.Millisecond)
 	}
 	defer sk.mu.Unlock()
-	out := make([]time.Duration, 0, len(committed))
 	for id, c := range committed {
-		out = append(out, max(0, sk.acked[id].Sub(c)))
+		h, a := sk.handed[id], sk.acked[id]
+		lat = append(lat, max(0, a.Sub(c)))
+		waits = append(waits, max(0, h.Sub(c)))
+		pubs = append(pubs, a.Sub(h))
 	}
-	return out
+	return lat, waits, pubs
 }
 
 // peakRSSMB is the process's peak resident set (VmHWM), relay and producers together.
