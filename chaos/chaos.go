@@ -39,7 +39,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	r := &run{cfg: &cfg, log: cfg.Logger, id: randomID()}
 	rep := Report{
-		Sink: cfg.Sink, Source: cfg.Source, Relays: cfg.Relays, Keys: cfg.Keys, Producers: cfg.Producers,
+		Sink: cfg.Sink, Source: cfg.Source, Relays: cfg.Relays, Keys: cfg.Keys, Producers: cfg.Producers, TxMessages: cfg.TxMessages,
 		TargetRate: cfg.Rate, Seed: cfg.Seed, Faults: map[string]int{},
 	}
 	err := r.do(ctx, &rep)

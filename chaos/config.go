@@ -67,6 +67,9 @@ type Config struct {
 	// Producers is how many goroutines commit transactions; each owns its keys, so that
 	// transactions on one key never overlap. Default 8 (at most Keys).
 	Producers int
+	// TxMessages is the most messages one transaction carries: each has 1 to TxMessages,
+	// evenly. Default 3 (two on average).
+	TxMessages int
 	// Relays is how many `outbox relay` processes share the table. Default 3.
 	Relays int
 	// StableRelayIDs restarts a killed relay under its old relay.id, so that it takes its
@@ -140,6 +143,7 @@ func (c *Config) setDefaults() {
 	c.Keys = cmp.Or(c.Keys, 100)
 	c.Producers = min(cmp.Or(c.Producers, 8), c.Keys)
 	c.Relays = cmp.Or(c.Relays, 3)
+	c.TxMessages = cmp.Or(c.TxMessages, 3)
 	if c.RollbackRatio == 0 {
 		c.RollbackRatio = 0.05
 	}
@@ -174,6 +178,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("chaos: rate: must be positive")
 	case c.Keys < 1:
 		return fmt.Errorf("chaos: keys: must be positive")
+	case c.TxMessages < 1:
+		return fmt.Errorf("chaos: tx messages: must be positive")
 	case c.Relays < 1:
 		return fmt.Errorf("chaos: relays: must be positive")
 	case c.Messages < 0:

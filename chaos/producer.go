@@ -85,7 +85,7 @@ func (p *producers) produce(ctx context.Context, id int) {
 	perMsg := time.Duration(float64(time.Second) * float64(p.cfg.Producers) / float64(p.cfg.Rate))
 	due := time.Now()
 	for ctx.Err() == nil {
-		n := 1 + rng.IntN(3)
+		n := 1 + rng.IntN(p.cfg.TxMessages)
 		if !p.take(n) {
 			return
 		}

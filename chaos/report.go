@@ -15,6 +15,7 @@ type Report struct {
 	Relays      int      `json:"relays"`
 	Keys        int      `json:"keys"`
 	Producers   int      `json:"producers"`
+	TxMessages  int      `json:"tx_messages"` // most messages per transaction
 	TargetRate  int      `json:"target_rate"`
 	Seed        uint64   `json:"seed"`
 	DurationSec float64  `json:"duration_seconds"` // of the load and fault phase
@@ -145,8 +146,8 @@ func (r *Report) Violations() []string {
 // WriteText prints the report for people.
 func (r *Report) WriteText(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-	p("outbox chaos: sink %s, source %s, %d relay processes, %d keys, %d producers, target %d msg/s, %.0fs of faults, seed %d",
-		r.Sink, r.Source, r.Relays, r.Keys, r.Producers, r.TargetRate, r.DurationSec, r.Seed)
+	p("outbox chaos: sink %s, source %s, %d relay processes, %d keys, %d producers (1–%d messages per transaction), target %d msg/s, %.0fs of faults, seed %d",
+		r.Sink, r.Source, r.Relays, r.Keys, r.Producers, r.TxMessages, r.TargetRate, r.DurationSec, r.Seed)
 	p("  table %s", r.OutboxTable)
 	if r.WorkDir != "" {
 		p("  work dir (relay logs, broker stores) kept: %s", r.WorkDir)

@@ -57,6 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Rate, "rate", 0, "target messages per second (default 200, or messages/duration)")
 	fs.IntVar(&cfg.Keys, "keys", 100, "ordering keys")
 	fs.IntVar(&cfg.Producers, "producers", 8, "producer goroutines (each owns its keys)")
+	fs.IntVar(&cfg.TxMessages, "tx-messages", 3, "most messages per transaction (each carries 1 to this many, evenly)")
 	fs.IntVar(&cfg.Relays, "relays", 3, "`outbox relay` processes")
 	fs.BoolVar(&cfg.StableRelayIDs, "stable-relay-ids", false, "restart a killed relay under its old relay.id (default: a new id at every start, as in production)")
 	fs.Float64Var(&cfg.RollbackRatio, "rollback-ratio", 0.05, "share of transactions rolled back on purpose")
