@@ -66,9 +66,19 @@ type Store interface {
 // Notifier is implemented by stores that can tell when new messages commit (PostgreSQL's
 // LISTEN/NOTIFY), so relays wake within milliseconds instead of at the next poll.
 type Notifier interface {
-	// Listen calls wake after commits that inserted messages, until ctx ends. It keeps
-	// reconnecting on its own; it returns only when ctx ends.
-	Listen(ctx context.Context, wake func()) error
+	// Listen calls wake after commits that inserted messages, until ctx ends. keyHashes are
+	// the partition hashes (the h of ClaimRequest) of the inserted messages' keys, so that
+	// only the workers whose share holds them need to wake; nil means unknown (a large
+	// insert, an older trigger, a reconnect): every worker wakes. It keeps reconnecting on
+	// its own; it returns only when ctx ends.
+	Listen(ctx context.Context, wake func(keyHashes []uint64)) error
+}
+
+// InShare reports whether partition hash h falls in the share of the key space that a claim
+// with partition, partitions, slot and slots takes (see ClaimRequest).
+func InShare(h uint64, partition, partitions, slot, slots int) bool {
+	parts, sl := uint64(max(partitions, 1)), uint64(max(slots, 1))
+	return h%parts == uint64(partition) && (h/parts)%sl == uint64(slot)
 }
 
 // ClaimRequest selects what Claim may take.

@@ -2,10 +2,14 @@ package relay_test
 
 import (
 	"context"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox/dialect/postgres"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/poll"
 )
@@ -36,6 +40,74 @@ func TestNotifyWakesRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "a notified delivery after reconnect", func() bool { return sk.unique() == 4 })
+}
+
+// A commit wakes only the worker whose share of the keys holds its message: the others do
+// not claim (with four workers, a commit used to cost four claims).
+func TestNotifyWakesOnlyTheKeysWorker(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cs := &slotCountingStore{Store: b.store, claims: make([]int, 4)}
+	sk := newMemSink()
+	src, err := poll.New(poll.Config{Store: cs, Workers: 4, PollInterval: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := relay.New(relay.Config{Source: src, Sink: sk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, 10*time.Second, "the listener", func() bool { return listeners(t, b) == 1 })
+	// Every worker made its first claim and the connect-time wake-up's claim: idle now.
+	var before []int
+	waitFor(t, 10*time.Second, "idle workers", func() bool {
+		c := cs.counts()
+		time.Sleep(300 * time.Millisecond)
+		before = cs.counts()
+		return slices.Equal(c, before) && !slices.Contains(c, 0)
+	})
+	for i := range 5 {
+		if err := b.store.Enqueue(ctx, outbox.Message{Topic: "t", Key: "k"}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "a notified delivery", func() bool { return sk.unique() == i+1 })
+	}
+	time.Sleep(300 * time.Millisecond)
+	after := cs.counts()
+	woken := 0
+	for i := range after {
+		if after[i] != before[i] {
+			woken++
+		}
+	}
+	if woken != 1 {
+		t.Fatalf("claims per worker before %v, after five commits of one key %v: want one worker claiming", before, after)
+	}
+}
+
+// slotCountingStore counts the claims of each worker slot; it is a dialect.Notifier through
+// the embedded store.
+type slotCountingStore struct {
+	*postgres.Store
+	mu     sync.Mutex
+	claims []int
+}
+
+func (s *slotCountingStore) Claim(ctx context.Context, req dialect.ClaimRequest) (dialect.Claim, error) {
+	s.mu.Lock()
+	s.claims[req.Slot]++
+	s.mu.Unlock()
+	return s.Store.Claim(ctx, req)
+}
+
+func (s *slotCountingStore) counts() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.claims)
 }
 
 func appName(t *testing.T, b *bundle) string {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,10 +19,11 @@ const notifyChannel = "outbox_insert"
 var _ dialect.Notifier = (*Store)(nil)
 
 // Listen implements dialect.Notifier: it LISTENs on a dedicated connection and calls wake
-// whenever a transaction that inserted into this store's table commits. A lost connection is
-// re-established (with wake called once after, for what was missed meanwhile). It returns
-// when ctx ends.
-func (s *Store) Listen(ctx context.Context, wake func()) error {
+// whenever a transaction that inserted into this store's table commits, with the partition
+// hashes of the inserted keys the notification lists (migration 004; nil when it lists none).
+// A lost connection is re-established (with wake(nil) called once after, for what was missed
+// meanwhile). It returns when ctx ends.
+func (s *Store) Listen(ctx context.Context, wake func(keyHashes []uint64)) error {
 	delay := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		err := s.listenOnce(ctx, wake, func() { delay = 100 * time.Millisecond })
@@ -41,7 +44,7 @@ func (s *Store) Listen(ctx context.Context, wake func()) error {
 	return nil
 }
 
-func (s *Store) listenOnce(ctx context.Context, wake func(), connected func()) error {
+func (s *Store) listenOnce(ctx context.Context, wake func([]uint64), connected func()) error {
 	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return fmt.Errorf("connecting: %w", err)
@@ -63,14 +66,33 @@ func (s *Store) listenOnce(ctx context.Context, wake func(), connected func()) e
 		return fmt.Errorf("listening: %w", err)
 	}
 	connected()
-	wake() // anything committed while no one was listening
+	wake(nil) // anything committed while no one was listening
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
 		}
-		if n.Payload == want {
-			wake()
+		if table, hashes, ok := parsePayload(n.Payload); ok && table == want {
+			wake(hashes)
 		}
 	}
+}
+
+// parsePayload splits a notification of the insert trigger: "schema.table", or (migration
+// 004) "schema.table h1,h2,..." with the partition hashes of the inserted keys. Table names
+// have no spaces (sqlident). A list that does not parse wakes every worker (nil hashes).
+func parsePayload(p string) (table string, hashes []uint64, ok bool) {
+	table, list, found := strings.Cut(p, " ")
+	if !found || list == "" {
+		return table, nil, true
+	}
+	hashes = make([]uint64, 0, strings.Count(list, ",")+1)
+	for f := range strings.SplitSeq(list, ",") {
+		h, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return table, nil, true
+		}
+		hashes = append(hashes, h)
+	}
+	return table, hashes, true
 }

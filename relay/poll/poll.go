@@ -155,7 +155,7 @@ func (s *Source) Run(ctx context.Context) error {
 		defer func() { <-done }()
 		go func() {
 			defer close(done)
-			_ = n.Listen(ctx, s.Wake)
+			_ = n.Listen(ctx, s.wakeFor)
 		}()
 	}
 	s.heartbeat(ctx)
@@ -191,6 +191,9 @@ func (s *Source) heartbeat(ctx context.Context) {
 		s.logger.Info("relay membership changed", slog.String("relay_id", s.cfg.RelayID),
 			slog.Int("index", m.Index), slog.Int("relays", m.Count))
 		s.member.Store(m)
+		// Notifications are routed by the shares of the old membership: a commit routed
+		// just before the change may now be in another worker's share.
+		s.Wake()
 	}
 }
 
@@ -215,6 +218,27 @@ func (s *Source) Wake() {
 		select {
 		case w <- struct{}{}:
 		default: // already pending for that worker
+		}
+	}
+}
+
+// wakeFor wakes the workers whose share of the keys holds one of keyHashes (all of them
+// when keyHashes is nil). Hashes of other relays' shares wake nobody here.
+func (s *Source) wakeFor(keyHashes []uint64) {
+	if keyHashes == nil {
+		s.Wake()
+		return
+	}
+	m := s.Membership()
+	for _, h := range keyHashes {
+		for slot, w := range s.wakes {
+			if dialect.InShare(h, m.Index, m.Count, slot, len(s.wakes)) {
+				select {
+				case w <- struct{}{}:
+				default: // already pending for that worker
+				}
+				break
+			}
 		}
 	}
 }
