@@ -66,14 +66,16 @@ func backlog(b *testing.B, bd *bundle, n, keys int) {
 //
 // Besides events/s it reports where the time goes, per drain: the workers' seconds spent
 // claiming (Store.Claim), publishing (Sink.Publish) and finishing (Claim.Finish), summed over
-// workers; and the CPU seconds of this process, of the PostgreSQL server processes and of
-// nats-server over the drain (from /proc; other work on the machine counts too).
+// workers; the CPU seconds of this process, of the PostgreSQL server processes and of
+// nats-server over the drain (from /proc; other work on the machine counts too); and the
+// share of the machine's CPU time left idle (idle_pct).
 func BenchmarkDrain(b *testing.B) {
 	const n, keys = 100_000, 1000
 	bd, inner := benchEnv(b)
 	var (
 		total time.Duration
 		cpu   [3]float64 // this process, postgres, nats-server
+		idle  [2]float64 // machine idle and total CPU seconds
 	)
 	st := &timedStore{Store: bd.store}
 	sk := &timedSink{Sink: inner}
@@ -86,6 +88,7 @@ func BenchmarkDrain(b *testing.B) {
 		obs := &countingObserver{}
 		b.StartTimer()
 		cpu0 := processCPU()
+		idle0, all0 := machineCPU(b)
 		start := time.Now()
 		stop := startRelayOn(b, st, sk, poll.Config{}, relay.Config{Observer: obs})
 		for obs.published.Load() < n {
@@ -93,11 +96,14 @@ func BenchmarkDrain(b *testing.B) {
 		}
 		total += time.Since(start)
 		cpu1 := processCPU()
+		idle1, all1 := machineCPU(b)
 		b.StopTimer()
 		stop()
 		for i := range cpu {
 			cpu[i] += cpu1[i] - cpu0[i]
 		}
+		idle[0] += idle1 - idle0
+		idle[1] += all1 - all0
 	}
 	per := func(ns int64) float64 { return time.Duration(ns).Seconds() / float64(b.N) }
 	b.ReportMetric(float64(n*b.N)/total.Seconds(), "events/s")
@@ -107,7 +113,29 @@ func BenchmarkDrain(b *testing.B) {
 	b.ReportMetric(cpu[0]/float64(b.N), "cpu_self_s")
 	b.ReportMetric(cpu[1]/float64(b.N), "cpu_postgres_s")
 	b.ReportMetric(cpu[2]/float64(b.N), "cpu_nats_s")
+	b.ReportMetric(100*idle[0]/idle[1], "idle_pct")
 	b.ReportMetric(peakRSSMB(), "peakRSS_MB")
+}
+
+// machineCPU returns the machine's idle and total CPU seconds so far, from /proc/stat.
+func machineCPU(b *testing.B) (idle, total float64) {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	for i, v := range f[1:] {
+		x, _ := strconv.ParseFloat(v, 64)
+		if i >= 8 { // guest and guest_nice are already counted in user and nice
+			break
+		}
+		total += x / 100
+		if i == 3 || i == 4 {
+			idle += x / 100
+		}
+	}
+	return idle, total
 }
 
 // startRelayOn is startRelay with a store of the caller's (a wrapper of the bundle's).

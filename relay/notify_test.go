@@ -11,6 +11,7 @@ import (
 	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/dialect/postgres"
 	"github.com/outboxgo/outbox/relay"
+	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 	"github.com/outboxgo/outbox/relay/poll"
 )
 
@@ -18,7 +19,7 @@ import (
 func TestNotifyWakesRelay(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	sk := newMemSink()
+	sk := sourcetest.NewSink()
 	startRelay(t, b, sk, poll.Config{PollInterval: time.Minute}, relay.Config{})
 	ctx := context.Background()
 	// Let the workers go idle after their first (empty) claims.
@@ -28,7 +29,7 @@ func TestNotifyWakesRelay(t *testing.T) {
 		if err := b.store.Enqueue(ctx, outbox.Message{Topic: "t", Key: "k"}); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 5*time.Second, "a notified delivery", func() bool { return sk.unique() == i+1 })
+		waitFor(t, 5*time.Second, "a notified delivery", func() bool { return sk.Unique() == i+1 })
 		t.Logf("delivered %v after commit", time.Since(start))
 	}
 	// Kill the listening session: the relay reconnects and notifications work again.
@@ -39,7 +40,7 @@ func TestNotifyWakesRelay(t *testing.T) {
 	if err := b.store.Enqueue(ctx, outbox.Message{Topic: "t", Key: "k"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "a notified delivery after reconnect", func() bool { return sk.unique() == 4 })
+	waitFor(t, 5*time.Second, "a notified delivery after reconnect", func() bool { return sk.Unique() == 4 })
 }
 
 // A commit wakes only the worker whose share of the keys holds its message: the others do
@@ -48,7 +49,7 @@ func TestNotifyWakesOnlyTheKeysWorker(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	cs := &slotCountingStore{Store: b.store, claims: make([]int, 4)}
-	sk := newMemSink()
+	sk := sourcetest.NewSink()
 	src, err := poll.New(poll.Config{Store: cs, Workers: 4, PollInterval: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +75,7 @@ func TestNotifyWakesOnlyTheKeysWorker(t *testing.T) {
 		if err := b.store.Enqueue(ctx, outbox.Message{Topic: "t", Key: "k"}); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 5*time.Second, "a notified delivery", func() bool { return sk.unique() == i+1 })
+		waitFor(t, 5*time.Second, "a notified delivery", func() bool { return sk.Unique() == i+1 })
 	}
 	time.Sleep(300 * time.Millisecond)
 	after := cs.counts()

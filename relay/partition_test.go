@@ -10,6 +10,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/relay"
+	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 	"github.com/outboxgo/outbox/relay/poll"
 )
 
@@ -32,10 +33,10 @@ func TestBlockedKeyDoesNotStallPartition(t *testing.T) {
 		WHERE id = (SELECT min(id) FROM `+b.table+`)`); err != nil {
 		t.Fatal(err)
 	}
-	sk := newMemSink()
+	sk := sourcetest.NewSink()
 	startRelay(t, b, sk, poll.Config{BatchSize: 50, Workers: 1, PollInterval: 50 * time.Millisecond}, relay.Config{})
-	waitFor(t, 5*time.Second, "the free key's message", func() bool { return sk.unique() == 1 })
-	got, _ := sk.snapshot()
+	waitFor(t, 5*time.Second, "the free key's message", func() bool { return sk.Unique() == 1 })
+	got, _ := sk.Snapshot()
 	if got[0].Key != "free" {
 		t.Fatalf("delivered key %s, want free (stuck must wait for its head)", got[0].Key)
 	}
@@ -55,15 +56,15 @@ func TestTopicRelaysCoverEverything(t *testing.T) {
 	if err := b.store.Enqueue(ctx, msgs...); err != nil {
 		t.Fatal(err)
 	}
-	orders, sms := newMemSink(), newMemSink()
+	orders, sms := sourcetest.NewSink(), sourcetest.NewSink()
 	hb := poll.Config{HeartbeatInterval: 20 * time.Millisecond, MemberTTL: time.Second}
 	a, s := hb, hb
 	a.RelayID, a.Topics = "orders-relay", []string{"orders"}
 	s.RelayID, s.Topics = "sms-relay", []string{"notify.sms"}
 	startRelay(t, b, orders, a, relay.Config{})
 	startRelay(t, b, sms, s, relay.Config{})
-	waitFor(t, 10*time.Second, "every message", func() bool { return orders.unique() == 40 && sms.unique() == 40 })
-	got, _ := sms.snapshot()
+	waitFor(t, 10*time.Second, "every message", func() bool { return orders.Unique() == 40 && sms.Unique() == 40 })
+	got, _ := sms.Snapshot()
 	for _, r := range got {
 		if r.Topic != "notify.sms" {
 			t.Fatalf("sms relay published topic %s", r.Topic)
@@ -75,14 +76,14 @@ func TestTopicRelaysCoverEverything(t *testing.T) {
 func TestRelaysWithDifferentWorkerCounts(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	sk := newMemSink()
+	sk := sourcetest.NewSink()
 	n := produce(t, b, 60, 3, 60)
 	for i, workers := range []int{2, 4} {
 		startRelay(t, b, sk, poll.Config{RelayID: fmt.Sprint("r", i), Workers: workers,
 			HeartbeatInterval: 20 * time.Millisecond, MemberTTL: time.Second}, relay.Config{})
 	}
-	waitFor(t, 20*time.Second, "every message", func() bool { return sk.unique() == n })
-	delivered, _ := sk.snapshot()
+	waitFor(t, 20*time.Second, "every message", func() bool { return sk.Unique() == n })
+	delivered, _ := sk.Snapshot()
 	checkOrder(t, delivered)
 }
 
@@ -92,7 +93,7 @@ func TestFewerWorkersThanSlotsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = relay.New(relay.Config{Source: src, Sink: newMemSink(), Workers: 1})
+	_, err = relay.New(relay.Config{Source: src, Sink: sourcetest.NewSink(), Workers: 1})
 	var ce *outbox.ConfigError
 	if !errors.As(err, &ce) || ce.Field != "workers" {
 		t.Fatalf("relay.New(1 worker, 3 slots) = %v, want a ConfigError on workers", err)
@@ -104,8 +105,8 @@ func TestFewerWorkersThanSlotsRefused(t *testing.T) {
 func TestUnstorableErrorTextIsSanitised(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	sk := newMemSink()
-	sk.fail = func(*outbox.Record) error {
+	sk := sourcetest.NewSink()
+	sk.Fail = func(*outbox.Record) error {
 		return errors.New("broker said \x00\xff\xfe " + strings.Repeat("é", 1500))
 	}
 	startRelay(t, b, sk, poll.Config{}, relay.Config{MaxAttempts: 2})
@@ -137,9 +138,9 @@ func TestUnreadableRowIsDeadLettered(t *testing.T) {
 	if err := b.store.Enqueue(ctx, outbox.Message{Topic: "t", Key: "k", Payload: []byte("k:0")}); err != nil {
 		t.Fatal(err)
 	}
-	sk := newMemSink()
+	sk := sourcetest.NewSink()
 	startRelay(t, b, sk, poll.Config{}, relay.Config{})
-	waitFor(t, 10*time.Second, "the readable message", func() bool { return sk.unique() == 1 })
+	waitFor(t, 10*time.Second, "the readable message", func() bool { return sk.Unique() == 1 })
 	dls, err := b.store.DeadLetters(ctx, 0, 10)
 	if err != nil || len(dls) != 1 || !strings.Contains(dls[0].LastError, "unreadable row") {
 		t.Fatalf("dead letters = %+v, %v", dls, err)
@@ -155,8 +156,8 @@ func (e retryAfterErr) RetryAfter() time.Duration { return e.d }
 func TestRetryAfterHonoured(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	sk := newMemSink()
-	sk.fail = func(*outbox.Record) error { return retryAfterErr{d: 30 * time.Minute} }
+	sk := sourcetest.NewSink()
+	sk.Fail = func(*outbox.Record) error { return retryAfterErr{d: 30 * time.Minute} }
 	startRelay(t, b, sk, poll.Config{}, relay.Config{BackoffBase: time.Millisecond, BackoffMax: time.Hour})
 	ctx := context.Background()
 	if err := b.store.Enqueue(ctx, outbox.Message{Topic: "t", Key: "k"}); err != nil {

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/outboxgo/outbox/dialect/postgres"
 	"github.com/outboxgo/outbox/internal/pgtest"
 	"github.com/outboxgo/outbox/relay"
+	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 	"github.com/outboxgo/outbox/relay/poll"
 	"github.com/outboxgo/outbox/sink"
 )
@@ -41,62 +41,6 @@ func setup(t testing.TB) *bundle {
 		t.Fatal(err)
 	}
 	return &bundle{pool: pool, table: table, store: store, writer: store.Writer()}
-}
-
-// memSink records deliveries and can fail chosen messages. It stands in for a broker in tests
-// of the relay's own logic; the sinks have their own tests against real brokers.
-type memSink struct {
-	mu        sync.Mutex
-	delivered []outbox.Record
-	count     map[string]int // message id → deliveries
-	fail      func(r *outbox.Record) error
-	delay     atomic.Int64 // nanoseconds
-	calls     atomic.Int64 // Publish calls started
-}
-
-func newMemSink() *memSink { return &memSink{count: map[string]int{}} }
-
-func (s *memSink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
-	s.calls.Add(1)
-	res := make([]error, len(msgs))
-	if d := time.Duration(s.delay.Load()); d > 0 {
-		select {
-		case <-time.After(d):
-		case <-ctx.Done():
-			return sink.FailAll(len(msgs), ctx.Err())
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i, m := range msgs {
-		if s.fail != nil {
-			if err := s.fail(m); err != nil {
-				res[i] = err
-				continue
-			}
-		}
-		s.delivered = append(s.delivered, *m)
-		s.count[m.ID.String()]++
-	}
-	return res
-}
-
-func (s *memSink) Close() error { return nil }
-
-func (s *memSink) snapshot() ([]outbox.Record, map[string]int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := make(map[string]int, len(s.count))
-	for k, v := range s.count {
-		c[k] = v
-	}
-	return append([]outbox.Record(nil), s.delivered...), c
-}
-
-func (s *memSink) unique() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.count)
 }
 
 // startRelay runs a relay until the test ends (or the returned stop is called).
@@ -217,7 +161,7 @@ func pending(t *testing.T, b *bundle) int64 {
 func TestRollbackPublishesNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	sk := newMemSink()
+	sk := sourcetest.NewSink()
 	startRelay(t, b, sk, poll.Config{}, relay.Config{})
 	ctx := context.Background()
 	errBusiness := errors.New("business rule failed")
@@ -233,8 +177,8 @@ func TestRollbackPublishesNothing(t *testing.T) {
 	if err := b.store.Enqueue(ctx, outbox.Message{Topic: "test.committed", Key: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "committed message", func() bool { return sk.unique() == 1 })
-	got, _ := sk.snapshot()
+	waitFor(t, 10*time.Second, "committed message", func() bool { return sk.Unique() == 1 })
+	got, _ := sk.Snapshot()
 	if got[0].Topic != "test.committed" {
 		t.Fatalf("delivered %q, want only test.committed", got[0].Topic)
 	}
@@ -243,7 +187,7 @@ func TestRollbackPublishesNothing(t *testing.T) {
 func TestThreeRelaysExactlyOnceInOrder(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	sk := newMemSink()
+	sk := sourcetest.NewSink()
 	n := produce(t, b, 50, 40, 25)
 	for i := range 3 {
 		startRelay(t, b, sk, poll.Config{RelayID: fmt.Sprint("relay-", i), BatchSize: 100,
@@ -251,9 +195,9 @@ func TestThreeRelaysExactlyOnceInOrder(t *testing.T) {
 	}
 	// Keep producing while the relays run.
 	n += produceFrom(t, b, 50, 40, 20, 10)
-	waitFor(t, 60*time.Second, "all messages", func() bool { return sk.unique() == n })
+	waitFor(t, 60*time.Second, "all messages", func() bool { return sk.Unique() == n })
 	waitFor(t, 10*time.Second, "empty outbox", func() bool { return pending(t, b) == 0 })
-	delivered, count := sk.snapshot()
+	delivered, count := sk.Snapshot()
 	for id, c := range count {
 		if c != 1 {
 			t.Errorf("message %s delivered %d times in the happy path", id, c)
@@ -265,10 +209,10 @@ func TestThreeRelaysExactlyOnceInOrder(t *testing.T) {
 func TestOrderUnderSinkFailures(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	sk := newMemSink()
+	sk := sourcetest.NewSink()
 	var mu sync.Mutex
 	rng := rand.New(rand.NewPCG(1, 2))
-	sk.fail = func(*outbox.Record) error {
+	sk.Fail = func(*outbox.Record) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if rng.IntN(4) == 0 {
@@ -280,16 +224,16 @@ func TestOrderUnderSinkFailures(t *testing.T) {
 	for i := range 2 {
 		startRelay(t, b, sk, poll.Config{RelayID: fmt.Sprint("r", i), BatchSize: 50}, relay.Config{MaxAttempts: 1000})
 	}
-	waitFor(t, 90*time.Second, "all messages despite failures", func() bool { return sk.unique() == n })
-	delivered, _ := sk.snapshot()
+	waitFor(t, 90*time.Second, "all messages despite failures", func() bool { return sk.Unique() == n })
+	delivered, _ := sk.Snapshot()
 	checkOrder(t, delivered)
 }
 
 func TestBackoffPersistsAcrossRestart(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	failing := newMemSink()
-	failing.fail = func(*outbox.Record) error { return errors.New("broker down") }
+	failing := sourcetest.NewSink()
+	failing.Fail = func(*outbox.Record) error { return errors.New("broker down") }
 	stop := startRelay(t, b, failing, poll.Config{}, relay.Config{BackoffBase: time.Hour, BackoffMax: 2 * time.Hour})
 	ctx := context.Background()
 	if err := b.store.Enqueue(ctx, outbox.Message{Topic: "t", Key: "a"}); err != nil {
@@ -316,9 +260,9 @@ func TestBackoffPersistsAcrossRestart(t *testing.T) {
 	if err := b.pool.QueryRow(ctx, `SELECT available_at, now() FROM `+b.table).Scan(&available, &dbNow); err != nil {
 		t.Fatal(err)
 	}
-	ok := newMemSink()
+	ok := sourcetest.NewSink()
 	startRelay(t, b, ok, poll.Config{}, relay.Config{})
-	waitFor(t, 10*time.Second, "retry after backoff", func() bool { return ok.unique() == 1 })
+	waitFor(t, 10*time.Second, "retry after backoff", func() bool { return ok.Unique() == 1 })
 	var after time.Time
 	if err := b.pool.QueryRow(ctx, `SELECT now()`).Scan(&after); err != nil {
 		t.Fatal(err)
@@ -326,7 +270,7 @@ func TestBackoffPersistsAcrossRestart(t *testing.T) {
 	if after.Before(available) {
 		t.Fatalf("published at %v, before its persisted available_at %v", after, available)
 	}
-	got, _ := ok.snapshot()
+	got, _ := ok.Snapshot()
 	if got[0].Attempts != 1 {
 		t.Fatalf("attempts seen by the new relay = %d, want 1", got[0].Attempts)
 	}
@@ -335,9 +279,9 @@ func TestBackoffPersistsAcrossRestart(t *testing.T) {
 func TestDeadLetterAfterMaxAttemptsThenRetry(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	sk := newMemSink()
+	sk := sourcetest.NewSink()
 	var broken sync.Map
-	sk.fail = func(r *outbox.Record) error {
+	sk.Fail = func(r *outbox.Record) error {
 		if _, ok := broken.Load(r.Key); ok {
 			return errors.New("rejected by broker")
 		}
@@ -366,23 +310,23 @@ func TestDeadLetterAfterMaxAttemptsThenRetry(t *testing.T) {
 			t.Fatalf("dead letter = attempts %d, error %q", d.Record.Attempts, d.LastError)
 		}
 	}
-	if sk.unique() != 1 {
-		t.Fatalf("delivered %d, want only the healthy key's message", sk.unique())
+	if sk.Unique() != 1 {
+		t.Fatalf("delivered %d, want only the healthy key's message", sk.Unique())
 	}
 	broken.Delete("poison")
 	if n, err := b.store.RetryDeadLetters(ctx, nil); err != nil || n != 2 {
 		t.Fatalf("RetryDeadLetters = %d, %v", n, err)
 	}
-	waitFor(t, 10*time.Second, "retried dead letters", func() bool { return sk.unique() == 3 })
-	delivered, _ := sk.snapshot()
+	waitFor(t, 10*time.Second, "retried dead letters", func() bool { return sk.Unique() == 3 })
+	delivered, _ := sk.Snapshot()
 	checkOrder(t, delivered)
 }
 
 func TestPermanentErrorDeadLettersAtOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	sk := newMemSink()
-	sk.fail = func(r *outbox.Record) error {
+	sk := sourcetest.NewSink()
+	sk.Fail = func(r *outbox.Record) error {
 		if len(r.Payload) > 3 {
 			return sink.Permanentf("payload of %d bytes exceeds the broker's limit", len(r.Payload))
 		}
@@ -393,7 +337,7 @@ func TestPermanentErrorDeadLettersAtOnce(t *testing.T) {
 	if err := b.store.Enqueue(ctx, outbox.Message{Topic: "t", Key: "a", Payload: []byte("toolarge")}, outbox.Message{Topic: "t", Key: "a", Payload: []byte("ok")}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the next message of the key", func() bool { return sk.unique() == 1 })
+	waitFor(t, 10*time.Second, "the next message of the key", func() bool { return sk.Unique() == 1 })
 	dls, err := b.store.DeadLetters(ctx, 0, 10)
 	if err != nil || len(dls) != 1 || dls[0].Record.Attempts != 1 || dls[0].LastError != "payload of 8 bytes exceeds the broker's limit" {
 		t.Fatalf("dead letters = %+v, %v", dls, err)
@@ -403,13 +347,13 @@ func TestPermanentErrorDeadLettersAtOnce(t *testing.T) {
 func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	sk := newMemSink()
-	sk.delay.Store(int64(300 * time.Millisecond))
+	sk := sourcetest.NewSink()
+	sk.Delay.Store(int64(300 * time.Millisecond))
 	n := produce(t, b, 10, 5, 50)
 	stop := startRelay(t, b, sk, poll.Config{BatchSize: 10}, relay.Config{})
-	waitFor(t, 10*time.Second, "a batch in flight", func() bool { return sk.calls.Load() > 0 })
+	waitFor(t, 10*time.Second, "a batch in flight", func() bool { return sk.Calls.Load() > 0 })
 	stop()
-	delivered := sk.unique()
+	delivered := sk.Unique()
 	if delivered == 0 {
 		t.Fatal("in-flight batch was not finished on shutdown")
 	}
@@ -417,19 +361,19 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 		t.Fatalf("after shutdown: %d delivered + %d pending != %d enqueued", delivered, left, n)
 	}
 	// Nothing is left locked or half-done: a new relay delivers the rest.
-	sk.delay.Store(0)
+	sk.Delay.Store(0)
 	startRelay(t, b, sk, poll.Config{}, relay.Config{})
-	waitFor(t, 20*time.Second, "the rest", func() bool { return sk.unique() == n })
+	waitFor(t, 20*time.Second, "the rest", func() bool { return sk.Unique() == n })
 }
 
 func TestShutdownDeadlineReleasesUnacknowledged(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	sk := newMemSink()
-	sk.delay.Store(int64(time.Hour)) // a broker that never answers
+	sk := sourcetest.NewSink()
+	sk.Delay.Store(int64(time.Hour)) // a broker that never answers
 	produce(t, b, 3, 1, 10)
 	stop := startRelay(t, b, sk, poll.Config{}, relay.Config{ShutdownTimeout: 200 * time.Millisecond})
-	waitFor(t, 10*time.Second, "a batch in flight", func() bool { return sk.calls.Load() > 0 })
+	waitFor(t, 10*time.Second, "a batch in flight", func() bool { return sk.Calls.Load() > 0 })
 	start := time.Now()
 	stop()
 	if d := time.Since(start); d > 5*time.Second {
@@ -447,11 +391,11 @@ func TestShutdownDeadlineReleasesUnacknowledged(t *testing.T) {
 func TestCrashBetweenPublishAndDelete(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	sk := newMemSink()
+	sk := sourcetest.NewSink()
 	var once sync.Once
 	// After the first publish, kill the relay's database sessions: the claim's transaction
 	// dies before it can delete what was just published.
-	sk.fail = func(*outbox.Record) error {
+	sk.Fail = func(*outbox.Record) error {
 		once.Do(func() {
 			go func() {
 				_, _ = b.pool.Exec(context.Background(),
@@ -464,9 +408,9 @@ func TestCrashBetweenPublishAndDelete(t *testing.T) {
 	n := produce(t, b, 5, 4, 20)
 	startRelay(t, b, sk, poll.Config{}, relay.Config{})
 	waitFor(t, 30*time.Second, "all messages and an empty outbox", func() bool {
-		return sk.unique() == n && pending(t, b) == 0
+		return sk.Unique() == n && pending(t, b) == 0
 	})
-	delivered, count := sk.snapshot()
+	delivered, count := sk.Snapshot()
 	dups := 0
 	for _, c := range count {
 		dups += c - 1
@@ -500,7 +444,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 func TestSlowCommitNotSkipped(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	sk := newMemSink()
+	sk := sourcetest.NewSink()
 	startRelay(t, b, sk, poll.Config{}, relay.Config{})
 	ctx := context.Background()
 	slow, err := b.pool.Begin(ctx)
@@ -512,9 +456,9 @@ func TestSlowCommitNotSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := produce(t, b, 10, 10, 10)
-	waitFor(t, 20*time.Second, "the fast transactions", func() bool { return sk.unique() == n })
+	waitFor(t, 20*time.Second, "the fast transactions", func() bool { return sk.Unique() == n })
 	if err := slow.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the slow transaction's message", func() bool { return sk.unique() == n+1 })
+	waitFor(t, 20*time.Second, "the slow transaction's message", func() bool { return sk.Unique() == n+1 })
 }

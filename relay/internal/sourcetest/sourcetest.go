@@ -138,6 +138,8 @@ type Sink struct {
 	Delay atomic.Int64
 	// Gate, when set, holds every Publish call until it is closed.
 	Gate chan struct{}
+	// Calls counts the Publish calls started.
+	Calls atomic.Int64
 
 	mu        sync.Mutex
 	delivered []outbox.Record
@@ -149,6 +151,7 @@ func NewSink() *Sink { return &Sink{count: map[string]int{}} }
 
 // Publish implements sink.Sink.
 func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
+	s.Calls.Add(1)
 	res := make([]error, len(msgs))
 	if s.Gate != nil {
 		select {
