@@ -127,6 +127,16 @@ type Claim interface {
 	Finish(ctx context.Context, o Outcome) error
 }
 
+// Exhaustive is implemented by claims that can tell whether they read their whole share: a
+// claim reporting Exhausted took every unpublished message of its share that its snapshot
+// saw, except those it had to leave (not ready, of a blocked or skipped key). None was left
+// for the limit, the byte bound or an unreadable row. A relay that learns of new commits
+// (Notifier) need not claim again after such a claim until a notification or its next
+// poll: whatever it did not see committed after it, and notifies.
+type Exhaustive interface {
+	Exhausted() bool
+}
+
 // Outcome is what happened to the records of a claim.
 type Outcome struct {
 	// Published were acknowledged by their sink: deleted, or marked published when retaining.

@@ -126,3 +126,57 @@ func listeners(t *testing.T, b *bundle) int {
 	}
 	return n
 }
+
+// A claim that read its worker's whole share is not followed by another claim (it would come
+// back empty): the worker waits for the next notification. A commit made while the worker is
+// busy publishing still wakes it at once.
+func TestNotifyNoEmptyClaimAfterExhaustiveBatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cs := &slotCountingStore{Store: b.store, claims: make([]int, 1)}
+	sk := sourcetest.NewSink()
+	src, err := poll.New(poll.Config{Store: cs, Workers: 1, PollInterval: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := relay.New(relay.Config{Source: src, Sink: sk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, 10*time.Second, "the listener", func() bool { return listeners(t, b) == 1 })
+	var before []int
+	waitFor(t, 10*time.Second, "an idle worker", func() bool {
+		c := cs.counts()
+		time.Sleep(300 * time.Millisecond)
+		before = cs.counts()
+		return slices.Equal(c, before) && c[0] > 0
+	})
+	const commits = 5
+	for i := range commits {
+		if err := b.store.Enqueue(ctx, outbox.Message{Topic: "t", Key: "k"}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "a notified delivery", func() bool { return sk.Unique() == i+1 })
+	}
+	time.Sleep(300 * time.Millisecond)
+	if got := cs.counts()[0] - before[0]; got != commits {
+		t.Fatalf("%d claims for %d single-message commits, want one each", got, commits)
+	}
+
+	// A commit while the worker publishes: its notification is kept for the worker.
+	sk.Delay.Store(int64(300 * time.Millisecond))
+	if err := b.store.Enqueue(ctx, outbox.Message{Topic: "t", Key: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the publish to start", func() bool { return sk.Calls.Load() > commits })
+	start := time.Now()
+	if err := b.store.Enqueue(ctx, outbox.Message{Topic: "t", Key: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the commit made during a publish", func() bool { return sk.Unique() == commits+2 })
+	t.Logf("delivered %v after commit", time.Since(start))
+}

@@ -331,6 +331,8 @@ func (s *Store) claimWith(ctx context.Context, req dialect.ClaimRequest, nowait 
 		c.blocked = append(c.blocked, dialect.BlockedKey{Key: k, Until: until})
 	}
 	c.recs = recs
+	// The SKIP LOCKED claim passes over rows held by others: never exhaustive.
+	c.exhausted = nowait && sc.read < req.Limit && !sc.cut && len(sc.bad) == 0
 	c.held = make(map[int64]pgtype.TID, len(recs))
 	for i := range recs {
 		c.held[recs[i].Seq] = tids[i]
@@ -409,6 +411,8 @@ type scanned struct {
 	bad     []badRow
 	blocked map[string]time.Time // keys with a row that is not ready: when it will be
 	stopped map[string]struct{}  // keys with an unreadable row
+	read    int                  // rows the query returned, taken or not
+	cut     bool                 // rows were left for the byte bound
 }
 
 // scanRecords reads claimed rows in id order. A key's rows are taken up to its first row that
@@ -448,6 +452,7 @@ func scanRecords(rows pgx.Rows, limit, maxBytes int) (scanned, error) {
 	sc.recs = make([]outbox.Record, 0, min(limit, 1024))
 	sc.tids = make([]pgtype.TID, 0, cap(sc.recs))
 	for rows.Next() {
+		sc.read++
 		sc.recs = append(sc.recs, outbox.Record{})
 		r := &sc.recs[len(sc.recs)-1]
 		if err := rows.Scan(dest...); err != nil {
@@ -494,6 +499,7 @@ func scanRecords(rows pgx.Rows, limit, maxBytes int) (scanned, error) {
 		}
 		if maxBytes > 0 && len(sc.recs) > 1 && bytes+len(r.Payload) > maxBytes {
 			sc.recs = sc.recs[:len(sc.recs)-1]
+			sc.cut = true
 			break
 		}
 		if err := decodeHeaders(headers, &r.Message); err != nil {
@@ -543,10 +549,16 @@ type claim struct {
 	blocked []dialect.BlockedKey
 	dirty   bool // the claim already changed rows: commit even an empty outcome
 	done    bool
+	// exhausted: the NOWAIT claim read every unpublished row of its share (fewer than its
+	// limit, none cut by the byte bound, none unreadable).
+	exhausted bool
 }
 
 func (c *claim) Records() []outbox.Record      { return c.recs }
 func (c *claim) Blocked() []dialect.BlockedKey { return c.blocked }
+
+// Exhausted implements dialect.Exhaustive.
+func (c *claim) Exhausted() bool { return c.exhausted }
 
 func (c *claim) deadLetter(ctx context.Context, bad []badRow) error {
 	ids := make([]int64, len(bad))

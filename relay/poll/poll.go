@@ -69,8 +69,14 @@ type Source struct {
 	// wakes holds one wake-up channel per worker slot: a worker's wake-up cannot be taken by
 	// another worker, which would leave the first asleep for its whole interval while the
 	// commit that woke them is in its slice of the keys.
-	wakes  []chan struct{}
-	member atomic.Value // dialect.Membership
+	wakes []chan struct{}
+	// settled[slot]: the slot's last claim read its whole share and everything in it was
+	// published or rescheduled, so with notifications on it waits for one (or its poll)
+	// instead of claiming again at once — that claim would come back empty. Only the worker
+	// holding the slot (received from slots) touches its entry.
+	settled   []bool
+	listening atomic.Bool  // the commit listener runs: new commits will wake the workers
+	member    atomic.Value // dialect.Membership
 
 	mu      sync.Mutex
 	blocked map[string]time.Time // key → when its head message becomes available
@@ -117,6 +123,7 @@ func New(cfg Config) (*Source, error) {
 		logger:  cmp.Or(cfg.Logger, slog.Default()),
 		slots:   make(chan int, cfg.Workers),
 		wakes:   make([]chan struct{}, cfg.Workers),
+		settled: make([]bool, cfg.Workers),
 		blocked: make(map[string]time.Time),
 	}
 	for i := range cfg.Workers {
@@ -153,8 +160,10 @@ func (s *Source) Run(ctx context.Context) error {
 	if n, ok := s.cfg.Store.(dialect.Notifier); ok && !s.cfg.DisableNotify {
 		done := make(chan struct{})
 		defer func() { <-done }()
+		s.listening.Store(true)
 		go func() {
 			defer close(done)
+			defer s.listening.Store(false)
 			_ = n.Listen(ctx, s.wakeFor)
 		}()
 	}
@@ -251,6 +260,13 @@ func (s *Source) Next(ctx context.Context) (relay.Batch, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	if s.settled[slot] {
+		s.settled[slot] = false
+		if err := s.idle(ctx, slot); err != nil {
+			s.slots <- slot
+			return nil, err
+		}
+	}
 	for {
 		m := s.Membership()
 		req := dialect.ClaimRequest{
@@ -282,17 +298,24 @@ func (s *Source) Next(ctx context.Context) (relay.Batch, error) {
 			// the next claim skips them and reaches the other keys.
 			continue
 		}
-		t := time.NewTimer(s.cfg.PollInterval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if err := s.idle(ctx, slot); err != nil {
 			s.slots <- slot
-			return nil, ctx.Err()
-		case <-s.wakes[slot]:
-			t.Stop()
-		case <-t.C:
+			return nil, err
 		}
 	}
+}
+
+// idle waits for a wake-up of slot's worker or its poll interval.
+func (s *Source) idle(ctx context.Context, slot int) error {
+	t := time.NewTimer(s.cfg.PollInterval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.wakes[slot]:
+	case <-t.C:
+	}
+	return nil
 }
 
 func (s *Source) blockedKeys() []string {
@@ -365,6 +388,11 @@ func (b *batch) Finish(ctx context.Context, o dialect.Outcome) error {
 				}
 			}
 			b.src.noteBlocked(keys)
+		}
+		// A claim that read its whole share, all of it handled: what commits later notifies.
+		if ex, ok := b.Claim.(dialect.Exhaustive); ok && err == nil && ex.Exhausted() &&
+			b.src.listening.Load() && len(o.Published)+len(o.Retry)+len(o.Dead) == len(b.Records()) {
+			b.src.settled[b.slot] = true
 		}
 		b.src.slots <- b.slot
 	})
