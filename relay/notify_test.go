@@ -48,29 +48,9 @@ func TestNotifyWakesRelay(t *testing.T) {
 func TestNotifyWakesOnlyTheKeysWorker(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	cs := &slotCountingStore{Store: b.store, claims: make([]int, 4)}
-	sk := sourcetest.NewSink()
-	src, err := poll.New(poll.Config{Store: cs, Workers: 4, PollInterval: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := relay.New(relay.Config{Source: src, Sink: sk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	waitFor(t, 10*time.Second, "the listener", func() bool { return listeners(t, b) == 1 })
-	// Every worker made its first claim and the connect-time wake-up's claim: idle now.
-	var before []int
-	waitFor(t, 10*time.Second, "idle workers", func() bool {
-		c := cs.counts()
-		time.Sleep(300 * time.Millisecond)
-		before = cs.counts()
-		return slices.Equal(c, before) && !slices.Contains(c, 0)
-	})
+	ctx := context.Background()
+	cs, sk := startCounting(t, b, 4)
+	before := cs.idle(t)
 	for i := range 5 {
 		if err := b.store.Enqueue(ctx, outbox.Message{Topic: "t", Key: "k"}); err != nil {
 			t.Fatal(err)
@@ -111,6 +91,42 @@ func (s *slotCountingStore) counts() []int {
 	return slices.Clone(s.claims)
 }
 
+// idle waits until every worker has claimed (its first claim and the connect-time wake-up's)
+// and none claims any more, and returns the counts then.
+func (s *slotCountingStore) idle(t *testing.T) []int {
+	t.Helper()
+	var c []int
+	waitFor(t, 10*time.Second, "idle workers", func() bool {
+		prev := s.counts()
+		time.Sleep(300 * time.Millisecond)
+		c = s.counts()
+		return slices.Equal(prev, c) && !slices.Contains(c, 0)
+	})
+	return c
+}
+
+// startCounting runs a relay of workers workers, polling once a minute, over b's store with
+// its claims counted, until the test ends; it returns once the relay listens.
+func startCounting(t *testing.T, b *bundle, workers int) (*slotCountingStore, *sourcetest.Sink) {
+	t.Helper()
+	cs := &slotCountingStore{Store: b.store, claims: make([]int, workers)}
+	sk := sourcetest.NewSink()
+	src, err := poll.New(poll.Config{Store: cs, Workers: workers, PollInterval: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := relay.New(relay.Config{Source: src, Sink: sk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, 10*time.Second, "the listener", func() bool { return listeners(t, b) == 1 })
+	return cs, sk
+}
+
 func appName(t *testing.T, b *bundle) string {
 	t.Helper()
 	return b.pool.Config().ConnConfig.RuntimeParams["application_name"]
@@ -133,28 +149,9 @@ func listeners(t *testing.T, b *bundle) int {
 func TestNotifyNoEmptyClaimAfterExhaustiveBatch(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	cs := &slotCountingStore{Store: b.store, claims: make([]int, 1)}
-	sk := sourcetest.NewSink()
-	src, err := poll.New(poll.Config{Store: cs, Workers: 1, PollInterval: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := relay.New(relay.Config{Source: src, Sink: sk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	waitFor(t, 10*time.Second, "the listener", func() bool { return listeners(t, b) == 1 })
-	var before []int
-	waitFor(t, 10*time.Second, "an idle worker", func() bool {
-		c := cs.counts()
-		time.Sleep(300 * time.Millisecond)
-		before = cs.counts()
-		return slices.Equal(c, before) && c[0] > 0
-	})
+	ctx := context.Background()
+	cs, sk := startCounting(t, b, 1)
+	before := cs.idle(t)
 	const commits = 5
 	for i := range commits {
 		if err := b.store.Enqueue(ctx, outbox.Message{Topic: "t", Key: "k"}); err != nil {
