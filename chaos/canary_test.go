@@ -63,14 +63,26 @@ func TestCanary(t *testing.T) {
 		bIdx, b := mk(1, stateCommitted)
 		cIdx, c := mk(2, stateCommitted)
 		// Business rows for the committed ones, and no outbox row: "lost".
+		var o orders
 		for _, x := range []struct {
 			i int
 			e entry
 		}{{lostIdx, lost}, {bIdx, b}, {cIdx, c}} {
-			if _, err := r.admin.Exec(ctx, `INSERT INTO `+r.schema+`.chaos_orders (idx, message_id, key, seq) VALUES ($1, $2, $3, $4)`,
-				x.i, x.e.id.String(), keyName(key), x.e.seq); err != nil {
-				return err
-			}
+			o.idx = append(o.idx, int64(x.i))
+			o.ids = append(o.ids, x.e.id.String())
+			o.keys = append(o.keys, keyName(key))
+			o.seqs = append(o.seqs, x.e.seq)
+		}
+		tx, err := r.db.begin(ctx)
+		if err != nil {
+			return err
+		}
+		if err := tx.write(ctx, o, nil); err != nil {
+			_ = tx.rollback(ctx)
+			return err
+		}
+		if err := tx.commit(ctx); err != nil {
+			return err
 		}
 		nc, err := natsgo.Connect(r.brk.(*natsBroker).url())
 		if err != nil {

@@ -10,21 +10,17 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/dialect/postgres"
 	"github.com/outboxgo/outbox/internal/faultproxy"
-	"github.com/outboxgo/outbox/relay/wal"
 )
 
-// Run runs one checker: it starts a broker, a fresh schema with an outbox table and
-// cfg.Relays `outbox relay` processes sharing it, subscribes a consumer, then for
+// Run runs one checker: it starts a broker, a fresh schema (PostgreSQL) or database
+// (MariaDB) with an outbox table and cfg.Relays `outbox relay` processes sharing it, subscribes a consumer, then for
 // cfg.Duration commits (and rolls back) transactions while injecting faults at random
 // moments; it waits (at most cfg.DrainTimeout) for every committed message to be delivered,
 // stops everything and checks what the consumer got against what was committed.
@@ -38,8 +34,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return Report{}, err
 	}
 	r := &run{cfg: &cfg, log: cfg.Logger, id: randomID()}
+	r.db = newDatabase(r.cfg, r.id)
 	rep := Report{
-		Sink: cfg.Sink, Source: cfg.Source, Relays: cfg.Relays, Keys: cfg.Keys, Producers: cfg.Producers, TxMessages: cfg.TxMessages,
+		Sink: cfg.Sink, Database: cfg.Database, Source: cfg.Source, Relays: cfg.Relays, Keys: cfg.Keys, Producers: cfg.Producers, TxMessages: cfg.TxMessages,
 		TargetRate: cfg.Rate, Seed: cfg.Seed, Faults: map[string]int{},
 	}
 	err := r.do(ctx, &rep)
@@ -56,16 +53,10 @@ type run struct {
 	log *slog.Logger
 	id  string
 
-	logicalWriter *outbox.LogicalWriter
-
 	workDir     string
 	binary      string
 	ownWorkDir  bool
-	admin       *pgxpool.Pool
-	schema      string
-	table       string
-	slot        string // the WAL source's replication slot (and publication), when it runs
-	store       *postgres.Store
+	db          database
 	dbProxy     *faultproxy.Proxy
 	brk         broker
 	relays      *relayProcs
@@ -97,11 +88,10 @@ func (r *run) do(ctx context.Context, rep *Report) error {
 		r.brk.consume(cctx, led.deliver)
 	}()
 
-	// Relays, then wait until all of them are registered.
+	// Relays, then wait until they are ready: all registered, or one streaming.
 	t0 := time.Now()
-	appPrefix := "outbox_chaos_" + r.id + "_r"
 	common := []string{
-		"OUTBOX_TABLE=" + r.table,
+		"OUTBOX_TABLE=" + r.db.table(),
 		"OUTBOX_POLL_INTERVAL=50ms",
 		"OUTBOX_POLL_BATCH_SIZE=500",
 		"OUTBOX_RELAY_MAX_ATTEMPTS=100",
@@ -112,30 +102,19 @@ func (r *run) do(ctx context.Context, rep *Report) error {
 		"OUTBOX_RELAY_SHUTDOWN_TIMEOUT=5s",
 		"OUTBOX_LOG_LEVEL=" + cfg.RelayLogLevel,
 	}
-	if cfg.wal() {
-		mode := "table"
-		if cfg.Source == SourceWALLogical {
-			mode = "logical"
-		}
-		common = append(common, "OUTBOX_SOURCE=wal", "OUTBOX_WAL_SLOT="+r.slot, "OUTBOX_WAL_MODE="+mode,
-			"OUTBOX_WAL_MESSAGE_PREFIX="+r.slot, "OUTBOX_WAL_BATCH_SIZE=500")
-	}
 	common = append(common, r.brk.relayEnv()...)
-	common = append(common, cfg.RelayEnv...)
-	if len(cfg.RelayEnv) > 0 {
-		rep.Notes = append(rep.Notes, "relay settings added: "+strings.Join(cfg.RelayEnv, " "))
-	}
-	relayURL, err := throughProxy(cfg.DatabaseURL, r.dbProxy.Addr())
+	// The database's settings (its URL, the source's) come first, so that Config.RelayEnv,
+	// last, can override any of them.
+	dbEnv, err := r.db.relayEnv(r.dbProxy.Addr())
 	if err != nil {
 		return err
 	}
+	if len(cfg.RelayEnv) > 0 {
+		rep.Notes = append(rep.Notes, "relay settings added: "+strings.Join(cfg.RelayEnv, " "))
+	}
 	r.relays = &relayProcs{bin: r.binary, dir: r.workDir, logger: r.log, start: t0,
 		env: func(i int) []string {
-			u := *relayURL
-			q := u.Query()
-			q.Set("application_name", appPrefix+strconv.Itoa(i))
-			u.RawQuery = q.Encode()
-			env := append([]string{"OUTBOX_DATABASE_URL=" + u.String()}, common...)
+			env := slices.Concat(dbEnv(i), common, cfg.RelayEnv)
 			if cfg.StableRelayIDs {
 				env = append(env, "OUTBOX_RELAY_ID=chaos-relay-"+strconv.Itoa(i))
 			}
@@ -154,17 +133,8 @@ func (r *run) do(ctx context.Context, rep *Report) error {
 	led.mu.Lock()
 	led.start = start
 	led.mu.Unlock()
-	prod := &producers{
-		cfg:    cfg,
-		pool:   r.admin,
-		writer: r.writer(),
-		orders: r.schema + ".chaos_orders",
-		ledger: led,
-	}
-	f := &faulter{
-		cfg: cfg, brk: r.brk, relays: r.relays, dbProxy: r.dbProxy, admin: r.admin,
-		appPrefix: appPrefix, start: start, log: r.log,
-	}
+	prod := &producers{cfg: cfg, db: r.db, ledger: led}
+	f := &faulter{cfg: cfg, brk: r.brk, relays: r.relays, dbProxy: r.dbProxy, db: r.db, start: start, log: r.log}
 	loadCtx, stopLoad := context.WithTimeout(ctx, cfg.Duration)
 	defer stopLoad()
 	if cfg.hook != nil {
@@ -233,20 +203,7 @@ wait:
 	return r.verify(vctx, rep, led, start, loadEnd, healed)
 }
 
-// writer is what the producers enqueue with: outbox rows, or table-less logical messages for
-// the WAL source's logical mode.
-func (r *run) writer() enqueuer {
-	if r.cfg.Source == SourceWALLogical {
-		return r.logicalWriter
-	}
-	w, err := outbox.NewWriter(outbox.WriterConfig{Dialect: outbox.Postgres, Table: r.table})
-	if err != nil {
-		panic(err) // the table name is ours and valid
-	}
-	return w
-}
-
-// setup builds the relay binary, creates the schema and the broker.
+// setup builds the relay binary, sets up the database and starts the broker.
 func (r *run) setup(ctx context.Context, rep *Report) error {
 	cfg := r.cfg
 	r.workDir = cfg.WorkDir
@@ -270,46 +227,15 @@ func (r *run) setup(ctx context.Context, rep *Report) error {
 		r.binary = bin
 	}
 
-	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
-	if err != nil {
-		return fmt.Errorf("parsing the database URL: %w", err)
-	}
-	pcfg.ConnConfig.RuntimeParams["application_name"] = "outbox_chaos_" + r.id
-	pcfg.MaxConns = int32(cfg.Producers + 4)
-	r.admin, err = pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		return fmt.Errorf("connecting to PostgreSQL: %w", err)
-	}
-	if err := r.admin.Ping(ctx); err != nil {
-		return fmt.Errorf("connecting to PostgreSQL (is it running?): %w", err)
-	}
-	r.schema = "chaos_" + r.id
-	if _, err := r.admin.Exec(ctx, `CREATE SCHEMA `+r.schema); err != nil {
-		r.schema = ""
-		return fmt.Errorf("creating the schema: %w", err)
-	}
-	r.table = r.schema + ".outbox"
-	rep.OutboxTable = r.table
-	if r.store, err = postgres.New(ctx, postgres.Config{Pool: r.admin, Table: r.table}); err != nil {
+	if err := r.db.setup(ctx); err != nil {
 		return err
 	}
-	if _, err := r.store.MigrateUp(ctx); err != nil {
-		return fmt.Errorf("migrating: %w", err)
-	}
-	if cfg.wal() {
-		if err := r.setupSlot(ctx); err != nil {
-			return err
-		}
-	}
-	if _, err := r.admin.Exec(ctx, `CREATE TABLE `+r.schema+`.chaos_orders (
-		idx bigint PRIMARY KEY, message_id uuid NOT NULL, key text NOT NULL, seq integer NOT NULL)`); err != nil {
-		return fmt.Errorf("creating the business table: %w", err)
-	}
-	pgAddr, err := hostPort(cfg.DatabaseURL, "5432")
+	rep.OutboxTable = r.db.table()
+	dbAddr, err := r.db.addr()
 	if err != nil {
 		return err
 	}
-	if r.dbProxy, err = startProxy(pgAddr); err != nil {
+	if r.dbProxy, err = startProxy(dbAddr); err != nil {
 		return err
 	}
 
@@ -320,6 +246,12 @@ func (r *run) setup(ctx context.Context, rep *Report) error {
 		r.brk, err = startKafka(filepath.Join(r.workDir, "kafka"))
 	case SinkRabbitMQ:
 		r.brk, err = startAMQP(cfg.AMQPURL, "outbox-chaos-"+r.id)
+	case SinkRedis:
+		r.brk, err = startRedis(cfg.RedisAddr, "outbox-chaos-"+r.id)
+	case SinkMQTT:
+		r.brk, err = startMQTT(cfg.MQTTAddr, "outbox-chaos-"+r.id)
+	case SinkWebhook:
+		r.brk, err = startWebhook()
 	}
 	if err != nil {
 		return fmt.Errorf("starting the %s broker: %w", cfg.Sink, err)
@@ -329,93 +261,18 @@ func (r *run) setup(ctx context.Context, rep *Report) error {
 	if cfg.StableRelayIDs {
 		ids = "the same relay.id at every restart"
 	}
-	source := "poll source, LISTEN/NOTIFY, " + ids
-	if cfg.wal() {
-		source = fmt.Sprintf("%s source on slot %s: one reads, the others wait as hot standbys", cfg.Source, r.slot)
-	}
-	rep.Notes = append(rep.Notes, fmt.Sprintf("relays: %d `outbox relay` processes (%s); database and broker reached through fault proxies; backoff 50ms–1s, max_attempts 100, publish_timeout 5s", cfg.Relays, source))
+	rep.Notes = append(rep.Notes, r.db.notes(ids)...)
+	rep.Notes = append(rep.Notes, fmt.Sprintf("relays: %d `outbox relay` processes; database and broker reached through fault proxies; backoff 50ms–1s, max_attempts 100, publish_timeout 5s", cfg.Relays))
 	return nil
-}
-
-// setupSlot creates the WAL source's publication and slot before anything is produced (what
-// commits before the slot exists is not in its stream), as `outbox migrate up --source wal`
-// does.
-func (r *run) setupSlot(ctx context.Context) error {
-	mode := wal.ModeTable
-	if r.cfg.Source == SourceWALLogical {
-		mode = wal.ModeLogical
-	}
-	// The slot's name is also the logical messages' prefix: logical messages are
-	// database-wide, and other outboxes in the database must not reach this run's relays.
-	slot := "outbox_chaos_" + r.id
-	if mode == wal.ModeLogical {
-		lw, err := outbox.NewLogicalWriter(outbox.LogicalWriterConfig{Prefix: slot})
-		if err != nil {
-			return err
-		}
-		r.logicalWriter = lw
-	}
-	src, err := wal.New(wal.Config{ConnString: r.cfg.DatabaseURL, Pool: r.admin, Mode: mode, Table: r.table,
-		SlotName: slot, MessagePrefix: slot, Logger: r.log})
-	if err != nil {
-		return err
-	}
-	r.slot = slot // cleanup drops it even when Setup fails halfway
-	if err := src.Setup(ctx); err != nil {
-		return fmt.Errorf("creating the replication slot: %w", err)
-	}
-	return nil
-}
-
-// waitRelays waits until every relay has registered in the membership table (WAL source:
-// until one relay reads the slot).
-func (r *run) waitRelays(ctx context.Context) error {
-	if r.cfg.wal() {
-		for {
-			st, err := wal.Slot(ctx, r.admin, r.slot)
-			if err == nil && st.Active {
-				return nil
-			}
-			select {
-			case <-ctx.Done():
-				_, exits := r.relays.stats()
-				return fmt.Errorf("waiting for a relay to read slot %s (last %+v, %v; exits %+v): %w", r.slot, st, err, exits, ctx.Err())
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}
-	for {
-		st, err := r.store.Stats(ctx)
-		if err == nil && st.Relays >= r.cfg.Relays {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			_, exits := r.relays.stats()
-			return fmt.Errorf("waiting for %d relays to register (last stats %+v, %v; exits %+v): %w", r.cfg.Relays, st, err, exits, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 // resolveCommitted marks the messages whose business rows exist.
 func (r *run) resolveCommitted(ctx context.Context, led *ledger) error {
 	var idxs []int64
 	err := retry(ctx, func() error {
-		rows, err := r.admin.Query(ctx, `SELECT idx FROM `+r.schema+`.chaos_orders`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		idxs = idxs[:0]
-		for rows.Next() {
-			var i int64
-			if err := rows.Scan(&i); err != nil {
-				return err
-			}
-			idxs = append(idxs, i)
-		}
-		return rows.Err()
+		var err error
+		idxs, err = r.db.committed(ctx)
+		return err
 	})
 	if err != nil {
 		return err
@@ -467,9 +324,9 @@ func waitDrained(ctx context.Context, led *ledger) bool {
 	}
 }
 
-// cleanup releases everything; the work dir and the schema stay when asked to, or when the run
-// found violations (the schema holds the outbox and dead-letter tables' state, the work dir
-// the relays' logs).
+// cleanup releases everything; the work dir and the schema (or database) stay when asked to,
+// or when the run found violations (the schema holds the outbox and dead-letter tables'
+// state, the work dir the relays' logs).
 func (r *run) cleanup(rep *Report) {
 	if r.relays != nil {
 		r.relays.stop(15 * time.Second)
@@ -485,44 +342,11 @@ func (r *run) cleanup(rep *Report) {
 		r.dbProxy.Close()
 	}
 	keep := r.cfg.Keep || !rep.OK()
-	if r.admin != nil && r.slot != "" {
-		// Always: a slot left behind would pin WAL on the server.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if err := wal.DropSlot(ctx, r.admin, r.slot, 10*time.Second); err != nil {
-			r.log.Warn("dropping the replication slot", slog.String("slot", r.slot), slog.Any("error", err))
-			rep.Notes = append(rep.Notes, fmt.Sprintf("replication slot %s could not be dropped: %v; drop it: SELECT pg_drop_replication_slot('%s')", r.slot, err, r.slot))
-		}
-		if _, err := r.admin.Exec(ctx, `DROP PUBLICATION IF EXISTS `+r.slot); err != nil {
-			r.log.Warn("dropping the publication", slog.String("publication", r.slot), slog.Any("error", err))
-		}
-		cancel()
-	}
-	if r.admin != nil {
-		if r.schema != "" && !keep {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if _, err := r.admin.Exec(ctx, `DROP SCHEMA `+r.schema+` CASCADE`); err != nil {
-				r.log.Warn("dropping the schema", slog.String("schema", r.schema), slog.Any("error", err))
-			}
-			cancel()
-		} else if r.schema != "" {
-			rep.Notes = append(rep.Notes, "schema kept for inspection: "+r.schema+" (DROP SCHEMA "+r.schema+" CASCADE when done)")
-		}
-		r.admin.Close()
-	}
+	rep.Notes = append(rep.Notes, r.db.close(keep)...)
 	if r.ownWorkDir && !keep {
 		_ = os.RemoveAll(r.workDir)
 		rep.WorkDir = ""
 	}
-}
-
-// throughProxy returns the PostgreSQL URL with its host replaced by addr.
-func throughProxy(raw, addr string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return nil, fmt.Errorf("the database URL must be a postgres:// URL, got %q", redact(raw))
-	}
-	u.Host = addr
-	return u, nil
 }
 
 // hostPort returns the host:port of a URL.

@@ -42,30 +42,17 @@ func TestMain(m *testing.M) {
 }
 
 // TestShortProfile is the CI profile: for each sink, three relay processes on one table for
-// 20 seconds of kill -9s, broker restarts (or cuts, for the shared RabbitMQ), database and
-// broker connection cuts and terminated database sessions, then the drain. Nothing committed
-// may be lost, nothing rolled back may appear, and each key's messages must arrive in order.
+// 20 seconds of kill -9s, broker restarts (or cuts, for the shared RabbitMQ, Redis and
+// Mosquitto), database and broker connection cuts and terminated database sessions, then the
+// drain. Nothing committed may be lost, nothing rolled back may appear, and each key's
+// messages must arrive in order.
 func TestShortProfile(t *testing.T) {
 	t.Parallel()
-	d := 20 * time.Second
-	if testing.Short() {
-		d = 8 * time.Second
-	}
+	profiles := map[string]chaos.Config{}
 	for _, sink := range chaos.Sinks {
-		t.Run(sink, func(t *testing.T) {
-			t.Parallel()
-			ctx, cancel := context.WithTimeout(context.Background(), d+3*time.Minute)
-			defer cancel()
-			rep, err := chaos.Run(ctx, chaos.Config{
-				Sink:         sink,
-				Duration:     d,
-				Rate:         200,
-				Keys:         100,
-				OutboxBinary: outboxBin,
-			})
-			checkProfile(t, rep, err)
-		})
+		profiles[sink] = chaos.Config{Sink: sink}
 	}
+	runProfiles(t, 20*time.Second, profiles)
 }
 
 // TestShortProfileWAL runs the WAL source the same way, in both storage modes, against
@@ -73,23 +60,39 @@ func TestShortProfile(t *testing.T) {
 // hot standbys), kill -9s, broker restarts and cuts, database cuts and terminated sessions.
 func TestShortProfileWAL(t *testing.T) {
 	t.Parallel()
-	d := 15 * time.Second
+	runProfiles(t, 15*time.Second, map[string]chaos.Config{
+		chaos.SourceWAL:        {Sink: chaos.SinkNATS, Source: chaos.SourceWAL},
+		chaos.SourceWALLogical: {Sink: chaos.SinkNATS, Source: chaos.SourceWALLogical},
+	})
+}
+
+// TestShortProfileMariaDB runs the checker on MariaDB, with both of its sources, against
+// JetStream: three `outbox relay` processes polling the table (no notifications there), or
+// three `outbox relay --source binlog` processes on one binlog position (one streams, two wait
+// for its lock as hot standbys); kill -9s, broker restarts and cuts, database cuts and killed
+// sessions.
+func TestShortProfileMariaDB(t *testing.T) {
+	t.Parallel()
+	runProfiles(t, 15*time.Second, map[string]chaos.Config{
+		chaos.SourcePoll:   {Sink: chaos.SinkNATS, Database: chaos.DatabaseMariaDB, Source: chaos.SourcePoll},
+		chaos.SourceBinlog: {Sink: chaos.SinkNATS, Database: chaos.DatabaseMariaDB, Source: chaos.SourceBinlog},
+	})
+}
+
+// runProfiles runs each profile in a parallel subtest for d (8 s with -short) at 200
+// messages/s over 100 keys, and checks it with checkProfile.
+func runProfiles(t *testing.T, d time.Duration, profiles map[string]chaos.Config) {
+	t.Helper()
 	if testing.Short() {
 		d = 8 * time.Second
 	}
-	for _, source := range []string{chaos.SourceWAL, chaos.SourceWALLogical} {
-		t.Run(source, func(t *testing.T) {
+	for name, cfg := range profiles {
+		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), d+3*time.Minute)
 			defer cancel()
-			rep, err := chaos.Run(ctx, chaos.Config{
-				Sink:         chaos.SinkNATS,
-				Source:       source,
-				Duration:     d,
-				Rate:         200,
-				Keys:         100,
-				OutboxBinary: outboxBin,
-			})
+			cfg.Duration, cfg.Rate, cfg.Keys, cfg.OutboxBinary = d, 200, 100, outboxBin
+			rep, err := chaos.Run(ctx, cfg)
 			checkProfile(t, rep, err)
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -16,15 +17,33 @@ const (
 	SinkNATS     = "nats"
 	SinkKafka    = "kafka"
 	SinkRabbitMQ = "rabbitmq"
+	SinkRedis    = "redis"
+	SinkMQTT     = "mqtt"
+	SinkWebhook  = "webhook"
 )
 
 // Sinks lists every sink the checker supports, in the order the CI profile runs them.
-var Sinks = []string{SinkNATS, SinkKafka, SinkRabbitMQ}
+var Sinks = []string{SinkNATS, SinkKafka, SinkRabbitMQ, SinkRedis, SinkMQTT, SinkWebhook}
+
+// Databases the checker can run against.
+const (
+	// DatabasePostgres is the PostgreSQL server of Config.DatabaseURL; the run's tables are in
+	// a schema of its own. Sources poll, wal and wal-logical.
+	DatabasePostgres = "postgres"
+	// DatabaseMariaDB is the MariaDB (or MySQL) server of Config.MySQLDSN, through the mysql
+	// dialect; the run's tables are in a database of its own, and the relays log in as a user
+	// created for the run. Sources poll and binlog.
+	DatabaseMariaDB = "mariadb"
+)
+
+// Databases lists every database the checker supports.
+var Databases = []string{DatabasePostgres, DatabaseMariaDB}
 
 // Sources the checker can run the relays with.
 const (
-	// SourcePoll is the polling source: FOR UPDATE SKIP LOCKED claims, LISTEN/NOTIFY
-	// wake-ups; the relays split the keys.
+	// SourcePoll is the polling source, on either database: FOR UPDATE SKIP LOCKED claims,
+	// LISTEN/NOTIFY wake-ups on PostgreSQL (MariaDB has none: the relays poll every 50ms);
+	// the relays split the keys.
 	SourcePoll = "poll"
 	// SourceWAL is the WAL source in table mode (`--source wal`): one relay reads the slot,
 	// the others wait as hot standbys; producers insert outbox rows.
@@ -32,27 +51,37 @@ const (
 	// SourceWALLogical is the WAL source in logical mode: producers write table-less
 	// messages (outbox.LogicalWriter) in their transactions.
 	SourceWALLogical = "wal-logical"
+	// SourceBinlog is MariaDB's binlog source (`--source binlog`): one relay streams the
+	// binary log, holding the source's lock, the others wait as hot standbys; producers insert
+	// outbox rows. Its starting position is saved before anything is produced.
+	SourceBinlog = "binlog"
 )
 
 // Sources lists every source the checker supports.
-var Sources = []string{SourcePoll, SourceWAL, SourceWALLogical}
+var Sources = []string{SourcePoll, SourceWAL, SourceWALLogical, SourceBinlog}
 
 // Fault kinds.
 const (
 	FaultKill          = "relay-kill"     // kill -9 of a relay process, restarted after a pause
 	FaultBrokerRestart = "broker-restart" // the broker stops and starts again on the same port and store
 	FaultBrokerCut     = "broker-cut"     // every relay↔broker connection cut, new ones refused for a while
-	FaultDBCut         = "db-cut"         // every relay↔PostgreSQL connection cut, new ones refused for a while
-	FaultDBTerminate   = "db-terminate"   // pg_terminate_backend of the relays' sessions, reconnects refused for a while (a PostgreSQL restart as the relays see it)
+	FaultDBCut         = "db-cut"         // every relay↔database connection cut, new ones refused for a while
+	FaultDBTerminate   = "db-terminate"   // the relays' sessions ended by the server (pg_terminate_backend, KILL CONNECTION), reconnects refused for a while (a database restart as the relays see it)
 	FaultPGRestart     = "pg-restart"     // a real restart of the PostgreSQL server (Config.PGRestart only)
 )
 
 // Config is one checker run. The zero value of every field but Sink is usable.
 type Config struct {
 	// Sink is the broker: SinkNATS (in-process JetStream server), SinkKafka (in-process kfake
-	// cluster) or SinkRabbitMQ (the shared server at AMQPURL). Required.
+	// cluster), SinkRabbitMQ (the shared server at AMQPURL), SinkRedis (a stream on the shared
+	// server at RedisAddr), SinkMQTT (a topic tree on the shared broker at MQTTAddr) or
+	// SinkWebhook (an in-process HTTP receiver). Required.
 	Sink string
-	// Source is the relays' source: SourcePoll (default), SourceWAL or SourceWALLogical.
+	// Database is the server of the outbox: DatabasePostgres or DatabaseMariaDB. Default:
+	// DatabaseMariaDB for SourceBinlog, else DatabasePostgres.
+	Database string
+	// Source is the relays' source: SourcePoll (default, either database), SourceWAL or
+	// SourceWALLogical (PostgreSQL), SourceBinlog (MariaDB).
 	Source string
 	// Duration is the length of the load and fault phase. Default 20s.
 	Duration time.Duration
@@ -94,15 +123,27 @@ type Config struct {
 	// Faults, when not empty, limits the run to these kinds (Fault* constants).
 	Faults []string
 	// PGRestart adds FaultPGRestart: PGRestartCommand restarts the PostgreSQL server itself.
-	// Never on a server other runs share.
+	// Never on a server other runs share. PostgreSQL only.
 	PGRestart bool
 	// PGRestartCommand restarts PostgreSQL. Default: pg_ctlcluster <version> main restart
 	// for the server's major version.
 	PGRestartCommand []string
 
-	// DatabaseURL is the PostgreSQL server; the run creates (and drops) a schema of its own.
-	// Default $OUTBOX_TEST_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/test.
+	// DatabaseURL is the PostgreSQL server (DatabasePostgres); the run creates (and drops) a
+	// schema of its own. Default $OUTBOX_TEST_DATABASE_URL, else
+	// postgres://postgres@127.0.0.1:5432/test.
 	DatabaseURL string
+	// MySQLDSN is the MariaDB server (DatabaseMariaDB), a github.com/go-sql-driver/mysql DSN
+	// over TCP whose user may create databases and users and grant replication privileges;
+	// the run creates (and drops) a database and a user of its own. Default
+	// $OUTBOX_TEST_MYSQL_DSN, else root@tcp(127.0.0.1:3306)/test.
+	MySQLDSN string
+	// RedisAddr is the Redis server (host:port) for SinkRedis; the run uses a stream of its
+	// own. Default $OUTBOX_TEST_REDIS_ADDR, else 127.0.0.1:6379.
+	RedisAddr string
+	// MQTTAddr is the MQTT 5 broker (host:port) for SinkMQTT; the run uses a topic tree of
+	// its own. Default the host:port of $MQTT_URL, else 127.0.0.1:1883.
+	MQTTAddr string
 	// AMQPURL is the RabbitMQ server for SinkRabbitMQ. Default $RABBITMQ_URL, else
 	// amqp://guest:guest@127.0.0.1:5672/.
 	AMQPURL string
@@ -112,7 +153,8 @@ type Config struct {
 	// WorkDir holds the relays' logs, the brokers' stores and the built binary. Default a
 	// new temporary directory, removed after a run without violations unless Keep is set.
 	WorkDir string
-	// Keep keeps WorkDir and the database schema after the run.
+	// Keep keeps WorkDir and the run's schema (PostgreSQL) or database (MariaDB) after the
+	// run.
 	Keep bool
 	// RelayLogLevel is the relays' log.level. Default "info".
 	RelayLogLevel string
@@ -135,6 +177,12 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	c.Source = cmp.Or(c.Source, SourcePoll)
+	if c.Database == "" {
+		c.Database = DatabasePostgres
+		if c.Source == SourceBinlog {
+			c.Database = DatabaseMariaDB
+		}
+	}
 	c.Duration = cmp.Or(c.Duration, 20*time.Second)
 	if c.Rate == 0 && c.Messages > 0 {
 		c.Rate = max(1, int(float64(c.Messages)/c.Duration.Seconds()))
@@ -155,7 +203,15 @@ func (c *Config) setDefaults() {
 	c.FaultInterval = cmp.Or(c.FaultInterval, 2*time.Second)
 	c.MaxOutage = cmp.Or(c.MaxOutage, 2500*time.Millisecond)
 	c.DatabaseURL = cmp.Or(c.DatabaseURL, os.Getenv("OUTBOX_TEST_DATABASE_URL"), "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+	c.MySQLDSN = cmp.Or(c.MySQLDSN, os.Getenv("OUTBOX_TEST_MYSQL_DSN"), "root@tcp(127.0.0.1:3306)/test")
 	c.AMQPURL = cmp.Or(c.AMQPURL, os.Getenv("RABBITMQ_URL"), "amqp://guest:guest@127.0.0.1:5672/")
+	c.RedisAddr = cmp.Or(c.RedisAddr, os.Getenv("OUTBOX_TEST_REDIS_ADDR"), "127.0.0.1:6379")
+	if c.MQTTAddr == "" {
+		c.MQTTAddr = "127.0.0.1:1883"
+		if u, err := url.Parse(os.Getenv("MQTT_URL")); err == nil && u.Host != "" {
+			c.MQTTAddr = u.Host
+		}
+	}
 	c.RelayLogLevel = cmp.Or(c.RelayLogLevel, "info")
 	c.SetupTimeout = cmp.Or(c.SetupTimeout, 3*time.Minute)
 	c.DrainTimeout = cmp.Or(c.DrainTimeout, 60*time.Second)
@@ -168,8 +224,24 @@ func (c *Config) validate() error {
 	if !slices.Contains(Sinks, c.Sink) {
 		return fmt.Errorf("chaos: sink: %q is not one of %v", c.Sink, Sinks)
 	}
+	if !slices.Contains(Databases, c.Database) {
+		return fmt.Errorf("chaos: database: %q is not one of %v", c.Database, Databases)
+	}
 	if !slices.Contains(Sources, c.Source) {
 		return fmt.Errorf("chaos: source: %q is not one of %v", c.Source, Sources)
+	}
+	switch {
+	case c.wal() && c.Database != DatabasePostgres:
+		return fmt.Errorf("chaos: source: %s reads PostgreSQL's write-ahead log: it needs database %s, not %s", c.Source, DatabasePostgres, c.Database)
+	case c.Source == SourceBinlog && c.Database != DatabaseMariaDB:
+		return fmt.Errorf("chaos: source: %s reads the MariaDB binary log: it needs database %s, not %s", c.Source, DatabaseMariaDB, c.Database)
+	case c.PGRestart && c.Database != DatabasePostgres:
+		return fmt.Errorf("chaos: pg restart: restarts the PostgreSQL server, and the run's database is %s", c.Database)
+	}
+	if c.Database == DatabaseMariaDB {
+		if _, err := parseMySQLDSN(c.MySQLDSN); err != nil {
+			return fmt.Errorf("chaos: mysql dsn: %w", err)
+		}
 	}
 	switch {
 	case c.Duration < time.Second:

@@ -1,5 +1,6 @@
 // Package chaos checks the relay's guarantees under faults, end to end, the way they are
-// promised: with `outbox relay` processes, a real PostgreSQL and a real broker.
+// promised: with `outbox relay` processes, a real database (PostgreSQL, or MariaDB) and a real
+// broker.
 //
 // A run commits business rows and their messages from several producers over many keys, each
 // message carrying its key and a per-key sequence number; some transactions are rolled back
@@ -11,6 +12,11 @@
 // and reports: committed, delivered, lost, phantom (delivered from a transaction that never
 // committed), per-key order violations, duplicates, end-to-end latency and the time to drain
 // after the last fault.
+//
+// The relays run one of the sources of the outbox command: poll (on either database), wal and
+// wal-logical (PostgreSQL's logical replication), or binlog (MariaDB's binary log). Each run
+// has a namespace of its own, dropped afterwards: a schema on PostgreSQL, a database (and a
+// user for the relays) on MariaDB.
 //
 // Run is the engine; chaos/cmd/outbox-chaos is the program, and docs/reliability.md
 // describes the profiles and their latest figures.

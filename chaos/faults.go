@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/outboxgo/outbox/internal/faultproxy"
 )
 
@@ -21,14 +19,13 @@ import (
 // shuffled list of the enabled kinds so that a short run sees each of them. Every fault is
 // healed before run returns, whatever the context.
 type faulter struct {
-	cfg       *Config
-	brk       broker
-	relays    *relayProcs
-	dbProxy   *faultproxy.Proxy
-	admin     *pgxpool.Pool
-	appPrefix string // application_name prefix of the relays' sessions
-	start     time.Time
-	log       *slog.Logger
+	cfg     *Config
+	brk     broker
+	relays  *relayProcs
+	dbProxy *faultproxy.Proxy
+	db      database
+	start   time.Time
+	log     *slog.Logger
 
 	mu     sync.Mutex
 	faults []Fault
@@ -127,14 +124,13 @@ func (f *faulter) inject(kind string, down time.Duration) (string, error) {
 		f.dbProxy.Restore()
 		return fmt.Sprintf("cut %s", down.Round(time.Millisecond)), nil
 	case FaultDBTerminate:
-		// What a PostgreSQL restart looks like to the relays, without restarting the shared
-		// server: their sessions end with "terminating connection due to administrator
-		// command", and reconnecting fails for a while.
+		// What a database restart looks like to the relays, without restarting the shared
+		// server: the server ends their sessions ("terminating connection due to
+		// administrator command", "Connection was killed"), and reconnecting fails for a
+		// while.
 		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		var n int
-		err := f.admin.QueryRow(tctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-			WHERE starts_with(application_name, $1)`, f.appPrefix).Scan(&n)
+		n, err := f.db.terminateRelays(tctx)
 		f.dbProxy.Cut()
 		time.Sleep(down)
 		f.dbProxy.Restore()
@@ -149,14 +145,17 @@ func (f *faulter) inject(kind string, down time.Duration) (string, error) {
 func (f *faulter) restartPostgres(ctx context.Context) (string, error) {
 	args := f.cfg.PGRestartCommand
 	if len(args) == 0 {
-		var num int
+		pg, ok := f.db.(*postgresDB)
+		if !ok {
+			return "", fmt.Errorf("%s needs PostgreSQL", FaultPGRestart) // Config.validate refuses it
+		}
 		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := f.admin.QueryRow(qctx, `SELECT current_setting('server_version_num')::int`).Scan(&num)
+		major, err := pg.majorVersion(qctx)
 		cancel()
 		if err != nil {
 			return "", fmt.Errorf("reading the server version for pg_ctlcluster: %w", err)
 		}
-		args = []string{"pg_ctlcluster", strconv.Itoa(num / 10000), "main", "restart"}
+		args = []string{"pg_ctlcluster", strconv.Itoa(major), "main", "restart"}
 	}
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()

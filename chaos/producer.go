@@ -2,15 +2,11 @@ package chaos
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxgo/outbox"
 )
@@ -25,20 +21,12 @@ const outboxTopic = "events"
 // a key never overlap and the key's sequence numbers follow commit order.
 type producers struct {
 	cfg    *Config
-	pool   *pgxpool.Pool // straight to PostgreSQL, not through the relays' fault proxy
-	writer enqueuer
-	orders string // the business table
+	db     database // straight to the server, not through the relays' fault proxy
 	ledger *ledger
 	budget atomic.Int64 // messages still allowed (Config.Messages); unlimited when negative
 
 	lastErr atomic.Pointer[error]
 	errs    atomic.Int64
-}
-
-// enqueuer writes messages in a transaction: *outbox.Writer (rows) or *outbox.LogicalWriter
-// (table-less logical messages).
-type enqueuer interface {
-	Enqueue(ctx context.Context, tx outbox.Tx, msgs ...outbox.Message) error
 }
 
 // run produces until ctx ends or the budget is spent.
@@ -125,46 +113,43 @@ func (p *producers) transact(ctx context.Context, first int, es []entry, rollbac
 	// flight has an unknown outcome.
 	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	idxs := make([]int64, len(es))
-	ids := make([]string, len(es))
-	keys := make([]string, len(es))
-	seqs := make([]int32, len(es))
+	o := orders{
+		idx:  make([]int64, len(es)),
+		ids:  make([]string, len(es)),
+		keys: make([]string, len(es)),
+		seqs: make([]int32, len(es)),
+	}
 	msgs := make([]outbox.Message, len(es))
 	for i, e := range es {
-		idxs[i] = int64(first + i)
-		ids[i] = e.id.String()
-		keys[i] = keyName(int(e.key))
-		seqs[i] = e.seq
+		o.idx[i] = int64(first + i)
+		o.ids[i] = e.id.String()
+		o.keys[i] = keyName(int(e.key))
+		o.seqs[i] = e.seq
 		msgs[i] = outbox.Message{
 			ID:      e.id,
 			Topic:   outboxTopic,
-			Key:     keys[i],
+			Key:     o.keys[i],
 			Type:    "chaos.event",
 			Payload: makePayload(first+i, int(e.key), int(e.seq), rollback, p.cfg.PayloadBytes),
 		}
 	}
-	tx, err := p.pool.Begin(tctx)
+	tx, err := p.db.begin(tctx)
 	if err != nil {
 		p.fail(err)
 		return stateAborted, time.Now()
 	}
-	_, err = tx.Exec(tctx, `INSERT INTO `+p.orders+` (idx, message_id, key, seq)
-		SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[])`, idxs, ids, keys, seqs)
-	if err == nil {
-		err = p.writer.Enqueue(tctx, tx, msgs...)
-	}
-	if err != nil {
-		_ = tx.Rollback(tctx)
+	if err := tx.write(tctx, o, msgs); err != nil {
+		_ = tx.rollback(tctx)
 		p.fail(err)
 		return stateAborted, time.Now()
 	}
 	if rollback {
-		if err := tx.Rollback(tctx); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
+		if err := tx.rollback(tctx); err != nil {
 			p.fail(err)
 		}
 		return stateRolledBack, time.Now()
 	}
-	if err := tx.Commit(tctx); err != nil {
+	if err := tx.commit(tctx); err != nil {
 		p.fail(fmt.Errorf("commit: %w", err))
 		return stateUncertain, time.Now()
 	}

@@ -11,6 +11,7 @@ import (
 // so) since the start of the load phase.
 type Report struct {
 	Sink        string   `json:"sink"`
+	Database    string   `json:"database"` // postgres or mariadb
 	Source      string   `json:"source"`
 	Relays      int      `json:"relays"`
 	Keys        int      `json:"keys"`
@@ -146,8 +147,8 @@ func (r *Report) Violations() []string {
 // WriteText prints the report for people.
 func (r *Report) WriteText(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-	p("outbox chaos: sink %s, source %s, %d relay processes, %d keys, %d producers (1–%d messages per transaction), target %d msg/s, %.0fs of faults, seed %d",
-		r.Sink, r.Source, r.Relays, r.Keys, r.Producers, r.TxMessages, r.TargetRate, r.DurationSec, r.Seed)
+	p("outbox chaos: sink %s, database %s, source %s, %d relay processes, %d keys, %d producers (1–%d messages per transaction), target %d msg/s, %.0fs of faults, seed %d",
+		r.Sink, r.Database, r.Source, r.Relays, r.Keys, r.Producers, r.TxMessages, r.TargetRate, r.DurationSec, r.Seed)
 	p("  table %s", r.OutboxTable)
 	if r.WorkDir != "" {
 		p("  work dir (relay logs, broker stores) kept: %s", r.WorkDir)

@@ -114,7 +114,7 @@ func (r *run) verify(ctx context.Context, rep *Report, led *ledger, start, loadE
 	stctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := retry(stctx, func() error {
-		st, err := r.store.Stats(stctx)
+		st, err := r.db.stats(stctx)
 		rep.OutboxPending, rep.OutboxDeadLetters = st.Pending, st.DeadLetters
 		return err
 	}); err != nil {
@@ -214,48 +214,7 @@ func (r *run) sweep(ctx context.Context, led *ledger, lost []int) (map[int]bool,
 
 // tableState looks the messages up in the outbox and dead-letter tables.
 func (r *run) tableState(ctx context.Context, ids []string) (map[string]LostMessage, error) {
-	out := map[string]LostMessage{}
 	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	rows, err := r.admin.Query(qctx, `SELECT message_id::text, id, attempts, coalesce(last_error, ''), available_at
-		FROM `+r.table+` WHERE message_id = ANY($1::uuid[])`, ids)
-	if err != nil {
-		return out, err
-	}
-	for rows.Next() {
-		var (
-			m  LostMessage
-			id string
-			at time.Time
-		)
-		if err := rows.Scan(&id, &m.OutboxID, &m.Attempts, &m.LastError, &at); err != nil {
-			rows.Close()
-			return out, err
-		}
-		m.Where, m.AvailableAt = "outbox", at.Format(time.RFC3339Nano)
-		out[id] = m
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return out, err
-	}
-	rows, err = r.admin.Query(qctx, `SELECT message_id::text, original_id, attempts, last_error, failed_at
-		FROM `+r.table+`_dead WHERE message_id = ANY($1::uuid[])`, ids)
-	if err != nil {
-		return out, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			m  LostMessage
-			id string
-			at time.Time
-		)
-		if err := rows.Scan(&id, &m.OutboxID, &m.Attempts, &m.LastError, &at); err != nil {
-			return out, err
-		}
-		m.Where, m.FailedAt = "dead_letters", at.Format(time.RFC3339Nano)
-		out[id] = m
-	}
-	return out, rows.Err()
+	return r.db.lookup(qctx, ids)
 }

@@ -5,6 +5,8 @@
 //
 //	go run ./chaos/cmd/outbox-chaos --sink nats --duration 20s
 //	go run ./chaos/cmd/outbox-chaos --sink nats --duration 10m --messages 1000000 --keys 1000
+//	go run ./chaos/cmd/outbox-chaos --sink nats --database mariadb --source poll
+//	go run ./chaos/cmd/outbox-chaos --sink nats --source binlog    # MariaDB's binary log
 //
 // It exits 0 when every guarantee held, 1 when messages were lost or invented or per-key order
 // was violated, 2 on invalid flags and 3 when the run itself failed (a service missing).
@@ -50,8 +52,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		verbose   bool
 		pgRestart string
 	)
-	fs.StringVar(&sinks, "sink", chaos.SinkNATS, "broker: nats, kafka, rabbitmq, or a comma-separated list (run one after the other)")
-	fs.StringVar(&cfg.Source, "source", chaos.SourcePoll, "relay source: poll, wal (logical replication, table mode) or wal-logical (table-less messages)")
+	fs.StringVar(&sinks, "sink", chaos.SinkNATS, "broker: nats, kafka, rabbitmq, redis, mqtt or webhook, or a comma-separated list (run one after the other)")
+	fs.StringVar(&cfg.Database, "database", "", "database of the outbox: postgres or mariadb (default: mariadb for --source binlog, else postgres)")
+	fs.StringVar(&cfg.Source, "source", chaos.SourcePoll, "relay source: poll (either database); wal (logical replication, table mode) or wal-logical (table-less messages) on postgres; binlog (the binary log) on mariadb")
 	fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, "length of the load and fault phase")
 	fs.IntVar(&cfg.Messages, "messages", 0, "stop producing after this many messages (0: no limit); without --rate, sets the rate to messages/duration")
 	fs.IntVar(&cfg.Rate, "rate", 0, "target messages per second (default 200, or messages/duration)")
@@ -67,13 +70,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.FaultInterval, "fault-interval", 2*time.Second, "mean pause between broker and database faults")
 	fs.DurationVar(&cfg.MaxOutage, "max-outage", 2500*time.Millisecond, "longest outage of one fault")
 	fs.StringVar(&faults, "faults", "", "only these fault kinds, comma-separated: relay-kill, broker-restart, broker-cut, db-cut, db-terminate, pg-restart")
-	fs.BoolVar(&cfg.PGRestart, "pg-restart", false, "also restart the PostgreSQL server itself (pg_ctlcluster VERSION main restart); NEVER on a server others use")
+	fs.BoolVar(&cfg.PGRestart, "pg-restart", false, "also restart the PostgreSQL server itself (pg_ctlcluster VERSION main restart; --database postgres only); NEVER on a server others use")
 	fs.StringVar(&pgRestart, "pg-restart-cmd", "", "command that restarts PostgreSQL, space-separated (default pg_ctlcluster <major> main restart)")
-	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL server (default $OUTBOX_TEST_DATABASE_URL or postgres://postgres@127.0.0.1:5432/test); the run uses a schema of its own")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL server for --database postgres (default $OUTBOX_TEST_DATABASE_URL or postgres://postgres@127.0.0.1:5432/test); the run uses a schema of its own")
+	fs.StringVar(&cfg.MySQLDSN, "mysql-dsn", "", "MariaDB server for --database mariadb, a go-sql-driver DSN over tcp (default $OUTBOX_TEST_MYSQL_DSN or root@tcp(127.0.0.1:3306)/test); the run creates a database and a relay user of its own")
+	fs.StringVar(&cfg.RedisAddr, "redis-addr", "", "Redis server for --sink redis, host:port (default $OUTBOX_TEST_REDIS_ADDR or 127.0.0.1:6379)")
+	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", "", "MQTT 5 broker for --sink mqtt, host:port (default the host of $MQTT_URL or 127.0.0.1:1883)")
 	fs.StringVar(&cfg.AMQPURL, "amqp-url", "", "RabbitMQ server for --sink rabbitmq (default $RABBITMQ_URL or amqp://guest:guest@127.0.0.1:5672/)")
 	fs.StringVar(&cfg.OutboxBinary, "outbox-bin", "", "the outbox command to run as relays (default: go build ./cmd/outbox)")
 	fs.StringVar(&cfg.WorkDir, "work-dir", "", "directory for relay logs and broker stores (default: a temporary one, removed after a clean run)")
-	fs.BoolVar(&cfg.Keep, "keep", false, "keep the work dir and the database schema")
+	fs.BoolVar(&cfg.Keep, "keep", false, "keep the work dir and the run's schema (postgres) or database (mariadb)")
 	fs.Func("relay-env", "extra relay setting OUTBOX_NAME=value (repeatable), e.g. OUTBOX_RETENTION=1m", func(v string) error {
 		cfg.RelayEnv = append(cfg.RelayEnv, v)
 		return nil
