@@ -18,6 +18,10 @@
 // has a namespace of its own, dropped afterwards: a schema on PostgreSQL, a database (and a
 // user for the relays) on MariaDB.
 //
+// The brokers: NATS JetStream and Kafka (kfake) in process, owned by the run and restarted
+// as a fault; RabbitMQ, Redis Streams and MQTT (Mosquitto) on the shared servers, in a
+// private corner of each, cut but never restarted; webhooks to an in-process HTTP receiver.
+//
 // Run is the engine; chaos/cmd/outbox-chaos is the program, and docs/reliability.md
 // describes the profiles and their latest figures.
 package chaos
