@@ -6,6 +6,8 @@ package dialect
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/outboxgo/outbox"
@@ -164,6 +166,16 @@ type Dead struct {
 type Membership struct {
 	Index int // 0-based position of this relay
 	Count int // number of live relays (>= 1)
+}
+
+// MembershipOf returns relayID's place among ids, the live relays' ids in the order every
+// relay reads them (a Heartbeat's result). The error says the relay is not among them.
+func MembershipOf(ids []string, relayID string) (Membership, error) {
+	i := slices.Index(ids, relayID)
+	if i < 0 {
+		return Membership{}, fmt.Errorf("relay %q missing from membership", relayID)
+	}
+	return Membership{Index: i, Count: len(ids)}, nil
 }
 
 // Stats summarises one outbox.

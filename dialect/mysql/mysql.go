@@ -322,12 +322,11 @@ func (s *Store) Heartbeat(ctx context.Context, relayID, group string, ttl time.D
 	if err := rows.Err(); err != nil {
 		return dialect.Membership{}, fmt.Errorf("heartbeat: %w", err)
 	}
-	for i, id := range ids {
-		if id == relayID {
-			return dialect.Membership{Index: i, Count: len(ids)}, nil
-		}
+	m, err := dialect.MembershipOf(ids, relayID)
+	if err != nil {
+		return m, fmt.Errorf("heartbeat: %w", err)
 	}
-	return dialect.Membership{}, fmt.Errorf("heartbeat: relay %q missing from membership", relayID)
+	return m, nil
 }
 
 // Leave implements dialect.Store.
