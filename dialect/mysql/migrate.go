@@ -238,10 +238,7 @@ func (s *Store) MigrateUp(ctx context.Context) ([]int, error) {
 	}
 	var done []int
 	err = s.withMigrationLock(ctx, func(conn *sql.Conn, applied map[int]time.Time) error {
-		for _, m := range ms {
-			if _, ok := applied[m.Version]; ok {
-				continue
-			}
+		for _, m := range migrate.Pending(ms, applied) {
 			if err := execScript(ctx, conn, m.Up); err != nil {
 				return fmt.Errorf("applying migration %d_%s: %w", m.Version, m.Name, err)
 			}
@@ -269,14 +266,7 @@ func (s *Store) MigrateDown(ctx context.Context, steps int) ([]int, error) {
 		if len(applied) == 0 {
 			return dialect.ErrNoMigrations
 		}
-		for i := len(ms) - 1; i >= 0; i-- {
-			m := ms[i]
-			if _, ok := applied[m.Version]; !ok {
-				continue
-			}
-			if steps > 0 && len(done) == steps {
-				break
-			}
+		for _, m := range migrate.ToRevert(ms, applied, steps) {
 			if err := execScript(ctx, conn, m.Down); err != nil {
 				return fmt.Errorf("reverting migration %d_%s: %w", m.Version, m.Name, err)
 			}
@@ -301,10 +291,7 @@ func (s *Store) MigrationStatus(ctx context.Context) ([]dialect.MigrationStatus,
 	}
 	var out []dialect.MigrationStatus
 	err = s.withMigrationLock(ctx, func(_ *sql.Conn, applied map[int]time.Time) error {
-		for _, m := range ms {
-			at, ok := applied[m.Version]
-			out = append(out, dialect.MigrationStatus{Version: m.Version, Name: m.Name, Applied: ok, AppliedAt: at})
-		}
+		out = migrate.Status(ms, applied)
 		return nil
 	})
 	return out, err

@@ -57,10 +57,7 @@ func (s *Store) MigrateUp(ctx context.Context) ([]int, error) {
 	}
 	var done []int
 	err = s.inMigrationTx(ctx, func(tx *sql.Tx, applied map[int]time.Time) error {
-		for _, m := range ms {
-			if _, ok := applied[m.Version]; ok {
-				continue
-			}
+		for _, m := range migrate.Pending(ms, applied) {
 			if _, err := tx.ExecContext(ctx, m.Up); err != nil {
 				return fmt.Errorf("applying migration %d_%s: %w", m.Version, m.Name, err)
 			}
@@ -89,14 +86,7 @@ func (s *Store) MigrateDown(ctx context.Context, steps int) ([]int, error) {
 		if len(applied) == 0 {
 			return dialect.ErrNoMigrations
 		}
-		for i := len(ms) - 1; i >= 0; i-- {
-			m := ms[i]
-			if _, ok := applied[m.Version]; !ok {
-				continue
-			}
-			if steps > 0 && len(done) == steps {
-				break
-			}
+		for _, m := range migrate.ToRevert(ms, applied, steps) {
 			if _, err := tx.ExecContext(ctx, m.Down); err != nil {
 				return fmt.Errorf("reverting migration %d_%s: %w", m.Version, m.Name, err)
 			}
@@ -121,10 +111,7 @@ func (s *Store) MigrationStatus(ctx context.Context) ([]dialect.MigrationStatus,
 	}
 	var out []dialect.MigrationStatus
 	err = s.inMigrationTx(ctx, func(_ *sql.Tx, applied map[int]time.Time) error {
-		for _, m := range ms {
-			at, ok := applied[m.Version]
-			out = append(out, dialect.MigrationStatus{Version: m.Version, Name: m.Name, Applied: ok, AppliedAt: at})
-		}
+		out = migrate.Status(ms, applied)
 		return nil
 	})
 	return out, err
