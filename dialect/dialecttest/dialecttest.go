@@ -31,6 +31,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Membership", func(t *testing.T) { t.Parallel(); testMembership(t, newStore(t)) })
 	t.Run("TopicFilterKeepsKeyOrder", func(t *testing.T) { t.Parallel(); testTopics(t, newStore(t)) })
 	t.Run("MaxBytes", func(t *testing.T) { t.Parallel(); testMaxBytes(t, newStore(t)) })
+	t.Run("ConcurrentProducersAndRelays", func(t *testing.T) { t.Parallel(); testConcurrent(t, newStore(t)) })
 }
 
 func ctxT(t *testing.T) context.Context {

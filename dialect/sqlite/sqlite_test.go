@@ -3,13 +3,10 @@ package sqlite_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -360,123 +357,6 @@ func TestPartitionsIncludeKeylessMessages(t *testing.T) {
 	}
 	if total != 50 {
 		t.Fatalf("partitions covered %d keyless messages, want 50", total)
-	}
-}
-
-// Producers and relay workers run together; every message is published once, in order per
-// key, through retries.
-func TestConcurrentProducersAndWorkers(t *testing.T) {
-	t.Parallel()
-	s := newStore(t)
-	ctx := ctxT(t)
-	const (
-		producers   = 4
-		perProducer = 150
-		workers     = 3
-	)
-	var (
-		mu        sync.Mutex
-		published = map[string][]int{} // key → payload numbers in publish order
-		count     int
-	)
-	var prodWG sync.WaitGroup
-	for p := range producers {
-		prodWG.Add(1)
-		go func() {
-			defer prodWG.Done()
-			// Each producer owns its keys, so its commit order is the order to check.
-			for i := 0; i < perProducer; i += 3 {
-				tx, err := s.DB().BeginTx(ctx, nil)
-				if err != nil {
-					t.Errorf("begin: %v", err)
-					return
-				}
-				var batch []outbox.Message
-				for j := i; j < i+3; j++ {
-					batch = append(batch, msg(fmt.Sprintf("p%d-k%d", p, j%5), j))
-				}
-				if err := s.Writer().Enqueue(ctx, tx, batch...); err != nil {
-					t.Errorf("enqueue: %v", err)
-					_ = tx.Rollback()
-					return
-				}
-				if err := tx.Commit(); err != nil {
-					t.Errorf("commit: %v", err)
-					return
-				}
-			}
-		}()
-	}
-	done := make(chan struct{})
-	var workWG sync.WaitGroup
-	for w := range workers {
-		workWG.Add(1)
-		go func() {
-			defer workWG.Done()
-			rng := rand.New(rand.NewPCG(uint64(w), 1))
-			for {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				c, err := s.Claim(ctx, dialect.ClaimRequest{Limit: 20})
-				if err != nil {
-					t.Errorf("claim: %v", err)
-					return
-				}
-				var o dialect.Outcome
-				failed := map[string]bool{}
-				mu.Lock()
-				for _, r := range c.Records() {
-					switch {
-					case failed[r.Key]:
-						// released: a later message never overtakes a failed one
-					case rng.IntN(10) == 0:
-						failed[r.Key] = true
-						o.Retry = append(o.Retry, dialect.Retry{Seq: r.Seq, Delay: time.Millisecond, Error: "flaky"})
-					default:
-						n, _ := strconv.Atoi(string(r.Payload))
-						published[r.Key] = append(published[r.Key], n)
-						count++
-						o.Published = append(o.Published, r.Seq)
-					}
-				}
-				mu.Unlock()
-				if err := c.Finish(ctx, o); err != nil {
-					t.Errorf("finish: %v", err)
-					return
-				}
-				if len(c.Records()) == 0 {
-					time.Sleep(time.Millisecond) // idle poll
-				}
-			}
-		}()
-	}
-	prodWG.Wait()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mu.Lock()
-		n := count
-		mu.Unlock()
-		if n >= producers*perProducer || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	close(done)
-	workWG.Wait()
-	if count != producers*perProducer {
-		t.Fatalf("published %d messages, want %d", count, producers*perProducer)
-	}
-	for key, ns := range published {
-		if !slices.IsSorted(ns) || len(slices.Compact(slices.Clone(ns))) != len(ns) {
-			t.Errorf("key %s published out of order or twice: %v", key, ns)
-		}
-	}
-	st, err := s.Stats(ctx)
-	if err != nil || st.Pending != 0 {
-		t.Fatalf("Stats = %+v, %v; want nothing pending", st, err)
 	}
 }
 
