@@ -2,12 +2,10 @@ package chaos
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,29 +17,17 @@ import (
 	"github.com/outboxgo/outbox"
 )
 
-var buildOnce = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "outbox-chaos-canary-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "outbox")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/outboxgo/outbox/cmd/outbox").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("%v\n%s", err, out)
-	}
-	return bin, nil
-})
-
 // TestCanary checks the checker: a run into which the test slips a committed message that
 // never reaches the outbox (lost), a rolled-back message published behind the relays' back
 // (phantom) and two messages of one key published in the wrong order must report exactly
 // those, and fail.
 func TestCanary(t *testing.T) {
 	t.Parallel()
-	bin, err := buildOnce()
-	if err != nil {
-		t.Fatal(err)
+	// Built for this test alone (from the build cache): -count=N runs it again.
+	bin := filepath.Join(t.TempDir(), "outbox")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/outboxgo/outbox/cmd/outbox").CombinedOutput(); err != nil {
+		t.Fatalf("building the outbox command: %v\n%s", err, out)
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(filepath.Dir(bin)) })
 	cfg := Config{
 		Sink: SinkNATS, Duration: 3 * time.Second, Rate: 100, Keys: 10, Relays: 2,
 		Faults: []string{FaultKill}, StableRelayIDs: true, OutboxBinary: bin, DrainTimeout: 10 * time.Second,
