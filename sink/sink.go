@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/ascii"
 )
 
 // Sink publishes messages to one broker. Implementations are safe for concurrent use.
@@ -93,28 +94,9 @@ func Attributes(r *outbox.Record, source string) []Attribute {
 		attrs = append(attrs, Attribute{"time", r.CreatedAt.UTC().Format(time.RFC3339Nano)})
 	}
 	for name, v := range r.Headers {
-		if equalFoldASCII(name, "content-type") {
+		if ascii.EqualFold(name, "content-type") {
 			attrs = append(attrs, Attribute{"datacontenttype", v})
 		}
 	}
 	return attrs
-}
-
-func equalFoldASCII(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		ca, cb := a[i], b[i]
-		if 'A' <= ca && ca <= 'Z' {
-			ca += 'a' - 'A'
-		}
-		if 'A' <= cb && cb <= 'Z' {
-			cb += 'a' - 'A'
-		}
-		if ca != cb {
-			return false
-		}
-	}
-	return true
 }

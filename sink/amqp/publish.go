@@ -7,6 +7,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/ascii"
 	"github.com/outboxgo/outbox/sink"
 	"github.com/outboxgo/outbox/sink/internal/confirm"
 )
@@ -170,7 +171,7 @@ func (s *Sink) check(r *outbox.Record) error {
 		if len(name) > maxShortstr {
 			return sink.Permanent(fmt.Errorf("amqp sink: header name %.40q... is %d bytes, longer than the AMQP limit of %d", name, len(name), maxShortstr))
 		}
-		if len(v) > maxShortstr && equalFoldASCII(name, "content-type") {
+		if len(v) > maxShortstr && ascii.EqualFold(name, "content-type") {
 			return sink.Permanent(fmt.Errorf("amqp sink: content-type of %d bytes is longer than the AMQP limit of %d", len(v), maxShortstr))
 		}
 	}
@@ -183,7 +184,7 @@ func (s *Sink) check(r *outbox.Record) error {
 func (s *Sink) fill(pub *amqp091.Publishing, headers amqp091.Table, r *outbox.Record) {
 	clear(headers)
 	for name, v := range r.Headers {
-		if equalFoldASCII(name, "content-type") {
+		if ascii.EqualFold(name, "content-type") {
 			continue // datacontenttype, below
 		}
 		headers[name] = v
@@ -240,23 +241,4 @@ func fill(res []error, err error) {
 	for i := range res {
 		res[i] = err
 	}
-}
-
-func equalFoldASCII(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		ca, cb := a[i], b[i]
-		if 'A' <= ca && ca <= 'Z' {
-			ca += 'a' - 'A'
-		}
-		if 'A' <= cb && cb <= 'Z' {
-			cb += 'a' - 'A'
-		}
-		if ca != cb {
-			return false
-		}
-	}
-	return true
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/ascii"
 	"github.com/outboxgo/outbox/sink"
 )
 
@@ -258,7 +259,7 @@ func (s *Sink) records(msgs []*outbox.Record, c *call) []kgo.Record {
 		for name, v := range m.Headers {
 			// The user's content-type is the datacontenttype attribute: one header, under
 			// the binding's lower-case name.
-			if equalFoldASCII(name, headerContentType) {
+			if ascii.EqualFold(name, headerContentType) {
 				name = headerContentType
 			}
 			hdrs = append(hdrs, kgo.RecordHeader{Key: name, Value: putString(v)})
@@ -399,23 +400,4 @@ func appendUUID(dst []byte, id uuid.UUID) []byte {
 		dst = append(dst, hexDigits[b>>4], hexDigits[b&0x0f])
 	}
 	return dst
-}
-
-func equalFoldASCII(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		ca, cb := a[i], b[i]
-		if 'A' <= ca && ca <= 'Z' {
-			ca += 'a' - 'A'
-		}
-		if 'A' <= cb && cb <= 'Z' {
-			cb += 'a' - 'A'
-		}
-		if ca != cb {
-			return false
-		}
-	}
-	return true
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/ascii"
 	"github.com/outboxgo/outbox/sink"
 	"github.com/outboxgo/outbox/sink/internal/confirm"
 )
@@ -219,7 +220,7 @@ func (s *Sink) properties(props []userProperty, r *outbox.Record) []userProperty
 		}
 	}
 	for name, v := range r.Headers {
-		if equalFoldASCII(name, "content-type") || isCEName(name) {
+		if ascii.EqualFold(name, "content-type") || isCEName(name) {
 			continue
 		}
 		props = append(props, userProperty{name, v})
@@ -230,7 +231,7 @@ func (s *Sink) properties(props []userProperty, r *outbox.Record) []userProperty
 // contentType returns the user's content-type header, or "".
 func contentType(r *outbox.Record) string {
 	for name, v := range r.Headers {
-		if equalFoldASCII(name, "content-type") {
+		if ascii.EqualFold(name, "content-type") {
 			return v
 		}
 	}
@@ -361,23 +362,4 @@ func fill(res []error, err error) {
 	for i := range res {
 		res[i] = err
 	}
-}
-
-func equalFoldASCII(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		ca, cb := a[i], b[i]
-		if 'A' <= ca && ca <= 'Z' {
-			ca += 'a' - 'A'
-		}
-		if 'A' <= cb && cb <= 'Z' {
-			cb += 'a' - 'A'
-		}
-		if ca != cb {
-			return false
-		}
-	}
-	return true
 }

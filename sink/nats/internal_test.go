@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/ascii"
 	"github.com/outboxgo/outbox/sink"
 )
 
@@ -115,7 +116,7 @@ func TestHeaderMatchesAttributes(t *testing.T) {
 	want := func(r *outbox.Record) natsgo.Header {
 		h := natsgo.Header{}
 		for name, v := range r.Headers {
-			if equalFoldASCII(name, "content-type") || equalFoldASCII(name, jetstream.MsgIDHeader) {
+			if ascii.EqualFold(name, "content-type") || ascii.EqualFold(name, jetstream.MsgIDHeader) {
 				continue
 			}
 			h[name] = []string{v}

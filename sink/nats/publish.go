@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/ascii"
 	"github.com/outboxgo/outbox/sink"
 )
 
@@ -361,7 +362,7 @@ func mayHoldError(data []byte) bool {
 		case '\\':
 			return true
 		case 'e', 'E':
-			if len(data)-i >= 5 && equalFoldASCII(string(data[i:i+5]), "error") {
+			if len(data)-i >= 5 && ascii.EqualFold(string(data[i:i+5]), "error") {
 				return true
 			}
 		}
@@ -429,11 +430,11 @@ func (s *Sink) header(h natsgo.Header, vals []string, r *outbox.Record, id, at s
 	hasContentType := false
 	for name, v := range r.Headers {
 		// content-type travels as the datacontenttype attribute below; the dedupe id is ours.
-		if equalFoldASCII(name, "content-type") {
+		if ascii.EqualFold(name, "content-type") {
 			contentType, hasContentType = v, true
 			continue
 		}
-		if equalFoldASCII(name, jetstream.MsgIDHeader) {
+		if ascii.EqualFold(name, jetstream.MsgIDHeader) {
 			continue
 		}
 		set(name, v)
@@ -485,23 +486,4 @@ func fill(res []error, from int, err error) {
 			res[i] = err
 		}
 	}
-}
-
-func equalFoldASCII(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		ca, cb := a[i], b[i]
-		if 'A' <= ca && ca <= 'Z' {
-			ca += 'a' - 'A'
-		}
-		if 'A' <= cb && cb <= 'Z' {
-			cb += 'a' - 'A'
-		}
-		if ca != cb {
-			return false
-		}
-	}
-	return true
 }

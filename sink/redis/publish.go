@@ -8,6 +8,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/ascii"
 	"github.com/outboxgo/outbox/sink"
 )
 
@@ -210,7 +211,7 @@ func (s *Sink) appendValues(vals []any, r *outbox.Record) []any {
 		}
 	}
 	for name, v := range r.Headers {
-		if equalFoldASCII(name, "content-type") {
+		if ascii.EqualFold(name, "content-type") {
 			continue
 		}
 		vals = append(vals, HeaderFieldPrefix+name, v)
@@ -240,23 +241,4 @@ func fill(res []error, idx []int, err error) {
 	for _, i := range idx {
 		res[i] = err
 	}
-}
-
-func equalFoldASCII(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		ca, cb := a[i], b[i]
-		if 'A' <= ca && ca <= 'Z' {
-			ca += 'a' - 'A'
-		}
-		if 'A' <= cb && cb <= 'Z' {
-			cb += 'a' - 'A'
-		}
-		if ca != cb {
-			return false
-		}
-	}
-	return true
 }
