@@ -25,3 +25,9 @@ if (($# == 0)); then
 fi
 echo "== go test -race -count=1 -timeout 20m $*"
 go test -race -count=1 -timeout 20m "$@"
+
+# The side-by-side benchmark is a module of its own (bench/go.mod): its helpers' unit tests.
+if (($# == 1)) && [[ $1 == ./... ]]; then
+	echo "== (cd bench && go vet ./... && go test -race -count=1 ./...)"
+	(cd bench && go vet ./... && go test -race -count=1 ./...)
+fi
