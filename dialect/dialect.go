@@ -149,6 +149,27 @@ type Outcome struct {
 	Dead []Dead
 }
 
+// CheckHeld returns an error naming the first message of o for which held is false: a store's
+// Finish refuses an outcome about messages its claim does not hold.
+func (o Outcome) CheckHeld(held func(seq int64) bool) error {
+	for _, seq := range o.Published {
+		if !held(seq) {
+			return fmt.Errorf("message %d is not in this claim", seq)
+		}
+	}
+	for _, r := range o.Retry {
+		if !held(r.Seq) {
+			return fmt.Errorf("message %d is not in this claim", r.Seq)
+		}
+	}
+	for _, d := range o.Dead {
+		if !held(d.Seq) {
+			return fmt.Errorf("message %d is not in this claim", d.Seq)
+		}
+	}
+	return nil
+}
+
 // Retry schedules another attempt.
 type Retry struct {
 	Seq   int64

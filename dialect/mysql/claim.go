@@ -413,28 +413,7 @@ func (c *claim) deadLetter(ctx context.Context, bad []badRow) error {
 // check refuses an outcome naming a row this claim does not hold for publishing: rows the
 // order check left out are locked by the claim but belong to later claims.
 func (c *claim) check(o dialect.Outcome) error {
-	in := func(seq int64) error {
-		if _, ok := c.held[seq]; !ok {
-			return fmt.Errorf("message %d is not in this claim", seq)
-		}
-		return nil
-	}
-	for _, seq := range o.Published {
-		if err := in(seq); err != nil {
-			return err
-		}
-	}
-	for _, r := range o.Retry {
-		if err := in(r.Seq); err != nil {
-			return err
-		}
-	}
-	for _, d := range o.Dead {
-		if err := in(d.Seq); err != nil {
-			return err
-		}
-	}
-	return nil
+	return o.CheckHeld(func(seq int64) bool { _, ok := c.held[seq]; return ok })
 }
 
 // Finish implements dialect.Claim: the outcome's statements, then commit.

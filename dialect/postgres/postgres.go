@@ -576,22 +576,7 @@ func (c *claim) deadLetter(ctx context.Context, bad []badRow) error {
 // check refuses an outcome naming a row this claim does not hold for publishing: rows the
 // order check left out are locked by the claim but belong to later claims.
 func (c *claim) check(o dialect.Outcome) error {
-	for _, seq := range o.Published {
-		if _, ok := c.held[seq]; !ok {
-			return fmt.Errorf("message %d is not in this claim", seq)
-		}
-	}
-	for _, r := range o.Retry {
-		if _, ok := c.held[r.Seq]; !ok {
-			return fmt.Errorf("message %d is not in this claim", r.Seq)
-		}
-	}
-	for _, d := range o.Dead {
-		if _, ok := c.held[d.Seq]; !ok {
-			return fmt.Errorf("message %d is not in this claim", d.Seq)
-		}
-	}
-	return nil
+	return o.CheckHeld(func(seq int64) bool { _, ok := c.held[seq]; return ok })
 }
 
 // rollback ends the transaction and returns the connection to the pool.

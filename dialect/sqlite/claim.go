@@ -307,26 +307,5 @@ func (c *claim) check(o dialect.Outcome) error {
 	for i := range c.recs {
 		mine[c.recs[i].Seq] = struct{}{}
 	}
-	in := func(seq int64) error {
-		if _, ok := mine[seq]; !ok {
-			return fmt.Errorf("message %d is not in this claim", seq)
-		}
-		return nil
-	}
-	for _, seq := range o.Published {
-		if err := in(seq); err != nil {
-			return err
-		}
-	}
-	for _, r := range o.Retry {
-		if err := in(r.Seq); err != nil {
-			return err
-		}
-	}
-	for _, d := range o.Dead {
-		if err := in(d.Seq); err != nil {
-			return err
-		}
-	}
-	return nil
+	return o.CheckHeld(func(seq int64) bool { _, ok := mine[seq]; return ok })
 }
