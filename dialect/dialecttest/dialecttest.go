@@ -32,6 +32,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("TopicFilterKeepsKeyOrder", func(t *testing.T) { t.Parallel(); testTopics(t, newStore(t)) })
 	t.Run("MaxBytes", func(t *testing.T) { t.Parallel(); testMaxBytes(t, newStore(t)) })
 	t.Run("ConcurrentProducersAndRelays", func(t *testing.T) { t.Parallel(); testConcurrent(t, newStore(t)) })
+	t.Run("ForeignOutcomeRefused", func(t *testing.T) { t.Parallel(); testForeignOutcome(t, newStore(t)) })
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -286,6 +287,38 @@ func testRelease(t *testing.T, s dialect.Store) {
 	c = mustClaim(t, s, dialect.ClaimRequest{})
 	if recs := c.Records(); len(recs) != 1 || recs[0].Attempts != 0 {
 		t.Fatalf("after release: %+v, want the message with attempts 0", recs)
+	}
+	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+}
+
+// testForeignOutcome: an outcome naming a message the claim does not hold is refused whole —
+// not even the held message changes — and the claim's messages are released.
+func testForeignOutcome(t *testing.T, s dialect.Store) {
+	mustEnqueue(t, s, msg("a", 1), msg("b", 2))
+	c := mustClaim(t, s, dialect.ClaimRequest{Limit: 1})
+	recs := c.Records()
+	if len(recs) != 1 {
+		t.Fatalf("claim of limit 1: %d records", len(recs))
+	}
+	held := recs[0].Seq
+	foreign := held + 1_000_000
+	for _, o := range []dialect.Outcome{
+		{Published: []int64{held, foreign}},
+		{Published: []int64{held}, Retry: []dialect.Retry{{Seq: foreign, Error: "x"}}},
+		{Published: []int64{held}, Dead: []dialect.Dead{{Seq: foreign, Error: "x"}}},
+	} {
+		if err := c.Finish(ctxT(t), o); err == nil {
+			t.Fatalf("Finish(%+v) of a claim holding only %d: no error", o, held)
+		}
+		c = mustClaim(t, s, dialect.ClaimRequest{Limit: 1})
+		if got := seqs(c.Records()); len(got) != 1 || got[0] != held || c.Records()[0].Attempts != 0 {
+			t.Fatalf("after a refused outcome: claimed %+v, want message %d unchanged", c.Records(), held)
+		}
+	}
+	finish(t, c, dialect.Outcome{Published: []int64{held}})
+	c = mustClaim(t, s, dialect.ClaimRequest{})
+	if got := payloads(c.Records()); len(got) != 1 || got[0] != `b{"n":2}` {
+		t.Fatalf("after publishing a: %v, want b", got)
 	}
 	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
 }
