@@ -20,10 +20,11 @@ import (
 )
 
 // Run runs one checker: it starts a broker, a fresh schema (PostgreSQL) or database
-// (MariaDB) with an outbox table and cfg.Relays `outbox relay` processes sharing it, subscribes a consumer, then for
-// cfg.Duration commits (and rolls back) transactions while injecting faults at random
-// moments; it waits (at most cfg.DrainTimeout) for every committed message to be delivered,
-// stops everything and checks what the consumer got against what was committed.
+// (MariaDB) with an outbox table and cfg.Relays `outbox relay` processes sharing it,
+// subscribes a consumer, then for cfg.Duration commits (and rolls back) transactions while
+// injecting faults at random moments; it waits (at most cfg.DrainTimeout) for every
+// committed message to be delivered, stops everything and checks what the consumer got
+// against what was committed.
 //
 // Every phase has a deadline, so Run returns by itself. The error is about the run itself
 // (a service missing, a build failure); guarantee violations are in the Report (see
