@@ -147,6 +147,10 @@ type Outcome struct {
 	Retry []Retry
 	// Dead go to the dead-letter table with their error.
 	Dead []Dead
+	// Duplicates are messages of Published that their broker acknowledged as duplicates of a
+	// message it already held (sink.ErrDuplicate): the store adds their number to
+	// Stats.BrokerDuplicates.
+	Duplicates []int64
 }
 
 // CheckHeld returns an error naming the first message of o for which held is false: a store's
@@ -175,6 +179,10 @@ type Retry struct {
 	Seq   int64
 	Delay time.Duration
 	Error string
+	// NotAttempted says the message was not published at all (its sink is unavailable, see
+	// sink.ErrUnavailable): attempts stay as they are; only the delay and the error are
+	// written.
+	NotAttempted bool
 }
 
 // Dead moves a message to the dead-letter table.
@@ -207,6 +215,20 @@ type Stats struct {
 	OldestPending time.Duration // age of the oldest unpublished message (0 when none)
 	DeadLetters   int64
 	Relays        int // live relays
+	// BrokerDuplicates counts messages their broker acknowledged as duplicates
+	// (Outcome.Duplicates), since the table was created.
+	BrokerDuplicates int64
+	// Topics lists, per topic with unpublished messages that failed at least once (or wait
+	// for their sink: Retry.NotAttempted), how many there are and the error of the one that
+	// failed last. At most 100 topics, most failing first.
+	Topics []TopicErrors
+}
+
+// TopicErrors summarises the failing messages of one topic.
+type TopicErrors struct {
+	Topic     string
+	Failing   int64  // unpublished messages with an error
+	LastError string // the error of the one that failed last
 }
 
 // DeadLetter is a message that exhausted its attempts or failed permanently.

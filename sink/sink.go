@@ -5,8 +5,12 @@
 // message only after its result is nil, which a sink must return only once the broker has
 // acknowledged the message durably (JetStream PubAck, Kafka acks=all, publisher confirm, 2xx).
 //
-// Errors are retryable unless wrapped with Permanent: a retryable failure is tried again with
-// backoff, a permanent one goes straight to the dead-letter table with its reason.
+// Errors are retryable unless wrapped with Permanent or Unavailable: a retryable failure is
+// tried again with backoff and counts toward the message's attempts, a permanent one goes
+// straight to the dead-letter table with its reason, and an Unavailable one says the sink as a
+// whole cannot publish now (broker down, refused, authentication, missing stream): the relay
+// pauses the sink and probes it, and spends none of the message's attempts. A result wrapping
+// ErrDuplicate is a success the broker reported as a duplicate of a message it already held.
 package sink
 
 import (
@@ -22,9 +26,13 @@ import (
 // Sink publishes messages to one broker. Implementations are safe for concurrent use.
 type Sink interface {
 	// Publish sends msgs and waits for the broker's acknowledgements. It returns a slice of
-	// len(msgs) errors: nil for an acknowledged message, else why it failed. Messages of one
-	// key appear in msgs in order and must be sent in that order. Publish must return when ctx
-	// ends, reporting unacknowledged messages as failed with ctx's error.
+	// len(msgs) errors: nil for an acknowledged message, else why it failed. A result wrapping
+	// ErrDuplicate (see Duplicate) is acknowledged too: the broker said it already held a
+	// message with this id. Failures of the sink as a whole (not connected, connection
+	// refused, authentication, broker timeout, missing stream or exchange) are wrapped with
+	// Unavailable. Messages of one key appear in msgs in order and must be sent in that order.
+	// Publish must return when ctx ends, reporting unacknowledged messages as failed with
+	// ctx's error.
 	Publish(ctx context.Context, msgs []*outbox.Record) []error
 	// Close releases the sink's connections.
 	Close() error
@@ -56,6 +64,68 @@ func Permanentf(format string, args ...any) error {
 
 // IsPermanent reports whether err was marked with Permanent.
 func IsPermanent(err error) bool { return errors.Is(err, ErrPermanent) }
+
+// ErrUnavailable is wrapped by errors that say the sink as a whole cannot publish now: not
+// connected, connection refused or reset, authentication or authorization refused, a timeout
+// talking to the broker, a missing stream, exchange or topic the configuration names. None is
+// the message's fault: the relay pauses the sink, probes it with capped backoff and spends no
+// attempt of the message, so an outage of any length dead-letters nothing. Check with
+// IsUnavailable.
+var ErrUnavailable = errors.New("sink unavailable")
+
+type unavailableError struct{ err error }
+
+func (e *unavailableError) Error() string { return e.err.Error() }
+func (e *unavailableError) Unwrap() []error {
+	return []error{e.err, ErrUnavailable}
+}
+
+// Unavailable marks err as a failure of the sink as a whole (see ErrUnavailable). It returns
+// nil for nil, and err itself when it is already marked Permanent (a permanent rejection of a
+// message stays the message's).
+func Unavailable(err error) error {
+	if err == nil || IsPermanent(err) || IsUnavailable(err) {
+		return err
+	}
+	return &unavailableError{err: err}
+}
+
+// Unavailablef is Unavailable(fmt.Errorf(format, args...)).
+func Unavailablef(format string, args ...any) error {
+	return Unavailable(fmt.Errorf(format, args...))
+}
+
+// IsUnavailable reports whether err was marked with Unavailable (and not Permanent).
+func IsUnavailable(err error) bool {
+	return errors.Is(err, ErrUnavailable) && !IsPermanent(err)
+}
+
+// ErrDuplicate is wrapped by the result of a message the broker acknowledged as a duplicate of
+// one it already held with the same id (JetStream's PubAck.Duplicate). The message counts as
+// delivered; the relay counts and logs it, because besides a harmless republish after a crash
+// it can mean a producer reused an id for a different message, whose payload the broker
+// dropped. Check with IsDuplicate.
+var ErrDuplicate = errors.New("broker reported a duplicate")
+
+// Duplicate returns a result for a message the broker acknowledged as a duplicate; detail
+// (may be empty) says what the broker answered, e.g. "stream ORDERS, sequence 42".
+func Duplicate(detail string) error {
+	if detail == "" {
+		return ErrDuplicate
+	}
+	return fmt.Errorf("%w: %s", ErrDuplicate, detail)
+}
+
+// IsDuplicate reports whether a result says the broker acknowledged the message as a
+// duplicate (a success).
+func IsDuplicate(err error) bool { return errors.Is(err, ErrDuplicate) }
+
+// Destinations is implemented by sinks that send topics to several destinations (package
+// route): Destination names the one a topic goes to ("" when none), so the relay pauses only
+// the destination that is unavailable while the others flow.
+type Destinations interface {
+	Destination(topic string) string
+}
 
 // FailAll returns a result slice of n copies of err, for a batch that failed as a whole.
 func FailAll(n int, err error) []error {

@@ -51,7 +51,10 @@ type compiled struct {
 	tokens []string
 }
 
-var _ sink.Sink = (*Router)(nil)
+var (
+	_ sink.Sink         = (*Router)(nil)
+	_ sink.Destinations = (*Router)(nil)
+)
 
 // New validates the routes and returns a Router. def, when not nil, receives topics that
 // match no route.
@@ -216,4 +219,17 @@ func (r *Router) Close() error {
 	}
 	closeOnce(r.fallback)
 	return errors.Join(errs...)
+}
+
+// Destination implements sink.Destinations: the name of the route topic goes to ("" for the
+// default sink or no route), so the relay can pause one unavailable destination while the
+// others flow.
+func (r *Router) Destination(topic string) string {
+	if rt := r.lookup(topic); rt != nil {
+		if rt.Name != "" {
+			return rt.Name
+		}
+		return rt.Pattern
+	}
+	return ""
 }
