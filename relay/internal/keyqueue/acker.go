@@ -14,6 +14,9 @@ type AckKind uint8
 const (
 	Delete AckKind = iota + 1 // delete the acknowledged row
 	Dead                      // write the dead letter (and delete the row, if the source deletes rows)
+	// CountOnly: nothing to delete (the source keeps or has no rows), only count the
+	// acknowledged message as a broker duplicate (Duplicate is set).
+	CountOnly
 )
 
 // Ack is one acknowledgement for the database.
@@ -21,6 +24,9 @@ type Ack[T any] struct {
 	Entry  *Entry[T]
 	Kind   AckKind
 	Reason string // why the message is dead
+	// Duplicate marks a Delete of a message its broker acknowledged as a duplicate
+	// (dialect.Outcome.Duplicates): the apply function counts it.
+	Duplicate bool
 }
 
 // ApplyFunc writes one batch of acknowledgements to the database. It returns those to apply

@@ -187,11 +187,16 @@ func (b *batch[T]) Finish(_ context.Context, o dialect.Outcome) error {
 	status := make([]uint8, len(b.entries))
 	delays := make([]time.Duration, len(b.entries))
 	reasons := make(map[int]string)
+	notAttempted := make(map[int]bool)
 	index := make(map[int64]int, len(b.entries))
 	for i, e := range b.entries {
 		index[e.Record.Seq] = i
 	}
 	var unknown []int64
+	dup := make(map[int64]bool, len(o.Duplicates))
+	for _, seq := range o.Duplicates {
+		dup[seq] = true
+	}
 	for _, seq := range o.Published {
 		if i, ok := index[seq]; ok {
 			status[i] = published
@@ -202,6 +207,9 @@ func (b *batch[T]) Finish(_ context.Context, o dialect.Outcome) error {
 	for _, r := range o.Retry {
 		if i, ok := index[r.Seq]; ok {
 			status[i], delays[i] = retried, r.Delay
+			if r.NotAttempted {
+				notAttempted[i] = true
+			}
 		} else {
 			unknown = append(unknown, r.Seq)
 		}
@@ -237,15 +245,20 @@ func (b *batch[T]) Finish(_ context.Context, o dialect.Outcome) error {
 	for i, e := range b.entries {
 		switch status[i] {
 		case published:
-			if q.cfg.DeleteAcked {
-				q.queueAck(Ack[T]{Entry: e, Kind: Delete})
-			} else {
+			switch {
+			case q.cfg.DeleteAcked:
+				q.queueAck(Ack[T]{Entry: e, Kind: Delete, Duplicate: dup[e.Record.Seq]})
+			case dup[e.Record.Seq]:
+				q.queueAck(Ack[T]{Entry: e, Kind: CountOnly, Duplicate: true})
+			default:
 				q.done(e)
 			}
 		case dead:
 			q.queueAck(Ack[T]{Entry: e, Kind: Dead, Reason: reasons[i]})
 		case retried:
-			e.Record.Attempts++
+			if !notAttempted[i] {
+				e.Record.Attempts++
+			}
 			rest[e.lane] = append(rest[e.lane], e)
 			l := e.lane
 			if until := now.Add(delays[i]); !l.delayed || until.After(l.until) {
