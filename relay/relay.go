@@ -80,6 +80,16 @@ type Config struct {
 	Logger *slog.Logger
 	// Observer, when set, is told about every finished batch (metrics, tests).
 	Observer Observer
+	// SinkName names the sink in logs, and is the destination that pauses when the sink is
+	// unavailable (a sink implementing sink.Destinations names its own). Default "sink".
+	SinkName string
+	// MaxProbeInterval is the longest wait between two probes of a sink that is unavailable
+	// (sink.ErrUnavailable): its messages wait without spending attempts, and the first probe
+	// comes after 1s, each failed one doubling the wait up to this. Default 30s.
+	MaxProbeInterval time.Duration
+	// FailureSummaryInterval is how often a failure that lasts (a topic whose messages keep
+	// failing, a sink that stays unavailable) is summarised in the log. Default 30s.
+	FailureSummaryInterval time.Duration
 }
 
 // Observer receives the outcome of each batch after it was finished.
@@ -92,6 +102,10 @@ type Observer interface {
 type Relay struct {
 	cfg    Config
 	logger *slog.Logger
+
+	unrecorded unrecorded // outcomes a failed Finish could not write
+	pauses     pauses     // destinations paused while unavailable
+	failures   failureLog // retryable failures, for the log
 }
 
 var errShutdown = errors.New("relay shutting down")
@@ -122,6 +136,9 @@ func New(cfg Config) (*Relay, error) {
 	cfg.PublishTimeout = cmp.Or(cfg.PublishTimeout, DefaultPublishTimeout)
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, DefaultShutdownTimeout)
 	cfg.BatchTimeout = cmp.Or(cfg.BatchTimeout, DefaultBatchTimeout)
+	cfg.SinkName = cmp.Or(cfg.SinkName, "sink")
+	cfg.MaxProbeInterval = cmp.Or(cfg.MaxProbeInterval, DefaultMaxProbeInterval)
+	cfg.FailureSummaryInterval = cmp.Or(cfg.FailureSummaryInterval, DefaultFailureSummaryInterval)
 	switch {
 	case cfg.Workers < 0:
 		return nil, &outbox.ConfigError{Field: "workers", Reason: "must be positive"}
@@ -135,8 +152,16 @@ func New(cfg Config) (*Relay, error) {
 		return nil, &outbox.ConfigError{Field: "shutdown_timeout", Reason: "must be positive"}
 	case cfg.BatchTimeout < 0:
 		return nil, &outbox.ConfigError{Field: "batch_timeout", Reason: "must be positive"}
+	case cfg.MaxProbeInterval < probeBase:
+		return nil, &outbox.ConfigError{Field: "max_probe_interval", Reason: "must be at least 1s"}
+	case cfg.FailureSummaryInterval < 0:
+		return nil, &outbox.ConfigError{Field: "failure_summary_interval", Reason: "must be positive"}
 	}
-	return &Relay{cfg: cfg, logger: cmp.Or(cfg.Logger, slog.Default())}, nil
+	logger := cmp.Or(cfg.Logger, slog.Default())
+	return &Relay{cfg: cfg, logger: logger,
+		pauses:   pauses{logger: logger, maxProbe: cfg.MaxProbeInterval, summary: cfg.FailureSummaryInterval},
+		failures: failureLog{logger: logger, interval: cfg.FailureSummaryInterval},
+	}, nil
 }
 
 // Run relays until ctx ends, then lets in-flight batches finish (within ShutdownTimeout) and
@@ -180,7 +205,7 @@ func (r *Relay) Run(ctx context.Context) error {
 }
 
 func (r *Relay) worker(ctx, work context.Context, id int) {
-	var failures int
+	var failures, bookkeeping int
 	for ctx.Err() == nil {
 		b, err := r.cfg.Source.Next(ctx)
 		if err != nil {
@@ -188,25 +213,48 @@ func (r *Relay) worker(ctx, work context.Context, id int) {
 				return
 			}
 			failures++
-			d := pause(failures)
+			d := pause(failures, 5*time.Second)
 			r.logger.Warn("claiming messages failed", slog.Int("worker", id), slog.Any("error", err), slog.Duration("retry_in", d))
 			sleep(ctx, d)
 			continue
 		}
-		if r.process(work, b) {
-			failures = 0
+		res := r.process(work, b)
+		if res.finishErr != nil {
+			// The outcome was decided but not written: the messages are claimable again,
+			// unchanged. Back off as after a failed publish; when they come back, their
+			// remembered outcome is applied instead of publishing them again.
+			bookkeeping++
+			d := pause(bookkeeping, min(max(r.cfg.BackoffMax, time.Second), DefaultMaxProbeInterval))
+			r.logger.Warn("recording the outcome of a batch failed; its messages will not be published again, retrying",
+				slog.Int("worker", id), slog.Int("messages", res.messages), slog.Any("error", res.finishErr),
+				slog.Int("failures", bookkeeping), slog.Duration("retry_in", d))
+			sleep(ctx, d)
 			continue
 		}
-		// The sink failed every message of the batch: it is probably down. Pause this
-		// worker so a broker outage costs a few attempts per message, not a storm of them.
-		failures++
-		sleep(ctx, pause(failures))
+		if bookkeeping > 0 {
+			r.logger.Info("recording batch outcomes works again", slog.Int("worker", id), slog.Int("failures", bookkeeping))
+			bookkeeping = 0
+		}
+		switch {
+		case res.held:
+			// Everything waits for an unavailable sink: nothing to do before its probe.
+			sleep(ctx, max(time.Until(res.until), 10*time.Millisecond))
+		case res.healthy:
+			failures = 0
+		default:
+			// The sink failed every message of the batch: pause this worker so a failure
+			// of every message costs a few attempts, not a storm of them.
+			failures++
+			sleep(ctx, pause(failures, 5*time.Second))
+		}
 	}
 }
 
-// pause is the worker's own backoff after consecutive failures: 100ms doubling to 5s.
-func pause(failures int) time.Duration {
-	return min(5*time.Second, 100*time.Millisecond<<min(failures-1, 6))
+// pause is a worker's own backoff after consecutive failures: 100ms doubling up to ceiling,
+// jittered between half and all of it.
+func pause(failures int, ceiling time.Duration) time.Duration {
+	d := min(ceiling, 100*time.Millisecond<<min(failures-1, 20))
+	return d/2 + rand.N(d/2+1)
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -218,35 +266,67 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// process publishes one batch and finishes it. It reports whether anything was delivered or
-// the batch was empty of failures.
-func (r *Relay) process(work context.Context, b Batch) bool {
+// batchResult is what became of one batch.
+type batchResult struct {
+	messages  int
+	healthy   bool      // something was delivered, or nothing failed
+	held      bool      // nothing was attempted: every message waits for a paused sink
+	until     time.Time // when held: the sink's next probe
+	finishErr error     // the outcome could not be recorded
+}
+
+// process publishes one batch and finishes it.
+func (r *Relay) process(work context.Context, b Batch) batchResult {
 	recs := b.Records()
-	o, healthy := r.dispatch(work, recs)
+	// Messages whose outcome an earlier Finish failed to record get that outcome, unpublished.
+	o, rest := r.unrecorded.replay(recs)
+	d := r.dispatch(work, rest)
+	o = merge(o, d.outcome)
 	// Finish even after shutdown's hard deadline: releasing and deleting must happen.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(work), 30*time.Second)
 	defer cancel()
 	err := b.Finish(fctx, o)
 	if err != nil {
-		// The claim's transaction is gone: its rows are released and will be published
-		// again (duplicates, never loss).
-		r.logger.Error("finishing batch failed; messages will be published again",
-			slog.Int("messages", len(recs)), slog.Any("error", err))
+		r.unrecorded.remember(recs, o)
+	} else {
+		r.unrecorded.forget(o)
 	}
 	if r.cfg.Observer != nil {
 		r.cfg.Observer.BatchFinished(recs, o, err)
 	}
-	return healthy
+	return batchResult{messages: len(recs), healthy: d.delivered || !d.failed, held: d.held,
+		until: d.until, finishErr: err}
+}
+
+// dispatched is the outcome of publishing a batch.
+type dispatched struct {
+	outcome   dialect.Outcome
+	delivered bool      // a message was acknowledged
+	failed    bool      // a message failed for a reason of its own
+	held      bool      // nothing was attempted and everything waits for a paused sink
+	until     time.Time // when held: the earliest probe
+}
+
+// heldMessage waits for its unavailable sink; it is not attempted.
+type heldMessage struct {
+	rec   *outbox.Record
+	dest  string
+	err   string
+	until time.Time
 }
 
 // dispatch publishes recs keeping per-key order: each Publish call (a wave) carries at most
 // one message per key, and a key's next message goes out only after the previous one was
 // acknowledged. A failed message stops its key for this batch; later messages of the key are
 // released untouched, to follow it after its backoff. Messages without a key are independent.
-func (r *Relay) dispatch(work context.Context, recs []outbox.Record) (dialect.Outcome, bool) {
-	var o dialect.Outcome
+// Messages for a sink that is unavailable (sink.ErrUnavailable), or paused after such
+// failures, are not attempted: they wait for the sink's next probe with their attempts
+// unchanged, and stop their key too.
+func (r *Relay) dispatch(work context.Context, recs []outbox.Record) dispatched {
+	var res dispatched
+	o := &res.outcome
 	if len(recs) == 0 {
-		return o, true
+		return res
 	}
 	// Lanes in order of their first message; a handful of allocations per batch, not a few
 	// per key: the lanes' record lists are slices of one array.
@@ -285,34 +365,79 @@ func (r *Relay) dispatch(work context.Context, recs []outbox.Record) (dialect.Ou
 		lanes[j] = &all[j]
 	}
 	o.Published = make([]int64, 0, len(recs))
-	anyDelivered, anyFailed := false, false
-	wave := make([]*outbox.Record, 0, len(lanes))
-	waveLanes := make([]*lane, 0, len(lanes))
-	deadline := time.Now().Add(r.cfg.BatchTimeout)
+	var (
+		held      []heldMessage
+		dups      int
+		wave      = make([]*outbox.Record, 0, len(lanes))
+		waveLanes = make([]*lane, 0, len(lanes))
+		waveDests = make([]string, 0, len(lanes))
+		admitted  = make(map[string]admission, 1)
+		deadline  = time.Now().Add(r.cfg.BatchTimeout)
+	)
 	for len(lanes) > 0 {
-		wave, waveLanes = wave[:0], waveLanes[:0]
-		for _, l := range lanes {
-			wave = append(wave, l.recs[0])
-			waveLanes = append(waveLanes, l)
-		}
 		if work.Err() != nil || time.Now().After(deadline) {
 			break // shutdown deadline or batch budget passed: release the rest
 		}
+		now := time.Now()
+		clear(admitted)
+		wave, waveLanes, waveDests = wave[:0], waveLanes[:0], waveDests[:0]
+		next := lanes[:0]
+		for _, l := range lanes {
+			rec := l.recs[0]
+			dest := r.destination(rec.Topic)
+			adm, seen := admitted[dest]
+			if !seen {
+				adm = r.pauses.admit(dest, now)
+				admitted[dest] = adm
+			}
+			if !adm.ok {
+				held = append(held, heldMessage{rec: rec, dest: dest, err: adm.err, until: adm.until})
+				continue // the key waits for the sink
+			}
+			wave = append(wave, rec)
+			waveLanes = append(waveLanes, l)
+			waveDests = append(waveDests, dest)
+		}
+		if len(wave) == 0 {
+			break
+		}
 		pctx, cancel := context.WithTimeout(work, r.cfg.PublishTimeout)
 		results := r.cfg.Sink.Publish(pctx, wave)
+		timedOut := pctx.Err() == context.DeadlineExceeded && work.Err() == nil
 		cancel()
 		if len(results) != len(wave) {
 			err := fmt.Errorf("sink returned %d results for %d messages", len(results), len(wave))
 			r.logger.Error("sink broke its contract", slog.Any("error", err))
 			results = sink.FailAll(len(wave), err)
 		}
-		next := lanes[:0]
+		// Per destination: did every message fail because the sink is unavailable?
+		type tally struct {
+			down, up int
+			err      error
+		}
+		tallies := make(map[string]*tally, len(admitted))
+		now = time.Now()
 		for i, rec := range wave {
-			l := waveLanes[i]
-			err := results[i]
-			if err == nil {
-				anyDelivered = true
+			l, dest, err := waveLanes[i], waveDests[i], results[i]
+			t := tallies[dest]
+			if t == nil {
+				t = &tally{}
+				tallies[dest] = t
+			}
+			if err == nil || sink.IsDuplicate(err) {
+				t.up++
+				res.delivered = true
 				o.Published = append(o.Published, rec.Seq)
+				if err != nil {
+					o.Duplicates = append(o.Duplicates, rec.Seq)
+					dups++
+					if dups <= maxDuplicateLogs {
+						r.logger.Warn("broker acknowledged the message as a duplicate of one it already held (a republish, or a reused message id)",
+							slog.String("sink", dest), slog.String("topic", logValue(rec.Topic)), slog.String("key", logValue(rec.Key)),
+							slog.String("message_id", rec.ID.String()), slog.Int64("seq", rec.Seq), slog.Any("detail", err))
+					}
+				}
+				r.failures.succeeded(dest, rec.Topic, now)
 				if l.recs = l.recs[1:]; len(l.recs) > 0 {
 					next = append(next, l)
 				}
@@ -321,28 +446,109 @@ func (r *Relay) dispatch(work context.Context, recs []outbox.Record) (dialect.Ou
 			if context.Cause(work) == errShutdown {
 				continue // not the message's fault: release it unchanged
 			}
-			anyFailed = true
-			r.fail(&o, rec, err)
+			if sink.IsUnavailable(err) || (timedOut && errors.Is(err, context.DeadlineExceeded)) {
+				t.down++
+				t.err = err
+				held = append(held, heldMessage{rec: rec, dest: dest, err: err.Error()})
+				continue
+			}
+			t.up++ // the sink answered: the failure is the message's own
+			res.failed = true
+			r.fail(o, dest, rec, err)
+		}
+		for dest, t := range tallies {
+			adm := admitted[dest]
+			switch {
+			case t.up > 0:
+				r.pauses.available(dest, now)
+			case t.down > 0:
+				r.pauses.failed(dest, adm.probe, t.err, now)
+			case adm.probe:
+				r.pauses.release(dest)
+			}
 		}
 		lanes = next
 	}
-	return o, anyDelivered || !anyFailed
+	if dups > maxDuplicateLogs {
+		r.logger.Warn("broker acknowledged more messages of the batch as duplicates",
+			slog.Int("duplicates", dups), slog.Int("not_logged", dups-maxDuplicateLogs))
+	}
+	r.hold(&res, held)
+	return res
+}
+
+// maxDuplicateLogs bounds the duplicate reports logged one by one per batch.
+const maxDuplicateLogs = 10
+
+// hold decides what becomes of the messages that wait for an unavailable sink. When nothing
+// else of the batch was attempted and the relay has one destination, they are released
+// unchanged and the worker waits for the probe (no write per message, however long the
+// outage and the backlog). Otherwise each is rescheduled for its sink's next probe without
+// spending an attempt, so that the other destinations' messages flow meanwhile.
+func (r *Relay) hold(res *dispatched, held []heldMessage) {
+	if len(held) == 0 {
+		return
+	}
+	now := time.Now()
+	oldest := make(map[string]time.Time)
+	count := make(map[string]int)
+	for i := range held {
+		h := &held[i]
+		if h.until.IsZero() {
+			h.until = r.pauses.nextProbe(h.dest, now, r.cfg.MaxProbeInterval)
+		}
+		count[h.dest]++
+		if c := h.rec.CreatedAt; !c.IsZero() && (oldest[h.dest].IsZero() || c.Before(oldest[h.dest])) {
+			oldest[h.dest] = c
+		}
+	}
+	for dest, n := range count {
+		r.pauses.hold(dest, n, oldest[dest], now)
+	}
+	o := &res.outcome
+	if _, routed := r.cfg.Sink.(sink.Destinations); !routed && !res.delivered && !res.failed {
+		res.held = true
+		res.until = held[0].until
+		for _, h := range held[1:] {
+			if h.until.Before(res.until) {
+				res.until = h.until
+			}
+		}
+		return
+	}
+	for _, h := range held {
+		o.Retry = append(o.Retry, dialect.Retry{Seq: h.rec.Seq, Delay: max(0, h.until.Sub(now)),
+			Error: truncate("sink unavailable: " + h.err), NotAttempted: true})
+	}
+}
+
+// destination names the sink topic goes to: the route's, or the relay's one sink.
+func (r *Relay) destination(topic string) string {
+	if d, ok := r.cfg.Sink.(sink.Destinations); ok {
+		if name := d.Destination(topic); name != "" {
+			return name
+		}
+	}
+	return r.cfg.SinkName
 }
 
 // fail records a failed attempt: dead letter when permanent or out of attempts, else retry.
-func (r *Relay) fail(o *dialect.Outcome, rec *outbox.Record, err error) {
+func (r *Relay) fail(o *dialect.Outcome, dest string, rec *outbox.Record, err error) {
 	attempt := rec.Attempts + 1
 	switch {
 	case sink.IsPermanent(err):
 		r.logger.Warn("message rejected permanently; moved to dead letters",
-			slog.String("topic", rec.Topic), slog.Int64("seq", rec.Seq), slog.Any("error", err))
+			slog.String("sink", dest), slog.String("topic", logValue(rec.Topic)), slog.Int64("seq", rec.Seq),
+			slog.String("message_id", rec.ID.String()), slog.Any("error", err))
 		o.Dead = append(o.Dead, dialect.Dead{Seq: rec.Seq, Error: truncate(err.Error())})
 	case attempt >= r.cfg.MaxAttempts:
 		r.logger.Warn("message failed its last attempt; moved to dead letters",
-			slog.String("topic", rec.Topic), slog.Int64("seq", rec.Seq), slog.Int("attempts", attempt), slog.Any("error", err))
+			slog.String("sink", dest), slog.String("topic", logValue(rec.Topic)), slog.Int64("seq", rec.Seq),
+			slog.String("message_id", rec.ID.String()), slog.Int("attempts", attempt), slog.Any("error", err))
 		o.Dead = append(o.Dead, dialect.Dead{Seq: rec.Seq,
 			Error: truncate(fmt.Sprintf("after %d attempts: %v", attempt, err))})
 	default:
+		r.failures.failed(dest, rec, err, time.Now())
 		delay := r.backoff(rec.Attempts)
 		// A broker that says when to come back (HTTP Retry-After) is honoured, within BackoffMax.
 		var ra interface{ RetryAfter() time.Duration }
@@ -369,9 +575,13 @@ func (r *Relay) backoff(attempts int) time.Duration {
 // text columns, which would fail the whole batch), at most about 2000 bytes, cut on a
 // character boundary.
 func truncate(s string) string {
-	const limit = 2000
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	s = strings.ReplaceAll(s, "\x00", "")
+	return truncateTo(s, 2000)
+}
+
+// truncateTo cuts s to at most about limit bytes, on a character boundary, marking the cut.
+func truncateTo(s string, limit int) string {
 	if len(s) <= limit {
 		return s
 	}

@@ -388,7 +388,11 @@ func TestShutdownDeadlineReleasesUnacknowledged(t *testing.T) {
 	}
 }
 
-func TestCrashBetweenPublishAndDelete(t *testing.T) {
+// TestSessionKilledBetweenPublishAndDelete: the claim's transaction dies between the publish
+// and the delete, so the rows come back unchanged; the relay remembers what it published and
+// deletes them without publishing them again (a relay that crashes itself republishes: the
+// chaos checker's kill -9).
+func TestSessionKilledBetweenPublishAndDelete(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	sk := sourcetest.NewSink()
@@ -415,10 +419,9 @@ func TestCrashBetweenPublishAndDelete(t *testing.T) {
 	for _, c := range count {
 		dups += c - 1
 	}
-	if dups == 0 {
-		t.Fatal("expected duplicates after killing the claim's session between publish and delete")
+	if dups != 0 {
+		t.Fatalf("%d duplicates after the claim's session was killed: the relay published again what it had published", dups)
 	}
-	t.Logf("%d messages, %d duplicates after the crash", n, dups)
 	checkOrder(t, delivered)
 }
 

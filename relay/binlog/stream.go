@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -481,13 +482,35 @@ func (s *Source) saveLoop(ctx context.Context, cancel context.CancelCauseFunc, c
 	t := time.NewTicker(s.cfg.PositionInterval)
 	defer t.Stop()
 	lastSave := time.Now()
+	var (
+		failures int       // consecutive failed saves on a live connection
+		retryAt  time.Time // no save before then (the connection is still checked)
+	)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if err := s.save(ctx, conn, &lastSave, false); err != nil {
+		var err error
+		if time.Now().Before(retryAt) {
+			err = s.ping(ctx, conn)
+		} else if err = s.save(ctx, conn, &lastSave, false); err != nil && ctx.Err() == nil && s.ping(ctx, conn) == nil {
+			// The server refused the write but the connection (and the lock) is fine: keep
+			// streaming and back off, instead of restarting the session, which would
+			// publish again everything since the saved position.
+			failures++
+			d := min(30*time.Second, 100*time.Millisecond<<min(failures-1, 20))
+			d = d/2 + rand.N(d/2+1)
+			retryAt = time.Now().Add(d)
+			s.cfg.Logger.Warn("saving the binlog position failed; streaming goes on, retrying",
+				slog.Any("error", err), slog.Int("failures", failures), slog.Duration("retry_in", d))
+			continue
+		} else if err == nil && failures > 0 {
+			s.cfg.Logger.Info("saving the binlog position works again", slog.Int("failures", failures))
+			failures, retryAt = 0, time.Time{}
+		}
+		if err != nil {
 			if ctx.Err() == nil {
 				cancel(fmt.Errorf("%w: %w", errLockLost, err))
 			}
@@ -524,6 +547,9 @@ func (s *Source) save(ctx context.Context, conn *sql.Conn, lastSave *time.Time, 
 		return err
 	}
 	if err := savePosition(qctx, conn, s.table, s.cfg.Name, p); err != nil {
+		s.mu.Lock()
+		s.urgent = true // still to save
+		s.mu.Unlock()
 		return err
 	}
 	*lastSave = time.Now()
@@ -532,6 +558,14 @@ func (s *Source) save(ctx context.Context, conn *sql.Conn, lastSave *time.Time, 
 	s.saved = p
 	s.mu.Unlock()
 	return nil
+}
+
+// ping checks that the lock's connection is alive.
+func (s *Source) ping(ctx context.Context, conn *sql.Conn) error {
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), queryTimeout)
+	defer cancel()
+	_, err := conn.ExecContext(qctx, `DO 0`)
+	return err
 }
 
 // shutdown waits (up to ShutdownTimeout) for batches in flight and their database writes,

@@ -3,6 +3,7 @@ package keyqueue
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -106,6 +107,7 @@ func (q *Queue[T]) ackLoop(ctx context.Context, apply ApplyFunc[T]) {
 				}
 				failures++
 				d := min(5*time.Second, 100*time.Millisecond<<min(failures-1, 6))
+				d = d/2 + rand.N(d/2+1) // jittered: relays sharing a database don't retry in step
 				q.cfg.Logger.Warn("writing acknowledgements to the database failed; retrying",
 					slog.Int("messages", len(acks)), slog.Any("error", err), slog.Duration("retry_in", d))
 				if Sleep(ctx, d) != nil {

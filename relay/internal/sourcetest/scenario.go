@@ -3,11 +3,13 @@ package sourcetest
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/relay"
+	"github.com/outboxgo/outbox/sink"
 )
 
 // Source is what the scenarios need of a source under test (Crash is the sources' test hook,
@@ -162,6 +164,59 @@ func ConfigErrors[C, S any](t *testing.T, newSource func(C) (S, error), good C, 
 		var ce *outbox.ConfigError
 		if !errors.As(err, &ce) || ce.Field != tt.Field || !errors.Is(err, outbox.ErrInvalidConfig) {
 			t.Errorf("%s: err = %v, want a ConfigError for %s", tt.Field, err, tt.Field)
+		}
+	}
+}
+
+// OutcomeWriteFails runs a relay over a source on an outbox whose dead-letter table refuses
+// inserts (refuse installs that, accept removes it): five messages are published and one is
+// rejected permanently by the sink. While the dead letter cannot be written, no message may
+// be published again (the acknowledged ones are kept, not resent) and the source must back
+// off from the failing write, logging it (logs records the source's log); once the table
+// accepts inserts again, the dead letter is written and nothing stays pending.
+func OutcomeWriteFails[S Source](t *testing.T, env Env[S], logs *LogRecorder, pending func() int,
+	deadLetters func() int, refuse, accept func(tb testing.TB)) {
+	t.Helper()
+	refuse(t)
+	sk := NewSink()
+	sk.Fail = func(r *outbox.Record) error {
+		if r.Key == "poison" {
+			return sink.Permanentf("rejected (test)")
+		}
+		return nil
+	}
+	src := env.NewSource()
+	StartRelay(t, src, sk, relay.Config{})
+	msgs := Messages(5, 0, 1)
+	msgs = append(msgs, outbox.Message{Topic: "test.orders", Key: "poison", Payload: []byte("poison:0")})
+	env.Commit(t, msgs...)
+	WaitFor(t, 30*time.Second, "the five deliveries", func() bool { return sk.Unique() == 5 })
+	time.Sleep(3 * time.Second)
+	_, count := sk.Snapshot()
+	for id, n := range count {
+		if n > 1 {
+			t.Errorf("message %s published %d times while the outcome could not be written", id, n)
+		}
+	}
+	failures := 0
+	for _, m := range logs.Msgs() {
+		if strings.Contains(m, "failed") && strings.Contains(m, "retry") {
+			failures++
+		}
+	}
+	// Backing off from 100ms (doubling, jittered): a handful of attempts in 3s.
+	if failures < 2 || failures > 25 {
+		t.Errorf("%d logged failures of the outcome write in 3s, want a few (backing off); logs: %q", failures, logs.Msgs())
+	}
+	if deadLetters() != 0 {
+		t.Fatal("a dead letter was written although the table refuses inserts")
+	}
+	accept(t)
+	WaitFor(t, 30*time.Second, "the dead letter, nothing pending", func() bool { return deadLetters() == 1 && pending() == 0 })
+	_, count = sk.Snapshot()
+	for id, n := range count {
+		if n != 1 {
+			t.Errorf("message %s published %d times, want once", id, n)
 		}
 	}
 }

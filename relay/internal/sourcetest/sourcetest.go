@@ -9,6 +9,7 @@ package sourcetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -255,7 +256,8 @@ func parse(p string) (string, int) {
 	return p, -1
 }
 
-// LogRecorder is a slog.Handler that captures records ("LEVEL message") for assertions.
+// LogRecorder is a slog.Handler that captures records ("LEVEL message key=value ...") for
+// assertions.
 type LogRecorder struct {
 	mu   sync.Mutex
 	msgs []string
@@ -268,7 +270,13 @@ func (l *LogRecorder) Enabled(context.Context, slog.Level) bool { return true }
 func (l *LogRecorder) Handle(_ context.Context, r slog.Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.msgs = append(l.msgs, r.Level.String()+" "+r.Message)
+	var b strings.Builder
+	b.WriteString(r.Level.String() + " " + r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+		return true
+	})
+	l.msgs = append(l.msgs, b.String())
 	return nil
 }
 
