@@ -11,6 +11,25 @@
 // behind it; other keys go on. Across batches and relays, the source guarantees that a batch
 // never holds a later message of a key while an earlier one is unfinished elsewhere.
 //
+// Sink-wide failures: a result wrapping sink.ErrUnavailable (broker down, refused,
+// authentication, missing stream), or a publish that ran into Config.PublishTimeout, is not the
+// message's fault. It spends no attempt: the destination (the sink, or with package route the
+// route's sink) pauses, and is probed after 1s, the wait doubling up to
+// Config.MaxProbeInterval, jittered. Meanwhile its messages wait with their attempts unchanged:
+// with one sink they are released unchanged and the workers wait for the probe; with routes
+// they are rescheduled for the probe (dialect.Retry.NotAttempted) so the other destinations
+// flow.
+//
+// Bookkeeping failures: when Finish fails (the database refused the outcome, its session was
+// cut), the relay backs off (jittered, 100ms doubling to 30s) and remembers the outcome; when
+// the messages are claimed again it applies that outcome instead of publishing them again. So
+// however the bookkeeping fails, a running relay publishes a message once per attempt.
+//
+// Visibility: retryable failures are logged at WARN when they start (per destination and
+// topic, and when the error changes), summarised every Config.FailureSummaryInterval while
+// they last, and logged at INFO when they clear; pauses likewise. Broker-reported duplicates
+// (sink.ErrDuplicate) count as delivered and are logged at WARN with the ids.
+//
 // Shutdown: when Run's context ends, workers stop claiming, in-flight batches finish within
 // Config.ShutdownTimeout, and anything not yet acknowledged is released unchanged.
 package relay
