@@ -1,0 +1,33 @@
+package sink
+
+import (
+	"net/url"
+	"testing"
+)
+
+// TestPercentEncode: the HTTP and NATS bindings' percent-encoding (3.1.3.2), their own
+// example among the cases; a decoder percent-decoding once gets the value back.
+func TestPercentEncode(t *testing.T) {
+	t.Parallel()
+	tests := map[string]string{
+		"":                           "",
+		"order-42":                   "order-42",
+		"com.example.order.created":  "com.example.order.created",
+		"2025-03-14T15:09:26.5358Z":  "2025-03-14T15:09:26.5358Z",
+		"a b":                        "a%20b",
+		`say "hi"`:                   "say%20%22hi%22",
+		"100%":                       "100%25",
+		"Euro € 😀":                   "Euro%20%E2%82%AC%20%F0%9F%98%80", // the binding's example
+		"tab\there":                  "tab%09here",
+		"/mycontext/subcontext?x=1&": "/mycontext/subcontext?x=1&",
+	}
+	for in, want := range tests {
+		got := PercentEncode(in)
+		if got != want {
+			t.Errorf("PercentEncode(%q) = %q, want %q", in, got, want)
+		}
+		if dec, err := url.PathUnescape(got); err != nil || dec != in {
+			t.Errorf("PathUnescape(%q) = %q, %v; want %q", got, dec, err, in)
+		}
+	}
+}
