@@ -39,7 +39,6 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 }
 
-
 func TestExcerpt(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
