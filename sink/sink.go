@@ -148,8 +148,10 @@ type Attribute struct {
 
 // Attributes returns the CloudEvents attributes of r in binary content mode: id=message_id,
 // source, specversion, type, subject=key (omitted when empty), time=created_at, and
-// datacontenttype when the user set a "content-type" header. Each sink maps them to its
-// broker's binding (NATS/HTTP "ce-" headers, Kafka "ce_" headers, AMQP "cloudEvents:").
+// datacontenttype when the user set a "content-type" header (absent otherwise: a sink must
+// not invent one). Each sink maps them to its broker's binding (NATS "ce-" headers and HTTP
+// "ce-" headers, values through PercentEncode; Kafka "ce_" headers; AMQP "cloudEvents:"
+// properties; MQTT user properties), after CheckHeaders accepted the user's headers.
 func Attributes(r *outbox.Record, source string) []Attribute {
 	attrs := make([]Attribute, 0, 7)
 	attrs = append(attrs,

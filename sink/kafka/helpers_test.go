@@ -190,13 +190,9 @@ func decode(rec *kgo.Record, topic string) (sinktest.Received, error) {
 	if err != nil {
 		return sinktest.Received{}, fmt.Errorf("CloudEvents Kafka binding cannot read the record on %s: %w", rec.Topic, err)
 	}
-	if err := ev.Validate(); err != nil {
-		return sinktest.Received{}, fmt.Errorf("record on %s is not a valid CloudEvent: %w", rec.Topic, err)
-	}
-	m := sinktest.Received{
-		Topic: topic, ID: ev.ID(), Source: ev.Source(), SpecVersion: ev.SpecVersion(),
-		Type: ev.Type(), Subject: ev.Subject(), Time: ev.Time().Format(time.RFC3339Nano),
-		DataContentType: ev.DataContentType(), Payload: ev.Data(), Headers: map[string]string{},
+	m, err := sinktest.FromEvent(topic, ev)
+	if err != nil {
+		return m, err
 	}
 	for _, h := range rec.Headers {
 		if !strings.HasPrefix(h.Key, "ce_") && !strings.EqualFold(h.Key, "content-type") {

@@ -123,13 +123,9 @@ func decode(p *paho.Publish, prefix, sep string) (sinktest.Received, error) {
 	if err != nil {
 		return sinktest.Received{}, fmt.Errorf("CloudEvents MQTT binding cannot read the PUBLISH on %s: %w", p.Topic, err)
 	}
-	if err := ev.Validate(); err != nil {
-		return sinktest.Received{}, fmt.Errorf("PUBLISH on %s is not a valid CloudEvent: %w", p.Topic, err)
-	}
-	m := sinktest.Received{
-		Topic: topic, ID: ev.ID(), Source: ev.Source(), SpecVersion: ev.SpecVersion(),
-		Type: ev.Type(), Subject: ev.Subject(), Time: ev.Time().Format("2006-01-02T15:04:05.999999999Z07:00"),
-		DataContentType: ev.DataContentType(), Payload: ev.Data(), Headers: map[string]string{},
+	m, err := sinktest.FromEvent(topic, ev)
+	if err != nil {
+		return m, err
 	}
 	for name, v := range ev.Extensions() {
 		m.Headers[name] = fmt.Sprint(v)

@@ -61,14 +61,9 @@ func (r *sdkReceiver) Receive(ctx context.Context) (sinktest.Received, error) {
 	if err != nil {
 		return sinktest.Received{}, fmt.Errorf("CloudEvents NATS binding cannot read the message on %s: %w", m.Subject(), err)
 	}
-	if err := ev.Validate(); err != nil {
-		return sinktest.Received{}, fmt.Errorf("message on %s is not a valid CloudEvent: %w", m.Subject(), err)
-	}
-	rec := sinktest.Received{
-		Topic: strings.TrimPrefix(m.Subject(), r.prefix), ID: ev.ID(), Source: ev.Source(),
-		SpecVersion: ev.SpecVersion(), Type: ev.Type(), Subject: ev.Subject(),
-		Time: ev.Time().Format(time.RFC3339Nano), DataContentType: ev.DataContentType(),
-		Payload: ev.Data(), Headers: map[string]string{},
+	rec, err := sinktest.FromEvent(strings.TrimPrefix(m.Subject(), r.prefix), ev)
+	if err != nil {
+		return rec, err
 	}
 	if err := rec.DecodePercent(); err != nil {
 		return sinktest.Received{}, err
@@ -105,18 +100,8 @@ func TestRollupHeaderRefused(t *testing.T) {
 			t.Errorf("message %d with %v: got %v, want a permanent error", i, recs[i].Headers, err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := b.js.Stream(ctx, b.stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs != 3 {
-		t.Errorf("stream holds %d messages, want the 3 published before the rollup", info.State.Msgs)
+	if n := b.streamMsgs(t); n != 3 {
+		t.Errorf("stream holds %d messages, want the 3 published before the rollup", n)
 	}
 }
 

@@ -69,6 +69,22 @@ func (b *bundle) lastMsg(ctx context.Context, topic string) (*jetstream.RawStrea
 	return st.GetLastMsgForSubject(ctx, b.prefix+topic)
 }
 
+// streamMsgs returns how many messages the bundle's stream holds.
+func (b *bundle) streamMsgs(t *testing.T) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := b.js.Stream(ctx, b.stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
 func publish(t *testing.T, s sink.Sink, recs ...*outbox.Record) []error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -189,18 +205,8 @@ func TestDuplicateIsSuccess(t *testing.T) {
 			t.Fatalf("round %d: %v", i, err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := b.js.Stream(ctx, b.stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs != 1 {
-		t.Errorf("stream holds %d messages, want 1", info.State.Msgs)
+	if n := b.streamMsgs(t); n != 1 {
+		t.Errorf("stream holds %d messages, want 1", n)
 	}
 }
 

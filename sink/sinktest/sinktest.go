@@ -53,6 +53,33 @@ type Received struct {
 	Payload []byte
 }
 
+// Event is what a CloudEvents decoder returns; the CloudEvents Go SDK's *event.Event
+// implements it, so a harness can decode with the SDK without this package importing it.
+type Event interface {
+	ID() string
+	Source() string
+	SpecVersion() string
+	Type() string
+	Subject() string
+	Time() time.Time
+	DataContentType() string
+	Data() []byte
+	Validate() error
+}
+
+// FromEvent returns the Received of a decoded event published to topic, after checking that
+// it is a valid CloudEvent. Headers is empty, for the harness to fill.
+func FromEvent(topic string, ev Event) (Received, error) {
+	if err := ev.Validate(); err != nil {
+		return Received{}, fmt.Errorf("sinktest: message on %q is not a valid CloudEvent: %w", topic, err)
+	}
+	return Received{
+		Topic: topic, ID: ev.ID(), Source: ev.Source(), SpecVersion: ev.SpecVersion(),
+		Type: ev.Type(), Subject: ev.Subject(), Time: ev.Time().Format(time.RFC3339Nano),
+		DataContentType: ev.DataContentType(), Payload: ev.Data(), Headers: map[string]string{},
+	}, nil
+}
+
 // Receiver reads the messages published to a harness's topics, in the order the broker
 // delivers them (per topic, the order they were stored in).
 type Receiver interface {
