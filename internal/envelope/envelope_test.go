@@ -13,7 +13,7 @@ func TestReserved(t *testing.T) {
 		"ce-": CloudEvents, "id": CloudEvents, "Time": CloudEvents, "DATACONTENTTYPE": CloudEvents,
 		"Nats-Msg-Id": JetStream, "nats-rollup": JetStream, "NATS-TTL": JetStream,
 		"Nats-Expected-Last-Subject-Sequence": JetStream,
-		"CC": RabbitMQ, "bcc": RabbitMQ, "X-Death": RabbitMQ, "x-first-death-queue": RabbitMQ,
+		"CC":                                  RabbitMQ, "bcc": RabbitMQ, "X-Death": RabbitMQ, "x-first-death-queue": RabbitMQ,
 		"Host": HTTP, "content-length": HTTP, "Transfer-Encoding": HTTP, "CONNECTION": HTTP,
 		"TE": HTTP, "Upgrade": HTTP, "Proxy-Authorization": HTTP,
 		"webhook-id": Webhooks, "Webhook-Signature": Webhooks,
