@@ -34,7 +34,8 @@ type Message struct {
 	// names (ce-*, ce_*, cloudEvents:*, the bare attribute names id, source, type, ...) and
 	// the headers a broker or HTTP interprets (Nats-*, CC, BCC, x-death, Host,
 	// Content-Length, Connection, webhook-*, ...) are refused, see the README's list.
-	// Values must be UTF-8 without CR, LF or NUL. "content-type" is the datacontenttype.
+	// Values must be UTF-8 without CR, LF or NUL. "content-type" is the datacontenttype; it
+	// must not be a CloudEvents structured-mode type (application/cloudevents...).
 	Headers map[string]string
 }
 

@@ -60,7 +60,12 @@ func TestValidation(t *testing.T) {
 		name  string
 		msg   outbox.Message
 		field string
-	}{"header names differing in case", outbox.Message{Topic: "t", Headers: map[string]string{"content-type": "a/b", "Content-Type": "c/d"}}, "headers"})
+	}{"header names differing in case", outbox.Message{Topic: "t", Headers: map[string]string{"content-type": "a/b", "Content-Type": "c/d"}}, "headers"},
+		struct {
+			name  string
+			msg   outbox.Message
+			field string
+		}{"structured-mode content type", outbox.Message{Topic: "t", Headers: map[string]string{"Content-Type": "application/cloudevents+json"}}, "headers"})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

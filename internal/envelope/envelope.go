@@ -149,9 +149,23 @@ func CheckValue(v string) string {
 	return ""
 }
 
+// CheckContentType returns why v cannot be the content-type header (the datacontenttype),
+// or "" when it can. The relay publishes in binary mode, and every binding (HTTP, Kafka,
+// AMQP, MQTT, NATS) tells a receiver that a content type of the structured mode
+// (application/cloudevents, application/cloudevents+json, application/cloudevents-batch...,
+// in any letter case) means the payload is the envelope: such a message would be misread.
+func CheckContentType(v string) string {
+	const structured = "application/cloudevents"
+	v = strings.TrimLeft(v, " \t")
+	if len(v) >= len(structured) && strings.EqualFold(v[:len(structured)], structured) {
+		return "a content type of the CloudEvents structured mode: receivers would read the payload as the envelope (the relay publishes in binary mode)"
+	}
+	return ""
+}
+
 // Check returns the first header of h that breaks the rules and why, or "", "" when all
-// keep them. Besides CheckName and CheckValue it refuses two names that differ only in
-// letter case: most bindings fold case, so one would overwrite the other.
+// keep them. Besides CheckName, CheckValue and CheckContentType it refuses two names that
+// differ only in letter case: most bindings fold case, so one would overwrite the other.
 func Check(h map[string]string) (name, reason string) {
 	for k, v := range h {
 		if r := CheckName(k); r != "" {
@@ -159,6 +173,11 @@ func Check(h map[string]string) (name, reason string) {
 		}
 		if r := CheckValue(v); r != "" {
 			return k, r
+		}
+		if len(k) == len("content-type") && strings.EqualFold(k, "content-type") {
+			if r := CheckContentType(v); r != "" {
+				return k, r
+			}
 		}
 	}
 	if len(h) < 2 {

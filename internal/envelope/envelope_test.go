@@ -45,6 +45,9 @@ func TestCheck(t *testing.T) {
 		{"x": "a\x00"},
 		{"x": "\xff"},
 		{"content-type": "a/b", "Content-Type": "c/d"},
+		{"content-type": "application/cloudevents+json; charset=utf-8"},
+		{"Content-Type": "Application/CloudEvents-Batch+json"},
+		{"CONTENT-TYPE": " application/cloudevents"},
 	}
 	// Many headers, two of which differ only in case: the map path.
 	many := map[string]string{"X-Dup": "1", "x-dup": "2"}
@@ -58,6 +61,9 @@ func TestCheck(t *testing.T) {
 		} else if _, ok := h[name]; !ok {
 			t.Errorf("Check(%q) named %q, not one of its headers", h, name)
 		}
+	}
+	if name, reason := Check(map[string]string{"note": "application/cloudevents+json"}); reason != "" {
+		t.Errorf("Check refused %q, not a content type: %s", name, reason)
 	}
 	good := map[string]string{"content-type": "application/json", "traceparent": "00-1", "X-Note": "100% \"echt\" \u20ac\t"}
 	if name, reason := Check(good); reason != "" {

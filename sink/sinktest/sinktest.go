@@ -629,6 +629,7 @@ func testReservedHeaders(t *testing.T, h *Harness) {
 		{"webhook-signature": "v1,spoof"},
 		{"CC": "other.queue"},
 		{"content-type": "a/b", "Content-Type": "c/d"},
+		{"content-type": "application/cloudevents+json"},
 		{"note": "line\r\nNats-Rollup: sub"},
 	} {
 		g := NewRecord(topic, "reserved-key", fmt.Appendf(nil, `{"n":%d}`, i))
