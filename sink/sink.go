@@ -179,7 +179,8 @@ func Attributes(r *outbox.Record, source string) []Attribute {
 // name reserved for the CloudEvents envelope or interpreted by a broker or by HTTP (ce-*,
 // ce_*, cloudEvents:*, the bare attribute names, Nats-*, CC, BCC, x-death, Host,
 // Content-Length, Connection, webhook-*, ...; in any letter case), two names that differ
-// only in case, or a value with CR, LF, NUL or invalid UTF-8. Enqueue refuses such messages;
+// only in case, a value with CR, LF, NUL or invalid UTF-8, or a content-type of the
+// CloudEvents structured mode (application/cloudevents...). Enqueue refuses such messages;
 // sinks call CheckHeaders for rows inserted by other means, before mapping the headers, so
 // that no row can reach the broker's control plane or speak for the envelope. It returns nil,
 // without allocating, for a valid set.
