@@ -2,11 +2,12 @@ package outbox
 
 import (
 	"fmt"
-	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+
+	"github.com/outboxgo/outbox/internal/envelope"
 )
 
 // DefaultMaxPayloadBytes is the payload limit used when a Writer sets none: 1 MiB, the default
@@ -29,7 +30,12 @@ type Message struct {
 	// Payload is the message body, published as is.
 	Payload []byte
 	// Headers are user headers published with the message. Names must be HTTP-token
-	// characters; the ce- and ce_ prefixes are reserved for the CloudEvents envelope.
+	// characters, distinct in any letter case, and not reserved: the CloudEvents envelope's
+	// names (ce-*, ce_*, cloudEvents:*, the bare attribute names id, source, type, ...) and
+	// the headers a broker or HTTP interprets (Nats-*, CC, BCC, x-death, Host,
+	// Content-Length, Connection, webhook-*, ...) are refused, see the README's list.
+	// Values must be UTF-8 without CR, LF or NUL. "content-type" is the datacontenttype; it
+	// must not be a CloudEvents structured-mode type (application/cloudevents...).
 	Headers map[string]string
 }
 
@@ -84,16 +90,8 @@ func (m *Message) validate(index, maxPayload int) error {
 		return &ValidationError{Index: index, Field: "payload",
 			Reason: fmt.Sprintf("%d bytes exceeds the limit of %d bytes", len(m.Payload), maxPayload)}
 	}
-	for name, value := range m.Headers {
-		if reason := checkHeaderName(name); reason != "" {
-			return &ValidationError{Index: index, Field: "headers", Reason: fmt.Sprintf("header name %q: %s", name, reason)}
-		}
-		if !utf8.ValidString(value) {
-			return &ValidationError{Index: index, Field: "headers", Reason: fmt.Sprintf("header %q: value is not valid UTF-8", name)}
-		}
-		if strings.ContainsAny(value, "\r\n\x00") {
-			return &ValidationError{Index: index, Field: "headers", Reason: fmt.Sprintf("header %q: value contains CR, LF or NUL", name)}
-		}
+	if name, reason := envelope.Check(m.Headers); reason != "" {
+		return &ValidationError{Index: index, Field: "headers", Reason: fmt.Sprintf("header %q: %s", name, reason)}
 	}
 	return nil
 }
@@ -106,30 +104,6 @@ func checkText(s string) string {
 	for _, r := range s {
 		if r < 0x20 || r == 0x7f {
 			return "contains a control character"
-		}
-	}
-	return ""
-}
-
-// checkHeaderName accepts RFC 9110 token characters and reserves the envelope prefixes.
-func checkHeaderName(name string) string {
-	if name == "" {
-		return "empty"
-	}
-	if len(name) > 256 {
-		return "longer than 256 bytes"
-	}
-	lower := strings.ToLower(name)
-	if strings.HasPrefix(lower, "ce-") || strings.HasPrefix(lower, "ce_") {
-		return "the ce- and ce_ prefixes are reserved for the CloudEvents envelope"
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return fmt.Sprintf("character %q not allowed (HTTP token characters only)", c)
 		}
 	}
 	return ""

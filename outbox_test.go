@@ -40,6 +40,32 @@ func TestValidation(t *testing.T) {
 		{"invalid UTF-8 key", outbox.Message{Topic: "t", Key: "k\xff"}, "key"},
 		{"invalid UTF-8 header value", outbox.Message{Topic: "t", Headers: map[string]string{"x": "\xc3"}}, "headers"},
 	}
+	// Every header a broker or the envelope interprets, in another letter case than its
+	// canonical one: Enqueue refuses them all.
+	for _, name := range []string{
+		"Nats-Rollup", "nats-msg-id", "NATS-EXPECTED-LAST-SEQUENCE", "Nats-TTL",
+		"CE-ID", "Ce-Source", "ce_id", "CE_TYPE", "cloudEvents:id", "CLOUDEVENTS_SUBJECT",
+		"ID", "Source", "SpecVersion", "Type", "Subject", "Time", "DataContentType", "data",
+		"cc", "BCC", "X-Death", "x-delay", "x-first-death-queue",
+		"HOST", "Content-Length", "transfer-encoding", "Connection", "TE", "Upgrade",
+		"Webhook-Signature", "webhook-id", "WEBHOOK-TIMESTAMP",
+	} {
+		tests = append(tests, struct {
+			name  string
+			msg   outbox.Message
+			field string
+		}{"reserved " + name, outbox.Message{Topic: "t", Headers: map[string]string{name: "v"}}, "headers"})
+	}
+	tests = append(tests, struct {
+		name  string
+		msg   outbox.Message
+		field string
+	}{"header names differing in case", outbox.Message{Topic: "t", Headers: map[string]string{"content-type": "a/b", "Content-Type": "c/d"}}, "headers"},
+		struct {
+			name  string
+			msg   outbox.Message
+			field string
+		}{"structured-mode content type", outbox.Message{Topic: "t", Headers: map[string]string{"Content-Type": "application/cloudevents+json"}}, "headers"})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -53,6 +79,29 @@ func TestValidation(t *testing.T) {
 				t.Fatalf("ValidationError = %+v, want field %s at index 1", ve, tt.field)
 			}
 		})
+	}
+}
+
+// TestValidationAcceptsUserHeaders: the policy refuses only what it names; ordinary headers,
+// content-type, and values with %, spaces and non-ASCII pass.
+func TestValidationAcceptsUserHeaders(t *testing.T) {
+	t.Parallel()
+	w, err := outbox.NewWriter(outbox.WriterConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := outbox.Message{Topic: "t", Headers: map[string]string{
+		"content-type": "application/json", "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+		"X-Request-Id": "rabatt 50% €", "identity": "x", "natsy": "y", "cee": "z", "ccc": "w", "hostname": "h",
+	}}
+	// A nil transaction fails after validation: the error must not be a ValidationError.
+	err = w.Enqueue(context.Background(), nil, m)
+	var ve *outbox.ValidationError
+	if errors.As(err, &ve) {
+		t.Fatalf("Enqueue refused valid headers: %v", err)
+	}
+	if !errors.Is(err, outbox.ErrUnsupportedTx) {
+		t.Fatalf("err = %v, want ErrUnsupportedTx", err)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/internal/ascii"
+	"github.com/outboxgo/outbox/internal/envelope"
 )
 
 // Sink publishes messages to one broker. Implementations are safe for concurrent use.
@@ -147,8 +148,10 @@ type Attribute struct {
 
 // Attributes returns the CloudEvents attributes of r in binary content mode: id=message_id,
 // source, specversion, type, subject=key (omitted when empty), time=created_at, and
-// datacontenttype when the user set a "content-type" header. Each sink maps them to its
-// broker's binding (NATS/HTTP "ce-" headers, Kafka "ce_" headers, AMQP "cloudEvents:").
+// datacontenttype when the user set a "content-type" header (absent otherwise: a sink must
+// not invent one). Each sink maps them to its broker's binding (NATS "ce-" headers and HTTP
+// "ce-" headers, values through PercentEncode; Kafka "ce_" headers; AMQP "cloudEvents:"
+// properties; MQTT user properties), after CheckHeaders accepted the user's headers.
 func Attributes(r *outbox.Record, source string) []Attribute {
 	attrs := make([]Attribute, 0, 7)
 	attrs = append(attrs,
@@ -169,4 +172,57 @@ func Attributes(r *outbox.Record, source string) []Attribute {
 		}
 	}
 	return attrs
+}
+
+// CheckHeaders returns a permanent error when a user header of r breaks the header rules of
+// the library (see outbox.Message.Headers): a name outside the HTTP token characters, a
+// name reserved for the CloudEvents envelope or interpreted by a broker or by HTTP (ce-*,
+// ce_*, cloudEvents:*, the bare attribute names, Nats-*, CC, BCC, x-death, Host,
+// Content-Length, Connection, webhook-*, ...; in any letter case), two names that differ
+// only in case, a value with CR, LF, NUL or invalid UTF-8, or a content-type of the
+// CloudEvents structured mode (application/cloudevents...). Enqueue refuses such messages;
+// sinks call CheckHeaders for rows inserted by other means, before mapping the headers, so
+// that no row can reach the broker's control plane or speak for the envelope. It returns nil,
+// without allocating, for a valid set.
+func CheckHeaders(r *outbox.Record) error {
+	if len(r.Headers) == 0 {
+		return nil
+	}
+	if name, reason := envelope.Check(r.Headers); reason != "" {
+		return Permanentf("header %.64q: %s", name, reason)
+	}
+	return nil
+}
+
+// PercentEncode encodes an attribute value for a header of the CloudEvents HTTP and NATS
+// bindings in binary mode (HTTP 3.1.3.2, NATS 3.1.3.2): space, double quote, percent and
+// every byte outside printable ASCII become %XY of its UTF-8 encoding, upper-case hex.
+// A spec decoder percent-decodes once. A value that needs no encoding is returned as is,
+// without allocating.
+func PercentEncode(v string) string {
+	i := 0
+	for ; i < len(v); i++ {
+		if needsPercent(v[i]) {
+			break
+		}
+	}
+	if i == len(v) {
+		return v
+	}
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, len(v)+16)
+	b = append(b, v[:i]...)
+	for ; i < len(v); i++ {
+		c := v[i]
+		if needsPercent(c) {
+			b = append(b, '%', hex[c>>4], hex[c&0xf])
+		} else {
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+func needsPercent(c byte) bool {
+	return c <= ' ' || c >= 0x7f || c == '"' || c == '%'
 }

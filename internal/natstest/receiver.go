@@ -48,8 +48,9 @@ func (r *receiver) Receive(ctx context.Context) (sinktest.Received, error) {
 	return Decode(m.Subject(), m.Headers(), m.Data(), r.prefix), nil
 }
 
-// Decode maps a NATS message in CloudEvents binary mode to a sinktest.Received. Headers
-// other than the ce- ones and content-type, Nats-Msg-Id among them, go to Headers.
+// Decode maps a NATS message in CloudEvents binary mode to a sinktest.Received, decoding the
+// percent-encoded ce- values. Headers other than the ce- ones, Nats-Msg-Id among them, go
+// to Headers.
 func Decode(subject string, h natsgo.Header, data []byte, prefix string) sinktest.Received {
 	rec := sinktest.Received{
 		Topic:   strings.TrimPrefix(subject, prefix),
@@ -61,6 +62,12 @@ func Decode(subject string, h natsgo.Header, data []byte, prefix string) sinktes
 			continue
 		}
 		v := vs[0]
+		if strings.HasPrefix(name, "ce-") {
+			// Attribute values are percent-encoded (NATS binding 3.1.3.2).
+			if dec, err := sinktest.DecodePercent(v); err == nil {
+				v = dec
+			}
+		}
 		switch name {
 		case "ce-id":
 			rec.ID = v
@@ -74,7 +81,7 @@ func Decode(subject string, h natsgo.Header, data []byte, prefix string) sinktes
 			rec.Subject = v
 		case "ce-time":
 			rec.Time = v
-		case "content-type":
+		case "ce-datacontenttype":
 			rec.DataContentType = v
 		default:
 			rec.Headers[name] = v

@@ -51,8 +51,10 @@
 //	                         holds it in seconds
 //	content-type property    the user's content-type header (datacontenttype)
 //
-// The user's other headers are copied into the headers table as strings. Messages are
-// persistent (delivery mode 2).
+// The user's other headers are copied into the headers table as strings. A message with a
+// header every sink refuses (sink.CheckHeaders) fails permanently: among them the ones
+// RabbitMQ acts on, CC and BCC (sender-selected routing), x-death and its family, x-delay.
+// Messages are persistent (delivery mode 2).
 //
 // # Delivery and order
 //

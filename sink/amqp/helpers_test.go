@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	goamqp "github.com/Azure/go-amqp"
+	ceamqp "github.com/cloudevents/sdk-go/protocol/amqp/v2"
+	"github.com/cloudevents/sdk-go/v2/binding"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/outboxgo/outbox"
@@ -114,52 +117,47 @@ func (r *receiver) Receive(ctx context.Context) (sinktest.Received, error) {
 		if !ok {
 			return sinktest.Received{}, fmt.Errorf("consumer closed")
 		}
-		return decode(d, r.prefix), nil
+		return decode(d, r.prefix)
 	case <-ctx.Done():
 		return sinktest.Received{}, ctx.Err()
 	}
 }
 
-// decode maps a delivery in the CloudEvents AMQP binding (binary mode) to a Received: the
-// cloudEvents: application properties (strings, or AMQP timestamps for time), content-type
-// as datacontenttype, other headers as they are.
-func decode(d amqp091.Delivery, prefix string) sinktest.Received {
-	m := sinktest.Received{
-		Topic:           strings.TrimPrefix(d.RoutingKey, prefix),
-		DataContentType: d.ContentType,
-		Headers:         make(map[string]string, len(d.Headers)),
-		Payload:         d.Body,
+// decode reads a delivery with the CloudEvents Go SDK's AMQP binding (protocol/amqp), not
+// with the sink's code: the AMQP 0-9-1 delivery becomes the AMQP message the binding reads,
+// its headers table the application properties and its content-type property the
+// message's. Headers other than the cloudEvents: ones are the user's.
+func decode(d amqp091.Delivery, prefix string) (sinktest.Received, error) {
+	am := &goamqp.Message{
+		Properties:            &goamqp.MessageProperties{},
+		ApplicationProperties: map[string]any{},
+		Data:                  [][]byte{d.Body},
 	}
+	if d.ContentType != "" {
+		ct := goamqp.AMQPSymbol(d.ContentType)
+		am.Properties.ContentType = &ct
+	}
+	user := map[string]string{}
 	for name, v := range d.Headers {
-		var s string
-		switch v := v.(type) {
-		case string:
-			s = v
-		case []byte:
-			s = string(v)
-		case time.Time:
-			s = v.UTC().Format(time.RFC3339Nano)
-		default:
-			s = fmt.Sprint(v)
-		}
-		switch name {
-		case "cloudEvents:id":
-			m.ID = s
-		case "cloudEvents:source":
-			m.Source = s
-		case "cloudEvents:specversion":
-			m.SpecVersion = s
-		case "cloudEvents:type":
-			m.Type = s
-		case "cloudEvents:subject":
-			m.Subject = s
-		case "cloudEvents:time":
-			m.Time = s
-		default:
-			m.Headers[name] = s
+		am.ApplicationProperties[name] = v
+		if !strings.HasPrefix(name, "cloudEvents:") {
+			user[name] = fmt.Sprint(v)
 		}
 	}
-	return m
+	msg := ceamqp.NewMessage(am, nil)
+	if msg.ReadEncoding() != binding.EncodingBinary {
+		return sinktest.Received{}, fmt.Errorf("delivery on %s is not a binary-mode CloudEvent: headers %v", d.RoutingKey, d.Headers)
+	}
+	ev, err := binding.ToEvent(context.Background(), msg)
+	if err != nil {
+		return sinktest.Received{}, fmt.Errorf("CloudEvents AMQP binding cannot read the delivery on %s: %w", d.RoutingKey, err)
+	}
+	if ext := ev.Extensions(); len(ext) != 0 {
+		return sinktest.Received{}, fmt.Errorf("delivery on %s: unexpected CloudEvents extensions %v", d.RoutingKey, ext)
+	}
+	m, err := sinktest.FromEvent(strings.TrimPrefix(d.RoutingKey, prefix), ev)
+	m.Headers = user
+	return m, err
 }
 
 func newSink(t testing.TB, cfg amqpsink.Config) *amqpsink.Sink {

@@ -162,10 +162,15 @@ func (s *Sink) send(ctx, parent context.Context, ss *session, b *batch) {
 	}
 }
 
-// check returns the permanent error of a message the broker cannot take, or nil.
+// check returns the permanent error of a message the broker cannot take, or nil: a header
+// sink.CheckHeaders refuses (CC, BCC and the x-death family among them), or a name or
+// content-type longer than an AMQP short string.
 func (s *Sink) check(r *outbox.Record) error {
 	if len(r.Payload) > s.maxBytes {
 		return sink.Permanent(fmt.Errorf("amqp sink: payload of %d bytes exceeds max_message_bytes (%d)", len(r.Payload), s.maxBytes))
+	}
+	if err := sink.CheckHeaders(r); err != nil {
+		return fmt.Errorf("amqp sink: %w", err)
 	}
 	for name, v := range r.Headers {
 		if len(name) > maxShortstr {

@@ -58,7 +58,9 @@
 //	ce_time         created_at, RFC 3339
 //	content-type    the user's content-type header (datacontenttype)
 //
-// The user's other headers (traceparent among them) are copied as they are. The record
+// The user's other headers (traceparent among them) are copied as they are; a message with
+// a header every sink refuses (sink.CheckHeaders: ce_*, ce-*, Nats-*, ...) fails
+// permanently, so no row can spoof an attribute. The record
 // key is the message key, so all messages of a key go to one partition, in order; a
 // message without key has a null key and goes to any partition. An empty payload is a
 // record without value, which a compacted topic takes as a tombstone for the key, as the

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
+	cekafka "github.com/cloudevents/sdk-go/protocol/kafka_sarama/v2"
+	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -168,35 +171,35 @@ func (r *receiver) Receive(ctx context.Context) (sinktest.Received, error) {
 	if err != nil {
 		return sinktest.Received{}, err
 	}
-	return decode(rec, r.outbox[rec.Topic]), nil
+	return decode(rec, r.outbox[rec.Topic])
 }
 
-// decode reads the CloudEvents attributes from the ce_ headers (content-type is the
-// datacontenttype); every other header is the user's.
-func decode(rec *kgo.Record, topic string) sinktest.Received {
-	m := sinktest.Received{Topic: topic, Payload: rec.Value, Headers: map[string]string{}}
+// decode reads a record with the CloudEvents Go SDK's Kafka binding (protocol/kafka_sarama,
+// fed a sarama.ConsumerMessage built from the franz-go record), not with the sink's code.
+// Every header but the ce_ ones and content-type is the user's.
+func decode(rec *kgo.Record, topic string) (sinktest.Received, error) {
+	cm := &sarama.ConsumerMessage{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Key: rec.Key, Value: rec.Value}
 	for _, h := range rec.Headers {
-		v := string(h.Value)
-		switch h.Key {
-		case "ce_id":
-			m.ID = v
-		case "ce_source":
-			m.Source = v
-		case "ce_specversion":
-			m.SpecVersion = v
-		case "ce_type":
-			m.Type = v
-		case "ce_subject":
-			m.Subject = v
-		case "ce_time":
-			m.Time = v
-		case "content-type":
-			m.DataContentType = v
-		default:
-			m.Headers[h.Key] = v
+		cm.Headers = append(cm.Headers, &sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
+	}
+	msg := cekafka.NewMessageFromConsumerMessage(cm)
+	if msg.ReadEncoding() != binding.EncodingBinary {
+		return sinktest.Received{}, fmt.Errorf("record on %s is not a binary-mode CloudEvent: headers %v", rec.Topic, rec.Headers)
+	}
+	ev, err := binding.ToEvent(context.Background(), msg)
+	if err != nil {
+		return sinktest.Received{}, fmt.Errorf("CloudEvents Kafka binding cannot read the record on %s: %w", rec.Topic, err)
+	}
+	m, err := sinktest.FromEvent(topic, ev)
+	if err != nil {
+		return m, err
+	}
+	for _, h := range rec.Headers {
+		if !strings.HasPrefix(h.Key, "ce_") && !strings.EqualFold(h.Key, "content-type") {
+			m.Headers[h.Key] = string(h.Value)
 		}
 	}
-	return m
+	return m, nil
 }
 
 // readAll reads every record of topic (all partitions) up to the high watermarks at the

@@ -202,7 +202,7 @@ func (s *Sink) waitErr(parent context.Context, err error, what string) error {
 }
 
 // records builds the Kafka records of msgs. A message that cannot be sent (invalid topic,
-// too large) is settled at once and gets a record with an empty Topic.
+// a header sink.CheckHeaders refuses, too large) is settled at once and gets a record with an empty Topic.
 //
 // Every byte slice of the records is carved from one buffer per call: the payloads are
 // copied, since franz-go may still hold the records after Publish returned (when ctx
@@ -233,6 +233,11 @@ func (s *Sink) records(msgs []*outbox.Record, c *call) []kgo.Record {
 	}
 	for i, m := range msgs {
 		topic, err := s.topics.get(m.Topic)
+		if err == nil {
+			if err = sink.CheckHeaders(m); err != nil {
+				err = fmt.Errorf("kafka sink: topic %q: %w", m.Topic, err)
+			}
+		}
 		if err != nil {
 			c.settle(i, err, false)
 			continue

@@ -38,9 +38,12 @@
 //	time          created_at, RFC 3339 with nanoseconds
 //	Content Type  the user's content-type header (datacontenttype)
 //
-// The user's other headers follow as user properties, except those named like a
-// CloudEvents attribute (id, source, specversion, type, subject, time, datacontenttype),
-// which the binding's unprefixed names would make ambiguous. Messages are not retained.
+// The user's other headers follow as user properties. The binding reads every user
+// property as an attribute named as the property, so a header whose name is not a
+// CloudEvents attribute name (lower-case ASCII letters and digits: requestid, not
+// X-Request-Id) would make the whole message unreadable as a CloudEvent: such a message
+// fails permanently, as does one with a header every sink refuses (sink.CheckHeaders: the
+// attribute names themselves, ce-*, Nats-*, ...). Messages are not retained.
 //
 // MQTT strings must be valid UTF-8 without U+0000, and brokers may treat control
 // characters and noncharacters as malformed: Mosquitto then drops the connection, failing

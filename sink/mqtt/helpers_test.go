@@ -126,45 +126,13 @@ func (s *subscriber) next(ctx context.Context) (*paho.Publish, error) {
 }
 
 // Receive implements sinktest.Receiver: it decodes the CloudEvents MQTT binding (binary
-// mode): attributes as user properties with their plain names, datacontenttype as the
-// Content Type property, the other user properties as headers.
+// mode) with the SDK (see decode).
 func (s *subscriber) Receive(ctx context.Context) (sinktest.Received, error) {
 	p, err := s.next(ctx)
 	if err != nil {
 		return sinktest.Received{}, err
 	}
-	return decode(p, s.prefix, s.sep), nil
-}
-
-func decode(p *paho.Publish, prefix, sep string) sinktest.Received {
-	topic := strings.TrimPrefix(p.Topic, prefix)
-	if sep != "." {
-		topic = strings.ReplaceAll(topic, sep, ".")
-	}
-	m := sinktest.Received{Topic: topic, Headers: map[string]string{}, Payload: p.Payload}
-	if p.Properties == nil {
-		return m
-	}
-	m.DataContentType = p.Properties.ContentType
-	for _, up := range p.Properties.User {
-		switch up.Key {
-		case "id":
-			m.ID = up.Value
-		case "source":
-			m.Source = up.Value
-		case "specversion":
-			m.SpecVersion = up.Value
-		case "type":
-			m.Type = up.Value
-		case "subject":
-			m.Subject = up.Value
-		case "time":
-			m.Time = up.Value
-		default:
-			m.Headers[up.Key] = up.Value
-		}
-	}
-	return m
+	return decode(p, s.prefix, s.sep)
 }
 
 func newSink(t testing.TB, cfg mqttsink.Config) *mqttsink.Sink {

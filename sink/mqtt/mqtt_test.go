@@ -55,8 +55,7 @@ func TestEnvelope(t *testing.T) {
 	r.Headers = map[string]string{
 		"Content-Type": "application/json",
 		"traceparent":  "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-		"X-Tenant":     "acme",
-		"source":       "ambiguous: the attribute wins",
+		"tenant":       "acme",
 	}
 	if err := publish(t, s, r)[0]; err != nil {
 		t.Fatal(err)
@@ -81,7 +80,7 @@ func TestEnvelope(t *testing.T) {
 		"subject":     "order-42",
 		"time":        r.CreatedAt.UTC().Format(time.RFC3339Nano),
 		"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-		"X-Tenant":    "acme",
+		"tenant":      "acme",
 	}
 	got := map[string]string{}
 	for _, up := range p.Properties.User {
@@ -102,6 +101,44 @@ func TestEnvelope(t *testing.T) {
 	}
 	if !bytes.Equal(p.Payload, r.Payload) {
 		t.Errorf("payload %q, want %q", p.Payload, r.Payload)
+	}
+}
+
+// TestHeaderNotAnAttributeName: under the MQTT binding every user property is an attribute,
+// so a header named X-Request-Id made the whole message unreadable as a CloudEvent. Such a
+// header, and one named as an envelope attribute, fails the message permanently; the others
+// of the batch go through.
+func TestHeaderNotAnAttributeName(t *testing.T) {
+	t.Parallel()
+	prefix := uniquePrefix()
+	sub := subscribe(t, prefix, "/")
+	s := newSink(t, mqttsink.Config{TopicPrefix: prefix, Source: "svc-test"})
+	var recs []*outbox.Record
+	for _, name := range []string{"X-Request-Id", "Tenant", "request_id", "source"} {
+		r := sinktest.NewRecord("orders", "k", []byte("{}"))
+		r.Headers = map[string]string{name: "v"}
+		recs = append(recs, r)
+	}
+	good := sinktest.NewRecord("orders", "k", []byte("{}"))
+	good.Headers = map[string]string{"requestid": "v", "content-type": "application/json"}
+	recs = append(recs, good)
+	res := publish(t, s, recs...)
+	for i, err := range res[:len(res)-1] {
+		if !sink.IsPermanent(err) {
+			t.Errorf("headers %v: got %v, want a permanent error", recs[i].Headers, err)
+		}
+	}
+	if err := res[len(res)-1]; err != nil {
+		t.Fatalf("valid attribute names: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m, err := sub.Receive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.ID != good.ID.String() || m.Headers["requestid"] != "v" {
+		t.Errorf("received %+v, want %s with requestid", m, good.ID)
 	}
 }
 

@@ -200,19 +200,10 @@ func (s *Sink) send(ctx, parent context.Context, c *conn, b *batch) {
 // userProperty is an MQTT 5 user property.
 type userProperty struct{ key, value string }
 
-// ceNames are the CloudEvents attributes the binding maps to user properties by their plain
-// names; user headers with these names would be ambiguous and are not sent.
-func isCEName(name string) bool {
-	switch name {
-	case "id", "source", "specversion", "type", "subject", "time", "datacontenttype":
-		return true
-	}
-	return false
-}
-
 // properties appends the user properties of r: the CloudEvents attributes by their plain
 // names (datacontenttype travels as the Content Type property instead), then the user's
-// headers.
+// headers, whose names check made sure are valid attribute names that are not the
+// envelope's: under the MQTT binding every user property is an attribute.
 func (s *Sink) properties(props []userProperty, r *outbox.Record) []userProperty {
 	for _, a := range sink.Attributes(r, s.source) {
 		if a.Name != "datacontenttype" {
@@ -220,12 +211,28 @@ func (s *Sink) properties(props []userProperty, r *outbox.Record) []userProperty
 		}
 	}
 	for name, v := range r.Headers {
-		if ascii.EqualFold(name, "content-type") || isCEName(name) {
+		if ascii.EqualFold(name, "content-type") {
 			continue
 		}
 		props = append(props, userProperty{name, v})
 	}
 	return props
+}
+
+// checkAttributeName returns why a user header cannot travel under the MQTT binding, which
+// reads every user property as a CloudEvents attribute named as the property: such a name
+// is lower-case ASCII letters and digits only (CloudEvents 1.0, "Attribute Naming
+// Convention"). content-type is the exception: it is the Content Type property.
+func checkAttributeName(name string) string {
+	if ascii.EqualFold(name, "content-type") {
+		return ""
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return "is not a CloudEvents attribute name (lower-case letters and digits only), which the MQTT binding requires of every user property; rename it (X-Request-Id: requestid)"
+		}
+	}
+	return ""
 }
 
 // contentType returns the user's content-type header, or "".
@@ -238,8 +245,9 @@ func contentType(r *outbox.Record) string {
 	return ""
 }
 
-// check returns the permanent error of a message the broker cannot take, or nil: strings
-// that are not valid MQTT strings (the broker would drop the connection) and packets larger
+// check returns the permanent error of a message the broker cannot take, or nil: headers
+// sink.CheckHeaders refuses or that are no CloudEvents attribute names, strings that are not
+// valid MQTT strings (the broker would drop the connection) and packets larger
 // than the broker's Maximum Packet Size.
 func (s *Sink) check(r *outbox.Record) error {
 	if reason := checkField(r.Key); reason != "" {
@@ -248,7 +256,13 @@ func (s *Sink) check(r *outbox.Record) error {
 	if reason := checkField(r.EventType()); reason != "" {
 		return sink.Permanent(fmt.Errorf("mqtt sink: type %s", reason))
 	}
+	if err := sink.CheckHeaders(r); err != nil {
+		return fmt.Errorf("mqtt sink: %w", err)
+	}
 	for name, v := range r.Headers {
+		if reason := checkAttributeName(name); reason != "" {
+			return sink.Permanent(fmt.Errorf("mqtt sink: header name %.40q %s", name, reason))
+		}
 		if reason := checkField(name); reason != "" {
 			return sink.Permanent(fmt.Errorf("mqtt sink: header name %.40q: %s", name, reason))
 		}

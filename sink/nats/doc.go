@@ -15,18 +15,21 @@
 // Messages use the CloudEvents NATS binding in binary mode: the payload is the message body,
 // and the attributes travel as headers:
 //
-//	ce-id           message id (UUIDv7)
-//	ce-source       Config.Source
-//	ce-specversion  1.0
-//	ce-type         the message type (the topic when empty)
-//	ce-subject      the key (absent when empty)
-//	ce-time         created_at, RFC 3339
-//	content-type    the user's content-type header (datacontenttype)
-//	Nats-Msg-Id     message id, for JetStream's duplicate detection
+//	ce-id               message id (UUIDv7)
+//	ce-source           Config.Source
+//	ce-specversion      1.0
+//	ce-type             the message type (the topic when empty)
+//	ce-subject          the key (absent when empty)
+//	ce-time             created_at, RFC 3339
+//	ce-datacontenttype  the user's content-type header (absent when none)
+//	Nats-Msg-Id         message id, for JetStream's duplicate detection
 //
-// The user's other headers are copied as they are. Headers starting with "Nats-" reach
-// JetStream and take effect there (Nats-TTL, Nats-Expected-Last-Subject-Sequence...);
-// a failed expectation is a permanent error.
+// As the binding requires (3.1.3.1, 3.1.3.2), datacontenttype is ce-datacontenttype, not
+// content-type, and ce- values are percent-encoded: space, '"', '%' and every byte outside
+// printable ASCII become %XX. The user's other headers are copied as they are. A message
+// with a header JetStream would act on (Nats-Msg-Id, Nats-Expected-*, Nats-Rollup, Nats-TTL,
+// any Nats-*), or another one every sink refuses (sink.CheckHeaders: ce-*, ...), fails
+// permanently: a row must not roll up the stream or set its own dedupe id.
 //
 // # Delivery and order
 //

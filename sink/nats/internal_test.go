@@ -99,7 +99,8 @@ func TestBatchTexts(t *testing.T) {
 }
 
 // The headers are the CloudEvents attributes of sink.Attributes, mapped as the NATS binding
-// says, whatever the record: header() sets them without building the attribute list.
+// says (ce- names, percent-encoded values), whatever the record: header() sets them without
+// building the attribute list. User headers are copied as they are.
 func TestHeaderMatchesAttributes(t *testing.T) {
 	t.Parallel()
 	s := &Sink{source: "svc"}
@@ -108,7 +109,9 @@ func TestHeaderMatchesAttributes(t *testing.T) {
 		{Message: outbox.Message{ID: outbox.NewID(), Topic: "t", Key: "k", Payload: []byte("x")}, CreatedAt: at},
 		{Message: outbox.Message{ID: outbox.NewID(), Topic: "t", Type: "ty"}},
 		{Message: outbox.Message{ID: outbox.NewID(), Topic: "t", Key: "k", Headers: map[string]string{
-			"Content-Type": "application/json", "traceparent": "00-1", "nats-msg-id": "theirs", "ce-id": "spoof"}}, CreatedAt: at},
+			"Content-Type": "application/json", "traceparent": "00-1", "X-Note": "50% \u20ac"}}, CreatedAt: at},
+		{Message: outbox.Message{ID: outbox.NewID(), Topic: "t", Key: "rabatt 50% \u20ac", Type: "a \"b\"", Headers: map[string]string{
+			"content-type": "text/plain; charset=\"utf-8\""}}, CreatedAt: at},
 		{Message: outbox.Message{ID: outbox.NewID(), Topic: "t", Headers: map[string]string{"content-type": "text/plain", "a": "b"}}, CreatedAt: at.Add(time.Hour)},
 	}
 	// The reference: user headers, then each attribute under its binding's name, then the
@@ -116,7 +119,7 @@ func TestHeaderMatchesAttributes(t *testing.T) {
 	want := func(r *outbox.Record) natsgo.Header {
 		h := natsgo.Header{}
 		for name, v := range r.Headers {
-			if ascii.EqualFold(name, "content-type") || ascii.EqualFold(name, jetstream.MsgIDHeader) {
+			if ascii.EqualFold(name, "content-type") {
 				continue
 			}
 			h[name] = []string{v}
@@ -126,7 +129,7 @@ func TestHeaderMatchesAttributes(t *testing.T) {
 			if a.Name == "id" {
 				id = a.Value
 			}
-			h[ceHeader(a.Name)] = []string{a.Value}
+			h[ceHeader(a.Name)] = []string{sink.PercentEncode(a.Value)}
 		}
 		h[jetstream.MsgIDHeader] = []string{id}
 		return h

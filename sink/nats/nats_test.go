@@ -69,6 +69,22 @@ func (b *bundle) lastMsg(ctx context.Context, topic string) (*jetstream.RawStrea
 	return st.GetLastMsgForSubject(ctx, b.prefix+topic)
 }
 
+// streamMsgs returns how many messages the bundle's stream holds.
+func (b *bundle) streamMsgs(t *testing.T) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := b.js.Stream(ctx, b.stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
 func publish(t *testing.T, s sink.Sink, recs ...*outbox.Record) []error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -83,9 +99,7 @@ func publish(t *testing.T, s sink.Sink, recs ...*outbox.Record) []error {
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	sinktest.Run(t, func(t *testing.T) *sinktest.Harness {
-		nc := natstest.Connect(t)
-		stream, prefix := natstest.Stream(t, nc)
-		s := newSink(t, natssink.Config{URL: natstest.URL(), SubjectPrefix: prefix, Source: "sinktest"})
+		nc, s, receiver := newBindingHarness(t)
 		tooLarge := sinktest.NewRecord("orders", "k", make([]byte, nc.MaxPayload()+1))
 		// Enqueue refuses such names, but rows written by other programs may have them.
 		badHeader := sinktest.NewRecord("orders", "k", []byte("{}"))
@@ -93,7 +107,7 @@ func TestConformance(t *testing.T) {
 		return &sinktest.Harness{
 			Sink:     s,
 			Topics:   []string{"orders", "users.created"},
-			Receiver: natstest.Receiver(t, nc, stream, prefix),
+			Receiver: receiver,
 			Source:   "sinktest",
 			Permanent: []*outbox.Record{
 				tooLarge,
@@ -126,16 +140,16 @@ func TestEnvelope(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"Nats-Msg-Id":    r.ID.String(),
-		"ce-id":          r.ID.String(),
-		"ce-source":      "svc-test",
-		"ce-specversion": "1.0",
-		"ce-type":        "com.example.order.created",
-		"ce-subject":     "order-42",
-		"ce-time":        r.CreatedAt.UTC().Format(time.RFC3339Nano),
-		"content-type":   "application/json",
-		"traceparent":    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-		"X-Tenant":       "acme",
+		"Nats-Msg-Id":        r.ID.String(),
+		"ce-id":              r.ID.String(),
+		"ce-source":          "svc-test",
+		"ce-specversion":     "1.0",
+		"ce-type":            "com.example.order.created",
+		"ce-subject":         "order-42",
+		"ce-time":            r.CreatedAt.UTC().Format(time.RFC3339Nano),
+		"ce-datacontenttype": "application/json",
+		"traceparent":        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"X-Tenant":           "acme",
 	}
 	for name, v := range want {
 		if got := m.Header.Values(name); len(got) != 1 || got[0] != v {
@@ -172,8 +186,10 @@ func TestEnvelopeNoKey(t *testing.T) {
 	if v := m.Header.Get("ce-type"); v != "audit" {
 		t.Errorf("ce-type = %q, want the topic", v)
 	}
-	if v := m.Header.Values("content-type"); v != nil {
-		t.Errorf("content-type = %q, want none", v)
+	for _, name := range []string{"content-type", "ce-datacontenttype"} {
+		if v := m.Header.Values(name); v != nil {
+			t.Errorf("%s = %q, want none", name, v)
+		}
 	}
 }
 
@@ -189,18 +205,8 @@ func TestDuplicateIsSuccess(t *testing.T) {
 			t.Fatalf("round %d: %v", i, err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := b.js.Stream(ctx, b.stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs != 1 {
-		t.Errorf("stream holds %d messages, want 1", info.State.Msgs)
+	if n := b.streamMsgs(t); n != 1 {
+		t.Errorf("stream holds %d messages, want 1", n)
 	}
 }
 

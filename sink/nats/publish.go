@@ -154,6 +154,11 @@ func (s *Sink) send(ctx, parent context.Context, b *batch, reconnects uint64) {
 	}
 	for i, r := range b.msgs {
 		subj, err := s.subjects.get(r.Topic)
+		if err == nil {
+			if err = sink.CheckHeaders(r); err != nil {
+				err = fmt.Errorf("nats sink: topic %q: %w", r.Topic, err)
+			}
+		}
 		if err != nil {
 			b.mu.Lock()
 			b.res[i] = err
@@ -410,11 +415,13 @@ func (s *Sink) ctxErr(parent context.Context) error {
 	return fmt.Errorf("no acknowledgement within the publish timeout of %s: %w", s.timeout, context.DeadlineExceeded)
 }
 
-// header fills h with the NATS headers of r: the user's headers, the CloudEvents attributes
-// as ce- headers (datacontenttype as content-type), and Nats-Msg-Id for JetStream dedupe. The
-// attributes are those of sink.Attributes (TestHeaderMatchesAttributes holds them to it),
-// set here without its per-message slice; id and at are r's id and created_at in text. vals
-// backs the single-value slices; the grown slice is returned for reuse.
+// header fills h with the NATS headers of r: the user's headers as they are, the CloudEvents
+// attributes as ce- headers (NATS binding 3.1.3: datacontenttype as ce-datacontenttype,
+// values percent-encoded), and Nats-Msg-Id for JetStream dedupe. r's headers passed
+// sink.CheckHeaders, so none is a ce- or Nats- header. The attributes are those of
+// sink.Attributes (TestHeaderMatchesAttributes holds them to it), set here without its
+// per-message slice; id and at are r's id and created_at in text. vals backs the
+// single-value slices; the grown slice is returned for reuse.
 func (s *Sink) header(h natsgo.Header, vals []string, r *outbox.Record, id, at string) []string {
 	clear(h)
 	n := len(r.Headers) + 8
@@ -429,35 +436,33 @@ func (s *Sink) header(h natsgo.Header, vals []string, r *outbox.Record, id, at s
 	var contentType string
 	hasContentType := false
 	for name, v := range r.Headers {
-		// content-type travels as the datacontenttype attribute below; the dedupe id is ours.
+		// content-type travels as the datacontenttype attribute below.
 		if ascii.EqualFold(name, "content-type") {
 			contentType, hasContentType = v, true
-			continue
-		}
-		if ascii.EqualFold(name, jetstream.MsgIDHeader) {
 			continue
 		}
 		set(name, v)
 	}
 	set("ce-id", id)
-	set("ce-source", s.source)
+	set("ce-source", sink.PercentEncode(s.source))
 	set("ce-specversion", sink.SpecVersion)
-	set("ce-type", r.EventType())
+	set("ce-type", sink.PercentEncode(r.EventType()))
 	if r.Key != "" {
-		set("ce-subject", r.Key)
+		set("ce-subject", sink.PercentEncode(r.Key))
 	}
 	if !r.CreatedAt.IsZero() {
 		set("ce-time", at)
 	}
 	if hasContentType {
-		set(ceHeader("datacontenttype"), contentType)
+		set(ceHeader("datacontenttype"), sink.PercentEncode(contentType))
 	}
 	set(jetstream.MsgIDHeader, id)
 	return vals
 }
 
-// ceHeader maps a CloudEvents attribute to its NATS binary-mode header, without allocating
-// for the known attributes.
+// ceHeader maps a CloudEvents attribute to its NATS binary-mode header (binding 3.1.3.1:
+// the attribute name prefixed with ce-, datacontenttype included), without allocating for
+// the known attributes.
 func ceHeader(attr string) string {
 	switch attr {
 	case "id":
@@ -473,7 +478,7 @@ func ceHeader(attr string) string {
 	case "time":
 		return "ce-time"
 	case "datacontenttype":
-		return "content-type"
+		return "ce-datacontenttype"
 	default:
 		return "ce-" + attr
 	}

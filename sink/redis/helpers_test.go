@@ -12,6 +12,9 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
+
 	"github.com/outboxgo/outbox"
 	redissink "github.com/outboxgo/outbox/sink/redis"
 	"github.com/outboxgo/outbox/sink/sinktest"
@@ -126,7 +129,11 @@ func (r *receiver) Receive(ctx context.Context) (sinktest.Received, error) {
 				}
 			}
 			for _, m := range st.Messages {
-				r.buf = append(r.buf, decode(r.topics[st.Stream], m.Values))
+				rec := decode(r.topics[st.Stream], m.Values)
+				if err := validate(rec); err != nil {
+					return sinktest.Received{}, fmt.Errorf("entry %s of %s: %w", m.ID, st.Stream, err)
+				}
+				r.buf = append(r.buf, rec)
 			}
 		}
 	}
@@ -166,6 +173,35 @@ func decode(topic string, values map[string]any) sinktest.Received {
 		}
 	}
 	return rec
+}
+
+// validate checks the attributes decode found with the CloudEvents Go SDK's event package:
+// Redis Streams have no CloudEvents binding, so the entry's attribute fields are set on an
+// SDK event, whose setters parse them (time as RFC 3339) and whose Validate applies the
+// specification's rules.
+func validate(rec sinktest.Received) error {
+	ev := event.New(rec.SpecVersion)
+	ev.SetID(rec.ID)
+	ev.SetSource(rec.Source)
+	ev.SetType(rec.Type)
+	if rec.Subject != "" {
+		ev.SetSubject(rec.Subject)
+	}
+	if rec.DataContentType != "" {
+		ev.SetDataContentType(rec.DataContentType)
+	}
+	ts, err := types.ParseTime(rec.Time)
+	if err != nil {
+		return fmt.Errorf("time %q: %w", rec.Time, err)
+	}
+	ev.SetTime(ts)
+	if err := ev.Validate(); err != nil {
+		return fmt.Errorf("not a valid CloudEvent: %w", err)
+	}
+	if ev.SpecVersion() != rec.SpecVersion {
+		return fmt.Errorf("specversion %q is not one the SDK knows", rec.SpecVersion)
+	}
+	return nil
 }
 
 func publish(t testing.TB, s *redissink.Sink, recs ...*outbox.Record) []error {

@@ -48,10 +48,27 @@ func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 
+	// A message with a header sink.CheckHeaders refuses fails alone; the others go on.
+	var refused []bool
+	for i, r := range msgs {
+		if err := sink.CheckHeaders(r); err != nil {
+			if refused == nil {
+				refused = make([]bool, len(msgs))
+			}
+			refused[i] = true
+			res[i] = fmt.Errorf("redis sink: stream of topic %q: %w", r.Topic, err)
+		}
+	}
 	waves := splitWaves(msgs)
 	if waves == nil {
-		s.exec(ctx, parent, msgs, nil, res)
-		return res
+		if refused == nil {
+			s.exec(ctx, parent, msgs, nil, res)
+			return res
+		}
+		waves = [][]int{make([]int, 0, len(msgs))}
+		for i := range msgs {
+			waves[0] = append(waves[0], i)
+		}
 	}
 	var failed map[string]error // keys with a retryable failure in an earlier wave
 	for w, wave := range waves {
@@ -64,6 +81,9 @@ func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
 		}
 		send := wave[:0:0]
 		for _, i := range wave {
+			if refused != nil && refused[i] {
+				continue
+			}
 			if err, ok := failed[msgs[i].Key]; ok {
 				res[i] = fmt.Errorf("redis sink: not sent: an earlier message of key %q failed: %w", msgs[i].Key, err)
 				continue

@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/sink"
@@ -30,7 +31,10 @@ import (
 
 // Received is a message as a consumer of the broker saw it, decoded from the broker's
 // CloudEvents binary-mode binding (NATS and HTTP ce- headers, Kafka ce_ headers, AMQP
-// cloudEvents: properties).
+// cloudEvents: properties, MQTT user properties). A harness should decode with a decoder
+// that follows the binding's specification and is not the sink's own code (the sinks of
+// this module use the CloudEvents Go SDK's bindings in their tests), with attribute values
+// already decoded (percent-decoded for HTTP and NATS, see DecodePercent).
 type Received struct {
 	// Topic is the outbox topic the message was published to (the harness's Receiver maps
 	// the broker's destination back, e.g. by removing a subject prefix).
@@ -43,9 +47,37 @@ type Received struct {
 	Subject         string
 	Time            string
 	DataContentType string
-	// Headers holds every other header or property, the user's headers among them.
+	// Headers holds every other header or property, the user's headers among them; names
+	// are compared ignoring ASCII case.
 	Headers map[string]string
 	Payload []byte
+}
+
+// Event is what a CloudEvents decoder returns; the CloudEvents Go SDK's *event.Event
+// implements it, so a harness can decode with the SDK without this package importing it.
+type Event interface {
+	ID() string
+	Source() string
+	SpecVersion() string
+	Type() string
+	Subject() string
+	Time() time.Time
+	DataContentType() string
+	Data() []byte
+	Validate() error
+}
+
+// FromEvent returns the Received of a decoded event published to topic, after checking that
+// it is a valid CloudEvent. Headers is empty, for the harness to fill.
+func FromEvent(topic string, ev Event) (Received, error) {
+	if err := ev.Validate(); err != nil {
+		return Received{}, fmt.Errorf("sinktest: message on %q is not a valid CloudEvent: %w", topic, err)
+	}
+	return Received{
+		Topic: topic, ID: ev.ID(), Source: ev.Source(), SpecVersion: ev.SpecVersion(),
+		Type: ev.Type(), Subject: ev.Subject(), Time: ev.Time().Format(time.RFC3339Nano),
+		DataContentType: ev.DataContentType(), Payload: ev.Data(), Headers: map[string]string{},
+	}, nil
 }
 
 // Receiver reads the messages published to a harness's topics, in the order the broker
@@ -93,6 +125,8 @@ func Run(t *testing.T, setup func(t *testing.T) *Harness) {
 		{"CancelDuringPublish", testCancelDuringPublish},
 		{"ConcurrentPublish", testConcurrentPublish},
 		{"PermanentFailures", testPermanentFailures},
+		{"Binding", testBinding},
+		{"ReservedHeaders", testReservedHeaders},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -143,7 +177,7 @@ func batch(h *Harness, prefix string, keys, perKey, unkeyed int) []*outbox.Recor
 		for k := 0; k < keys; k++ {
 			key := fmt.Sprintf("%s-key-%d", prefix, k)
 			r := NewRecord(h.Topics[k%len(h.Topics)], key, fmt.Appendf(nil, `{"key":%q,"n":%d}`, key, i))
-			r.Headers = map[string]string{"content-type": "application/json", "x-n": fmt.Sprint(i)}
+			r.Headers = map[string]string{"content-type": "application/json", "n": fmt.Sprint(i)}
 			if k%2 == 0 {
 				r.Type = "com.example.test.v1"
 			}
@@ -151,7 +185,7 @@ func batch(h *Harness, prefix string, keys, perKey, unkeyed int) []*outbox.Recor
 		}
 		if i < unkeyed {
 			r := NewRecord(h.Topics[i%len(h.Topics)], "", []byte{0, 1, 2, 0xff, byte(i)})
-			r.Headers = map[string]string{"X-Binary": "yes"}
+			r.Headers = map[string]string{"binary": "yes"}
 			recs = append(recs, r)
 		}
 	}
@@ -245,17 +279,101 @@ func checkEnvelope(t *testing.T, h *Harness, r *outbox.Record, m Received) {
 	if !bytes.Equal(m.Payload, r.Payload) {
 		t.Errorf("message %s: payload %q, want %q", id, m.Payload, r.Payload)
 	}
+	contentType := ""
 	for name, v := range r.Headers {
 		if strings.EqualFold(name, "content-type") {
-			if m.DataContentType != v {
-				t.Errorf("message %s: datacontenttype %q, want %q", id, m.DataContentType, v)
-			}
+			contentType = v
 			continue
 		}
-		if got, ok := m.Headers[name]; !ok || got != v {
+		if got, ok := header(m.Headers, name); !ok || got != v {
 			t.Errorf("message %s: header %q = %q (present %v), want %q", id, name, got, ok, v)
 		}
 	}
+	// No content-type header, no datacontenttype: a sink must not invent one.
+	if m.DataContentType != contentType {
+		t.Errorf("message %s: datacontenttype %q, want %q", id, m.DataContentType, contentType)
+	}
+}
+
+// DecodePercent decodes, with the package's DecodePercent, the attributes the HTTP and NATS
+// bindings percent-encode: every string attribute (id and time are never encoded, so
+// decoding them is harmless).
+func (m *Received) DecodePercent() error {
+	for _, p := range []*string{&m.ID, &m.Source, &m.SpecVersion, &m.Type, &m.Subject, &m.Time, &m.DataContentType} {
+		v, err := DecodePercent(*p)
+		if err != nil {
+			return err
+		}
+		*p = v
+	}
+	return nil
+}
+
+// header looks name up in h ignoring ASCII case.
+func header(h map[string]string, name string) (string, bool) {
+	if v, ok := h[name]; ok {
+		return v, true
+	}
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// DecodePercent decodes a header value of the CloudEvents HTTP or NATS binding (3.1.3.2) the
+// way the specification tells a receiver to: a double-quoted string is unquoted first
+// (backslash escapes included), then one round of percent-decoding follows, accepting
+// lower-case hex, and a result that is not valid UTF-8 is an error. Decoders of the
+// CloudEvents Go SDK v2 skip this step; harnesses apply it to what they decode.
+func DecodePercent(v string) (string, error) {
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		var b strings.Builder
+		for i := 1; i < len(v)-1; i++ {
+			c := v[i]
+			if c == '\\' && i+1 < len(v)-1 {
+				i++
+				c = v[i]
+			}
+			b.WriteByte(c)
+		}
+		v = b.String()
+	}
+	out := make([]byte, 0, len(v))
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c != '%' {
+			out = append(out, c)
+			continue
+		}
+		if i+2 >= len(v) {
+			return "", fmt.Errorf("sinktest: %q: truncated percent-encoding", v)
+		}
+		hi, ok1 := unhex(v[i+1])
+		lo, ok2 := unhex(v[i+2])
+		if !ok1 || !ok2 {
+			return "", fmt.Errorf("sinktest: %q: invalid percent-encoding", v)
+		}
+		out = append(out, hi<<4|lo)
+		i += 2
+	}
+	if !utf8.Valid(out) {
+		return "", fmt.Errorf("sinktest: %q: percent-decodes to invalid UTF-8", v)
+	}
+	return string(out), nil
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // checkKeyOrder checks that, for every key, the messages arrived in the order published.
@@ -463,6 +581,74 @@ func testPermanentFailures(t *testing.T, h *Harness) {
 			t.Errorf("good message %d: %v", i, err)
 		}
 	}
+	arrived := collect(t, h, good)
+	checkKeyOrder(t, good, arrived)
+}
+
+// testBinding publishes the cases of the wire contract and checks what a consumer decodes
+// through the broker's binding: percent signs, spaces, quotes and non-ASCII text in the
+// subject (the key), the type and user header values, with and without a content type, with
+// and without a key. Each must come back exactly as it was published.
+func testBinding(t *testing.T, h *Harness) {
+	topic := h.Topics[0]
+	mk := func(key, typ string, headers map[string]string, payload string) *outbox.Record {
+		r := NewRecord(topic, key, []byte(payload))
+		r.Type = typ
+		r.Headers = headers
+		return r
+	}
+	recs := []*outbox.Record{
+		mk("rabatt 50% \u20ac", "com.example.preis ge\u00e4ndert", map[string]string{
+			"content-type": "text/plain; charset=utf-8",
+			"note":         `100% "echt" \u20ac \U0001F600`,
+			"traceparent":  "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		}, "Preis: 50 \u20ac"),
+		mk("", "", nil, "\x00\x01 no key, no content type, no headers"),
+		mk("k%2F1 %41", "t%20ype", map[string]string{"note": "%41%", "content-type": "application/json"}, `{"a":1}`),
+		mk("\u00fcber/\u00e4rger", "", map[string]string{"note": "plain"}, "no content type"),
+	}
+	requireAllOK(t, recs, publish(t, h, recs))
+	collect(t, h, recs)
+}
+
+// testReservedHeaders puts records whose headers would speak for the envelope or reach the
+// broker's control plane between good ones: each fails permanently and never arrives, the
+// good ones are unaffected.
+func testReservedHeaders(t *testing.T, h *Harness) {
+	topic := h.Topics[0]
+	var recs, good []*outbox.Record
+	for i, headers := range []map[string]string{
+		{"Nats-Rollup": "sub"},
+		{"nats-msg-id": "theirs"},
+		{"CE-ID": "spoof"},
+		{"Ce-Source": "spoof"},
+		{"ce_id": "spoof"},
+		{"cloudEvents:id": "spoof"},
+		{"Subject": "spoof"},
+		{"Content-Length": "0"},
+		{"webhook-signature": "v1,spoof"},
+		{"CC": "other.queue"},
+		{"content-type": "a/b", "Content-Type": "c/d"},
+		{"content-type": "application/cloudevents+json"},
+		{"note": "line\r\nNats-Rollup: sub"},
+	} {
+		g := NewRecord(topic, "reserved-key", fmt.Appendf(nil, `{"n":%d}`, i))
+		bad := NewRecord(topic, "reserved-key", []byte(`{"bad":true}`))
+		bad.Headers = headers
+		good = append(good, g)
+		recs = append(recs, g, bad)
+	}
+	res := publish(t, h, recs)
+	for i, err := range res {
+		if i%2 == 1 {
+			if !sink.IsPermanent(err) {
+				t.Errorf("record with headers %q: got %v, want a permanent error", recs[i].Headers, err)
+			}
+		} else if err != nil {
+			t.Errorf("good message %d: %v", i, err)
+		}
+	}
+	// collect fails on any message it was not told about: the refused ones must not arrive.
 	arrived := collect(t, h, good)
 	checkKeyOrder(t, good, arrived)
 }

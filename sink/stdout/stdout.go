@@ -54,7 +54,8 @@ type line struct {
 
 // Publish writes one line per message with a single Write call, and acknowledges every
 // message whose line was written completely. A failed or short write fails the messages
-// from the first incomplete line on, retryably. A ctx that has ended writes nothing.
+// from the first incomplete line on, retryably. A ctx that has ended writes nothing. A
+// message with a header sink.CheckHeaders refuses fails permanently, as on every sink.
 //
 // The payload appears as JSON under "payload" when it is valid JSON (compacted onto the
 // line), else base64-encoded under "payload_base64".
@@ -71,6 +72,12 @@ func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
 	enc.SetEscapeHTML(false)
 	ends := make([]int, len(msgs))
 	for i, r := range msgs {
+		if err := sink.CheckHeaders(r); err != nil {
+			// Refused as by every sink, so a row fails the same way whichever sink it meets.
+			res[i] = fmt.Errorf("stdout sink: %w", err)
+			ends[i] = buf.Len()
+			continue
+		}
 		l := line{
 			ID:        r.ID.String(),
 			Topic:     r.Topic,

@@ -30,14 +30,14 @@
 //	ce-type         the message type (the topic when empty)
 //	ce-subject      the key (absent when empty)
 //	ce-time         created_at, RFC 3339
-//	Content-Type    the user's content-type header, else application/octet-stream
+//	Content-Type    the user's content-type header (datacontenttype); absent without one
 //
 // As the binding requires, ce- values are percent-encoded: space, '"', '%' and every byte
 // outside printable ASCII become %XX (decode with url.PathUnescape). The user's other headers
-// are sent as they are, except those the sink or net/http owns (Host, Content-Length,
-// Connection and other hop-by-hop headers, webhook-*); Config.Headers take precedence over
-// the user's headers. A header name or value that HTTP cannot carry fails the message
-// permanently.
+// are sent as they are. A message with a header the sink, HTTP or a broker owns (Host,
+// Content-Length, Connection and the other hop-by-hop headers, webhook-*, ce-*, Nats-*, ...:
+// the list of sink.CheckHeaders) fails permanently, as does a header name or value that HTTP
+// cannot carry; Config.Headers take precedence over the user's headers.
 //
 // # Signatures (Standard Webhooks)
 //

@@ -1,18 +1,21 @@
 package webhook_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cloudevents/sdk-go/v2/binding"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/sink/sinktest"
@@ -118,46 +121,36 @@ func (r *receiver) Receive(ctx context.Context) (sinktest.Received, error) {
 	}
 }
 
-// decode maps a request in CloudEvents binary mode to a sinktest.Received. HTTP header names
-// are case-insensitive and Go canonicalizes them, so every other header is listed under
-// both its lower-case and its canonical name, which covers how sinktest spells them.
+// decode maps a request to a sinktest.Received with the CloudEvents Go SDK's HTTP binding
+// (protocol/http), not with the sink's code, then percent-decodes the attributes as HTTP
+// binding 3.1.3.2 says (the SDK skips that step). Every header but the ce- ones goes to
+// Headers (sinktest compares names ignoring case).
 func decode(req request) (sinktest.Received, error) {
-	rec := sinktest.Received{
-		Topic:           strings.TrimPrefix(req.Path, "/"),
-		DataContentType: req.Header.Get("Content-Type"),
-		Headers:         map[string]string{},
-		Payload:         req.Body,
+	msg := cehttp.NewMessage(req.Header, io.NopCloser(bytes.NewReader(req.Body)))
+	if msg.ReadEncoding() != binding.EncodingBinary {
+		return sinktest.Received{}, fmt.Errorf("request to %s is not a binary-mode CloudEvent: headers %v", req.Path, req.Header)
+	}
+	ev, err := binding.ToEvent(context.Background(), msg)
+	if err != nil {
+		return sinktest.Received{}, fmt.Errorf("CloudEvents HTTP binding cannot read the request to %s: %w", req.Path, err)
+	}
+	if ext := ev.Extensions(); len(ext) != 0 {
+		return sinktest.Received{}, fmt.Errorf("request to %s: unexpected CloudEvents extensions %v", req.Path, ext)
+	}
+	rec, err := sinktest.FromEvent(strings.TrimPrefix(req.Path, "/"), ev)
+	if err != nil {
+		return rec, err
+	}
+	if err := rec.DecodePercent(); err != nil {
+		return rec, err
 	}
 	for name, vs := range req.Header {
 		if len(vs) != 1 {
 			return rec, fmt.Errorf("header %s has %d values", name, len(vs))
 		}
-		v := vs[0]
-		if attr, ok := strings.CutPrefix(strings.ToLower(name), "ce-"); ok {
-			dec, err := url.PathUnescape(v)
-			if err != nil {
-				return rec, fmt.Errorf("header %s: %w", name, err)
-			}
-			switch attr {
-			case "id":
-				rec.ID = dec
-			case "source":
-				rec.Source = dec
-			case "specversion":
-				rec.SpecVersion = dec
-			case "type":
-				rec.Type = dec
-			case "subject":
-				rec.Subject = dec
-			case "time":
-				rec.Time = dec
-			default:
-				return rec, fmt.Errorf("unexpected CloudEvents header %s", name)
-			}
-			continue
+		if !strings.HasPrefix(strings.ToLower(name), "ce-") {
+			rec.Headers[name] = vs[0]
 		}
-		rec.Headers[name] = v
-		rec.Headers[strings.ToLower(name)] = v
 	}
 	return rec, nil
 }

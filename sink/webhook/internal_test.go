@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,31 +35,6 @@ func TestParseRetryAfter(t *testing.T) {
 		got, ok := parseRetryAfter(tc.v, now)
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("parseRetryAfter(%q) = %s, %v; want %s, %v", tc.v, got, ok, tc.want, tc.ok)
-		}
-	}
-}
-
-func TestEncodeCE(t *testing.T) {
-	t.Parallel()
-	tests := map[string]string{
-		"":                           "",
-		"order-42":                   "order-42",
-		"com.example.order.created":  "com.example.order.created",
-		"2025-03-14T15:09:26.5358Z":  "2025-03-14T15:09:26.5358Z",
-		"a b":                        "a%20b",
-		`say "hi"`:                   "say%20%22hi%22",
-		"100%":                       "100%25",
-		"Euro € 😀":                   "Euro%20%E2%82%AC%20%F0%9F%98%80", // the binding's example
-		"tab\there":                  "tab%09here",
-		"/mycontext/subcontext?x=1&": "/mycontext/subcontext?x=1&",
-	}
-	for in, want := range tests {
-		got := encodeCE(in)
-		if got != want {
-			t.Errorf("encodeCE(%q) = %q, want %q", in, got, want)
-		}
-		if dec, err := url.PathUnescape(got); err != nil || dec != in {
-			t.Errorf("PathUnescape(%q) = %q, %v; want %q", got, dec, err, in)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/ascii"
 	"github.com/outboxgo/outbox/sink"
 )
 
@@ -128,10 +129,10 @@ func (s *Sink) send(ctx context.Context, w *worker, r *outbox.Record) error {
 	if ep == nil {
 		return sink.Permanentf("webhook sink: no URL configured for topic %q (set url or urls)", r.Topic)
 	}
+	if err := sink.CheckHeaders(r); err != nil {
+		return fmt.Errorf("webhook sink: topic %q: %w", r.Topic, err)
+	}
 	for name, v := range r.Headers {
-		if reason := checkHeaderName(name); reason != "" {
-			return sink.Permanentf("webhook sink: topic %q: header %q: %s", r.Topic, name, reason)
-		}
 		if !validHeaderValue(v) {
 			return sink.Permanentf("webhook sink: topic %q: header %q: value contains a control character", r.Topic, name)
 		}
@@ -204,7 +205,8 @@ func (s *Sink) transportError(parent, rctx context.Context, ep *endpoint, topic 
 }
 
 // header fills h with the request headers of r: the user's headers, the configured ones,
-// the CloudEvents attributes as ce- headers, Content-Type, and the signature. Later ones win.
+// the CloudEvents attributes as ce- headers (values percent-encoded, HTTP binding 3.1.3.2),
+// Content-Type when the message has a content-type, and the signature. Later ones win.
 // One slice backs all the single-value slices. It is not reused for the next request: a
 // custom transport may hold on to a request's headers.
 func (s *Sink) header(h http.Header, w *worker, r *outbox.Record) {
@@ -216,8 +218,8 @@ func (s *Sink) header(h http.Header, w *worker, r *outbox.Record) {
 		h[name] = vals[k-1 : k : k]
 	}
 	for name, v := range r.Headers {
-		if isReserved(name) {
-			continue // content-type travels as datacontenttype; the rest is the sink's
+		if ascii.EqualFold(name, "content-type") {
+			continue // datacontenttype, below; CheckHeaders refused the sink's own names
 		}
 		set(http.CanonicalHeaderKey(name), v)
 	}
@@ -227,20 +229,20 @@ func (s *Sink) header(h http.Header, w *worker, r *outbox.Record) {
 	if !s.hasUA {
 		set("User-Agent", UserAgent)
 	}
-	contentType := DefaultContentType
 	var id string
 	for _, a := range attrs {
 		switch a.Name {
 		case "datacontenttype":
-			contentType = a.Value
+			// HTTP binding 3.1.1: datacontenttype is the Content-Type; without one the
+			// request has none (the binding forbids inventing it).
+			set("Content-Type", a.Value)
 		case "id":
 			id = a.Value
-			set("Ce-Id", encodeCE(a.Value))
+			set("Ce-Id", a.Value)
 		default:
-			set(ceHeader(a.Name), encodeCE(a.Value))
+			set(ceHeader(a.Name), sink.PercentEncode(a.Value))
 		}
 	}
-	set("Content-Type", contentType)
 	if w.sign != nil {
 		ts := strconv.FormatInt(time.Now().Unix(), 10)
 		set(HeaderID, id)
@@ -268,35 +270,4 @@ func ceHeader(attr string) string {
 	default:
 		return http.CanonicalHeaderKey("ce-" + attr)
 	}
-}
-
-// encodeCE percent-encodes an attribute value as the CloudEvents HTTP binding requires
-// (3.1.3.2): space, double quote, percent and every byte outside printable ASCII become %XX
-// (of the UTF-8 encoding). Receivers decode with url.PathUnescape.
-func encodeCE(v string) string {
-	i := 0
-	for ; i < len(v); i++ {
-		if needsEncoding(v[i]) {
-			break
-		}
-	}
-	if i == len(v) {
-		return v
-	}
-	const hex = "0123456789ABCDEF"
-	b := make([]byte, 0, len(v)+16)
-	b = append(b, v[:i]...)
-	for ; i < len(v); i++ {
-		c := v[i]
-		if needsEncoding(c) {
-			b = append(b, '%', hex[c>>4], hex[c&0xf])
-		} else {
-			b = append(b, c)
-		}
-	}
-	return string(b)
-}
-
-func needsEncoding(c byte) bool {
-	return c <= ' ' || c >= 0x7f || c == '"' || c == '%'
 }

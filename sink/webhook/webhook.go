@@ -22,7 +22,10 @@ const (
 	DefaultSource         = "outbox"
 	DefaultTimeout        = 10 * time.Second
 	DefaultMaxConcurrency = 16
-	// DefaultContentType is the Content-Type of a message without a content-type header.
+	// DefaultContentType is unused: a message without a content-type header is sent without
+	// a Content-Type, as the CloudEvents HTTP binding has it (no datacontenttype, no header).
+	//
+	// Deprecated: the sink no longer invents a content type.
 	DefaultContentType = "application/octet-stream"
 	// UserAgent is sent unless Config.Headers sets one.
 	UserAgent = "outbox-webhook"
