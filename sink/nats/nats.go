@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,6 +98,7 @@ type Sink struct {
 	nc      *natsgo.Conn
 	js      jetstream.JetStream
 	ownConn bool
+	url     string        // the configured server URLs without credentials, for errors (own connection only)
 	closed  chan struct{} // closed by the connection's ClosedHandler (own connection only)
 
 	source   string
@@ -145,12 +148,23 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	}
 	if s.nc == nil {
 		s.ownConn = true
+		s.url = redactURLs(cmp.Or(cfg.URL, DefaultURL))
 		s.closed = make(chan struct{})
 		nc, err := natsgo.Connect(cmp.Or(cfg.URL, DefaultURL),
 			natsgo.Name(cmp.Or(cfg.Name, "outbox-relay")),
 			natsgo.MaxReconnects(-1),
 			natsgo.ReconnectWait(cmp.Or(cfg.ReconnectWait, DefaultReconnectWait)),
 			natsgo.RetryOnFailedConnect(true),
+			// Refused credentials do not close the connection for good (by default the
+			// client gives up after the same auth error twice): an operator may fix them
+			// on the server, and the sink must come back by itself when they do.
+			natsgo.IgnoreAuthErrorAbort(),
+			natsgo.ReconnectErrHandler(func(_ *natsgo.Conn, err error) {
+				s.logConnErr("nats sink: reconnect failed, will keep trying", err)
+			}),
+			natsgo.ErrorHandler(func(_ *natsgo.Conn, _ *natsgo.Subscription, err error) {
+				s.logConnErr("nats sink: error from the server", err)
+			}),
 			// Nothing is buffered while disconnected: a publish then fails at once instead of
 			// being sent after the reconnect, behind earlier messages that may have been lost.
 			natsgo.ReconnectBufSize(-1),
@@ -173,6 +187,10 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 			return nil, &outbox.ConfigError{Field: "url", Reason: err.Error()}
 		}
 		s.nc = nc
+		if err := s.checkStartAuth(ctx); err != nil {
+			s.nc.Close()
+			return nil, err
+		}
 	}
 	// Only for stream management: publishing does its own acknowledgement bookkeeping.
 	js, err := jetstream.New(s.nc)
@@ -207,6 +225,52 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 		}
 	}
 	return s, nil
+}
+
+// checkStartAuth returns an ErrAuth error when the first connection attempt was refused
+// for its credentials. nats.go reports that attempt's error as the connection's last error
+// while it goes on reconnecting in the background (RetryOnFailedConnect); any other failure
+// (NATS down, unreachable) leaves a sink that connects once NATS is up.
+func (s *Sink) checkStartAuth(ctx context.Context) error {
+	if s.nc.IsConnected() {
+		return nil
+	}
+	if err := s.nc.LastError(); isAuthErr(err) {
+		return fmt.Errorf("%w by %s: %w (check the user, password, token or credentials in the url)",
+			ErrAuth, s.url, err)
+	}
+	return nil
+}
+
+// redactURLs returns a comma-separated list of server URLs with any user, password or token
+// replaced by "redacted".
+func redactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		if u, err := url.Parse(p); err == nil && u.User != nil {
+			u.User = url.User("redacted")
+			p = u.String()
+		} else if err != nil {
+			p = "(unparsable url)"
+		}
+		parts[i] = p
+	}
+	return strings.Join(parts, ",")
+}
+
+// logConnErr logs a connection error, at ERROR for refused credentials, which need an
+// operator, and at WARN otherwise.
+func (s *Sink) logConnErr(msg string, err error) {
+	if err == nil {
+		return
+	}
+	level := slog.LevelWarn
+	if isAuthErr(err) {
+		level = slog.LevelError
+		msg += " (credentials refused: check the user, password, token or credentials in the url)"
+	}
+	s.log.Log(context.Background(), level, msg, "error", err)
 }
 
 // ensureStream creates or updates the configured stream once.
