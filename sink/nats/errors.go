@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outboxgo/outbox/sink"
+	"github.com/outboxgo/outbox/sink/internal/unavail"
 )
 
 // ErrAuth is wrapped by the error New returns when the server refuses the sink's credentials
@@ -53,13 +54,7 @@ func sinkWide(err error) bool {
 
 // markUnavailable wraps every sink-wide result of res with sink.Unavailable; permanent,
 // duplicate and message-specific retryable results stay as they are.
-func markUnavailable(res []error) {
-	for i, err := range res {
-		if err != nil && !sink.IsDuplicate(err) && sinkWide(err) {
-			res[i] = sink.Unavailable(err)
-		}
-	}
-}
+func markUnavailable(res []error) { unavail.Mark(res, sinkWide) }
 
 // duplicate is the result of a PubAck flagged as duplicate.
 func duplicate(stream string, seq uint64) error {
