@@ -1,12 +1,12 @@
 package redis
 
 import (
-	"net"
-	"syscall"
 	"context"
 	"errors"
 	"io"
+	"net"
 	"reflect"
+	"syscall"
 	"testing"
 
 	goredis "github.com/redis/go-redis/v9"

@@ -480,8 +480,8 @@ type Retrier struct {
 	// Unavailable, when set, requires every failure to be marked sink.Unavailable: the
 	// outage is the broker's, and no message may spend an attempt on it.
 	Unavailable bool
-	Pending []*outbox.Record // failed, to publish again, in order
-	Acked   []*outbox.Record // in acknowledgement order
+	Pending     []*outbox.Record // failed, to publish again, in order
+	Acked       []*outbox.Record // in acknowledgement order
 }
 
 // Round publishes the pending messages plus fresh ones and reports how many were
