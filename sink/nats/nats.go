@@ -163,10 +163,7 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 				s.logConnErr("nats sink: reconnect failed, will keep trying", err)
 			}),
 			natsgo.ErrorHandler(func(_ *natsgo.Conn, _ *natsgo.Subscription, err error) {
-				// Refused credentials come with a failed reconnect, logged above.
-				if !isAuthErr(err) {
-					s.logConnErr("nats sink: error from the server", err)
-				}
+				s.logConnErr("nats sink: error from the server", err)
 			}),
 			// Nothing is buffered while disconnected: a publish then fails at once instead of
 			// being sent after the reconnect, behind earlier messages that may have been lost.
