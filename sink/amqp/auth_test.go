@@ -1,17 +1,15 @@
 package amqp_test
 
 import (
-	"bytes"
 	"context"
-	"log/slog"
 	"net/url"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/outboxgo/outbox/internal/syncbuf"
 	"github.com/outboxgo/outbox/sink"
 	amqpsink "github.com/outboxgo/outbox/sink/amqp"
 	"github.com/outboxgo/outbox/sink/sinktest"
@@ -34,24 +32,6 @@ func rabbitmqctl(t *testing.T, args ...string) {
 	}
 }
 
-// syncBuffer is a log destination a test can read while the sink writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestAuthAtRuntime: the sink's user gets another password after New and its connection is
 // closed by the broker. The sink keeps redialing, logs the refusal at ERROR, and Publish
 // fails with Unavailable errors; once the password is restored it reconnects and publishes.
@@ -68,10 +48,10 @@ func TestAuthAtRuntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	u.User = url.UserPassword(user, "right")
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	s := newSink(t, amqpsink.Config{
 		URL: u.String(), Exchange: tp.exchange, ReconnectWait: 50 * time.Millisecond,
-		Logger: slogTo(logs),
+		Logger: logs.Logger(),
 	})
 	if err := publish(t, s, sinktest.NewRecord("orders", "k", nil))[0]; err != nil {
 		t.Fatalf("before: %v", err)
@@ -92,8 +72,4 @@ func TestAuthAtRuntime(t *testing.T) {
 
 	rabbitmqctl(t, "change_password", user, "right")
 	waitPublished(t, s, sinktest.NewRecord("orders", "k", nil))
-}
-
-func slogTo(w *syncBuffer) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

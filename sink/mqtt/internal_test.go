@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/syncbuf"
 	"github.com/outboxgo/outbox/sink"
 )
 
@@ -478,9 +478,9 @@ func TestAuthAtRuntime(t *testing.T) {
 			return 0, "", 0, false
 		}
 	})
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	s := newTestSink(t, Config{Broker: b.url(), Username: "u", Password: "p", ReconnectWait: 10 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+		Logger: logs.Logger()})
 	if err := publishAll(t, s, record("orders", []byte("a")))[0]; err != nil {
 		t.Fatalf("before: %v", err)
 	}
@@ -498,22 +498,4 @@ func TestAuthAtRuntime(t *testing.T) {
 	}
 	refuse.Store(false)
 	waitOK(t, s)
-}
-
-// lockedBuffer is a log destination a test reads while the sink writes to it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

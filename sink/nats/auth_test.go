@@ -1,12 +1,9 @@
 package nats_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outboxgo/outbox/internal/natstest"
+	"github.com/outboxgo/outbox/internal/syncbuf"
 	"github.com/outboxgo/outbox/sink"
 	natssink "github.com/outboxgo/outbox/sink/nats"
 	"github.com/outboxgo/outbox/sink/sinktest"
@@ -89,10 +87,10 @@ func TestAuthAtRuntime(t *testing.T) {
 	_, prefix := natstest.Stream(t, nc) // file storage: survives the restarts
 	nc.Close()
 
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	s := newSink(t, natssink.Config{
 		URL: authURL(srv, "relay:s3cret"), SubjectPrefix: prefix, PublishTimeout: time.Second,
-		ReconnectWait: 50 * time.Millisecond, Logger: logs.logger(),
+		ReconnectWait: 50 * time.Millisecond, Logger: logs.Logger(),
 	})
 	rec := sinktest.NewRecord("orders", "k", []byte("{}"))
 	if err := publish(t, s, rec)[0]; err != nil {
@@ -171,26 +169,4 @@ func TestDuplicateReported(t *testing.T) {
 	if _, err := st.GetMsg(ctx, 2); !errors.Is(err, jetstream.ErrMsgNotFound) {
 		t.Errorf("a second message is in the stream: %v", err)
 	}
-}
-
-// logBuffer collects a sink's log output for a test to search.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
