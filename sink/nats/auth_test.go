@@ -170,3 +170,28 @@ func TestDuplicateReported(t *testing.T) {
 		t.Errorf("a second message is in the stream: %v", err)
 	}
 }
+
+// TestClosedForGoodIsLogged: a server error nats.go does not retry (here a control line over
+// the server's max_control_line) closes the connection for good; the sink says so at ERROR,
+// and its publishes fail as Unavailable instead of being counted against the messages.
+func TestClosedForGoodIsLogged(t *testing.T) {
+	t.Parallel()
+	srv := natstest.StartServer(t, &server.Options{NoLog: true, MaxControlLine: 512})
+	logs := &syncbuf.Buffer{}
+	s := newSink(t, natssink.Config{URL: srv.URL(), PublishTimeout: time.Second, Logger: logs.Logger()})
+	long := strings.Repeat("x", 600)
+	_ = publish(t, s, sinktest.NewRecord(long, "k", nil))
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "closed for good") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the final close was not logged; logs:\n%s", logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("not logged at ERROR:\n%s", logs)
+	}
+	if err := publish(t, s, sinktest.NewRecord("orders", "k", nil))[0]; !sink.IsUnavailable(err) {
+		t.Errorf("publish on a closed connection: %v, want Unavailable", err)
+	}
+}

@@ -75,5 +75,8 @@
 // exits 1 with it). When it starts refusing them later (credentials rotated on the server),
 // the sink logs every refused reconnect at ERROR, keeps reconnecting (it does not give up
 // after the second refusal as nats.go does by default) and publishes again as soon as the
-// server accepts the credentials; meanwhile Publish fails with Unavailable errors.
+// server accepts the credentials; meanwhile Publish fails with Unavailable errors. A server
+// error that nats.go does not retry (a control line over the server's max_control_line, an
+// unknown -ERR) closes the connection for good: the sink logs that at ERROR, and its
+// publishes fail as Unavailable until the relay is restarted.
 package nats

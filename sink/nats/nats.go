@@ -100,6 +100,7 @@ type Sink struct {
 	ownConn bool
 	url     string        // the configured server URLs without credentials, for errors (own connection only)
 	closed  chan struct{} // closed by the connection's ClosedHandler (own connection only)
+	closing atomic.Bool   // set before the sink closes its own connection on purpose
 
 	source   string
 	timeout  time.Duration
@@ -180,7 +181,15 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 			natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
 				s.log.Info("nats sink reconnected", "url", nc.ConnectedUrlRedacted())
 			}),
-			natsgo.ClosedHandler(func(*natsgo.Conn) { close(s.closed) }),
+			natsgo.ClosedHandler(func(nc *natsgo.Conn) {
+				if !s.closing.Load() {
+					// nats.go gave up on the connection (a server error it does not retry):
+					// every Publish now fails as unavailable, so say why, loudly.
+					s.log.Error("nats sink: the connection closed for good; restart the relay to publish again",
+						"error", nc.LastError())
+				}
+				close(s.closed)
+			}),
 		)
 		if err != nil {
 			// With RetryOnFailedConnect this is a bad URL or option, not an outage.
@@ -188,6 +197,7 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 		}
 		s.nc = nc
 		if err := s.checkStartAuth(ctx); err != nil {
+			s.closing.Store(true)
 			s.nc.Close()
 			return nil, err
 		}
@@ -316,6 +326,7 @@ func (s *Sink) closeConn() error {
 	if !s.ownConn {
 		return nil
 	}
+	s.closing.Store(true)
 	if err := s.nc.Drain(); err != nil {
 		// Not connected (or already closed): nothing to drain.
 		s.nc.Close()
