@@ -38,7 +38,10 @@ type Config struct {
 	URL string
 	// Conn is an existing connection to publish on. The sink does not close it. For the
 	// per-key order guarantee across reconnects, create it with nats.ReconnectBufSize(-1) so
-	// that nothing is buffered while disconnected (the sink makes its own connection so).
+	// that nothing is buffered while disconnected, and with nats.MaxReconnects(-1) and
+	// nats.IgnoreAuthErrorAbort() so that neither an outage nor refused credentials close
+	// it for good (the sink makes its own connection so). New does not check its
+	// credentials.
 	Conn *natsgo.Conn
 	// Name is the client connection name shown by the server. Default "outbox-relay".
 	Name string
