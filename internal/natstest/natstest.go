@@ -223,3 +223,13 @@ func (s *Server) Restart() {
 	s.Shutdown()
 	s.start()
 }
+
+// RestartWith is Restart with edit applied to the server's options first (other users or
+// tokens, say); the port and store directory stay the same, and later restarts keep the
+// edit.
+func (s *Server) RestartWith(edit func(*server.Options)) {
+	s.t.Helper()
+	s.Shutdown()
+	edit(s.opts)
+	s.start()
+}

@@ -44,13 +44,13 @@ const maxShortstr = 255
 var (
 	// ErrClosed is returned for every message published after Close.
 	ErrClosed = errors.New("amqp sink: closed")
-	// ErrNotConnected is wrapped by the retryable errors of messages not sent because the
+	// ErrNotConnected is wrapped by the Unavailable errors of messages not sent because the
 	// sink has no connection to RabbitMQ at the moment (it is reconnecting).
 	ErrNotConnected = errors.New("not connected to RabbitMQ")
 	// ErrUnroutable is wrapped by the retryable error of a message the broker returned
 	// because no queue is bound to its exchange with its routing key (basic.return).
 	ErrUnroutable = errors.New("unroutable")
-	// ErrNacked is wrapped by the retryable error of a message the broker refused to take
+	// ErrNacked is wrapped by the Unavailable error of a message the broker refused to take
 	// (basic.nack): a queue with x-overflow=reject-publish is full, or the broker could not
 	// store it.
 	ErrNacked = errors.New("nacked by the broker")
@@ -284,6 +284,9 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 
 	ss, err := s.connect(ctx)
 	if err != nil {
+		if isAuthErr(err) {
+			return nil, fmt.Errorf("%w by %s: %w (check the user and password in the url)", ErrAuth, redactURL(s.url), err)
+		}
 		if refused(err) {
 			return nil, fmt.Errorf("amqp sink: connecting to %s: %w", redactURL(s.url), err)
 		}
@@ -371,7 +374,10 @@ func (s *Sink) run(ctx context.Context, ss *session) {
 		ss, err = s.connect(ctx)
 		if err != nil {
 			s.setErr(err)
-			if ctx.Err() == nil {
+			if ctx.Err() == nil && isAuthErr(err) {
+				s.log.Error("amqp sink: reconnecting failed: RabbitMQ refuses the credentials (check the user and password in the url)",
+					"url", redactURL(s.url), "error", err, "retry_in", wait)
+			} else if ctx.Err() == nil {
 				s.log.Warn("amqp sink: reconnecting failed", "url", redactURL(s.url), "error", err, "retry_in", wait)
 			}
 			continue

@@ -169,8 +169,8 @@ func TestUnroutable(t *testing.T) {
 			switch {
 			case err == nil:
 				t.Errorf("round %d: unroutable message %d reported as published", round, i)
-			case sink.IsPermanent(err) || !errors.Is(err, amqpsink.ErrUnroutable):
-				t.Errorf("round %d: unroutable message %d: %v, want a retryable ErrUnroutable", round, i, err)
+			case sink.IsPermanent(err) || sink.IsUnavailable(err) || !errors.Is(err, amqpsink.ErrUnroutable):
+				t.Errorf("round %d: unroutable message %d: %v, want a retryable (counted, not unavailable) ErrUnroutable", round, i, err)
 			case !strings.Contains(err.Error(), ex) || !strings.Contains(err.Error(), `"nowhere"`):
 				t.Errorf("round %d: error %q does not name the exchange and routing key", round, err)
 			}
@@ -193,7 +193,8 @@ func TestUnroutable(t *testing.T) {
 	}
 }
 
-// TestNacked: a full queue with x-overflow=reject-publish makes the broker nack: retryable.
+// TestNacked: a full queue with x-overflow=reject-publish makes the broker nack: Unavailable
+// (backpressure, not the message's fault).
 func TestNacked(t *testing.T) {
 	t.Parallel()
 	conn := dial(t)
@@ -211,8 +212,8 @@ func TestNacked(t *testing.T) {
 		t.Errorf("first message: %v", res[0])
 	}
 	for _, err := range res[1:] {
-		if !errors.Is(err, amqpsink.ErrNacked) || sink.IsPermanent(err) {
-			t.Errorf("message over the queue's limit: %v, want a retryable ErrNacked", err)
+		if !errors.Is(err, amqpsink.ErrNacked) || !sink.IsUnavailable(err) {
+			t.Errorf("message over the queue's limit: %v, want an Unavailable ErrNacked", err)
 		}
 	}
 	// Room again: the retry goes through.
@@ -223,7 +224,7 @@ func TestNacked(t *testing.T) {
 }
 
 // TestMissingExchange: publishing to an exchange that does not exist makes the broker close
-// the channel (404). The messages fail retryably with advice; once the exchange exists the
+// the channel (404). The messages fail as Unavailable with advice; once the exchange exists the
 // sink has reconnected and publishes.
 func TestMissingExchange(t *testing.T) {
 	t.Parallel()
@@ -231,8 +232,8 @@ func TestMissingExchange(t *testing.T) {
 	s := newSink(t, amqpsink.Config{Exchange: ex, ReconnectWait: 20 * time.Millisecond})
 	res := publish(t, s, sinktest.NewRecord("orders", "k", nil), sinktest.NewRecord("orders", "k", nil))
 	for i, err := range res {
-		if err == nil || sink.IsPermanent(err) {
-			t.Fatalf("message %d to a missing exchange: %v, want a retryable error", i, err)
+		if !sink.IsUnavailable(err) {
+			t.Fatalf("message %d to a missing exchange: %v, want an Unavailable error", i, err)
 		}
 	}
 	if !strings.Contains(res[0].Error(), "no exchange") || !strings.Contains(res[0].Error(), "DeclareExchange") {
@@ -306,7 +307,8 @@ func TestDeclareExchange(t *testing.T) {
 	}
 }
 
-// TestRefused: bad credentials fail New, and the password appears nowhere in the error.
+// TestRefused: bad credentials fail New with ErrAuth, and the password appears nowhere in
+// the error.
 func TestRefused(t *testing.T) {
 	t.Parallel()
 	const secret = "s3cr3t-pa55"
@@ -320,6 +322,9 @@ func TestRefused(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), secret) {
 		t.Errorf("error reveals the password: %v", err)
+	}
+	if !errors.Is(err, amqpsink.ErrAuth) {
+		t.Errorf("New: %v, want ErrAuth", err)
 	}
 	t.Logf("refused: %v", err)
 }
@@ -382,12 +387,12 @@ func TestClose(t *testing.T) {
 		}
 	}
 	res := publish(t, s, sinktest.NewRecord("orders", "k", nil))
-	if !errors.Is(res[0], amqpsink.ErrClosed) || sink.IsPermanent(res[0]) {
-		t.Errorf("Publish after Close: %v, want retryable ErrClosed", res[0])
+	if !errors.Is(res[0], amqpsink.ErrClosed) || !sink.IsUnavailable(res[0]) {
+		t.Errorf("Publish after Close: %v, want an Unavailable ErrClosed", res[0])
 	}
 }
 
-// TestPublishTimeout: messages not confirmed within PublishTimeout fail with retryable
+// TestPublishTimeout: messages not confirmed within PublishTimeout fail with Unavailable
 // errors wrapping context.DeadlineExceeded, Publish returns on time, and the sink keeps
 // working. RabbitMQ confirms everything it can route, so the delay comes from a batch far
 // longer than the timeout.
@@ -411,8 +416,8 @@ func TestPublishTimeout(t *testing.T) {
 		switch {
 		case err == nil:
 			acked++
-		case sink.IsPermanent(err) || !errors.Is(err, context.DeadlineExceeded):
-			t.Fatalf("message %d: %v, want a retryable timeout", i, err)
+		case !sink.IsUnavailable(err) || !errors.Is(err, context.DeadlineExceeded):
+			t.Fatalf("message %d: %v, want an Unavailable timeout", i, err)
 		default:
 			failed++
 		}

@@ -34,7 +34,9 @@
 // reports it as failed, with a retryable error wrapping ErrUnroutable that names the
 // exchange and routing key, so that nothing is lost while an operator binds a queue. The
 // relay retries it with backoff and moves it to the dead-letter table after its maximum
-// attempts.
+// attempts. An unroutable message counts as the message's failure, not the sink's
+// (sink.Unavailable): a routing key without a queue concerns one topic, and pausing the
+// sink for it would hold back every other topic.
 //
 // # Envelope
 //
@@ -66,23 +68,33 @@
 // Messages of a batch are sent in order on one channel, so each queue stores them in that
 // order. When the channel or the connection closes during a batch, the rest of the batch is
 // not sent, so that no later message of a key can be stored ahead of an earlier one that was
-// lost; the messages still waiting for a confirmation fail retryably (some may have been
+// lost; the messages still waiting for a confirmation fail as unavailable (some may have been
 // stored: the relay's retry then makes a duplicate, which consumers drop by message id).
 //
 // # Errors
 //
-//	permanent  payload larger than Config.MaxMessageBytes (checked before sending)
-//	permanent  routing key or header name longer than 255 bytes, content type longer
-//	           than 255 bytes (AMQP short strings)
-//	permanent  the broker closed the channel because a message exceeded its
-//	           max_message_size (406): messages of that size; the rest of the batch is
-//	           retryable
-//	retryable  unroutable (basic.return): ErrUnroutable
-//	retryable  nacked (a full queue with x-overflow=reject-publish): ErrNacked
-//	retryable  the exchange does not exist (404), no write permission (403), any other
-//	           channel or connection closure, no confirmation within PublishTimeout or
-//	           before ctx ended, not connected (ErrNotConnected), the broker blocking
-//	           publishers (memory or disk alarm), the sink closed (ErrClosed)
+//	permanent    payload larger than Config.MaxMessageBytes (checked before sending)
+//	permanent    routing key or header name longer than 255 bytes, content type longer
+//	             than 255 bytes (AMQP short strings)
+//	permanent    the broker closed the channel because a message exceeded its
+//	             max_message_size (406): messages of that size; the rest of the batch is
+//	             unavailable
+//	retryable    unroutable (basic.return): ErrUnroutable; counted toward the attempts
+//	retryable    any other broker closure of the channel (406 PRECONDITION_FAILED and the
+//	             like), which may be the message's fault; counted
+//	unavailable  nacked (a full queue with x-overflow=reject-publish, a broker failing to
+//	             store): ErrNacked, backpressure rather than the message's fault
+//	unavailable  the exchange does not exist (404), no write permission (403), the
+//	             broker shutting down (320), 506, 530 and 541 closures, a channel or
+//	             connection closed by the network or the library, no confirmation within
+//	             PublishTimeout or before ctx ended, not connected (ErrNotConnected), the
+//	             broker blocking publishers (memory or disk alarm), the sink closed
+//	             (ErrClosed)
+//
+// Unavailable errors are wrapped with sink.Unavailable: the relay pauses the sink and
+// spends no attempt of the messages, so an outage of any length dead-letters nothing.
+// RabbitMQ has no deduplication that a publisher confirm could report, so the sink never
+// returns sink.Duplicate; consumers dedupe by message id.
 //
 // An oversized message makes RabbitMQ close the channel, which fails every other message in
 // flight on it, so set MaxMessageBytes to the broker's max_message_size to have such
@@ -91,11 +103,13 @@
 // # Outages
 //
 // The sink watches its connection and channel (NotifyClose). When either closes, messages
-// in flight fail retryably and the sink redials in the background, with exponential backoff
-// from Config.ReconnectWait up to 10s, declaring the exchange again. While it is down,
-// Publish fails at once with retryable errors wrapping ErrNotConnected instead of waiting,
-// and publishing resumes by itself after the reconnect. New fails only when the broker
-// refuses the connection (credentials, virtual host, an exchange declaration that
-// conflicts); when RabbitMQ is unreachable, New returns a sink that keeps trying. No Publish
-// call waits longer than Config.PublishTimeout or past its context.
+// in flight fail as unavailable and the sink redials in the background, with exponential
+// backoff from Config.ReconnectWait up to 10s, declaring the exchange again. While it is
+// down, Publish fails at once with Unavailable errors wrapping ErrNotConnected instead of
+// waiting, and publishing resumes by itself after the reconnect. New fails only when the
+// broker refuses the connection (credentials, with an error wrapping ErrAuth; virtual host;
+// an exchange declaration that conflicts); when RabbitMQ is unreachable, New returns a sink
+// that keeps trying. Credentials refused after New (the password changed on the broker)
+// are logged at ERROR on every redial, which goes on until the broker accepts them. No
+// Publish call waits longer than Config.PublishTimeout or past its context.
 package amqp

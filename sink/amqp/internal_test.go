@@ -1,7 +1,9 @@
 package amqp
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -229,5 +231,45 @@ func TestRead(t *testing.T) {
 	var aerr *amqp091.Error
 	if !errors.As(ss.reason(), &aerr) || aerr.Code != amqp091.NotFound {
 		t.Errorf("session reason %v", ss.reason())
+	}
+}
+
+// TestSinkWide holds every kind of publish failure to its class as Publish reports it:
+// Unavailable (the sink's as a whole) or counted (the message's, or permanent).
+func TestSinkWide(t *testing.T) {
+	t.Parallel()
+	server := func(code int, reason string) error { return &amqp091.Error{Code: code, Reason: reason, Server: true} }
+	tests := []struct {
+		err         error
+		unavailable bool
+	}{
+		{notConnected(nil), true},
+		{notConnected(server(amqp091.AccessRefused, "ACCESS_REFUSED - Login was refused")), true},
+		{ErrClosed, true},
+		{notSent(context.DeadlineExceeded), true},
+		{notSent(context.Canceled), true},
+		{fmt.Errorf("amqp sink: not sent: %w (memory alarm); will retry", errBlocked), true},
+		{fmt.Errorf("amqp sink: %w", ErrNacked), true},
+		{lost(amqp091.ErrClosed), true},
+		{lost(io.EOF), true},
+		{lost(server(amqp091.NotFound, "NOT_FOUND - no exchange 'x' in vhost '/'")), true},
+		{lost(server(amqp091.AccessRefused, "ACCESS_REFUSED - write access to exchange 'x' refused")), true},
+		{lost(server(amqp091.ConnectionForced, "CONNECTION_FORCED - broker forced connection closure")), true},
+		{lost(server(amqp091.InternalError, "INTERNAL_ERROR")), true},
+		{lost(server(amqp091.PreconditionFailed, "PRECONDITION_FAILED - invalid arg")), false},
+		{lost(server(amqp091.FrameError, "FRAME_ERROR")), false},
+		{unroutable("x", "k", 312, "NO_ROUTE"), false},
+		{tooLargeForBroker(server(amqp091.PreconditionFailed, "message size 10 is larger than configured max size 5")), false},
+	}
+	for _, tc := range tests {
+		res := []error{tc.err}
+		markUnavailable(res)
+		if sink.IsUnavailable(res[0]) != tc.unavailable || !errors.Is(res[0], tc.err) {
+			t.Errorf("%v: unavailable %v, want %v", tc.err, sink.IsUnavailable(res[0]), tc.unavailable)
+		}
+	}
+	if !isAuthErr(amqp091.ErrCredentials) || !isAuthErr(server(amqp091.AccessRefused, "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN")) ||
+		isAuthErr(server(amqp091.AccessRefused, "ACCESS_REFUSED - write access to exchange 'x' refused")) {
+		t.Error("isAuthErr does not tell a refused login from a refused write")
 	}
 }

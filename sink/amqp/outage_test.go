@@ -29,8 +29,8 @@ func proxied(t *testing.T) (string, *faultproxy.Proxy) {
 }
 
 // TestReconnect cuts the connection between the sink and RabbitMQ during a batch: whatever
-// Publish reported acknowledged must be in the queue, the rest fails retryably; while the
-// network is cut every Publish fails retryably and promptly, never with success; after the
+// Publish reported acknowledged must be in the queue, the rest fails as Unavailable; while the
+// network is cut every Publish fails as Unavailable and promptly, never with success; after the
 // network is back the sink reconnects by itself and every acknowledged message is in the
 // queue, in per-key order.
 func TestReconnect(t *testing.T) {
@@ -43,7 +43,7 @@ func TestReconnect(t *testing.T) {
 		URL: u, Exchange: tp.exchange, RoutingKeyPrefix: tp.prefix,
 		PublishTimeout: timeout, ReconnectWait: 20 * time.Millisecond,
 	})
-	r := &sinktest.Retrier{T: t, Sink: s, Timeout: timeout}
+	r := &sinktest.Retrier{T: t, Sink: s, Timeout: timeout, Unavailable: true}
 	start := time.Now()
 	if ok := r.Round(sinktest.FreshBatch(5000, 0)); ok != 5000 {
 		t.Fatalf("before the cut: %d of 5000 acknowledged", ok)
@@ -125,8 +125,8 @@ func TestStartWhileDown(t *testing.T) {
 	s := newSink(t, amqpsink.Config{URL: u, Exchange: tp.exchange, ReconnectWait: 20 * time.Millisecond, ConnectTimeout: time.Second})
 	start := time.Now()
 	err := publish(t, s, sinktest.NewRecord("orders", "k", nil))[0]
-	if err == nil || sink.IsPermanent(err) {
-		t.Fatalf("publish while down: %v, want a retryable error", err)
+	if !sink.IsUnavailable(err) {
+		t.Fatalf("publish while down: %v, want an Unavailable error", err)
 	}
 	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Errorf("publish while down took %s; it should fail at once", d)

@@ -43,6 +43,7 @@ func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
 	if len(msgs) == 0 {
 		return res
 	}
+	defer markUnavailable(res)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.isClosed {
@@ -59,7 +60,7 @@ func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
 		return res
 	}
 	if reason := ss.blockedReason(); reason != "" {
-		fill(res, fmt.Errorf("amqp sink: not sent: RabbitMQ blocks publishing (%s); will retry", reason))
+		fill(res, fmt.Errorf("amqp sink: not sent: %w (%s); will retry", errBlocked, reason))
 		return res
 	}
 	parent := ctx

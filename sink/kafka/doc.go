@@ -41,9 +41,9 @@
 // A message goes to the Kafka topic Config.Topics[topic] when the map has the topic, else
 // Config.TopicPrefix + topic. A name Kafka cannot have (characters other than a-z, A-Z,
 // 0-9, '.', '_' and '-', longer than 249, "." or "..") fails permanently and goes to the
-// dead-letter table. A topic that does not exist fails retryably, with an error that says
-// so, so that nothing is lost while an operator creates it (or set AutoCreateTopics for
-// brokers that create topics on demand).
+// dead-letter table. A topic that does not exist fails with a sink.Unavailable error that
+// says so, so that nothing is lost, and no attempt spent, while an operator creates it (or
+// set AutoCreateTopics for brokers that create topics on demand).
 //
 // # Envelope
 //
@@ -75,7 +75,7 @@
 // producer numbers every batch, so the broker stores the client's retries (after a lost
 // connection, NOT_LEADER, a timeout) once and in order. Publish returns within about
 // Config.ProduceTimeout, or when its context ends: messages not acknowledged by then fail
-// retryably and are dropped from the client's buffer, so an outage does not pile up
+// as unavailable and are dropped from the client's buffer, so an outage does not pile up
 // copies to be delivered later.
 //
 // A broker refuses whole record batches: one message too large for the topic's
@@ -86,11 +86,31 @@
 //
 // # Errors
 //
-//	permanent   message too large (for the client or, alone, for the topic), invalid
-//	            record, invalid topic name, topic authorization failed
-//	retryable   unknown topic (says so), timeouts, NOT_LEADER and other retriable broker
-//	            errors, connection and authentication failures (the error tells the last
-//	            connection error), a canceled context, a closed sink, other broker refusals
+//	permanent    message too large (for the client or, alone, for the topic), invalid
+//	             record, invalid topic name
+//	unavailable  unknown topic (says so), SASL authentication refused, topic or cluster
+//	             authorization failed (an ACL to grant: no message is at fault), no
+//	             acknowledgement within the produce timeout, NOT_LEADER, REQUEST_TIMED_OUT,
+//	             NOT_ENOUGH_REPLICAS and franz-go's other retriable broker errors, connection
+//	             failures (the error tells the last connection error: refused, TLS, SASL), a
+//	             canceled context, a closed sink
+//	retryable    other broker refusals (a policy violation, a compression the topic does
+//	             not take), counted toward the attempts; a batch rejection that could not
+//	             be narrowed down to its culprit in time
+//
+// Unavailable errors are wrapped with sink.Unavailable: the relay pauses the sink and
+// spends no attempt of the messages, so an outage of any length dead-letters nothing. The
+// idempotent producer drops its own retried copies without telling the client, and a
+// republished message (a new produce) is a new record: the sink never returns
+// sink.Duplicate.
+//
+// # Credentials
+//
+// New pings the brokers once (at most 5s). When a broker answers the SASL handshake with
+// SASL_AUTHENTICATION_FAILED (or refuses the mechanism), New returns an error wrapping
+// ErrAuth (the outbox command exits 1 with it); when no broker answers, New logs a warning
+// and returns a sink that keeps trying. Credentials refused later are logged at ERROR on
+// every connection attempt, and publishing resumes once the brokers accept them.
 //
 // franz-go recovers from failed batches by bumping its producer epoch. A producer that
 // failed beyond that (a non-retriable InitProducerID error) makes the sink replace its

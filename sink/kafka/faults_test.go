@@ -450,7 +450,7 @@ func TestProducerIDFailureResets(t *testing.T) {
 
 // TestCancelInFlight: with the brokers not answering produce requests, a canceled Publish
 // returns at once with the context's error, and one without deadline returns after the
-// produce timeout; all results are retryable. Close does not hang either.
+// produce timeout; all results are Unavailable. Close does not hang either.
 func TestCancelInFlight(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
@@ -477,8 +477,8 @@ func TestCancelInFlight(t *testing.T) {
 		t.Errorf("canceled Publish returned after %s", d)
 	}
 	for i, err := range res {
-		if err == nil || sink.IsPermanent(err) || !errors.Is(err, context.Canceled) {
-			t.Fatalf("message %d: %v, want a retryable error wrapping context.Canceled", i, err)
+		if !sink.IsUnavailable(err) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("message %d: %v, want an Unavailable error wrapping context.Canceled", i, err)
 		}
 	}
 
@@ -499,8 +499,8 @@ func TestCancelInFlight(t *testing.T) {
 		t.Errorf("Publish returned after %s, want about the produce timeout %s", d, timeout)
 	}
 	for i, err := range res {
-		if err == nil || sink.IsPermanent(err) {
-			t.Fatalf("message %d: %v, want a retryable error", i, err)
+		if !sink.IsUnavailable(err) {
+			t.Fatalf("message %d: %v, want an Unavailable error", i, err)
 		}
 	}
 	t.Logf("after the produce timeout: %v", res[0])

@@ -97,7 +97,7 @@ func TestClassify(t *testing.T) {
 		{kerr.RecordListTooLarge, false, true, false, ""},
 		{kerr.InvalidRecord, false, true, false, ""},
 		{kerr.InvalidTopicException, true, false, false, "topic name"},
-		{kerr.TopicAuthorizationFailed, true, false, false, "not authorized"},
+		{kerr.TopicAuthorizationFailed, false, false, false, "not authorized"},
 		{kerr.UnknownTopicOrPartition, false, false, false, "does not exist"},
 		{kerr.UnknownTopicID, false, false, false, "does not exist"},
 		{fmt.Errorf("%w, last err: %w", kgo.ErrRecordTimeout, kerr.UnknownTopicOrPartition), false, false, false, "does not exist"},
@@ -128,6 +128,56 @@ func TestClassify(t *testing.T) {
 		if !strings.Contains(got.Error(), `"orders"`) || !strings.Contains(got.Error(), tc.says) {
 			t.Errorf("classify(%v) = %q, want it to name the topic and say %q", tc.err, got, tc.says)
 		}
+	}
+}
+
+// TestSinkWide holds every produce failure to its class as Publish reports it (classify,
+// then markUnavailable): the sink's as a whole (Unavailable) or the message's.
+func TestSinkWide(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		err         error
+		unavailable bool
+	}{
+		{kerr.MessageTooLarge, false},
+		{kerr.RecordListTooLarge, false},
+		{kerr.InvalidRecord, false},
+		{kerr.InvalidTopicException, false}, // permanent
+		{kerr.UnsupportedCompressionType, false},
+		{kerr.PolicyViolation, false},
+		{kerr.TopicAuthorizationFailed, true},
+		{kerr.ClusterAuthorizationFailed, true},
+		{kerr.SaslAuthenticationFailed, true},
+		{kerr.UnsupportedSaslMechanism, true},
+		{kerr.UnknownTopicOrPartition, true},
+		{kerr.UnknownTopicID, true},
+		{kerr.NotLeaderForPartition, true},
+		{kerr.RequestTimedOut, true},
+		{kerr.NotEnoughReplicas, true},
+		{kerr.BrokerNotAvailable, true},
+		{kgo.ErrRecordTimeout, true},
+		{fmt.Errorf("%w, last err: %w", kgo.ErrRecordTimeout, kerr.UnknownTopicOrPartition), true},
+		{kgo.ErrClientClosed, true},
+		{kgo.ErrMaxBuffered, true},
+		{context.Canceled, true},
+		{context.DeadlineExceeded, true},
+		{io.EOF, true},
+		{errors.New("dial tcp: connection refused"), true},
+	}
+	for _, tc := range tests {
+		got, _ := classify(tc.err, "orders")
+		res := []error{got}
+		markUnavailable(res)
+		if sink.IsUnavailable(res[0]) != tc.unavailable || !errors.Is(res[0], tc.err) {
+			t.Errorf("classify(%v) = %v, unavailable %v, want %v", tc.err, res[0], sink.IsUnavailable(res[0]), tc.unavailable)
+		}
+	}
+	// A batch rejection that could not be isolated in time stays the message's.
+	rej, _ := classify(kerr.MessageTooLarge, "orders")
+	res := []error{fmt.Errorf("%w (not retried alone: %w)", rej, context.DeadlineExceeded)}
+	markUnavailable(res)
+	if sink.IsUnavailable(res[0]) {
+		t.Errorf("%v: Unavailable, want it counted", res[0])
 	}
 }
 

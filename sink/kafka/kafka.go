@@ -292,9 +292,12 @@ type Sink struct {
 
 var _ sink.Sink = (*Sink)(nil)
 
-// New validates cfg and creates the Kafka client. It does not wait for the brokers: when
-// they are unreachable, publishes fail retryably until they are back.
-func New(_ context.Context, cfg Config) (*Sink, error) {
+// New validates cfg, creates the Kafka client and checks that a broker answers (within ctx
+// and the produce timeout, at most 5s). When a broker refuses the SASL credentials, New
+// returns an error wrapping ErrAuth. When the brokers are unreachable, New logs a warning
+// and returns a working sink: publishes fail with sink.Unavailable errors until they are
+// back.
+func New(ctx context.Context, cfg Config) (*Sink, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -308,7 +311,7 @@ func New(_ context.Context, cfg Config) (*Sink, error) {
 		maxBytes: cmp.Or(cfg.MaxMessageBytes, DefaultMaxMessageBytes),
 		log:      cmp.Or(cfg.Logger, slog.Default()).With(slog.String("sink", "kafka")),
 	}
-	s.conns = &connState{}
+	s.conns = &connState{log: s.log}
 	s.topics = topicCache{prefix: cfg.TopicPrefix, exact: make(map[string]string, len(cfg.Topics))}
 	for from, to := range cfg.Topics {
 		s.topics.exact[from] = to
@@ -362,7 +365,27 @@ func New(_ context.Context, cfg Config) (*Sink, error) {
 		return nil, &outbox.ConfigError{Field: "brokers", Reason: err.Error()}
 	}
 	s.cl = cl
+	if err := s.checkStart(ctx, cl); err != nil {
+		cl.Close()
+		return nil, err
+	}
 	return s, nil
+}
+
+// checkStart pings the brokers once: an authentication refusal is an error, any other
+// failure (brokers down or unreachable) a warning.
+func (s *Sink) checkStart(ctx context.Context, cl *kgo.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, min(s.timeout, 5*time.Second))
+	defer cancel()
+	err := cl.Ping(ctx)
+	if err == nil {
+		return nil
+	}
+	if _, cause := s.conns.lastErr(); isAuthErr(err) || isAuthErr(cause) {
+		return fmt.Errorf("%w: %w (check sasl_mechanism, sasl_user and sasl_password)", ErrAuth, err)
+	}
+	s.log.Warn("kafka sink: no broker reachable yet; publishes fail as unavailable until one is", slog.Any("error", err))
+	return nil
 }
 
 // Client returns the franz-go client the sink currently publishes with. The sink may
@@ -428,6 +451,7 @@ func (s *Sink) probeClient() (*kgo.Client, error) {
 // connState remembers why the last connection attempt to a broker failed (refused, TLS,
 // SASL), to explain timeouts: franz-go keeps buffering records while it cannot connect.
 type connState struct {
+	log   *slog.Logger
 	mu    sync.Mutex
 	err   error // with the broker's address
 	cause error // as the dialer or broker said it
@@ -444,6 +468,10 @@ func (c *connState) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _ 
 	}
 	c.cause = err
 	c.err = fmt.Errorf("connecting to broker %s: %w", net.JoinHostPort(meta.Host, strconv.Itoa(int(meta.Port))), err)
+	if isAuthErr(err) && c.log != nil {
+		c.log.Error("kafka sink: the broker refuses the SASL credentials (check sasl_user and sasl_password); will keep trying",
+			slog.Any("error", c.err))
+	}
 }
 
 func (c *connState) lastErr() (err, cause error) {

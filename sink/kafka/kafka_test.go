@@ -207,8 +207,8 @@ func TestUnknownTopic(t *testing.T) {
 	res := publish(t, s, sinktest.NewRecord(topic, "k", []byte("{}")), sinktest.NewRecord(topic, "", []byte("{}")))
 	d := time.Since(start)
 	for i, err := range res {
-		if err == nil || sink.IsPermanent(err) {
-			t.Fatalf("message %d: %v, want a retryable error", i, err)
+		if !sink.IsUnavailable(err) {
+			t.Fatalf("message %d: %v, want an Unavailable error", i, err)
 		}
 		if !strings.Contains(err.Error(), "does not exist") {
 			t.Errorf("message %d: %q does not say the topic does not exist", i, err)
@@ -337,8 +337,8 @@ func TestClose(t *testing.T) {
 		}
 	}
 	res := publish(t, s, sinktest.NewRecord(topic, "k", nil))
-	if !errors.Is(res[0], kafkasink.ErrClosed) || sink.IsPermanent(res[0]) {
-		t.Errorf("Publish after Close: %v, want retryable ErrClosed", res[0])
+	if !errors.Is(res[0], kafkasink.ErrClosed) || !sink.IsUnavailable(res[0]) {
+		t.Errorf("Publish after Close: %v, want an Unavailable ErrClosed", res[0])
 	}
 }
 

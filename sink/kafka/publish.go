@@ -75,6 +75,7 @@ func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
 	if len(msgs) == 0 {
 		return res
 	}
+	defer markUnavailable(res)
 	if err := ctx.Err(); err != nil {
 		fill(res, fmt.Errorf("kafka sink: not sent: %w", err))
 		return res

@@ -67,30 +67,37 @@
 //
 // # Errors
 //
-//	permanent  invalid topic or string (checked before sending)
-//	permanent  packet larger than the broker's Maximum Packet Size (checked before sending)
-//	permanent  PUBACK 0x90 topic name invalid, 0x95 packet too large, 0x99 payload
-//	           format invalid
-//	retryable  PUBACK 0x87 not authorized (an ACL can be fixed; the relay dead-letters the
-//	           message after its maximum attempts), 0x97 quota exceeded, 0x80, 0x83 and
-//	           any other failure code: *ReasonCodeError
-//	retryable  connection lost before the PUBACK (ErrConnectionLost, with the broker's
-//	           DISCONNECT reason when it sent one), no PUBACK within PublishTimeout or
-//	           before ctx ended, not connected (ErrNotConnected), the sink closed (ErrClosed)
+//	permanent    invalid topic or string (checked before sending)
+//	permanent    packet larger than the broker's Maximum Packet Size (checked before sending)
+//	permanent    PUBACK 0x90 topic name invalid, 0x95 packet too large, 0x99 payload
+//	             format invalid
+//	unavailable  PUBACK 0x87 not authorized (an ACL to fix; no message is at fault), 0x89
+//	             server busy, 0x8B server shutting down, 0x96 message rate too high, 0x97
+//	             quota exceeded, 0x9C/0x9D use another server: *ReasonCodeError
+//	unavailable  connection lost before the PUBACK (ErrConnectionLost, with the broker's
+//	             DISCONNECT reason when it sent one), no PUBACK within PublishTimeout or
+//	             before ctx ended, not connected (ErrNotConnected), the sink closed (ErrClosed)
+//	retryable    PUBACK 0x80, 0x83 and any other failure code (counted toward the attempts:
+//	             it may be the message's fault): *ReasonCodeError
 //
-// # Outages
+// Unavailable errors are wrapped with sink.Unavailable: the relay pauses the sink and
+// spends no attempt of the messages, so an outage of any length dead-letters nothing. MQTT
+// has no deduplication a PUBACK could report, so the sink never returns sink.Duplicate.
+//
+// # Outages and credentials
 //
 // The sink keeps one connection. It pings an idle connection every half keep-alive
 // interval and counts it dead after 1.5 intervals without a packet from the broker; it also
 // counts it dead when a batch's messages stay unacknowledged for the whole PublishTimeout
-// (they would hold the Receive Maximum). A dead connection fails its messages in flight
-// retryably, and the sink redials in the background with exponential backoff from
-// Config.ReconnectWait up to 10s. While it is down, Publish fails at once with retryable
+// (they would hold the Receive Maximum). A dead connection fails its messages in flight as
+// unavailable, and the sink redials in the background with exponential backoff from
+// Config.ReconnectWait up to 10s. While it is down, Publish fails at once with Unavailable
 // errors wrapping ErrNotConnected, and publishing resumes by itself after the reconnect.
-// New fails only when the broker refuses the connection for good (bad credentials, not
-// authorized, client identifier refused, no MQTT 5 or QoS 1); when the broker is
-// unreachable, New returns a sink that keeps trying. No Publish call waits longer than
-// Config.PublishTimeout or past its context.
+// New fails only when the broker refuses the connection for good (bad credentials or not
+// authorized, with an error wrapping ErrAuth; client identifier refused, no MQTT 5 or QoS
+// 1); when the broker is unreachable, New returns a sink that keeps trying. Credentials
+// refused after New are logged at ERROR on every redial, which goes on until the broker
+// accepts them. No Publish call waits longer than Config.PublishTimeout or past its context.
 //
 // # Implementation
 //

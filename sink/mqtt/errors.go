@@ -8,6 +8,7 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 
 	"github.com/outboxgo/outbox/sink"
+	"github.com/outboxgo/outbox/sink/internal/unavail"
 )
 
 // ReasonCodeError is a failure reason code (0x80 and up) the broker answered a PUBLISH with
@@ -71,10 +72,57 @@ func reasonName(code byte) string {
 	}
 }
 
+// ErrAuth is wrapped by the error New returns when the broker refuses the sink's
+// credentials (CONNACK 0x86 bad user name or password, 0x87 not authorized, 0x8C bad
+// authentication method): a configuration the sink cannot work with, reported at start
+// instead of retried. At runtime (credentials changed on the broker after New) the sink
+// keeps redialing, logs every refusal at ERROR, and Publish fails with sink.Unavailable
+// errors until the broker accepts them.
+var ErrAuth = errors.New("mqtt sink: authentication refused")
+
+// isAuthRefusal reports whether err is a CONNACK refusing the credentials.
+func isAuthRefusal(err error) bool {
+	var rerr *refusedError
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	switch rerr.code {
+	case packets.ConnackBadUsernameOrPassword, packets.ConnackNotAuthorized, packets.ConnackBadAuthenticationMethod:
+		return true
+	}
+	return false
+}
+
+// sinkWide reports whether a publish failure is the sink's as a whole rather than the
+// message's: a PUBACK 0x87 not authorized (an ACL to fix), 0x89 server busy, 0x8B server
+// shutting down, 0x96 message rate too high, 0x97 quota exceeded, 0x9C/0x9D use another
+// server; and every failure that is not a PUBACK at all: not connected, the connection
+// lost before the PUBACK (a DISCONNECT, a reset, a keep-alive timeout), no PUBACK within
+// the publish timeout or before the caller's context ended, the sink closed. Other failure
+// codes (0x80 unspecified, 0x83 implementation specific...) may be the message's: they are
+// retried and counted.
+func sinkWide(err error) bool {
+	if errors.Is(err, ErrConnectionLost) || errors.Is(err, ErrNotConnected) {
+		return true
+	}
+	var rc *ReasonCodeError
+	if !errors.As(err, &rc) {
+		return true
+	}
+	switch rc.Code {
+	case 0x87, 0x89, 0x8B, 0x96, 0x97, 0x9C, 0x9D:
+		return true
+	}
+	return false
+}
+
+// markUnavailable wraps every sink-wide result of res with sink.Unavailable.
+func markUnavailable(res []error) { unavail.Mark(res, sinkWide) }
+
 // pubackErr classifies a failure PUBACK. Permanent: what the broker refuses about the
 // message itself (its topic name, its size, its payload format). Retryable: everything an
-// operator or time can fix, not authorized included (an ACL can be corrected; the relay
-// dead-letters the message after its maximum attempts).
+// operator or time can fix; Publish marks the sink-wide ones (not authorized: an ACL can be
+// corrected, and no message is at fault) with sink.Unavailable (see sinkWide).
 func pubackErr(code byte, reason, topic string) error {
 	rc := &ReasonCodeError{Code: code, Reason: reason}
 	switch code {

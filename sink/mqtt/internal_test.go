@@ -9,12 +9,14 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/syncbuf"
 	"github.com/outboxgo/outbox/sink"
 )
 
@@ -164,20 +166,36 @@ func TestTopicCache(t *testing.T) {
 	}
 }
 
+// TestPubackErr holds every PUBACK failure code to its class as Publish reports it
+// (pubackErr, then markUnavailable).
 func TestPubackErr(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		code      byte
-		permanent bool
+		code                   byte
+		permanent, unavailable bool
 	}{
-		{0x80, false}, {0x83, false}, {0x87, false}, {0x91, false}, {0x97, false},
-		{0x90, true}, {0x95, true}, {0x99, true},
+		{0x80, false, false}, {0x83, false, false}, {0x91, false, false}, {0x93, false, false},
+		{0x87, false, true}, {0x89, false, true}, {0x8B, false, true}, {0x96, false, true},
+		{0x97, false, true}, {0x9C, false, true}, {0x9D, false, true},
+		{0x90, true, false}, {0x95, true, false}, {0x99, true, false},
 	}
 	for _, tc := range tests {
-		err := pubackErr(tc.code, "why", "t")
+		res := []error{pubackErr(tc.code, "why", "t")}
+		markUnavailable(res)
+		err := res[0]
 		var rc *ReasonCodeError
-		if sink.IsPermanent(err) != tc.permanent || !errors.As(err, &rc) || rc.Code != tc.code || !strings.Contains(err.Error(), "why") {
-			t.Errorf("pubackErr(0x%02X) = %v, want permanent=%v carrying the code and reason", tc.code, err, tc.permanent)
+		if sink.IsPermanent(err) != tc.permanent || sink.IsUnavailable(err) != tc.unavailable ||
+			!errors.As(err, &rc) || rc.Code != tc.code || !strings.Contains(err.Error(), "why") {
+			t.Errorf("pubackErr(0x%02X) = %v, want permanent=%v unavailable=%v carrying the code and reason", tc.code, err, tc.permanent, tc.unavailable)
+		}
+	}
+	// Failures that are not a PUBACK are the sink's.
+	for _, err := range []error{notConnected(nil), notSent(ErrClosed), notSent(context.DeadlineExceeded),
+		fmt.Errorf("mqtt sink: %w: %v", ErrConnectionLost, disconnectErr(nil))} {
+		res := []error{err}
+		markUnavailable(res)
+		if !sink.IsUnavailable(res[0]) {
+			t.Errorf("%v: not Unavailable", err)
 		}
 	}
 }
@@ -239,6 +257,9 @@ func TestPubackCodes(t *testing.T) {
 			if perm := c == 0x90 || c == 0x95 || c == 0x99; sink.IsPermanent(err) != perm {
 				t.Errorf("code 0x%02X: permanent=%v, want %v", c, sink.IsPermanent(err), perm)
 			}
+			if unavailable := c == 0x87 || c == 0x97; sink.IsUnavailable(err) != unavailable {
+				t.Errorf("code 0x%02X: unavailable=%v, want %v", c, sink.IsUnavailable(err), unavailable)
+			}
 		}
 	}
 }
@@ -295,7 +316,8 @@ func TestMaximumPacketSize(t *testing.T) {
 }
 
 // TestConnackRefused: a refusal retrying cannot fix fails New (without the password in the
-// error); a passing one (server busy) leaves a sink that keeps trying.
+// error), with ErrAuth for refused credentials; a passing one (server busy) leaves a sink
+// that keeps trying, its publishes failing as Unavailable meanwhile.
 func TestConnackRefused(t *testing.T) {
 	t.Parallel()
 	bad := startFakeBroker(t)
@@ -308,8 +330,8 @@ func TestConnackRefused(t *testing.T) {
 	defer cancel()
 	_, err := New(ctx, Config{Broker: bad.url(), Username: "u", Password: "hunter2-secret", Logger: quiet()})
 	var rerr *refusedError
-	if !errors.As(err, &rerr) || rerr.code != packets.ConnackBadUsernameOrPassword {
-		t.Errorf("New with bad credentials: %v", err)
+	if !errors.As(err, &rerr) || rerr.code != packets.ConnackBadUsernameOrPassword || !errors.Is(err, ErrAuth) {
+		t.Errorf("New with bad credentials: %v, want ErrAuth with the CONNACK code", err)
 	}
 	if err != nil && strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("error reveals the password: %v", err)
@@ -325,7 +347,7 @@ func TestConnackRefused(t *testing.T) {
 		}
 	})
 	s := newTestSink(t, Config{Broker: busy.url(), ReconnectWait: 10 * time.Millisecond})
-	if err := publishAll(t, s, record("orders", nil))[0]; !errors.Is(err, ErrNotConnected) || !strings.Contains(err.Error(), "server busy") {
+	if err := publishAll(t, s, record("orders", nil))[0]; !errors.Is(err, ErrNotConnected) || !sink.IsUnavailable(err) || !strings.Contains(err.Error(), "server busy") {
 		t.Errorf("publish before the broker accepted: %v", err)
 	}
 	waitOK(t, s)
@@ -347,7 +369,8 @@ func waitOK(t *testing.T, s *Sink) {
 }
 
 // TestServerDisconnect: a DISCONNECT from the broker in the middle of a batch fails the
-// messages in flight and the rest retryably, with the broker's reason; the sink reconnects.
+// messages in flight and the rest as Unavailable, with the broker's reason; the sink
+// reconnects.
 func TestServerDisconnect(t *testing.T) {
 	t.Parallel()
 	b := startFakeBroker(t)
@@ -362,8 +385,8 @@ func TestServerDisconnect(t *testing.T) {
 	s := newTestSink(t, Config{Broker: b.url(), ReconnectWait: 10 * time.Millisecond})
 	res := publishAll(t, s, record("orders", []byte("a")), record("orders", []byte("kick")), record("orders", []byte("b")))
 	for i, err := range res[1:] {
-		if !errors.Is(err, ErrConnectionLost) || sink.IsPermanent(err) {
-			t.Errorf("message %d: %v, want retryable ErrConnectionLost", i+1, err)
+		if !errors.Is(err, ErrConnectionLost) || !sink.IsUnavailable(err) {
+			t.Errorf("message %d: %v, want an Unavailable ErrConnectionLost", i+1, err)
 		}
 	}
 	if res[1] != nil && !strings.Contains(res[1].Error(), "session taken over") {
@@ -376,7 +399,7 @@ func TestServerDisconnect(t *testing.T) {
 }
 
 // TestNoPuback: a broker that never acknowledges makes Publish give up after PublishTimeout
-// with retryable errors. The connection then counts as dead (its Receive Maximum would stay
+// with Unavailable errors. The connection then counts as dead (its Receive Maximum would stay
 // used up by the unacknowledged messages), and the sink reconnects.
 func TestNoPuback(t *testing.T) {
 	t.Parallel()
@@ -395,8 +418,8 @@ func TestNoPuback(t *testing.T) {
 		t.Errorf("Publish returned after %s, want about %s", d, timeout)
 	}
 	for i, err := range res {
-		if !errors.Is(err, context.DeadlineExceeded) || sink.IsPermanent(err) {
-			t.Errorf("message %d: %v, want a retryable timeout", i, err)
+		if !errors.Is(err, context.DeadlineExceeded) || !sink.IsUnavailable(err) {
+			t.Errorf("message %d: %v, want an Unavailable timeout", i, err)
 		}
 	}
 	b.configure(func(fb *fakeBroker) {
@@ -431,4 +454,48 @@ func TestKeepAlive(t *testing.T) {
 	if err := s.lastError(); err == nil || !strings.Contains(err.Error(), "keep-alive") {
 		t.Errorf("last error %v, want the keep-alive timeout", err)
 	}
+}
+
+// TestAuthAtRuntime: after New the broker starts refusing the sink's credentials (CONNACK
+// 0x86 on every reconnect, the first connection kicked by a DISCONNECT). The sink keeps
+// redialing, logs the refusal at ERROR, Publish fails with Unavailable errors, and once the
+// broker accepts the credentials again the sink publishes.
+func TestAuthAtRuntime(t *testing.T) {
+	t.Parallel()
+	b := startFakeBroker(t)
+	var refuse atomic.Bool
+	b.configure(func(fb *fakeBroker) {
+		fb.connack = func(int) *packets.Connack {
+			if refuse.Load() {
+				return &packets.Connack{ReasonCode: packets.ConnackBadUsernameOrPassword, Properties: &packets.Properties{}}
+			}
+			return &packets.Connack{Properties: &packets.Properties{}}
+		}
+		fb.onPublish = func(p *packets.Publish) (byte, string, byte, bool) {
+			if string(p.Payload) == "kick" {
+				return 0, "credentials revoked", 0x98, false // administrative action
+			}
+			return 0, "", 0, false
+		}
+	})
+	logs := &syncbuf.Buffer{}
+	s := newTestSink(t, Config{Broker: b.url(), Username: "u", Password: "p", ReconnectWait: 10 * time.Millisecond,
+		Logger: logs.Logger()})
+	if err := publishAll(t, s, record("orders", []byte("a")))[0]; err != nil {
+		t.Fatalf("before: %v", err)
+	}
+	refuse.Store(true)
+	_ = publishAll(t, s, record("orders", []byte("kick")))
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "refuses the credentials") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the refused credentials were not logged at ERROR; logs:\n%s", logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := publishAll(t, s, record("orders", []byte("b")))[0]; !sink.IsUnavailable(err) {
+		t.Fatalf("publish while the credentials are refused: %v, want Unavailable", err)
+	}
+	refuse.Store(false)
+	waitOK(t, s)
 }

@@ -37,10 +37,10 @@ const maxReconnectWait = 10 * time.Second
 var (
 	// ErrClosed is returned for every message published after Close.
 	ErrClosed = errors.New("mqtt sink: closed")
-	// ErrNotConnected is wrapped by the retryable errors of messages not sent because the
+	// ErrNotConnected is wrapped by the Unavailable errors of messages not sent because the
 	// sink has no connection to the broker at the moment (it is reconnecting).
 	ErrNotConnected = errors.New("not connected to the MQTT broker")
-	// ErrConnectionLost is wrapped by the retryable errors of messages sent on a connection
+	// ErrConnectionLost is wrapped by the Unavailable errors of messages sent on a connection
 	// that closed before the broker acknowledged them (PUBACK).
 	ErrConnectionLost = errors.New("connection lost before PUBACK")
 )
@@ -238,6 +238,9 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	c, err := s.connect(ctx)
 	if err != nil {
 		var rerr *refusedError
+		if isAuthRefusal(err) {
+			return nil, fmt.Errorf("%w by %s: %w (check the username and password)", ErrAuth, s.addr, err)
+		}
 		if errors.As(err, &rerr) && rerr.permanent() {
 			return nil, fmt.Errorf("mqtt sink: connecting to %s: %w", s.addr, err)
 		}
@@ -300,7 +303,10 @@ func (s *Sink) run(ctx context.Context, c *conn) {
 		c, err = s.connect(ctx)
 		if err != nil {
 			s.setErr(err)
-			if ctx.Err() == nil {
+			if ctx.Err() == nil && isAuthRefusal(err) {
+				s.log.Error("mqtt sink: reconnecting failed: the broker refuses the credentials (check the username and password)",
+					"broker", s.addr, "error", err, "retry_in", wait)
+			} else if ctx.Err() == nil {
 				s.log.Warn("mqtt sink: reconnecting failed", "broker", s.addr, "error", err, "retry_in", wait)
 			}
 			continue

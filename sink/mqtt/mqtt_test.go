@@ -245,8 +245,8 @@ func TestClose(t *testing.T) {
 		}
 	}
 	res := publish(t, s, sinktest.NewRecord("orders", "k", nil))
-	if !errors.Is(res[0], mqttsink.ErrClosed) || sink.IsPermanent(res[0]) {
-		t.Errorf("Publish after Close: %v, want retryable ErrClosed", res[0])
+	if !errors.Is(res[0], mqttsink.ErrClosed) || !sink.IsUnavailable(res[0]) {
+		t.Errorf("Publish after Close: %v, want an Unavailable ErrClosed", res[0])
 	}
 }
 

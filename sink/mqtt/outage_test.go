@@ -12,8 +12,8 @@ import (
 )
 
 // TestReconnect cuts the connection between the sink and the broker during a batch: what
-// Publish reported acknowledged reaches the subscriber, the rest fails retryably; while the
-// network is cut every Publish fails retryably and promptly, never with success; after the
+// Publish reported acknowledged reaches the subscriber, the rest fails as Unavailable; while
+// the network is cut every Publish fails as Unavailable and promptly, never with success; after the
 // network is back the sink reconnects by itself, and every acknowledged message reaches the
 // subscriber, in per-key order.
 func TestReconnect(t *testing.T) {
@@ -27,7 +27,7 @@ func TestReconnect(t *testing.T) {
 		Broker: "tcp://" + proxy.Addr(), TopicPrefix: prefix,
 		PublishTimeout: timeout, ReconnectWait: 20 * time.Millisecond,
 	})
-	r := &sinktest.Retrier{T: t, Sink: s, Timeout: timeout}
+	r := &sinktest.Retrier{T: t, Sink: s, Timeout: timeout, Unavailable: true}
 	start := time.Now()
 	if ok := r.Round(sinktest.FreshBatch(2000, 0)); ok != 2000 {
 		t.Fatalf("before the cut: %d of 2000 acknowledged", ok)
@@ -106,8 +106,8 @@ func TestStartWhileDown(t *testing.T) {
 	s := newSink(t, mqttsink.Config{Broker: "tcp://" + proxy.Addr(), ReconnectWait: 20 * time.Millisecond, ConnectTimeout: time.Second})
 	start := time.Now()
 	err := publish(t, s, sinktest.NewRecord("outbox-test.down", "k", nil))[0]
-	if err == nil || sink.IsPermanent(err) {
-		t.Fatalf("publish while down: %v, want a retryable error", err)
+	if !sink.IsUnavailable(err) {
+		t.Fatalf("publish while down: %v, want an Unavailable error", err)
 	}
 	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Errorf("publish while down took %s; it should fail at once", d)

@@ -38,6 +38,7 @@ func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
 	if len(msgs) == 0 {
 		return res
 	}
+	defer markUnavailable(res)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.isClosed {

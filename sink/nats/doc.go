@@ -5,10 +5,10 @@
 //
 // A message goes to the subject Config.SubjectPrefix + topic. Some stream must capture that
 // subject: create it yourself, or set Config.Stream and the sink creates (or updates) it
-// before publishing. A message whose subject no stream captures fails with a retryable
-// error that says so, so that nothing is lost while an operator creates the stream. A topic
-// that is not a valid NATS subject (whitespace, a * or > token, an empty token) fails
-// permanently and goes to the dead-letter table.
+// before publishing. A message whose subject no stream captures fails with a
+// sink.Unavailable error that says so, so that nothing is lost, and no attempt spent, while
+// an operator creates the stream. A topic that is not a valid NATS subject (whitespace, a *
+// or > token, an empty token) fails permanently and goes to the dead-letter table.
 //
 // # Envelope
 //
@@ -35,9 +35,11 @@
 //
 // Publish sends the whole batch without waiting between messages and then waits for the
 // acknowledgements, so a batch costs about one round trip. A PubAck flagged as duplicate is
-// a success: JetStream already holds the message (it drops a message whose Nats-Msg-Id it
-// saw within the stream's duplicate window, two minutes by default, which turns the relay's
-// retries after a crash into no-ops).
+// a success, reported as a sink.Duplicate result naming the stream and the sequence of the
+// copy it holds: JetStream drops a message whose Nats-Msg-Id it saw within the stream's
+// duplicate window, two minutes by default, which turns the relay's retries after a crash
+// into no-ops, but also drops a different message that reuses an id, which the relay then
+// logs.
 //
 // Messages of a batch are sent in order on one connection, so JetStream stores them in that
 // order. If the connection drops during a batch the sink sends nothing more of it: a later
@@ -49,10 +51,35 @@
 // flushes to disk every two minutes (sync_interval); for acknowledgement only after fsync,
 // run the server with sync_interval: always, or use replicated streams.
 //
-// # Outages
+// # Failures
+//
+// Each result is one of three kinds. sink.Unavailable, the sink as a whole cannot publish
+// and the relay pauses it without spending the message's attempts: not connected, the
+// connection closed, draining or re-established during the batch, credentials refused, no
+// responders (no stream captures the subject, or no JetStream), no PubAck within
+// Config.PublishTimeout or before the caller's context ended, the sink closed, and JetStream
+// API errors with a 5xx code (storage, leadership, a stream full with discard new).
+// sink.Permanent, the message itself is refused: larger than the server's max_payload, an
+// invalid subject or header, and JetStream API errors with a 4xx code (larger than the
+// stream's max_msg_size, a failed Nats-Expected-* expectation, a sealed stream). Plain
+// retryable, counted toward the message's attempts: anything else, such as a malformed
+// reply. A subject the user may not publish to gets no PubAck (the server only logs the
+// permissions violation) and so fails as Unavailable after the publish timeout.
+//
+// # Outages and credentials
 //
 // A connection the sink makes reconnects forever, also when NATS is down when New is
-// called. While it is down, Publish fails at once with retryable errors instead of
+// called. While it is down, Publish fails at once with Unavailable errors instead of
 // buffering, and publishing resumes by itself after the reconnect. No Publish call waits
 // longer than Config.PublishTimeout or past its context.
+//
+// Credentials travel in Config.URL (nats://user:password@host, nats://token@host). When the
+// server refuses them at New, New returns an error wrapping ErrAuth (the outbox command
+// exits 1 with it). When it starts refusing them later (credentials rotated on the server),
+// the sink logs every refused reconnect at ERROR, keeps reconnecting (it does not give up
+// after the second refusal as nats.go does by default) and publishes again as soon as the
+// server accepts the credentials; meanwhile Publish fails with Unavailable errors. A server
+// error that nats.go does not retry (a control line over the server's max_control_line, an
+// unknown -ERR) closes the connection for good: the sink logs that at ERROR, and its
+// publishes fail as Unavailable until the relay is restarted.
 package nats

@@ -1,21 +1,75 @@
 package nats
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outboxgo/outbox/sink"
+	"github.com/outboxgo/outbox/sink/internal/unavail"
 )
 
+// ErrAuth is wrapped by the error New returns when the server refuses the sink's credentials
+// (the user, password, token or credentials in Config.URL): a configuration the sink cannot
+// work with, reported at start instead of retried. At runtime (credentials changed on the
+// server after New) the sink keeps reconnecting instead, and Publish fails with
+// sink.Unavailable errors wrapping nats.ErrAuthorization until the server accepts it again.
+var ErrAuth = errors.New("nats sink: authentication refused")
+
+// isAuthErr reports whether err is the server refusing the connection's credentials.
+func isAuthErr(err error) bool {
+	return errors.Is(err, natsgo.ErrAuthorization) || errors.Is(err, natsgo.ErrAuthExpired) ||
+		errors.Is(err, natsgo.ErrAuthRevoked) || errors.Is(err, natsgo.ErrAccountAuthExpired)
+}
+
+// sinkWide reports whether a publish failure is the sink's as a whole rather than the
+// message's: the connection is down, closed, draining or reconnecting; the credentials were
+// refused; nothing answered (no stream captures the subject, no JetStream); no
+// acknowledgement came within the publish timeout; the sink is closed; or JetStream answered
+// with a server-side (5xx) error about itself (storage, leadership, a full stream).
+func sinkWide(err error) bool {
+	for _, target := range []error{
+		natsgo.ErrDisconnected, natsgo.ErrConnectionClosed, natsgo.ErrConnectionDraining,
+		natsgo.ErrConnectionReconnecting, natsgo.ErrReconnectBufExceeded, natsgo.ErrStaleConnection,
+		natsgo.ErrNoServers, natsgo.ErrInvalidConnection, natsgo.ErrMaxConnectionsExceeded,
+		natsgo.ErrTimeout, natsgo.ErrNoResponders, jetstream.ErrNoStreamResponse,
+		jetstream.ErrJetStreamNotEnabled, jetstream.ErrJetStreamNotEnabledForAccount,
+		context.DeadlineExceeded, context.Canceled, ErrClosed,
+	} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	if isAuthErr(err) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.Code >= 500
+}
+
+// markUnavailable wraps every sink-wide result of res with sink.Unavailable; permanent,
+// duplicate and message-specific retryable results stay as they are.
+func markUnavailable(res []error) { unavail.Mark(res, sinkWide) }
+
+// duplicate is the result of a PubAck flagged as duplicate.
+func duplicate(stream string, seq uint64) error {
+	return sink.Duplicate("JetStream stream " + strconv.Quote(stream) + " already holds this message id at sequence " +
+		strconv.FormatUint(seq, 10) + "; this publish was not stored")
+}
+
 // classify turns a publish error into a sink result: permanent for what no retry can fix,
-// retryable (plain) for everything an operator or time can fix.
+// retryable (plain) for everything an operator or time can fix. Publish then marks the
+// sink-wide ones (see sinkWide) with sink.Unavailable. A duplicate result passes as it is.
 func classify(err error, subject string) error {
 	var apiErr *jetstream.APIError
 	switch {
+	case sink.IsDuplicate(err):
+		return err
 	case errors.Is(err, natsgo.ErrMaxPayload):
 		return sink.Permanent(fmt.Errorf("nats sink: publishing to %q: message (payload and headers) larger than the server's max_payload: %w", subject, err))
 	case errors.Is(err, natsgo.ErrBadSubject):
@@ -23,7 +77,8 @@ func classify(err error, subject string) error {
 	case errors.Is(err, natsgo.ErrBadHeaderMsg):
 		return sink.Permanent(fmt.Errorf("nats sink: publishing to %q: invalid header name: %w", subject, err))
 	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, natsgo.ErrNoResponders):
-		// Retryable: an operator may create the stream, and the message must not be lost.
+		// Unavailable: an operator may create the stream, and no message must be lost or
+		// spend its attempts meanwhile.
 		return fmt.Errorf("nats sink: publishing to %q: no JetStream stream captures this subject "+
 			"(create a stream for it, or set the sink's Stream config); will retry: %w", subject, err)
 	case errors.As(err, &apiErr):

@@ -1,6 +1,7 @@
 package nats
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -157,7 +158,11 @@ func TestParseAck(t *testing.T) {
 		want func(error) bool
 	}{
 		{"ack", &natsgo.Msg{Data: []byte(`{"stream":"S","seq":1}`)}, isNil},
-		{"duplicate", &natsgo.Msg{Data: []byte(`{"stream":"S","seq":1,"duplicate":true}`)}, isNil},
+		{"duplicate", &natsgo.Msg{Data: []byte(`{"stream":"S","seq":1,"duplicate":true}`)}, sink.IsDuplicate},
+		{"duplicate first", &natsgo.Msg{Data: []byte(`{"duplicate":true,"stream":"S","seq":1}`)}, sink.IsDuplicate},
+		{"upper-case duplicate key", &natsgo.Msg{Data: []byte(`{"stream":"S","seq":1,"DUPLICATE":true}`)}, sink.IsDuplicate},
+		{"escaped duplicate key", &natsgo.Msg{Data: []byte(`{"stream":"S","seq":1,"d\u0075plicate":true}`)}, sink.IsDuplicate},
+		{"not a duplicate", &natsgo.Msg{Data: []byte(`{"stream":"S","seq":1,"duplicate":false}`)}, isNil},
 		{"ack with domain", &natsgo.Msg{Data: []byte(`{"stream":"S","domain":"hub","seq":7}`)}, isNil},
 		{"ack with other field order", &natsgo.Msg{Data: []byte(`{"seq":1,"stream":"S"}`)}, isNil},
 		{"stream named error", &natsgo.Msg{Data: []byte(`{"stream":"error","seq":1}`)}, isNil},
@@ -201,47 +206,89 @@ func FuzzParseAck(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if parseAck(&natsgo.Msg{Data: data}) != nil {
+		got := parseAck(&natsgo.Msg{Data: data})
+		if got != nil && !sink.IsDuplicate(got) {
 			return
 		}
 		var resp struct {
-			Error  *jetstream.APIError `json:"error"`
-			Stream string              `json:"stream"`
+			Error     *jetstream.APIError `json:"error"`
+			Stream    string              `json:"stream"`
+			Duplicate bool                `json:"duplicate"`
 		}
 		if err := json.Unmarshal(data, &resp); err != nil {
 			return
 		}
 		if resp.Error != nil {
-			t.Errorf("parseAck(%q) = nil, but it carries an error: %+v", data, resp.Error)
+			t.Errorf("parseAck(%q) = %v, but it carries an error: %+v", data, got, resp.Error)
+		}
+		if resp.Duplicate != sink.IsDuplicate(got) {
+			t.Errorf("parseAck(%q) = %v, but the duplicate flag is %v", data, got, resp.Duplicate)
 		}
 	})
 }
 
+// TestClassify holds every kind of publish failure to its class, as Publish reports it
+// (classify, then markUnavailable): permanent, unavailable (the sink's as a whole) or plain
+// retryable (the message's, counted).
 func TestClassify(t *testing.T) {
 	t.Parallel()
+	const (
+		retryable = iota
+		permanent
+		unavailable
+	)
 	tests := []struct {
-		err       error
-		permanent bool
+		err  error
+		want int
 	}{
-		{natsgo.ErrMaxPayload, true},
-		{natsgo.ErrBadSubject, true},
-		{natsgo.ErrBadHeaderMsg, true},
-		{jetstream.ErrNoStreamResponse, false},
-		{natsgo.ErrNoResponders, false},
-		{&jetstream.APIError{Code: 400, ErrorCode: 10054, Description: "message size exceeds maximum allowed"}, true},
-		{&jetstream.APIError{Code: 400, ErrorCode: 10071, Description: "wrong last sequence: 5"}, true},
-		{&jetstream.APIError{Code: 503, ErrorCode: 10077, Description: "maximum messages exceeded"}, false},
-		{&jetstream.APIError{Code: 503, ErrorCode: 10077, Description: "message too large"}, true},
-		{&jetstream.APIError{Code: 500, ErrorCode: 10009, Description: "JetStream cluster can not handle request"}, false},
-		{natsgo.ErrDisconnected, false},
-		{natsgo.ErrConnectionClosed, false},
-		{natsgo.ErrReconnectBufExceeded, false},
-		{natsgo.ErrTimeout, false},
+		{natsgo.ErrMaxPayload, permanent},
+		{natsgo.ErrBadSubject, permanent},
+		{natsgo.ErrBadHeaderMsg, permanent},
+		{jetstream.ErrNoStreamResponse, unavailable},
+		{natsgo.ErrNoResponders, unavailable},
+		{&jetstream.APIError{Code: 400, ErrorCode: 10054, Description: "message size exceeds maximum allowed"}, permanent},
+		{&jetstream.APIError{Code: 400, ErrorCode: 10071, Description: "wrong last sequence: 5"}, permanent},
+		{&jetstream.APIError{Code: 503, ErrorCode: 10077, Description: "maximum messages exceeded"}, unavailable},
+		{&jetstream.APIError{Code: 503, ErrorCode: 10077, Description: "message too large"}, permanent},
+		{&jetstream.APIError{Code: 500, ErrorCode: 10009, Description: "JetStream cluster can not handle request"}, unavailable},
+		{&jetstream.APIError{Code: 503, ErrorCode: jetstream.JSErrCodeJetStreamNotEnabled, Description: "jetstream not enabled"}, unavailable},
+		{natsgo.ErrDisconnected, unavailable},
+		{natsgo.ErrConnectionClosed, unavailable},
+		{natsgo.ErrConnectionDraining, unavailable},
+		{natsgo.ErrConnectionReconnecting, unavailable},
+		{natsgo.ErrStaleConnection, unavailable},
+		{natsgo.ErrReconnectBufExceeded, unavailable},
+		{natsgo.ErrTimeout, unavailable},
+		{natsgo.ErrAuthorization, unavailable},
+		{natsgo.ErrAuthExpired, unavailable},
+		{natsgo.ErrAuthRevoked, unavailable},
+		{natsgo.ErrAccountAuthExpired, unavailable},
+		{context.DeadlineExceeded, unavailable},
+		{context.Canceled, unavailable},
+		{ErrClosed, unavailable},
+		{jetstream.ErrInvalidJSAck, retryable},
+		{errors.New("unexpected status 408 Request Timeout in reply to publish"), retryable},
 	}
 	for _, tc := range tests {
-		got := classify(tc.err, "subj")
-		if sink.IsPermanent(got) != tc.permanent || !errors.Is(got, tc.err) {
-			t.Errorf("classify(%v) = %v (permanent %v), want permanent %v wrapping the cause", tc.err, got, sink.IsPermanent(got), tc.permanent)
+		res := []error{classify(tc.err, "subj")}
+		markUnavailable(res)
+		got := res[0]
+		class := retryable
+		switch {
+		case sink.IsPermanent(got):
+			class = permanent
+		case sink.IsUnavailable(got):
+			class = unavailable
 		}
+		if class != tc.want || !errors.Is(got, tc.err) {
+			t.Errorf("classify(%v) = %v (class %d), want class %d wrapping the cause", tc.err, got, class, tc.want)
+		}
+	}
+	// A duplicate passes as it is: a success.
+	dup := duplicate("S", 7)
+	res := []error{classify(dup, "subj")}
+	markUnavailable(res)
+	if !sink.IsDuplicate(res[0]) || sink.IsUnavailable(res[0]) || sink.IsPermanent(res[0]) {
+		t.Errorf("duplicate classified as %v", res[0])
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,7 +38,10 @@ type Config struct {
 	URL string
 	// Conn is an existing connection to publish on. The sink does not close it. For the
 	// per-key order guarantee across reconnects, create it with nats.ReconnectBufSize(-1) so
-	// that nothing is buffered while disconnected (the sink makes its own connection so).
+	// that nothing is buffered while disconnected, and with nats.MaxReconnects(-1) and
+	// nats.IgnoreAuthErrorAbort() so that neither an outage nor refused credentials close
+	// it for good (the sink makes its own connection so). New does not check its
+	// credentials.
 	Conn *natsgo.Conn
 	// Name is the client connection name shown by the server. Default "outbox-relay".
 	Name string
@@ -96,7 +101,9 @@ type Sink struct {
 	nc      *natsgo.Conn
 	js      jetstream.JetStream
 	ownConn bool
+	url     string        // the configured server URLs without credentials, for errors (own connection only)
 	closed  chan struct{} // closed by the connection's ClosedHandler (own connection only)
+	closing atomic.Bool   // set before the sink closes its own connection on purpose
 
 	source   string
 	timeout  time.Duration
@@ -145,12 +152,23 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	}
 	if s.nc == nil {
 		s.ownConn = true
+		s.url = redactURLs(cmp.Or(cfg.URL, DefaultURL))
 		s.closed = make(chan struct{})
 		nc, err := natsgo.Connect(cmp.Or(cfg.URL, DefaultURL),
 			natsgo.Name(cmp.Or(cfg.Name, "outbox-relay")),
 			natsgo.MaxReconnects(-1),
 			natsgo.ReconnectWait(cmp.Or(cfg.ReconnectWait, DefaultReconnectWait)),
 			natsgo.RetryOnFailedConnect(true),
+			// Refused credentials do not close the connection for good (by default the
+			// client gives up after the same auth error twice): an operator may fix them
+			// on the server, and the sink must come back by itself when they do.
+			natsgo.IgnoreAuthErrorAbort(),
+			natsgo.ReconnectErrHandler(func(_ *natsgo.Conn, err error) {
+				s.logConnErr("nats sink: reconnect failed, will keep trying", err)
+			}),
+			natsgo.ErrorHandler(func(_ *natsgo.Conn, _ *natsgo.Subscription, err error) {
+				s.logConnErr("nats sink: error from the server", err)
+			}),
 			// Nothing is buffered while disconnected: a publish then fails at once instead of
 			// being sent after the reconnect, behind earlier messages that may have been lost.
 			natsgo.ReconnectBufSize(-1),
@@ -166,13 +184,26 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 			natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
 				s.log.Info("nats sink reconnected", "url", nc.ConnectedUrlRedacted())
 			}),
-			natsgo.ClosedHandler(func(*natsgo.Conn) { close(s.closed) }),
+			natsgo.ClosedHandler(func(nc *natsgo.Conn) {
+				if !s.closing.Load() {
+					// nats.go gave up on the connection (a server error it does not retry):
+					// every Publish now fails as unavailable, so say why, loudly.
+					s.log.Error("nats sink: the connection closed for good; restart the relay to publish again",
+						"error", nc.LastError())
+				}
+				close(s.closed)
+			}),
 		)
 		if err != nil {
 			// With RetryOnFailedConnect this is a bad URL or option, not an outage.
 			return nil, &outbox.ConfigError{Field: "url", Reason: err.Error()}
 		}
 		s.nc = nc
+		if err := s.checkStartAuth(ctx); err != nil {
+			s.closing.Store(true)
+			s.nc.Close()
+			return nil, err
+		}
 	}
 	// Only for stream management: publishing does its own acknowledgement bookkeeping.
 	js, err := jetstream.New(s.nc)
@@ -207,6 +238,52 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 		}
 	}
 	return s, nil
+}
+
+// checkStartAuth returns an ErrAuth error when the first connection attempt was refused
+// for its credentials. nats.go reports that attempt's error as the connection's last error
+// while it goes on reconnecting in the background (RetryOnFailedConnect); any other failure
+// (NATS down, unreachable) leaves a sink that connects once NATS is up.
+func (s *Sink) checkStartAuth(ctx context.Context) error {
+	if s.nc.IsConnected() {
+		return nil
+	}
+	if err := s.nc.LastError(); isAuthErr(err) {
+		return fmt.Errorf("%w by %s: %w (check the user, password, token or credentials in the url)",
+			ErrAuth, s.url, err)
+	}
+	return nil
+}
+
+// redactURLs returns a comma-separated list of server URLs with any user, password or token
+// replaced by "redacted".
+func redactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		if u, err := url.Parse(p); err == nil && u.User != nil {
+			u.User = url.User("redacted")
+			p = u.String()
+		} else if err != nil {
+			p = "(unparsable url)"
+		}
+		parts[i] = p
+	}
+	return strings.Join(parts, ",")
+}
+
+// logConnErr logs a connection error, at ERROR for refused credentials, which need an
+// operator, and at WARN otherwise.
+func (s *Sink) logConnErr(msg string, err error) {
+	if err == nil {
+		return
+	}
+	level := slog.LevelWarn
+	if isAuthErr(err) {
+		level = slog.LevelError
+		msg += " (credentials refused: check the user, password, token or credentials in the url)"
+	}
+	s.log.Log(context.Background(), level, msg, "error", err)
 }
 
 // ensureStream creates or updates the configured stream once.
@@ -252,6 +329,7 @@ func (s *Sink) closeConn() error {
 	if !s.ownConn {
 		return nil
 	}
+	s.closing.Store(true)
 	if err := s.nc.Drain(); err != nil {
 		// Not connected (or already closed): nothing to drain.
 		s.nc.Close()

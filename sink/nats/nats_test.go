@@ -201,8 +201,15 @@ func TestDuplicateIsSuccess(t *testing.T) {
 	b := setup(t)
 	r := sinktest.NewRecord("orders", "k", []byte("{}"))
 	for i := 0; i < 3; i++ {
-		if err := publish(t, b.sink, r, r)[1]; err != nil {
-			t.Fatalf("round %d: %v", i, err)
+		res := publish(t, b.sink, r, r)
+		if i == 0 && res[0] != nil {
+			t.Fatalf("round %d: first publish: %v", i, res[0])
+		}
+		if i > 0 && !sink.IsDuplicate(res[0]) {
+			t.Fatalf("round %d: republish: %v, want a duplicate result", i, res[0])
+		}
+		if !sink.IsDuplicate(res[1]) {
+			t.Fatalf("round %d: second of the batch: %v, want a duplicate result", i, res[1])
 		}
 	}
 	if n := b.streamMsgs(t); n != 1 {
@@ -210,15 +217,16 @@ func TestDuplicateIsSuccess(t *testing.T) {
 	}
 }
 
-// TestNoStream: a subject no stream captures fails retryably, and says why.
+// TestNoStream: a subject no stream captures fails with an Unavailable error (no attempt is
+// spent while an operator creates the stream), and says why.
 func TestNoStream(t *testing.T) {
 	t.Parallel()
 	s := newSink(t, natssink.Config{SubjectPrefix: "outbox-test-nostream." + outbox.NewID().String() + "."})
 	start := time.Now()
 	res := publish(t, s, sinktest.NewRecord("orders", "k", []byte("{}")), sinktest.NewRecord("orders", "k", []byte("{}")))
 	for i, err := range res {
-		if err == nil || sink.IsPermanent(err) {
-			t.Fatalf("message %d: %v, want a retryable error", i, err)
+		if !sink.IsUnavailable(err) {
+			t.Fatalf("message %d: %v, want an Unavailable error", i, err)
 		}
 		if !strings.Contains(err.Error(), "no JetStream stream captures this subject") {
 			t.Errorf("message %d: error %q does not explain the missing stream", i, err)
@@ -412,8 +420,8 @@ func TestNoAck(t *testing.T) {
 		t.Errorf("Publish returned after %s, want about the publish timeout %s", d, timeout)
 	}
 	for i, err := range res {
-		if err == nil || sink.IsPermanent(err) || !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("message %d: %v, want a retryable timeout", i, err)
+		if !sink.IsUnavailable(err) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("message %d: %v, want an Unavailable timeout", i, err)
 		}
 	}
 	// All four in-flight slots were released: a normal batch goes through.

@@ -28,7 +28,7 @@ func outageDuration(t *testing.T) time.Duration {
 }
 
 // TestOutage stops the broker under a running sink: while it is down every Publish returns
-// retryable errors within the publish timeout, never success; after the restart publishing
+// Unavailable errors within the publish timeout, never success; after the restart publishing
 // resumes by itself, and every message ever acknowledged is in the stream.
 func TestOutage(t *testing.T) {
 	t.Parallel()
@@ -41,7 +41,7 @@ func TestOutage(t *testing.T) {
 	s := newSink(t, natssink.Config{
 		URL: srv.URL(), SubjectPrefix: prefix, PublishTimeout: timeout, ReconnectWait: 100 * time.Millisecond,
 	})
-	r := &sinktest.Retrier{T: t, Sink: s, Timeout: timeout}
+	r := &sinktest.Retrier{T: t, Sink: s, Timeout: timeout, Unavailable: true}
 
 	if ok := r.Round(sinktest.FreshBatch(200, 0)); ok != 200 {
 		t.Fatalf("before the outage: %d of 200 acknowledged", ok)
@@ -130,8 +130,8 @@ func TestOutage(t *testing.T) {
 	}
 }
 
-// TestStartWhileDown: New succeeds while NATS is unreachable, publishes fail retryably and
-// fast, and once NATS is up the sink connects, creates its stream and publishes.
+// TestStartWhileDown: New succeeds while NATS is unreachable, publishes fail fast with
+// Unavailable errors, and once NATS is up the sink connects, creates its stream and publishes.
 func TestStartWhileDown(t *testing.T) {
 	t.Parallel()
 	srv := natstest.StartServer(t, nil)
@@ -145,8 +145,8 @@ func TestStartWhileDown(t *testing.T) {
 	rec := sinktest.NewRecord("orders", "k", []byte("{}"))
 	start := time.Now()
 	res := publish(t, s, rec)
-	if res[0] == nil || sink.IsPermanent(res[0]) {
-		t.Fatalf("publish while down: %v, want a retryable error", res[0])
+	if !sink.IsUnavailable(res[0]) {
+		t.Fatalf("publish while down: %v, want an Unavailable error", res[0])
 	}
 	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Errorf("publish while down took %s; it should fail at once", d)

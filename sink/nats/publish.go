@@ -67,8 +67,10 @@ func (b *batch) finish(i int, err error) bool {
 
 // Publish sends msgs to JetStream in slice order without waiting between messages, then
 // waits for every acknowledgement, for ctx to end, or for Config.PublishTimeout, whichever
-// comes first. It returns one result per message: nil once JetStream stored it (a PubAck
-// marked duplicate counts: the message is in the stream).
+// comes first. It returns one result per message: nil once JetStream stored it, a
+// sink.Duplicate result when JetStream answered that it already held a message with this id
+// (a success: the message is in the stream), sink.Unavailable errors for failures of the sink
+// as a whole (see the package documentation).
 //
 // Order: messages go out in slice order on one connection, so JetStream stores them in that
 // order. When the connection drops during a batch, the rest of the batch is failed without
@@ -80,6 +82,7 @@ func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
 	if len(msgs) == 0 {
 		return res
 	}
+	defer markUnavailable(res)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.isClosed {
@@ -358,9 +361,9 @@ func parseReply(subject, inbox string) (id uint64, idx int, ok bool) {
 
 var ackPrefix = []byte(`{"stream":`)
 
-// mayHoldError reports whether data could decode to a response with an error: it mentions
-// "error" in any letter case (encoding/json matches keys case-insensitively) or contains an
-// escape (which could spell it).
+// mayHoldError reports whether data could decode to a response with an error or a duplicate
+// flag: it mentions "error" or "duplicate" in any letter case (encoding/json matches keys
+// case-insensitively) or contains an escape (which could spell them).
 func mayHoldError(data []byte) bool {
 	for i := 0; i < len(data); i++ {
 		switch data[i] {
@@ -370,12 +373,17 @@ func mayHoldError(data []byte) bool {
 			if len(data)-i >= 5 && ascii.EqualFold(string(data[i:i+5]), "error") {
 				return true
 			}
+		case 'd', 'D':
+			if len(data)-i >= 9 && ascii.EqualFold(string(data[i:i+9]), "duplicate") {
+				return true
+			}
 		}
 	}
 	return false
 }
 
-// parseAck returns nil for a PubAck (duplicate or not) and the error otherwise.
+// parseAck returns nil for a PubAck, a sink.Duplicate result for a PubAck flagged as
+// duplicate, and the error otherwise.
 func parseAck(m *natsgo.Msg) error {
 	if len(m.Data) == 0 {
 		// A status message: 503 means no stream listens on the subject.
@@ -386,14 +394,16 @@ func parseAck(m *natsgo.Msg) error {
 		}
 		return jetstream.ErrInvalidJSAck
 	}
-	// Fast path for the common ack, {"stream":"NAME","seq":N[,"duplicate":true]...}. Anything
-	// else, and anything mentioning an error at all, takes the full decoding.
+	// Fast path for the common ack, {"stream":"NAME","seq":N...}. Anything else, anything
+	// mentioning an error or a duplicate at all, takes the full decoding.
 	if bytes.HasPrefix(m.Data, ackPrefix) && m.Data[len(m.Data)-1] == '}' && !mayHoldError(m.Data) {
 		return nil
 	}
 	var resp struct {
-		Error  *jetstream.APIError `json:"error"`
-		Stream string              `json:"stream"`
+		Error     *jetstream.APIError `json:"error"`
+		Stream    string              `json:"stream"`
+		Sequence  uint64              `json:"seq"`
+		Duplicate bool                `json:"duplicate"`
 	}
 	if err := json.Unmarshal(m.Data, &resp); err != nil {
 		return fmt.Errorf("%w: %v", jetstream.ErrInvalidJSAck, err)
@@ -403,6 +413,9 @@ func parseAck(m *natsgo.Msg) error {
 	}
 	if resp.Stream == "" {
 		return jetstream.ErrInvalidJSAck
+	}
+	if resp.Duplicate {
+		return duplicate(resp.Stream, resp.Sequence)
 	}
 	return nil
 }

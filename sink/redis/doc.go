@@ -51,13 +51,26 @@
 // overtakes an earlier one.
 //
 // A key that holds another type than a stream (WRONGTYPE) fails its messages permanently:
-// they go to the dead-letter table. Everything else is retryable: connection errors and
-// timeouts, "max number of clients reached", OOM (maxmemory reached: set MaxLen or raise
-// the limit), authentication and ACL errors (an operator fixes them), READONLY, LOADING and
-// unknown server errors. A message that keeps failing reaches the dead-letter table after
-// the relay's max_attempts. No Publish call waits longer than Config.PublishTimeout or past
-// its context; after either, a pipeline already sent finishes in the background (Close
-// waits for it) and its messages are reported failed, which at worst duplicates them.
+// they go to the dead-letter table. Failures of the sink as a whole are sink.Unavailable
+// (the relay pauses the sink and spends no attempt): everything that is not a reply from
+// Redis (dial errors, refused or reset connections, EOF, timeouts, the publish timeout or
+// the caller's context ending, the sink closed), and the replies that say the server cannot
+// take writes now, whatever the message: NOAUTH and WRONGPASS, NOPERM (an ACL an operator
+// fixes), OOM (maxmemory reached, which Redis checks before any write: set MaxLen or raise
+// the limit), "max number of clients reached", LOADING, READONLY, MASTERDOWN, CLUSTERDOWN,
+// TRYAGAIN, NOREPLICAS, BUSY and MISCONF. Any other error reply is retryable and counted: a
+// message that keeps failing reaches the dead-letter table after the relay's max_attempts.
+// No Publish call waits longer than Config.PublishTimeout or past its context; after either,
+// a pipeline already sent finishes in the background (Close waits for it) and its messages
+// are reported failed, which at worst duplicates them. Redis cannot tell a duplicate: XADD
+// with a generated id stores every copy, so the sink never reports sink.Duplicate.
+//
+// # Credentials
+//
+// When Redis refuses Config.Username and Config.Password at New (NOAUTH, WRONGPASS), New
+// returns an error wrapping ErrAuth (the outbox command exits 1 with it). When they are
+// refused later (the password changed on the server), each new connection tries them again
+// and Publish fails with Unavailable errors until Redis accepts them.
 //
 // # Persistence
 //

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"reflect"
+	"syscall"
 	"testing"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -13,44 +15,70 @@ import (
 	"github.com/outboxgo/outbox/sink"
 )
 
+// TestClassify holds every kind of XADD failure to its class as Publish reports it
+// (classify, then markUnavailable): permanent, unavailable (the sink's as a whole) or plain
+// retryable (the message's, counted).
 func TestClassify(t *testing.T) {
 	t.Parallel()
 	canceled, cancel := context.WithCancel(context.Background())
 	cancel()
+	const (
+		ok = iota
+		retryable
+		permanent
+		unavailable
+	)
+	bg := context.Background()
 	tests := []struct {
-		name      string
-		err       error
-		parent    context.Context
-		permanent bool
-		is        error
+		name   string
+		err    error
+		parent context.Context
+		want   int
+		is     error
 	}{
-		{"ok", nil, context.Background(), false, nil},
-		{"wrongtype", redisError("WRONGTYPE Operation against a key holding the wrong kind of value"), context.Background(), true, nil},
-		{"oom", errors.New("OOM command not allowed when used memory > 'maxmemory'."), context.Background(), false, nil},
-		{"max clients", errors.New("ERR max number of clients reached"), context.Background(), false, nil},
-		{"wrongpass", errors.New("WRONGPASS invalid username-password pair or user is disabled."), context.Background(), false, nil},
-		{"noperm", errors.New("NOPERM this user has no permissions to run the 'xadd' command"), context.Background(), false, nil},
-		{"readonly", errors.New("READONLY You can't write against a read only replica."), context.Background(), false, nil},
-		{"loading", errors.New("LOADING Redis is loading the dataset in memory"), context.Background(), false, nil},
-		{"unknown server error", errors.New("ERR something new"), context.Background(), false, nil},
-		{"eof", io.EOF, context.Background(), false, io.EOF},
-		{"closed", goredis.ErrClosed, context.Background(), false, goredis.ErrClosed},
-		{"caller canceled", context.Canceled, canceled, false, context.Canceled},
-		{"own timeout", context.DeadlineExceeded, context.Background(), false, context.DeadlineExceeded},
+		{"ok", nil, bg, ok, nil},
+		{"wrongtype", redisError("WRONGTYPE Operation against a key holding the wrong kind of value"), bg, permanent, nil},
+		{"oom", redisError("OOM command not allowed when used memory > 'maxmemory'."), bg, unavailable, nil},
+		{"max clients", redisError("ERR max number of clients reached"), bg, unavailable, nil},
+		{"wrongpass", redisError("WRONGPASS invalid username-password pair or user is disabled."), bg, unavailable, nil},
+		{"noauth", redisError("NOAUTH Authentication required."), bg, unavailable, nil},
+		{"noperm", redisError("NOPERM this user has no permissions to run the 'xadd' command"), bg, unavailable, nil},
+		{"readonly", redisError("READONLY You can't write against a read only replica."), bg, unavailable, nil},
+		{"loading", redisError("LOADING Redis is loading the dataset in memory"), bg, unavailable, nil},
+		{"masterdown", redisError("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."), bg, unavailable, nil},
+		{"clusterdown", redisError("CLUSTERDOWN The cluster is down"), bg, unavailable, nil},
+		{"tryagain", redisError("TRYAGAIN Multiple keys request during rehashing of slot"), bg, unavailable, nil},
+		{"busy", redisError("BUSY Redis is busy running a script."), bg, unavailable, nil},
+		{"misconf", redisError("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk."), bg, unavailable, nil},
+		{"unknown server error", redisError("ERR something new"), bg, retryable, nil},
+		{"invalid stream id", redisError("ERR The ID specified in XADD is equal or smaller than the target stream top item"), bg, retryable, nil},
+		{"eof", io.EOF, bg, unavailable, io.EOF},
+		{"refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, bg, unavailable, syscall.ECONNREFUSED},
+		{"reset", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, bg, unavailable, syscall.ECONNRESET},
+		{"closed", goredis.ErrClosed, bg, unavailable, goredis.ErrClosed},
+		{"no reply", errNoReply, bg, unavailable, errNoReply},
+		{"caller canceled", context.Canceled, canceled, unavailable, context.Canceled},
+		{"own timeout", context.DeadlineExceeded, bg, unavailable, context.DeadlineExceeded},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := classify(tc.err, "s", tc.parent, 0)
-			if (got == nil) != (tc.err == nil) {
-				t.Fatalf("classify(%v) = %v", tc.err, got)
+			res := []error{classify(tc.err, "s", tc.parent, 0)}
+			markUnavailable(res)
+			got := res[0]
+			class := ok
+			switch {
+			case got == nil:
+			case sink.IsPermanent(got):
+				class = permanent
+			case sink.IsUnavailable(got):
+				class = unavailable
+			default:
+				class = retryable
 			}
-			if got == nil {
-				return
+			if class != tc.want {
+				t.Errorf("classify(%v) = %v, class %d, want %d", tc.err, got, class, tc.want)
 			}
-			if sink.IsPermanent(got) != tc.permanent {
-				t.Errorf("classify(%v) = %v, permanent %v, want %v", tc.err, got, sink.IsPermanent(got), tc.permanent)
-			}
-			if !errors.Is(got, tc.err) {
+			if got != nil && !errors.Is(got, tc.err) {
 				t.Errorf("classify(%v) = %v does not wrap the cause", tc.err, got)
 			}
 			if tc.is != nil && !errors.Is(got, tc.is) {

@@ -12,7 +12,7 @@ import (
 )
 
 // TestConnectionCut cuts the connection to Redis, during a batch and for a while after:
-// every Publish meanwhile returns retryable errors within the publish timeout, never
+// every Publish meanwhile returns Unavailable errors within the publish timeout, never
 // success; after the restore publishing resumes by itself, and every message ever
 // acknowledged is in the stream, in per-key order.
 func TestConnectionCut(t *testing.T) {
@@ -22,7 +22,7 @@ func TestConnectionCut(t *testing.T) {
 	proxy := faultproxy.Start(t, redisAddr())
 	const timeout = time.Second
 	s := newSink(t, redissink.Config{Addr: proxy.Addr(), StreamPrefix: prefix, PublishTimeout: timeout})
-	r := &sinktest.Retrier{T: t, Sink: s, Timeout: timeout}
+	r := &sinktest.Retrier{T: t, Sink: s, Timeout: timeout, Unavailable: true}
 
 	if ok := r.Round(sinktest.FreshBatch(200, 0)); ok != 200 {
 		t.Fatalf("before the cut: %d of 200 acknowledged", ok)
@@ -86,7 +86,7 @@ func TestConnectionCut(t *testing.T) {
 	}
 }
 
-// TestStartWhileDown: New succeeds while Redis is unreachable, publishes fail retryably, and
+// TestStartWhileDown: New succeeds while Redis is unreachable, publishes fail Unavailable, and
 // once it is reachable they succeed.
 func TestStartWhileDown(t *testing.T) {
 	t.Parallel()
@@ -96,8 +96,8 @@ func TestStartWhileDown(t *testing.T) {
 	proxy.Cut()
 	s := newSink(t, redissink.Config{Addr: proxy.Addr(), StreamPrefix: prefix, PublishTimeout: time.Second})
 	rec := sinktest.NewRecord("orders", "k", []byte("{}"))
-	if err := publish(t, s, rec)[0]; err == nil || sink.IsPermanent(err) {
-		t.Fatalf("publish while down: %v, want a retryable error", err)
+	if err := publish(t, s, rec)[0]; !sink.IsUnavailable(err) {
+		t.Fatalf("publish while down: %v, want an Unavailable error", err)
 	} else {
 		t.Logf("while down: %v", err)
 	}

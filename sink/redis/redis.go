@@ -142,9 +142,10 @@ type Sink struct {
 var _ sink.Sink = (*Sink)(nil)
 
 // New validates cfg and creates the sink. It does not need Redis to be up: a client the sink
-// makes connects on first use, so while Redis is unreachable publishes fail with retryable
-// errors, and they succeed once it is back. New only checks the connection (within ctx, at
-// most a second) to log a warning when Redis cannot be reached yet.
+// makes connects on first use, so while Redis is unreachable publishes fail with
+// sink.Unavailable errors, and they succeed once it is back. New checks the connection
+// (within ctx, at most a second): it logs a warning when Redis cannot be reached yet, and
+// returns an error wrapping ErrAuth when Redis refuses the credentials.
 func New(ctx context.Context, cfg Config) (*Sink, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -190,8 +191,12 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 		pingCtx, cancel := context.WithTimeout(ctx, time.Second)
 		err := s.client.Ping(pingCtx).Err()
 		cancel()
+		if isAuthErr(err) {
+			_ = s.client.Close()
+			return nil, fmt.Errorf("%w by %s: %w (check the username and password)", ErrAuth, cmp.Or(cfg.Addr, DefaultAddr), err)
+		}
 		if err != nil {
-			s.log.Warn("redis sink: cannot reach Redis yet; publishes fail with retryable errors until it can",
+			s.log.Warn("redis sink: cannot reach Redis yet; publishes fail as unavailable until it can",
 				"addr", cmp.Or(cfg.Addr, DefaultAddr), "error", err)
 		}
 	}

@@ -362,7 +362,7 @@ func blackHole(t *testing.T) string {
 }
 
 // TestUnresponsiveServer: a server that never answers holds Publish up to the publish
-// timeout or the caller's cancellation, whichever is first, with retryable errors; Close
+// timeout or the caller's cancellation, whichever is first, with Unavailable errors; Close
 // then returns.
 func TestUnresponsiveServer(t *testing.T) {
 	t.Parallel()
@@ -377,8 +377,8 @@ func TestUnresponsiveServer(t *testing.T) {
 		t.Errorf("Publish returned after %s, want about the publish timeout %s", d, timeout)
 	}
 	for i, err := range res {
-		if err == nil || sink.IsPermanent(err) || !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("message %d: %v, want a retryable deadline error", i, err)
+		if !sink.IsUnavailable(err) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("message %d: %v, want an Unavailable deadline error", i, err)
 		}
 	}
 
@@ -390,8 +390,8 @@ func TestUnresponsiveServer(t *testing.T) {
 		t.Errorf("Publish returned %s after its context was canceled at 50ms", d)
 	}
 	for i, err := range res {
-		if err == nil || sink.IsPermanent(err) || !errors.Is(err, context.Canceled) {
-			t.Errorf("message %d: %v, want a retryable cancellation error", i, err)
+		if !sink.IsUnavailable(err) || !errors.Is(err, context.Canceled) {
+			t.Errorf("message %d: %v, want an Unavailable cancellation error", i, err)
 		}
 	}
 	start = time.Now()
@@ -404,7 +404,7 @@ func TestUnresponsiveServer(t *testing.T) {
 }
 
 // TestClose: Close is idempotent, leaves a borrowed client open, and Publish afterwards
-// fails retryably with ErrClosed.
+// fails with an Unavailable ErrClosed.
 func TestClose(t *testing.T) {
 	t.Parallel()
 	c := connect(t)
@@ -422,8 +422,8 @@ func TestClose(t *testing.T) {
 		}
 	}
 	res := publish(t, s, sinktest.NewRecord("orders", "k", nil))
-	if !errors.Is(res[0], redissink.ErrClosed) || sink.IsPermanent(res[0]) {
-		t.Errorf("Publish after Close: %v, want retryable ErrClosed", res[0])
+	if !errors.Is(res[0], redissink.ErrClosed) || !sink.IsUnavailable(res[0]) {
+		t.Errorf("Publish after Close: %v, want Unavailable ErrClosed", res[0])
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -440,17 +440,22 @@ func TestClose(t *testing.T) {
 	}
 }
 
-// TestAuthErrorHidesPassword: a wrong password fails retryably, and the password appears
-// neither in the error nor in the log.
+// TestAuthErrorHidesPassword: a wrong password makes New fail with ErrAuth (the command exits
+// 1 with it), and the password appears neither in the error nor in the log.
 func TestAuthErrorHidesPassword(t *testing.T) {
 	t.Parallel()
 	const password = "s3cret-pa55word-that-must-not-leak"
 	var log strings.Builder
 	var mu sync.Mutex
-	s := newSink(t, redissink.Config{Password: password, Username: "outbox-test-nobody", Logger: testLoggerTo(&mu, &log)})
-	err := publish(t, s, sinktest.NewRecord("outbox-test-never-written", "k", nil))[0]
-	if err == nil || sink.IsPermanent(err) {
-		t.Fatalf("publish with a wrong password: %v, want a retryable error", err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := redissink.New(ctx, redissink.Config{Password: password, Username: "outbox-test-nobody", Logger: testLoggerTo(&mu, &log)})
+	if err == nil {
+		_ = s.Close()
+		t.Fatal("New succeeded with a wrong password")
+	}
+	if !errors.Is(err, redissink.ErrAuth) {
+		t.Errorf("New: %v, want ErrAuth", err)
 	}
 	t.Logf("error: %v", err)
 	mu.Lock()

@@ -57,14 +57,27 @@
 // # Responses and errors
 //
 //	2xx                    acknowledged
-//	408, 425, 429, 5xx     retryable; with Retry-After (seconds or HTTP date) the error is
-//	                       a *RetryAfterError carrying the delay
+//	401, 403               unavailable: the endpoint refuses the credentials (Config.Headers,
+//	                       the signature secrets); logged at ERROR, and no message is at fault
+//	408, 429, 502, 503, 504
+//	                       unavailable: the endpoint or its gateway is down, overloaded or
+//	                       rate-limiting
+//	425, 500, other 5xx    retryable and counted: a 500 may be this message crashing the
+//	                       handler, and reaches the dead-letter table after max_attempts
 //	3xx                    permanent: redirects are not followed, since that would re-send
 //	                       the signed payload somewhere nobody configured; the error names
 //	                       the target's scheme and host, so the URL can be fixed
 //	other 4xx              permanent, with the start of the response body
-//	no response            retryable: connection errors, TLS errors, Config.Timeout,
-//	                       the Publish context ending
+//	no response            unavailable: connection refused or reset, DNS and TLS errors,
+//	                       Config.Timeout, the Publish context ending, the sink closed
+//
+// Unavailable errors are wrapped with sink.Unavailable: the relay pauses the sink and
+// probes it without spending the messages' attempts, so an endpoint down for any length of
+// time dead-letters nothing. A retryable or unavailable response with Retry-After (seconds
+// or HTTP date) is a *RetryAfterError carrying the delay. An endpoint cannot report a
+// duplicate in HTTP, so the sink never returns sink.Duplicate; receivers dedupe by ce-id.
+// Nothing is sent before the first message, so New cannot check the credentials: a refusal
+// shows on the first Publish, as above.
 //
 // Status errors are *StatusError values (wrapped by sink.Permanent when permanent). The
 // response body is quoted up to 256 bytes, with control characters replaced; bodies are
@@ -77,7 +90,7 @@
 // Publish sends a batch concurrently, at most Config.MaxConcurrency requests at once across
 // the sink, except that messages of one key go one after the other in slice order, each
 // after the previous one was acknowledged. After a retryable failure the rest of that key's
-// messages in the batch are not sent (they fail retryably), so a later message never
+// messages in the batch are not sent (they fail like it), so a later message never
 // overtakes an earlier one; a permanent failure holds nothing back, as the failed message
 // goes to the dead-letter table. When the Publish context ends, requests in flight are
 // canceled and unsent messages fail with the context's error.

@@ -1,17 +1,44 @@
 package webhook
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/outboxgo/outbox/sink/internal/unavail"
 )
 
+// sinkWide reports whether a failed request says the endpoint as a whole cannot take
+// messages now rather than that this message failed: no response at all (dial errors,
+// refused or reset connections, TLS failures, Config.Timeout, the Publish context ending,
+// the sink closed), or a status that is the endpoint's or its gateway's: 401 and 403
+// (credentials refused), 408 and 429 (timeout, rate limit), 502, 503 and 504 (gateway,
+// overload, gateway timeout). A 500 or another 5xx may be this message crashing the
+// handler: it is retried and counted.
+func sinkWide(err error) bool {
+	var serr *StatusError
+	if !errors.As(err, &serr) {
+		return true
+	}
+	switch serr.StatusCode {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusRequestTimeout, http.StatusTooManyRequests,
+		http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// markUnavailable wraps every sink-wide result of res with sink.Unavailable.
+func markUnavailable(res []error) { unavail.Mark(res, sinkWide) }
+
 // StatusError is a response with a status other than 2xx. It is returned wrapped in
-// sink.Permanent for 3xx and 4xx (except 408, 425 and 429), in a *RetryAfterError when a
-// retryable response carried a usable Retry-After header, and as is otherwise.
+// sink.Permanent for 3xx and 4xx (except 401, 403, 408, 425 and 429), in a *RetryAfterError
+// when a retryable response carried a usable Retry-After header, and as is otherwise; the
+// sink-wide ones (see the package documentation) wrapped in sink.Unavailable.
 type StatusError struct {
 	StatusCode int
 	// Endpoint is the scheme and host the request went to.

@@ -29,6 +29,7 @@ func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
 	if len(msgs) == 0 {
 		return res
 	}
+	defer markUnavailable(res)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.isClosed {
@@ -168,6 +169,12 @@ func (s *Sink) send(ctx context.Context, w *worker, r *outbox.Record) error {
 	}
 	code := resp.StatusCode
 	switch {
+	case code == http.StatusUnauthorized, code == http.StatusForbidden:
+		// The endpoint refuses the sink's credentials (Config.Headers, the signature): an
+		// operator fixes them, and no message is at fault. Publish marks it unavailable.
+		s.log.Error("webhook sink: the endpoint refused the request's credentials; publishing pauses until it accepts them",
+			"endpoint", ep.origin, "topic", r.Topic, "status", code)
+		return serr
 	case code == http.StatusRequestTimeout, code == http.StatusTooEarly, code == http.StatusTooManyRequests, code >= 500 && code < 600:
 		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
 			return &RetryAfterError{Delay: d, Err: serr}

@@ -192,31 +192,37 @@ func TestSignatureRoundTrip(t *testing.T) {
 	}
 }
 
-// TestResponses: the status code decides between success, retryable and permanent.
+// TestResponses: the status code decides between success, retryable (counted), unavailable
+// (the endpoint's as a whole) and permanent.
 func TestResponses(t *testing.T) {
 	t.Parallel()
 	srv := newServer(t, "")
 	tests := []struct {
-		path       string
-		permanent  bool
-		ok         bool
-		retryAfter time.Duration // expected RetryAfterError delay; -1: none
-		contains   string
+		path        string
+		permanent   bool
+		unavailable bool
+		ok          bool
+		retryAfter  time.Duration // expected RetryAfterError delay; -1: none
+		contains    string
 	}{
 		{path: "/status/200", ok: true},
 		{path: "/status/202", ok: true},
 		{path: "/status/204", ok: true},
 		{path: "/status/400?body=field+%22total%22+is+required", permanent: true, retryAfter: -1, contains: `400 Bad Request: field "total" is required`},
-		{path: "/status/401", permanent: true, retryAfter: -1, contains: "401 Unauthorized"},
+		{path: "/status/401", unavailable: true, retryAfter: -1, contains: "401 Unauthorized"},
+		{path: "/status/403", unavailable: true, retryAfter: -1, contains: "403 Forbidden"},
 		{path: "/status/404", permanent: true, retryAfter: -1, contains: "404 Not Found"},
-		{path: "/status/408", retryAfter: -1, contains: "408 Request Timeout"},
+		{path: "/status/408", unavailable: true, retryAfter: -1, contains: "408 Request Timeout"},
 		{path: "/status/413", permanent: true, retryAfter: -1, contains: "413"},
-		{path: "/status/429?retry_after=7", retryAfter: 7 * time.Second, contains: "429 Too Many Requests"},
-		{path: "/status/429", retryAfter: -1, contains: "429"},
-		{path: "/status/429?retry_after=soon", retryAfter: -1, contains: "429"},
+		{path: "/status/425", retryAfter: -1, contains: "425"},
+		{path: "/status/429?retry_after=7", unavailable: true, retryAfter: 7 * time.Second, contains: "429 Too Many Requests"},
+		{path: "/status/429", unavailable: true, retryAfter: -1, contains: "429"},
+		{path: "/status/429?retry_after=soon", unavailable: true, retryAfter: -1, contains: "429"},
 		{path: "/status/500?body=boom", retryAfter: -1, contains: "500 Internal Server Error: boom"},
-		{path: "/status/502", retryAfter: -1, contains: "502"},
-		{path: "/status/503?retry_after=120", retryAfter: 2 * time.Minute, contains: "503"},
+		{path: "/status/501", retryAfter: -1, contains: "501"},
+		{path: "/status/502", unavailable: true, retryAfter: -1, contains: "502"},
+		{path: "/status/503?retry_after=120", unavailable: true, retryAfter: 2 * time.Minute, contains: "503"},
+		{path: "/status/504", unavailable: true, retryAfter: -1, contains: "504"},
 		{path: "/status/302?location=/other/path%3Ftoken%3Dsecret", permanent: true, retryAfter: -1, contains: "redirect to " + srv.URL + " not followed"},
 		{path: "/status/308?location=https://new.example:8443/x/y", permanent: true, retryAfter: -1, contains: "redirect to https://new.example:8443 not followed"},
 	}
@@ -237,6 +243,9 @@ func TestResponses(t *testing.T) {
 			t.Logf("%v", err)
 			if sink.IsPermanent(err) != tc.permanent {
 				t.Errorf("permanent = %v, want %v", sink.IsPermanent(err), tc.permanent)
+			}
+			if sink.IsUnavailable(err) != tc.unavailable {
+				t.Errorf("unavailable = %v, want %v", sink.IsUnavailable(err), tc.unavailable)
 			}
 			var se *webhook.StatusError
 			if !errors.As(err, &se) {
@@ -369,7 +378,7 @@ func TestSecretsNotInErrors(t *testing.T) {
 	}
 }
 
-// TestNetworkErrorRetryable: no server at the URL is a retryable error.
+// TestNetworkErrorRetryable: no server at the URL is an Unavailable (retryable) error.
 func TestNetworkErrorRetryable(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -380,8 +389,8 @@ func TestNetworkErrorRetryable(t *testing.T) {
 	_ = ln.Close()
 	s := newSink(t, webhook.Config{URL: "http://" + addr + "/hook"})
 	err = publish(t, s, sinktest.NewRecord("orders", "k", nil))[0]
-	if err == nil || sink.IsPermanent(err) {
-		t.Fatalf("got %v, want a retryable error", err)
+	if !sink.IsUnavailable(err) {
+		t.Fatalf("got %v, want an Unavailable error", err)
 	}
 	var opErr *net.OpError
 	if !errors.As(err, &opErr) {
@@ -408,7 +417,7 @@ func hangingServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
 	return srv, &hits
 }
 
-// TestTimeout: a request without a response within Config.Timeout fails retryably.
+// TestTimeout: a request without a response within Config.Timeout fails as Unavailable.
 func TestTimeout(t *testing.T) {
 	t.Parallel()
 	srv, _ := hangingServer(t)
@@ -420,14 +429,14 @@ func TestTimeout(t *testing.T) {
 		t.Errorf("Publish took %s with a request timeout of %s", d, timeout)
 	}
 	for i, err := range res {
-		if err == nil || sink.IsPermanent(err) || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "timeout of 200ms") {
-			t.Errorf("message %d: %v, want a retryable timeout", i, err)
+		if !sink.IsUnavailable(err) || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "timeout of 200ms") {
+			t.Errorf("message %d: %v, want an Unavailable timeout", i, err)
 		}
 	}
 }
 
 // TestCancel: canceling Publish while requests hang returns at once, every message failed
-// retryably with context.Canceled.
+// as Unavailable with context.Canceled.
 func TestCancel(t *testing.T) {
 	t.Parallel()
 	srv, hits := hangingServer(t)
@@ -450,8 +459,8 @@ func TestCancel(t *testing.T) {
 		t.Errorf("Publish took %s after cancellation", d)
 	}
 	for i, err := range res {
-		if err == nil || sink.IsPermanent(err) || !errors.Is(err, context.Canceled) {
-			t.Errorf("message %d: %v, want a retryable cancellation", i, err)
+		if !sink.IsUnavailable(err) || !errors.Is(err, context.Canceled) {
+			t.Errorf("message %d: %v, want an Unavailable cancellation", i, err)
 		}
 	}
 	if n := hits.Load(); n != 2 {
@@ -620,8 +629,8 @@ func TestClose(t *testing.T) {
 		}
 	}
 	res := publish(t, s, sinktest.NewRecord("orders", "k", nil))
-	if !errors.Is(res[0], webhook.ErrClosed) || sink.IsPermanent(res[0]) {
-		t.Errorf("Publish after Close: %v, want retryable ErrClosed", res[0])
+	if !errors.Is(res[0], webhook.ErrClosed) || !sink.IsUnavailable(res[0]) {
+		t.Errorf("Publish after Close: %v, want an Unavailable ErrClosed", res[0])
 	}
 }
 

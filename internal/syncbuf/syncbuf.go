@@ -1,0 +1,34 @@
+// Package syncbuf holds a buffer that one goroutine may write while another reads it: a log
+// destination a test searches while the code under test logs from its own goroutines.
+package syncbuf
+
+import (
+	"bytes"
+	"log/slog"
+	"sync"
+)
+
+// Buffer is a bytes.Buffer safe for concurrent use. The zero value is ready.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns what was written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// Logger returns a text logger writing to b at every level.
+func (b *Buffer) Logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
