@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/outboxgo/outbox"
@@ -150,7 +149,7 @@ func (s *Store) Close() error {
 type queries struct {
 	scan, fetch                       string
 	del, markPublished, retry, toDead string
-	delOne                            string
+	delOne, salvage, toDeadSalvaged   string
 	heartbeat, expire, members, leave string
 	deletePublished, stats            string
 	deadList, deadRetry, deadRemove   string
@@ -179,6 +178,12 @@ ORDER BY id`,
 		toDead: `INSERT INTO ` + n.Dead + ` (original_id, message_id, topic, key, type, payload, headers, created_at, attempts, last_error, failed_at)
 SELECT id, message_id, topic, key, type, payload, headers, created_at, attempts + 1, ?, ? FROM ` + n.Table + ` WHERE id = ?`,
 		delOne: `DELETE FROM ` + n.Table + ` WHERE id = ?`,
+		// The columns toDeadSalvaged does not copy, as text (for the reason).
+		salvage: `SELECT coalesce(CAST(message_id AS TEXT), 'NULL'), coalesce(CAST(headers AS TEXT), 'NULL'),
+  coalesce(CAST(created_at AS TEXT), 'NULL'), coalesce(CAST(attempts AS TEXT), 'NULL') FROM ` + n.Table + ` WHERE id = ?`,
+		// ?1 the placeholder message_id, ?2 the reason, ?3 now, ?4 the row.
+		toDeadSalvaged: `INSERT INTO ` + n.Dead + ` (original_id, message_id, topic, key, type, payload, headers, created_at, attempts, last_error, failed_at)
+SELECT id, ?1, CAST(topic AS TEXT), CAST(key AS TEXT), CAST(type AS TEXT), CAST(payload AS BLOB), '{}', ?3, 0, ?2, ?3 FROM ` + n.Table + ` WHERE id = ?4`,
 		heartbeat: `INSERT INTO ` + n.Relays + ` (relay_id, grp, heartbeat_at) VALUES (?1, ?3, ?2)
 ON CONFLICT (relay_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, grp = excluded.grp`,
 		expire:  `DELETE FROM ` + n.Relays + ` WHERE heartbeat_at < ?`,
@@ -315,25 +320,17 @@ func (s *Store) DeadLetters(ctx context.Context, afterID int64, limit int) ([]di
 	var out []dialect.DeadLetter
 	for rows.Next() {
 		var (
-			d                   dialect.DeadLetter
-			id                  string
-			key                 sql.NullString
-			headers             []byte
-			createdUS, failedUS int64
+			d        dialect.DeadLetter
+			raw      dialect.RawRow
+			failedUS int64
 		)
-		r := &d.Record
-		if err := rows.Scan(&d.ID, &r.Seq, &id, &r.Topic, &key, &r.Type, &r.Payload, &headers, &createdUS, &r.Attempts, &d.LastError, &failedUS); err != nil {
+		if err := rows.Scan(&d.ID, &raw.Seq, &raw.MessageID, &raw.Topic, &raw.Key, &raw.Type, &raw.Payload, &raw.Headers, &raw.CreatedAt, &raw.Attempts, &d.LastError, &failedUS); err != nil {
 			return nil, fmt.Errorf("listing dead letters: %w", err)
 		}
-		if r.ID, err = uuid.Parse(id); err != nil {
-			return nil, fmt.Errorf("dead letter %d: message_id: %w", d.ID, err)
-		}
-		r.Key = key.String
-		r.CreatedAt = time.UnixMicro(createdUS)
+		// A row dead-lettered because it was unreadable still lists, with what could be
+		// read; its error says why.
+		d.Record, _ = dialect.DecodeRow(raw)
 		d.FailedAt = time.UnixMicro(failedUS)
-		if err := decodeHeaders(headers, &r.Message); err != nil {
-			return nil, fmt.Errorf("dead letter %d: %w", d.ID, err)
-		}
 		out = append(out, d)
 	}
 	if err := rows.Err(); err != nil {
@@ -370,25 +367,4 @@ func (s *Store) PurgeDeadLetters(ctx context.Context, ids []int64) (int64, error
 		return 0, fmt.Errorf("purging dead letters: %w", err)
 	}
 	return res.RowsAffected()
-}
-
-func decodeHeaders(raw []byte, m *outbox.Message) error {
-	if len(raw) == 0 || string(raw) == "{}" {
-		return nil
-	}
-	// Rows written by other languages may hold non-string values: keep them as JSON text.
-	var generic map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &generic); err != nil {
-		return fmt.Errorf("decoding headers: %w", err)
-	}
-	m.Headers = make(map[string]string, len(generic))
-	for k, v := range generic {
-		var s string
-		if err := json.Unmarshal(v, &s); err == nil {
-			m.Headers[k] = s
-		} else {
-			m.Headers[k] = string(v)
-		}
-	}
-	return nil
 }
