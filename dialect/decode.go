@@ -184,6 +184,10 @@ func DecodeRow(raw RawRow) (outbox.Record, error) {
 		note(Unreadable("headers", nil, fmt.Errorf("unexpected value %T", raw.Headers)))
 	}
 	us, err := AnyInt("created_at", raw.CreatedAt)
+	if raw.CreatedAt == nil {
+		// Stores read it as an expression that is NULL for dates it cannot convert.
+		err = Unreadable("created_at", nil, errors.New("is NULL or not a valid date"))
+	}
 	note(err)
 	if err == nil {
 		if r.CreatedAt = time.UnixMicro(us).UTC(); r.CreatedAt.Year() < 1 || r.CreatedAt.Year() > 9999 {

@@ -95,7 +95,7 @@ var MySQLUnreadable = []UnreadableCase{
 		Insert: "INSERT INTO {table} (message_id, topic, `key`, attempts) VALUES (UUID(), 'orders.created', 'k', -1)"},
 	{Name: "AttemptsMax", Column: "attempts",
 		Insert: "INSERT INTO {table} (message_id, topic, `key`, attempts) VALUES (UUID(), 'orders.created', 'k', 2147483647)"},
-	{Name: "CreatedAtZero", Column: "created_at", Salvaged: true, // strict mode refuses it in the dead-letter table
+	{Name: "CreatedAtZero", Column: "created_at",
 		Insert: "SET STATEMENT sql_mode = '' FOR INSERT INTO {table} (message_id, topic, `key`, created_at) VALUES (UUID(), 'orders.created', 'k', '0000-00-00 00:00:00')"},
 	{Name: "DeadTableRefusesMessageID", Column: "message_id", Salvaged: true,
 		Setup:  []string{"ALTER TABLE {dead} ADD CONSTRAINT dead_strict CHECK (message_id LIKE '________-____-____-____-____________')"},

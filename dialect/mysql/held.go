@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect"
 )
 
 // This file serves sources that hold messages themselves instead of claiming rows: the binlog
@@ -119,9 +120,5 @@ func headersJSON(h map[string]string) (string, error) {
 // string values are taken as they are and whose other values (rows written by hand or by
 // other languages) are kept as their JSON text. Empty and {} give nil.
 func ParseHeaders(raw []byte) (map[string]string, error) {
-	var m outbox.Message
-	if err := decodeHeaders(raw, &m); err != nil {
-		return nil, err
-	}
-	return m.Headers, nil
+	return dialect.DecodeHeaders(raw)
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -14,7 +13,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-sql-driver/mysql"
-	"github.com/google/uuid"
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect"
@@ -405,22 +403,17 @@ func (s *Store) DeadLetters(ctx context.Context, afterID int64, limit int) ([]di
 	var out []dialect.DeadLetter
 	for rows.Next() {
 		var (
-			d                   dialect.DeadLetter
-			id                  string
-			key                 sql.NullString
-			headers             []byte
-			createdUS, failedUS int64
+			d        dialect.DeadLetter
+			raw      dialect.RawRow
+			failedUS int64
 		)
-		r := &d.Record
-		if err := rows.Scan(&d.ID, &r.Seq, &id, &r.Topic, &key, &r.Type, &r.Payload, &headers, &createdUS, &r.Attempts, &d.LastError, &failedUS); err != nil {
+		if err := rows.Scan(&d.ID, &raw.Seq, &raw.MessageID, &raw.Topic, &raw.Key, &raw.Type, &raw.Payload, &raw.Headers, &raw.CreatedAt, &raw.Attempts, &d.LastError, &failedUS); err != nil {
 			return nil, fmt.Errorf("listing dead letters: %w", err)
 		}
-		// A row dead-lettered because it was unreadable still lists; its error says why.
-		r.ID, _ = uuid.Parse(id)
-		r.Key = key.String
-		r.CreatedAt = fromMicros(createdUS)
+		// A row dead-lettered because it was unreadable still lists, with what could be
+		// read; its error says why.
+		d.Record, _ = dialect.DecodeRow(raw)
 		d.FailedAt = fromMicros(failedUS)
-		_ = decodeHeaders(headers, &r.Message)
 		out = append(out, d)
 	}
 	if err := rows.Err(); err != nil {
@@ -489,30 +482,6 @@ func (s *Store) PurgeDeadLetters(ctx context.Context, ids []int64) (int64, error
 		return 0, fmt.Errorf("purging dead letters: %w", err)
 	}
 	return n, nil
-}
-
-func decodeHeaders(raw []byte, m *outbox.Message) error {
-	if len(raw) == 0 || string(raw) == "{}" {
-		return nil
-	}
-	// Rows written by other languages may hold non-string values: keep them as JSON text.
-	var generic map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &generic); err != nil {
-		return fmt.Errorf("decoding headers: %w", err)
-	}
-	if generic == nil {
-		return fmt.Errorf("decoding headers: %s is not a JSON object", raw)
-	}
-	m.Headers = make(map[string]string, len(generic))
-	for k, v := range generic {
-		var s string
-		if err := json.Unmarshal(v, &s); err == nil {
-			m.Headers[k] = s
-		} else {
-			m.Headers[k] = string(v)
-		}
-	}
-	return nil
 }
 
 // maxErrorBytes keeps an error within a TEXT column (65,535 bytes) with room to spare.

@@ -48,6 +48,20 @@ func TestConformance(t *testing.T) {
 	dialecttest.Run(t, func(t *testing.T) dialect.Store { return newStore(t) })
 }
 
+// TestUnreadableRows: rows written by plain SQL that no relay can decode go to the dead
+// letters, naming the column, and the rest of their key flows on.
+func TestUnreadableRows(t *testing.T) {
+	t.Parallel()
+	dialecttest.RunUnreadable(t, func(t *testing.T) dialect.Store { return newStore(t) }, dialecttest.Raw{
+		Exec: func(ctx context.Context, s dialect.Store, stmt string) error {
+			stmt = strings.NewReplacer("{table}", "`outbox`", "{dead}", "`outbox_dead`").Replace(stmt)
+			_, err := s.(*mysql.Store).DB().ExecContext(ctx, stmt)
+			return err
+		},
+		Cases: dialecttest.MySQLUnreadable,
+	})
+}
+
 func msg(key string, n int) outbox.Message {
 	return outbox.Message{Topic: "orders", Key: key, Payload: []byte(strconv.Itoa(n))}
 }
