@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/outboxgo/outbox/dialect"
@@ -27,4 +28,19 @@ func newStore(t *testing.T) *postgres.Store {
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	dialecttest.Run(t, func(t *testing.T) dialect.Store { return newStore(t) })
+}
+
+// TestUnreadableRows: rows written by plain SQL that no relay can decode go to the dead
+// letters, naming the column, and the rest of their key flows on.
+func TestUnreadableRows(t *testing.T) {
+	t.Parallel()
+	dialecttest.RunUnreadable(t, func(t *testing.T) dialect.Store { return newStore(t) }, dialecttest.Raw{
+		Exec: func(ctx context.Context, s dialect.Store, stmt string) error {
+			ps := s.(*postgres.Store)
+			stmt = strings.NewReplacer("{table}", postgres.TableOf(ps), "{dead}", postgres.DeadOf(ps)).Replace(stmt)
+			_, err := ps.Pool().Exec(ctx, stmt)
+			return err
+		},
+		Cases: dialecttest.PostgresUnreadable,
+	})
 }
