@@ -2,6 +2,7 @@ package dialect
 
 import (
 	"bytes"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -243,4 +244,26 @@ func AnyInt(column string, v any) (int64, error) {
 		return 0, Unreadable(column, b, errors.New("not an integer"))
 	}
 	return n, nil
+}
+
+// ScanTopics reads the rows of a per-topic failures query (topic, failing count, last error)
+// for Stats.Topics; it takes QueryContext's results as they are.
+func ScanTopics(rows *sql.Rows, err error) ([]TopicErrors, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []TopicErrors
+	for rows.Next() {
+		var (
+			te   TopicErrors
+			last sql.NullString
+		)
+		if err := rows.Scan(&te.Topic, &te.Failing, &last); err != nil {
+			return nil, err
+		}
+		te.LastError = last.String
+		out = append(out, te)
+	}
+	return out, rows.Err()
 }

@@ -15,6 +15,9 @@ type Raw struct {
 	// and {dead} for its dead-letter table, both as they are written in SQL (quoted,
 	// qualified).
 	Exec func(ctx context.Context, s dialect.Store, stmt string) error
+	// InsertID inserts a message whose message_id is {id}, as written (for the canonical
+	// form check).
+	InsertID string
 	// Cases are the dialect's unreadable rows: SQLiteUnreadable, PostgresUnreadable or
 	// MySQLUnreadable.
 	Cases []UnreadableCase
@@ -107,6 +110,7 @@ var MySQLUnreadable = []UnreadableCase{
 // claim holds the row (its key's later messages can be in the same claim) and the claim's
 // Finish dead-letters it, whatever the outcome.
 func RunUnreadable(t *testing.T, newStore NewStore, raw Raw) {
+	t.Run("CanonicalMessageID", func(t *testing.T) { t.Parallel(); testCanonicalMessageID(t, newStore(t), raw) })
 	for _, tc := range raw.Cases {
 		t.Run(tc.Name, func(t *testing.T) {
 			t.Parallel()

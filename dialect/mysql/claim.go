@@ -434,13 +434,18 @@ func (c *claim) apply(ctx context.Context, o dialect.Outcome) error {
 			return fmt.Errorf("dead-lettering: %w", err)
 		}
 	}
+	if len(o.Duplicates) > 0 {
+		if _, err := tx.ExecContext(ctx, s.q.duplicates, len(o.Duplicates)); err != nil {
+			return fmt.Errorf("counting broker duplicates: %w", err)
+		}
+	}
 	return nil
 }
 
 // retry schedules retries, each with its own delay and error, in one statement: delays are
 // integers (literals), errors parameters.
 func (s *Store) retry(ctx context.Context, tx *sql.Tx, rs []dialect.Retry) error {
-	var delays, errs strings.Builder
+	var delays, errs, adds strings.Builder
 	ids := make([]int64, len(rs))
 	args := make([]any, len(rs))
 	for i, r := range rs {
@@ -448,8 +453,16 @@ func (s *Store) retry(ctx context.Context, tx *sql.Tx, rs []dialect.Retry) error
 		args[i] = storable(r.Error)
 		fmt.Fprintf(&delays, " WHEN %d THEN %d", r.Seq, max(r.Delay, 0).Microseconds())
 		fmt.Fprintf(&errs, " WHEN %d THEN ?", r.Seq)
+		if r.NotAttempted {
+			fmt.Fprintf(&adds, " WHEN %d THEN 0", r.Seq)
+		}
 	}
-	q := "UPDATE " + byID(ids, s.names.Table) + " SET t.attempts = t.attempts + 1," +
+	add := "1"
+	if adds.Len() > 0 {
+		// Not attempted (the sink was unavailable): attempts stay.
+		add = "CASE t.id" + adds.String() + " ELSE 1 END"
+	}
+	q := "UPDATE " + byID(ids, s.names.Table) + " SET t.attempts = t.attempts + " + add + ", t.last_error_at = UTC_TIMESTAMP(6)," +
 		" t.available_at = UTC_TIMESTAMP(6) + INTERVAL (CASE t.id" + delays.String() + " END) MICROSECOND," +
 		" t.last_error = CASE t.id" + errs.String() + " END"
 	_, err := tx.ExecContext(ctx, q, args...)

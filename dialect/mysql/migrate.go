@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/internal/migrate"
 )
@@ -221,9 +223,16 @@ func statements(script string) []string {
 	return out
 }
 
+// execScript runs a migration's statements. MySQL has no ADD COLUMN IF NOT EXISTS (MariaDB
+// has), so a column that exists already (1060) or is gone already (1091) is taken as the
+// statement done: a migration cut short re-runs cleanly.
 func execScript(ctx context.Context, conn *sql.Conn, script string) error {
 	for _, st := range statements(script) {
 		if _, err := conn.ExecContext(ctx, st); err != nil {
+			var me *mysql.MySQLError
+			if errors.As(err, &me) && (me.Number == 1060 || me.Number == 1091) {
+				continue
+			}
 			return err
 		}
 	}

@@ -151,6 +151,7 @@ type queries struct {
 	heartbeat, expire, members string
 	leave, expired, stats      string
 	deadList                   string
+	duplicates, topics         string
 }
 
 func buildQueries(n migrate.BacktickNames) queries {
@@ -179,7 +180,16 @@ func buildQueries(n migrate.BacktickNames) queries {
   (SELECT COUNT(*) FROM ` + n.Table + ` WHERE published_at IS NULL AND attempts > 0),
   (SELECT COALESCE(TIMESTAMPDIFF(MICROSECOND, MIN(created_at), UTC_TIMESTAMP(6)), 0) FROM ` + n.Table + ` WHERE published_at IS NULL),
   (SELECT COUNT(*) FROM ` + n.Dead + `),
-  (SELECT COUNT(*) FROM ` + n.Relays + ` WHERE heartbeat_at >= UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE)`,
+  (SELECT COUNT(*) FROM ` + n.Relays + ` WHERE heartbeat_at >= UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE),
+  COALESCE((SELECT value FROM ` + n.Sibling("_counters") + ` WHERE name = 'broker_duplicates'), 0)`,
+		duplicates: "UPDATE " + n.Sibling("_counters") + " SET value = value + ? WHERE name = 'broker_duplicates'",
+		// Per topic with failing unpublished rows (last_error set): how many, and the error
+		// written last. At most 100 topics, most failing first.
+		topics: "SELECT f.topic, f.n, (SELECT e.last_error FROM " + n.Table + " e" +
+			" WHERE CAST(e.topic AS BINARY) = CAST(f.topic AS BINARY) AND e.published_at IS NULL AND e.last_error IS NOT NULL" +
+			" ORDER BY e.last_error_at DESC, e.id DESC LIMIT 1)" +
+			" FROM (SELECT topic, COUNT(*) AS n FROM " + n.Table + " WHERE published_at IS NULL AND last_error IS NOT NULL" +
+			" GROUP BY topic ORDER BY n DESC, topic LIMIT 100) f ORDER BY f.n DESC, f.topic",
 		deadList: "SELECT id, original_id, message_id, topic, `key`, type, payload, headers, " + micros("created_at") +
 			", attempts, last_error, " + micros("failed_at") + " FROM " + n.Dead + " WHERE id > ? ORDER BY id LIMIT ?",
 	}
@@ -382,8 +392,11 @@ func (s *Store) Stats(ctx context.Context) (dialect.Stats, error) {
 		st       dialect.Stats
 		oldestUS int64
 	)
-	err := s.db.QueryRowContext(ctx, s.q.stats).Scan(&st.Pending, &st.Ready, &st.Retrying, &oldestUS, &st.DeadLetters, &st.Relays)
+	err := s.db.QueryRowContext(ctx, s.q.stats).Scan(&st.Pending, &st.Ready, &st.Retrying, &oldestUS, &st.DeadLetters, &st.Relays, &st.BrokerDuplicates)
 	if err != nil {
+		return st, fmt.Errorf("reading stats: %w", err)
+	}
+	if st.Topics, err = dialect.ScanTopics(s.db.QueryContext(ctx, s.q.topics)); err != nil {
 		return st, fmt.Errorf("reading stats: %w", err)
 	}
 	st.OldestPending = max(time.Duration(oldestUS)*time.Microsecond, 0)

@@ -58,7 +58,8 @@ func TestUnreadableRows(t *testing.T) {
 			_, err := s.(*mysql.Store).DB().ExecContext(ctx, stmt)
 			return err
 		},
-		Cases: dialecttest.MySQLUnreadable,
+		InsertID: "INSERT INTO {table} (message_id, topic, `key`) VALUES ('{id}', 'orders.created', 'a')",
+		Cases:    dialecttest.MySQLUnreadable,
 	})
 }
 

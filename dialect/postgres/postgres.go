@@ -115,6 +115,7 @@ type queries struct {
 	claimNowait, claimSkipLocked, orderCheck string
 	del, markPublished, retry, toDead        string
 	salvage, toDeadSalvaged                  string
+	duplicates, topics                       string
 	heartbeat, expire, members, leave        string
 	deletePublished, stats                   string
 	deadList, deadRetry, deadPurge           string
@@ -184,9 +185,16 @@ WHERE c.cnt <> k.n`,
 		// instead of 2.9 ms for 1,000 rows).
 		del:           `DELETE FROM ` + n.Table + ` WHERE ctid = ANY($1::tid[])`,
 		markPublished: `UPDATE ` + n.Table + ` SET published_at = clock_timestamp() WHERE ctid = ANY($1::tid[])`,
-		retry: `UPDATE ` + n.Table + ` AS t SET attempts = t.attempts + 1,
-  available_at = clock_timestamp() + u.delay_us * interval '1 microsecond', last_error = u.err
-FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(id, delay_us, err) WHERE t.id = u.id`,
+		// u.na: not attempted (the sink was unavailable), attempts stay.
+		retry: `UPDATE ` + n.Table + ` AS t SET attempts = t.attempts + CASE WHEN u.na THEN 0 ELSE 1 END,
+  available_at = clock_timestamp() + u.delay_us * interval '1 microsecond', last_error = u.err, last_error_at = clock_timestamp()
+FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bool[]) AS u(id, delay_us, err, na) WHERE t.id = u.id`,
+		duplicates: `UPDATE ` + n.Sibling("_counters") + ` SET value = value + $1 WHERE name = 'broker_duplicates'`,
+		// Per topic with failing unpublished rows (last_error set): how many, and the error
+		// written last. At most 100 topics, most failing first.
+		topics: `SELECT topic, count(*) AS n, (array_agg(last_error ORDER BY last_error_at DESC NULLS LAST, id DESC))[1]
+FROM ` + n.Table + ` WHERE published_at IS NULL AND last_error IS NOT NULL
+GROUP BY topic ORDER BY n DESC, topic LIMIT 100`,
 		toDead: `WITH moved AS (
   DELETE FROM ` + n.Table + ` AS t USING unnest($1::bigint[], $2::text[]) AS u(id, err)
   WHERE t.id = u.id RETURNING t.*, u.err)
@@ -210,7 +218,8 @@ WHERE published_at IS NOT NULL AND published_at < now() - $1::bigint * interval 
   (SELECT count(*) FROM ` + n.Table + ` WHERE published_at IS NULL AND attempts > 0),
   (SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 FROM ` + n.Table + ` WHERE published_at IS NULL AND isfinite(created_at)),
   (SELECT count(*) FROM ` + n.Dead + `),
-  (SELECT count(*) FROM ` + n.Relays + ` WHERE heartbeat_at >= now() - interval '1 minute')`,
+  (SELECT count(*) FROM ` + n.Relays + ` WHERE heartbeat_at >= now() - interval '1 minute'),
+  coalesce((SELECT value FROM ` + n.Sibling("_counters") + ` WHERE name = 'broker_duplicates'), 0)`,
 		deadList: `SELECT id, original_id, message_id, topic, key, type, payload, headers, created_at, attempts, last_error, failed_at
 FROM ` + n.Dead + ` WHERE id > $1 ORDER BY id LIMIT $2`,
 		deadRetry: `WITH moved AS (DELETE FROM ` + n.Dead + ` WHERE $1::bigint[] IS NULL OR id = ANY($1::bigint[]) RETURNING *)
@@ -695,10 +704,11 @@ func (c *claim) Finish(ctx context.Context, o dialect.Outcome) error {
 		ids := make([]int64, len(o.Retry))
 		delays := make([]int64, len(o.Retry))
 		errs := make([]string, len(o.Retry))
+		na := make([]bool, len(o.Retry))
 		for i, r := range o.Retry {
-			ids[i], delays[i], errs[i] = r.Seq, r.Delay.Microseconds(), r.Error
+			ids[i], delays[i], errs[i], na[i] = r.Seq, r.Delay.Microseconds(), r.Error, r.NotAttempted
 		}
-		b.Queue(c.s.q.retry, ids, delays, errs)
+		b.Queue(c.s.q.retry, ids, delays, errs, na)
 	}
 	if len(o.Dead) > 0 {
 		ids := make([]int64, len(o.Dead))
@@ -707,6 +717,9 @@ func (c *claim) Finish(ctx context.Context, o dialect.Outcome) error {
 			ids[i], errs[i] = d.Seq, d.Error
 		}
 		b.Queue(c.s.q.toDead, ids, errs)
+	}
+	if len(o.Duplicates) > 0 {
+		b.Queue(c.s.q.duplicates, len(o.Duplicates))
 	}
 	b.Queue("COMMIT")
 	br := c.conn.SendBatch(ctx, b)
@@ -781,7 +794,18 @@ func (s *Store) Stats(ctx context.Context) (dialect.Stats, error) {
 		st     dialect.Stats
 		oldest float64
 	)
-	err := s.pool.QueryRow(ctx, s.q.stats).Scan(&st.Pending, &st.Ready, &st.Retrying, &oldest, &st.DeadLetters, &st.Relays)
+	err := s.pool.QueryRow(ctx, s.q.stats).Scan(&st.Pending, &st.Ready, &st.Retrying, &oldest, &st.DeadLetters, &st.Relays, &st.BrokerDuplicates)
+	if err != nil {
+		return st, fmt.Errorf("reading stats: %w", err)
+	}
+	rows, err := s.pool.Query(ctx, s.q.topics)
+	if err == nil {
+		st.Topics, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (dialect.TopicErrors, error) {
+			var te dialect.TopicErrors
+			err := r.Scan(&te.Topic, &te.Failing, &te.LastError)
+			return te, err
+		})
+	}
 	if err != nil {
 		return st, fmt.Errorf("reading stats: %w", err)
 	}

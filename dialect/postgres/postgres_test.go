@@ -41,6 +41,7 @@ func TestUnreadableRows(t *testing.T) {
 			_, err := ps.Pool().Exec(ctx, stmt)
 			return err
 		},
-		Cases: dialecttest.PostgresUnreadable,
+		InsertID: `INSERT INTO {table} (message_id, topic, key) VALUES ('{id}', 'orders.created', 'a')`,
+		Cases:    dialecttest.PostgresUnreadable,
 	})
 }

@@ -264,7 +264,7 @@ func (c *claim) Finish(ctx context.Context, o dialect.Outcome) error {
 	if err := c.check(o); err != nil {
 		return fmt.Errorf("finishing claim: %w", err)
 	}
-	if len(o.Published)+len(o.Retry)+len(o.Dead)+len(c.bad) == 0 {
+	if len(o.Published)+len(o.Retry)+len(o.Dead)+len(o.Duplicates)+len(c.bad) == 0 {
 		return nil
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -282,8 +282,13 @@ func (c *claim) Finish(ctx context.Context, o dialect.Outcome) error {
 		}
 		for _, r := range o.Retry {
 			at := now + max(r.Delay, 0).Microseconds()
-			if _, err := tx.ExecContext(ctx, s.q.retry, at, r.Error, r.Seq); err != nil {
+			if _, err := tx.ExecContext(ctx, s.q.retry, at, r.Error, r.Seq, attemptsAdded(r), now); err != nil {
 				return fmt.Errorf("scheduling retry of %d: %w", r.Seq, err)
+			}
+		}
+		if len(o.Duplicates) > 0 {
+			if _, err := tx.ExecContext(ctx, s.q.duplicates, len(o.Duplicates)); err != nil {
+				return fmt.Errorf("counting broker duplicates: %w", err)
 			}
 		}
 		// In id order, so dead letters of one key keep their order.
@@ -343,4 +348,12 @@ func (s *Store) toDead(ctx context.Context, tx *sql.Tx, d badRow, now int64) err
 	}
 	_, err = tx.ExecContext(ctx, s.q.delOne, d.rec.Seq)
 	return err
+}
+
+// attemptsAdded is what a retry adds to attempts: nothing when the message was not attempted.
+func attemptsAdded(r dialect.Retry) int {
+	if r.NotAttempted {
+		return 0
+	}
+	return 1
 }

@@ -152,6 +152,7 @@ type queries struct {
 	delOne, salvage, toDeadSalvaged   string
 	heartbeat, expire, members, leave string
 	deletePublished, stats            string
+	duplicates, topics                string
 	deadList, deadRetry, deadRemove   string
 }
 
@@ -174,7 +175,11 @@ ORDER BY id`,
 		fetch:         `SELECT ` + cols + ` FROM ` + n.Table + ` WHERE id IN ` + idsIn + ` ORDER BY id`,
 		del:           `DELETE FROM ` + n.Table + ` WHERE id IN ` + idsIn,
 		markPublished: `UPDATE ` + n.Table + ` SET published_at = ? WHERE id IN ` + idsIn,
-		retry:         `UPDATE ` + n.Table + ` SET attempts = attempts + 1, available_at = ?, last_error = ? WHERE id = ?`,
+		// ?1 available_at, ?2 the error, ?3 the row, ?4 attempts to add (0: not attempted),
+		// ?5 now.
+		retry:      `UPDATE ` + n.Table + ` SET attempts = attempts + ?4, available_at = ?1, last_error = ?2, last_error_at = ?5 WHERE id = ?3`,
+		duplicates: `UPDATE ` + n.Sibling("_counters") + ` SET value = value + ? WHERE name = 'broker_duplicates'`,
+		topics:     topicsQuery(n.Table),
 		toDead: `INSERT INTO ` + n.Dead + ` (original_id, message_id, topic, key, type, payload, headers, created_at, attempts, last_error, failed_at)
 SELECT id, message_id, topic, key, type, payload, headers, created_at, attempts + 1, ?, ? FROM ` + n.Table + ` WHERE id = ?`,
 		delOne: `DELETE FROM ` + n.Table + ` WHERE id = ?`,
@@ -197,7 +202,8 @@ WHERE published_at IS NOT NULL AND published_at <= ? ORDER BY published_at LIMIT
   (SELECT count(*) FROM ` + n.Table + ` WHERE published_at IS NULL AND attempts > 0),
   (SELECT coalesce(?1 - min(created_at), 0) FROM ` + n.Table + ` WHERE published_at IS NULL),
   (SELECT count(*) FROM ` + n.Dead + `),
-  (SELECT count(*) FROM ` + n.Relays + ` WHERE heartbeat_at >= ?2)`,
+  (SELECT count(*) FROM ` + n.Relays + ` WHERE heartbeat_at >= ?2),
+  coalesce((SELECT value FROM ` + n.Sibling("_counters") + ` WHERE name = 'broker_duplicates'), 0)`,
 		deadList: `SELECT id, original_id, message_id, topic, key, type, payload, headers, created_at, attempts, last_error, failed_at
 FROM ` + n.Dead + ` WHERE id > ? ORDER BY id LIMIT ?`,
 		// ?1 NULL means every dead letter; ?2 is now (the retried rows are available at once).
@@ -302,8 +308,11 @@ func (s *Store) Stats(ctx context.Context) (dialect.Stats, error) {
 	)
 	now := time.Now()
 	err := s.db.QueryRowContext(ctx, s.q.stats, now.UnixMicro(), now.Add(-time.Minute).UnixMicro()).
-		Scan(&st.Pending, &st.Ready, &st.Retrying, &oldestUS, &st.DeadLetters, &st.Relays)
+		Scan(&st.Pending, &st.Ready, &st.Retrying, &oldestUS, &st.DeadLetters, &st.Relays, &st.BrokerDuplicates)
 	if err != nil {
+		return st, fmt.Errorf("reading stats: %w", err)
+	}
+	if st.Topics, err = dialect.ScanTopics(s.db.QueryContext(ctx, s.q.topics)); err != nil {
 		return st, fmt.Errorf("reading stats: %w", err)
 	}
 	st.OldestPending = max(time.Duration(oldestUS)*time.Microsecond, 0)
@@ -367,4 +376,16 @@ func (s *Store) PurgeDeadLetters(ctx context.Context, ids []int64) (int64, error
 		return 0, fmt.Errorf("purging dead letters: %w", err)
 	}
 	return res.RowsAffected()
+}
+
+// topicsQuery lists, per topic with failing unpublished rows (last_error set), how many there
+// are and the error written last, at most 100 topics, most failing first. Rows failed before
+// last_error_at existed count, and sort before none.
+func topicsQuery(table string) string {
+	return `SELECT f.topic, f.n, (SELECT e.last_error FROM ` + table + ` e
+    WHERE e.topic = f.topic AND e.published_at IS NULL AND e.last_error IS NOT NULL
+    ORDER BY e.last_error_at DESC, e.id DESC LIMIT 1)
+FROM (SELECT topic, count(*) AS n FROM ` + table + ` WHERE published_at IS NULL AND last_error IS NOT NULL
+    GROUP BY topic ORDER BY n DESC, topic LIMIT 100) f
+ORDER BY f.n DESC, f.topic`
 }

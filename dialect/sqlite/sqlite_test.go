@@ -53,7 +53,8 @@ func TestUnreadableRows(t *testing.T) {
 			_, err := s.(*sqlite.Store).DB().ExecContext(ctx, stmt)
 			return err
 		},
-		Cases: dialecttest.SQLiteUnreadable,
+		InsertID: `INSERT INTO {table} (message_id, topic, key) VALUES ('{id}', 'orders.created', 'a')`,
+		Cases:    dialecttest.SQLiteUnreadable,
 	})
 }
 
