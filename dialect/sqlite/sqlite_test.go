@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -410,5 +411,43 @@ func TestPlainInsertFromOtherWriters(t *testing.T) {
 	}
 	if err := c.Finish(ctx, dialect.Outcome{Published: seqs(recs)}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPlainInsertWithSQLiteShell: the README's plain INSERT, run by the sqlite3 shell (the
+// SQLite a service in another language links, older than the store's: Debian 12 has 3.40,
+// where unixepoch('subsec') was NULL), gets its times from the defaults, and its message_id
+// in canonical form. Skipped without a sqlite3 on PATH.
+func TestPlainInsertWithSQLiteShell(t *testing.T) {
+	t.Parallel()
+	shell, err := exec.LookPath("sqlite3")
+	if err != nil {
+		t.Skip("no sqlite3 shell on PATH")
+	}
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	s, err := sqlite.New(ctxT(t), sqlite.Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.MigrateUp(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(shell, path, `INSERT INTO outbox (message_id, topic, key, type, payload, headers)
+VALUES ('0190F2A4-5B6C-7D8E-9F00-112233445566', 'orders.created', 'o-1', 'order.created',
+        CAST('{"id":"o-1"}' AS BLOB), '{"content-type": "application/json"}');`).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sqlite3 shell: %v: %s", err, out)
+	}
+	var (
+		id               string
+		created, availAt int64
+	)
+	if err := s.DB().QueryRowContext(ctxT(t), `SELECT message_id, created_at, available_at FROM outbox`).Scan(&id, &created, &availAt); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixMicro()
+	if id != "0190f2a4-5b6c-7d8e-9f00-112233445566" || now-created > 60e6 || created-now > 60e6 || availAt != created {
+		t.Fatalf("row: message_id %s, created_at %d, available_at %d (now %d)", id, created, availAt, now)
 	}
 }
