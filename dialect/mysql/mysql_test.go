@@ -663,3 +663,27 @@ func TestDSNFromURL(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrationStatusCreatesNothing: reading the migration status creates no table, and no
+// database for a table qualified with one that does not exist.
+func TestMigrationStatusCreatesNothing(t *testing.T) {
+	t.Parallel()
+	db, _, name := mysqltest.Database(t)
+	for _, table := range []string{"outbox", name + "_none.outbox"} {
+		s, err := mysql.New(ctxT(t), mysql.Config{DB: db, Table: table})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := s.MigrationStatus(ctxT(t))
+		if err != nil || len(st) == 0 || st[0].Applied {
+			t.Fatalf("%s: MigrationStatus = %+v, %v; want every migration unapplied", table, st, err)
+		}
+	}
+	var n int
+	if err := db.QueryRowContext(ctxT(t), `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ?`, name).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d tables after MigrationStatus (%v), want none", n, err)
+	}
+	if err := db.QueryRowContext(ctxT(t), `SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = ?`, name+"_none").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("database created by MigrationStatus (%d, %v)", n, err)
+	}
+}

@@ -45,3 +45,23 @@ func TestUnreadableRows(t *testing.T) {
 		Cases:    dialecttest.PostgresUnreadable,
 	})
 }
+
+// TestMigrationStatusCreatesNothing: reading the migration status of a table in a schema that
+// does not exist creates neither the schema nor a table.
+func TestMigrationStatusCreatesNothing(t *testing.T) {
+	t.Parallel()
+	pool, schema := pgtest.Schema(t)
+	ctx := context.Background()
+	s, err := postgres.New(ctx, postgres.Config{Pool: pool, Table: schema + "_none.outbox"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.MigrationStatus(ctx)
+	if err != nil || len(st) == 0 || st[0].Applied {
+		t.Fatalf("MigrationStatus = %+v, %v; want every migration unapplied", st, err)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname = $1`, schema+"_none").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("schema created by MigrationStatus (%d, %v)", n, err)
+	}
+}

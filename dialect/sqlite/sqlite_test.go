@@ -451,3 +451,22 @@ VALUES ('0190F2A4-5B6C-7D8E-9F00-112233445566', 'orders.created', 'o-1', 'order.
 		t.Fatalf("row: message_id %s, created_at %d, available_at %d (now %d)", id, created, availAt, now)
 	}
 }
+
+// TestMigrationStatusCreatesNothing: reading the migration status of an empty database
+// creates no table.
+func TestMigrationStatusCreatesNothing(t *testing.T) {
+	t.Parallel()
+	s, err := sqlite.New(ctxT(t), sqlite.Config{Path: filepath.Join(t.TempDir(), "outbox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	st, err := s.MigrationStatus(ctxT(t))
+	if err != nil || len(st) == 0 || st[0].Applied {
+		t.Fatalf("MigrationStatus = %+v, %v; want every migration unapplied", st, err)
+	}
+	var n int
+	if err := s.DB().QueryRowContext(ctxT(t), `SELECT count(*) FROM sqlite_master`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d schema objects after MigrationStatus (%v), want none", n, err)
+	}
+}
