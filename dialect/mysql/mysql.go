@@ -35,8 +35,9 @@ type Config struct {
 	DB *sql.DB
 	// DSN is a github.com/go-sql-driver/mysql data source name, used when DB is nil:
 	// "user:password@tcp(127.0.0.1:3306)/dbname?param=value". The store adds parseTime=true,
-	// for callers that use DB() with time.Time. Add interpolateParams=true to save a round
-	// trip per statement.
+	// for callers that use DB() with time.Time, and the connection attribute
+	// program_name=ProgramName unless connectionAttributes sets one. Add
+	// interpolateParams=true to save a round trip per statement.
 	DSN string
 	// MaxConns bounds the pool the Store opens from DSN. Default DefaultMaxConns. Each open
 	// claim holds a connection (its transaction) while its batch is published.
@@ -47,6 +48,10 @@ type Config struct {
 	// Logger receives diagnostics. Default slog.Default().
 	Logger *slog.Logger
 }
+
+// ProgramName is the program_name connection attribute of the sessions a Store opens from a
+// DSN that sets none.
+const ProgramName = "outbox-relay"
 
 // Store is a MySQL or MariaDB outbox. It implements dialect.Store.
 type Store struct {
@@ -97,6 +102,11 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 				Reason: fmt.Sprintf("names no database: add /dbname to it or qualify the table (dbname.%s)", t.Name)}
 		}
 		mcfg.ParseTime = true
+		if !strings.Contains(mcfg.ConnectionAttributes, "program_name:") {
+			// Names the sessions (performance_schema.session_connect_attrs); a DSN that
+			// sets program_name wins.
+			mcfg.ConnectionAttributes = strings.TrimPrefix(mcfg.ConnectionAttributes+",program_name:"+ProgramName, ",")
+		}
 		conn, err := mysql.NewConnector(mcfg)
 		if err != nil {
 			return nil, &outbox.ConfigError{Field: "database_url", Reason: err.Error()}

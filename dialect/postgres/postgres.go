@@ -29,7 +29,8 @@ var migrationFS embed.FS
 type Config struct {
 	// Pool is the connection pool to use. The Store does not close a pool it was given.
 	Pool *pgxpool.Pool
-	// URL is a PostgreSQL connection string, used when Pool is nil.
+	// URL is a PostgreSQL connection string, used when Pool is nil. Its sessions are named
+	// ApplicationName unless it sets application_name.
 	URL string
 	// MaxConns bounds the pool the Store creates from URL. Default 10.
 	MaxConns int32
@@ -47,6 +48,10 @@ type Config struct {
 	// keep their per-key order. Off by default.
 	AsyncCommit bool
 }
+
+// ApplicationName is the application_name of the sessions a Store opens from a URL that sets
+// none.
+const ApplicationName = "outbox-relay"
 
 // Store is a PostgreSQL outbox. It implements dialect.Store.
 type Store struct {
@@ -86,6 +91,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, &outbox.ConfigError{Field: "database_url", Reason: err.Error()}
 		}
 		pcfg.MaxConns = cmp.Or(cfg.MaxConns, 10)
+		if pcfg.ConnConfig.RuntimeParams["application_name"] == "" {
+			// Names the sessions in pg_stat_activity; a URL that names them wins.
+			pcfg.ConnConfig.RuntimeParams["application_name"] = ApplicationName
+		}
 		s.pool, err = pgxpool.NewWithConfig(ctx, pcfg)
 		if err != nil {
 			return nil, fmt.Errorf("connecting to postgres: %w", err)

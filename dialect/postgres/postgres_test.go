@@ -65,3 +65,25 @@ func TestMigrationStatusCreatesNothing(t *testing.T) {
 		t.Fatalf("schema created by MigrationStatus (%d, %v)", n, err)
 	}
 }
+
+// TestApplicationName: a store opened from a URL names its sessions outbox-relay, unless the
+// URL names them.
+func TestApplicationName(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for url, want := range map[string]string{
+		pgtest.URL(): postgres.ApplicationName,
+		pgtest.URL() + map[bool]string{true: "&", false: "?"}[strings.Contains(pgtest.URL(), "?")] + "application_name=mine": "mine",
+	} {
+		s, err := postgres.New(ctx, postgres.Config{URL: url})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		err = s.Pool().QueryRow(ctx, `SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()`).Scan(&got)
+		_ = s.Close()
+		if err != nil || got != want {
+			t.Fatalf("%s: application_name %q, %v; want %q", url, got, err, want)
+		}
+	}
+}
