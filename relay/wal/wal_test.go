@@ -15,6 +15,7 @@ import (
 	"github.com/outboxgo/outbox/dialect/dialecttest"
 	"github.com/outboxgo/outbox/internal/pgtest"
 	"github.com/outboxgo/outbox/relay"
+	"github.com/outboxgo/outbox/relay/internal/session"
 	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 	"github.com/outboxgo/outbox/relay/wal"
 	"github.com/outboxgo/outbox/sink"
@@ -517,4 +518,38 @@ func TestUndecodableRowCases(t *testing.T) {
 		}
 	}
 	sourcetest.WaitFor(t, 10*time.Second, "nothing pending, rows deleted", func() bool { return src.Stats().Pending == 0 && e.rows(t) == 0 })
+}
+
+// TestSetupFailureLeavesNoPublication: a setup whose slot cannot be made (here: a physical
+// slot holds the name) drops the publication it created, and says why.
+func TestSetupFailureLeavesNoPublication(t *testing.T) {
+	t.Parallel()
+	e := setup(t, wal.ModeTable)
+	ctx := context.Background()
+	if _, err := e.pool.Exec(ctx, `SELECT pg_create_physical_replication_slot($1)`, e.slot); err != nil {
+		t.Fatal(err)
+	}
+	src := e.source(t, e.config(t))
+	err := src.Setup(ctx)
+	if err == nil || !strings.Contains(err.Error(), "not a logical slot") {
+		t.Fatalf("Setup = %v, want the slot refused", err)
+	}
+	var n int
+	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM pg_publication WHERE pubname = $1`, e.slot).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d publications %s left behind (%v)", n, e.slot, err)
+	}
+}
+
+// TestWALLevelError: a server without wal_level = logical is a setup error (Run returns it
+// instead of retrying), ErrWALLevel, that says what to change.
+func TestWALLevelError(t *testing.T) {
+	for _, level := range []string{"replica", "minimal"} {
+		err := wal.CheckWALLevel(level)
+		if !errors.Is(err, wal.ErrWALLevel) || !session.IsSetup(err) || !strings.Contains(err.Error(), "wal_level = logical") {
+			t.Fatalf("wal_level %s: %v", level, err)
+		}
+	}
+	if err := wal.CheckWALLevel("logical"); err != nil {
+		t.Fatalf("wal_level logical: %v", err)
+	}
 }
