@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect/postgres"
@@ -17,17 +18,8 @@ import (
 // not given up; a row whose transaction is visible but which is gone counts as deleted.
 func TestDeleteWaitsForVisibility(t *testing.T) {
 	t.Parallel()
-	pool, schema := pgtest.Schema(t)
 	ctx := context.Background()
-	table := schema + ".outbox"
-	store, err := postgres.New(ctx, postgres.Config{Pool: pool, Table: table})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.MigrateUp(ctx); err != nil {
-		t.Fatal(err)
-	}
-	s := newTestSource(t, func(c *Config) { c.Pool, c.Mode, c.Table = pool, ModeTable, table })
+	pool, table, store, s := newAckerEnv(t)
 
 	// An insert whose transaction is still open stands for one not visible yet.
 	tx, err := pool.Begin(ctx)
@@ -77,17 +69,8 @@ func TestDeleteWaitsForVisibility(t *testing.T) {
 // one's) reach the store's broker duplicates counter; other acknowledgements do not.
 func TestApplyCountsBrokerDuplicates(t *testing.T) {
 	t.Parallel()
-	pool, schema := pgtest.Schema(t)
 	ctx := context.Background()
-	table := schema + ".outbox"
-	store, err := postgres.New(ctx, postgres.Config{Pool: pool, Table: table})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.MigrateUp(ctx); err != nil {
-		t.Fatal(err)
-	}
-	s := newTestSource(t, func(c *Config) { c.Pool, c.Mode, c.Table = pool, ModeTable, table })
+	_, _, store, s := newAckerEnv(t)
 	entry := func(seq int64) *keyqueue.Entry[txnInfo] {
 		return &keyqueue.Entry[txnInfo]{Record: outbox.Record{Seq: seq}, Txn: &keyqueue.Txn[txnInfo]{}}
 	}
@@ -106,4 +89,19 @@ func TestApplyCountsBrokerDuplicates(t *testing.T) {
 	if err != nil || st.BrokerDuplicates != 3 {
 		t.Fatalf("Stats = %+v, %v; want 3 broker duplicates", st, err)
 	}
+}
+
+// newAckerEnv returns a migrated store in a fresh schema and a table-mode source on it.
+func newAckerEnv(t *testing.T) (*pgxpool.Pool, string, *postgres.Store, *Source) {
+	t.Helper()
+	pool, schema := pgtest.Schema(t)
+	table := schema + ".outbox"
+	store, err := postgres.New(context.Background(), postgres.Config{Pool: pool, Table: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.MigrateUp(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return pool, table, store, newTestSource(t, func(c *Config) { c.Pool, c.Mode, c.Table = pool, ModeTable, table })
 }
