@@ -33,6 +33,9 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("MaxBytes", func(t *testing.T) { t.Parallel(); testMaxBytes(t, newStore(t)) })
 	t.Run("ConcurrentProducersAndRelays", func(t *testing.T) { t.Parallel(); testConcurrent(t, newStore(t)) })
 	t.Run("ForeignOutcomeRefused", func(t *testing.T) { t.Parallel(); testForeignOutcome(t, newStore(t)) })
+	t.Run("BrokerDuplicatesCounted", func(t *testing.T) { t.Parallel(); testBrokerDuplicates(t, newStore(t)) })
+	t.Run("NotAttemptedKeepsAttempts", func(t *testing.T) { t.Parallel(); testNotAttempted(t, newStore(t)) })
+	t.Run("TopicErrors", func(t *testing.T) { t.Parallel(); testTopicErrors(t, newStore(t)) })
 }
 
 func ctxT(t *testing.T) context.Context {

@@ -82,16 +82,9 @@ func (s *Store) Claim(ctx context.Context, req dialect.ClaimRequest) (dialect.Cl
 // take runs the claim's statements in c.tx and fills c.
 func (c *claim) take(ctx context.Context, req dialect.ClaimRequest) error {
 	s := c.s
-	cands, bad, err := s.scan(ctx, c.tx, req)
+	cands, err := s.scan(ctx, c.tx, req)
 	if err != nil {
 		return err
-	}
-	if len(bad) > 0 {
-		// Rows no relay can read (written by hand or by another language) must not block
-		// every later claim: they go to the dead letters with the reason, in this claim.
-		if err := c.deadLetter(ctx, bad); err != nil {
-			return fmt.Errorf("dead-lettering unreadable rows: %w", err)
-		}
 	}
 	if len(cands) == 0 {
 		return nil
@@ -125,8 +118,10 @@ func (c *claim) take(ctx context.Context, req dialect.ClaimRequest) error {
 		return fmt.Errorf("reading claimed rows: %w", err)
 	}
 	if len(bad) > 0 {
-		// Dead-lettering a key's row lets its later rows go next, as the relay does with a
-		// poison message: the order check already counted it as claimed.
+		// Rows no relay can read (written by hand or by another language) must not block
+		// every later claim: they go to the dead letters with the reason, in this claim's
+		// transaction (committed by Finish, whatever the outcome). The order check counted
+		// them as claimed, so the later rows of their keys are in the claim and follow them.
 		if err := c.deadLetter(ctx, bad); err != nil {
 			return fmt.Errorf("dead-lettering unreadable rows: %w", err)
 		}
@@ -140,8 +135,8 @@ func (c *claim) take(ctx context.Context, req dialect.ClaimRequest) error {
 }
 
 // scan locks the ready rows of the request's share in id order and returns those within the
-// byte budget, and those whose message_id is unreadable.
-func (s *Store) scan(ctx context.Context, tx *sql.Tx, req dialect.ClaimRequest) ([]candidate, []badRow, error) {
+// byte budget.
+func (s *Store) scan(ctx context.Context, tx *sql.Tx, req dialect.ClaimRequest) ([]candidate, error) {
 	var (
 		b    strings.Builder
 		args []any
@@ -158,10 +153,10 @@ func (s *Store) scan(ctx context.Context, tx *sql.Tx, req dialect.ClaimRequest) 
 		// index without locks) rather than scan the whole retention window.
 		var from sql.NullInt64
 		if err := tx.QueryRowContext(ctx, s.q.firstPending).Scan(&from); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if !from.Valid {
-			return nil, nil, nil
+			return nil, nil
 		}
 		b.WriteString(" AND id >= " + strconv.FormatInt(from.Int64, 10))
 	}
@@ -190,12 +185,11 @@ func (s *Store) scan(ctx context.Context, tx *sql.Tx, req dialect.ClaimRequest) 
 	b.WriteString(" ORDER BY id LIMIT " + strconv.Itoa(req.Limit) + " FOR UPDATE SKIP LOCKED")
 	rows, err := tx.QueryContext(ctx, b.String(), args...)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer rows.Close()
 	var (
 		cands []candidate
-		bad   []badRow
 		bytes int
 		full  bool
 	)
@@ -206,24 +200,22 @@ func (s *Store) scan(ctx context.Context, tx *sql.Tx, req dialect.ClaimRequest) 
 			key sql.NullString
 		)
 		if err := rows.Scan(&cd.id, &mid, &key, &cd.size); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if full || (req.MaxBytes > 0 && len(cands) > 0 && bytes+cd.size > req.MaxBytes) {
 			full = true // the rest stays locked until the claim ends, untouched
 			continue
 		}
-		if _, err := uuid.Parse(mid); err != nil {
-			bad = append(bad, badRow{seq: cd.id, reason: fmt.Sprintf("unreadable row: message_id %q: %v", mid, err)})
-			continue
-		}
+		// An unreadable row is found by fetch, after the order check has counted it as
+		// claimed: its key's later rows can then go in this claim.
 		cd.key = key.String
 		bytes += cd.size
 		cands = append(cands, cd)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return cands, bad, nil
+	return cands, nil
 }
 
 // checkOrder returns the keys whose claimed rows are not a complete prefix of the key's
@@ -321,12 +313,11 @@ func (s *Store) fetch(ctx context.Context, tx *sql.Tx, cands []candidate) ([]out
 	var bad []badRow
 	for rows.Next() {
 		r, err := scanRecord(rows)
+		if errors.Is(err, dialect.ErrUnreadable) {
+			bad = append(bad, badRow{seq: r.Seq, reason: err.Error()})
+			continue
+		}
 		if err != nil {
-			var u unreadable
-			if errors.As(err, &u) {
-				bad = append(bad, badRow{seq: r.Seq, reason: "unreadable row: " + u.Error()})
-				continue
-			}
 			return nil, nil, err
 		}
 		recs = append(recs, r)
@@ -342,35 +333,14 @@ func (s *Store) fetch(ctx context.Context, tx *sql.Tx, cands []candidate) ([]out
 	return recs, bad, nil
 }
 
-// unreadable is a row whose columns scanned but do not decode.
-type unreadable struct{ err error }
-
-func (u unreadable) Error() string { return u.err.Error() }
-
+// scanRecord reads a row of the cols query. A row that does not decode gives a
+// dialect.ColumnError, and a record holding what could be read.
 func scanRecord(rows *sql.Rows) (outbox.Record, error) {
-	var (
-		r         outbox.Record
-		id        string
-		key       sql.NullString
-		headers   []byte
-		createdUS int64
-	)
-	if err := rows.Scan(&r.Seq, &id, &r.Topic, &key, &r.Type, &r.Payload, &headers, &createdUS, &r.Attempts); err != nil {
-		return r, err
+	var raw dialect.RawRow
+	if err := rows.Scan(&raw.Seq, &raw.MessageID, &raw.Topic, &raw.Key, &raw.Type, &raw.Payload, &raw.Headers, &raw.CreatedAt, &raw.Attempts); err != nil {
+		return outbox.Record{}, err
 	}
-	var err error
-	if r.ID, err = uuid.Parse(id); err != nil {
-		return r, unreadable{fmt.Errorf("message_id %q: %w", id, err)}
-	}
-	r.Key = key.String
-	r.CreatedAt = fromMicros(createdUS)
-	if r.Payload == nil {
-		r.Payload = []byte{}
-	}
-	if err := decodeHeaders(headers, &r.Message); err != nil {
-		return r, unreadable{err}
-	}
-	return r, nil
+	return dialect.DecodeRow(raw)
 }
 
 type claim struct {
@@ -464,13 +434,18 @@ func (c *claim) apply(ctx context.Context, o dialect.Outcome) error {
 			return fmt.Errorf("dead-lettering: %w", err)
 		}
 	}
+	if len(o.Duplicates) > 0 {
+		if _, err := tx.ExecContext(ctx, s.q.duplicates, len(o.Duplicates)); err != nil {
+			return fmt.Errorf("counting broker duplicates: %w", err)
+		}
+	}
 	return nil
 }
 
 // retry schedules retries, each with its own delay and error, in one statement: delays are
 // integers (literals), errors parameters.
 func (s *Store) retry(ctx context.Context, tx *sql.Tx, rs []dialect.Retry) error {
-	var delays, errs strings.Builder
+	var delays, errs, adds strings.Builder
 	ids := make([]int64, len(rs))
 	args := make([]any, len(rs))
 	for i, r := range rs {
@@ -478,8 +453,16 @@ func (s *Store) retry(ctx context.Context, tx *sql.Tx, rs []dialect.Retry) error
 		args[i] = storable(r.Error)
 		fmt.Fprintf(&delays, " WHEN %d THEN %d", r.Seq, max(r.Delay, 0).Microseconds())
 		fmt.Fprintf(&errs, " WHEN %d THEN ?", r.Seq)
+		if r.NotAttempted {
+			fmt.Fprintf(&adds, " WHEN %d THEN 0", r.Seq)
+		}
 	}
-	q := "UPDATE " + byID(ids, s.names.Table) + " SET t.attempts = t.attempts + 1," +
+	add := "1"
+	if adds.Len() > 0 {
+		// Not attempted (the sink was unavailable): attempts stay.
+		add = "CASE t.id" + adds.String() + " ELSE 1 END"
+	}
+	q := "UPDATE " + byID(ids, s.names.Table) + " SET t.attempts = t.attempts + " + add + ", t.last_error_at = UTC_TIMESTAMP(6)," +
 		" t.available_at = UTC_TIMESTAMP(6) + INTERVAL (CASE t.id" + delays.String() + " END) MICROSECOND," +
 		" t.last_error = CASE t.id" + errs.String() + " END"
 	_, err := tx.ExecContext(ctx, q, args...)
@@ -487,29 +470,85 @@ func (s *Store) retry(ctx context.Context, tx *sql.Tx, rs []dialect.Retry) error
 }
 
 // toDead moves rows to the dead-letter table, in id order so that dead letters of one key
-// keep their order: INSERT ... SELECT, then DELETE.
+// keep their order: INSERT ... SELECT, then DELETE. The rows are copied by SQL, so they need
+// not decode. If a chunk cannot be copied (a value the dead-letter table refuses), its rows
+// are copied one by one, and a row that still fails is dead-lettered with placeholders for
+// the columns that may not fit, their values in the reason.
 func (s *Store) toDead(ctx context.Context, tx *sql.Tx, dead []dialect.Dead) error {
 	dead = slices.SortedFunc(slices.Values(dead), func(a, b dialect.Dead) int { return cmp.Compare(a.Seq, b.Seq) })
 	for start := 0; start < len(dead); start += chunk {
 		part := dead[start:min(start+chunk, len(dead))]
-		var errs strings.Builder
+		err := savepoint(ctx, tx, func() error { return s.copyDead(ctx, tx, part) })
+		if err != nil {
+			for _, d := range part {
+				if err := savepoint(ctx, tx, func() error { return s.copyDead(ctx, tx, []dialect.Dead{d}) }); err != nil {
+					if err := s.salvageDead(ctx, tx, d, err); err != nil {
+						return err
+					}
+				}
+			}
+		}
 		ids := make([]int64, len(part))
-		args := make([]any, len(part))
 		for i, d := range part {
 			ids[i] = d.Seq
-			args[i] = storable(d.Error)
-			fmt.Fprintf(&errs, " WHEN %d THEN ?", d.Seq)
-		}
-		list := idList(ids)
-		if _, err := tx.ExecContext(ctx, "INSERT INTO "+s.names.Dead+
-			" (original_id, message_id, topic, `key`, type, payload, headers, created_at, attempts, last_error, failed_at)"+
-			" SELECT id, message_id, topic, `key`, type, payload, headers, created_at, attempts + 1, CASE id"+errs.String()+" END, UTC_TIMESTAMP(6)"+
-			" FROM "+s.names.Table+" WHERE id IN ("+list+") ORDER BY id", args...); err != nil {
-			return err
 		}
 		if _, err := deleteByID(ctx, tx, s.names.Table, ids, ""); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// savepoint runs fn inside a savepoint, rolled back to when fn fails.
+func savepoint(ctx context.Context, tx *sql.Tx, fn func() error) error {
+	if _, err := tx.ExecContext(ctx, "SAVEPOINT dead_letter"); err != nil {
+		return err
+	}
+	if err := fn(); err != nil {
+		if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT dead_letter"); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		return err
+	}
+	_, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT dead_letter")
+	return err
+}
+
+func (s *Store) copyDead(ctx context.Context, tx *sql.Tx, part []dialect.Dead) error {
+	var errs strings.Builder
+	ids := make([]int64, len(part))
+	args := make([]any, len(part))
+	for i, d := range part {
+		ids[i] = d.Seq
+		args[i] = storable(d.Error)
+		fmt.Fprintf(&errs, " WHEN %d THEN ?", d.Seq)
+	}
+	// attempts + 1 in BIGINT, capped: an INT column at its maximum must not overflow.
+	_, err := tx.ExecContext(ctx, "INSERT INTO "+s.names.Dead+
+		" (original_id, message_id, topic, `key`, type, payload, headers, created_at, attempts, last_error, failed_at)"+
+		" SELECT id, message_id, topic, `key`, type, payload, headers, created_at, LEAST(CAST(attempts AS SIGNED) + 1, 2147483647), CASE id"+errs.String()+" END, UTC_TIMESTAMP(6)"+
+		" FROM "+s.names.Table+" WHERE id IN ("+idList(ids)+") ORDER BY id", args...)
+	return err
+}
+
+// salvageDead writes the dead letter of a row that cannot be copied whole: message_id,
+// headers, created_at and attempts get placeholders, their values go into the reason.
+func (s *Store) salvageDead(ctx context.Context, tx *sql.Tx, d dialect.Dead, copyErr error) error {
+	var vals [4]sql.NullString
+	if err := tx.QueryRowContext(ctx, "SELECT CAST(message_id AS CHAR), CAST(headers AS CHAR), CAST(created_at AS CHAR), CAST(attempts AS CHAR) FROM "+
+		s.names.Table+" WHERE id = ?", d.Seq).Scan(&vals[0], &vals[1], &vals[2], &vals[3]); err != nil {
+		return errors.Join(copyErr, err)
+	}
+	texts := make([]string, len(vals))
+	for i, v := range vals {
+		texts[i] = cmp.Or(v.String, "NULL")
+	}
+	reason := dialect.SalvageReason(d.Error, copyErr, []string{"message_id", "headers", "created_at", "attempts"}, texts)
+	if _, err := tx.ExecContext(ctx, "INSERT INTO "+s.names.Dead+
+		" (original_id, message_id, topic, `key`, type, payload, headers, created_at, attempts, last_error, failed_at)"+
+		" SELECT id, ?, topic, `key`, type, payload, '{}', UTC_TIMESTAMP(6), 0, ?, UTC_TIMESTAMP(6) FROM "+s.names.Table+" WHERE id = ?",
+		uuid.Nil.String(), storable(reason), d.Seq); err != nil {
+		return errors.Join(copyErr, err)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect"
 )
 
 // This file serves sources that hold messages themselves instead of claiming rows: the binlog
@@ -18,11 +19,23 @@ import (
 // transaction, reaching each row through its primary key. It returns how many rows it deleted:
 // rows already gone (deleted before, or by their producer) are not an error.
 func (s *Store) DeleteRows(ctx context.Context, ids []int64) (int64, error) {
-	if len(ids) == 0 {
+	return s.AckRows(ctx, ids, 0)
+}
+
+// AckRows is DeleteRows that also adds duplicates (messages their broker acknowledged as
+// duplicates, see dialect.Outcome.Duplicates) to Stats.BrokerDuplicates, in the same
+// transaction.
+func (s *Store) AckRows(ctx context.Context, ids []int64, duplicates int64) (int64, error) {
+	if len(ids) == 0 && duplicates == 0 {
 		return 0, nil
 	}
 	var n int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if duplicates > 0 {
+			if _, err := tx.ExecContext(ctx, s.q.duplicates, duplicates); err != nil {
+				return fmt.Errorf("counting broker duplicates: %w", err)
+			}
+		}
 		var err error
 		n, err = deleteByID(ctx, tx, s.names.Table, ids, "")
 		return err
@@ -119,9 +132,5 @@ func headersJSON(h map[string]string) (string, error) {
 // string values are taken as they are and whose other values (rows written by hand or by
 // other languages) are kept as their JSON text. Empty and {} give nil.
 func ParseHeaders(raw []byte) (map[string]string, error) {
-	var m outbox.Message
-	if err := decodeHeaders(raw, &m); err != nil {
-		return nil, err
-	}
-	return m.Headers, nil
+	return dialect.DecodeHeaders(raw)
 }

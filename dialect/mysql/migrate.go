@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/internal/migrate"
 )
@@ -221,9 +223,16 @@ func statements(script string) []string {
 	return out
 }
 
+// execScript runs a migration's statements. MySQL has no ADD COLUMN IF NOT EXISTS (MariaDB
+// has), so a column that exists already (1060) or is gone already (1091) is taken as the
+// statement done: a migration cut short re-runs cleanly.
 func execScript(ctx context.Context, conn *sql.Conn, script string) error {
 	for _, st := range statements(script) {
 		if _, err := conn.ExecContext(ctx, st); err != nil {
+			var me *mysql.MySQLError
+			if errors.As(err, &me) && (me.Number == 1060 || me.Number == 1091) {
+				continue
+			}
 			return err
 		}
 	}
@@ -289,10 +298,31 @@ func (s *Store) MigrationStatus(ctx context.Context) ([]dialect.MigrationStatus,
 	if err != nil {
 		return nil, err
 	}
-	var out []dialect.MigrationStatus
-	err = s.withMigrationLock(ctx, func(_ *sql.Conn, applied map[int]time.Time) error {
-		out = migrate.Status(ms, applied)
-		return nil
-	})
-	return out, err
+	// A read only: no database or versions table is created, no lock taken (nothing is
+	// applied without the table).
+	applied := map[int]time.Time{}
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = COALESCE(NULLIF(?, ''), DATABASE()) AND table_name = ?`,
+		s.table.Schema, s.table.Derived("_migrations").Name).Scan(&n); err != nil {
+		return nil, fmt.Errorf("reading applied migrations: %w", err)
+	}
+	if n > 0 {
+		rows, err := s.db.QueryContext(ctx, `SELECT version, `+micros("applied_at")+` FROM `+s.names.Versions)
+		if err != nil {
+			return nil, fmt.Errorf("reading applied migrations: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var v int
+			var us int64
+			if err := rows.Scan(&v, &us); err != nil {
+				return nil, fmt.Errorf("reading applied migrations: %w", err)
+			}
+			applied[v] = fromMicros(us)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("reading applied migrations: %w", err)
+		}
+	}
+	return migrate.Status(ms, applied), nil
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -14,7 +13,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-sql-driver/mysql"
-	"github.com/google/uuid"
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect"
@@ -37,8 +35,9 @@ type Config struct {
 	DB *sql.DB
 	// DSN is a github.com/go-sql-driver/mysql data source name, used when DB is nil:
 	// "user:password@tcp(127.0.0.1:3306)/dbname?param=value". The store adds parseTime=true,
-	// for callers that use DB() with time.Time. Add interpolateParams=true to save a round
-	// trip per statement.
+	// for callers that use DB() with time.Time, and the connection attribute
+	// program_name=ProgramName unless connectionAttributes sets one. Add
+	// interpolateParams=true to save a round trip per statement.
 	DSN string
 	// MaxConns bounds the pool the Store opens from DSN. Default DefaultMaxConns. Each open
 	// claim holds a connection (its transaction) while its batch is published.
@@ -49,6 +48,10 @@ type Config struct {
 	// Logger receives diagnostics. Default slog.Default().
 	Logger *slog.Logger
 }
+
+// ProgramName is the program_name connection attribute of the sessions a Store opens from a
+// DSN that sets none.
+const ProgramName = "outbox-relay"
 
 // Store is a MySQL or MariaDB outbox. It implements dialect.Store.
 type Store struct {
@@ -99,6 +102,11 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 				Reason: fmt.Sprintf("names no database: add /dbname to it or qualify the table (dbname.%s)", t.Name)}
 		}
 		mcfg.ParseTime = true
+		if !strings.Contains(mcfg.ConnectionAttributes, "program_name:") {
+			// Names the sessions (performance_schema.session_connect_attrs); a DSN that
+			// sets program_name wins.
+			mcfg.ConnectionAttributes = strings.TrimPrefix(mcfg.ConnectionAttributes+",program_name:"+ProgramName, ",")
+		}
 		conn, err := mysql.NewConnector(mcfg)
 		if err != nil {
 			return nil, &outbox.ConfigError{Field: "database_url", Reason: err.Error()}
@@ -153,6 +161,7 @@ type queries struct {
 	heartbeat, expire, members string
 	leave, expired, stats      string
 	deadList                   string
+	duplicates, topics         string
 }
 
 func buildQueries(n migrate.BacktickNames) queries {
@@ -181,7 +190,16 @@ func buildQueries(n migrate.BacktickNames) queries {
   (SELECT COUNT(*) FROM ` + n.Table + ` WHERE published_at IS NULL AND attempts > 0),
   (SELECT COALESCE(TIMESTAMPDIFF(MICROSECOND, MIN(created_at), UTC_TIMESTAMP(6)), 0) FROM ` + n.Table + ` WHERE published_at IS NULL),
   (SELECT COUNT(*) FROM ` + n.Dead + `),
-  (SELECT COUNT(*) FROM ` + n.Relays + ` WHERE heartbeat_at >= UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE)`,
+  (SELECT COUNT(*) FROM ` + n.Relays + ` WHERE heartbeat_at >= UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE),
+  COALESCE((SELECT value FROM ` + n.Sibling("_counters") + ` WHERE name = 'broker_duplicates'), 0)`,
+		duplicates: "UPDATE " + n.Sibling("_counters") + " SET value = value + ? WHERE name = 'broker_duplicates'",
+		// Per topic with failing unpublished rows (last_error set): how many, and the error
+		// written last. At most 100 topics, most failing first.
+		topics: "SELECT f.topic, f.n, (SELECT e.last_error FROM " + n.Table + " e" +
+			" WHERE CAST(e.topic AS BINARY) = CAST(f.topic AS BINARY) AND e.published_at IS NULL AND e.last_error IS NOT NULL" +
+			" ORDER BY e.last_error_at DESC, e.id DESC LIMIT 1)" +
+			" FROM (SELECT topic, COUNT(*) AS n FROM " + n.Table + " WHERE published_at IS NULL AND last_error IS NOT NULL" +
+			" GROUP BY topic ORDER BY n DESC, topic LIMIT 100) f ORDER BY f.n DESC, f.topic",
 		deadList: "SELECT id, original_id, message_id, topic, `key`, type, payload, headers, " + micros("created_at") +
 			", attempts, last_error, " + micros("failed_at") + " FROM " + n.Dead + " WHERE id > ? ORDER BY id LIMIT ?",
 	}
@@ -384,8 +402,11 @@ func (s *Store) Stats(ctx context.Context) (dialect.Stats, error) {
 		st       dialect.Stats
 		oldestUS int64
 	)
-	err := s.db.QueryRowContext(ctx, s.q.stats).Scan(&st.Pending, &st.Ready, &st.Retrying, &oldestUS, &st.DeadLetters, &st.Relays)
+	err := s.db.QueryRowContext(ctx, s.q.stats).Scan(&st.Pending, &st.Ready, &st.Retrying, &oldestUS, &st.DeadLetters, &st.Relays, &st.BrokerDuplicates)
 	if err != nil {
+		return st, fmt.Errorf("reading stats: %w", err)
+	}
+	if st.Topics, err = dialect.ScanTopics(s.db.QueryContext(ctx, s.q.topics)); err != nil {
 		return st, fmt.Errorf("reading stats: %w", err)
 	}
 	st.OldestPending = max(time.Duration(oldestUS)*time.Microsecond, 0)
@@ -405,22 +426,17 @@ func (s *Store) DeadLetters(ctx context.Context, afterID int64, limit int) ([]di
 	var out []dialect.DeadLetter
 	for rows.Next() {
 		var (
-			d                   dialect.DeadLetter
-			id                  string
-			key                 sql.NullString
-			headers             []byte
-			createdUS, failedUS int64
+			d        dialect.DeadLetter
+			raw      dialect.RawRow
+			failedUS int64
 		)
-		r := &d.Record
-		if err := rows.Scan(&d.ID, &r.Seq, &id, &r.Topic, &key, &r.Type, &r.Payload, &headers, &createdUS, &r.Attempts, &d.LastError, &failedUS); err != nil {
+		if err := rows.Scan(&d.ID, &raw.Seq, &raw.MessageID, &raw.Topic, &raw.Key, &raw.Type, &raw.Payload, &raw.Headers, &raw.CreatedAt, &raw.Attempts, &d.LastError, &failedUS); err != nil {
 			return nil, fmt.Errorf("listing dead letters: %w", err)
 		}
-		// A row dead-lettered because it was unreadable still lists; its error says why.
-		r.ID, _ = uuid.Parse(id)
-		r.Key = key.String
-		r.CreatedAt = fromMicros(createdUS)
+		// A row dead-lettered because it was unreadable still lists, with what could be
+		// read; its error says why.
+		d.Record, _ = dialect.DecodeRow(raw)
 		d.FailedAt = fromMicros(failedUS)
-		_ = decodeHeaders(headers, &r.Message)
 		out = append(out, d)
 	}
 	if err := rows.Err(); err != nil {
@@ -489,30 +505,6 @@ func (s *Store) PurgeDeadLetters(ctx context.Context, ids []int64) (int64, error
 		return 0, fmt.Errorf("purging dead letters: %w", err)
 	}
 	return n, nil
-}
-
-func decodeHeaders(raw []byte, m *outbox.Message) error {
-	if len(raw) == 0 || string(raw) == "{}" {
-		return nil
-	}
-	// Rows written by other languages may hold non-string values: keep them as JSON text.
-	var generic map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &generic); err != nil {
-		return fmt.Errorf("decoding headers: %w", err)
-	}
-	if generic == nil {
-		return fmt.Errorf("decoding headers: %s is not a JSON object", raw)
-	}
-	m.Headers = make(map[string]string, len(generic))
-	for k, v := range generic {
-		var s string
-		if err := json.Unmarshal(v, &s); err == nil {
-			m.Headers[k] = s
-		} else {
-			m.Headers[k] = string(v)
-		}
-	}
-	return nil
 }
 
 // maxErrorBytes keeps an error within a TEXT column (65,535 bytes) with room to spare.

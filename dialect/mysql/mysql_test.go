@@ -48,6 +48,21 @@ func TestConformance(t *testing.T) {
 	dialecttest.Run(t, func(t *testing.T) dialect.Store { return newStore(t) })
 }
 
+// TestUnreadableRows: rows written by plain SQL that no relay can decode go to the dead
+// letters, naming the column, and the rest of their key flows on.
+func TestUnreadableRows(t *testing.T) {
+	t.Parallel()
+	dialecttest.RunUnreadable(t, func(t *testing.T) dialect.Store { return newStore(t) }, dialecttest.Raw{
+		Exec: func(ctx context.Context, s dialect.Store, stmt string) error {
+			stmt = strings.NewReplacer("{table}", "`outbox`", "{dead}", "`outbox_dead`").Replace(stmt)
+			_, err := s.(*mysql.Store).DB().ExecContext(ctx, stmt)
+			return err
+		},
+		InsertID: "INSERT INTO {table} (message_id, topic, `key`) VALUES ('{id}', 'orders.created', 'a')",
+		Cases:    dialecttest.MySQLUnreadable,
+	})
+}
+
 func msg(key string, n int) outbox.Message {
 	return outbox.Message{Topic: "orders", Key: key, Payload: []byte(strconv.Itoa(n))}
 }
@@ -646,5 +661,29 @@ func TestDSNFromURL(t *testing.T) {
 		} else if strings.Contains(err.Error(), "secret") {
 			t.Errorf("DSNFromURL(%q) error shows the password: %v", bad, err)
 		}
+	}
+}
+
+// TestMigrationStatusCreatesNothing: reading the migration status creates no table, and no
+// database for a table qualified with one that does not exist.
+func TestMigrationStatusCreatesNothing(t *testing.T) {
+	t.Parallel()
+	db, _, name := mysqltest.Database(t)
+	for _, table := range []string{"outbox", name + "_none.outbox"} {
+		s, err := mysql.New(ctxT(t), mysql.Config{DB: db, Table: table})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := s.MigrationStatus(ctxT(t))
+		if err != nil || len(st) == 0 || st[0].Applied {
+			t.Fatalf("%s: MigrationStatus = %+v, %v; want every migration unapplied", table, st, err)
+		}
+	}
+	var n int
+	if err := db.QueryRowContext(ctxT(t), `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ?`, name).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d tables after MigrationStatus (%v), want none", n, err)
+	}
+	if err := db.QueryRowContext(ctxT(t), `SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = ?`, name+"_none").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("database created by MigrationStatus (%d, %v)", n, err)
 	}
 }

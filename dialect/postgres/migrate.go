@@ -117,10 +117,24 @@ func (s *Store) MigrationStatus(ctx context.Context) ([]dialect.MigrationStatus,
 	if err != nil {
 		return nil, err
 	}
-	var out []dialect.MigrationStatus
-	err = s.inMigrationTx(ctx, func(_ pgx.Tx, applied map[int]time.Time) error {
-		out = migrate.Status(ms, applied)
-		return nil
-	})
-	return out, err
+	// A read only: no schema or versions table is created (nothing applied without them).
+	applied := map[int]time.Time{}
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, s.versionsTable()).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("reading applied migrations: %w", err)
+	}
+	if exists {
+		rows, err := s.pool.Query(ctx, `SELECT version, applied_at FROM `+s.versionsTable())
+		if err != nil {
+			return nil, fmt.Errorf("reading applied migrations: %w", err)
+		}
+		var (
+			v  int
+			at time.Time
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&v, &at}, func() error { applied[v] = at; return nil }); err != nil {
+			return nil, fmt.Errorf("reading applied migrations: %w", err)
+		}
+	}
+	return migrate.Status(ms, applied), nil
 }

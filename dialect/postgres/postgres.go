@@ -4,13 +4,13 @@ import (
 	"cmp"
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -29,7 +29,8 @@ var migrationFS embed.FS
 type Config struct {
 	// Pool is the connection pool to use. The Store does not close a pool it was given.
 	Pool *pgxpool.Pool
-	// URL is a PostgreSQL connection string, used when Pool is nil.
+	// URL is a PostgreSQL connection string, used when Pool is nil. Its sessions are named
+	// ApplicationName unless it sets application_name.
 	URL string
 	// MaxConns bounds the pool the Store creates from URL. Default 10.
 	MaxConns int32
@@ -47,6 +48,10 @@ type Config struct {
 	// keep their per-key order. Off by default.
 	AsyncCommit bool
 }
+
+// ApplicationName is the application_name of the sessions a Store opens from a URL that sets
+// none.
+const ApplicationName = "outbox-relay"
 
 // Store is a PostgreSQL outbox. It implements dialect.Store.
 type Store struct {
@@ -86,6 +91,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, &outbox.ConfigError{Field: "database_url", Reason: err.Error()}
 		}
 		pcfg.MaxConns = cmp.Or(cfg.MaxConns, 10)
+		if pcfg.ConnConfig.RuntimeParams["application_name"] == "" {
+			// Names the sessions in pg_stat_activity; a URL that names them wins.
+			pcfg.ConnConfig.RuntimeParams["application_name"] = ApplicationName
+		}
 		s.pool, err = pgxpool.NewWithConfig(ctx, pcfg)
 		if err != nil {
 			return nil, fmt.Errorf("connecting to postgres: %w", err)
@@ -114,6 +123,8 @@ func (s *Store) Close() error {
 type queries struct {
 	claimNowait, claimSkipLocked, orderCheck string
 	del, markPublished, retry, toDead        string
+	salvage, toDeadSalvaged                  string
+	duplicates, topics                       string
 	heartbeat, expire, members, leave        string
 	deletePublished, stats                   string
 	deadList, deadRetry, deadPurge           string
@@ -150,14 +161,16 @@ func buildQueries(n migrate.Names) queries {
 WHERE published_at IS NULL
   AND ` + slice + `
   AND (key IS NULL OR NOT key = ANY($3::text[]))
-  AND (key IS NOT NULL OR available_at <= clock_timestamp())
+  AND (key IS NOT NULL OR available_at <= clock_timestamp() OR available_at = 'infinity')
 ORDER BY id
 LIMIT $4
 FOR UPDATE NOWAIT`,
 		// The general claim (topic filters, or after a NOWAIT conflict): ready rows, skipping
-		// locked ones, followed by orderCheck. Ready as in claimNowait.
+		// locked ones, followed by orderCheck. Ready as in claimNowait. A row available at
+		// 'infinity' would never be ready and block its key for ever: it is taken, to be
+		// dead-lettered as unreadable.
 		claimSkipLocked: `SELECT ` + cols + `, true, available_at, ctid FROM ` + n.Table + `
-WHERE published_at IS NULL AND available_at <= clock_timestamp()
+WHERE published_at IS NULL AND (available_at <= clock_timestamp() OR available_at = 'infinity')
   AND ` + slice + `
   AND (key IS NULL OR NOT key = ANY($3::text[]))
   AND (cardinality($7::text[]) = 0 OR topic = ANY($7::text[]))
@@ -181,14 +194,26 @@ WHERE c.cnt <> k.n`,
 		// instead of 2.9 ms for 1,000 rows).
 		del:           `DELETE FROM ` + n.Table + ` WHERE ctid = ANY($1::tid[])`,
 		markPublished: `UPDATE ` + n.Table + ` SET published_at = clock_timestamp() WHERE ctid = ANY($1::tid[])`,
-		retry: `UPDATE ` + n.Table + ` AS t SET attempts = t.attempts + 1,
-  available_at = clock_timestamp() + u.delay_us * interval '1 microsecond', last_error = u.err
-FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(id, delay_us, err) WHERE t.id = u.id`,
+		// u.na: not attempted (the sink was unavailable), attempts stay.
+		retry: `UPDATE ` + n.Table + ` AS t SET attempts = t.attempts + CASE WHEN u.na THEN 0 ELSE 1 END,
+  available_at = clock_timestamp() + u.delay_us * interval '1 microsecond', last_error = u.err, last_error_at = clock_timestamp()
+FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bool[]) AS u(id, delay_us, err, na) WHERE t.id = u.id`,
+		duplicates: `UPDATE ` + n.Sibling("_counters") + ` SET value = value + $1 WHERE name = 'broker_duplicates'`,
+		// Per topic with failing unpublished rows (last_error set): how many, and the error
+		// written last. At most 100 topics, most failing first.
+		topics: `SELECT topic, count(*) AS n, (array_agg(last_error ORDER BY last_error_at DESC NULLS LAST, id DESC))[1]
+FROM ` + n.Table + ` WHERE published_at IS NULL AND last_error IS NOT NULL
+GROUP BY topic ORDER BY n DESC, topic LIMIT 100`,
 		toDead: `WITH moved AS (
   DELETE FROM ` + n.Table + ` AS t USING unnest($1::bigint[], $2::text[]) AS u(id, err)
   WHERE t.id = u.id RETURNING t.*, u.err)
 INSERT INTO ` + n.Dead + ` (original_id, message_id, topic, key, type, payload, headers, created_at, attempts, last_error, failed_at)
-SELECT id, message_id, topic, key, type, payload, headers, created_at, attempts + 1, err, clock_timestamp() FROM moved ORDER BY id`,
+SELECT id, message_id, topic, key, type, payload, headers, created_at, least(attempts::bigint + 1, 2147483647), err, clock_timestamp() FROM moved ORDER BY id`,
+		// The columns toDeadSalvaged does not copy, as text (for the reason).
+		salvage: `SELECT message_id::text, headers::text, created_at::text, attempts::text FROM ` + n.Table + ` WHERE id = $1`,
+		toDeadSalvaged: `WITH moved AS (DELETE FROM ` + n.Table + ` WHERE id = $1 RETURNING *)
+INSERT INTO ` + n.Dead + ` (original_id, message_id, topic, key, type, payload, headers, created_at, attempts, last_error, failed_at)
+SELECT id, $2::uuid, topic, key, type, payload, '{}', clock_timestamp(), 0, $3, clock_timestamp() FROM moved`,
 		heartbeat: `INSERT INTO ` + n.Relays + ` (relay_id, grp, heartbeat_at) VALUES ($1, $2, now())
 ON CONFLICT (relay_id) DO UPDATE SET grp = $2, heartbeat_at = now()`,
 		expire:  `DELETE FROM ` + n.Relays + ` WHERE heartbeat_at < now() - $1::bigint * interval '1 microsecond'`,
@@ -200,9 +225,10 @@ WHERE published_at IS NOT NULL AND published_at < now() - $1::bigint * interval 
   (SELECT count(*) FROM ` + n.Table + ` WHERE published_at IS NULL),
   (SELECT count(*) FROM ` + n.Table + ` WHERE published_at IS NULL AND available_at <= now()),
   (SELECT count(*) FROM ` + n.Table + ` WHERE published_at IS NULL AND attempts > 0),
-  (SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 FROM ` + n.Table + ` WHERE published_at IS NULL),
+  (SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 FROM ` + n.Table + ` WHERE published_at IS NULL AND isfinite(created_at)),
   (SELECT count(*) FROM ` + n.Dead + `),
-  (SELECT count(*) FROM ` + n.Relays + ` WHERE heartbeat_at >= now() - interval '1 minute')`,
+  (SELECT count(*) FROM ` + n.Relays + ` WHERE heartbeat_at >= now() - interval '1 minute'),
+  coalesce((SELECT value FROM ` + n.Sibling("_counters") + ` WHERE name = 'broker_duplicates'), 0)`,
 		deadList: `SELECT id, original_id, message_id, topic, key, type, payload, headers, created_at, attempts, last_error, failed_at
 FROM ` + n.Dead + ` WHERE id > $1 ORDER BY id LIMIT $2`,
 		deadRetry: `WITH moved AS (DELETE FROM ` + n.Dead + ` WHERE $1::bigint[] IS NULL OR id = ANY($1::bigint[]) RETURNING *)
@@ -332,7 +358,7 @@ func (s *Store) claimWith(ctx context.Context, req dialect.ClaimRequest, nowait 
 	}
 	c.recs = recs
 	// The SKIP LOCKED claim passes over rows held by others: never exhaustive.
-	c.exhausted = nowait && sc.read < req.Limit && !sc.cut && len(sc.bad) == 0
+	c.exhausted = nowait && sc.read < req.Limit && !sc.cut
 	c.held = make(map[int64]pgtype.TID, len(recs))
 	for i := range recs {
 		c.held[recs[i].Seq] = tids[i]
@@ -377,14 +403,14 @@ func (s *Store) checkOrder(ctx context.Context, conn *pgxpool.Conn, recs []outbo
 	}
 	var (
 		key   string
-		until time.Time
+		until pgtype.Timestamptz // infinite for a row available at 'infinity'
 		out   map[string]time.Time
 	)
 	_, err = pgx.ForEachRow(rows, []any{&key, &until}, func() error {
 		if out == nil {
 			out = make(map[string]time.Time)
 		}
-		out[key] = until
+		out[key] = finite(until)
 		return nil
 	})
 	return out, err
@@ -394,6 +420,26 @@ func (s *Store) checkOrder(ctx context.Context, conn *pgxpool.Conn, recs []outbo
 type badRow struct {
 	seq    int64
 	reason string
+}
+
+// finite is t's time, or the zero time for NULL and the infinities.
+func finite(t pgtype.Timestamptz) time.Time {
+	if !t.Valid || t.InfinityModifier != pgtype.Finite {
+		return time.Time{}
+	}
+	return t.Time
+}
+
+// timeColumn checks a timestamptz column: NULL and the infinities are no time.
+func timeColumn(column string, t pgtype.Timestamptz) error {
+	if t.Valid && t.InfinityModifier == pgtype.Finite {
+		return nil
+	}
+	v := []byte(t.InfinityModifier.String())
+	if !t.Valid {
+		v = nil
+	}
+	return dialect.Unreadable(column, v, errors.New("is not a time"))
 }
 
 // Columns of the claiming queries read raw by scanRecords.
@@ -410,15 +456,14 @@ type scanned struct {
 	tids    []pgtype.TID // of recs
 	bad     []badRow
 	blocked map[string]time.Time // keys with a row that is not ready: when it will be
-	stopped map[string]struct{}  // keys with an unreadable row
 	read    int                  // rows the query returned, taken or not
 	cut     bool                 // rows were left for the byte bound
 }
 
 // scanRecords reads claimed rows in id order. A key's rows are taken up to its first row that
-// is not ready (backing off); that key is then blocked until the row's available_at. After an
-// unreadable row, the key's later rows wait for the next claim, so that they go out after the
-// row's dead letter is committed. The records taken are a prefix whose payloads stay within
+// is not ready (backing off); that key is then blocked until the row's available_at. An
+// unreadable row (any column) is set apart, to be dead-lettered by the claim; the key's later
+// rows follow it in the same claim. The records taken are a prefix whose payloads stay within
 // maxBytes (0: no bound; the first row is always kept). Rows past the bound stay locked until
 // the claim ends and are then released untouched.
 func scanRecords(rows pgx.Rows, limit, maxBytes int) (scanned, error) {
@@ -429,10 +474,10 @@ func scanRecords(rows pgx.Rows, limit, maxBytes int) (scanned, error) {
 		seq      int64
 		id       pgtype.UUID // not uuid.UUID: pgx would go through its text form
 		payload  []byte      // pgx makes a new slice for every row
-		created  time.Time
-		attempts int
+		created  pgtype.Timestamptz
+		attempts int64
 		ready    bool
-		avail    time.Time
+		avail    pgtype.Timestamptz
 		tid      pgtype.TID
 		// One destination list for all rows (a variadic list per row is an allocation);
 		// topic, key, type and headers are read raw below (text is the same bytes in
@@ -458,7 +503,7 @@ func scanRecords(rows pgx.Rows, limit, maxBytes int) (scanned, error) {
 		if err := rows.Scan(dest...); err != nil {
 			return scanned{}, err
 		}
-		r.Seq, r.Payload, r.CreatedAt, r.Attempts = seq, payload, created, attempts
+		r.Seq, r.Payload, r.CreatedAt = seq, payload, created.Time
 		raw := rows.RawValues()
 		if jsonbBinary < 0 {
 			jsonbBinary = 0
@@ -480,20 +525,20 @@ func scanRecords(rows pgx.Rows, limit, maxBytes int) (scanned, error) {
 			headers = headers[1:]
 		}
 		if r.Key != "" {
-			_, b := sc.blocked[r.Key]
-			_, st := sc.stopped[r.Key]
-			if b || st {
+			if _, b := sc.blocked[r.Key]; b {
 				sc.recs = sc.recs[:len(sc.recs)-1]
 				continue
 			}
 		}
-		if !ready {
+		// Checked before readiness: a row available at 'infinity' is never ready.
+		availErr := timeColumn("available_at", avail)
+		if !ready && availErr == nil {
 			sc.recs = sc.recs[:len(sc.recs)-1]
 			if r.Key != "" {
 				if sc.blocked == nil {
 					sc.blocked = make(map[string]time.Time)
 				}
-				sc.blocked[r.Key] = avail
+				sc.blocked[r.Key] = avail.Time
 			}
 			continue
 		}
@@ -502,14 +547,12 @@ func scanRecords(rows pgx.Rows, limit, maxBytes int) (scanned, error) {
 			sc.cut = true
 			break
 		}
-		if err := decodeHeaders(headers, &r.Message); err != nil {
-			sc.bad = append(sc.bad, badRow{seq: r.Seq, reason: fmt.Sprintf("unreadable row: %v", err)})
-			if r.Key != "" {
-				if sc.stopped == nil {
-					sc.stopped = make(map[string]struct{})
-				}
-				sc.stopped[r.Key] = struct{}{}
-			}
+		err := availErr
+		if err == nil {
+			err = decodeRest(r, headers, created, attempts)
+		}
+		if err != nil {
+			sc.bad = append(sc.bad, badRow{seq: r.Seq, reason: err.Error()})
 			sc.recs = sc.recs[:len(sc.recs)-1]
 			continue
 		}
@@ -519,25 +562,23 @@ func scanRecords(rows pgx.Rows, limit, maxBytes int) (scanned, error) {
 	return sc, rows.Err()
 }
 
-func decodeHeaders(raw []byte, m *outbox.Message) error {
-	if len(raw) == 0 || string(raw) == "{}" {
-		return nil
+// decodeRest checks and decodes what scanRecords read raw or could not check by type.
+func decodeRest(r *outbox.Record, headers []byte, created pgtype.Timestamptz, attempts int64) error {
+	if err := timeColumn("created_at", created); err != nil {
+		return err
 	}
-	// Rows written by other languages may hold non-string values: keep them as JSON text.
-	var generic map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &generic); err != nil {
-		return fmt.Errorf("decoding headers: %w", err)
+	var err error
+	if r.Attempts, err = dialect.Attempts(attempts); err != nil {
+		return err
 	}
-	m.Headers = make(map[string]string, len(generic))
-	for k, v := range generic {
-		var s string
-		if err := json.Unmarshal(v, &s); err == nil {
-			m.Headers[k] = s
-		} else {
-			m.Headers[k] = string(v)
+	// PostgreSQL keeps text valid in UTF8 databases, not in SQL_ASCII ones.
+	for _, c := range []struct{ name, v string }{{"topic", r.Topic}, {"key", r.Key}, {"type", r.Type}} {
+		if _, err := dialect.Text(c.name, []byte(c.v)); err != nil {
+			return err
 		}
 	}
-	return nil
+	r.Headers, err = dialect.DecodeHeaders(headers)
+	return err
 }
 
 type claim struct {
@@ -560,17 +601,57 @@ func (c *claim) Blocked() []dialect.BlockedKey { return c.blocked }
 // Exhausted implements dialect.Exhaustive.
 func (c *claim) Exhausted() bool { return c.exhausted }
 
+// deadLetter moves unreadable rows to the dead-letter table in the claim's transaction,
+// copied by SQL so that they need not decode. If the dead-letter table refuses a copy, the
+// rows go one by one, and a row that still fails is dead-lettered with placeholders for the
+// columns that may not fit, their values in the reason.
 func (c *claim) deadLetter(ctx context.Context, bad []badRow) error {
 	ids := make([]int64, len(bad))
 	errs := make([]string, len(bad))
 	for i, b := range bad {
 		ids[i], errs[i] = b.seq, b.reason
 	}
-	if _, err := c.conn.Exec(ctx, c.s.q.toDead, ids, errs); err != nil {
-		return err
+	if err := c.savepoint(ctx, c.s.q.toDead, ids, errs); err != nil {
+		for _, b := range bad {
+			err := c.savepoint(ctx, c.s.q.toDead, []int64{b.seq}, []string{b.reason})
+			if err == nil {
+				continue
+			}
+			var vals [4]*string
+			if serr := c.conn.QueryRow(ctx, c.s.q.salvage, b.seq).Scan(&vals[0], &vals[1], &vals[2], &vals[3]); serr != nil {
+				return errors.Join(err, serr)
+			}
+			texts := make([]string, len(vals))
+			for i, v := range vals {
+				texts[i] = "NULL"
+				if v != nil {
+					texts[i] = *v
+				}
+			}
+			reason := dialect.SalvageReason(b.reason, err, []string{"message_id", "headers", "created_at", "attempts"}, texts)
+			if _, ferr := c.conn.Exec(ctx, c.s.q.toDeadSalvaged, b.seq, uuid.Nil, reason); ferr != nil {
+				return errors.Join(err, ferr)
+			}
+		}
 	}
 	c.dirty = true
 	return nil
+}
+
+// savepoint runs one statement inside a savepoint of the claim's transaction, rolled back to
+// when the statement fails.
+func (c *claim) savepoint(ctx context.Context, stmt string, args ...any) error {
+	if _, err := c.conn.Exec(ctx, "SAVEPOINT dead_letter"); err != nil {
+		return err
+	}
+	if _, err := c.conn.Exec(ctx, stmt, args...); err != nil {
+		if _, rerr := c.conn.Exec(ctx, "ROLLBACK TO SAVEPOINT dead_letter"); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		return err
+	}
+	_, err := c.conn.Exec(ctx, "RELEASE SAVEPOINT dead_letter")
+	return err
 }
 
 // check refuses an outcome naming a row this claim does not hold for publishing: rows the
@@ -632,10 +713,11 @@ func (c *claim) Finish(ctx context.Context, o dialect.Outcome) error {
 		ids := make([]int64, len(o.Retry))
 		delays := make([]int64, len(o.Retry))
 		errs := make([]string, len(o.Retry))
+		na := make([]bool, len(o.Retry))
 		for i, r := range o.Retry {
-			ids[i], delays[i], errs[i] = r.Seq, r.Delay.Microseconds(), r.Error
+			ids[i], delays[i], errs[i], na[i] = r.Seq, r.Delay.Microseconds(), r.Error, r.NotAttempted
 		}
-		b.Queue(c.s.q.retry, ids, delays, errs)
+		b.Queue(c.s.q.retry, ids, delays, errs, na)
 	}
 	if len(o.Dead) > 0 {
 		ids := make([]int64, len(o.Dead))
@@ -644,6 +726,9 @@ func (c *claim) Finish(ctx context.Context, o dialect.Outcome) error {
 			ids[i], errs[i] = d.Seq, d.Error
 		}
 		b.Queue(c.s.q.toDead, ids, errs)
+	}
+	if len(o.Duplicates) > 0 {
+		b.Queue(c.s.q.duplicates, len(o.Duplicates))
 	}
 	b.Queue("COMMIT")
 	br := c.conn.SendBatch(ctx, b)
@@ -718,7 +803,18 @@ func (s *Store) Stats(ctx context.Context) (dialect.Stats, error) {
 		st     dialect.Stats
 		oldest float64
 	)
-	err := s.pool.QueryRow(ctx, s.q.stats).Scan(&st.Pending, &st.Ready, &st.Retrying, &oldest, &st.DeadLetters, &st.Relays)
+	err := s.pool.QueryRow(ctx, s.q.stats).Scan(&st.Pending, &st.Ready, &st.Retrying, &oldest, &st.DeadLetters, &st.Relays, &st.BrokerDuplicates)
+	if err != nil {
+		return st, fmt.Errorf("reading stats: %w", err)
+	}
+	rows, err := s.pool.Query(ctx, s.q.topics)
+	if err == nil {
+		st.Topics, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (dialect.TopicErrors, error) {
+			var te dialect.TopicErrors
+			err := r.Scan(&te.Topic, &te.Failing, &te.LastError)
+			return te, err
+		})
+	}
 	if err != nil {
 		return st, fmt.Errorf("reading stats: %w", err)
 	}
@@ -736,19 +832,22 @@ func (s *Store) DeadLetters(ctx context.Context, afterID int64, limit int) ([]di
 	var out []dialect.DeadLetter
 	for rows.Next() {
 		var (
-			d       dialect.DeadLetter
-			key     *string
-			headers []byte
+			d               dialect.DeadLetter
+			key             *string
+			headers         []byte
+			created, failed pgtype.Timestamptz
 		)
 		r := &d.Record
-		if err := rows.Scan(&d.ID, &r.Seq, &r.ID, &r.Topic, &key, &r.Type, &r.Payload, &headers, &r.CreatedAt, &r.Attempts, &d.LastError, &d.FailedAt); err != nil {
+		if err := rows.Scan(&d.ID, &r.Seq, &r.ID, &r.Topic, &key, &r.Type, &r.Payload, &headers, &created, &r.Attempts, &d.LastError, &failed); err != nil {
 			return nil, fmt.Errorf("listing dead letters: %w", err)
 		}
 		if key != nil {
 			r.Key = *key
 		}
-		// A row dead-lettered because it was unreadable still lists; its error says why.
-		_ = decodeHeaders(headers, &r.Message)
+		// A row dead-lettered because it was unreadable still lists, with what could be
+		// read; its error says why.
+		r.CreatedAt, d.FailedAt = finite(created), finite(failed)
+		r.Headers, _ = dialect.DecodeHeaders(headers)
 		out = append(out, d)
 	}
 	return out, rows.Err()

@@ -102,17 +102,19 @@ func (s *Store) Claim(ctx context.Context, req dialect.ClaimRequest) (dialect.Cl
 	}
 	// The rows are held now: no other claim or Finish changes them, so they are read
 	// without the lock.
-	recs, err := s.fetch(ctx, chosen)
+	recs, bad, err := s.fetch(ctx, chosen)
 	if err != nil {
 		c.release()
 		return nil, fmt.Errorf("claiming: %w", err)
 	}
-	if len(recs) != len(chosen) {
+	if len(recs)+len(bad) != len(chosen) {
 		// Only another process can have changed held rows.
 		s.logger.WarnContext(ctx, "sqlite outbox: claimed messages vanished before they were read; is another relay using this database file?",
 			slog.String("table", s.table.Name), slog.Int("claimed", len(chosen)), slog.Int("read", len(recs)))
 	}
-	c.recs = recs
+	// Unreadable rows stay held (a later row of their key can be in this claim: it follows
+	// them, and they are dead-lettered when the claim finishes, whatever its outcome).
+	c.recs, c.bad = recs, bad
 	return c, nil
 }
 
@@ -192,39 +194,40 @@ func (s *Store) choose(ctx context.Context, req dialect.ClaimRequest, skip strin
 	return chosen, blocked, nil
 }
 
-func (s *Store) fetch(ctx context.Context, chosen []candidate) ([]outbox.Record, error) {
+// fetch reads the chosen rows. Rows that do not decode are returned apart, with what could
+// be read of them, to be dead-lettered when the claim finishes.
+func (s *Store) fetch(ctx context.Context, chosen []candidate) ([]outbox.Record, []badRow, error) {
 	ids := make([]int64, len(chosen))
 	for i, c := range chosen {
 		ids[i] = c.id
 	}
 	rows, err := s.db.QueryContext(ctx, s.q.fetch, jsonIDs(ids))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer rows.Close()
 	recs := make([]outbox.Record, 0, len(chosen))
+	var bad []badRow
 	for rows.Next() {
-		var (
-			r         outbox.Record
-			id        string
-			key       sql.NullString
-			headers   []byte
-			createdUS int64
-		)
-		if err := rows.Scan(&r.Seq, &id, &r.Topic, &key, &r.Type, &r.Payload, &headers, &createdUS, &r.Attempts); err != nil {
-			return nil, err
+		// Scanned as they are: SQLite keeps any value in any column.
+		var raw dialect.RawRow
+		if err := rows.Scan(&raw.Seq, &raw.MessageID, &raw.Topic, &raw.Key, &raw.Type, &raw.Payload, &raw.Headers, &raw.CreatedAt, &raw.Attempts); err != nil {
+			return nil, nil, err
 		}
-		if r.ID, err = uuid.Parse(id); err != nil {
-			return nil, fmt.Errorf("message %d: message_id: %w", r.Seq, err)
-		}
-		r.Key = key.String
-		r.CreatedAt = time.UnixMicro(createdUS)
-		if err := decodeHeaders(headers, &r.Message); err != nil {
-			return nil, fmt.Errorf("message %d: %w", r.Seq, err)
+		r, err := dialect.DecodeRow(raw)
+		if err != nil {
+			bad = append(bad, badRow{rec: r, reason: err.Error()})
+			continue
 		}
 		recs = append(recs, r)
 	}
-	return recs, rows.Err()
+	return recs, bad, rows.Err()
+}
+
+// badRow is a claimed row that does not decode: what could be read of it, and why.
+type badRow struct {
+	rec    outbox.Record
+	reason string
 }
 
 type claim struct {
@@ -232,6 +235,7 @@ type claim struct {
 	retain  bool
 	held    []candidate // registered in s.held until Finish
 	recs    []outbox.Record
+	bad     []badRow // held, not in recs: dead-lettered by Finish
 	blocked []dialect.BlockedKey
 	done    bool
 }
@@ -257,11 +261,11 @@ func (c *claim) Finish(ctx context.Context, o dialect.Outcome) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer s.held.remove(c.held)
-	if len(o.Published)+len(o.Retry)+len(o.Dead) == 0 {
-		return nil
-	}
 	if err := c.check(o); err != nil {
 		return fmt.Errorf("finishing claim: %w", err)
+	}
+	if len(o.Published)+len(o.Retry)+len(o.Dead)+len(o.Duplicates)+len(c.bad) == 0 {
+		return nil
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		now := time.Now().UnixMicro() // after BEGIN, which may have waited for the write lock
@@ -278,18 +282,25 @@ func (c *claim) Finish(ctx context.Context, o dialect.Outcome) error {
 		}
 		for _, r := range o.Retry {
 			at := now + max(r.Delay, 0).Microseconds()
-			if _, err := tx.ExecContext(ctx, s.q.retry, at, r.Error, r.Seq); err != nil {
+			if _, err := tx.ExecContext(ctx, s.q.retry, at, r.Error, r.Seq, attemptsAdded(r), now); err != nil {
 				return fmt.Errorf("scheduling retry of %d: %w", r.Seq, err)
 			}
 		}
-		// In id order, so dead letters of one key keep their order.
-		dead := slices.SortedFunc(slices.Values(o.Dead), func(a, b dialect.Dead) int { return cmp.Compare(a.Seq, b.Seq) })
-		for _, d := range dead {
-			if _, err := tx.ExecContext(ctx, s.q.toDead, d.Error, now, d.Seq); err != nil {
-				return fmt.Errorf("dead-lettering %d: %w", d.Seq, err)
+		if len(o.Duplicates) > 0 {
+			if _, err := tx.ExecContext(ctx, s.q.duplicates, len(o.Duplicates)); err != nil {
+				return fmt.Errorf("counting broker duplicates: %w", err)
 			}
-			if _, err := tx.ExecContext(ctx, s.q.delOne, d.Seq); err != nil {
-				return fmt.Errorf("dead-lettering %d: %w", d.Seq, err)
+		}
+		// In id order, so dead letters of one key keep their order.
+		dead := make([]badRow, 0, len(o.Dead)+len(c.bad))
+		for _, d := range o.Dead {
+			dead = append(dead, badRow{rec: outbox.Record{Seq: d.Seq}, reason: d.Error})
+		}
+		dead = append(dead, c.bad...)
+		slices.SortFunc(dead, func(a, b badRow) int { return cmp.Compare(a.rec.Seq, b.rec.Seq) })
+		for _, d := range dead {
+			if err := s.toDead(ctx, tx, d, now); err != nil {
+				return fmt.Errorf("dead-lettering %d: %w", d.rec.Seq, err)
 			}
 		}
 		return nil
@@ -308,4 +319,41 @@ func (c *claim) check(o dialect.Outcome) error {
 		mine[c.recs[i].Seq] = struct{}{}
 	}
 	return o.CheckHeld(func(seq int64) bool { _, ok := mine[seq]; return ok })
+}
+
+// toDead moves one row to the dead-letter table. The row is copied by SQL, so that it need not
+// decode; a row that cannot be copied (a dead-letter table with stricter columns) is still
+// dead-lettered: with placeholders for the columns that may not fit, their values in the
+// reason.
+func (s *Store) toDead(ctx context.Context, tx *sql.Tx, d badRow, now int64) error {
+	if _, err := tx.ExecContext(ctx, "SAVEPOINT dead_letter"); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, s.q.toDead, d.reason, now, d.rec.Seq)
+	if err != nil {
+		if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO dead_letter"); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		var vals [4]string
+		if serr := tx.QueryRowContext(ctx, s.q.salvage, d.rec.Seq).Scan(&vals[0], &vals[1], &vals[2], &vals[3]); serr != nil {
+			return errors.Join(err, serr)
+		}
+		reason := dialect.SalvageReason(d.reason, err, []string{"message_id", "headers", "created_at", "attempts"}, vals[:])
+		if _, ferr := tx.ExecContext(ctx, s.q.toDeadSalvaged, uuid.Nil.String(), reason, now, d.rec.Seq); ferr != nil {
+			return errors.Join(err, ferr)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "RELEASE dead_letter"); err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, s.q.delOne, d.rec.Seq)
+	return err
+}
+
+// attemptsAdded is what a retry adds to attempts: nothing when the message was not attempted.
+func attemptsAdded(r dialect.Retry) int {
+	if r.NotAttempted {
+		return 0
+	}
+	return 1
 }

@@ -103,16 +103,36 @@ func (s *Store) MigrateDown(ctx context.Context, steps int) ([]int, error) {
 	return done, nil
 }
 
-// MigrationStatus implements dialect.Store.
+// MigrationStatus implements dialect.Store. A read only: no versions table is created
+// (nothing is applied without one).
 func (s *Store) MigrationStatus(ctx context.Context) ([]dialect.MigrationStatus, error) {
 	ms, err := s.migrations()
 	if err != nil {
 		return nil, err
 	}
-	var out []dialect.MigrationStatus
-	err = s.inMigrationTx(ctx, func(_ *sql.Tx, applied map[int]time.Time) error {
-		out = migrate.Status(ms, applied)
-		return nil
-	})
-	return out, err
+	applied := map[int]time.Time{}
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`,
+		s.table.Derived("_migrations").Name).Scan(&n); err != nil {
+		return nil, fmt.Errorf("reading applied migrations: %w", err)
+	}
+	if n > 0 {
+		rows, err := s.db.QueryContext(ctx, `SELECT version, applied_at FROM `+s.versionsTable())
+		if err != nil {
+			return nil, fmt.Errorf("reading applied migrations: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var v int
+			var atUS int64
+			if err := rows.Scan(&v, &atUS); err != nil {
+				return nil, fmt.Errorf("reading applied migrations: %w", err)
+			}
+			applied[v] = time.UnixMicro(atUS)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("reading applied migrations: %w", err)
+		}
+	}
+	return migrate.Status(ms, applied), nil
 }

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/outboxgo/outbox"
@@ -150,9 +149,10 @@ func (s *Store) Close() error {
 type queries struct {
 	scan, fetch                       string
 	del, markPublished, retry, toDead string
-	delOne                            string
+	delOne, salvage, toDeadSalvaged   string
 	heartbeat, expire, members, leave string
 	deletePublished, stats            string
+	duplicates, topics                string
 	deadList, deadRetry, deadRemove   string
 }
 
@@ -175,10 +175,20 @@ ORDER BY id`,
 		fetch:         `SELECT ` + cols + ` FROM ` + n.Table + ` WHERE id IN ` + idsIn + ` ORDER BY id`,
 		del:           `DELETE FROM ` + n.Table + ` WHERE id IN ` + idsIn,
 		markPublished: `UPDATE ` + n.Table + ` SET published_at = ? WHERE id IN ` + idsIn,
-		retry:         `UPDATE ` + n.Table + ` SET attempts = attempts + 1, available_at = ?, last_error = ? WHERE id = ?`,
+		// ?1 available_at, ?2 the error, ?3 the row, ?4 attempts to add (0: not attempted),
+		// ?5 now.
+		retry:      `UPDATE ` + n.Table + ` SET attempts = attempts + ?4, available_at = ?1, last_error = ?2, last_error_at = ?5 WHERE id = ?3`,
+		duplicates: `UPDATE ` + n.Sibling("_counters") + ` SET value = value + ? WHERE name = 'broker_duplicates'`,
+		topics:     topicsQuery(n.Table),
 		toDead: `INSERT INTO ` + n.Dead + ` (original_id, message_id, topic, key, type, payload, headers, created_at, attempts, last_error, failed_at)
 SELECT id, message_id, topic, key, type, payload, headers, created_at, attempts + 1, ?, ? FROM ` + n.Table + ` WHERE id = ?`,
 		delOne: `DELETE FROM ` + n.Table + ` WHERE id = ?`,
+		// The columns toDeadSalvaged does not copy, as text (for the reason).
+		salvage: `SELECT coalesce(CAST(message_id AS TEXT), 'NULL'), coalesce(CAST(headers AS TEXT), 'NULL'),
+  coalesce(CAST(created_at AS TEXT), 'NULL'), coalesce(CAST(attempts AS TEXT), 'NULL') FROM ` + n.Table + ` WHERE id = ?`,
+		// ?1 the placeholder message_id, ?2 the reason, ?3 now, ?4 the row.
+		toDeadSalvaged: `INSERT INTO ` + n.Dead + ` (original_id, message_id, topic, key, type, payload, headers, created_at, attempts, last_error, failed_at)
+SELECT id, ?1, CAST(topic AS TEXT), CAST(key AS TEXT), CAST(type AS TEXT), CAST(payload AS BLOB), '{}', ?3, 0, ?2, ?3 FROM ` + n.Table + ` WHERE id = ?4`,
 		heartbeat: `INSERT INTO ` + n.Relays + ` (relay_id, grp, heartbeat_at) VALUES (?1, ?3, ?2)
 ON CONFLICT (relay_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, grp = excluded.grp`,
 		expire:  `DELETE FROM ` + n.Relays + ` WHERE heartbeat_at < ?`,
@@ -192,7 +202,8 @@ WHERE published_at IS NOT NULL AND published_at <= ? ORDER BY published_at LIMIT
   (SELECT count(*) FROM ` + n.Table + ` WHERE published_at IS NULL AND attempts > 0),
   (SELECT coalesce(?1 - min(created_at), 0) FROM ` + n.Table + ` WHERE published_at IS NULL),
   (SELECT count(*) FROM ` + n.Dead + `),
-  (SELECT count(*) FROM ` + n.Relays + ` WHERE heartbeat_at >= ?2)`,
+  (SELECT count(*) FROM ` + n.Relays + ` WHERE heartbeat_at >= ?2),
+  coalesce((SELECT value FROM ` + n.Sibling("_counters") + ` WHERE name = 'broker_duplicates'), 0)`,
 		deadList: `SELECT id, original_id, message_id, topic, key, type, payload, headers, created_at, attempts, last_error, failed_at
 FROM ` + n.Dead + ` WHERE id > ? ORDER BY id LIMIT ?`,
 		// ?1 NULL means every dead letter; ?2 is now (the retried rows are available at once).
@@ -297,8 +308,11 @@ func (s *Store) Stats(ctx context.Context) (dialect.Stats, error) {
 	)
 	now := time.Now()
 	err := s.db.QueryRowContext(ctx, s.q.stats, now.UnixMicro(), now.Add(-time.Minute).UnixMicro()).
-		Scan(&st.Pending, &st.Ready, &st.Retrying, &oldestUS, &st.DeadLetters, &st.Relays)
+		Scan(&st.Pending, &st.Ready, &st.Retrying, &oldestUS, &st.DeadLetters, &st.Relays, &st.BrokerDuplicates)
 	if err != nil {
+		return st, fmt.Errorf("reading stats: %w", err)
+	}
+	if st.Topics, err = dialect.ScanTopics(s.db.QueryContext(ctx, s.q.topics)); err != nil {
 		return st, fmt.Errorf("reading stats: %w", err)
 	}
 	st.OldestPending = max(time.Duration(oldestUS)*time.Microsecond, 0)
@@ -315,25 +329,17 @@ func (s *Store) DeadLetters(ctx context.Context, afterID int64, limit int) ([]di
 	var out []dialect.DeadLetter
 	for rows.Next() {
 		var (
-			d                   dialect.DeadLetter
-			id                  string
-			key                 sql.NullString
-			headers             []byte
-			createdUS, failedUS int64
+			d        dialect.DeadLetter
+			raw      dialect.RawRow
+			failedUS int64
 		)
-		r := &d.Record
-		if err := rows.Scan(&d.ID, &r.Seq, &id, &r.Topic, &key, &r.Type, &r.Payload, &headers, &createdUS, &r.Attempts, &d.LastError, &failedUS); err != nil {
+		if err := rows.Scan(&d.ID, &raw.Seq, &raw.MessageID, &raw.Topic, &raw.Key, &raw.Type, &raw.Payload, &raw.Headers, &raw.CreatedAt, &raw.Attempts, &d.LastError, &failedUS); err != nil {
 			return nil, fmt.Errorf("listing dead letters: %w", err)
 		}
-		if r.ID, err = uuid.Parse(id); err != nil {
-			return nil, fmt.Errorf("dead letter %d: message_id: %w", d.ID, err)
-		}
-		r.Key = key.String
-		r.CreatedAt = time.UnixMicro(createdUS)
+		// A row dead-lettered because it was unreadable still lists, with what could be
+		// read; its error says why.
+		d.Record, _ = dialect.DecodeRow(raw)
 		d.FailedAt = time.UnixMicro(failedUS)
-		if err := decodeHeaders(headers, &r.Message); err != nil {
-			return nil, fmt.Errorf("dead letter %d: %w", d.ID, err)
-		}
 		out = append(out, d)
 	}
 	if err := rows.Err(); err != nil {
@@ -372,23 +378,14 @@ func (s *Store) PurgeDeadLetters(ctx context.Context, ids []int64) (int64, error
 	return res.RowsAffected()
 }
 
-func decodeHeaders(raw []byte, m *outbox.Message) error {
-	if len(raw) == 0 || string(raw) == "{}" {
-		return nil
-	}
-	// Rows written by other languages may hold non-string values: keep them as JSON text.
-	var generic map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &generic); err != nil {
-		return fmt.Errorf("decoding headers: %w", err)
-	}
-	m.Headers = make(map[string]string, len(generic))
-	for k, v := range generic {
-		var s string
-		if err := json.Unmarshal(v, &s); err == nil {
-			m.Headers[k] = s
-		} else {
-			m.Headers[k] = string(v)
-		}
-	}
-	return nil
+// topicsQuery lists, per topic with failing unpublished rows (last_error set), how many there
+// are and the error written last, at most 100 topics, most failing first. Rows failed before
+// last_error_at existed count, and sort before none.
+func topicsQuery(table string) string {
+	return `SELECT f.topic, f.n, (SELECT e.last_error FROM ` + table + ` e
+    WHERE e.topic = f.topic AND e.published_at IS NULL AND e.last_error IS NOT NULL
+    ORDER BY e.last_error_at DESC, e.id DESC LIMIT 1)
+FROM (SELECT topic, count(*) AS n FROM ` + table + ` WHERE published_at IS NULL AND last_error IS NOT NULL
+    GROUP BY topic ORDER BY n DESC, topic LIMIT 100) f
+ORDER BY f.n DESC, f.topic`
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,6 +42,21 @@ func newStore(t *testing.T) *sqlite.Store {
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	dialecttest.Run(t, func(t *testing.T) dialect.Store { return newStore(t) })
+}
+
+// TestUnreadableRows: rows written by plain SQL that no relay can decode go to the dead
+// letters, naming the column, and the rest of their key flows on.
+func TestUnreadableRows(t *testing.T) {
+	t.Parallel()
+	dialecttest.RunUnreadable(t, func(t *testing.T) dialect.Store { return newStore(t) }, dialecttest.Raw{
+		Exec: func(ctx context.Context, s dialect.Store, stmt string) error {
+			stmt = strings.NewReplacer("{table}", `"outbox"`, "{dead}", `"outbox_dead"`).Replace(stmt)
+			_, err := s.(*sqlite.Store).DB().ExecContext(ctx, stmt)
+			return err
+		},
+		InsertID: `INSERT INTO {table} (message_id, topic, key) VALUES ('{id}', 'orders.created', 'a')`,
+		Cases:    dialecttest.SQLiteUnreadable,
+	})
 }
 
 func msg(key string, n int) outbox.Message {
@@ -394,5 +411,62 @@ func TestPlainInsertFromOtherWriters(t *testing.T) {
 	}
 	if err := c.Finish(ctx, dialect.Outcome{Published: seqs(recs)}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPlainInsertWithSQLiteShell: the README's plain INSERT, run by the sqlite3 shell (the
+// SQLite a service in another language links, older than the store's: Debian 12 has 3.40,
+// where unixepoch('subsec') was NULL), gets its times from the defaults, and its message_id
+// in canonical form. Skipped without a sqlite3 on PATH.
+func TestPlainInsertWithSQLiteShell(t *testing.T) {
+	t.Parallel()
+	shell, err := exec.LookPath("sqlite3")
+	if err != nil {
+		t.Skip("no sqlite3 shell on PATH")
+	}
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	s, err := sqlite.New(ctxT(t), sqlite.Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.MigrateUp(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(shell, path, `INSERT INTO outbox (message_id, topic, key, type, payload, headers)
+VALUES ('0190F2A4-5B6C-7D8E-9F00-112233445566', 'orders.created', 'o-1', 'order.created',
+        CAST('{"id":"o-1"}' AS BLOB), '{"content-type": "application/json"}');`).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sqlite3 shell: %v: %s", err, out)
+	}
+	var (
+		id               string
+		created, availAt int64
+	)
+	if err := s.DB().QueryRowContext(ctxT(t), `SELECT message_id, created_at, available_at FROM outbox`).Scan(&id, &created, &availAt); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixMicro()
+	if id != "0190f2a4-5b6c-7d8e-9f00-112233445566" || now-created > 60e6 || created-now > 60e6 || availAt != created {
+		t.Fatalf("row: message_id %s, created_at %d, available_at %d (now %d)", id, created, availAt, now)
+	}
+}
+
+// TestMigrationStatusCreatesNothing: reading the migration status of an empty database
+// creates no table.
+func TestMigrationStatusCreatesNothing(t *testing.T) {
+	t.Parallel()
+	s, err := sqlite.New(ctxT(t), sqlite.Config{Path: filepath.Join(t.TempDir(), "outbox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	st, err := s.MigrationStatus(ctxT(t))
+	if err != nil || len(st) == 0 || st[0].Applied {
+		t.Fatalf("MigrationStatus = %+v, %v; want every migration unapplied", st, err)
+	}
+	var n int
+	if err := s.DB().QueryRowContext(ctxT(t), `SELECT count(*) FROM sqlite_master`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d schema objects after MigrationStatus (%v), want none", n, err)
 	}
 }

@@ -42,6 +42,12 @@ func (n Names) Name(suffix string) string { return `"` + n.table.Name + suffix +
 // suffix: for functions and other schema objects.
 func (n Names) Sibling(suffix string) string { return n.table.Derived(suffix).Quoted() }
 
+// Literal returns the base table name followed by suffix as an SQL string literal: for
+// catalogs that list tables by name (SQLite's sqlite_sequence).
+func (n Names) Literal(suffix string) string {
+	return "'" + strings.ReplaceAll(n.table.Name+suffix, "'", "''") + "'"
+}
+
 // NamesFor derives the template names of table t.
 func NamesFor(t sqlident.Table) Names {
 	return Names{

@@ -9,7 +9,7 @@ import (
 
 // apply writes one batch of acknowledgements for the queue's acker: deletes of acknowledged
 // rows (idempotent, so first: if what follows fails, the whole batch is simply applied
-// again), then dead letters. Nothing is left for later.
+// again) with the count of broker duplicates among them, then dead letters. Nothing is left for later.
 //
 // A row event can reach the source a moment before its transaction is visible to other
 // sessions (MariaDB writes the binary log before the storage engine commits). The delete is a
@@ -19,8 +19,12 @@ func (s *Source) apply(ctx context.Context, ops []ackOp) (later []ackOp, err err
 	var (
 		del  []int64
 		dead []mysql.HeldDead
+		dups int64
 	)
 	for _, op := range ops {
+		if op.Duplicate && (op.Kind == keyqueue.Delete || op.Kind == keyqueue.CountOnly) {
+			dups++
+		}
 		switch op.Kind {
 		case keyqueue.Delete:
 			del = append(del, op.Entry.Record.Seq)
@@ -28,8 +32,8 @@ func (s *Source) apply(ctx context.Context, ops []ackOp) (later []ackOp, err err
 			dead = append(dead, mysql.HeldDead{Record: op.Entry.Record, Error: op.Reason})
 		}
 	}
-	if len(del) > 0 {
-		if _, err := s.store.DeleteRows(ctx, del); err != nil {
+	if len(del) > 0 || dups > 0 {
+		if _, err := s.store.AckRows(ctx, del, dups); err != nil {
 			return nil, err
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect/dialecttest"
 	"github.com/outboxgo/outbox/internal/faultproxy"
 	"github.com/outboxgo/outbox/internal/mysqltest"
 	"github.com/outboxgo/outbox/relay"
@@ -643,4 +644,44 @@ func TestResumesByCoordinates(t *testing.T) {
 	if dups := sourcetest.CheckOrder(t, delivered); dups != 0 {
 		t.Fatalf("%d duplicates after a graceful restart", dups)
 	}
+}
+
+// TestUndecodableRowCases: every row of the conformance suite's MySQL case table that the
+// binlog carries (any unreadable column) goes to the dead-letter table with a reason naming
+// the column, and the stream goes on with the rest of the key.
+func TestUndecodableRowCases(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	src := e.source(t, e.config(t))
+	sk := sourcetest.NewSink()
+	sourcetest.StartRelay(t, src, sk, relay.Config{})
+	sourcetest.WaitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
+	var cols []string
+	for i, tc := range dialecttest.MySQLUnreadable {
+		if tc.Setup != nil {
+			continue // about the store's dead-letter copy, not decoding
+		}
+		if _, err := e.db.Exec(strings.ReplaceAll(tc.Insert, "{table}", "`outbox`")); err != nil {
+			t.Fatalf("%s: %v", tc.Name, err)
+		}
+		e.commit(t, outbox.Message{Topic: "t", Key: "k", Payload: fmt.Appendf(nil, "k:%d", i)})
+		cols = append(cols, tc.Column)
+	}
+	sourcetest.WaitFor(t, 10*time.Second, "the valid messages", func() bool { return sk.Unique() == len(cols) })
+	sourcetest.WaitFor(t, 10*time.Second, "dead letters", func() bool { return e.count(t, "outbox_dead") == len(cols) })
+	rows, err := e.db.Query(`SELECT last_error FROM outbox_dead ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for i := 0; rows.Next(); i++ {
+		var reason string
+		if err := rows.Scan(&reason); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(reason, "column "+cols[i]) {
+			t.Fatalf("dead letter %d: reason %q does not name column %s", i, reason, cols[i])
+		}
+	}
+	sourcetest.WaitFor(t, 10*time.Second, "nothing pending, rows deleted", func() bool { return src.Stats().Pending == 0 && e.rows(t) == 0 })
 }

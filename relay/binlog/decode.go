@@ -6,10 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/dialect/mysql"
+	"github.com/outboxgo/outbox/dialect"
 )
 
 // layout maps the outbox table's columns, found by name, to record fields: their order and
@@ -77,47 +75,65 @@ func (l *layout) decodeRow(row []any, commit time.Time) (outbox.Record, error) {
 	} else {
 		errs = append(errs, fmt.Errorf("id: unexpected value %T", row[l.id]))
 	}
-	if s, ok := toString(row[l.messageID]); ok {
-		id, err := uuid.Parse(s)
+	if b, ok := dialect.AnyBytes(row[l.messageID]); ok {
+		id, err := dialect.ParseMessageID(b)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("message_id %q: %w", s, err))
+			errs = append(errs, err)
 		}
 		rec.ID = id
 	} else {
-		errs = append(errs, fmt.Errorf("message_id: unexpected value %T", row[l.messageID]))
+		errs = append(errs, dialect.Unreadable("message_id", nil, fmt.Errorf("unexpected value %T", row[l.messageID])))
 	}
-	rec.Topic, _ = toString(row[l.topic])
+	text := func(i int, name string) string {
+		if i < 0 {
+			return ""
+		}
+		v, ok := toString(row[i]) // NULL: ""
+		if !ok {
+			return ""
+		}
+		s, err := dialect.Text(name, []byte(v))
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return s
+	}
+	rec.Topic = text(l.topic, "topic")
 	if rec.Topic == "" {
 		errs = append(errs, errors.New("topic is empty"))
 	}
-	if l.key >= 0 {
-		rec.Key, _ = toString(row[l.key]) // NULL: no key
-	}
-	if l.typ >= 0 {
-		rec.Type, _ = toString(row[l.typ])
-	}
+	rec.Key = text(l.key, "key")
+	rec.Type = text(l.typ, "type")
 	rec.Payload = toBytes(row[l.payload])
 	if rec.Payload == nil {
 		rec.Payload = []byte{}
 	}
 	if l.headers >= 0 {
 		if raw := toBytes(row[l.headers]); raw != nil {
-			h, err := mysql.ParseHeaders(raw)
+			h, err := dialect.DecodeHeaders(raw)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("headers: %w", err))
+				errs = append(errs, err)
 			}
 			rec.Headers = h
 		}
 	}
 	if l.createdAt >= 0 {
-		rec.CreatedAt = toTime(row[l.createdAt])
+		if rec.CreatedAt = toTime(row[l.createdAt]); rec.CreatedAt.IsZero() {
+			v, _ := toString(row[l.createdAt])
+			errs = append(errs, dialect.Unreadable("created_at", []byte(v), errors.New("not a valid date")))
+		}
 	}
 	if rec.CreatedAt.IsZero() {
 		rec.CreatedAt = commit
 	}
 	if l.attempts >= 0 {
-		if n, ok := toInt(row[l.attempts]); ok {
-			rec.Attempts = int(max(n, 0))
+		n, ok := toInt(row[l.attempts])
+		if !ok {
+			errs = append(errs, dialect.Unreadable("attempts", nil, fmt.Errorf("unexpected value %T", row[l.attempts])))
+		} else if a, err := dialect.Attempts(n); err != nil {
+			errs = append(errs, err)
+		} else {
+			rec.Attempts = a
 		}
 	}
 	return rec, errors.Join(errs...)

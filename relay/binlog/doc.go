@@ -61,8 +61,9 @@
 // binlog_row_metadata=FULL. Each row becomes a record the way the mysql store's claims read it:
 // id is the record's Seq, a NULL key is no key, headers are a JSON object (values that are not
 // strings kept as their JSON text), created_at and attempts as stored. A row that does not
-// decode (a message_id that is not a UUID, headers that are not an object) goes to the
-// dead-letter table with the reason and does not stop the stream.
+// decode (a message_id that is not a UUID, headers that are not an object, a zero date,
+// attempts outside 0..2^30, text that is not UTF-8) goes to the dead-letter table with a
+// reason naming the column, and does not stop the stream.
 //
 // # Order, acknowledgement and the position
 //

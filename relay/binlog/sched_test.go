@@ -131,9 +131,9 @@ func TestDecodeRow(t *testing.T) {
 		rec.Headers["a"] != "b" || !rec.CreatedAt.Equal(created) || rec.Attempts != 2 {
 		t.Fatalf("record %+v, %v", rec, err)
 	}
-	// MySQL's native JSON arrives as a string; a zero date as a string.
-	rec, err = l.decodeRow([]any{uint64(8), []byte(id.String()), "t", "k", "", "", `{}`, "0000-00-00 00:00:00.000000", nil, int32(0), nil}, commit)
-	if err != nil || rec.Seq != 8 || rec.Key != "k" || rec.Payload == nil || rec.Headers != nil || !rec.CreatedAt.Equal(commit) {
+	// MySQL's native JSON arrives as a string; a date may arrive as a string.
+	rec, err = l.decodeRow([]any{uint64(8), []byte(id.String()), "t", "k", "", "", `{}`, "2024-01-02 03:04:05.000006", nil, int32(0), nil}, commit)
+	if err != nil || rec.Seq != 8 || rec.Key != "k" || rec.Payload == nil || rec.Headers != nil || !rec.CreatedAt.Equal(created) {
 		t.Fatalf("record %+v, %v", rec, err)
 	}
 	for _, bad := range [][]any{
@@ -141,6 +141,10 @@ func TestDecodeRow(t *testing.T) {
 		{int64(1), "nope", "t", nil, "", "", "{}", created, created, int32(0), nil},       // message_id
 		{int64(1), id.String(), "", nil, "", "", "{}", created, created, int32(0), nil},   // topic
 		{int64(1), id.String(), "t", nil, "", "", "[1]", created, created, int32(0), nil}, // headers
+		// A zero date (a session without strict mode) is no time.
+		{int64(1), id.String(), "t", nil, "", "", "{}", "0000-00-00 00:00:00.000000", created, int32(0), nil},
+		{int64(1), id.String(), "t", nil, "", "", "{}", created, created, int32(-1), nil},   // attempts
+		{int64(1), id.String(), "t", "\xff", "", "", "{}", created, created, int32(0), nil}, // key not UTF-8
 		{int64(1)}, // column count
 	} {
 		if _, err := l.decodeRow(bad, commit); err == nil {

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/outboxgo/outbox/internal/sqlident"
 	"github.com/outboxgo/outbox/relay/internal/keyqueue"
 )
 
 type queries struct {
-	del, dead string
+	del, dead, dup string
 }
 
 func buildQueries(t sqlident.Table) queries {
@@ -27,6 +29,7 @@ x AS (SELECT u.x, ((snap.xmax >> 32) << 32) | u.x AS full, snap.s, snap.xmax FRO
 SELECT coalesce((SELECT array_agg(id) FROM d), '{}'::bigint[]),
   coalesce((SELECT array_agg(x.x) FROM x WHERE NOT pg_visible_in_snapshot(
     (CASE WHEN x.full > x.xmax THEN x.full - 4294967296 ELSE x.full END)::text::xid8, x.s)), '{}'::bigint[])`,
+		dup: `UPDATE ` + t.Derived("_counters").Quoted() + ` SET value = value + $1 WHERE name = 'broker_duplicates'`,
 		dead: `INSERT INTO ` + t.Derived("_dead").Quoted() +
 			` (original_id, message_id, topic, key, type, payload, headers, created_at, attempts, last_error, failed_at)
 SELECT o, m::uuid, tp, k, ty, p, h::jsonb, c, a, e, clock_timestamp()
@@ -37,12 +40,19 @@ FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::by
 
 // apply writes one batch of acknowledgements for the queue's acker: deletes of acknowledged
 // rows (idempotent, so first: if what follows fails, the whole batch is simply applied
-// again), then dead letters.
+// again) with the count of broker duplicates among them (in the deletes' transaction), then
+// dead letters.
 // It returns the operations to apply again later: deletes of rows whose transaction is not
 // visible yet, and the deletes of the rows of messages just dead-lettered.
 func (s *Source) apply(ctx context.Context, ops []ackOp) (later []ackOp, err error) {
-	var del, dead []ackOp
+	var (
+		del, dead []ackOp
+		dups      int64
+	)
 	for _, op := range ops {
+		if op.Duplicate && (op.Kind == keyqueue.Delete || op.Kind == keyqueue.CountOnly) {
+			dups++
+		}
 		switch op.Kind {
 		case keyqueue.Delete:
 			del = append(del, op)
@@ -50,8 +60,8 @@ func (s *Source) apply(ctx context.Context, ops []ackOp) (later []ackOp, err err
 			dead = append(dead, op)
 		}
 	}
-	if len(del) > 0 {
-		if later, err = s.deleteRows(ctx, del); err != nil {
+	if len(del) > 0 || dups > 0 {
+		if later, err = s.deleteRows(ctx, del, dups); err != nil {
 			return nil, err
 		}
 	}
@@ -70,9 +80,10 @@ func (s *Source) apply(ctx context.Context, ops []ackOp) (later []ackOp, err err
 	return later, nil
 }
 
-// deleteRows deletes the rows of del and returns those to try again: rows whose inserting
-// transaction the delete's snapshot could not see yet.
-func (s *Source) deleteRows(ctx context.Context, del []ackOp) ([]ackOp, error) {
+// deleteRows deletes the rows of del, and adds dups to the broker duplicates counter, in one
+// transaction. It returns the rows to try again: rows whose inserting transaction the
+// delete's snapshot could not see yet.
+func (s *Source) deleteRows(ctx context.Context, del []ackOp, dups int64) ([]ackOp, error) {
 	ids := make([]int64, len(del))
 	var xids []int64
 	seen := make(map[uint32]bool)
@@ -84,8 +95,22 @@ func (s *Source) deleteRows(ctx context.Context, del []ackOp) ([]ackOp, error) {
 		}
 	}
 	var deleted, invisible []int64
-	if err := s.cfg.Pool.QueryRow(ctx, s.queries.del, ids, xids).Scan(&deleted, &invisible); err != nil {
-		return nil, fmt.Errorf("deleting %d acknowledged rows: %w", len(ids), err)
+	err := pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
+		if dups > 0 {
+			if _, err := tx.Exec(ctx, s.queries.dup, dups); err != nil {
+				return fmt.Errorf("counting %d broker duplicates: %w", dups, err)
+			}
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		if err := tx.QueryRow(ctx, s.queries.del, ids, xids).Scan(&deleted, &invisible); err != nil {
+			return fmt.Errorf("deleting %d acknowledged rows: %w", len(ids), err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(deleted) == len(ids) || len(invisible) == 0 {
 		return nil, nil

@@ -9,11 +9,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect"
 )
 
 // relation maps the columns of a table, as announced by a pgoutput Relation message, to the
@@ -92,27 +92,29 @@ func (r *relation) decodeRow(cols []*pglogrepl.TupleDataColumn, tm *pgtype.Map) 
 	} else {
 		errs = append(errs, errors.New("id is null"))
 	}
-	if v, ok := get(r.messageID, "message_id"); ok {
-		id, err := uuid.ParseBytes(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("message_id: %w", err))
+	v, _ := get(r.messageID, "message_id")
+	id, err := dialect.ParseMessageID(v)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	rec.ID = id
+	text := func(i int, name string) string {
+		v, ok := get(i, name)
+		if !ok {
+			return ""
 		}
-		rec.ID = id
-	} else {
-		errs = append(errs, errors.New("message_id is null"))
+		s, err := dialect.Text(name, v)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return s
 	}
-	if v, ok := get(r.topic, "topic"); ok {
-		rec.Topic = string(v)
-	}
+	rec.Topic = text(r.topic, "topic")
 	if rec.Topic == "" {
 		errs = append(errs, errors.New("topic is empty"))
 	}
-	if v, ok := get(r.key, "key"); ok {
-		rec.Key = string(v)
-	}
-	if v, ok := get(r.typ, "type"); ok {
-		rec.Type = string(v)
-	}
+	rec.Key = text(r.key, "key")
+	rec.Type = text(r.typ, "type")
 	if v, ok := get(r.payload, "payload"); ok {
 		p, err := decodeBytea(v, tm)
 		if err != nil {
@@ -124,25 +126,29 @@ func (r *relation) decodeRow(cols []*pglogrepl.TupleDataColumn, tm *pgtype.Map) 
 		rec.Payload = []byte{}
 	}
 	if v, ok := get(r.headers, "headers"); ok {
-		h, err := decodeHeaders(v)
+		h, err := dialect.DecodeHeaders(v)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("headers: %w", err))
+			errs = append(errs, err)
 		}
 		rec.Headers = h
 	}
 	if v, ok := get(r.createdAt, "created_at"); ok {
 		var t time.Time
 		if err := tm.Scan(pgtype.TimestamptzOID, pgtype.TextFormatCode, v, &t); err != nil {
-			errs = append(errs, fmt.Errorf("created_at: %w", err))
+			errs = append(errs, dialect.Unreadable("created_at", v, err))
 		}
 		rec.CreatedAt = t
 	}
 	if v, ok := get(r.attempts, "attempts"); ok {
-		n, err := strconv.Atoi(string(v))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("attempts: %w", err))
+		n, err := strconv.ParseInt(string(v), 10, 64)
+		if err == nil {
+			rec.Attempts, err = dialect.Attempts(n)
+		} else {
+			err = dialect.Unreadable("attempts", v, err)
 		}
-		rec.Attempts = n
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return rec, errors.Join(errs...)
 }
@@ -165,31 +171,6 @@ func decodeBytea(v []byte, tm *pgtype.Map) ([]byte, error) {
 		out = []byte{}
 	}
 	return out, nil
-}
-
-// decodeHeaders reads the headers JSON object. Values that are not strings (rows written by
-// hand or by other languages) are kept as their JSON text, as the polling relay does.
-func decodeHeaders(raw []byte) (map[string]string, error) {
-	if len(raw) == 0 || string(raw) == "{}" {
-		return nil, nil
-	}
-	var generic map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &generic); err != nil {
-		return nil, err
-	}
-	if generic == nil {
-		return nil, errors.New("not a JSON object")
-	}
-	h := make(map[string]string, len(generic))
-	for k, v := range generic {
-		var s string
-		if err := json.Unmarshal(v, &s); err == nil {
-			h[k] = s
-		} else {
-			h[k] = string(v)
-		}
-	}
-	return h, nil
 }
 
 // headersJSON is the headers column value for the dead-letter table.

@@ -13,7 +13,9 @@
 //	err = r.Run(ctx)
 //
 // The server needs wal_level = logical, the replication role the REPLICATION attribute, and
-// the dead-letter table of the postgres store's migrations (outbox migrate up).
+// the dead-letter table of the postgres store's migrations (outbox migrate up). On a server
+// with another wal_level, Setup and Run fail at once with an error wrapping ErrWALLevel
+// (Run does not retry it).
 //
 // # Two storage modes
 //
@@ -76,7 +78,8 @@
 // # The slot
 //
 // The slot (SlotName) is created permanent when missing and reused across restarts; Setup
-// creates it (and the publication) ahead of time. Create it before producers start writing:
+// creates it (and the publication) ahead of time; when the slot cannot be made, it drops the
+// publication it created, leaving nothing behind. Create it before producers start writing:
 // messages committed before the slot exists are not in its stream (in table mode such rows
 // stay in the table, and the source warns when it finds some at creation).
 //

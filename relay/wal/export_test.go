@@ -9,3 +9,6 @@ func (s *Source) Crash() {
 		_ = c.Conn().Close()
 	}
 }
+
+// CheckWALLevel is the wal_level check of Setup.
+var CheckWALLevel = checkWALLevel

@@ -24,6 +24,19 @@ func setupErrorf(format string, args ...any) error {
 	return session.SetupErrorf("wal: "+format, args...)
 }
 
+// ErrWALLevel is wrapped by the error Setup and Run return when the server's wal_level is not
+// logical: logical decoding is impossible until the server is reconfigured and restarted, so
+// Run does not retry.
+var ErrWALLevel = errors.New("wal_level is not logical")
+
+// checkWALLevel returns an ErrWALLevel setup error unless level is logical.
+func checkWALLevel(level string) error {
+	if level == "logical" {
+		return nil
+	}
+	return setupErrorf("%w (it is %q): set wal_level = logical in postgresql.conf and restart the server", ErrWALLevel, level)
+}
+
 // errSlotBusy: another relay streams from the slot (this one is a standby).
 var errSlotBusy = errors.New("replication slot is active for another connection")
 
@@ -103,6 +116,13 @@ type tableName struct{ namespace, name string }
 // when missing. It returns the outbox table's resolved name (table mode).
 func (s *Source) setup(ctx context.Context, conn *pgconn.PgConn) (tableName, error) {
 	var tn tableName
+	var level string
+	if err := s.cfg.Pool.QueryRow(ctx, `SHOW wal_level`).Scan(&level); err != nil {
+		return tn, fmt.Errorf("reading wal_level: %w", err)
+	}
+	if err := checkWALLevel(level); err != nil {
+		return tn, err
+	}
 	ident, err := pglogrepl.IdentifySystem(ctx, conn)
 	if err != nil {
 		return tn, fmt.Errorf("identifying system: %w", err)
@@ -132,16 +152,28 @@ JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)`, s.
 			return tn, fmt.Errorf("looking up the outbox table: %w", err)
 		}
 	}
-	if err := s.ensurePublication(ctx, tn); err != nil {
+	created, err := s.ensurePublication(ctx, tn)
+	if err != nil {
 		return tn, err
 	}
 	if err := s.ensureSlot(ctx, conn, db); err != nil {
+		if created {
+			// Leave nothing behind: a publication without its slot is half a setup.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if _, derr := s.cfg.Pool.Exec(dctx, `DROP PUBLICATION IF EXISTS "`+s.cfg.Publication+`"`); derr != nil {
+				return tn, errors.Join(err, fmt.Errorf("dropping publication %s created for the slot: %w", s.cfg.Publication, derr))
+			}
+			s.logger.Info("dropped the publication created for the slot that could not be set up", slog.String("publication", s.cfg.Publication))
+		}
 		return tn, err
 	}
 	return tn, nil
 }
 
-func (s *Source) ensurePublication(ctx context.Context, tn tableName) error {
+// ensurePublication creates the publication when it is missing (created reports that) and
+// checks it otherwise.
+func (s *Source) ensurePublication(ctx context.Context, tn tableName) (created bool, err error) {
 	pub := s.cfg.Publication
 	for range 2 {
 		var insert bool
@@ -157,32 +189,32 @@ func (s *Source) ensurePublication(ctx context.Context, tn tableName) error {
 				continue // created concurrently by another relay: check it
 			}
 			if err != nil {
-				return fmt.Errorf("creating publication %s: %w", pub, err)
+				return false, fmt.Errorf("creating publication %s: %w", pub, err)
 			}
 			s.logger.Info("created publication", slog.String("publication", pub))
-			return nil
+			return true, nil
 		}
 		if err != nil {
-			return fmt.Errorf("looking up publication %s: %w", pub, err)
+			return false, fmt.Errorf("looking up publication %s: %w", pub, err)
 		}
 		if s.cfg.Mode != ModeTable {
-			return nil
+			return false, nil
 		}
 		if !insert {
-			return setupErrorf("publication %s does not publish inserts", pub)
+			return false, setupErrorf("publication %s does not publish inserts", pub)
 		}
 		var listed bool
 		err = s.cfg.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication_tables
 WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)`, pub, tn.namespace, tn.name).Scan(&listed)
 		if err != nil {
-			return fmt.Errorf("checking publication %s: %w", pub, err)
+			return false, fmt.Errorf("checking publication %s: %w", pub, err)
 		}
 		if !listed {
-			return setupErrorf("publication %s exists but does not publish table %s.%s", pub, tn.namespace, tn.name)
+			return false, setupErrorf("publication %s exists but does not publish table %s.%s", pub, tn.namespace, tn.name)
 		}
-		return nil
+		return false, nil
 	}
-	return fmt.Errorf("creating publication %s: created and dropped concurrently", pub)
+	return false, fmt.Errorf("creating publication %s: created and dropped concurrently", pub)
 }
 
 func (s *Source) ensureSlot(ctx context.Context, conn *pgconn.PgConn, db string) error {

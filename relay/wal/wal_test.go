@@ -3,6 +3,7 @@ package wal_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -11,8 +12,10 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect/dialecttest"
 	"github.com/outboxgo/outbox/internal/pgtest"
 	"github.com/outboxgo/outbox/relay"
+	"github.com/outboxgo/outbox/relay/internal/session"
 	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 	"github.com/outboxgo/outbox/relay/wal"
 	"github.com/outboxgo/outbox/sink"
@@ -474,5 +477,79 @@ func TestWarnsAboutRowsBeforeSlot(t *testing.T) {
 	}
 	if rec2.Has("INFO created") || rec2.Has("WARN") {
 		t.Fatalf("second setup logged %v", rec2.Msgs())
+	}
+}
+
+// TestUndecodableRowCases: every row of the conformance suite's PostgreSQL case table that
+// the WAL source decodes (any unreadable column) goes to the dead-letter table with a reason
+// naming the column, and the stream goes on with the rest of the key.
+func TestUndecodableRowCases(t *testing.T) {
+	t.Parallel()
+	e := setup(t, wal.ModeTable)
+	src := e.source(t, e.config(t))
+	sk := sourcetest.NewSink()
+	sourcetest.StartRelay(t, src, sk, relay.Config{})
+	sourcetest.WaitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
+	ctx := context.Background()
+	var cols []string
+	for i, tc := range dialecttest.PostgresUnreadable {
+		if tc.Setup != nil || tc.Column == "available_at" {
+			continue // the source reads no available_at; Setup cases are about the store's copy
+		}
+		if _, err := e.pool.Exec(ctx, strings.ReplaceAll(tc.Insert, "{table}", e.table)); err != nil {
+			t.Fatalf("%s: %v", tc.Name, err)
+		}
+		e.commit(t, outbox.Message{Topic: "t", Key: "k", Payload: fmt.Appendf(nil, "k:%d", i)})
+		cols = append(cols, tc.Column)
+	}
+	sourcetest.WaitFor(t, 10*time.Second, "the valid messages", func() bool { return sk.Unique() == len(cols) })
+	var reasons []string
+	sourcetest.WaitFor(t, 10*time.Second, "dead letters", func() bool {
+		rows, err := e.pool.Query(ctx, `SELECT last_error FROM `+e.table+`_dead ORDER BY id`)
+		if err != nil {
+			return false
+		}
+		reasons, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err == nil && len(reasons) == len(cols)
+	})
+	for i, r := range reasons {
+		if !strings.Contains(r, "column "+cols[i]) {
+			t.Fatalf("dead letter %d: reason %q does not name column %s", i, r, cols[i])
+		}
+	}
+	sourcetest.WaitFor(t, 10*time.Second, "nothing pending, rows deleted", func() bool { return src.Stats().Pending == 0 && e.rows(t) == 0 })
+}
+
+// TestSetupFailureLeavesNoPublication: a setup whose slot cannot be made (here: a physical
+// slot holds the name) drops the publication it created, and says why.
+func TestSetupFailureLeavesNoPublication(t *testing.T) {
+	t.Parallel()
+	e := setup(t, wal.ModeTable)
+	ctx := context.Background()
+	if _, err := e.pool.Exec(ctx, `SELECT pg_create_physical_replication_slot($1)`, e.slot); err != nil {
+		t.Fatal(err)
+	}
+	src := e.source(t, e.config(t))
+	err := src.Setup(ctx)
+	if err == nil || !strings.Contains(err.Error(), "not a logical slot") {
+		t.Fatalf("Setup = %v, want the slot refused", err)
+	}
+	var n int
+	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM pg_publication WHERE pubname = $1`, e.slot).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d publications %s left behind (%v)", n, e.slot, err)
+	}
+}
+
+// TestWALLevelError: a server without wal_level = logical is a setup error (Run returns it
+// instead of retrying), ErrWALLevel, that says what to change.
+func TestWALLevelError(t *testing.T) {
+	for _, level := range []string{"replica", "minimal"} {
+		err := wal.CheckWALLevel(level)
+		if !errors.Is(err, wal.ErrWALLevel) || !session.IsSetup(err) || !strings.Contains(err.Error(), "wal_level = logical") {
+			t.Fatalf("wal_level %s: %v", level, err)
+		}
+	}
+	if err := wal.CheckWALLevel("logical"); err != nil {
+		t.Fatalf("wal_level logical: %v", err)
 	}
 }
