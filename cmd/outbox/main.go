@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -18,6 +19,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox/internal/config"
 )
 
 // Exit codes.
@@ -53,6 +56,9 @@ type app struct {
 	// environ lists the environment (KEY=value), to refuse unknown OUTBOX_* variables; nil
 	// skips that check.
 	environ func() []string
+	// openStore opens the store of the commands that read it (status, dlq, migrate,
+	// enqueue); nil means the configured database (openStore). Tests pass fakes.
+	openStore func(ctx context.Context, cfg config.Config, logger *slog.Logger, create bool) (dialect.Store, error)
 
 	// started is set once a command's own code runs: errors before it (unknown command or
 	// flag, wrong arguments) are usage errors.

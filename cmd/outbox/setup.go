@@ -154,7 +154,11 @@ func (a *app) withStoreCreate(cmd *cobra.Command, create bool, fn func(ctx conte
 	}
 	logger := newLogger(cfg.Log, a.stderr)
 	ctx := cmd.Context()
-	st, err := openStore(ctx, cfg, logger, create)
+	open := a.openStore
+	if open == nil {
+		open = openStore
+	}
+	st, err := open(ctx, cfg, logger, create)
 	if err != nil {
 		return err
 	}

@@ -45,11 +45,12 @@ func Check(s, what string, portOptional bool) string {
 	return ""
 }
 
-// hasPort reports whether s, a host with or without a port, has one: a colon after the
-// host name or after a bracketed IPv6 address.
+// hasPort reports whether s, a host with or without a port, has one: any colon, except in a
+// bracketed IPv6 address alone ([::1]). An unbracketed IPv6 address is taken as host:port
+// and refused: write it in brackets.
 func hasPort(s string) bool {
-	if strings.HasPrefix(s, "[") {
-		return strings.Contains(s, "]:")
+	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		return false
 	}
-	return strings.Count(s, ":") == 1
+	return strings.Contains(s, ":")
 }
