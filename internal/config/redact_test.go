@@ -18,14 +18,14 @@ func TestRedact(t *testing.T) {
 		// URLs: password, lone user (a token), path and query.
 		`dial postgres://app:hunter2@db:5432/shop?sslmode=disable: refused`: `dial postgres://app:xxxxx@db:5432/…: refused`,
 		`Post "https://hooks.example/T0/B0/hunter2": timeout`:               `Post "https://hooks.example/…": timeout`,
-		`redis://:hunter2@h:6379.`:                                           `redis://:xxxxx@h:6379.`,
-		`amqp://hunter2@rabbit/`:                                             `amqp://xxxxx@rabbit/`,
+		`redis://:hunter2@h:6379.`:                                          `redis://:xxxxx@h:6379.`,
+		`amqp://hunter2@rabbit/`:                                            `amqp://xxxxx@rabbit/`,
 		// user:password@ without a scheme.
 		`broker relay:hunter2@k:9092 unreachable`: `broker relay:xxxxx@k:9092 unreachable`,
 		`app:hunter2@tcp(db:3306)/shop`:           `app:xxxxx@tcp(db:3306)/shop`,
 		`:hunter2@h:6379`:                         `:xxxxx@h:6379`,
 		// key=value pairs naming a secret: keyword DSNs, query strings.
-		`host=db user=app password=hunter2 dbname=shop`:   `host=db user=app password=xxxxx dbname=shop`,
+		`host=db user=app password=hunter2 dbname=shop`:    `host=db user=app password=xxxxx dbname=shop`,
 		`host=db password='hunter2 with spaces' sslmode=x`: `host=db password=xxxxx sslmode=x`,
 		`x?sslpassword=hunter2&token=hunter2&user=a`:       `x?sslpassword=xxxxx&token=xxxxx&user=a`,
 		`API_KEY=hunter2 db_password = hunter2`:            `API_KEY=xxxxx db_password = xxxxx`,
