@@ -269,7 +269,7 @@ func (a *AMQP) validate(p string) error {
 	case u.Scheme != "amqp" && u.Scheme != "amqps":
 		return invalid(p+"url", "scheme %q is not amqp or amqps", u.Scheme)
 	case u.Hostname() == "":
-		return invalid(p+"url", "no host (amqp://user:password@host:port/vhost)")
+		return invalid(p+"url", "no host (amqp://host:port/vhost, any credentials before the host)")
 	}
 	if reason := checkShortstr(a.Exchange); reason != "" {
 		return invalid(p+"exchange", "%s", reason)

@@ -23,7 +23,7 @@ func Check(s, what string, portOptional bool) string {
 	case strings.Contains(s, "://"):
 		return what + " must be host:port, without a scheme" + notShown
 	case strings.Contains(s, "@"):
-		return what + " must be host:port, without user:password@: set credentials in their own settings" + notShown
+		return what + " must be host:port, without credentials before an @: set them in their own settings" + notShown
 	case strings.ContainsAny(s, "/?#"):
 		return what + " must be host:port, without a path or query" + notShown
 	case strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }):
