@@ -650,8 +650,8 @@ func AllowedEnv(name string) bool {
 	return name == EnvConfigFile || name == "OUTBOX_BENCH_SECONDS" || strings.HasPrefix(name, "OUTBOX_TEST_")
 }
 
-// checkEnviron refuses OUTBOX_* variables that name no setting, as the YAML file refuses
-// unknown keys: a misspelt variable would otherwise be ignored silently.
+// checkEnviron refuses non-empty OUTBOX_* variables that name no setting, as the YAML file
+// refuses unknown keys: a misspelt variable would otherwise be ignored silently.
 func checkEnviron(environ []string) error {
 	known := map[string]bool{}
 	for _, s := range settings() {
@@ -659,8 +659,9 @@ func checkEnviron(environ []string) error {
 	}
 	var unknown []string
 	for _, kv := range environ {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, EnvPrefix) && !known[name] && !AllowedEnv(name) {
+		name, value, _ := strings.Cut(kv, "=")
+		// Set to the empty string counts as unset, as for the settings' variables.
+		if value != "" && strings.HasPrefix(name, EnvPrefix) && !known[name] && !AllowedEnv(name) {
 			unknown = append(unknown, name)
 		}
 	}

@@ -66,7 +66,8 @@ func TestKeywordDSNNeverPrinted(t *testing.T) {
 
 func TestUnknownEnvironmentVariable(t *testing.T) {
 	t.Parallel()
-	base := []string{"OUTBOX_DATABASE_URL=" + pgURL, "HOME=/root", "OUTBOX_CONFIG=", "OUTBOX_TEST_DATABASE_URL=x", "OUTBOX_BENCH_SECONDS=3"}
+	base := []string{"OUTBOX_DATABASE_URL=" + pgURL, "HOME=/root", "OUTBOX_CONFIG=", "OUTBOX_TEST_DATABASE_URL=x", "OUTBOX_BENCH_SECONDS=3",
+		"OUTBOX_UNKNOWN_BUT_EMPTY="}
 	getenv := func(environ []string) func(string) string {
 		return func(k string) string {
 			for _, kv := range environ {
