@@ -38,7 +38,7 @@ func newBinlogSource(cfg config.Config, st dialect.Store, logger *slog.Logger) (
 		Logger:          logger,
 	})
 	if err != nil {
-		return nil, nil, prefixConfigField("binlog.", err)
+		return nil, nil, configField("binlog", "binlog.", err)
 	}
 	return src, []any{slog.String("name", binlogName(cfg)), slog.Int("workers", cfg.Binlog.Workers)}, nil
 }

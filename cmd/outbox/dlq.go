@@ -82,7 +82,7 @@ func (a *app) dlqListCmd() *cobra.Command {
 						out = append(out, deadLetterJSON{
 							ID: d.ID, Seq: r.Seq, MessageID: r.ID.String(), Topic: r.Topic, Key: r.Key,
 							Type: r.EventType(), Headers: r.Headers, Payload: r.Payload, CreatedAt: r.CreatedAt.UTC(),
-							Attempts: r.Attempts, LastError: d.LastError, FailedAt: d.FailedAt.UTC(),
+							Attempts: r.Attempts, LastError: config.Redact(d.LastError), FailedAt: d.FailedAt.UTC(),
 						})
 					}
 					enc := json.NewEncoder(a.stdout)
@@ -97,7 +97,7 @@ func (a *app) dlqListCmd() *cobra.Command {
 				fmt.Fprintln(tw, "ID\tMESSAGE ID\tTOPIC\tKEY\tATTEMPTS\tFAILED AT\tLAST ERROR")
 				for _, d := range dls {
 					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", d.ID, d.Record.ID, oneLine(d.Record.Topic, 40),
-						oneLine(d.Record.Key, 30), d.Record.Attempts, d.FailedAt.UTC().Format(time.RFC3339), oneLine(d.LastError, 80))
+						oneLine(d.Record.Key, 30), d.Record.Attempts, d.FailedAt.UTC().Format(time.RFC3339), oneLine(config.Redact(d.LastError), 80))
 				}
 				if err := tw.Flush(); err != nil {
 					return err
@@ -150,13 +150,23 @@ func (a *app) dlqMoveCmd(verb string) *cobra.Command {
 				}
 			}
 			return a.withStore(cmd, func(ctx context.Context, st dialect.Store, _ config.Config) error {
+				var missing []int64
+				if ids != nil {
+					var err error
+					if ids, missing, err = splitDeadLetters(ctx, st, ids); err != nil {
+						return err
+					}
+				}
 				var (
 					n   int64
 					err error
 				)
-				if verb == "purge" {
+				switch {
+				case ids != nil && len(ids) == 0:
+					// Every id named is missing: nothing to move (nil would mean all).
+				case verb == "purge":
 					n, err = st.PurgeDeadLetters(ctx, ids)
-				} else {
+				default:
 					n, err = st.RetryDeadLetters(ctx, ids)
 				}
 				if err != nil {
@@ -164,7 +174,11 @@ func (a *app) dlqMoveCmd(verb string) *cobra.Command {
 				}
 				fmt.Fprintf(a.stdout, done, n)
 				if ids != nil && int(n) < len(ids) {
-					fmt.Fprintf(a.stderr, "outbox: %d of the %d ids named no dead letter\n", len(ids)-int(n), len(ids))
+					// Gone between the look-up and the move: another dlq command took them.
+					fmt.Fprintf(a.stderr, "outbox: %d of the dead letters found were gone when %s ran (another command took them)\n", len(ids)-int(n), verb)
+				}
+				if len(missing) > 0 {
+					return &exitError{code: exitFailure, msg: fmt.Sprintf("no dead letter with id %s (see 'outbox dlq list')", joinIDs(missing))}
 				}
 				return nil
 			})
@@ -174,9 +188,46 @@ func (a *app) dlqMoveCmd(verb string) *cobra.Command {
 	return cmd
 }
 
-// oneLine keeps table cells on one line and at most max runes.
+// splitDeadLetters splits ids into those of existing dead letters and the missing ones, in
+// the order given (duplicates once).
+func splitDeadLetters(ctx context.Context, st dialect.Store, ids []int64) (found, missing []int64, err error) {
+	seen := make(map[int64]bool, len(ids))
+	found = make([]int64, 0, len(ids))
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		// The first dead letter after id-1 is id itself when it exists.
+		dls, err := st.DeadLetters(ctx, id-1, 1)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(dls) == 1 && dls[0].ID == id {
+			found = append(found, id)
+		} else {
+			missing = append(missing, id)
+		}
+	}
+	return found, missing, nil
+}
+
+// joinIDs writes ids as "3, 7 and 12".
+func joinIDs(ids []int64) string {
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = strconv.FormatInt(id, 10)
+	}
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	return strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
+}
+
+// oneLine makes s a table cell: on one line (whitespace runs become one space), safe for a
+// terminal (escapeText) and at most limit runes.
 func oneLine(s string, limit int) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = escapeText(strings.Join(strings.Fields(s), " "))
 	if r := []rune(s); len(r) > limit {
 		return string(r[:limit-1]) + "…"
 	}

@@ -1,7 +1,8 @@
 // Command outbox runs and operates a transactional outbox: the relay daemon, migrations, status,
 // dead letters, one-off enqueues, and a self-contained quickstart.
 //
-// Exit codes: 0 success, 1 failure, 2 invalid usage or configuration.
+// Exit codes: 0 success, 1 failure, 2 invalid usage or configuration, 3 unhealthy (outbox
+// status with --max-retrying, --max-dead or --max-age).
 package main
 
 import (
@@ -9,13 +10,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox/internal/config"
 )
 
 // Exit codes.
@@ -23,6 +28,8 @@ const (
 	exitOK      = 0
 	exitFailure = 1
 	exitUsage   = 2
+	// exitUnhealthy is outbox status's answer when a threshold it was given is exceeded.
+	exitUnhealthy = 3
 )
 
 func main() {
@@ -37,7 +44,7 @@ func main() {
 // run executes the command line args and returns the exit code. The process environment and
 // stdin are used; tests call (*app).run to pass their own.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	a := &app{stdin: os.Stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	a := &app{stdin: os.Stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv, environ: os.Environ}
 	return a.run(ctx, args)
 }
 
@@ -46,6 +53,12 @@ type app struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// environ lists the environment (KEY=value), to refuse unknown OUTBOX_* variables; nil
+	// skips that check.
+	environ func() []string
+	// openStore opens the store of the commands that read it (status, dlq, migrate,
+	// enqueue); nil means the configured database (openStore). Tests pass fakes.
+	openStore func(ctx context.Context, cfg config.Config, logger *slog.Logger, create bool) (dialect.Store, error)
 
 	// started is set once a command's own code runs: errors before it (unknown command or
 	// flag, wrong arguments) are usage errors.
@@ -84,29 +97,35 @@ func (a *app) run(ctx context.Context, args []string) int {
 		ue *usageError
 		ee *exitError
 	)
+	// Errors may quote row data, driver messages and settings: never let them carry a
+	// secret or a terminal escape to the screen.
+	msg := safeText(err.Error())
 	switch {
 	case errors.As(err, &ee):
 		if ee.msg != "" {
-			fmt.Fprintf(a.stderr, "outbox: %s\n", ee.msg)
+			fmt.Fprintf(a.stderr, "outbox: %s\n", safeText(ee.msg))
 		}
 		return ee.code
 	case errors.Is(err, outbox.ErrInvalidMessage):
 		// ValidationError already reads "outbox: invalid message 0: <field> <reason>".
-		fmt.Fprintln(a.stderr, err)
+		fmt.Fprintln(a.stderr, msg)
 		return exitUsage
 	case errors.Is(err, outbox.ErrInvalidConfig):
 		// ConfigError already reads "outbox: invalid configuration: <field>: <reason>".
-		fmt.Fprintln(a.stderr, err)
+		fmt.Fprintln(a.stderr, msg)
+		if hint := settingHint(err); hint != "" {
+			fmt.Fprintln(a.stderr, hint)
+		}
 		fmt.Fprintln(a.stderr, "See docs/configuration.md, or 'outbox --help', for the settings.")
 		return exitUsage
 	case errors.As(err, &ue) || !a.started:
-		fmt.Fprintf(a.stderr, "outbox: %v\n", err)
+		fmt.Fprintf(a.stderr, "outbox: %s\n", msg)
 		if cmd != nil {
 			fmt.Fprintf(a.stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 		}
 		return exitUsage
 	default:
-		fmt.Fprintf(a.stderr, "outbox: error: %v\n", err)
+		fmt.Fprintf(a.stderr, "outbox: error: %s\n", msg)
 		return exitFailure
 	}
 }
@@ -131,12 +150,14 @@ func (a *app) newRoot() *cobra.Command {
 		Long:          rootLong,
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		Version:       versionText(debug.ReadBuildInfo()),
 		PersistentPreRunE: func(*cobra.Command, []string) error {
 			a.started = true
 			return nil
 		},
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err: err} })
 	root.PersistentFlags().String("config", "", "YAML configuration file (default $OUTBOX_CONFIG)")
 	addSettingFlags(root.PersistentFlags(), globalSettings...)
@@ -148,6 +169,7 @@ func (a *app) newRoot() *cobra.Command {
 		a.dlqCmd(),
 		a.enqueueCmd(),
 		a.quickstartCmd(),
+		a.versionCmd(),
 	)
 	return root
 }

@@ -64,6 +64,13 @@ func (in invocation) runCtx(t *testing.T, ctx context.Context, args ...string) r
 		stdout: &stdout,
 		stderr: &stderr,
 		getenv: func(k string) string { return in.env[k] },
+		environ: func() []string {
+			var kv []string
+			for k, v := range in.env {
+				kv = append(kv, k+"="+v)
+			}
+			return kv
+		},
 	}
 	code := a.run(ctx, args)
 	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
@@ -154,7 +161,7 @@ func TestMigrateStatusPostgres(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^1\s+outbox\s+\d{4}-`).MatchString(r.stdout) {
 		t.Fatalf("migration 1 not shown as applied:\n%s", r.stdout)
 	}
-	in.run(t, "status").want(t, 0).contains(t, "pending         0", "dead letters    0", "(postgres)")
+	in.run(t, "status").want(t, 0).contains(t, "pending            0", "dead letters       0", "(postgres)")
 
 	id := strings.TrimSpace(in.run(t, "enqueue", "--topic", "orders.created", "--key", "o-1",
 		"--data", `{"id":"o-1"}`, "--header", "content-type=application/json").want(t, 0).stdout)
@@ -168,7 +175,8 @@ func TestMigrateStatusPostgres(t *testing.T) {
 	in.run(t, "dlq", "list").want(t, 0).contains(t, "no dead letters")
 	in.run(t, "dlq", "list", "--json").want(t, 0).contains(t, "[]")
 	in.run(t, "dlq", "retry", "--all").want(t, 0).contains(t, "moved 0 dead letter(s)")
-	in.run(t, "dlq", "purge", "7").want(t, 0).contains(t, "deleted 0 dead letter(s)", "1 of the 1 ids named no dead letter")
+	in.run(t, "dlq", "purge", "7").want(t, 1).contains(t, "deleted 0 dead letter(s)", "no dead letter with id 7")
+	in.run(t, "dlq", "retry", "7", "9").want(t, 1).contains(t, "moved 0 dead letter(s)", "no dead letter with id 7 and 9")
 
 	in.run(t, "migrate", "down").want(t, 0).contains(t, "reverted migration")
 	in.run(t, "migrate", "down", "--all").want(t, 0).contains(t, "reverted migration 1")
@@ -198,7 +206,7 @@ func TestEnqueueStatusSQLite(t *testing.T) {
 	if s := statusJSONOf(t, in); s.Pending != 3 {
 		t.Fatalf("pending = %d, want 3", s.Pending)
 	}
-	in.run(t, "status").want(t, 0).contains(t, "pending         3", "  ready         3", "live relays     0")
+	in.run(t, "status").want(t, 0).contains(t, "pending            3", "  ready            3", "live relays        0")
 }
 
 func TestRelayStdout(t *testing.T) {

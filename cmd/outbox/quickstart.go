@@ -110,7 +110,7 @@ func (a *app) runQuickstart(ctx context.Context, o quickstartOptions) (err error
 	if o.verbose {
 		level = slog.LevelInfo
 	}
-	logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: safeAttr}))
 
 	dir := o.dir
 	if dir == "" {

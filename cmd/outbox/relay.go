@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/outboxgo/outbox"
@@ -68,6 +69,8 @@ relay.shutdown_timeout to finish, and it exits 0.`,
 
 func (a *app) runRelay(ctx context.Context, cfg config.Config, migrate bool) error {
 	logger := newLogger(cfg.Log, a.stderr)
+	// go-redis logs through a process-wide logger of its own: send its lines to ours.
+	redis.SetLogger(redisLogger{logger: logger})
 	st, err := openStore(ctx, cfg, logger, migrate)
 	if err != nil {
 		return err
@@ -107,7 +110,7 @@ func (a *app) runRelay(ctx context.Context, cfg config.Config, migrate bool) err
 		Logger:          logger,
 	})
 	if err != nil {
-		return err
+		return configField("relay", "relay.", err)
 	}
 	db, _ := cfg.Database()
 	attrs := append([]any{
@@ -141,7 +144,7 @@ func newSource(ctx context.Context, cfg config.Config, st dialect.Store, logger 
 		}
 		src, err := wal.New(walConfig(cfg, db.URL, pg.Pool(), logger))
 		if err != nil {
-			return nil, nil, prefixConfigField("wal.", err)
+			return nil, nil, configField("wal", "wal.", err)
 		}
 		return src, []any{slog.String("slot", cfg.WAL.Slot), slog.String("mode", cfg.WAL.Mode), slog.Int("workers", cfg.WAL.Workers)}, nil
 	case config.SourceBinlog:
@@ -163,7 +166,7 @@ func newSource(ctx context.Context, cfg config.Config, st dialect.Store, logger 
 			Logger:            logger,
 		})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, configField("poll", "poll.", err)
 		}
 		return src, []any{slog.String("relay_id", src.RelayID()), slog.Any("topics", cfg.Topics), slog.Int("workers", cfg.Poll.Workers)}, nil
 	}

@@ -104,8 +104,14 @@ func (b *sinkBuilder) build(ctx context.Context, prefix string, blk config.Sink)
 		return nil, &outbox.ConfigError{Field: prefix + "type", Reason: fmt.Sprintf("unsupported sink type %q", blk.Type)}
 	}
 	if err != nil {
+		var apiErr *jetstream.APIError
+		if blk.Type == config.SinkNATS && blk.NATS.Stream != "" && errors.As(err, &apiErr) {
+			// JetStream refused the stream the relay creates: the setting is at fault.
+			return nil, &outbox.ConfigError{Field: prefix + "nats.stream",
+				Reason: fmt.Sprintf("JetStream refused to create or update stream %q: %s", blk.NATS.Stream, apiErr.Description)}
+		}
 		if errors.Is(err, outbox.ErrInvalidConfig) {
-			return nil, prefixConfigField(prefix+blk.Type+".", err)
+			return nil, configField(blk.Type, prefix+blk.Type+".", err)
 		}
 		return nil, fmt.Errorf("starting the %s sink (%s): %w", blk.Type, prefix[:len(prefix)-1], err)
 	}

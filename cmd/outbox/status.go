@@ -28,11 +28,47 @@ type statusJSON struct {
 	OldestPendingSeconds float64 `json:"oldest_pending_seconds"`
 	DeadLetters          int64   `json:"dead_letters"`
 	LiveRelays           int     `json:"live_relays"`
-	Source               string  `json:"source"`
+	// BrokerDuplicates counts messages their broker acknowledged as duplicates.
+	BrokerDuplicates int64 `json:"broker_duplicates"`
+	// FailingTopics lists, per topic with failing messages, how many and the latest error.
+	FailingTopics []topicJSON `json:"failing_topics"`
+	Source        string      `json:"source"`
+	// Healthy is false when a threshold given on the command line is exceeded; Problems then
+	// says which (and the command exits 3).
+	Healthy  bool     `json:"healthy"`
+	Problems []string `json:"problems,omitempty"`
 	// Slot is the WAL source's replication slot (source wal).
 	Slot *slotJSON `json:"slot,omitempty"`
 	// Binlog is the binlog source's persisted and the server's positions (source binlog).
 	Binlog *binlogJSON `json:"binlog,omitempty"`
+}
+
+// topicJSON is one topic's failing messages.
+type topicJSON struct {
+	Topic     string `json:"topic"`
+	Failing   int64  `json:"failing"`
+	LastError string `json:"last_error"`
+}
+
+// thresholds are outbox status's health limits; a negative count or zero age is unset.
+type thresholds struct {
+	maxRetrying, maxDead int64
+	maxAge               time.Duration
+}
+
+// problems lists the thresholds s exceeds, as sentences naming the flag.
+func (t thresholds) problems(s dialect.Stats) []string {
+	var out []string
+	if t.maxRetrying >= 0 && s.Retrying > t.maxRetrying {
+		out = append(out, fmt.Sprintf("%d messages retrying, more than --max-retrying %d", s.Retrying, t.maxRetrying))
+	}
+	if t.maxDead >= 0 && s.DeadLetters > t.maxDead {
+		out = append(out, fmt.Sprintf("%d dead letters, more than --max-dead %d", s.DeadLetters, t.maxDead))
+	}
+	if t.maxAge > 0 && s.OldestPending > t.maxAge {
+		out = append(out, fmt.Sprintf("oldest pending message %s old, older than --max-age %s", age(s.OldestPending), t.maxAge))
+	}
+	return out
 }
 
 type slotJSON struct {
@@ -60,24 +96,45 @@ type positionJS struct {
 }
 
 func (a *app) statusCmd() *cobra.Command {
-	var asJSON bool
+	var (
+		asJSON bool
+		limits thresholds
+	)
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show the backlog, its oldest message, dead letters and live relays",
+		Short: "Show the backlog, failing topics, dead letters and live relays; check their health",
 		Long: `status summarises the outbox:
-  pending         messages committed and not yet published
-    ready         of which may be published now
-    retrying      of which failed at least once (and may be waiting for their backoff)
-  oldest pending  age of the oldest unpublished message: the relay's lag
-  dead letters    messages that failed permanently or exhausted relay.max_attempts
-  live relays     relays that sent a heartbeat in the last minute (polling source)
+  pending            messages committed and not yet published
+    ready            of which may be published now
+    retrying         of which failed at least once (and may be waiting for their backoff)
+  oldest pending     age of the oldest unpublished message: the relay's lag
+  dead letters       messages that failed permanently or exhausted relay.max_attempts
+  broker duplicates  messages the broker acknowledged as duplicates of earlier copies
+  live relays        relays that sent a heartbeat in the last minute (polling source)
+  failing topics     per topic with failing messages: how many, and the latest error
 
 With --source wal it also shows the replication slot (--wal-slot): whether a relay is reading
 it, the position it confirmed and the WAL it holds back (the lag guard's measure). With
 --source binlog it shows the binlog position the relays saved (--binlog-name) beside the
 server's current one. In logical WAL mode messages are not in the table: pending counts only
-rows.`,
-		Args: noArgs,
+rows.
+
+As a health check: --max-retrying N, --max-dead N and --max-age D make status exit 3
+(unhealthy) when more than N messages are retrying, more than N are dead letters, or the
+oldest pending message is older than D; stderr says which. Without them it exits 0 whatever
+the numbers. Exit 1 means the outbox could not be read, 2 a bad command line.`,
+		Example: `  outbox status
+  outbox status --json | jq .failing_topics
+  outbox status --max-dead 0 --max-age 5m     # health check: exit 3 on any dead letter or a 5-minute lag`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if err := noArgs(cmd, args); err != nil {
+				return err
+			}
+			if limits.maxRetrying < -1 || limits.maxDead < -1 || limits.maxAge < 0 {
+				return usagef("--max-retrying and --max-dead must be 0 or more, --max-age positive")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withStore(cmd, func(ctx context.Context, st dialect.Store, cfg config.Config) error {
 				s, err := st.Stats(ctx)
@@ -93,7 +150,14 @@ rows.`,
 					OldestPendingSeconds: s.OldestPending.Seconds(),
 					DeadLetters:          s.DeadLetters,
 					LiveRelays:           s.Relays,
+					BrokerDuplicates:     s.BrokerDuplicates,
+					FailingTopics:        make([]topicJSON, 0, len(s.Topics)),
 					Source:               cfg.Source,
+					Problems:             limits.problems(s),
+				}
+				out.Healthy = len(out.Problems) == 0
+				for _, t := range s.Topics {
+					out.FailingTopics = append(out.FailingTopics, topicJSON{Topic: t.Topic, Failing: t.Failing, LastError: config.Redact(t.LastError)})
 				}
 				if err := sourceStatus(ctx, cfg, st, &out); err != nil {
 					return err
@@ -101,25 +165,49 @@ rows.`,
 				if asJSON {
 					enc := json.NewEncoder(a.stdout)
 					enc.SetIndent("", "  ")
-					return enc.Encode(out)
+					if err := enc.Encode(out); err != nil {
+						return err
+					}
+				} else if err := a.printStatus(out, s); err != nil {
+					return err
 				}
-				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintf(tw, "table\t%s (%s)\n", cfg.Table, st.Dialect())
-				fmt.Fprintf(tw, "pending\t%d\n", s.Pending)
-				fmt.Fprintf(tw, "  ready\t%d\n", s.Ready)
-				fmt.Fprintf(tw, "  retrying\t%d\n", s.Retrying)
-				fmt.Fprintf(tw, "oldest pending\t%s\n", age(s.OldestPending))
-				fmt.Fprintf(tw, "dead letters\t%d\n", s.DeadLetters)
-				fmt.Fprintf(tw, "live relays\t%d\n", s.Relays)
-				fmt.Fprintf(tw, "source\t%s\n", cfg.Source)
-				printSourceStatus(tw, out)
-				return tw.Flush()
+				if !out.Healthy {
+					return &exitError{code: exitUnhealthy, msg: "unhealthy: " + strings.Join(out.Problems, "; ")}
+				}
+				return nil
 			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().Int64Var(&limits.maxRetrying, "max-retrying", -1, "exit 3 when more than this many messages are retrying (-1: no limit)")
+	cmd.Flags().Int64Var(&limits.maxDead, "max-dead", -1, "exit 3 when there are more than this many dead letters (-1: no limit)")
+	cmd.Flags().DurationVar(&limits.maxAge, "max-age", 0, "exit 3 when the oldest pending message is older than this (0: no limit)")
 	addSettingFlags(cmd.Flags(), "source", "wal.slot", "binlog.name")
 	return cmd
+}
+
+// printStatus writes the text form of outbox status.
+func (a *app) printStatus(out statusJSON, s dialect.Stats) error {
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "table\t%s (%s)\n", out.Table, out.Dialect)
+	fmt.Fprintf(tw, "pending\t%d\n", s.Pending)
+	fmt.Fprintf(tw, "  ready\t%d\n", s.Ready)
+	fmt.Fprintf(tw, "  retrying\t%d\n", s.Retrying)
+	fmt.Fprintf(tw, "oldest pending\t%s\n", age(s.OldestPending))
+	fmt.Fprintf(tw, "dead letters\t%d\n", s.DeadLetters)
+	fmt.Fprintf(tw, "broker duplicates\t%d\n", s.BrokerDuplicates)
+	fmt.Fprintf(tw, "live relays\t%d\n", s.Relays)
+	fmt.Fprintf(tw, "source\t%s\n", out.Source)
+	printSourceStatus(tw, out)
+	if len(out.FailingTopics) == 0 {
+		fmt.Fprintf(tw, "failing topics\tnone\n")
+	} else {
+		fmt.Fprintf(tw, "failing topics\t%d\n", len(out.FailingTopics))
+		for _, t := range out.FailingTopics {
+			fmt.Fprintf(tw, "  %s\t%d failing, last error: %s\n", oneLine(t.Topic, 60), t.Failing, oneLine(t.LastError, 120))
+		}
+	}
+	return tw.Flush()
 }
 
 // age formats a duration for people: "-" for none, else rounded to a sensible unit.
@@ -190,11 +278,11 @@ func printSourceStatus(tw io.Writer, out statusJSON) {
 	if b := out.Binlog; b != nil {
 		fmt.Fprintf(tw, "binlog\t%s\n", b.Name)
 		if b.Saved {
-			fmt.Fprintf(tw, "  saved position\t%s (saved %s ago)\n", b.Position, age(time.Duration(b.SavedAgeMs)*time.Millisecond))
+			fmt.Fprintf(tw, "  saved position\t%s (saved %s ago)\n", escapeText(b.Position.String()), age(time.Duration(b.SavedAgeMs)*time.Millisecond))
 		} else {
 			fmt.Fprintf(tw, "  saved position\tnone (the binlog relay saves one once it runs)\n")
 		}
-		fmt.Fprintf(tw, "  server position\t%s\n", b.Server)
+		fmt.Fprintf(tw, "  server position\t%s\n", escapeText(b.Server.String()))
 	}
 }
 

@@ -634,15 +634,109 @@ type LoadOptions struct {
 	Getenv func(string) string
 	// Flags maps setting paths to the values given on the command line.
 	Flags map[string]string
+	// Environ lists the environment as KEY=value pairs, to find OUTBOX_* variables that
+	// name no setting (see AllowedEnv). Nil means os.Environ() when Getenv is nil too, and no
+	// check otherwise.
+	Environ []string
+}
+
+// MaxFileSize is the largest configuration file Load reads.
+const MaxFileSize = 1 << 20
+
+// AllowedEnv reports whether name, an OUTBOX_* variable that names no setting, is one the
+// command or the project's tests document: OUTBOX_CONFIG, and the test harness's
+// OUTBOX_TEST_* and OUTBOX_BENCH_SECONDS.
+func AllowedEnv(name string) bool {
+	return name == EnvConfigFile || name == "OUTBOX_BENCH_SECONDS" || strings.HasPrefix(name, "OUTBOX_TEST_")
+}
+
+// checkEnviron refuses non-empty OUTBOX_* variables that name no setting, as the YAML file
+// refuses unknown keys: a misspelt variable would otherwise be ignored silently.
+func checkEnviron(environ []string) error {
+	known := map[string]bool{}
+	for _, s := range settings() {
+		known[envName(s.Path)] = true
+	}
+	var unknown []string
+	for _, kv := range environ {
+		name, value, _ := strings.Cut(kv, "=")
+		// Set to the empty string counts as unset, as for the settings' variables.
+		if value != "" && strings.HasPrefix(name, EnvPrefix) && !known[name] && !AllowedEnv(name) {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	name := unknown[0]
+	best, bestDist := "", 4
+	for env := range known {
+		if d := editDistance(env, name); d < bestDist || d == bestDist && env < best {
+			best, bestDist = env, d
+		}
+	}
+	reason := "unknown environment variable: no setting has this name"
+	if best != "" {
+		reason += "; did you mean " + best + "?"
+	} else {
+		reason += " (see docs/configuration.md for the settings' variables)"
+	}
+	if len(unknown) > 1 {
+		reason += fmt.Sprintf(" (also unknown: %s)", strings.Join(unknown[1:], ", "))
+	}
+	return &outbox.ConfigError{Field: name, Reason: reason}
+}
+
+// readFile reads the configuration file, at most MaxFileSize bytes of it: a larger file, a
+// directory or a device is refused, a pipe (--config <(...)) read up to the limit.
+func readFile(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	tooLarge := fmt.Errorf("%s: larger than %d bytes (1 MiB), the most a configuration file may hold", name, MaxFileSize)
+	switch mode := fi.Mode(); {
+	case mode.IsDir():
+		return nil, fmt.Errorf("%s is a directory, not a YAML file", name)
+	case mode.IsRegular():
+		if fi.Size() > MaxFileSize {
+			return nil, tooLarge
+		}
+	case mode&os.ModeNamedPipe != 0:
+	case mode&os.ModeDevice != 0:
+		return nil, fmt.Errorf("%s is a device, not a YAML file", name)
+	default:
+		return nil, fmt.Errorf("%s is not a regular file, not a YAML file", name)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFileSize {
+		return nil, tooLarge
+	}
+	return data, nil
 }
 
 // Load builds the configuration from defaults, the YAML file, the environment and the flags,
 // in increasing precedence, and validates it. A validation error says which layer set the
 // bad value.
 func Load(opts LoadOptions) (Config, error) {
-	getenv := opts.Getenv
+	getenv, environ := opts.Getenv, opts.Environ
 	if getenv == nil {
 		getenv = os.Getenv
+		if environ == nil {
+			environ = os.Environ()
+		}
+	}
+	if err := checkEnviron(environ); err != nil {
+		return Default(), err
 	}
 	cfg := Default()
 	origin := map[string]string{} // setting path → where its value came from
@@ -651,7 +745,7 @@ func Load(opts LoadOptions) (Config, error) {
 		file = getenv(EnvConfigFile)
 	}
 	if file != "" {
-		data, err := os.ReadFile(file)
+		data, err := readFile(file)
 		if err != nil {
 			return cfg, &outbox.ConfigError{Field: fileField, Reason: err.Error()}
 		}

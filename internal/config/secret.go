@@ -53,7 +53,8 @@ func (u URL) MarshalText() ([]byte, error) { return []byte(RedactURL(string(u)))
 // RedactURL returns s, one URL or several separated by commas, in a form safe to print:
 // passwords become xxxxx and paths and queries (which may hold tokens) become "/…".
 // Addresses without a scheme (host:port, user:pass@host) and file paths (sqlite:x.db) keep
-// their form, minus any user info.
+// their form, minus any user info; a keyword DSN (host=db password=pw) keeps its form with
+// the secret keys' values as xxxxx. Redact does the same for URLs in free text.
 func RedactURL(s string) string {
 	if !strings.Contains(s, ",") {
 		return redactOne(s)
@@ -76,7 +77,7 @@ func redactOne(s string) string {
 		if err != nil {
 			return "(invalid URL)"
 		}
-		return trimmed
+		return redactKeywords(trimmed) // a keyword DSN: host=db password=pw
 	}
 	var b strings.Builder
 	b.WriteString(u.Scheme)

@@ -5,12 +5,13 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/outboxgo/outbox/internal/hostport"
 )
 
 // The checks of each sink block follow the rules of its sink package's constructor, so that
@@ -164,9 +165,9 @@ func (k *Kafka) validate(p string) error {
 	if len(k.Brokers) == 0 {
 		return invalid(p+"brokers", "%s: at least one host:port", requiredFor(p, SinkKafka))
 	}
-	for _, b := range k.Brokers {
-		if b == "" || strings.ContainsFunc(b, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-			return invalid(p+"brokers", "%q is not a host:port", b)
+	for i, b := range k.Brokers {
+		if reason := hostport.Check(b, "a broker address", true); reason != "" {
+			return invalid(p+"brokers", "broker %d: %s", i+1, reason)
 		}
 	}
 	switch {
@@ -268,7 +269,7 @@ func (a *AMQP) validate(p string) error {
 	case u.Scheme != "amqp" && u.Scheme != "amqps":
 		return invalid(p+"url", "scheme %q is not amqp or amqps", u.Scheme)
 	case u.Hostname() == "":
-		return invalid(p+"url", "no host (amqp://user:password@host:port/vhost)")
+		return invalid(p+"url", "no host (amqp://host:port/vhost, any credentials before the host)")
 	}
 	if reason := checkShortstr(a.Exchange); reason != "" {
 		return invalid(p+"exchange", "%s", reason)
@@ -439,8 +440,8 @@ func (r *Redis) validate(p string) error {
 	if r.Addr == "" {
 		return invalid(p+"addr", "%s", requiredFor(p, SinkRedis))
 	}
-	if _, _, err := net.SplitHostPort(r.Addr); err != nil {
-		return invalid(p+"addr", "must be host:port: %v", err)
+	if reason := hostport.Check(r.Addr, "the address", false); reason != "" {
+		return invalid(p+"addr", "%s", reason)
 	}
 	switch {
 	case r.DB < 0:

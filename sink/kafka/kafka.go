@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/hostport"
 	"github.com/outboxgo/outbox/sink"
 )
 
@@ -117,9 +118,9 @@ func (c *Config) validate() error {
 	if len(c.Brokers) == 0 {
 		return &outbox.ConfigError{Field: "brokers", Reason: "required: at least one host:port"}
 	}
-	for _, b := range c.Brokers {
-		if b == "" || strings.ContainsFunc(b, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-			return &outbox.ConfigError{Field: "brokers", Reason: fmt.Sprintf("%q is not a host:port", b)}
+	for i, b := range c.Brokers {
+		if reason := hostport.Check(b, "a broker address", true); reason != "" {
+			return &outbox.ConfigError{Field: "brokers", Reason: fmt.Sprintf("broker %d: %s", i+1, reason)}
 		}
 	}
 	if len(c.ClientID) > maxKafkaClientID {

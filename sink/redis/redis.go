@@ -7,13 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/hostport"
 	"github.com/outboxgo/outbox/sink"
 )
 
@@ -84,8 +84,8 @@ func (c *Config) validate() error {
 		}
 	}
 	if c.Addr != "" {
-		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-			return &outbox.ConfigError{Field: "addr", Reason: "must be host:port: " + err.Error()}
+		if reason := hostport.Check(c.Addr, "the address", false); reason != "" {
+			return &outbox.ConfigError{Field: "addr", Reason: reason}
 		}
 	}
 	if c.DB < 0 {
