@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -426,7 +427,12 @@ type receivedEvent struct {
 // receive records a delivery. Whether it belongs to this run is decided at the end: the
 // consumer may see an event before the producer has noted its commit.
 func (t *tally) receive(h natsgo.Header, now time.Time) receivedEvent {
-	ev := receivedEvent{id: h.Get("ce-id"), key: h.Get("ce-subject")}
+	// ce- values are percent-encoded (NATS binding 3.1.3.2).
+	key := h.Get("ce-subject")
+	if k, err := url.PathUnescape(key); err == nil {
+		key = k
+	}
+	ev := receivedEvent{id: h.Get("ce-id"), key: key}
 	if ts, err := time.Parse(time.RFC3339Nano, h.Get("ce-time")); err == nil {
 		ev.latency = now.Sub(ts)
 	}

@@ -108,6 +108,7 @@ func (a *app) runRelay(ctx context.Context, cfg config.Config, migrate bool) err
 		BatchTimeout:    cfg.Relay.BatchTimeout,
 		ShutdownTimeout: cfg.Relay.ShutdownTimeout,
 		Logger:          logger,
+		SinkName:        sinkSummary(cfg),
 	})
 	if err != nil {
 		return configField("relay", "relay.", err)
