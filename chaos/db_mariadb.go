@@ -379,3 +379,51 @@ func (m *mariaDB) close(keep bool) []string {
 	}
 	return notes
 }
+
+// hostileClasses are MariaDB's hostile rows: message ids that are not UUIDs or not in their
+// canonical form, values that get past strict mode or the headers check in a session that
+// turns them off (SET STATEMENT), attempts out of range, headers the sinks refuse, and
+// headers with non-string values. {t} stands for the outbox table; the placeholders are
+// message_id, key, payload and headers.
+func (m *mariaDB) hostileClasses() []hostileClass {
+	insert := func(prefix, col, val string) string {
+		return prefix + "INSERT INTO {t} (message_id, topic, `key`, payload, headers" + col + ") VALUES (?, '" + outboxTopic + "', ?, ?, ?" + val + ")"
+	}
+	plain := insert("", "", "")
+	cs := []hostileClass{
+		{name: "message-id-not-uuid", fate: FateDead, reason: "message_id", textID: "not-a-uuid-", insert: plain},
+		{name: "message-id-upper-case", fate: FateDead, reason: "message_id", upperID: true, insert: plain},
+		{name: "attempts-negative", fate: FateDead, reason: "attempts", insert: insert("", ", attempts", ", -1")},
+		{name: "attempts-max", fate: FateDead, reason: "attempts", insert: insert("", ", attempts", ", 2147483647")},
+		{name: "created-at-zero", fate: FateDead, reason: "created_at",
+			insert: insert("SET STATEMENT sql_mode = '' FOR ", ", created_at", ", '0000-00-00 00:00:00'")},
+		{name: "headers-array", fate: FateDead, reason: "headers", headers: "[1, 2]",
+			insert: insert("SET STATEMENT check_constraint_checks = 0 FOR ", "", "")},
+		{name: "headers-string", fate: FateDead, reason: "headers", headers: `"text"`,
+			insert: insert("SET STATEMENT check_constraint_checks = 0 FOR ", "", "")},
+		nonStringHeaders(plain),
+	}
+	return append(cs, headerClasses(plain)...)
+}
+
+func (m *mariaDB) insertHostile(ctx context.Context, c *hostileClass, id, key string, payload []byte) error {
+	_, err := m.db.ExecContext(ctx, strings.ReplaceAll(c.insert, "{t}", m.tbl), id, key, payload, cmpOr(c.headers, "{}"))
+	return err
+}
+
+func (m *mariaDB) deadLetters(ctx context.Context) ([]deadLetter, error) {
+	rows, err := m.db.QueryContext(ctx, "SELECT message_id, payload, last_error, attempts FROM "+quoteIdent(m.name)+".outbox_dead")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []deadLetter
+	for rows.Next() {
+		var d deadLetter
+		if err := rows.Scan(&d.messageID, &d.payload, &d.reason, &d.attempts); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
