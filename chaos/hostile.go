@@ -27,14 +27,17 @@ const (
 	// FateDelivered: the row is readable once decoded as documented and must be delivered,
 	// with the headers the class expects.
 	FateDelivered = "delivered"
+	// FateRefused: the database must refuse the INSERT, with an error naming the problem
+	// (two spellings of one message id meet in its unique index).
+	FateRefused = "refused"
 )
 
 // hostileClass is one kind of hostile row on one database.
 type hostileClass struct {
 	name string
 	fate string
-	// reason must appear in the dead letter's reason (FateDead): the column's or the
-	// header's name.
+	// reason must appear in the dead letter's reason (FateDead: the column's or the
+	// header's name) or in the INSERT's error (FateRefused).
 	reason string
 	// headers is the row's headers column as JSON text ("" for the column's default).
 	headers string
@@ -58,7 +61,8 @@ type hostileRow struct {
 	key       string
 	payload   []byte
 	at        time.Time
-	uncertain bool // the INSERT failed: the row may or may not exist
+	uncertain bool   // the INSERT failed unexpectedly: the row may or may not exist
+	insertErr string // the INSERT's error
 
 	copies   uint32
 	headers  map[string][]string // of the first delivery, when the broker reports headers
@@ -142,8 +146,8 @@ func (h *hostiles) run(ctx context.Context) {
 		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		err := h.db.insertHostile(ictx, cl, row.messageID, row.key, payload)
 		cancel()
-		h.ledger.settleHostile(idx, payload, err != nil)
-		if err != nil {
+		h.ledger.settleHostile(idx, payload, err, cl.fate != FateRefused)
+		if err != nil && cl.fate != FateRefused {
 			err = fmt.Errorf("hostile row (%s): %w", cl.name, err)
 			h.errs.Add(1)
 			h.lastErr.Store(&err)
@@ -156,13 +160,17 @@ type HostileClass struct {
 	Class string `json:"class"`
 	// Fate is what must become of the rows: FateDead or FateDelivered.
 	Fate string `json:"fate"`
-	// Reason is what a dead letter's reason must name (FateDead).
-	Reason       string `json:"reason,omitempty"`
-	Expected     int    `json:"expected"`      // rows written (their INSERT succeeded)
-	DeadLettered int    `json:"dead_lettered"` // in the dead-letter table
-	Delivered    int    `json:"delivered"`     // reached the consumer
-	Missing      int    `json:"missing"`       // in neither (or still in the outbox)
-	// WrongReason are dead letters whose reason does not name Reason.
+	// Reason is what a dead letter's reason (FateDead) or the INSERT's error (FateRefused)
+	// must name.
+	Reason string `json:"reason,omitempty"`
+	// Expected are the rows written (their INSERT succeeded), or for FateRefused tried.
+	Expected     int `json:"expected"`
+	Refused      int `json:"refused"`       // INSERTs the database refused (FateRefused)
+	Accepted     int `json:"accepted"`      // INSERTs it took, though it must refuse them (FateRefused)
+	DeadLettered int `json:"dead_lettered"` // in the dead-letter table
+	Delivered    int `json:"delivered"`     // reached the consumer
+	Missing      int `json:"missing"`       // in neither (or still in the outbox)
+	// WrongReason are dead letters, or refusals, whose reason does not name Reason.
 	WrongReason int `json:"wrong_reason"`
 	// WrongHeaders are deliveries without the headers the class expects (FateDelivered, on
 	// sinks whose consumer sees headers).
@@ -176,6 +184,8 @@ type HostileClass struct {
 // Failed reports how many of the class's rows did not meet their fate.
 func (c *HostileClass) Failed() int {
 	switch c.Fate {
+	case FateRefused:
+		return c.Accepted + c.WrongReason
 	case FateDead:
 		// Delivered rows are failures whether or not they were also dead-lettered.
 		return c.Delivered + c.Missing + c.WrongReason
@@ -221,6 +231,10 @@ func judgeHostile(rep *Report, led *ledger, classes []hostileClass, dead []deadL
 	for i := range led.hostile {
 		h := &led.hostile[i]
 		c, cl := &out[h.class], &classes[h.class]
+		if cl.fate == FateRefused {
+			judgeRefused(c, cl, h)
+			continue
+		}
 		if h.uncertain {
 			c.Uncertain++
 			if !h.dead && h.copies == 0 {
@@ -257,6 +271,33 @@ func judgeHostile(rep *Report, led *ledger, classes []hostileClass, dead []deadL
 		}
 	}
 	rep.Hostile = out
+}
+
+// judgeRefused judges a row of a FateRefused class: its INSERT must have failed, naming the
+// problem.
+func judgeRefused(c *HostileClass, cl *hostileClass, h *hostileRow) {
+	c.Expected++
+	var problem string
+	switch {
+	case h.insertErr == "":
+		c.Accepted++
+		problem = fmt.Sprintf("the database took the row (dead-lettered %v, delivered %d times)", h.dead, h.copies)
+	case !strings.Contains(h.insertErr, cl.reason):
+		c.Refused++
+		c.WrongReason++
+		problem = fmt.Sprintf("refused, but not naming %q: %s", cl.reason, h.insertErr)
+	default:
+		c.Refused++
+	}
+	if h.dead {
+		c.DeadLettered++
+	}
+	if h.copies > 0 {
+		c.Delivered++
+	}
+	if problem != "" && len(c.Sample) < 5 {
+		c.Sample = append(c.Sample, fmt.Sprintf("message_id %q key %s: %s", h.messageID, h.key, problem))
+	}
 }
 
 // hasHeaders reports whether got holds every header of want (names in any letter case, as

@@ -96,12 +96,16 @@ func (l *ledger) addHostile(h hostileRow) int {
 	return len(l.hostile) - 1
 }
 
-// settleHostile records a hostile row's payload and whether its INSERT failed.
-func (l *ledger) settleHostile(i int, payload []byte, uncertain bool) {
+// settleHostile records a hostile row's payload and its INSERT's error; an error leaves the
+// row uncertain unless the class expects it.
+func (l *ledger) settleHostile(i int, payload []byte, err error, errUncertain bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.hostile[i].payload, l.hostile[i].uncertain = payload, uncertain
-	l.hostile[i].at = time.Now()
+	h := &l.hostile[i]
+	h.payload, h.at = payload, time.Now()
+	if err != nil {
+		h.insertErr, h.uncertain = err.Error(), errUncertain
+	}
 }
 
 // lastCommitted returns the id and key of the latest message whose COMMIT succeeded.

@@ -199,12 +199,18 @@ func (r *Report) WriteText(w io.Writer) {
 	p("order:          %d per-key violations", r.OrderViolations)
 	p("dead letters:   %d ordinary messages (must be 0), %d not of this run; deliveries %d of at most %d", r.DeadOrdinary, r.DeadUnknown, r.Deliveries, r.PublishLimit)
 	for _, c := range r.Hostile {
-		want := "delivered"
-		if c.Fate == FateDead {
-			want = fmt.Sprintf("dead, reason naming %s", c.Reason)
+		switch c.Fate {
+		case FateRefused:
+			p("hostile %-31s expected %3d, refused %3d, accepted %3d (dead-lettered %d, delivered %d), wrong reason %d (want the INSERT refused naming %s)",
+				c.Class+":", c.Expected, c.Refused, c.Accepted, c.DeadLettered, c.Delivered, c.WrongReason, c.Reason)
+		default:
+			want := "delivered"
+			if c.Fate == FateDead {
+				want = fmt.Sprintf("dead, reason naming %s", c.Reason)
+			}
+			p("hostile %-31s expected %3d, dead-lettered %3d, delivered %3d, missing %3d, wrong reason %d, wrong headers %d, uncertain %d (want %s)",
+				c.Class+":", c.Expected, c.DeadLettered, c.Delivered, c.Missing, c.WrongReason, c.WrongHeaders, c.Uncertain, want)
 		}
-		p("hostile %-31s expected %3d, dead-lettered %3d, delivered %3d, missing %3d, wrong reason %d, wrong headers %d, uncertain %d (want %s)",
-			c.Class+":", c.Expected, c.DeadLettered, c.Delivered, c.Missing, c.WrongReason, c.WrongHeaders, c.Uncertain, want)
 		for _, s := range c.Sample {
 			p("  HOSTILE %s %s", c.Class, s)
 		}
