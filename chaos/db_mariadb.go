@@ -284,20 +284,29 @@ func (m *mariaDB) terminateRelays(ctx context.Context) (int, error) {
 }
 
 func (m *mariaDB) committed(ctx context.Context) ([]int64, error) {
-	rows, err := m.db.QueryContext(ctx, "SELECT idx FROM "+m.orders())
+	return queryAll(ctx, m.db, "SELECT idx FROM "+m.orders(), func(rows *sql.Rows) (int64, error) {
+		var i int64
+		err := rows.Scan(&i)
+		return i, err
+	})
+}
+
+// queryAll runs query and returns every row, read by scan.
+func queryAll[T any](ctx context.Context, db *sql.DB, query string, scan func(*sql.Rows) (T, error)) ([]T, error) {
+	rows, err := db.QueryContext(ctx, query)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var idxs []int64
+	var out []T
 	for rows.Next() {
-		var i int64
-		if err := rows.Scan(&i); err != nil {
+		v, err := scan(rows)
+		if err != nil {
 			return nil, err
 		}
-		idxs = append(idxs, i)
+		out = append(out, v)
 	}
-	return idxs, rows.Err()
+	return out, rows.Err()
 }
 
 // lookupChunk bounds the ids of one lookup query.
@@ -414,18 +423,10 @@ func (m *mariaDB) insertHostile(ctx context.Context, c *hostileClass, id, key st
 }
 
 func (m *mariaDB) deadLetters(ctx context.Context) ([]deadLetter, error) {
-	rows, err := m.db.QueryContext(ctx, "SELECT message_id, payload, last_error, attempts FROM "+quoteIdent(m.name)+".outbox_dead")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []deadLetter
-	for rows.Next() {
-		var d deadLetter
-		if err := rows.Scan(&d.messageID, &d.payload, &d.reason, &d.attempts); err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, m.db, "SELECT message_id, payload, last_error, attempts FROM "+quoteIdent(m.name)+".outbox_dead",
+		func(rows *sql.Rows) (deadLetter, error) {
+			var d deadLetter
+			err := rows.Scan(&d.messageID, &d.payload, &d.reason, &d.attempts)
+			return d, err
+		})
 }

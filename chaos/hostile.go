@@ -1,7 +1,6 @@
 package chaos
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -79,18 +78,7 @@ func hostilePayload(n int, class string) []byte {
 }
 
 // parseHostile returns the hostile row number of a payload made by hostilePayload.
-func parseHostile(p []byte) (int, bool) {
-	rest, ok := bytes.CutPrefix(p, []byte(hostilePrefix))
-	if !ok {
-		return 0, false
-	}
-	end := bytes.IndexByte(rest, ' ')
-	if end < 0 {
-		return 0, false
-	}
-	n, err := strconv.Atoi(string(rest[:end]))
-	return n, err == nil
-}
+func parseHostile(p []byte) (int, bool) { return parseNumber(p, hostilePrefix) }
 
 // hostileKeys is how many keys of their own hostile rows use besides the producers' keys.
 const hostileKeys = 8

@@ -187,8 +187,11 @@ func makePayload(idx, key, seq int, rolledBack bool, size int) []byte {
 }
 
 // parsePayload returns the ledger index of a payload made by makePayload.
-func parsePayload(p []byte) (int, bool) {
-	rest, ok := bytes.CutPrefix(p, []byte(payloadPrefix))
+func parsePayload(p []byte) (int, bool) { return parseNumber(p, payloadPrefix) }
+
+// parseNumber returns the number that follows prefix in p, up to a space.
+func parseNumber(p []byte, prefix string) (int, bool) {
+	rest, ok := bytes.CutPrefix(p, []byte(prefix))
 	if !ok {
 		return 0, false
 	}
