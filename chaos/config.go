@@ -113,7 +113,8 @@ type Config struct {
 	// Hostile, when positive, also writes that many hostile rows per second with plain SQL
 	// (not through outbox.Enqueue), on the producers' keys and on keys of their own: rows the
 	// relay's decoder cannot read and rows with headers the sinks must refuse, each class with
-	// the fate it must meet (see Report.Hostile). Default 0: none.
+	// the fate it must meet (see Report.Hostile). Not with SourceWALLogical, which reads no
+	// table. Default 0: none.
 	Hostile int
 	// Seed makes the fault schedule and the workload reproducible. Default: from the clock.
 	Seed uint64
@@ -265,8 +266,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("chaos: rollback ratio: must be in [0, 1)")
 	case c.Hostile < 0 || c.Hostile > 1000:
 		return fmt.Errorf("chaos: hostile: %d rows per second is not in [0, 1000]", c.Hostile)
-	case c.Hostile > 0 && c.Source != SourcePoll:
-		return fmt.Errorf("chaos: hostile: rows written with plain SQL need the %s source (the run's %s source is not checked with them)", SourcePoll, c.Source)
+	case c.Hostile > 0 && c.Source == SourceWALLogical:
+		return fmt.Errorf("chaos: hostile: rows written with plain SQL go into the outbox table, which the %s source does not read", c.Source)
 	}
 	for _, kv := range c.RelayEnv {
 		if k, _, ok := strings.Cut(kv, "="); !ok || !strings.HasPrefix(k, "OUTBOX_") {

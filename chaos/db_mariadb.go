@@ -418,8 +418,33 @@ func (m *mariaDB) hostileClasses() []hostileClass {
 }
 
 func (m *mariaDB) insertHostile(ctx context.Context, c *hostileClass, id, key string, payload []byte) error {
-	_, err := m.db.ExecContext(ctx, strings.ReplaceAll(c.insert, "{t}", m.tbl), id, key, payload, cmpOr(c.headers, "{}"))
-	return err
+	insert := strings.ReplaceAll(c.insert, "{t}", m.tbl)
+	args := []any{id, key, payload, cmpOr(c.headers, "{}")}
+	if !c.upperID {
+		_, err := m.db.ExecContext(ctx, insert, args...)
+		return err
+	}
+	// The other spelling meets the original in the unique index only while the original's
+	// row is in the table: lock it for the INSERT, or skip when the relays already removed
+	// it (a later row with the id of a published message is a duplicate, which is the
+	// broker's to drop).
+	tx, err := m.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	var seq int64
+	err = tx.QueryRowContext(ctx, "SELECT id FROM "+m.tbl+" WHERE message_id = ? FOR UPDATE", strings.ToLower(id)).Scan(&seq)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return errNoOriginal
+	case err != nil:
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, insert, args...); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 func (m *mariaDB) deadLetters(ctx context.Context) ([]deadLetter, error) {

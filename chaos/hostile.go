@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -53,6 +54,10 @@ type hostileClass struct {
 	textID string
 }
 
+// errNoOriginal: a row of an upperID class was not written, the message whose id it spells
+// otherwise being no longer in the table.
+var errNoOriginal = errors.New("the original row is no longer in the outbox table")
+
 // hostileRow is one hostile row as written.
 type hostileRow struct {
 	class     int // index into the database's hostile classes
@@ -62,6 +67,7 @@ type hostileRow struct {
 	at        time.Time
 	uncertain bool   // the INSERT failed unexpectedly: the row may or may not exist
 	insertErr string // the INSERT's error
+	skipped   bool   // not written (errNoOriginal)
 
 	copies   uint32
 	headers  map[string][]string // of the first delivery, when the broker reports headers
@@ -135,7 +141,7 @@ func (h *hostiles) run(ctx context.Context) {
 		err := h.db.insertHostile(ictx, cl, row.messageID, row.key, payload)
 		cancel()
 		h.ledger.settleHostile(idx, payload, err, cl.fate != FateRefused)
-		if err != nil && cl.fate != FateRefused {
+		if err != nil && cl.fate != FateRefused && !errors.Is(err, errNoOriginal) {
 			err = fmt.Errorf("hostile row (%s): %w", cl.name, err)
 			h.errs.Add(1)
 			h.lastErr.Store(&err)
@@ -165,8 +171,11 @@ type HostileClass struct {
 	WrongHeaders int `json:"wrong_headers"`
 	// Uncertain rows: the INSERT failed (the database went away), so they need not exist;
 	// they count only when found.
-	Uncertain int      `json:"uncertain"`
-	Sample    []string `json:"sample,omitempty"`
+	Uncertain int `json:"uncertain"`
+	// Skipped rows were not written: the message whose id they spell otherwise had left the
+	// table (FateRefused classes of another spelling of an id).
+	Skipped int      `json:"skipped"`
+	Sample  []string `json:"sample,omitempty"`
 }
 
 // Failed reports how many of the class's rows did not meet their fate.
@@ -219,6 +228,10 @@ func judgeHostile(rep *Report, led *ledger, classes []hostileClass, dead []deadL
 	for i := range led.hostile {
 		h := &led.hostile[i]
 		c, cl := &out[h.class], &classes[h.class]
+		if h.skipped {
+			c.Skipped++
+			continue
+		}
 		if cl.fate == FateRefused {
 			judgeRefused(c, cl, h)
 			continue

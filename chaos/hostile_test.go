@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -43,13 +44,18 @@ func TestJudgeHostile(t *testing.T) {
 		{class: 2, insertErr: "Error 1062: Duplicate entry 'x' for key 'message_id_key'"}, // ok
 		{class: 2, insertErr: "connection reset"},                                         // refused for another reason
 		{class: 2, delivered: true},                                                       // accepted
+		{class: 2, insertErr: errNoOriginal.Error()},                                      // not written: skipped
 	}
 	var dead []deadLetter
 	for i, r := range rows {
 		n := led.addHostile(hostileRow{class: r.class, messageID: outbox.NewID().String(), key: "h0"})
 		p := hostilePayload(n, classes[r.class].name)
 		var err error
-		if r.insertErr != "" {
+		switch r.insertErr {
+		case "":
+		case errNoOriginal.Error():
+			err = fmt.Errorf("wrapped: %w", errNoOriginal)
+		default:
 			err = errors.New(r.insertErr)
 		}
 		led.settleHostile(n, p, err, classes[r.class].fate != FateRefused)
@@ -79,8 +85,8 @@ func TestJudgeHostile(t *testing.T) {
 	if v.Expected != 4 || v.Delivered != 2 || v.DeadLettered != 1 || v.Missing != 1 || v.WrongHeaders != 1 || v.Failed() != 3 {
 		t.Errorf("delivered class = %+v, failed %d; want 4 expected, 2 delivered, 1 dead, 1 missing, 1 wrong headers, 3 failed", v, v.Failed())
 	}
-	if f := rep.Hostile[2]; f.Expected != 3 || f.Refused != 2 || f.Accepted != 1 || f.WrongReason != 1 || f.Delivered != 1 || f.Failed() != 2 {
-		t.Errorf("refused class = %+v, failed %d; want 3 expected, 2 refused, 1 accepted, 1 wrong reason, 1 delivered, 2 failed", f, f.Failed())
+	if f := rep.Hostile[2]; f.Expected != 3 || f.Refused != 2 || f.Accepted != 1 || f.WrongReason != 1 || f.Delivered != 1 || f.Skipped != 1 || f.Failed() != 2 {
+		t.Errorf("refused class = %+v, failed %d; want 3 expected, 2 refused, 1 accepted, 1 wrong reason, 1 delivered, 1 skipped, 2 failed", f, f.Failed())
 	}
 	if rep.DeadOrdinary != 1 || rep.DeadUnknown != 1 {
 		t.Errorf("dead ordinary %d, unknown %d; want 1 and 1", rep.DeadOrdinary, rep.DeadUnknown)

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -103,7 +104,10 @@ func (l *ledger) settleHostile(i int, payload []byte, err error, errUncertain bo
 	defer l.mu.Unlock()
 	h := &l.hostile[i]
 	h.payload, h.at = payload, time.Now()
-	if err != nil {
+	switch {
+	case errors.Is(err, errNoOriginal):
+		h.skipped = true
+	case err != nil:
 		h.insertErr, h.uncertain = err.Error(), errUncertain
 	}
 }

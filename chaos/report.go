@@ -201,8 +201,8 @@ func (r *Report) WriteText(w io.Writer) {
 	for _, c := range r.Hostile {
 		switch c.Fate {
 		case FateRefused:
-			p("hostile %-31s expected %3d, refused %3d, accepted %3d (dead-lettered %d, delivered %d), wrong reason %d (want the INSERT refused naming %s)",
-				c.Class+":", c.Expected, c.Refused, c.Accepted, c.DeadLettered, c.Delivered, c.WrongReason, c.Reason)
+			p("hostile %-31s expected %3d, refused %3d, accepted %3d (dead-lettered %d, delivered %d), wrong reason %d, skipped %d (want the INSERT refused naming %s)",
+				c.Class+":", c.Expected, c.Refused, c.Accepted, c.DeadLettered, c.Delivered, c.WrongReason, c.Skipped, c.Reason)
 		default:
 			want := "delivered"
 			if c.Fate == FateDead {
