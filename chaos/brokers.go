@@ -43,6 +43,8 @@ type broker interface {
 	close()
 	// notes are what the report should say about how faults map onto this broker.
 	notes() []string
+	// seesHeaders reports whether consume fills delivery.headers.
+	seesHeaders() bool
 }
 
 var (
@@ -220,7 +222,7 @@ func (b *natsBroker) read(ctx context.Context, last *uint64, upTo uint64, delive
 				continue
 			}
 			*last = md.Sequence.Stream
-			deliver(delivery{id: m.Headers().Get("ce-id"), payload: m.Data(), at: time.Now()})
+			deliver(delivery{id: m.Headers().Get("ce-id"), payload: m.Data(), at: time.Now(), headers: m.Headers()})
 			if upTo > 0 && *last >= upTo {
 				break
 			}
@@ -267,6 +269,8 @@ func (b *natsBroker) close() {
 	}
 	b.stop()
 }
+
+func (b *natsBroker) seesHeaders() bool { return true }
 
 func (b *natsBroker) notes() []string {
 	return []string{"NATS: an in-process JetStream server (file store); broker-restart = Shutdown and start again on the same port and store directory; the relays reach it through a fault proxy (broker-cut)."}
@@ -378,11 +382,12 @@ func (b *kafkaBroker) consume(ctx context.Context, deliver func(delivery)) {
 }
 
 func kafkaDelivery(r *kgo.Record, at time.Time) delivery {
-	d := delivery{payload: r.Value, at: at}
+	d := delivery{payload: r.Value, at: at, headers: make(map[string][]string, len(r.Headers))}
 	for _, h := range r.Headers {
 		if h.Key == "ce_id" {
 			d.id = string(h.Value)
 		}
+		d.headers[h.Key] = append(d.headers[h.Key], string(h.Value))
 	}
 	return d
 }
@@ -445,6 +450,8 @@ func (b *kafkaBroker) sweep(ctx context.Context, fn func(delivery)) error {
 }
 
 func (b *kafkaBroker) close() { b.stop() }
+
+func (b *kafkaBroker) seesHeaders() bool { return true }
 
 func (b *kafkaBroker) notes() []string {
 	return []string{"Kafka: an in-process kfake cluster of 3 brokers (data dir, fsync per batch), topic chaos.events with 12 partitions; broker-restart = Close and NewCluster on the same ports and data dir; broker-cut closes every connection at the brokers' listeners (consumer's included) and refuses new ones, since Kafka clients dial the addresses the metadata advertises and would bypass a proxy."}
@@ -568,6 +575,8 @@ func (b *amqpBroker) close() {
 		_ = ch.ExchangeDelete(b.exchange, false, false)
 	}
 }
+
+func (b *amqpBroker) seesHeaders() bool { return false }
 
 func (b *amqpBroker) notes() []string {
 	return []string{"RabbitMQ: the shared server, which other tests use, is never restarted: no broker-restart; broker-cut (every relay connection cut at a fault proxy, new ones refused for the outage) stands in for it. The consumer reads a private queue bound to a private topic exchange."}

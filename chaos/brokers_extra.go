@@ -115,6 +115,8 @@ func (b *redisBroker) close() {
 	_ = b.client.Close()
 }
 
+func (b *redisBroker) seesHeaders() bool { return false }
+
 func (b *redisBroker) notes() []string {
 	return []string{"Redis: the shared server is never restarted: no broker-restart; broker-cut (every relay connection cut at a fault proxy, new ones refused for the outage) stands in for it. The consumer reads a private stream with XREAD; the stream is deleted at the end."}
 }
@@ -244,6 +246,8 @@ func (b *mqttBroker) close() {
 	_ = c.Disconnect(&paho.Disconnect{})
 }
 
+func (b *mqttBroker) seesHeaders() bool { return false }
+
 func (b *mqttBroker) notes() []string {
 	return []string{"MQTT: the shared Mosquitto is never restarted: no broker-restart; broker-cut (every relay connection cut at a fault proxy, new ones refused for the outage) stands in for it. The consumer holds a QoS 1 subscription to a private topic tree on a session that outlives reconnects."}
 }
@@ -299,7 +303,7 @@ func (b *webhookBroker) handle(w http.ResponseWriter, r *http.Request) {
 	case <-r.Context().Done():
 		return
 	}
-	b.deliver(delivery{id: id, payload: body, at: time.Now()})
+	b.deliver(delivery{id: id, payload: body, at: time.Now(), headers: r.Header})
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -357,6 +361,8 @@ func (b *webhookBroker) close() {
 	}
 	b.stop()
 }
+
+func (b *webhookBroker) seesHeaders() bool { return true }
 
 func (b *webhookBroker) notes() []string {
 	return []string{"Webhooks: an in-process HTTP receiver answering 204 to every request; broker-restart = close its listener and connections, then listen on the same port again; the relays reach it through a fault proxy (broker-cut)."}

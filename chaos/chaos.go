@@ -48,6 +48,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	return rep, err
 }
 
+// relayMaxAttempts is the relays' relay.max_attempts unless Config.RelayEnv sets another.
+const relayMaxAttempts = 100
+
 // run holds one Run's resources, released by cleanup in reverse order.
 type run struct {
 	cfg *Config
@@ -95,7 +98,7 @@ func (r *run) do(ctx context.Context, rep *Report) error {
 		"OUTBOX_TABLE=" + r.db.table(),
 		"OUTBOX_POLL_INTERVAL=50ms",
 		"OUTBOX_POLL_BATCH_SIZE=500",
-		"OUTBOX_RELAY_MAX_ATTEMPTS=100",
+		"OUTBOX_RELAY_MAX_ATTEMPTS=" + strconv.Itoa(relayMaxAttempts),
 		"OUTBOX_RELAY_BACKOFF_BASE=50ms",
 		"OUTBOX_RELAY_BACKOFF_MAX=1s",
 		"OUTBOX_RELAY_PUBLISH_TIMEOUT=5s",
@@ -135,6 +138,10 @@ func (r *run) do(ctx context.Context, rep *Report) error {
 	led.start = start
 	led.mu.Unlock()
 	prod := &producers{cfg: cfg, db: r.db, ledger: led}
+	hostile := &hostiles{cfg: cfg, db: r.db, ledger: led}
+	if cfg.Hostile > 0 {
+		hostile.classes = r.db.hostileClasses()
+	}
 	f := &faulter{cfg: cfg, brk: r.brk, relays: r.relays, dbProxy: r.dbProxy, db: r.db, start: start, log: r.log}
 	loadCtx, stopLoad := context.WithTimeout(ctx, cfg.Duration)
 	defer stopLoad()
@@ -144,8 +151,9 @@ func (r *run) do(ctx context.Context, rep *Report) error {
 		}
 	}
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); prod.run(loadCtx) }()
+	go func() { defer wg.Done(); hostile.run(loadCtx) }()
 	go func() { defer wg.Done(); f.run(loadCtx) }()
 	progress := time.NewTicker(10 * time.Second)
 	defer progress.Stop()
@@ -175,6 +183,10 @@ wait:
 	if e := prod.lastErr.Load(); e != nil {
 		rep.LastProducerError = (*e).Error()
 	}
+	rep.HostileErrors = hostile.errs.Load()
+	if e := hostile.lastErr.Load(); e != nil {
+		rep.LastHostileError = (*e).Error()
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -192,6 +204,10 @@ wait:
 	defer dcancel()
 	drainStart := time.Now()
 	rep.Drained = waitDrained(drainCtx, led)
+	if rep.Drained && cfg.Hostile > 0 {
+		// The hostile rows have no delivery to wait for: wait for the table to empty.
+		rep.Drained = r.waitEmpty(drainCtx)
+	}
 	r.log.Info("drain", slog.Bool("drained", rep.Drained), slog.Duration("waited", time.Since(drainStart)))
 	sleepCtx(ctx, time.Second)
 
@@ -201,7 +217,36 @@ wait:
 
 	starts, exits := r.relays.stats()
 	rep.RelayStarts, rep.RelayExits = starts, exits
-	return r.verify(vctx, rep, led, start, loadEnd, healed)
+	return r.verify(vctx, rep, led, hostile.classes, start, loadEnd, healed)
+}
+
+// waitEmpty waits until the outbox has no unpublished row; false when ctx ended first.
+func (r *run) waitEmpty(ctx context.Context) bool {
+	for {
+		st, err := r.db.stats(ctx)
+		if err == nil && st.Pending == 0 {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// maxAttempts is the relays' relay.max_attempts: the run's, or the last Config.RelayEnv
+// setting of it.
+func (r *run) maxAttempts() int64 {
+	n := int64(relayMaxAttempts)
+	for _, kv := range r.cfg.RelayEnv {
+		if v, ok := strings.CutPrefix(kv, "OUTBOX_RELAY_MAX_ATTEMPTS="); ok {
+			if m, err := strconv.ParseInt(v, 10, 64); err == nil && m > 0 {
+				n = m
+			}
+		}
+	}
+	return n
 }
 
 // setup builds the relay binary, sets up the database and starts the broker.

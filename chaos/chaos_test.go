@@ -79,6 +79,22 @@ func TestShortProfileMariaDB(t *testing.T) {
 	})
 }
 
+// TestShortProfileHostile mixes hostile rows, written with plain SQL, into the load on each
+// database (poll source, JetStream, the same faults): rows the relay's decoder cannot read
+// (infinite or zero times, attempts out of range, message ids that are not canonical UUIDs,
+// headers that are not an object) and rows whose headers a sink must refuse (Nats-*, ce-
+// attributes in any case, CR LF in a value, a structured-mode content type). Each must end
+// in the dead-letter table with a reason naming the column or header (headers with
+// non-string values are delivered, as their JSON text), while every other message is
+// delivered in order and the deliveries stay within (max_attempts + 1) × messages.
+func TestShortProfileHostile(t *testing.T) {
+	t.Parallel()
+	runProfiles(t, 20*time.Second, map[string]chaos.Config{
+		chaos.DatabasePostgres: {Sink: chaos.SinkNATS, Database: chaos.DatabasePostgres, Hostile: 5},
+		chaos.DatabaseMariaDB:  {Sink: chaos.SinkNATS, Database: chaos.DatabaseMariaDB, Hostile: 5},
+	})
+}
+
 // runProfiles runs each profile in a parallel subtest for d (8 s with -short) at 200
 // messages/s over 100 keys, and checks it with checkProfile.
 func runProfiles(t *testing.T, d time.Duration, profiles map[string]chaos.Config) {
@@ -94,6 +110,9 @@ func runProfiles(t *testing.T, d time.Duration, profiles map[string]chaos.Config
 			cfg.Duration, cfg.Rate, cfg.Keys, cfg.OutboxBinary = d, 200, 100, outboxBin
 			rep, err := chaos.Run(ctx, cfg)
 			checkProfile(t, rep, err)
+			if cfg.Hostile > 0 && len(rep.Hostile) == 0 {
+				t.Error("no hostile class in the report: the hostile rows checked nothing")
+			}
 		})
 	}
 }
@@ -116,6 +135,11 @@ func checkProfile(t *testing.T, rep chaos.Report, err error) {
 	}
 	if rep.RolledBack == 0 {
 		t.Error("no transaction was rolled back: the phantom check checked nothing")
+	}
+	for _, c := range rep.Hostile {
+		if c.Expected == 0 {
+			t.Errorf("no hostile row of class %s was written: its check checked nothing", c.Class)
+		}
 	}
 	if rep.Faults[chaos.FaultKill] == 0 || len(rep.Faults) < 3 {
 		t.Errorf("too few faults for the check to mean anything: %v", rep.Faults)

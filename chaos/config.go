@@ -110,6 +110,12 @@ type Config struct {
 	RollbackRatio float64
 	// PayloadBytes pads each payload to about this size. Default 128.
 	PayloadBytes int
+	// Hostile, when positive, also writes that many hostile rows per second with plain SQL
+	// (not through outbox.Enqueue), on the producers' keys and on keys of their own: rows the
+	// relay's decoder cannot read and rows with headers the sinks must refuse, each class with
+	// the fate it must meet (see Report.Hostile). Not with SourceWALLogical, which reads no
+	// table. Default 0: none.
+	Hostile int
 	// Seed makes the fault schedule and the workload reproducible. Default: from the clock.
 	Seed uint64
 
@@ -258,6 +264,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("chaos: messages: must not be negative")
 	case c.RollbackRatio < 0 || c.RollbackRatio >= 1:
 		return fmt.Errorf("chaos: rollback ratio: must be in [0, 1)")
+	case c.Hostile < 0 || c.Hostile > 1000:
+		return fmt.Errorf("chaos: hostile: %d rows per second is not in [0, 1000]", c.Hostile)
+	case c.Hostile > 0 && c.Source == SourceWALLogical:
+		return fmt.Errorf("chaos: hostile: rows written with plain SQL go into the outbox table, which the %s source does not read", c.Source)
 	}
 	for _, kv := range c.RelayEnv {
 		if k, _, ok := strings.Cut(kv, "="); !ok || !strings.HasPrefix(k, "OUTBOX_") {

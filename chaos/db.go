@@ -39,6 +39,13 @@ type database interface {
 	lookup(ctx context.Context, ids []string) (map[string]LostMessage, error)
 	// stats reads the outbox table's figures.
 	stats(ctx context.Context) (dialect.Stats, error)
+	// hostileClasses are the hostile rows of this database (Config.Hostile).
+	hostileClasses() []hostileClass
+	// insertHostile writes one hostile row of class c with plain SQL, in a transaction of
+	// its own.
+	insertHostile(ctx context.Context, c *hostileClass, id, key string, payload []byte) error
+	// deadLetters reads the whole dead-letter table.
+	deadLetters(ctx context.Context) ([]deadLetter, error)
 	// notes describe the database and the relays' source, for the report.
 	notes(relayIDs string) []string
 	// close drops what the run created (the namespace unless keep) and disconnects; it

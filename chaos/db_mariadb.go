@@ -284,20 +284,29 @@ func (m *mariaDB) terminateRelays(ctx context.Context) (int, error) {
 }
 
 func (m *mariaDB) committed(ctx context.Context) ([]int64, error) {
-	rows, err := m.db.QueryContext(ctx, "SELECT idx FROM "+m.orders())
+	return queryAll(ctx, m.db, "SELECT idx FROM "+m.orders(), func(rows *sql.Rows) (int64, error) {
+		var i int64
+		err := rows.Scan(&i)
+		return i, err
+	})
+}
+
+// queryAll runs query and returns every row, read by scan.
+func queryAll[T any](ctx context.Context, db *sql.DB, query string, scan func(*sql.Rows) (T, error)) ([]T, error) {
+	rows, err := db.QueryContext(ctx, query)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var idxs []int64
+	var out []T
 	for rows.Next() {
-		var i int64
-		if err := rows.Scan(&i); err != nil {
+		v, err := scan(rows)
+		if err != nil {
 			return nil, err
 		}
-		idxs = append(idxs, i)
+		out = append(out, v)
 	}
-	return idxs, rows.Err()
+	return out, rows.Err()
 }
 
 // lookupChunk bounds the ids of one lookup query.
@@ -378,4 +387,71 @@ func (m *mariaDB) close(keep bool) []string {
 		}
 	}
 	return notes
+}
+
+// hostileClasses are MariaDB's hostile rows: message ids that are not UUIDs or not in their
+// canonical form, values that get past strict mode or the headers check in a session that
+// turns them off (SET STATEMENT), attempts out of range, headers the sinks refuse, and
+// headers with non-string values. {t} stands for the outbox table; the placeholders are
+// message_id, key, payload and headers.
+func (m *mariaDB) hostileClasses() []hostileClass {
+	insert := func(prefix, col, val string) string {
+		return prefix + "INSERT INTO {t} (message_id, topic, `key`, payload, headers" + col + ") VALUES (?, '" + outboxTopic + "', ?, ?, ?" + val + ")"
+	}
+	plain := insert("", "", "")
+	cs := []hostileClass{
+		{name: "message-id-not-uuid", fate: FateDead, reason: "message_id", textID: "not-a-uuid-", insert: plain},
+		// Two spellings of one id meet in the unique index (the dialect stores message_id
+		// canonically): the row must not get in, to be published as a second message.
+		{name: "message-id-upper-case", fate: FateRefused, reason: "Duplicate entry", upperID: true, insert: plain},
+		{name: "attempts-negative", fate: FateDead, reason: "attempts", insert: insert("", ", attempts", ", -1")},
+		{name: "attempts-max", fate: FateDead, reason: "attempts", insert: insert("", ", attempts", ", 2147483647")},
+		{name: "created-at-zero", fate: FateDead, reason: "created_at",
+			insert: insert("SET STATEMENT sql_mode = '' FOR ", ", created_at", ", '0000-00-00 00:00:00'")},
+		{name: "headers-array", fate: FateDead, reason: "headers", headers: "[1, 2]",
+			insert: insert("SET STATEMENT check_constraint_checks = 0 FOR ", "", "")},
+		{name: "headers-string", fate: FateDead, reason: "headers", headers: `"text"`,
+			insert: insert("SET STATEMENT check_constraint_checks = 0 FOR ", "", "")},
+		nonStringHeaders(plain),
+	}
+	return append(cs, headerClasses(plain)...)
+}
+
+func (m *mariaDB) insertHostile(ctx context.Context, c *hostileClass, id, key string, payload []byte) error {
+	insert := strings.ReplaceAll(c.insert, "{t}", m.tbl)
+	args := []any{id, key, payload, cmpOr(c.headers, "{}")}
+	if !c.upperID {
+		_, err := m.db.ExecContext(ctx, insert, args...)
+		return err
+	}
+	// The other spelling meets the original in the unique index only while the original's
+	// row is in the table: lock it for the INSERT, or skip when the relays already removed
+	// it (a later row with the id of a published message is a duplicate, which is the
+	// broker's to drop).
+	tx, err := m.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	var seq int64
+	err = tx.QueryRowContext(ctx, "SELECT id FROM "+m.tbl+" WHERE message_id = ? FOR UPDATE", strings.ToLower(id)).Scan(&seq)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return errNoOriginal
+	case err != nil:
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, insert, args...); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func (m *mariaDB) deadLetters(ctx context.Context) ([]deadLetter, error) {
+	return queryAll(ctx, m.db, "SELECT message_id, payload, last_error, attempts FROM "+quoteIdent(m.name)+".outbox_dead",
+		func(rows *sql.Rows) (deadLetter, error) {
+			var d deadLetter
+			err := rows.Scan(&d.messageID, &d.payload, &d.reason, &d.attempts)
+			return d, err
+		})
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -283,4 +284,49 @@ func throughProxy(raw, addr string) (*url.URL, error) {
 	}
 	u.Host = addr
 	return u, nil
+}
+
+// hostileClasses are PostgreSQL's hostile rows: values its column types accept that no relay
+// can read (infinite times, attempts out of range), headers the sinks refuse, and headers
+// with non-string values. {t} stands for the outbox table; the placeholders are message_id,
+// key, payload and headers.
+func (p *postgresDB) hostileClasses() []hostileClass {
+	insert := func(col, val string) string {
+		return `INSERT INTO {t} (message_id, topic, key, payload, headers` + col + `)
+			VALUES ($1::uuid, '` + outboxTopic + `', $2, $3, $4::jsonb` + val + `)`
+	}
+	dead := func(name, column, value string) hostileClass {
+		return hostileClass{name: name, fate: FateDead, reason: column, insert: insert(", "+column, ", "+value)}
+	}
+	availableAt := dead("available-at-infinity", "available_at", "'infinity'")
+	if p.cfg.wal() {
+		// The WAL source publishes at commit and reads no available_at: the row is sent.
+		availableAt.fate, availableAt.reason = FateDelivered, ""
+	}
+	cs := []hostileClass{
+		dead("created-at-infinity", "created_at", "'infinity'"),
+		dead("created-at-minus-infinity", "created_at", "'-infinity'"),
+		availableAt,
+		dead("attempts-negative", "attempts", "-1"),
+		dead("attempts-max", "attempts", "2147483647"),
+		nonStringHeaders(insert("", "")),
+	}
+	return append(cs, headerClasses(insert("", ""))...)
+}
+
+func (p *postgresDB) insertHostile(ctx context.Context, c *hostileClass, id, key string, payload []byte) error {
+	_, err := p.pool.Exec(ctx, strings.ReplaceAll(c.insert, "{t}", p.tbl), id, key, payload, cmpOr(c.headers, "{}"))
+	return err
+}
+
+func (p *postgresDB) deadLetters(ctx context.Context) ([]deadLetter, error) {
+	rows, err := p.pool.Query(ctx, `SELECT message_id::text, payload, last_error, attempts FROM `+p.tbl+`_dead`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (deadLetter, error) {
+		var d deadLetter
+		err := r.Scan(&d.messageID, &d.payload, &d.reason, &d.attempts)
+		return d, err
+	})
 }

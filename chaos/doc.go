@@ -13,6 +13,16 @@
 // committed), per-key order violations, duplicates, end-to-end latency and the time to drain
 // after the last fault.
 //
+// With Config.Hostile, hostile rows are mixed into the load, written with plain SQL as other
+// languages (or people) write them: values the database accepts and the relay cannot decode
+// (infinite or zero dates, attempts out of range, message ids that are not UUIDs, headers that
+// are not an object), another spelling of a committed message's id, and headers the sinks must
+// refuse (Nats-*, CloudEvents attributes in any case and binding, CR LF in a value, a
+// structured-mode content type). Each class has a fate — dead-lettered with a reason naming
+// the problem, refused by the database, or delivered — and the report counts, per class,
+// what met it and what did not. A producer's message in the dead-letter table, and more
+// deliveries than (max_attempts + 1) × messages, are violations too.
+//
 // The relays run one of the sources of the outbox command: poll (on either database), wal and
 // wal-logical (PostgreSQL's logical replication), or binlog (MariaDB's binary log). Each run
 // has a namespace of its own, dropped afterwards: a schema on PostgreSQL, a database (and a

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -37,6 +38,9 @@ type delivery struct {
 	id      string // the message id from the envelope (ce-id, ce_id, cloudEvents:id)
 	payload []byte
 	at      time.Time
+	// headers are the message's headers, from the brokers whose consumer reports them
+	// (broker.headers); nil otherwise.
+	headers map[string][]string
 }
 
 // ledger records what was produced and what was delivered, and checks per-key order on the
@@ -53,6 +57,7 @@ type ledger struct {
 	violationSample []OrderViolation
 	unknown         int
 	unknownSample   []string
+	hostile         []hostileRow // written with plain SQL (Config.Hostile)
 }
 
 func newLedger(keys int, start time.Time) *ledger {
@@ -84,12 +89,54 @@ func (l *ledger) settle(first, n int, state uint8, at time.Time) {
 
 const sampleLimit = 50
 
+// addHostile appends a hostile row about to be written and returns its number.
+func (l *ledger) addHostile(h hostileRow) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.hostile = append(l.hostile, h)
+	return len(l.hostile) - 1
+}
+
+// settleHostile records a hostile row's payload and its INSERT's error; an error leaves the
+// row uncertain unless the class expects it.
+func (l *ledger) settleHostile(i int, payload []byte, err error, errUncertain bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h := &l.hostile[i]
+	h.payload, h.at = payload, time.Now()
+	switch {
+	case errors.Is(err, errNoOriginal):
+		h.skipped = true
+	case err != nil:
+		h.insertErr, h.uncertain = err.Error(), errUncertain
+	}
+}
+
+// lastCommitted returns the id and key of the latest message whose COMMIT succeeded.
+func (l *ledger) lastCommitted() (id, key string, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.entries) - 1; i >= 0; i-- {
+		if e := &l.entries[i]; e.state == stateCommitted {
+			return e.id.String(), keyName(int(e.key)), true
+		}
+	}
+	return "", "", false
+}
+
 // deliver records one delivery.
 func (l *ledger) deliver(d delivery) {
 	idx, ok := parsePayload(d.payload)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.deliveries++
+	if h, isHostile := parseHostile(d.payload); isHostile && h < len(l.hostile) {
+		if r := &l.hostile[h]; r.copies == 0 {
+			r.headers = d.headers
+		}
+		l.hostile[h].copies++
+		return
+	}
 	if !ok || idx < 0 || idx >= len(l.entries) || l.entries[idx].id.String() != d.id {
 		l.unknown++
 		if len(l.unknownSample) < sampleLimit {
@@ -144,8 +191,11 @@ func makePayload(idx, key, seq int, rolledBack bool, size int) []byte {
 }
 
 // parsePayload returns the ledger index of a payload made by makePayload.
-func parsePayload(p []byte) (int, bool) {
-	rest, ok := bytes.CutPrefix(p, []byte(payloadPrefix))
+func parsePayload(p []byte) (int, bool) { return parseNumber(p, payloadPrefix) }
+
+// parseNumber returns the number that follows prefix in p, up to a space.
+func parseNumber(p []byte, prefix string) (int, bool) {
+	rest, ok := bytes.CutPrefix(p, []byte(prefix))
 	if !ok {
 		return 0, false
 	}

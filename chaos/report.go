@@ -35,6 +35,8 @@ type Report struct {
 	UncertainNotCommitted int     `json:"uncertain_not_committed"`  // COMMIT failed and the rows are not there
 	ProducerErrors        int64   `json:"producer_errors"`
 	LastProducerError     string  `json:"last_producer_error,omitempty"`
+	HostileErrors         int64   `json:"hostile_errors"` // hostile rows whose INSERT failed
+	LastHostileError      string  `json:"last_hostile_error,omitempty"`
 	CommitRate            float64 `json:"commit_rate"` // committed messages per second of the load phase
 
 	// What the consumer got.
@@ -58,6 +60,18 @@ type Report struct {
 	PhantomSample        []string         `json:"phantom_sample,omitempty"`
 	OrderViolations      int              `json:"order_violations"`
 	OrderViolationSample []OrderViolation `json:"order_violation_sample,omitempty"`
+	// DeadOrdinary are messages of the producers found in the dead-letter table (none may
+	// be: a dead letter is not a delivery).
+	DeadOrdinary       int      `json:"dead_ordinary"`
+	DeadOrdinarySample []string `json:"dead_ordinary_sample,omitempty"`
+	DeadUnknown        int      `json:"dead_unknown"` // dead letters that are no row of this run
+	// PublishLimit is (max_attempts + 1) × (committed messages + hostile rows): the most
+	// deliveries the relays may make. Deliveries counts what the broker kept: copies it
+	// dropped as duplicates (JetStream's Nats-Msg-Id window) are not seen.
+	PublishLimit int64 `json:"publish_limit"`
+
+	// Hostile rows (Config.Hostile), per class.
+	Hostile []HostileClass `json:"hostile,omitempty"`
 
 	// Timing.
 	LatencyP50MS        float64 `json:"latency_p50_ms"` // first delivery − COMMIT returned
@@ -123,7 +137,16 @@ type RelayExit struct {
 // OK reports whether no guarantee was violated: nothing lost, nothing invented, no
 // per-key order violation.
 func (r *Report) OK() bool {
-	return r.Lost == 0 && r.Phantom == 0 && r.Unknown == 0 && r.OrderViolations == 0
+	return len(r.Violations()) == 0
+}
+
+// HostileFailed returns how many hostile rows did not meet their class's fate.
+func (r *Report) HostileFailed() int {
+	n := 0
+	for i := range r.Hostile {
+		n += r.Hostile[i].Failed()
+	}
+	return n
 }
 
 // Violations names the violated guarantees.
@@ -140,6 +163,17 @@ func (r *Report) Violations() []string {
 	}
 	if r.OrderViolations > 0 {
 		v = append(v, fmt.Sprintf("%d per-key order violations", r.OrderViolations))
+	}
+	if r.DeadOrdinary > 0 {
+		v = append(v, fmt.Sprintf("%d ordinary messages dead-lettered", r.DeadOrdinary))
+	}
+	if r.PublishLimit > 0 && r.Deliveries > r.PublishLimit {
+		v = append(v, fmt.Sprintf("%d deliveries, over the limit of %d", r.Deliveries, r.PublishLimit))
+	}
+	for i := range r.Hostile {
+		if c := &r.Hostile[i]; c.Failed() > 0 {
+			v = append(v, fmt.Sprintf("hostile %s: %d of %d rows did not meet their fate (%s)", c.Class, c.Failed(), c.Expected, c.Fate))
+		}
 	}
 	return v
 }
@@ -163,12 +197,33 @@ func (r *Report) WriteText(w io.Writer) {
 		r.Lost, r.LostInOutbox, r.LostDeadLettered, r.LostGone, r.ConsumerMissed)
 	p("phantom:        %d (from rolled-back transactions %d); unknown deliveries %d", r.Phantom, r.PhantomRolledBack, r.Unknown)
 	p("order:          %d per-key violations", r.OrderViolations)
+	p("dead letters:   %d ordinary messages (must be 0), %d not of this run; deliveries %d of at most %d", r.DeadOrdinary, r.DeadUnknown, r.Deliveries, r.PublishLimit)
+	for _, c := range r.Hostile {
+		switch c.Fate {
+		case FateRefused:
+			p("hostile %-31s expected %3d, refused %3d, accepted %3d (dead-lettered %d, delivered %d), wrong reason %d, skipped %d (want the INSERT refused naming %s)",
+				c.Class+":", c.Expected, c.Refused, c.Accepted, c.DeadLettered, c.Delivered, c.WrongReason, c.Skipped, c.Reason)
+		default:
+			want := "delivered"
+			if c.Fate == FateDead {
+				want = fmt.Sprintf("dead, reason naming %s", c.Reason)
+			}
+			p("hostile %-31s expected %3d, dead-lettered %3d, delivered %3d, missing %3d, wrong reason %d, wrong headers %d, uncertain %d (want %s)",
+				c.Class+":", c.Expected, c.DeadLettered, c.Delivered, c.Missing, c.WrongReason, c.WrongHeaders, c.Uncertain, want)
+		}
+		for _, s := range c.Sample {
+			p("  HOSTILE %s %s", c.Class, s)
+		}
+	}
 	p("latency:        p50 %.1f ms, p99 %.1f ms, max %.1f ms (first delivery − COMMIT)", r.LatencyP50MS, r.LatencyP99MS, r.LatencyMaxMS)
 	p("drain:          %.2fs after the last fault healed (at %.1fs), %.2fs after the last commit; drained: %v",
 		r.DrainAfterFaultSec, r.LastFaultHealedSec, r.DrainAfterCommitSec, r.Drained)
 	p("outbox at end:  %d pending, %d dead letters", r.OutboxPending, r.OutboxDeadLetters)
 	if r.ProducerErrors > 0 {
 		p("producer errors: %d (last: %s)", r.ProducerErrors, r.LastProducerError)
+	}
+	if r.HostileErrors > 0 {
+		p("hostile insert errors: %d (last: %s)", r.HostileErrors, r.LastHostileError)
 	}
 	for _, n := range r.Notes {
 		p("note: %s", n)
@@ -184,6 +239,9 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	for _, s := range r.UnknownSample {
 		p("  UNKNOWN %s", s)
+	}
+	for _, s := range r.DeadOrdinarySample {
+		p("  DEAD %s", s)
 	}
 	for i, e := range r.RelayExits {
 		if i == 5 {

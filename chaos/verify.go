@@ -10,7 +10,7 @@ import (
 )
 
 // verify compares what was committed with what was delivered and fills the report.
-func (r *run) verify(ctx context.Context, rep *Report, led *ledger, start, loadEnd, healed time.Time) error {
+func (r *run) verify(ctx context.Context, rep *Report, led *ledger, classes []hostileClass, start, loadEnd, healed time.Time) error {
 	led.mu.Lock()
 	defer led.mu.Unlock()
 	ns := func(t int64) float64 { return float64(t-start.UnixNano()) / 1e9 }
@@ -120,6 +120,20 @@ func (r *run) verify(ctx context.Context, rep *Report, led *ledger, start, loadE
 	}); err != nil {
 		rep.Notes = append(rep.Notes, "reading the outbox stats: "+err.Error())
 	}
+
+	var dead []deadLetter
+	if err := retry(stctx, func() error {
+		var err error
+		dead, err = r.db.deadLetters(stctx)
+		return err
+	}); err != nil {
+		rep.Notes = append(rep.Notes, "reading the dead-letter table: "+err.Error())
+	}
+	judgeHostile(rep, led, classes, dead, r.brk.seesHeaders())
+	if len(classes) > 0 && !r.brk.seesHeaders() {
+		rep.Notes = append(rep.Notes, "the "+r.cfg.Sink+" consumer does not report headers: the headers of delivered hostile rows are not checked")
+	}
+	rep.PublishLimit = (r.maxAttempts() + 1) * int64(rep.Committed+len(led.hostile))
 
 	if len(lost) == 0 {
 		return nil

@@ -65,6 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.StableRelayIDs, "stable-relay-ids", false, "restart a killed relay under its old relay.id (default: a new id at every start, as in production)")
 	fs.Float64Var(&cfg.RollbackRatio, "rollback-ratio", 0.05, "share of transactions rolled back on purpose")
 	fs.IntVar(&cfg.PayloadBytes, "payload-bytes", 128, "payload size")
+	fs.IntVar(&cfg.Hostile, "hostile", 0, "also write this many hostile rows per second with plain SQL (unreadable rows, reserved headers), each checked against its expected fate (0: none; poll source only)")
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "random seed for the workload and the fault schedule (0: from the clock)")
 	fs.DurationVar(&cfg.KillInterval, "kill-interval", 2*time.Second, "mean pause between kill -9s of a relay")
 	fs.DurationVar(&cfg.FaultInterval, "fault-interval", 2*time.Second, "mean pause between broker and database faults")
