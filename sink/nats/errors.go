@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"strings"
+	"syscall"
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -46,6 +49,13 @@ func sinkWide(err error) bool {
 		}
 	}
 	if isAuthErr(err) {
+		return true
+	}
+	// A transport failure writing or reading the connection (broken pipe, reset, EOF): the
+	// connection is going down, whatever the message.
+	var opErr *net.OpError
+	if errors.As(err, &opErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
 		return true
 	}
 	var apiErr *jetstream.APIError

@@ -4,8 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -259,6 +263,9 @@ func TestClassify(t *testing.T) {
 		{natsgo.ErrStaleConnection, unavailable},
 		{natsgo.ErrReconnectBufExceeded, unavailable},
 		{natsgo.ErrTimeout, unavailable},
+		{&net.OpError{Op: "write", Net: "tcp", Err: syscall.EPIPE}, unavailable},
+		{fmt.Errorf("read: %w", syscall.ECONNRESET), unavailable},
+		{io.EOF, unavailable},
 		{natsgo.ErrAuthorization, unavailable},
 		{natsgo.ErrAuthExpired, unavailable},
 		{natsgo.ErrAuthRevoked, unavailable},
