@@ -112,6 +112,21 @@ func Reserved(name string) (Class, string, bool) {
 	return "", "", false
 }
 
+// NonToken returns the first byte of name that is not an RFC 9110 token character (the
+// characters of HTTP field names), and whether there is one.
+func NonToken(name string) (byte, bool) {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return c, true
+		}
+	}
+	return 0, false
+}
+
 // CheckName returns why name cannot be a user header, or "" when it can: it must be
 // 1..MaxNameLen RFC 9110 token characters and not reserved.
 func CheckName(name string) string {
@@ -121,14 +136,8 @@ func CheckName(name string) string {
 	if len(name) > MaxNameLen {
 		return fmt.Sprintf("longer than %d bytes", MaxNameLen)
 	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return fmt.Sprintf("character %q not allowed (HTTP token characters only)", c)
-		}
+	if c, ok := NonToken(name); ok {
+		return fmt.Sprintf("character %q not allowed (HTTP token characters only)", c)
 	}
 	if class, what, ok := Reserved(name); ok {
 		return fmt.Sprintf("reserved for %s: %s", class, what)

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/outboxgo/outbox/internal/envelope"
 	"github.com/outboxgo/outbox/sink/internal/unavail"
 )
 
@@ -161,14 +162,8 @@ func checkHeaderName(name string) string {
 	if name == "" {
 		return "empty name"
 	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return fmt.Sprintf("character %q not allowed in a header name", c)
-		}
+	if c, ok := envelope.NonToken(name); ok {
+		return fmt.Sprintf("character %q not allowed in a header name", c)
 	}
 	return ""
 }
