@@ -438,13 +438,25 @@ func (m *mariaDB) insertHostile(ctx context.Context, c *hostileClass, id, key st
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return errNoOriginal
+	case lockConflict(err):
+		return fmt.Errorf("%w: %w", errNoOriginal, err)
 	case err != nil:
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, insert, args...); err != nil {
+		if lockConflict(err) { // rolled back: the unique index was never consulted
+			return fmt.Errorf("%w: %w", errNoOriginal, err)
+		}
 		return err
 	}
 	return tx.Commit()
+}
+
+// lockConflict reports a deadlock (1213) or lock wait timeout (1205): the transaction was
+// rolled back, whatever it was about.
+func lockConflict(err error) bool {
+	var me *gomysql.MySQLError
+	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
 }
 
 func (m *mariaDB) deadLetters(ctx context.Context) ([]deadLetter, error) {

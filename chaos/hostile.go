@@ -54,9 +54,10 @@ type hostileClass struct {
 	textID string
 }
 
-// errNoOriginal: a row of an upperID class was not written, the message whose id it spells
-// otherwise being no longer in the table.
-var errNoOriginal = errors.New("the original row is no longer in the outbox table")
+// errNoOriginal: a row of an upperID class was not written: the message whose id it spells
+// otherwise is no longer in the table, or its row could not be locked for the INSERT (a
+// deadlock with a relay's claim, a lock wait timeout): the database was never asked.
+var errNoOriginal = errors.New("not written: the original row is no longer in the outbox table or could not be locked")
 
 // hostileRow is one hostile row as written.
 type hostileRow struct {
