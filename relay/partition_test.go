@@ -140,7 +140,11 @@ func TestUnreadableRowIsDeadLettered(t *testing.T) {
 	}
 	sk := sourcetest.NewSink()
 	startRelay(t, b, sk, poll.Config{}, relay.Config{})
-	waitFor(t, 10*time.Second, "the readable message", func() bool { return sk.Unique() == 1 })
+	// The dead letter is written with the claim's Finish, after the readable message was published.
+	waitFor(t, 10*time.Second, "the readable message and the dead letter", func() bool {
+		st, err := b.store.Stats(ctx)
+		return sk.Unique() == 1 && err == nil && st.DeadLetters == 1
+	})
 	dls, err := b.store.DeadLetters(ctx, 0, 10)
 	if err != nil || len(dls) != 1 || !strings.Contains(dls[0].LastError, "unreadable row") {
 		t.Fatalf("dead letters = %+v, %v", dls, err)

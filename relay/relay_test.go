@@ -337,7 +337,11 @@ func TestPermanentErrorDeadLettersAtOnce(t *testing.T) {
 	if err := b.store.Enqueue(ctx, outbox.Message{Topic: "t", Key: "a", Payload: []byte("toolarge")}, outbox.Message{Topic: "t", Key: "a", Payload: []byte("ok")}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the next message of the key", func() bool { return sk.Unique() == 1 })
+	// The dead letter is written with the batch's Finish, after the next message was published.
+	waitFor(t, 10*time.Second, "the next message of the key and the dead letter", func() bool {
+		st, err := b.store.Stats(ctx)
+		return sk.Unique() == 1 && err == nil && st.DeadLetters == 1
+	})
 	dls, err := b.store.DeadLetters(ctx, 0, 10)
 	if err != nil || len(dls) != 1 || dls[0].Record.Attempts != 1 || dls[0].LastError != "payload of 8 bytes exceeds the broker's limit" {
 		t.Fatalf("dead letters = %+v, %v", dls, err)
