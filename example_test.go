@@ -10,7 +10,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect/postgres"
-	"github.com/outboxgo/outbox/internal/pgtest"
+	"github.com/outboxgo/outbox/internal/testutil/pgtest"
 )
 
 // exampleSchema makes a throwaway schema so the examples run against the real database.

@@ -13,7 +13,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/outboxgo/outbox/internal/faultproxy"
+	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
 )
 
 // ---- Redis Streams: a private stream on the shared server ----

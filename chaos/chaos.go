@@ -16,7 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/outboxgo/outbox/internal/faultproxy"
+	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
 )
 
 // Run runs one checker: it starts a broker, a fresh schema (PostgreSQL) or database

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/outboxgo/outbox/internal/faultproxy"
+	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
 )
 
 // faulter injects faults at random moments until its context ends. Relay kills run on their

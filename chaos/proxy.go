@@ -4,7 +4,7 @@ import (
 	"net"
 	"sync"
 
-	"github.com/outboxgo/outbox/internal/faultproxy"
+	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
 )
 
 // startProxy forwards a loopback port to target; it can cut every connection and refuse new

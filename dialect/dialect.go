@@ -106,7 +106,7 @@ type ClaimRequest struct {
 	// dedicated to some channels). Per-key order still spans all topics: a message is not
 	// claimed while an earlier message of its key, on any topic, is unpublished.
 	Topics []string
-	// Retain marks published messages instead of deleting them (see Outcome).
+	// Retain marks published messages instead of deleting them (see outbox.Outcome).
 	Retain bool
 }
 
@@ -126,7 +126,7 @@ type Claim interface {
 	Blocked() []BlockedKey
 	// Finish applies the outcome and releases the claim. Records named in no list are
 	// released unchanged, to be claimed again. Finish must be called exactly once.
-	Finish(ctx context.Context, o Outcome) error
+	Finish(ctx context.Context, o outbox.Outcome) error
 }
 
 // Exhaustive is implemented by claims that can tell whether they read their whole share: a
@@ -137,58 +137,6 @@ type Claim interface {
 // poll: whatever it did not see committed after it, and notifies.
 type Exhaustive interface {
 	Exhausted() bool
-}
-
-// Outcome is what happened to the records of a claim.
-type Outcome struct {
-	// Published were acknowledged by their sink: deleted, or marked published when retaining.
-	Published []int64
-	// Retry failed with a retryable error: attempts+1, available again after Delay.
-	Retry []Retry
-	// Dead go to the dead-letter table with their error.
-	Dead []Dead
-	// Duplicates are messages of Published that their broker acknowledged as duplicates of a
-	// message it already held (sink.ErrDuplicate): the store adds their number to
-	// Stats.BrokerDuplicates.
-	Duplicates []int64
-}
-
-// CheckHeld returns an error naming the first message of o for which held is false: a store's
-// Finish refuses an outcome about messages its claim does not hold.
-func (o Outcome) CheckHeld(held func(seq int64) bool) error {
-	for _, seq := range o.Published {
-		if !held(seq) {
-			return fmt.Errorf("message %d is not in this claim", seq)
-		}
-	}
-	for _, r := range o.Retry {
-		if !held(r.Seq) {
-			return fmt.Errorf("message %d is not in this claim", r.Seq)
-		}
-	}
-	for _, d := range o.Dead {
-		if !held(d.Seq) {
-			return fmt.Errorf("message %d is not in this claim", d.Seq)
-		}
-	}
-	return nil
-}
-
-// Retry schedules another attempt.
-type Retry struct {
-	Seq   int64
-	Delay time.Duration
-	Error string
-	// NotAttempted says the message was not published at all (its sink is unavailable, see
-	// sink.ErrUnavailable): attempts stay as they are; only the delay and the error are
-	// written.
-	NotAttempted bool
-}
-
-// Dead moves a message to the dead-letter table.
-type Dead struct {
-	Seq   int64
-	Error string
 }
 
 // Membership is a relay's position among the live relays of one outbox table.
@@ -216,10 +164,10 @@ type Stats struct {
 	DeadLetters   int64
 	Relays        int // live relays
 	// BrokerDuplicates counts messages their broker acknowledged as duplicates
-	// (Outcome.Duplicates), since the table was created.
+	// (outbox.Outcome.Duplicates), since the table was created.
 	BrokerDuplicates int64
 	// Topics lists, per topic with unpublished messages that failed at least once (or wait
-	// for their sink: Retry.NotAttempted), how many there are and the error of the one that
+	// for their sink: outbox.Retry.NotAttempted), how many there are and the error of the one that
 	// failed last. At most 100 topics, most failing first.
 	Topics []TopicErrors
 }

@@ -21,22 +21,3 @@ func TestMembershipOf(t *testing.T) {
 		t.Error("MembershipOf of an empty list: no error")
 	}
 }
-
-func TestOutcomeCheckHeld(t *testing.T) {
-	held := func(seq int64) bool { return seq < 10 }
-	for _, c := range []struct {
-		name string
-		o    dialect.Outcome
-		ok   bool
-	}{
-		{"empty", dialect.Outcome{}, true},
-		{"all held", dialect.Outcome{Published: []int64{1}, Retry: []dialect.Retry{{Seq: 2}}, Dead: []dialect.Dead{{Seq: 3}}}, true},
-		{"published", dialect.Outcome{Published: []int64{1, 10}}, false},
-		{"retry", dialect.Outcome{Retry: []dialect.Retry{{Seq: 11}}}, false},
-		{"dead", dialect.Outcome{Dead: []dialect.Dead{{Seq: 12}}}, false},
-	} {
-		if err := c.o.CheckHeld(held); (err == nil) != c.ok {
-			t.Errorf("%s: CheckHeld = %v, want ok %v", c.name, err, c.ok)
-		}
-	}
-}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect"
-	"github.com/outboxgo/outbox/internal/natstest"
+	"github.com/outboxgo/outbox/internal/testutil/natstest"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 	"github.com/outboxgo/outbox/relay/poll"
@@ -39,7 +39,7 @@ func benchEnv(b *testing.B) (*bundle, sink.Sink) {
 // countingObserver counts acknowledged messages.
 type countingObserver struct{ published atomic.Int64 }
 
-func (o *countingObserver) BatchFinished(_ []outbox.Record, out dialect.Outcome, err error) {
+func (o *countingObserver) BatchFinished(_ []outbox.Record, out outbox.Outcome, err error) {
 	if err == nil {
 		o.published.Add(int64(len(out.Published)))
 	}
@@ -184,7 +184,7 @@ type timedClaim struct {
 	s *timedStore
 }
 
-func (c *timedClaim) Finish(ctx context.Context, o dialect.Outcome) error {
+func (c *timedClaim) Finish(ctx context.Context, o outbox.Outcome) error {
 	t := time.Now()
 	err := c.Claim.Finish(ctx, o)
 	c.s.finishNS.Add(int64(time.Since(t)))

@@ -17,7 +17,7 @@
 // route's sink) pauses, and is probed after 1s, the wait doubling up to
 // Config.MaxProbeInterval, jittered. Meanwhile its messages wait with their attempts unchanged:
 // with one sink they are released unchanged and the workers wait for the probe; with routes
-// they are rescheduled for the probe (dialect.Retry.NotAttempted) so the other destinations
+// they are rescheduled for the probe (outbox.Retry.NotAttempted) so the other destinations
 // flow.
 //
 // Bookkeeping failures: when Finish fails (the database refused the outcome, its session was

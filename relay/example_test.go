@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/dialect/sqlite"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/poll"
@@ -37,7 +36,7 @@ type doneAfter struct {
 	cancel context.CancelFunc
 }
 
-func (d *doneAfter) BatchFinished(_ []outbox.Record, o dialect.Outcome, _ error) {
+func (d *doneAfter) BatchFinished(_ []outbox.Record, o outbox.Outcome, _ error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.n -= len(o.Published); d.n <= 0 {

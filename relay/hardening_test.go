@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 	"github.com/outboxgo/outbox/relay/poll"
@@ -22,7 +21,7 @@ import (
 // finishCounter counts the batches the relay finished, and those whose Finish failed.
 type finishCounter struct{ ok, failed atomic.Int64 }
 
-func (f *finishCounter) BatchFinished(_ []outbox.Record, _ dialect.Outcome, err error) {
+func (f *finishCounter) BatchFinished(_ []outbox.Record, _ outbox.Outcome, err error) {
 	if err != nil {
 		f.failed.Add(1)
 	} else {

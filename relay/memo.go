@@ -7,7 +7,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/dialect"
 )
 
 // maxUnrecorded bounds the outcomes a relay remembers while the database refuses them (about
@@ -42,7 +41,7 @@ type memo struct {
 
 // remember records the outcome o of recs, which Finish could not write. Retries of messages
 // that were not attempted are not remembered: nothing was published.
-func (u *unrecorded) remember(recs []outbox.Record, o dialect.Outcome) {
+func (u *unrecorded) remember(recs []outbox.Record, o outbox.Outcome) {
 	ids := make(map[int64]uuid.UUID, len(recs))
 	for i := range recs {
 		ids[recs[i].Seq] = recs[i].ID
@@ -80,7 +79,7 @@ func (u *unrecorded) remember(recs []outbox.Record, o dialect.Outcome) {
 }
 
 // forget drops the remembered outcomes of o's messages: they are recorded now.
-func (u *unrecorded) forget(o dialect.Outcome) {
+func (u *unrecorded) forget(o outbox.Outcome) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if len(u.m) == 0 {
@@ -100,8 +99,8 @@ func (u *unrecorded) forget(o dialect.Outcome) {
 // replay splits recs into the outcome already decided for some of them and the records still
 // to publish, keeping per-key order: after a remembered retry, the later messages of its key
 // are left out (released unchanged, as after a failed publish).
-func (u *unrecorded) replay(recs []outbox.Record) (dialect.Outcome, []outbox.Record) {
-	var o dialect.Outcome
+func (u *unrecorded) replay(recs []outbox.Record) (outbox.Outcome, []outbox.Record) {
+	var o outbox.Outcome
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if len(u.m) == 0 {
@@ -129,9 +128,9 @@ func (u *unrecorded) replay(recs []outbox.Record) (dialect.Outcome, []outbox.Rec
 				o.Duplicates = append(o.Duplicates, r.Seq)
 			}
 		case memoDead:
-			o.Dead = append(o.Dead, dialect.Dead{Seq: r.Seq, Error: m.err})
+			o.Dead = append(o.Dead, outbox.Dead{Seq: r.Seq, Error: m.err})
 		case memoRetry:
-			o.Retry = append(o.Retry, dialect.Retry{Seq: r.Seq, Delay: max(0, m.until.Sub(now)), Error: m.err})
+			o.Retry = append(o.Retry, outbox.Retry{Seq: r.Seq, Delay: max(0, m.until.Sub(now)), Error: m.err})
 			if r.Key != "" {
 				if stopped == nil {
 					stopped = make(map[string]bool)
@@ -144,7 +143,7 @@ func (u *unrecorded) replay(recs []outbox.Record) (dialect.Outcome, []outbox.Rec
 }
 
 // merge appends b's lists to a's.
-func merge(a, b dialect.Outcome) dialect.Outcome {
+func merge(a, b outbox.Outcome) outbox.Outcome {
 	a.Published = append(a.Published, b.Published...)
 	a.Retry = append(a.Retry, b.Retry...)
 	a.Dead = append(a.Dead, b.Dead...)

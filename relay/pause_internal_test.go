@@ -10,7 +10,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/dialect"
 )
 
 // A paused destination admits nothing before its probe time, then exactly one probe at a
@@ -68,8 +67,8 @@ func TestUnrecordedReplay(t *testing.T) {
 	}
 	recs := []outbox.Record{rec(1, "a"), rec(2, "a"), rec(3, "b"), rec(4, "b"), rec(5, "c")}
 	var u unrecorded
-	u.remember(recs, dialect.Outcome{Published: []int64{1, 3}, Duplicates: []int64{3},
-		Retry: []dialect.Retry{{Seq: 4, Delay: time.Minute, Error: "x"}, {Seq: 5, Delay: time.Minute, NotAttempted: true}}})
+	u.remember(recs, outbox.Outcome{Published: []int64{1, 3}, Duplicates: []int64{3},
+		Retry: []outbox.Retry{{Seq: 4, Delay: time.Minute, Error: "x"}, {Seq: 5, Delay: time.Minute, NotAttempted: true}}})
 	again := append([]outbox.Record(nil), recs...)
 	again = append(again, rec(6, "b"))
 	again[1].ID = uuid.Must(uuid.NewV7()) // seq 2 is another message now: not remembered anyway

@@ -13,7 +13,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/sink"
 )
 
@@ -29,7 +28,7 @@ type Batch interface {
 	Records() []outbox.Record
 	// Finish applies the outcome (delete/mark, retry, dead-letter) and releases the batch.
 	// Records in no list of the outcome are released unchanged.
-	Finish(ctx context.Context, o dialect.Outcome) error
+	Finish(ctx context.Context, o outbox.Outcome) error
 }
 
 // Runner is implemented by sources with background work (heartbeats, cleanup). Relay.Run
@@ -94,7 +93,7 @@ type Config struct {
 
 // Observer receives the outcome of each batch after it was finished.
 type Observer interface {
-	BatchFinished(recs []outbox.Record, o dialect.Outcome, err error)
+	BatchFinished(recs []outbox.Record, o outbox.Outcome, err error)
 }
 
 // Relay moves messages from a Source to a Sink: per-key order, retries with persisted
@@ -300,7 +299,7 @@ func (r *Relay) process(work context.Context, b Batch) batchResult {
 
 // dispatched is the outcome of publishing a batch.
 type dispatched struct {
-	outcome   dialect.Outcome
+	outcome   outbox.Outcome
 	delivered bool      // a message was acknowledged
 	failed    bool      // a message failed for a reason of its own
 	held      bool      // nothing was attempted and everything waits for a paused sink
@@ -517,7 +516,7 @@ func (r *Relay) hold(res *dispatched, held []heldMessage) {
 		return
 	}
 	for _, h := range held {
-		o.Retry = append(o.Retry, dialect.Retry{Seq: h.rec.Seq, Delay: max(0, h.until.Sub(now)),
+		o.Retry = append(o.Retry, outbox.Retry{Seq: h.rec.Seq, Delay: max(0, h.until.Sub(now)),
 			Error: truncate("sink unavailable: " + h.err), NotAttempted: true})
 	}
 }
@@ -533,19 +532,19 @@ func (r *Relay) destination(topic string) string {
 }
 
 // fail records a failed attempt: dead letter when permanent or out of attempts, else retry.
-func (r *Relay) fail(o *dialect.Outcome, dest string, rec *outbox.Record, err error) {
+func (r *Relay) fail(o *outbox.Outcome, dest string, rec *outbox.Record, err error) {
 	attempt := rec.Attempts + 1
 	switch {
 	case sink.IsPermanent(err):
 		r.logger.Warn("message rejected permanently; moved to dead letters",
 			slog.String("sink", dest), slog.String("topic", logValue(rec.Topic)), slog.Int64("seq", rec.Seq),
 			slog.String("message_id", rec.ID.String()), slog.Any("error", err))
-		o.Dead = append(o.Dead, dialect.Dead{Seq: rec.Seq, Error: truncate(err.Error())})
+		o.Dead = append(o.Dead, outbox.Dead{Seq: rec.Seq, Error: truncate(err.Error())})
 	case attempt >= r.cfg.MaxAttempts:
 		r.logger.Warn("message failed its last attempt; moved to dead letters",
 			slog.String("sink", dest), slog.String("topic", logValue(rec.Topic)), slog.Int64("seq", rec.Seq),
 			slog.String("message_id", rec.ID.String()), slog.Int("attempts", attempt), slog.Any("error", err))
-		o.Dead = append(o.Dead, dialect.Dead{Seq: rec.Seq,
+		o.Dead = append(o.Dead, outbox.Dead{Seq: rec.Seq,
 			Error: truncate(fmt.Sprintf("after %d attempts: %v", attempt, err))})
 	default:
 		r.failures.failed(dest, rec, err, time.Now())
@@ -555,7 +554,7 @@ func (r *Relay) fail(o *dialect.Outcome, dest string, rec *outbox.Record, err er
 		if errors.As(err, &ra) {
 			delay = min(max(delay, ra.RetryAfter()), r.cfg.BackoffMax)
 		}
-		o.Retry = append(o.Retry, dialect.Retry{Seq: rec.Seq, Delay: delay, Error: truncate(err.Error())})
+		o.Retry = append(o.Retry, outbox.Retry{Seq: rec.Seq, Delay: delay, Error: truncate(err.Error())})
 	}
 }
 

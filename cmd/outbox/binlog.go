@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/cmd/outbox/internal/config"
 	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/dialect/mysql"
-	"github.com/outboxgo/outbox/internal/config"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/binlog"
 )

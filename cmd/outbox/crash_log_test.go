@@ -19,9 +19,9 @@ import (
 	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/dialect/mysql"
 	"github.com/outboxgo/outbox/dialect/postgres"
-	"github.com/outboxgo/outbox/internal/mysqltest"
-	"github.com/outboxgo/outbox/internal/natstest"
-	"github.com/outboxgo/outbox/internal/pgtest"
+	"github.com/outboxgo/outbox/internal/testutil/mysqltest"
+	"github.com/outboxgo/outbox/internal/testutil/natstest"
+	"github.com/outboxgo/outbox/internal/testutil/pgtest"
 )
 
 // TestKill9WALRelay runs `outbox relay --source wal` processes on one slot (one reads, the

@@ -10,8 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/cmd/outbox/internal/config"
 	"github.com/outboxgo/outbox/dialect"
-	"github.com/outboxgo/outbox/internal/config"
 )
 
 func (a *app) enqueueCmd() *cobra.Command {

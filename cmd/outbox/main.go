@@ -19,8 +19,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/cmd/outbox/internal/config"
 	"github.com/outboxgo/outbox/dialect"
-	"github.com/outboxgo/outbox/internal/config"
 )
 
 // Exit codes.

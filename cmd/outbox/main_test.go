@@ -17,8 +17,8 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
-	"github.com/outboxgo/outbox/internal/natstest"
-	"github.com/outboxgo/outbox/internal/pgtest"
+	"github.com/outboxgo/outbox/internal/testutil/natstest"
+	"github.com/outboxgo/outbox/internal/testutil/pgtest"
 )
 
 // syncBuffer is a bytes.Buffer safe for a command writing while the test reads.

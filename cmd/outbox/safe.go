@@ -9,7 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/outboxgo/outbox/internal/config"
+	"github.com/outboxgo/outbox/cmd/outbox/internal/config"
 )
 
 // escapeText makes s, row data or an error message, safe to print on a terminal: control

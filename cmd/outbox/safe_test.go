@@ -16,9 +16,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/cmd/outbox/internal/config"
 	"github.com/outboxgo/outbox/dialect"
-	"github.com/outboxgo/outbox/internal/config"
-	"github.com/outboxgo/outbox/internal/natstest"
+	"github.com/outboxgo/outbox/internal/testutil/natstest"
 )
 
 // fakeStore answers the read-side commands (status, dlq) from memory. Only the methods those

@@ -12,11 +12,11 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/cmd/outbox/internal/config"
 	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/dialect/mysql"
 	"github.com/outboxgo/outbox/dialect/postgres"
 	"github.com/outboxgo/outbox/dialect/sqlite"
-	"github.com/outboxgo/outbox/internal/config"
 )
 
 // globalSettings have flags on every command; the others only on relay.

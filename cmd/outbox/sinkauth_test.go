@@ -6,7 +6,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/outboxgo/outbox/internal/natstest"
+	"github.com/outboxgo/outbox/internal/testutil/natstest"
 )
 
 // TestRelayRefusedCredentials: a NATS password or token, a Redis or RabbitMQ password the

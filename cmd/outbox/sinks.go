@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/internal/config"
+	"github.com/outboxgo/outbox/cmd/outbox/internal/config"
 	"github.com/outboxgo/outbox/sink"
 	"github.com/outboxgo/outbox/sink/amqp"
 	"github.com/outboxgo/outbox/sink/kafka"

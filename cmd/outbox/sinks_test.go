@@ -20,7 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/internal/config"
+	"github.com/outboxgo/outbox/cmd/outbox/internal/config"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/poll"
 	"github.com/outboxgo/outbox/sink/amqp"

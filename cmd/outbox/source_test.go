@@ -5,8 +5,8 @@ import (
 	"regexp"
 	"testing"
 
-	"github.com/outboxgo/outbox/internal/mysqltest"
-	"github.com/outboxgo/outbox/internal/pgtest"
+	"github.com/outboxgo/outbox/internal/testutil/mysqltest"
+	"github.com/outboxgo/outbox/internal/testutil/pgtest"
 )
 
 // TestSourceSetupAndStatus: migrate up prepares each log source (the WAL slot, the binlog

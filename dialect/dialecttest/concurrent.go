@@ -63,7 +63,7 @@ func testConcurrent(t *testing.T, s dialect.Store) {
 					t.Errorf("claim: %v", err)
 					return
 				}
-				var o dialect.Outcome
+				var o outbox.Outcome
 				failed := map[string]bool{}
 				mu.Lock()
 				for _, r := range c.Records() {
@@ -72,7 +72,7 @@ func testConcurrent(t *testing.T, s dialect.Store) {
 						// released: a later message never overtakes a failed one
 					case rng.IntN(10) == 0:
 						failed[r.Key] = true
-						o.Retry = append(o.Retry, dialect.Retry{Seq: r.Seq, Delay: time.Millisecond, Error: "flaky"})
+						o.Retry = append(o.Retry, outbox.Retry{Seq: r.Seq, Delay: time.Millisecond, Error: "flaky"})
 					default:
 						n, _ := strconv.Atoi(r.Headers["n"])
 						published[r.Key] = append(published[r.Key], n)

@@ -18,9 +18,9 @@ func testBrokerDuplicates(t *testing.T, s dialect.Store) {
 	mustEnqueue(t, s, msg("a", 1), msg("b", 1), msg("c", 1))
 	c := mustClaim(t, s, dialect.ClaimRequest{})
 	recs := c.Records()
-	finish(t, c, dialect.Outcome{Published: seqs(recs[:2]), Duplicates: seqs(recs[:2])})
+	finish(t, c, outbox.Outcome{Published: seqs(recs[:2]), Duplicates: seqs(recs[:2])})
 	c = mustClaim(t, s, dialect.ClaimRequest{})
-	finish(t, c, dialect.Outcome{Published: seqs(c.Records()), Duplicates: seqs(c.Records())})
+	finish(t, c, outbox.Outcome{Published: seqs(c.Records()), Duplicates: seqs(c.Records())})
 	st, err := s.Stats(ctx)
 	if err != nil || st.BrokerDuplicates != 3 || st.Pending != 0 {
 		t.Fatalf("Stats = %+v, %v; want 3 broker duplicates, nothing pending", st, err)
@@ -34,7 +34,7 @@ func testNotAttempted(t *testing.T, s dialect.Store) {
 	mustEnqueue(t, s, msg("a", 1), msg("b", 1))
 	c := mustClaim(t, s, dialect.ClaimRequest{})
 	a, b := c.Records()[0].Seq, c.Records()[1].Seq
-	finish(t, c, dialect.Outcome{Retry: []dialect.Retry{
+	finish(t, c, outbox.Outcome{Retry: []outbox.Retry{
 		{Seq: a, Error: "sink down", NotAttempted: true},
 		{Seq: b, Delay: time.Hour, Error: "sink down", NotAttempted: true},
 	}})
@@ -50,7 +50,7 @@ func testNotAttempted(t *testing.T, s dialect.Store) {
 		if r := c.Records(); len(r) != 1 || r[0].Seq != a || r[0].Attempts != want {
 			t.Fatalf("claimed %+v, want only a with attempts %d", r, want)
 		}
-		finish(t, c, dialect.Outcome{Retry: []dialect.Retry{{Seq: a, Error: "attempted"}}})
+		finish(t, c, outbox.Outcome{Retry: []outbox.Retry{{Seq: a, Error: "attempted"}}})
 	}
 }
 
@@ -67,8 +67,8 @@ func testTopicErrors(t *testing.T, s dialect.Store) {
 	c := mustClaim(t, s, dialect.ClaimRequest{})
 	recs := c.Records()
 	x1, x2, y := recs[0].Seq, recs[1].Seq, recs[2].Seq
-	finish(t, c, dialect.Outcome{
-		Retry:     []dialect.Retry{{Seq: x2, Delay: 2 * time.Hour, Error: "early"}, {Seq: y, Delay: time.Hour, Error: "y failed"}},
+	finish(t, c, outbox.Outcome{
+		Retry:     []outbox.Retry{{Seq: x2, Delay: 2 * time.Hour, Error: "early"}, {Seq: y, Delay: time.Hour, Error: "y failed"}},
 		Published: []int64{recs[3].Seq},
 	})
 	time.Sleep(5 * time.Millisecond) // a later error, whatever the clock's resolution
@@ -76,7 +76,7 @@ func testTopicErrors(t *testing.T, s dialect.Store) {
 	if got := seqs(c.Records()); !slices.Equal(got, []int64{x1}) {
 		t.Fatalf("second claim = %v, want x1 only", got)
 	}
-	finish(t, c, dialect.Outcome{Retry: []dialect.Retry{{Seq: x1, Delay: time.Millisecond, Error: "late"}}})
+	finish(t, c, outbox.Outcome{Retry: []outbox.Retry{{Seq: x1, Delay: time.Millisecond, Error: "late"}}})
 	st, err := s.Stats(ctx)
 	if err != nil {
 		t.Fatalf("Stats: %v", err)
@@ -121,7 +121,7 @@ func testCanonicalMessageID(t *testing.T, s dialect.Store, raw Raw) {
 	for _, r := range c.Records() {
 		ids = append(ids, r.ID)
 	}
-	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+	finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
 	if !slices.Equal(ids, []uuid.UUID{m.ID, other, third}) {
 		t.Fatalf("claimed ids %v, want %v %v %v", ids, m.ID, other, third)
 	}

@@ -68,7 +68,7 @@ func mustClaim(t *testing.T, s dialect.Store, req dialect.ClaimRequest) dialect.
 	return c
 }
 
-func finish(t *testing.T, c dialect.Claim, o dialect.Outcome) {
+func finish(t *testing.T, c dialect.Claim, o outbox.Outcome) {
 	t.Helper()
 	if err := c.Finish(ctxT(t), o); err != nil {
 		t.Fatalf("Finish: %v", err)
@@ -151,7 +151,7 @@ func testRoundTrip(t *testing.T, s dialect.Store) {
 			t.Errorf("record %d created_at %v not near now", i, r.CreatedAt)
 		}
 	}
-	finish(t, c, dialect.Outcome{Published: seqs(recs)})
+	finish(t, c, outbox.Outcome{Published: seqs(recs)})
 	st, err := s.Stats(ctxT(t))
 	if err != nil || st.Pending != 0 {
 		t.Fatalf("Stats after publish = %+v, %v", st, err)
@@ -160,7 +160,7 @@ func testRoundTrip(t *testing.T, s dialect.Store) {
 	if n := len(c.Records()); n != 0 {
 		t.Fatalf("claimed %d records after publish, want 0", n)
 	}
-	finish(t, c, dialect.Outcome{})
+	finish(t, c, outbox.Outcome{})
 }
 
 func testDisjoint(t *testing.T, s dialect.Store) {
@@ -205,7 +205,7 @@ func testDisjoint(t *testing.T, s dialect.Store) {
 	}
 	for _, c := range claims {
 		if c != nil {
-			finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+			finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
 		}
 	}
 }
@@ -224,13 +224,13 @@ func testHeldKey(t *testing.T, s dialect.Store) {
 		// Skipping a2 silently is allowed only if the store reports the key as blocked.
 		t.Errorf("second claim Blocked() = %v, want it to name key a", second.Blocked())
 	}
-	finish(t, second, dialect.Outcome{Published: seqs(second.Records())})
-	finish(t, first, dialect.Outcome{Published: seqs(first.Records())})
+	finish(t, second, outbox.Outcome{Published: seqs(second.Records())})
+	finish(t, first, outbox.Outcome{Published: seqs(first.Records())})
 	third := mustClaim(t, s, dialect.ClaimRequest{Limit: 10})
 	if got := payloads(third.Records()); !slices.Equal(got, []string{`a{"n":2}`}) {
 		t.Fatalf("third claim = %v, want a2", got)
 	}
-	finish(t, third, dialect.Outcome{Published: seqs(third.Records())})
+	finish(t, third, outbox.Outcome{Published: seqs(third.Records())})
 }
 
 func testRetry(t *testing.T, s dialect.Store) {
@@ -241,15 +241,15 @@ func testRetry(t *testing.T, s dialect.Store) {
 		t.Fatalf("claimed %d, want 3", len(recs))
 	}
 	// a1 fails; a2 is not attempted (released); b1 is published.
-	finish(t, c, dialect.Outcome{
+	finish(t, c, outbox.Outcome{
 		Published: []int64{recs[2].Seq},
-		Retry:     []dialect.Retry{{Seq: recs[0].Seq, Delay: time.Hour, Error: "broker down"}},
+		Retry:     []outbox.Retry{{Seq: recs[0].Seq, Delay: time.Hour, Error: "broker down"}},
 	})
 	c = mustClaim(t, s, dialect.ClaimRequest{})
 	if n := len(c.Records()); n != 0 {
 		t.Fatalf("claimed %v while a1 backs off; a2 must wait behind it", payloads(c.Records()))
 	}
-	finish(t, c, dialect.Outcome{})
+	finish(t, c, outbox.Outcome{})
 	st, err := s.Stats(ctxT(t))
 	if err != nil {
 		t.Fatal(err)
@@ -264,14 +264,14 @@ func testRetry(t *testing.T, s dialect.Store) {
 	if len(cr) != 1 {
 		t.Fatalf("claimed %v, want c1", payloads(cr))
 	}
-	finish(t, c, dialect.Outcome{Retry: []dialect.Retry{{Seq: cr[0].Seq, Delay: time.Millisecond, Error: "x"}}})
+	finish(t, c, outbox.Outcome{Retry: []outbox.Retry{{Seq: cr[0].Seq, Delay: time.Millisecond, Error: "x"}}})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c = mustClaim(t, s, dialect.ClaimRequest{})
 		if len(c.Records()) == 1 {
 			break
 		}
-		finish(t, c, dialect.Outcome{})
+		finish(t, c, outbox.Outcome{})
 		if time.Now().After(deadline) {
 			t.Fatal("retried message never became claimable")
 		}
@@ -280,18 +280,18 @@ func testRetry(t *testing.T, s dialect.Store) {
 	if got := c.Records()[0]; got.Attempts != 1 || got.Key != "c" {
 		t.Fatalf("retried record = %+v, want key c with attempts 1", got)
 	}
-	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+	finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
 }
 
 func testRelease(t *testing.T, s dialect.Store) {
 	mustEnqueue(t, s, msg("a", 1))
 	c := mustClaim(t, s, dialect.ClaimRequest{})
-	finish(t, c, dialect.Outcome{})
+	finish(t, c, outbox.Outcome{})
 	c = mustClaim(t, s, dialect.ClaimRequest{})
 	if recs := c.Records(); len(recs) != 1 || recs[0].Attempts != 0 {
 		t.Fatalf("after release: %+v, want the message with attempts 0", recs)
 	}
-	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+	finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
 }
 
 // testForeignOutcome: an outcome naming a message the claim does not hold is refused whole —
@@ -305,10 +305,10 @@ func testForeignOutcome(t *testing.T, s dialect.Store) {
 	}
 	held := recs[0].Seq
 	foreign := held + 1_000_000
-	for _, o := range []dialect.Outcome{
+	for _, o := range []outbox.Outcome{
 		{Published: []int64{held, foreign}},
-		{Published: []int64{held}, Retry: []dialect.Retry{{Seq: foreign, Error: "x"}}},
-		{Published: []int64{held}, Dead: []dialect.Dead{{Seq: foreign, Error: "x"}}},
+		{Published: []int64{held}, Retry: []outbox.Retry{{Seq: foreign, Error: "x"}}},
+		{Published: []int64{held}, Dead: []outbox.Dead{{Seq: foreign, Error: "x"}}},
 	} {
 		if err := c.Finish(ctxT(t), o); err == nil {
 			t.Fatalf("Finish(%+v) of a claim holding only %d: no error", o, held)
@@ -318,12 +318,12 @@ func testForeignOutcome(t *testing.T, s dialect.Store) {
 			t.Fatalf("after a refused outcome: claimed %+v, want message %d unchanged", c.Records(), held)
 		}
 	}
-	finish(t, c, dialect.Outcome{Published: []int64{held}})
+	finish(t, c, outbox.Outcome{Published: []int64{held}})
 	c = mustClaim(t, s, dialect.ClaimRequest{})
 	if got := payloads(c.Records()); len(got) != 1 || got[0] != `b{"n":2}` {
 		t.Fatalf("after publishing a: %v, want b", got)
 	}
-	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+	finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
 }
 
 func testDead(t *testing.T, s dialect.Store) {
@@ -331,7 +331,7 @@ func testDead(t *testing.T, s dialect.Store) {
 	mustEnqueue(t, s, msg("a", 1), msg("a", 2))
 	c := mustClaim(t, s, dialect.ClaimRequest{})
 	recs := c.Records()
-	finish(t, c, dialect.Outcome{Dead: []dialect.Dead{{Seq: recs[0].Seq, Error: "too large"}}})
+	finish(t, c, outbox.Outcome{Dead: []outbox.Dead{{Seq: recs[0].Seq, Error: "too large"}}})
 	dls, err := s.DeadLetters(ctx, 0, 10)
 	if err != nil || len(dls) != 1 {
 		t.Fatalf("DeadLetters = %v, %v", dls, err)
@@ -345,7 +345,7 @@ func testDead(t *testing.T, s dialect.Store) {
 	if got := payloads(c.Records()); !slices.Equal(got, []string{`a{"n":2}`}) {
 		t.Fatalf("after dead letter claim = %v, want a2", got)
 	}
-	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+	finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
 	n, err := s.RetryDeadLetters(ctx, []int64{d.ID})
 	if err != nil || n != 1 {
 		t.Fatalf("RetryDeadLetters = %d, %v", n, err)
@@ -354,10 +354,10 @@ func testDead(t *testing.T, s dialect.Store) {
 	if r := c.Records(); len(r) != 1 || r[0].ID != recs[0].ID || r[0].Attempts != 0 {
 		t.Fatalf("after retry claim = %+v, want the dead letter back with attempts 0", r)
 	}
-	finish(t, c, dialect.Outcome{Dead: []dialect.Dead{{Seq: c.Records()[0].Seq, Error: "again"}}})
+	finish(t, c, outbox.Outcome{Dead: []outbox.Dead{{Seq: c.Records()[0].Seq, Error: "again"}}})
 	mustEnqueue(t, s, msg("b", 1))
 	c = mustClaim(t, s, dialect.ClaimRequest{})
-	finish(t, c, dialect.Outcome{Dead: []dialect.Dead{{Seq: c.Records()[0].Seq, Error: "b"}}})
+	finish(t, c, outbox.Outcome{Dead: []outbox.Dead{{Seq: c.Records()[0].Seq, Error: "b"}}})
 	st, _ := s.Stats(ctx)
 	if st.DeadLetters != 2 {
 		t.Fatalf("Stats.DeadLetters = %d, want 2", st.DeadLetters)
@@ -375,12 +375,12 @@ func testRetain(t *testing.T, s dialect.Store) {
 	ctx := ctxT(t)
 	mustEnqueue(t, s, msg("a", 1), msg("a", 2))
 	c := mustClaim(t, s, dialect.ClaimRequest{Retain: true})
-	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+	finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
 	c = mustClaim(t, s, dialect.ClaimRequest{Retain: true})
 	if n := len(c.Records()); n != 0 {
 		t.Fatalf("published rows claimed again: %d", n)
 	}
-	finish(t, c, dialect.Outcome{})
+	finish(t, c, outbox.Outcome{})
 	if n, err := s.DeletePublished(ctx, time.Hour, 100); err != nil || n != 0 {
 		t.Fatalf("DeletePublished(1h) = %d, %v; want 0", n, err)
 	}
@@ -406,7 +406,7 @@ func testPartitions(t *testing.T, s dialect.Store) {
 			keyPart[r.Key] = p
 			total++
 		}
-		finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+		finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
 	}
 	if total != 60 {
 		t.Fatalf("partitions covered %d messages, want 60", total)
@@ -426,7 +426,7 @@ func testPartitions(t *testing.T, s dialect.Store) {
 				}
 				seen[r.Seq] = true
 			}
-			finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+			finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
 		}
 	}
 	if len(seen) != 60 {
@@ -447,12 +447,12 @@ func testMaxBytes(t *testing.T, s dialect.Store) {
 	if n := len(c.Records()); n != 2 {
 		t.Fatalf("claimed %d messages of 600 bytes within 1500 bytes, want 2", n)
 	}
-	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+	finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
 	c = mustClaim(t, s, dialect.ClaimRequest{Limit: 100, MaxBytes: 100})
 	if n := len(c.Records()); n != 1 {
 		t.Fatalf("claimed %d messages with a budget below one message, want 1 (always at least one)", n)
 	}
-	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+	finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
 }
 
 func blockedHas(c dialect.Claim, key string) bool {
@@ -502,15 +502,15 @@ func testTopics(t *testing.T, s dialect.Store) {
 	if !blockedHas(c, "a") {
 		t.Errorf("sms claim Blocked() = %v, want key a", c.Blocked())
 	}
-	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+	finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
 	c = mustClaim(t, s, dialect.ClaimRequest{Topics: []string{"notify.email"}})
 	if got := payloads(c.Records()); !slices.Equal(got, []string{`a{"n":1}`}) {
 		t.Fatalf("email claim = %v, want a1", got)
 	}
-	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+	finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
 	c = mustClaim(t, s, dialect.ClaimRequest{Topics: []string{"notify.sms"}})
 	if got := payloads(c.Records()); !slices.Equal(got, []string{`a{"n":2}`}) {
 		t.Fatalf("sms claim after a1 = %v, want a2", got)
 	}
-	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+	finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect"
 )
 
@@ -138,7 +139,7 @@ func testUnreadable(t *testing.T, s dialect.Store, exec func(context.Context, di
 		t.Fatalf("first claim = %v, want every readable row, k3 with k1", got)
 	}
 	first := c.Records()
-	finish(t, c, dialect.Outcome{})
+	finish(t, c, outbox.Outcome{})
 	dls, err := s.DeadLetters(ctx, 0, 10)
 	if err != nil {
 		t.Fatalf("DeadLetters: %v", err)
@@ -163,7 +164,7 @@ func testUnreadable(t *testing.T, s dialect.Store, exec func(context.Context, di
 	if got := payloads(c.Records()); !slices.Equal(got, []string{`k{"n":1}`, `a{"n":1}`, `k{"n":3}`, `a{"n":2}`}) {
 		t.Fatalf("second claim = %v, want the readable rows again", got)
 	}
-	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+	finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
 	st, err := s.Stats(ctx)
 	if err != nil {
 		t.Fatalf("Stats: %v", err)

@@ -369,9 +369,9 @@ func (c *claim) rollback() {
 }
 
 func (c *claim) deadLetter(ctx context.Context, bad []badRow) error {
-	dead := make([]dialect.Dead, len(bad))
+	dead := make([]outbox.Dead, len(bad))
 	for i, b := range bad {
-		dead[i] = dialect.Dead{Seq: b.seq, Error: b.reason}
+		dead[i] = outbox.Dead{Seq: b.seq, Error: b.reason}
 	}
 	if err := c.s.toDead(ctx, c.tx, dead); err != nil {
 		return err
@@ -382,12 +382,12 @@ func (c *claim) deadLetter(ctx context.Context, bad []badRow) error {
 
 // check refuses an outcome naming a row this claim does not hold for publishing: rows the
 // order check left out are locked by the claim but belong to later claims.
-func (c *claim) check(o dialect.Outcome) error {
+func (c *claim) check(o outbox.Outcome) error {
 	return o.CheckHeld(func(seq int64) bool { _, ok := c.held[seq]; return ok })
 }
 
 // Finish implements dialect.Claim: the outcome's statements, then commit.
-func (c *claim) Finish(ctx context.Context, o dialect.Outcome) error {
+func (c *claim) Finish(ctx context.Context, o outbox.Outcome) error {
 	if c.done {
 		return nil
 	}
@@ -411,7 +411,7 @@ func (c *claim) Finish(ctx context.Context, o dialect.Outcome) error {
 	return nil
 }
 
-func (c *claim) apply(ctx context.Context, o dialect.Outcome) error {
+func (c *claim) apply(ctx context.Context, o outbox.Outcome) error {
 	s, tx := c.s, c.tx
 	if c.retain {
 		for start := 0; start < len(o.Published); start += chunk {
@@ -444,7 +444,7 @@ func (c *claim) apply(ctx context.Context, o dialect.Outcome) error {
 
 // retry schedules retries, each with its own delay and error, in one statement: delays are
 // integers (literals), errors parameters.
-func (s *Store) retry(ctx context.Context, tx *sql.Tx, rs []dialect.Retry) error {
+func (s *Store) retry(ctx context.Context, tx *sql.Tx, rs []outbox.Retry) error {
 	var delays, errs, adds strings.Builder
 	ids := make([]int64, len(rs))
 	args := make([]any, len(rs))
@@ -474,14 +474,14 @@ func (s *Store) retry(ctx context.Context, tx *sql.Tx, rs []dialect.Retry) error
 // not decode. If a chunk cannot be copied (a value the dead-letter table refuses), its rows
 // are copied one by one, and a row that still fails is dead-lettered with placeholders for
 // the columns that may not fit, their values in the reason.
-func (s *Store) toDead(ctx context.Context, tx *sql.Tx, dead []dialect.Dead) error {
-	dead = slices.SortedFunc(slices.Values(dead), func(a, b dialect.Dead) int { return cmp.Compare(a.Seq, b.Seq) })
+func (s *Store) toDead(ctx context.Context, tx *sql.Tx, dead []outbox.Dead) error {
+	dead = slices.SortedFunc(slices.Values(dead), func(a, b outbox.Dead) int { return cmp.Compare(a.Seq, b.Seq) })
 	for start := 0; start < len(dead); start += chunk {
 		part := dead[start:min(start+chunk, len(dead))]
 		err := savepoint(ctx, tx, func() error { return s.copyDead(ctx, tx, part) })
 		if err != nil {
 			for _, d := range part {
-				if err := savepoint(ctx, tx, func() error { return s.copyDead(ctx, tx, []dialect.Dead{d}) }); err != nil {
+				if err := savepoint(ctx, tx, func() error { return s.copyDead(ctx, tx, []outbox.Dead{d}) }); err != nil {
 					if err := s.salvageDead(ctx, tx, d, err); err != nil {
 						return err
 					}
@@ -514,7 +514,7 @@ func savepoint(ctx context.Context, tx *sql.Tx, fn func() error) error {
 	return err
 }
 
-func (s *Store) copyDead(ctx context.Context, tx *sql.Tx, part []dialect.Dead) error {
+func (s *Store) copyDead(ctx context.Context, tx *sql.Tx, part []outbox.Dead) error {
 	var errs strings.Builder
 	ids := make([]int64, len(part))
 	args := make([]any, len(part))
@@ -533,7 +533,7 @@ func (s *Store) copyDead(ctx context.Context, tx *sql.Tx, part []dialect.Dead) e
 
 // salvageDead writes the dead letter of a row that cannot be copied whole: message_id,
 // headers, created_at and attempts get placeholders, their values go into the reason.
-func (s *Store) salvageDead(ctx context.Context, tx *sql.Tx, d dialect.Dead, copyErr error) error {
+func (s *Store) salvageDead(ctx context.Context, tx *sql.Tx, d outbox.Dead, copyErr error) error {
 	var vals [4]sql.NullString
 	if err := tx.QueryRowContext(ctx, "SELECT CAST(message_id AS CHAR), CAST(headers AS CHAR), CAST(created_at AS CHAR), CAST(attempts AS CHAR) FROM "+
 		s.names.Table+" WHERE id = ?", d.Seq).Scan(&vals[0], &vals[1], &vals[2], &vals[3]); err != nil {

@@ -69,7 +69,7 @@ func Example() {
 		fmt.Printf("%s key=%s %s\n", r.Topic, r.Key, r.Payload)
 		done = append(done, r.Seq)
 	}
-	if err := claim.Finish(ctx, dialect.Outcome{Published: done}); err != nil {
+	if err := claim.Finish(ctx, outbox.Outcome{Published: done}); err != nil {
 		log.Fatal(err)
 	}
 	st, err := store.Stats(ctx)

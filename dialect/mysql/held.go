@@ -23,7 +23,7 @@ func (s *Store) DeleteRows(ctx context.Context, ids []int64) (int64, error) {
 }
 
 // AckRows is DeleteRows that also adds duplicates (messages their broker acknowledged as
-// duplicates, see dialect.Outcome.Duplicates) to Stats.BrokerDuplicates, in the same
+// duplicates, see outbox.Outcome.Duplicates) to Stats.BrokerDuplicates, in the same
 // transaction.
 func (s *Store) AckRows(ctx context.Context, ids []int64, duplicates int64) (int64, error) {
 	if len(ids) == 0 && duplicates == 0 {

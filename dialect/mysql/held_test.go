@@ -6,7 +6,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect/mysql"
-	"github.com/outboxgo/outbox/internal/mysqltest"
+	"github.com/outboxgo/outbox/internal/testutil/mysqltest"
 )
 
 // TestHeldMessages: the helpers of sources that hold messages in memory (relay/binlog)

@@ -18,7 +18,7 @@ import (
 	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/dialect/dialecttest"
 	"github.com/outboxgo/outbox/dialect/mysql"
-	"github.com/outboxgo/outbox/internal/mysqltest"
+	"github.com/outboxgo/outbox/internal/testutil/mysqltest"
 )
 
 func ctxT(t testing.TB) context.Context {
@@ -79,7 +79,7 @@ func claim(t *testing.T, s *mysql.Store, req dialect.ClaimRequest) dialect.Claim
 	return c
 }
 
-func finish(t *testing.T, c dialect.Claim, o dialect.Outcome) {
+func finish(t *testing.T, c dialect.Claim, o outbox.Outcome) {
 	t.Helper()
 	if err := c.Finish(ctxT(t), o); err != nil {
 		t.Fatalf("Finish: %v", err)
@@ -191,20 +191,20 @@ func TestCallerDBAndQualifiedTable(t *testing.T) {
 		t.Errorf("created_at %v is not near now (%v off)", recs[0].CreatedAt, d)
 	}
 	// A retry of 1s is due in about 1s, whatever the session's time zone.
-	finish(t, c, dialect.Outcome{Retry: []dialect.Retry{{Seq: recs[0].Seq, Delay: time.Second, Error: "x"}}})
+	finish(t, c, outbox.Outcome{Retry: []outbox.Retry{{Seq: recs[0].Seq, Delay: time.Second, Error: "x"}}})
 	if c := claim(t, s, dialect.ClaimRequest{}); len(c.Records()) != 0 {
 		t.Fatal("claimed a message during its backoff")
 	} else {
-		finish(t, c, dialect.Outcome{})
+		finish(t, c, outbox.Outcome{})
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c := claim(t, s, dialect.ClaimRequest{})
 		if len(c.Records()) == 1 {
-			finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+			finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
 			break
 		}
-		finish(t, c, dialect.Outcome{})
+		finish(t, c, outbox.Outcome{})
 		if time.Now().After(deadline) {
 			t.Fatal("retried message never became claimable")
 		}
@@ -244,7 +244,7 @@ func TestEnqueueRolledBackLeavesNothing(t *testing.T) {
 	if n := len(c.Records()); n != 0 {
 		t.Fatalf("claimed %d rolled-back messages", n)
 	}
-	finish(t, c, dialect.Outcome{})
+	finish(t, c, outbox.Outcome{})
 }
 
 // The claim's transaction belongs to the claim, not to the context of the Claim call: a relay
@@ -264,7 +264,7 @@ func TestClaimOutlivesCallerContext(t *testing.T) {
 	if len(c.Records()) != 1 {
 		t.Fatalf("claimed %d, want 1", len(c.Records()))
 	}
-	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+	finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
 	if st, err := s.Stats(ctxT(t)); err != nil || st.Pending != 0 {
 		t.Fatalf("Stats = %+v, %v; want the message published", st, err)
 	}
@@ -307,13 +307,13 @@ func TestOpenClaimDoesNotBlockProducers(t *testing.T) {
 	if b := c2.Blocked(); len(b) != 1 || b[0].Key != "a" {
 		t.Errorf("Blocked() = %v, want [a]", b)
 	}
-	finish(t, c2, dialect.Outcome{Published: seqs(c2.Records())})
-	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+	finish(t, c2, outbox.Outcome{Published: seqs(c2.Records())})
+	finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
 	c3 := claim(t, s, dialect.ClaimRequest{})
 	if got := keys(c3.Records()); !slices.Equal(got, []string{"a:2"}) {
 		t.Fatalf("third claim = %v, want a:2", got)
 	}
-	finish(t, c3, dialect.Outcome{Published: seqs(c3.Records())})
+	finish(t, c3, outbox.Outcome{Published: seqs(c3.Records())})
 }
 
 // A claim's scan passes over rows it does not take (other partitions, rows in backoff) and
@@ -338,13 +338,13 @@ func TestClaimsDoNotLockRowsTheyDoNotTake(t *testing.T) {
 	if len(p0.Blocked())+len(p1.Blocked()) != 0 {
 		t.Fatalf("blocked keys %v %v, want none", p0.Blocked(), p1.Blocked())
 	}
-	finish(t, p0, dialect.Outcome{})
-	finish(t, p1, dialect.Outcome{})
+	finish(t, p0, outbox.Outcome{})
+	finish(t, p1, outbox.Outcome{})
 
 	// A row in backoff that a claim scanned past is free as soon as it is due.
 	c := claim(t, s, dialect.ClaimRequest{Limit: 1})
 	head := c.Records()[0]
-	finish(t, c, dialect.Outcome{Retry: []dialect.Retry{{Seq: head.Seq, Delay: time.Hour, Error: "later"}}})
+	finish(t, c, outbox.Outcome{Retry: []outbox.Retry{{Seq: head.Seq, Delay: time.Hour, Error: "later"}}})
 	open := claim(t, s, dialect.ClaimRequest{Limit: 1000})
 	if slices.Contains(seqs(open.Records()), head.Seq) {
 		t.Fatal("claimed a row in backoff")
@@ -354,8 +354,8 @@ func TestClaimsDoNotLockRowsTheyDoNotTake(t *testing.T) {
 	if got := seqs(c.Records()); !slices.Equal(got, []int64{head.Seq}) {
 		t.Fatalf("claim after the backoff ended = %v, want only %d (the rest is held)", got, head.Seq)
 	}
-	finish(t, c, dialect.Outcome{})
-	finish(t, open, dialect.Outcome{})
+	finish(t, c, outbox.Outcome{})
+	finish(t, open, outbox.Outcome{})
 }
 
 // Keys and topics compare byte for byte: case and trailing spaces make different keys, which
@@ -378,8 +378,8 @@ func TestKeysAndTopicsCompareExactly(t *testing.T) {
 	if b := second.Blocked(); len(b) != 1 || b[0].Key != "a " {
 		t.Errorf("Blocked() = %q, want [\"a \"]", b)
 	}
-	finish(t, second, dialect.Outcome{Published: seqs(second.Records())})
-	finish(t, first, dialect.Outcome{Published: seqs(first.Records())})
+	finish(t, second, outbox.Outcome{Published: seqs(second.Records())})
+	finish(t, first, outbox.Outcome{Published: seqs(first.Records())})
 
 	t1, t2 := msg("x", 1), msg("y", 1)
 	t1.Topic, t2.Topic = "orders", "orders "
@@ -390,12 +390,12 @@ func TestKeysAndTopicsCompareExactly(t *testing.T) {
 	if got := keys(c.Records()); !slices.Equal(got, []string{"a :2", "x:1"}) {
 		t.Fatalf("topic filter orders claimed %q, want a :2 and x:1", got)
 	}
-	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+	finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
 	c = claim(t, s, dialect.ClaimRequest{})
 	if got := keys(c.Records()); !slices.Equal(got, []string{"y:1"}) {
 		t.Fatalf("rest = %q, want y:1", got)
 	}
-	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+	finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
 }
 
 func TestFinishRefusesForeignMessages(t *testing.T) {
@@ -410,17 +410,17 @@ func TestFinishRefusesForeignMessages(t *testing.T) {
 	if len(first.Records()) != 1 || len(second.Records()) != 1 {
 		t.Fatalf("claims = %v, %v", first.Records(), second.Records())
 	}
-	err := first.Finish(ctx, dialect.Outcome{Published: []int64{first.Records()[0].Seq, second.Records()[0].Seq}})
+	err := first.Finish(ctx, outbox.Outcome{Published: []int64{first.Records()[0].Seq, second.Records()[0].Seq}})
 	if err == nil {
 		t.Fatal("Finish with another claim's message: want error")
 	}
-	finish(t, second, dialect.Outcome{Published: seqs(second.Records())})
+	finish(t, second, outbox.Outcome{Published: seqs(second.Records())})
 	// The refused Finish changed nothing and released its message.
 	c := claim(t, s, dialect.ClaimRequest{})
 	if got := c.Records(); len(got) != 1 || got[0].Key != "a" || got[0].Attempts != 0 {
 		t.Fatalf("after refused Finish: %+v, want a1 unchanged", got)
 	}
-	finish(t, c, dialect.Outcome{})
+	finish(t, c, outbox.Outcome{})
 }
 
 // Retention mode: published rows stay (marked) and claims still find the new ones.
@@ -432,11 +432,11 @@ func TestRetainKeepsClaimingNewRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := claim(t, s, dialect.ClaimRequest{Retain: true})
-	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+	finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
 	if c := claim(t, s, dialect.ClaimRequest{Retain: true}); len(c.Records()) != 0 {
 		t.Fatalf("published rows claimed again: %q", keys(c.Records()))
 	} else {
-		finish(t, c, dialect.Outcome{})
+		finish(t, c, outbox.Outcome{})
 	}
 	if err := s.Enqueue(ctx, msg("a", 2)); err != nil {
 		t.Fatal(err)
@@ -445,7 +445,7 @@ func TestRetainKeepsClaimingNewRows(t *testing.T) {
 	if got := keys(c.Records()); !slices.Equal(got, []string{"a:2"}) {
 		t.Fatalf("claim after retained rows = %q, want a:2", got)
 	}
-	finish(t, c, dialect.Outcome{Published: seqs(c.Records())})
+	finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
 	var marked int
 	if err := s.DB().QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox WHERE published_at IS NOT NULL").Scan(&marked); err != nil || marked != 3 {
 		t.Fatalf("marked rows = %d, %v; want 3", marked, err)
@@ -490,7 +490,7 @@ func TestPlainInsertFromOtherWriters(t *testing.T) {
 	if d := time.Since(r.CreatedAt); d < -time.Minute || d > time.Minute {
 		t.Errorf("created_at %v not near now", r.CreatedAt)
 	}
-	finish(t, c, dialect.Outcome{Published: seqs(recs)})
+	finish(t, c, outbox.Outcome{Published: seqs(recs)})
 	dls, err := s.DeadLetters(ctx, 0, 10)
 	if err != nil || len(dls) != 1 || !strings.Contains(dls[0].LastError, "not-a-uuid") {
 		t.Fatalf("dead letters = %+v, %v; want the unreadable row with its reason", dls, err)
@@ -517,16 +517,16 @@ func TestLargeOutcomes(t *testing.T) {
 		t.Fatalf("claimed %d, want %d", len(recs), n)
 	}
 	long := strings.Repeat("é", 40000)
-	var o dialect.Outcome
+	var o outbox.Outcome
 	for i, r := range recs {
 		switch i % 3 {
 		case 0:
 			o.Published = append(o.Published, r.Seq)
 		case 1:
 			// At least a minute: none may become ready while a slow machine runs the test.
-			o.Retry = append(o.Retry, dialect.Retry{Seq: r.Seq, Delay: time.Minute + time.Duration(i)*time.Second, Error: "bad \xff byte " + strconv.Itoa(i)})
+			o.Retry = append(o.Retry, outbox.Retry{Seq: r.Seq, Delay: time.Minute + time.Duration(i)*time.Second, Error: "bad \xff byte " + strconv.Itoa(i)})
 		default:
-			o.Dead = append(o.Dead, dialect.Dead{Seq: r.Seq, Error: long})
+			o.Dead = append(o.Dead, outbox.Dead{Seq: r.Seq, Error: long})
 		}
 	}
 	finish(t, c, o)

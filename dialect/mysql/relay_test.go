@@ -14,7 +14,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect/mysql"
-	"github.com/outboxgo/outbox/internal/mysqltest"
+	"github.com/outboxgo/outbox/internal/testutil/mysqltest"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/poll"
 	"github.com/outboxgo/outbox/sink"

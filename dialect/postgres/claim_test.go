@@ -18,7 +18,7 @@ import (
 	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/dialect/dialecttest"
 	"github.com/outboxgo/outbox/dialect/postgres"
-	"github.com/outboxgo/outbox/internal/pgtest"
+	"github.com/outboxgo/outbox/internal/testutil/pgtest"
 )
 
 func enqueue(t *testing.T, s *postgres.Store, msgs ...outbox.Message) {
@@ -69,7 +69,7 @@ func TestClaimStopsKeyAtRowNotReady(t *testing.T) {
 	if b := c.Blocked(); len(b) != 1 || b[0].Key != "a" || !b[0].Until.Equal(due) {
 		t.Fatalf("Blocked() = %+v, want key a until %v", b, due)
 	}
-	if err := c.Finish(ctx, dialect.Outcome{Published: []int64{c.Records()[0].Seq, c.Records()[1].Seq}}); err != nil {
+	if err := c.Finish(ctx, outbox.Outcome{Published: []int64{c.Records()[0].Seq, c.Records()[1].Seq}}); err != nil {
 		t.Fatal(err)
 	}
 	st, err := s.Stats(ctx)
@@ -104,7 +104,7 @@ func TestClaimLockConflict(t *testing.T) {
 		for _, r := range c.Records() {
 			seqs = append(seqs, r.Seq)
 		}
-		if err := c.Finish(ctx, dialect.Outcome{Published: seqs}); err != nil {
+		if err := c.Finish(ctx, outbox.Outcome{Published: seqs}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -115,7 +115,7 @@ func TestClaimLockConflict(t *testing.T) {
 	if got := payloadsOf(third.Records()); !slices.Equal(got, []string{"a2"}) {
 		t.Fatalf("third claim = %v, want a2", got)
 	}
-	if err := third.Finish(ctx, dialect.Outcome{}); err != nil {
+	if err := third.Finish(ctx, outbox.Outcome{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -134,9 +134,9 @@ func TestFinishFailureReleasesRows(t *testing.T) {
 	recs := c.Records()
 	// A NUL byte cannot be stored in a text column: the retry update fails after the
 	// delete of b1 was queued in the same round trip.
-	err = c.Finish(ctx, dialect.Outcome{
+	err = c.Finish(ctx, outbox.Outcome{
 		Published: []int64{recs[1].Seq},
-		Retry:     []dialect.Retry{{Seq: recs[0].Seq, Delay: time.Hour, Error: "bad\x00error"}},
+		Retry:     []outbox.Retry{{Seq: recs[0].Seq, Delay: time.Hour, Error: "bad\x00error"}},
 	})
 	if err == nil {
 		t.Fatal("Finish accepted an error text with a NUL byte")
@@ -150,7 +150,7 @@ func TestFinishFailureReleasesRows(t *testing.T) {
 		if len(got) != 2 || got[0].Attempts != 0 {
 			t.Fatalf("after the failed finish: claimed %+v, want a1 and b1 unchanged", got)
 		}
-		if err := c.Finish(ctx, dialect.Outcome{}); err != nil {
+		if err := c.Finish(ctx, outbox.Outcome{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -211,7 +211,7 @@ func TestClaimRoundTrips(t *testing.T) {
 		for _, r := range c.Records() {
 			seqs = append(seqs, r.Seq)
 		}
-		if err := c.Finish(ctx, dialect.Outcome{Published: seqs}); err != nil {
+		if err := c.Finish(ctx, outbox.Outcome{Published: seqs}); err != nil {
 			t.Fatal(err)
 		}
 		return len(seqs)
@@ -386,7 +386,7 @@ func TestClaimUnreadableRowDoesNotHoldKey(t *testing.T) {
 	if got := payloadsOf(c.Records()); !slices.Equal(got, []string{"a2", "b1"}) {
 		t.Fatalf("claimed %v, want a2 b1", got)
 	}
-	if err := c.Finish(ctx, dialect.Outcome{Published: seqsOf(c.Records())}); err != nil {
+	if err := c.Finish(ctx, outbox.Outcome{Published: seqsOf(c.Records())}); err != nil {
 		t.Fatal(err)
 	}
 	if dls, err := s.DeadLetters(ctx, 0, 10); err != nil || len(dls) != 1 || !strings.Contains(dls[0].LastError, "column headers") {
@@ -427,7 +427,7 @@ func TestEnqueueOneMessage(t *testing.T) {
 	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM `+postgres.TableOf(s)+` WHERE key IS NULL`).Scan(&keyless); err != nil || keyless != 1 {
 		t.Errorf("rows with a NULL key = %d, %v; want 1", keyless, err)
 	}
-	if err := c.Finish(ctx, dialect.Outcome{}); err != nil {
+	if err := c.Finish(ctx, outbox.Outcome{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -484,7 +484,7 @@ func TestAsyncCommit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Finish(ctx, dialect.Outcome{Published: []int64{c.Records()[0].Seq}}); err != nil {
+		if err := c.Finish(ctx, outbox.Outcome{Published: []int64{c.Records()[0].Seq}}); err != nil {
 			t.Fatal(err)
 		}
 		tr.mu.Lock()

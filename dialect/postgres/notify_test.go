@@ -73,7 +73,7 @@ func TestListenReportsKeyHashes(t *testing.T) {
 						break
 					}
 				}
-				if err := c.Finish(ctx, dialect.Outcome{}); err != nil {
+				if err := c.Finish(ctx, outbox.Outcome{}); err != nil {
 					t.Fatal(err)
 				}
 			}

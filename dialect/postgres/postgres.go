@@ -656,7 +656,7 @@ func (c *claim) savepoint(ctx context.Context, stmt string, args ...any) error {
 
 // check refuses an outcome naming a row this claim does not hold for publishing: rows the
 // order check left out are locked by the claim but belong to later claims.
-func (c *claim) check(o dialect.Outcome) error {
+func (c *claim) check(o outbox.Outcome) error {
 	return o.CheckHeld(func(seq int64) bool { _, ok := c.held[seq]; return ok })
 }
 
@@ -685,7 +685,7 @@ func (c *claim) end(ctx context.Context, stmt string) {
 }
 
 // Finish implements dialect.Claim: the updates and COMMIT in one round trip.
-func (c *claim) Finish(ctx context.Context, o dialect.Outcome) error {
+func (c *claim) Finish(ctx context.Context, o outbox.Outcome) error {
 	if c.done {
 		return nil
 	}

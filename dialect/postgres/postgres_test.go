@@ -8,7 +8,7 @@ import (
 	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/dialect/dialecttest"
 	"github.com/outboxgo/outbox/dialect/postgres"
-	"github.com/outboxgo/outbox/internal/pgtest"
+	"github.com/outboxgo/outbox/internal/testutil/pgtest"
 )
 
 func newStore(t *testing.T) *postgres.Store {

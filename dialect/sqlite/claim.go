@@ -252,7 +252,7 @@ func (c *claim) release() {
 // Finish implements dialect.Claim. The outcome is applied in one write transaction; the
 // claim's messages are released when it has committed or failed, never before, so no other
 // claim can see them between the two.
-func (c *claim) Finish(ctx context.Context, o dialect.Outcome) error {
+func (c *claim) Finish(ctx context.Context, o outbox.Outcome) error {
 	if c.done {
 		return nil
 	}
@@ -313,7 +313,7 @@ func (c *claim) Finish(ctx context.Context, o dialect.Outcome) error {
 
 // check refuses an outcome naming a message this claim does not hold: it may be held by
 // another claim, and changing it would break that claim's order.
-func (c *claim) check(o dialect.Outcome) error {
+func (c *claim) check(o outbox.Outcome) error {
 	mine := make(map[int64]struct{}, len(c.recs))
 	for i := range c.recs {
 		mine[c.recs[i].Seq] = struct{}{}
@@ -351,7 +351,7 @@ func (s *Store) toDead(ctx context.Context, tx *sql.Tx, d badRow, now int64) err
 }
 
 // attemptsAdded is what a retry adds to attempts: nothing when the message was not attempted.
-func attemptsAdded(r dialect.Retry) int {
+func attemptsAdded(r outbox.Retry) int {
 	if r.NotAttempted {
 		return 0
 	}

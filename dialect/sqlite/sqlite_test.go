@@ -177,7 +177,7 @@ func TestEnqueueRolledBackLeavesNothing(t *testing.T) {
 	if n := len(c.Records()); n != 0 {
 		t.Fatalf("claimed %d rolled-back messages", n)
 	}
-	if err := c.Finish(ctx, dialect.Outcome{}); err != nil {
+	if err := c.Finish(ctx, outbox.Outcome{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -216,17 +216,17 @@ func TestOpenClaimDoesNotBlockProducers(t *testing.T) {
 	if !slices.Equal(c2.Blocked(), []dialect.BlockedKey{{Key: "a"}}) {
 		t.Errorf("Blocked() = %v, want [a]", c2.Blocked())
 	}
-	if err := c2.Finish(ctx, dialect.Outcome{Published: seqs(c2.Records())}); err != nil {
+	if err := c2.Finish(ctx, outbox.Outcome{Published: seqs(c2.Records())}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Finish(ctx, dialect.Outcome{Published: seqs(c.Records())}); err != nil {
+	if err := c.Finish(ctx, outbox.Outcome{Published: seqs(c.Records())}); err != nil {
 		t.Fatal(err)
 	}
 	c3 := claim(t, s, dialect.ClaimRequest{})
 	if got := c3.Records(); len(got) != 1 || got[0].Key != "a" || string(got[0].Payload) != "2" {
 		t.Fatalf("third claim = %+v, want a2", got)
 	}
-	if err := c3.Finish(ctx, dialect.Outcome{Published: seqs(c3.Records())}); err != nil {
+	if err := c3.Finish(ctx, outbox.Outcome{Published: seqs(c3.Records())}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -254,7 +254,7 @@ func TestWritersWaitForTheWriteLock(t *testing.T) {
 	produced := make(chan error, 1)
 	go func() { produced <- s.Enqueue(ctx, msg("c", 1)) }()
 	finished := make(chan error, 1)
-	go func() { finished <- c.Finish(ctx, dialect.Outcome{Published: seqs(c.Records())}) }()
+	go func() { finished <- c.Finish(ctx, outbox.Outcome{Published: seqs(c.Records())}) }()
 
 	select {
 	case err := <-produced:
@@ -288,7 +288,7 @@ func TestWritersWaitForTheWriteLock(t *testing.T) {
 	if !slices.Equal(keys, []string{"b", "c"}) {
 		t.Fatalf("claimed keys %v, want [b c] (a was published)", keys)
 	}
-	if err := c2.Finish(ctx, dialect.Outcome{Published: seqs(c2.Records())}); err != nil {
+	if err := c2.Finish(ctx, outbox.Outcome{Published: seqs(c2.Records())}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -301,7 +301,7 @@ func TestBackoffBlocksKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := claim(t, s, dialect.ClaimRequest{Limit: 1})
-	if err := c.Finish(ctx, dialect.Outcome{Retry: []dialect.Retry{{Seq: c.Records()[0].Seq, Delay: time.Hour, Error: "down"}}}); err != nil {
+	if err := c.Finish(ctx, outbox.Outcome{Retry: []outbox.Retry{{Seq: c.Records()[0].Seq, Delay: time.Hour, Error: "down"}}}); err != nil {
 		t.Fatal(err)
 	}
 	c = claim(t, s, dialect.ClaimRequest{})
@@ -311,7 +311,7 @@ func TestBackoffBlocksKey(t *testing.T) {
 	if !slices.Equal(c.Blocked(), []dialect.BlockedKey{{Key: "a"}}) {
 		t.Errorf("Blocked() = %v, want [a]", c.Blocked())
 	}
-	if err := c.Finish(ctx, dialect.Outcome{}); err != nil {
+	if err := c.Finish(ctx, outbox.Outcome{}); err != nil {
 		t.Fatal(err)
 	}
 	// SkipKeys keeps the blocked key out of the scan altogether.
@@ -319,7 +319,7 @@ func TestBackoffBlocksKey(t *testing.T) {
 	if len(c.Records()) != 1 || len(c.Blocked()) != 0 {
 		t.Fatalf("with SkipKeys: records %+v, blocked %v", c.Records(), c.Blocked())
 	}
-	if err := c.Finish(ctx, dialect.Outcome{}); err != nil {
+	if err := c.Finish(ctx, outbox.Outcome{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -336,11 +336,11 @@ func TestFinishRefusesForeignMessages(t *testing.T) {
 	if len(first.Records()) != 1 || len(second.Records()) != 1 {
 		t.Fatalf("claims = %v, %v", first.Records(), second.Records())
 	}
-	err := first.Finish(ctx, dialect.Outcome{Published: []int64{first.Records()[0].Seq, second.Records()[0].Seq}})
+	err := first.Finish(ctx, outbox.Outcome{Published: []int64{first.Records()[0].Seq, second.Records()[0].Seq}})
 	if err == nil {
 		t.Fatal("Finish with another claim's message: want error")
 	}
-	if err := second.Finish(ctx, dialect.Outcome{Published: seqs(second.Records())}); err != nil {
+	if err := second.Finish(ctx, outbox.Outcome{Published: seqs(second.Records())}); err != nil {
 		t.Fatal(err)
 	}
 	// The failed Finish changed nothing and released its message.
@@ -348,7 +348,7 @@ func TestFinishRefusesForeignMessages(t *testing.T) {
 	if got := c.Records(); len(got) != 1 || got[0].Key != "a" || got[0].Attempts != 0 {
 		t.Fatalf("after refused Finish: %+v, want a1 unchanged", got)
 	}
-	if err := c.Finish(ctx, dialect.Outcome{}); err != nil {
+	if err := c.Finish(ctx, outbox.Outcome{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -368,7 +368,7 @@ func TestPartitionsIncludeKeylessMessages(t *testing.T) {
 	for p := range 4 {
 		c := claim(t, s, dialect.ClaimRequest{Partition: p, Partitions: 4})
 		total += len(c.Records())
-		if err := c.Finish(ctx, dialect.Outcome{}); err != nil {
+		if err := c.Finish(ctx, outbox.Outcome{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -409,7 +409,7 @@ func TestPlainInsertFromOtherWriters(t *testing.T) {
 	if d := time.Since(r.CreatedAt); d < -time.Minute || d > time.Minute {
 		t.Errorf("created_at %v not near now", r.CreatedAt)
 	}
-	if err := c.Finish(ctx, dialect.Outcome{Published: seqs(recs)}); err != nil {
+	if err := c.Finish(ctx, outbox.Outcome{Published: seqs(recs)}); err != nil {
 		t.Fatal(err)
 	}
 }

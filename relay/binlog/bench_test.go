@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/internal/mysqltest"
+	"github.com/outboxgo/outbox/internal/testutil/mysqltest"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/binlog"
 	"github.com/outboxgo/outbox/relay/internal/sourcetest"

@@ -15,8 +15,8 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect/dialecttest"
-	"github.com/outboxgo/outbox/internal/faultproxy"
-	"github.com/outboxgo/outbox/internal/mysqltest"
+	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
+	"github.com/outboxgo/outbox/internal/testutil/mysqltest"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/binlog"
 	"github.com/outboxgo/outbox/relay/internal/sourcetest"

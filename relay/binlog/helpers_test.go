@@ -8,7 +8,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect/mysql"
-	"github.com/outboxgo/outbox/internal/mysqltest"
+	"github.com/outboxgo/outbox/internal/testutil/mysqltest"
 	"github.com/outboxgo/outbox/relay/binlog"
 	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 )

@@ -10,7 +10,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/dialect"
 )
 
 // newTestSource returns a Source that is never connected: for the bookkeeping only.
@@ -63,7 +62,7 @@ func TestConfirm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Finish(context.Background(), dialect.Outcome{Published: []int64{1}}); err != nil {
+	if err := b.Finish(context.Background(), outbox.Outcome{Published: []int64{1}}); err != nil {
 		t.Fatal(err)
 	}
 	s.mu.Lock()

@@ -289,7 +289,7 @@ func (s *Source) Next(ctx context.Context) (relay.Batch, error) {
 		if len(c.Records()) > 0 {
 			return &batch{Claim: c, src: s, slot: slot}, nil
 		}
-		if err := c.Finish(ctx, dialect.Outcome{}); err != nil {
+		if err := c.Finish(ctx, outbox.Outcome{}); err != nil {
 			s.slots <- slot
 			return nil, err
 		}
@@ -372,7 +372,7 @@ type batch struct {
 
 // Finish implements relay.Batch. Keys with a retried message are remembered as blocked until
 // that message's backoff ends, so the next claims don't fill up with their later messages.
-func (b *batch) Finish(ctx context.Context, o dialect.Outcome) error {
+func (b *batch) Finish(ctx context.Context, o outbox.Outcome) error {
 	err := b.Claim.Finish(ctx, o)
 	b.once.Do(func() {
 		if err == nil && len(o.Retry) > 0 {

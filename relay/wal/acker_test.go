@@ -9,7 +9,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect/postgres"
-	"github.com/outboxgo/outbox/internal/pgtest"
+	"github.com/outboxgo/outbox/internal/testutil/pgtest"
 	"github.com/outboxgo/outbox/relay/internal/keyqueue"
 )
 

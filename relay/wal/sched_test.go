@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/internal/keyqueue"
 	"github.com/outboxgo/outbox/relay/internal/sourcetest"
@@ -121,7 +120,7 @@ func TestRetryHoldsItsKeyOnly(t *testing.T) {
 		t.Fatalf("batch = %v", got)
 	}
 	// 1 fails (2 is released behind it), the keyless 3 fails too.
-	err := b.Finish(context.Background(), dialect.Outcome{Retry: []dialect.Retry{
+	err := b.Finish(context.Background(), outbox.Outcome{Retry: []outbox.Retry{
 		{Seq: 1, Delay: 100 * time.Millisecond, Error: "x"}, {Seq: 3, Delay: 10 * time.Millisecond, Error: "y"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +140,7 @@ func TestRetryHoldsItsKeyOnly(t *testing.T) {
 	if r := b2.Records(); r[0].Attempts != 1 || r[1].Attempts != 0 {
 		t.Fatalf("attempts = %d, %d; want 1, 0", r[0].Attempts, r[1].Attempts)
 	}
-	if err := b2.Finish(context.Background(), dialect.Outcome{Published: []int64{1, 99}}); err == nil {
+	if err := b2.Finish(context.Background(), outbox.Outcome{Published: []int64{1, 99}}); err == nil {
 		t.Fatal("Finish accepted a message that is not in the batch")
 	}
 	if st := s.Stats(); st.Pending != 2 || st.InFlightBatches != 1 {

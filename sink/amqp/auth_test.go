@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxgo/outbox/internal/syncbuf"
+	"github.com/outboxgo/outbox/internal/testutil/syncbuf"
 	"github.com/outboxgo/outbox/sink"
 	amqpsink "github.com/outboxgo/outbox/sink/amqp"
 	"github.com/outboxgo/outbox/sink/sinktest"

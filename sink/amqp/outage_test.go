@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxgo/outbox/internal/faultproxy"
+	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
 	"github.com/outboxgo/outbox/sink"
 	amqpsink "github.com/outboxgo/outbox/sink/amqp"
 	"github.com/outboxgo/outbox/sink/sinktest"

@@ -16,7 +16,7 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/internal/syncbuf"
+	"github.com/outboxgo/outbox/internal/testutil/syncbuf"
 	"github.com/outboxgo/outbox/sink"
 )
 

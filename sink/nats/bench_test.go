@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/internal/natstest"
+	"github.com/outboxgo/outbox/internal/testutil/natstest"
 	natssink "github.com/outboxgo/outbox/sink/nats"
 	"github.com/outboxgo/outbox/sink/sinktest"
 )

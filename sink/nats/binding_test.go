@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/internal/natstest"
+	"github.com/outboxgo/outbox/internal/testutil/natstest"
 	"github.com/outboxgo/outbox/sink"
 	natssink "github.com/outboxgo/outbox/sink/nats"
 	"github.com/outboxgo/outbox/sink/sinktest"

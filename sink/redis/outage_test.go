@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxgo/outbox/internal/faultproxy"
+	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
 	"github.com/outboxgo/outbox/sink"
 	redissink "github.com/outboxgo/outbox/sink/redis"
 	"github.com/outboxgo/outbox/sink/sinktest"

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxgo/outbox/internal/faultproxy"
+	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
 	"github.com/outboxgo/outbox/sink"
 	"github.com/outboxgo/outbox/sink/sinktest"
 	"github.com/outboxgo/outbox/sink/webhook"

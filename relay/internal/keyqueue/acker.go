@@ -26,7 +26,7 @@ type Ack[T any] struct {
 	Kind   AckKind
 	Reason string // why the message is dead
 	// Duplicate marks a Delete of a message its broker acknowledged as a duplicate
-	// (dialect.Outcome.Duplicates): the apply function counts it.
+	// (outbox.Outcome.Duplicates): the apply function counts it.
 	Duplicate bool
 }
 

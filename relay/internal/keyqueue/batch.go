@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/relay"
 )
 
@@ -176,7 +175,7 @@ func (b *batch[T]) Records() []outbox.Record { return b.recs }
 // with DeleteAcked), dead ones once they are in the dead-letter table; a retried message goes
 // back to the head of its key's queue with attempts+1, and the key stays blocked until the
 // delay passed; messages in no list go back to the head of their key's queue unchanged.
-func (b *batch[T]) Finish(_ context.Context, o dialect.Outcome) error {
+func (b *batch[T]) Finish(_ context.Context, o outbox.Outcome) error {
 	q := b.q
 	const (
 		none = iota

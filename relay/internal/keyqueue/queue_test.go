@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 )
 
@@ -52,7 +51,7 @@ func TestConfirmPassesDonePrefix(t *testing.T) {
 		t.Fatalf("batch %v", got)
 	}
 	// 2 is done, 1 goes back: nothing passes.
-	if err := b.Finish(context.Background(), dialect.Outcome{Published: []int64{2, 3}}); err != nil {
+	if err := b.Finish(context.Background(), outbox.Outcome{Published: []int64{2, 3}}); err != nil {
 		t.Fatal(err)
 	}
 	confirm()
@@ -82,7 +81,7 @@ func TestRetriedKeysComeBackWhenDue(t *testing.T) {
 	q.End()
 	mu.Unlock()
 	b := sourcetest.Next(t, q, time.Second)
-	err := b.Finish(context.Background(), dialect.Outcome{Retry: []dialect.Retry{
+	err := b.Finish(context.Background(), outbox.Outcome{Retry: []outbox.Retry{
 		{Seq: 1, Delay: 90 * time.Millisecond}, {Seq: 2, Delay: 30 * time.Millisecond}, {Seq: 3, Delay: 60 * time.Millisecond}}})
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +135,7 @@ func TestAcker(t *testing.T) {
 	q.End()
 	mu.Unlock()
 	b := sourcetest.Next(t, q, time.Second)
-	if err := b.Finish(context.Background(), dialect.Outcome{Published: []int64{1}}); err != nil {
+	if err := b.Finish(context.Background(), outbox.Outcome{Published: []int64{1}}); err != nil {
 		t.Fatal(err)
 	}
 	defer q.StartAcker(context.Background(), apply)()

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/relay"
 )
 
@@ -35,6 +35,6 @@ func Seqs(b relay.Batch) []int64 {
 }
 
 // Published is the outcome of b in which every message was published.
-func Published(b relay.Batch) dialect.Outcome {
-	return dialect.Outcome{Published: Seqs(b)}
+func Published(b relay.Batch) outbox.Outcome {
+	return outbox.Outcome{Published: Seqs(b)}
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/sink"
 )
@@ -36,7 +35,7 @@ func backlog(tb testing.TB, n, keys int, commit func(tb testing.TB, msgs ...outb
 // countingObserver counts acknowledged messages.
 type countingObserver struct{ published atomic.Int64 }
 
-func (o *countingObserver) BatchFinished(_ []outbox.Record, out dialect.Outcome, err error) {
+func (o *countingObserver) BatchFinished(_ []outbox.Record, out outbox.Outcome, err error) {
 	if err == nil {
 		o.published.Add(int64(len(out.Published)))
 	}
