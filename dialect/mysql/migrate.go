@@ -239,7 +239,7 @@ func execScript(ctx context.Context, conn *sql.Conn, script string) error {
 	return nil
 }
 
-// MigrateUp implements dialect.Store.
+// MigrateUp implements dialect.Migrator.
 func (s *Store) MigrateUp(ctx context.Context) ([]int, error) {
 	ms, err := s.migrations()
 	if err != nil {
@@ -264,7 +264,7 @@ func (s *Store) MigrateUp(ctx context.Context) ([]int, error) {
 	return done, nil
 }
 
-// MigrateDown implements dialect.Store.
+// MigrateDown implements dialect.Migrator.
 func (s *Store) MigrateDown(ctx context.Context, steps int) ([]int, error) {
 	ms, err := s.migrations()
 	if err != nil {
@@ -292,7 +292,7 @@ func (s *Store) MigrateDown(ctx context.Context, steps int) ([]int, error) {
 	return done, nil
 }
 
-// MigrationStatus implements dialect.Store.
+// MigrationStatus implements dialect.Migrator.
 func (s *Store) MigrationStatus(ctx context.Context) ([]dialect.MigrationStatus, error) {
 	ms, err := s.migrations()
 	if err != nil {

@@ -58,7 +58,7 @@ func (s *Store) inMigrationTx(ctx context.Context, fn func(tx pgx.Tx, applied ma
 	})
 }
 
-// MigrateUp implements dialect.Store.
+// MigrateUp implements dialect.Migrator.
 func (s *Store) MigrateUp(ctx context.Context) ([]int, error) {
 	ms, err := s.migrations()
 	if err != nil {
@@ -83,7 +83,7 @@ func (s *Store) MigrateUp(ctx context.Context) ([]int, error) {
 	return done, nil
 }
 
-// MigrateDown implements dialect.Store.
+// MigrateDown implements dialect.Migrator.
 func (s *Store) MigrateDown(ctx context.Context, steps int) ([]int, error) {
 	ms, err := s.migrations()
 	if err != nil {
@@ -111,7 +111,7 @@ func (s *Store) MigrateDown(ctx context.Context, steps int) ([]int, error) {
 	return done, nil
 }
 
-// MigrationStatus implements dialect.Store.
+// MigrationStatus implements dialect.Migrator.
 func (s *Store) MigrationStatus(ctx context.Context) ([]dialect.MigrationStatus, error) {
 	ms, err := s.migrations()
 	if err != nil {

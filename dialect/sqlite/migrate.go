@@ -49,7 +49,7 @@ func (s *Store) inMigrationTx(ctx context.Context, fn func(tx *sql.Tx, applied m
 	})
 }
 
-// MigrateUp implements dialect.Store.
+// MigrateUp implements dialect.Migrator.
 func (s *Store) MigrateUp(ctx context.Context) ([]int, error) {
 	ms, err := s.migrations()
 	if err != nil {
@@ -75,7 +75,7 @@ func (s *Store) MigrateUp(ctx context.Context) ([]int, error) {
 	return done, nil
 }
 
-// MigrateDown implements dialect.Store.
+// MigrateDown implements dialect.Migrator.
 func (s *Store) MigrateDown(ctx context.Context, steps int) ([]int, error) {
 	ms, err := s.migrations()
 	if err != nil {
@@ -103,7 +103,7 @@ func (s *Store) MigrateDown(ctx context.Context, steps int) ([]int, error) {
 	return done, nil
 }
 
-// MigrationStatus implements dialect.Store. A read only: no versions table is created
+// MigrationStatus implements dialect.Migrator. A read only: no versions table is created
 // (nothing is applied without one).
 func (s *Store) MigrationStatus(ctx context.Context) ([]dialect.MigrationStatus, error) {
 	ms, err := s.migrations()
