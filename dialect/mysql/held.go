@@ -3,12 +3,12 @@ package mysql
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"strings"
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox/internal/envelope"
 )
 
 // This file serves sources that hold messages themselves instead of claiming rows: the binlog
@@ -87,10 +87,7 @@ func (s *Store) WriteDeadLetters(ctx context.Context, dead []HeldDead, deleteRow
 				if payload == nil {
 					payload = []byte{}
 				}
-				headers, err := headersJSON(r.Headers)
-				if err != nil {
-					return err
-				}
+				headers := envelope.HeadersJSON(r.Headers)
 				var created int64
 				if !r.CreatedAt.IsZero() {
 					created = r.CreatedAt.UnixMicro()
@@ -114,18 +111,6 @@ func (s *Store) WriteDeadLetters(ctx context.Context, dead []HeldDead, deleteRow
 		return fmt.Errorf("writing %d dead letters: %w", len(dead), err)
 	}
 	return nil
-}
-
-// headersJSON encodes headers for the headers column: a JSON object, {} when empty.
-func headersJSON(h map[string]string) (string, error) {
-	if len(h) == 0 {
-		return "{}", nil
-	}
-	b, err := json.Marshal(h)
-	if err != nil {
-		return "", fmt.Errorf("encoding headers: %w", err)
-	}
-	return string(b), nil
 }
 
 // ParseHeaders decodes a headers column value as the store's claims do: a JSON object whose

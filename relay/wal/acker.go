@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/outboxgo/outbox/internal/envelope"
 	"github.com/outboxgo/outbox/internal/sqlident"
 	"github.com/outboxgo/outbox/relay/internal/keyqueue"
 )
@@ -161,7 +162,7 @@ func (s *Source) writeDead(ctx context.Context, dead []ackOp) error {
 		if payloads[i] == nil {
 			payloads[i] = []byte{}
 		}
-		headers[i] = headersJSON(r.Headers)
+		headers[i] = envelope.HeadersJSON(r.Headers)
 		created[i] = r.CreatedAt
 		if created[i].IsZero() {
 			created[i] = time.Now()

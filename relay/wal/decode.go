@@ -2,7 +2,6 @@ package wal
 
 import (
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -171,18 +170,6 @@ func decodeBytea(v []byte, tm *pgtype.Map) ([]byte, error) {
 		out = []byte{}
 	}
 	return out, nil
-}
-
-// headersJSON is the headers column value for the dead-letter table.
-func headersJSON(h map[string]string) string {
-	if len(h) == 0 {
-		return "{}"
-	}
-	b, err := json.Marshal(h)
-	if err != nil { // a map[string]string always marshals
-		return "{}"
-	}
-	return string(b)
 }
 
 // storable makes text fit a PostgreSQL text column: valid UTF-8 without NUL, at most about
