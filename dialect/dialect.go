@@ -8,10 +8,13 @@
 //   - Admin, the operators' surface: stats, dead letters, enqueueing for scripts (the outbox
 //     command's status, dlq and enqueue commands).
 //   - Migrator, the schema: migrate up, down, status (the outbox command's migrate command).
+//   - HeldWriter, the log sources' writes: relay/wal and relay/binlog read messages from the
+//     database's log and hold them in memory, and write only their outcomes (deletes, dead
+//     letters, broker duplicates) through it.
 //
-// Store is the union of the three plus Close, for callers that want everything. Each
+// Store is the union of the first three plus Close, for callers that want everything. Each
 // subpackage (postgres, mysql, sqlite) implements Store for one database and passes the shared
-// conformance suite in dialecttest.
+// conformance suite in dialecttest; postgres and mysql also implement HeldWriter.
 package dialect
 
 import (

@@ -53,7 +53,8 @@ type Config struct {
 // DSN that sets none.
 const ProgramName = "outbox-relay"
 
-// Store is a MySQL or MariaDB outbox. It implements dialect.Store.
+// Store is a MySQL or MariaDB outbox. It implements dialect.Store, and dialect.HeldWriter for
+// the binlog source (relay/binlog).
 type Store struct {
 	db     *sql.DB
 	ownDB  bool

@@ -53,7 +53,8 @@ type Config struct {
 // none.
 const ApplicationName = "outbox-relay"
 
-// Store is a PostgreSQL outbox. It implements dialect.Store.
+// Store is a PostgreSQL outbox. It implements dialect.Store, and dialect.HeldWriter for the WAL
+// source (relay/wal).
 type Store struct {
 	pool    *pgxpool.Pool
 	ownPool bool
@@ -62,6 +63,7 @@ type Store struct {
 	writer  *outbox.Writer
 	logger  *slog.Logger
 	q       queries
+	held    heldQueries
 	async   bool // Config.AsyncCommit
 	// nowaitOff: until when (unix nanoseconds) claims skip the NOWAIT attempt.
 	nowaitOff atomic.Int64
@@ -81,7 +83,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{table: t, names: migrate.NamesFor(t), writer: w, logger: cmp.Or(cfg.Logger, slog.Default()), async: cfg.AsyncCommit}
-	s.q = buildQueries(s.names)
+	s.q, s.held = buildQueries(s.names), buildHeldQueries(s.names)
 	switch {
 	case cfg.Pool != nil:
 		s.pool = cfg.Pool

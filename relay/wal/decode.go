@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -170,19 +169,4 @@ func decodeBytea(v []byte, tm *pgtype.Map) ([]byte, error) {
 		out = []byte{}
 	}
 	return out, nil
-}
-
-// storable makes text fit a PostgreSQL text column: valid UTF-8 without NUL, at most about
-// 2000 bytes.
-func storable(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.ReplaceAll(s, "\x00", "")
-	if len(s) > 2000 {
-		cut := 2000
-		for cut > 0 && s[cut]&0xC0 == 0x80 {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return s
 }
