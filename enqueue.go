@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/outboxgo/outbox/internal/envelope"
 	"github.com/outboxgo/outbox/internal/sqlident"
 )
 
@@ -148,7 +148,7 @@ func (w *Writer) enqueuePgx(ctx context.Context, tx pgxTx, msgs []Message) error
 		if m.Key != "" {
 			key = &m.Key
 		}
-		if _, err := tx.Exec(ctx, w.pgxInsert1, m.ID.String(), m.Topic, key, m.EventType(), nonNil(m.Payload), headersJSON(m.Headers)); err != nil {
+		if _, err := tx.Exec(ctx, w.pgxInsert1, m.ID.String(), m.Topic, key, m.EventType(), nonNil(m.Payload), envelope.HeadersJSON(m.Headers)); err != nil {
 			return fmt.Errorf("outbox: inserting 1 message: %w", err)
 		}
 		return nil
@@ -168,7 +168,7 @@ func (w *Writer) enqueuePgx(ctx context.Context, tx pgxTx, msgs []Message) error
 		}
 		types[i] = m.EventType()
 		payloads[i] = nonNil(m.Payload)
-		headers[i] = headersJSON(m.Headers)
+		headers[i] = envelope.HeadersJSON(m.Headers)
 	}
 	if _, err := tx.Exec(ctx, w.pgxInsert, ids, topics, keys, types, payloads, headers); err != nil {
 		return fmt.Errorf("outbox: inserting %d messages: %w", len(msgs), err)
@@ -240,7 +240,7 @@ func (w *Writer) sqlInsert(msgs []Message, now time.Time) (string, []any) {
 		if m.Key != "" {
 			key = m.Key
 		}
-		args = append(args, m.ID.String(), m.Topic, key, m.EventType(), nonNil(m.Payload), headersJSON(m.Headers))
+		args = append(args, m.ID.String(), m.Topic, key, m.EventType(), nonNil(m.Payload), envelope.HeadersJSON(m.Headers))
 		if w.dialect == SQLite {
 			us := now.UnixMicro()
 			args = append(args, us, us)
@@ -254,15 +254,4 @@ func nonNil(b []byte) []byte {
 		return []byte{}
 	}
 	return b
-}
-
-func headersJSON(h map[string]string) string {
-	if len(h) == 0 {
-		return "{}"
-	}
-	b, err := json.Marshal(h)
-	if err != nil { // a map[string]string always marshals; keep the guard honest anyway
-		panic(fmt.Sprintf("outbox: marshaling headers: %v", err))
-	}
-	return string(b)
 }

@@ -1,6 +1,20 @@
 // Package dialect defines what the relay and the outbox command need from a database holding an
-// outbox table, and the types they exchange. Each subpackage (postgres, mysql, sqlite) implements Store
-// for one database and passes the shared conformance suite in dialecttest.
+// outbox table, and the types they exchange.
+//
+// The contract is split by who needs it, as small interfaces:
+//
+//   - Claimer, the relay's hot path: claim, finish, heartbeat, leave, delete published rows
+//     (relay/poll depends on nothing else). Notifier and Exhaustive are optional extras.
+//   - Admin, the operators' surface: stats, dead letters, enqueueing for scripts (the outbox
+//     command's status, dlq and enqueue commands).
+//   - Migrator, the schema: migrate up, down, status (the outbox command's migrate command).
+//   - HeldWriter, the log sources' writes: relay/wal and relay/binlog read messages from the
+//     database's log and hold them in memory, and write only their outcomes (deletes, dead
+//     letters, broker duplicates) through it.
+//
+// Store is the union of the first three plus Close, for callers that want everything. Each
+// subpackage (postgres, mysql, sqlite) implements Store for one database and passes the shared
+// conformance suite in dialecttest; postgres and mysql also implement HeldWriter.
 package dialect
 
 import (
@@ -17,21 +31,24 @@ import (
 var ErrNoMigrations = errors.New("dialect: no migration applied")
 
 // Store is one outbox table (with its dead-letter, relay-membership and migration tables) in
-// one database.
+// one database: every surface of it. Callers that need only one surface take that one: the
+// polling source a Claimer, the outbox command's status and dlq commands an Admin, its
+// migrate command a Migrator.
 type Store interface {
+	Claimer
+	Admin
+	Migrator
+
+	// Close releases the store's connections (not the caller's pool, when one was given).
+	Close() error
+}
+
+// Claimer is the relay's hot path: what the polling source (relay/poll) needs to claim
+// batches, finish them and share the key space with the other relays. A Claimer may also
+// implement Notifier; its claims may implement Exhaustive.
+type Claimer interface {
 	// Dialect reports which SQL dialect this store speaks.
 	Dialect() outbox.Dialect
-
-	// MigrateUp applies every pending migration (idempotent) and returns the versions applied.
-	MigrateUp(ctx context.Context) ([]int, error)
-	// MigrateDown reverts the most recent `steps` migrations (all when steps <= 0).
-	MigrateDown(ctx context.Context, steps int) ([]int, error)
-	// MigrationStatus lists every known migration and whether it is applied.
-	MigrationStatus(ctx context.Context) ([]MigrationStatus, error)
-
-	// Enqueue inserts messages in their own transaction (for scripts and the CLI; services
-	// use outbox.Enqueue inside their business transaction).
-	Enqueue(ctx context.Context, msgs ...outbox.Message) error
 
 	// Claim takes up to req.Limit messages that are ready to publish, in id order, and holds them
 	// until the returned Claim is finished. Two claims never hold the same message. Claim keeps
@@ -50,6 +67,18 @@ type Store interface {
 	// DeletePublished removes rows published (in retention mode) more than `retention` ago,
 	// at most limit rows, and returns how many it removed.
 	DeletePublished(ctx context.Context, retention time.Duration, limit int) (int64, error)
+}
+
+// Admin is the operators' surface: what the outbox command's status, dlq and enqueue commands
+// (and scripts) need to inspect the outbox, repair its dead letters and add messages outside a
+// business transaction.
+type Admin interface {
+	// Dialect reports which SQL dialect this store speaks (the same method as Claimer's).
+	Dialect() outbox.Dialect
+
+	// Enqueue inserts messages in their own transaction (for scripts and the CLI; services
+	// use outbox.Enqueue inside their business transaction).
+	Enqueue(ctx context.Context, msgs ...outbox.Message) error
 
 	// Stats summarises the backlog and dead letters.
 	Stats(ctx context.Context) (Stats, error)
@@ -60,9 +89,20 @@ type Store interface {
 	RetryDeadLetters(ctx context.Context, ids []int64) (int64, error)
 	// PurgeDeadLetters deletes dead letters. ids nil means all. Returns how many were deleted.
 	PurgeDeadLetters(ctx context.Context, ids []int64) (int64, error)
+}
 
-	// Close releases the store's connections (not the caller's pool, when one was given).
-	Close() error
+// Migrator creates, upgrades and removes the outbox's tables with the numbered migrations the
+// dialect embeds. Concurrent migrations of one table are serialised by the dialect.
+type Migrator interface {
+	// MigrateUp applies every pending migration (idempotent) and returns the versions applied.
+	MigrateUp(ctx context.Context) ([]int, error)
+	// MigrateDown reverts the most recent `steps` migrations (all when steps <= 0) and
+	// returns the versions reverted, newest first. It returns ErrNoMigrations when nothing is
+	// applied.
+	MigrateDown(ctx context.Context, steps int) ([]int, error)
+	// MigrationStatus lists every known migration and whether it is applied. It only reads:
+	// it creates nothing.
+	MigrationStatus(ctx context.Context) ([]MigrationStatus, error)
 }
 
 // Notifier is implemented by stores that can tell when new messages commit (PostgreSQL's

@@ -21,3 +21,17 @@ func TestMembershipOf(t *testing.T) {
 		t.Error("MembershipOf of an empty list: no error")
 	}
 }
+
+// TestDecodeHeaders: string values are taken as they are, other JSON values kept as their
+// JSON text (rows written by hand or by other languages); empty and {} give nil.
+func TestDecodeHeaders(t *testing.T) {
+	h, err := dialect.DecodeHeaders([]byte(`{"a":"x","n":1}`))
+	if err != nil || len(h) != 2 || h["a"] != "x" || h["n"] != "1" {
+		t.Fatalf("DecodeHeaders = %v, %v", h, err)
+	}
+	for _, raw := range []string{"", "{}"} {
+		if h, err := dialect.DecodeHeaders([]byte(raw)); err != nil || h != nil {
+			t.Errorf("DecodeHeaders(%q) = %v, %v; want nil", raw, h, err)
+		}
+	}
+}

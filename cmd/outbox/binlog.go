@@ -45,15 +45,19 @@ func newBinlogSource(cfg config.Config, st dialect.Store, logger *slog.Logger) (
 
 // setupBinlog saves the server's current binlog position as the source's starting point
 // when it has none.
-func (a *app) setupBinlog(ctx context.Context, cfg config.Config, st dialect.Store) error {
-	src, _, err := newBinlogSource(cfg, st, slog.New(slog.DiscardHandler))
+func (a *app) setupBinlog(ctx context.Context, cfg config.Config, st dialect.Migrator) error {
+	my, ok := st.(*mysql.Store)
+	if !ok {
+		return &outbox.ConfigError{Field: "source", Reason: "binlog needs a MariaDB or MySQL database"}
+	}
+	src, _, err := newBinlogSource(cfg, my, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}
 	if err := src.(*binlog.Source).Setup(ctx); err != nil {
 		return err
 	}
-	pos, _, err := binlog.ReadPosition(ctx, st.(*mysql.Store).DB(), cfg.Table, binlogName(cfg))
+	pos, _, err := binlog.ReadPosition(ctx, my.DB(), cfg.Table, binlogName(cfg))
 	if err != nil {
 		return err
 	}
@@ -70,7 +74,7 @@ func binlogName(cfg config.Config) string {
 }
 
 // binlogStatus reads the position the binlog relays saved and the server's current one.
-func binlogStatus(ctx context.Context, cfg config.Config, st dialect.Store) (*binlogJSON, error) {
+func binlogStatus(ctx context.Context, cfg config.Config, st dialect.Admin) (*binlogJSON, error) {
 	my, ok := st.(*mysql.Store)
 	if !ok {
 		return nil, nil // config validation refuses binlog elsewhere

@@ -70,7 +70,7 @@ func (a *app) dlqListCmd() *cobra.Command {
 			if after < 0 {
 				return usagef("--after must not be negative")
 			}
-			return a.withStore(cmd, func(ctx context.Context, st dialect.Store, _ config.Config) error {
+			return a.withAdmin(cmd, func(ctx context.Context, st dialect.Admin, _ config.Config) error {
 				dls, err := st.DeadLetters(ctx, after, limit)
 				if err != nil {
 					return err
@@ -149,7 +149,7 @@ func (a *app) dlqMoveCmd(verb string) *cobra.Command {
 					ids = append(ids, id)
 				}
 			}
-			return a.withStore(cmd, func(ctx context.Context, st dialect.Store, _ config.Config) error {
+			return a.withAdmin(cmd, func(ctx context.Context, st dialect.Admin, _ config.Config) error {
 				var missing []int64
 				if ids != nil {
 					var err error
@@ -190,7 +190,7 @@ func (a *app) dlqMoveCmd(verb string) *cobra.Command {
 
 // splitDeadLetters splits ids into those of existing dead letters and the missing ones, in
 // the order given (duplicates once).
-func splitDeadLetters(ctx context.Context, st dialect.Store, ids []int64) (found, missing []int64, err error) {
+func splitDeadLetters(ctx context.Context, st dialect.Admin, ids []int64) (found, missing []int64, err error) {
 	seen := make(map[int64]bool, len(ids))
 	found = make([]int64, 0, len(ids))
 	for _, id := range ids {

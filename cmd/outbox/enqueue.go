@@ -56,7 +56,7 @@ The payload is --data, or the contents of --file, or else standard input.`,
 			}
 			msg.Payload = payload
 			msg.ID = outbox.NewID()
-			return a.withStore(cmd, func(ctx context.Context, st dialect.Store, _ config.Config) error {
+			return a.withAdmin(cmd, func(ctx context.Context, st dialect.Admin, _ config.Config) error {
 				if err := st.Enqueue(ctx, msg); err != nil {
 					return err
 				}

@@ -41,7 +41,7 @@ safe: they take a lock.`,
 		Short: "Apply every pending migration (idempotent)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withStoreCreate(cmd, true, func(ctx context.Context, st dialect.Store, cfg config.Config) error {
+			return a.withMigrator(cmd, true, func(ctx context.Context, st dialect.Migrator, cfg config.Config) error {
 				applied, err := st.MigrateUp(ctx)
 				if err != nil {
 					return err
@@ -85,7 +85,7 @@ before the starting position, is not in the source's stream.`
 			if all {
 				n = 0 // the store reverts everything
 			}
-			return a.withStore(cmd, func(ctx context.Context, st dialect.Store, cfg config.Config) error {
+			return a.withMigrator(cmd, false, func(ctx context.Context, st dialect.Migrator, cfg config.Config) error {
 				reverted, err := st.MigrateDown(ctx, n)
 				if errors.Is(err, dialect.ErrNoMigrations) {
 					fmt.Fprintf(a.stdout, "%s: no migration applied: nothing to revert\n", cfg.Table)
@@ -108,7 +108,7 @@ before the starting position, is not in the source's stream.`
 		Short: "List the migrations and whether each is applied",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withStore(cmd, func(ctx context.Context, st dialect.Store, _ config.Config) error {
+			return a.withMigrator(cmd, false, func(ctx context.Context, st dialect.Migrator, _ config.Config) error {
 				ms, err := st.MigrationStatus(ctx)
 				if err != nil {
 					return err
@@ -131,7 +131,7 @@ before the starting position, is not in the source's stream.`
 }
 
 // setupSlot creates the WAL source's publication and replication slot when missing.
-func (a *app) setupSlot(ctx context.Context, cfg config.Config, st dialect.Store) error {
+func (a *app) setupSlot(ctx context.Context, cfg config.Config, st dialect.Migrator) error {
 	pg, ok := st.(*postgres.Store)
 	if !ok {
 		return &outbox.ConfigError{Field: "source", Reason: "wal needs a PostgreSQL database"}

@@ -143,6 +143,18 @@ func (a *app) withStore(cmd *cobra.Command, fn func(ctx context.Context, st dial
 	return a.withStoreCreate(cmd, false, fn)
 }
 
+// withAdmin is withStore for the commands that read and repair the outbox (status, dlq,
+// enqueue): they use only its admin surface.
+func (a *app) withAdmin(cmd *cobra.Command, fn func(ctx context.Context, st dialect.Admin, cfg config.Config) error) error {
+	return a.withStore(cmd, func(ctx context.Context, st dialect.Store, cfg config.Config) error { return fn(ctx, st, cfg) })
+}
+
+// withMigrator is withStoreCreate for the migrate commands: they use only the store's
+// migrator (and migrate up the concrete store, to set up a log source).
+func (a *app) withMigrator(cmd *cobra.Command, create bool, fn func(ctx context.Context, st dialect.Migrator, cfg config.Config) error) error {
+	return a.withStoreCreate(cmd, create, func(ctx context.Context, st dialect.Store, cfg config.Config) error { return fn(ctx, st, cfg) })
+}
+
 func (a *app) withStoreCreate(cmd *cobra.Command, create bool, fn func(ctx context.Context, st dialect.Store, cfg config.Config) error) error {
 	cfg, err := a.loadConfig(cmd)
 	if err != nil {

@@ -136,7 +136,7 @@ the numbers. Exit 1 means the outbox could not be read, 2 a bad command line.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withStore(cmd, func(ctx context.Context, st dialect.Store, cfg config.Config) error {
+			return a.withAdmin(cmd, func(ctx context.Context, st dialect.Admin, cfg config.Config) error {
 				s, err := st.Stats(ctx)
 				if err != nil {
 					return err
@@ -226,7 +226,7 @@ func age(d time.Duration) string {
 
 // sourceStatus adds what the log sources keep outside the table: the WAL slot, the binlog
 // positions.
-func sourceStatus(ctx context.Context, cfg config.Config, st dialect.Store, out *statusJSON) error {
+func sourceStatus(ctx context.Context, cfg config.Config, st dialect.Admin, out *statusJSON) error {
 	switch cfg.Source {
 	case config.SourceWAL:
 		pg, ok := st.(*postgres.Store)

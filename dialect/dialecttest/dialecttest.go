@@ -1,4 +1,6 @@
-// Package dialecttest is the conformance suite every dialect.Store passes.
+// Package dialecttest is the conformance suite every dialect.Store passes. Each case takes the
+// narrowest surface it exercises (dialect.Claimer, dialect.Admin, dialect.Migrator) where one
+// suffices; most need the claim path and the admin surface together, and take the Store.
 package dialecttest
 
 import (
@@ -36,6 +38,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("BrokerDuplicatesCounted", func(t *testing.T) { t.Parallel(); testBrokerDuplicates(t, newStore(t)) })
 	t.Run("NotAttemptedKeepsAttempts", func(t *testing.T) { t.Parallel(); testNotAttempted(t, newStore(t)) })
 	t.Run("TopicErrors", func(t *testing.T) { t.Parallel(); testTopicErrors(t, newStore(t)) })
+	t.Run("HeldWriter", func(t *testing.T) { t.Parallel(); testHeld(t, newStore(t)) })
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -49,14 +52,14 @@ func msg(key string, n int) outbox.Message {
 		Payload: fmt.Appendf(nil, `{"n":%d}`, n), Headers: map[string]string{"n": fmt.Sprint(n)}}
 }
 
-func mustEnqueue(t *testing.T, s dialect.Store, msgs ...outbox.Message) {
+func mustEnqueue(t *testing.T, s dialect.Admin, msgs ...outbox.Message) {
 	t.Helper()
 	if err := s.Enqueue(ctxT(t), msgs...); err != nil {
 		t.Fatalf("Enqueue: %v", err)
 	}
 }
 
-func mustClaim(t *testing.T, s dialect.Store, req dialect.ClaimRequest) dialect.Claim {
+func mustClaim(t *testing.T, s dialect.Claimer, req dialect.ClaimRequest) dialect.Claim {
 	t.Helper()
 	if req.Limit == 0 {
 		req.Limit = 100
@@ -459,7 +462,7 @@ func blockedHas(c dialect.Claim, key string) bool {
 	return slices.ContainsFunc(c.Blocked(), func(b dialect.BlockedKey) bool { return b.Key == key })
 }
 
-func testMembership(t *testing.T, s dialect.Store) {
+func testMembership(t *testing.T, s dialect.Claimer) {
 	ctx := ctxT(t)
 	// Another group (relays of other topics) does not count.
 	if _, err := s.Heartbeat(ctx, "relay-sms", "notify.sms", time.Minute); err != nil {

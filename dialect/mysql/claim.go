@@ -35,7 +35,7 @@ type badRow struct {
 	reason string
 }
 
-// Claim implements dialect.Store.
+// Claim implements dialect.Claimer.
 //
 // The claim is a READ COMMITTED transaction held open until Finish. It runs in three steps:
 //  1. a locking scan (SELECT ... FOR UPDATE SKIP LOCKED) of the ready rows of the request's

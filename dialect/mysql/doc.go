@@ -78,6 +78,7 @@
 // A table qualified with a database ("shop.outbox") has its database created when missing.
 //
 // Migration 2 adds <table>_binlog, where the binlog relay source (relay/binlog) saves its
-// position. DeleteRows, WriteDeadLetters and ParseHeaders serve that source, which reads rows
-// from the binary log and holds messages in memory instead of claiming them.
+// position. The store's dialect.HeldWriter methods (DeleteHeld, DeadLetterHeld) serve that
+// source, which reads rows from the binary log and holds messages in memory instead of
+// claiming them.
 package mysql

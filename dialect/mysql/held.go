@@ -3,64 +3,51 @@ package mysql
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"strings"
 
-	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox/internal/envelope"
 )
 
-// This file serves sources that hold messages themselves instead of claiming rows: the binlog
-// source (relay/binlog) reads inserted rows from the binary log, keeps retries in memory, and
-// only needs the table changed once a message is done.
+// This file serves the binlog source (relay/binlog), which reads inserted rows from the binary
+// log instead of claiming rows, keeps retries in memory, and only needs the tables changed once
+// a message is done.
 
-// DeleteRows deletes outbox rows by id (acknowledged messages), in one READ COMMITTED
-// transaction, reaching each row through its primary key. It returns how many rows it deleted:
-// rows already gone (deleted before, or by their producer) are not an error.
-func (s *Store) DeleteRows(ctx context.Context, ids []int64) (int64, error) {
-	return s.AckRows(ctx, ids, 0)
-}
+var _ dialect.HeldWriter = (*Store)(nil)
 
-// AckRows is DeleteRows that also adds duplicates (messages their broker acknowledged as
-// duplicates, see outbox.Outcome.Duplicates) to Stats.BrokerDuplicates, in the same
-// transaction.
-func (s *Store) AckRows(ctx context.Context, ids []int64, duplicates int64) (int64, error) {
-	if len(ids) == 0 && duplicates == 0 {
-		return 0, nil
+// DeleteHeld implements dialect.HeldWriter: one READ COMMITTED transaction, reaching each row
+// through its primary key. The delete is a locking read: it waits for the inserting
+// transaction (MariaDB writes the binary log before the storage engine commits), so no row is
+// left for later.
+func (s *Store) DeleteHeld(ctx context.Context, rows []dialect.HeldRow, duplicates int64) ([]dialect.HeldRow, error) {
+	if len(rows) == 0 && duplicates == 0 {
+		return nil, nil
 	}
-	var n int64
+	ids := make([]int64, len(rows))
+	for i, r := range rows {
+		ids[i] = r.Seq
+	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		if duplicates > 0 {
 			if _, err := tx.ExecContext(ctx, s.q.duplicates, duplicates); err != nil {
 				return fmt.Errorf("counting broker duplicates: %w", err)
 			}
 		}
-		var err error
-		n, err = deleteByID(ctx, tx, s.names.Table, ids, "")
+		_, err := deleteByID(ctx, tx, s.names.Table, ids, "")
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("deleting %d rows: %w", len(ids), err)
+		return nil, fmt.Errorf("deleting %d rows: %w", len(ids), err)
 	}
-	return n, nil
+	return nil, nil
 }
 
-// HeldDead is a message to dead-letter as its holder has it: the record (its Attempts the
-// failed attempts before the last one) and the last error.
-type HeldDead struct {
-	Record outbox.Record
-	Error  string
-}
-
-// WriteDeadLetters inserts messages into the dead-letter table from their records (not from
-// the outbox table, which may no longer hold them, and whose attempts column a holder does not
-// update), and, when deleteRows, deletes their rows from the outbox table, in one READ
-// COMMITTED transaction. As with the dead letters of a claim, original_id is the record's Seq
-// and attempts counts the last, failed, attempt (Record.Attempts + 1).
-func (s *Store) WriteDeadLetters(ctx context.Context, dead []HeldDead, deleteRows bool) error {
+// DeadLetterHeld implements dialect.HeldWriter: the dead letters and, with deleteRows, the
+// deletes of their rows, in one READ COMMITTED transaction; nothing is left for later.
+func (s *Store) DeadLetterHeld(ctx context.Context, dead []dialect.HeldDead, deleteRows bool) ([]dialect.HeldRow, error) {
 	if len(dead) == 0 {
-		return nil
+		return nil, nil
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		// 11 placeholders a row: well within the 65,535 of a statement.
@@ -87,16 +74,12 @@ func (s *Store) WriteDeadLetters(ctx context.Context, dead []HeldDead, deleteRow
 				if payload == nil {
 					payload = []byte{}
 				}
-				headers, err := headersJSON(r.Headers)
-				if err != nil {
-					return err
-				}
 				var created int64
 				if !r.CreatedAt.IsZero() {
 					created = r.CreatedAt.UnixMicro()
 				}
-				args = append(args, r.Seq, r.ID.String(), r.Topic, key, r.Type, payload, headers, created,
-					min(r.Attempts+1, 1<<30), storable(d.Error))
+				args = append(args, r.Seq, r.ID.String(), r.Topic, key, r.Type, payload, envelope.HeadersJSON(r.Headers), created,
+					min(r.Attempts+1, dialect.MaxAttempts), storable(d.Error))
 				ids = append(ids, r.Seq)
 			}
 			if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
@@ -111,26 +94,7 @@ func (s *Store) WriteDeadLetters(ctx context.Context, dead []HeldDead, deleteRow
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("writing %d dead letters: %w", len(dead), err)
+		return nil, fmt.Errorf("writing %d dead letters: %w", len(dead), err)
 	}
-	return nil
-}
-
-// headersJSON encodes headers for the headers column: a JSON object, {} when empty.
-func headersJSON(h map[string]string) (string, error) {
-	if len(h) == 0 {
-		return "{}", nil
-	}
-	b, err := json.Marshal(h)
-	if err != nil {
-		return "", fmt.Errorf("encoding headers: %w", err)
-	}
-	return string(b), nil
-}
-
-// ParseHeaders decodes a headers column value as the store's claims do: a JSON object whose
-// string values are taken as they are and whose other values (rows written by hand or by
-// other languages) are kept as their JSON text. Empty and {} give nil.
-func ParseHeaders(raw []byte) (map[string]string, error) {
-	return dialect.DecodeHeaders(raw)
+	return nil, nil
 }

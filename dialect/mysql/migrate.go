@@ -34,14 +34,37 @@ func (s *Store) lockName(database string) string {
 	return "outbox_migrate_" + strconv.FormatUint(h.Sum64(), 16)
 }
 
-// withMigrationLock runs fn on one connection holding the migration lock, with the versions
-// table in place and the applied versions read.
+// migrator is the shared migration loop over this store's driver.
+func (s *Store) migrator() migrate.Runner {
+	return migrate.Runner{Load: s.migrations, Driver: migrationDriver{s}}
+}
+
+// MigrateUp implements dialect.Migrator.
+func (s *Store) MigrateUp(ctx context.Context) ([]int, error) { return s.migrator().MigrateUp(ctx) }
+
+// MigrateDown implements dialect.Migrator.
+func (s *Store) MigrateDown(ctx context.Context, steps int) ([]int, error) {
+	return s.migrator().MigrateDown(ctx, steps)
+}
+
+// MigrationStatus implements dialect.Migrator. A read only: no database or versions table is
+// created, no lock taken (nothing is applied without the table).
+func (s *Store) MigrationStatus(ctx context.Context) ([]dialect.MigrationStatus, error) {
+	return s.migrator().MigrationStatus(ctx)
+}
+
+// migrationDriver runs migrations for the loop. A session is one connection holding the
+// migration lock, with the versions table in place.
 //
 // MySQL commits DDL implicitly, so migrations do not run in a transaction: the lock (a
-// session lock, released when fn returns or the connection dies) is what keeps two
+// session lock, released when the session ends or the connection dies) is what keeps two
 // processes from migrating at once, and each statement of a migration is written to be
 // re-runnable, so a migration cut short by a crash is simply applied again.
-func (s *Store) withMigrationLock(ctx context.Context, fn func(conn *sql.Conn, applied map[int]time.Time) error) error {
+type migrationDriver struct{ s *Store }
+
+// Session implements migrate.Driver.
+func (d migrationDriver) Session(ctx context.Context, fn func(migrate.Session) error) error {
+	s := d.s
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("connecting: %w", err)
@@ -92,27 +115,51 @@ func (s *Store) withMigrationLock(ctx context.Context, fn func(conn *sql.Conn, a
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`); err != nil {
 		return fmt.Errorf("creating migrations table: %w", err)
 	}
-	rows, err := conn.QueryContext(ctx, `SELECT version, `+micros("applied_at")+` FROM `+s.names.Versions)
-	if err != nil {
-		return fmt.Errorf("reading applied migrations: %w", err)
+	return fn(migrationSession{conn: conn, versions: s.names.Versions})
+}
+
+// Applied implements migrate.Driver.
+func (d migrationDriver) Applied(ctx context.Context) (map[int]time.Time, error) {
+	s := d.s
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = COALESCE(NULLIF(?, ''), DATABASE()) AND table_name = ?`,
+		s.table.Schema, s.table.Derived("_migrations").Name).Scan(&n); err != nil {
+		return nil, err
 	}
-	defer rows.Close()
-	applied := map[int]time.Time{}
-	for rows.Next() {
-		var v int
-		var us int64
-		if err := rows.Scan(&v, &us); err != nil {
-			return fmt.Errorf("reading applied migrations: %w", err)
-		}
-		applied[v] = fromMicros(us)
+	if n == 0 {
+		return map[int]time.Time{}, nil
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("reading applied migrations: %w", err)
-	}
-	if err := rows.Close(); err != nil {
-		return fmt.Errorf("reading applied migrations: %w", err)
-	}
-	return fn(conn, applied)
+	rows, err := s.db.QueryContext(ctx, `SELECT version, `+micros("applied_at")+` FROM `+s.names.Versions)
+	return migrate.ScanApplied(rows, err, fromMicros)
+}
+
+// migrationSession is one migration session: a connection holding the lock.
+type migrationSession struct {
+	conn     *sql.Conn
+	versions string
+}
+
+// Applied implements migrate.Session.
+func (m migrationSession) Applied(ctx context.Context) (map[int]time.Time, error) {
+	rows, err := m.conn.QueryContext(ctx, `SELECT version, `+micros("applied_at")+` FROM `+m.versions)
+	return migrate.ScanApplied(rows, err, fromMicros)
+}
+
+// Exec implements migrate.Session: the script's statements one at a time (see execScript).
+func (m migrationSession) Exec(ctx context.Context, script string) error {
+	return execScript(ctx, m.conn, script)
+}
+
+// Record implements migrate.Session.
+func (m migrationSession) Record(ctx context.Context, mg migrate.Migration) error {
+	_, err := m.conn.ExecContext(ctx, `INSERT INTO `+m.versions+` (version, name) VALUES (?, ?)`, mg.Version, mg.Name)
+	return err
+}
+
+// Unrecord implements migrate.Session.
+func (m migrationSession) Unrecord(ctx context.Context, version int) error {
+	_, err := m.conn.ExecContext(ctx, `DELETE FROM `+m.versions+` WHERE version = ?`, version)
+	return err
 }
 
 // ensureDatabase creates the configured database when it is missing. It looks first, so that
@@ -237,92 +284,4 @@ func execScript(ctx context.Context, conn *sql.Conn, script string) error {
 		}
 	}
 	return nil
-}
-
-// MigrateUp implements dialect.Store.
-func (s *Store) MigrateUp(ctx context.Context) ([]int, error) {
-	ms, err := s.migrations()
-	if err != nil {
-		return nil, err
-	}
-	var done []int
-	err = s.withMigrationLock(ctx, func(conn *sql.Conn, applied map[int]time.Time) error {
-		for _, m := range migrate.Pending(ms, applied) {
-			if err := execScript(ctx, conn, m.Up); err != nil {
-				return fmt.Errorf("applying migration %d_%s: %w", m.Version, m.Name, err)
-			}
-			if _, err := conn.ExecContext(ctx, `INSERT INTO `+s.names.Versions+` (version, name) VALUES (?, ?)`, m.Version, m.Name); err != nil {
-				return fmt.Errorf("recording migration %d: %w", m.Version, err)
-			}
-			done = append(done, m.Version)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return done, nil
-}
-
-// MigrateDown implements dialect.Store.
-func (s *Store) MigrateDown(ctx context.Context, steps int) ([]int, error) {
-	ms, err := s.migrations()
-	if err != nil {
-		return nil, err
-	}
-	var done []int
-	err = s.withMigrationLock(ctx, func(conn *sql.Conn, applied map[int]time.Time) error {
-		if len(applied) == 0 {
-			return dialect.ErrNoMigrations
-		}
-		for _, m := range migrate.ToRevert(ms, applied, steps) {
-			if err := execScript(ctx, conn, m.Down); err != nil {
-				return fmt.Errorf("reverting migration %d_%s: %w", m.Version, m.Name, err)
-			}
-			if _, err := conn.ExecContext(ctx, `DELETE FROM `+s.names.Versions+` WHERE version = ?`, m.Version); err != nil {
-				return fmt.Errorf("unrecording migration %d: %w", m.Version, err)
-			}
-			done = append(done, m.Version)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return done, nil
-}
-
-// MigrationStatus implements dialect.Store.
-func (s *Store) MigrationStatus(ctx context.Context) ([]dialect.MigrationStatus, error) {
-	ms, err := s.migrations()
-	if err != nil {
-		return nil, err
-	}
-	// A read only: no database or versions table is created, no lock taken (nothing is
-	// applied without the table).
-	applied := map[int]time.Time{}
-	var n int
-	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = COALESCE(NULLIF(?, ''), DATABASE()) AND table_name = ?`,
-		s.table.Schema, s.table.Derived("_migrations").Name).Scan(&n); err != nil {
-		return nil, fmt.Errorf("reading applied migrations: %w", err)
-	}
-	if n > 0 {
-		rows, err := s.db.QueryContext(ctx, `SELECT version, `+micros("applied_at")+` FROM `+s.names.Versions)
-		if err != nil {
-			return nil, fmt.Errorf("reading applied migrations: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var v int
-			var us int64
-			if err := rows.Scan(&v, &us); err != nil {
-				return nil, fmt.Errorf("reading applied migrations: %w", err)
-			}
-			applied[v] = fromMicros(us)
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("reading applied migrations: %w", err)
-		}
-	}
-	return migrate.Status(ms, applied), nil
 }

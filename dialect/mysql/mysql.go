@@ -53,7 +53,8 @@ type Config struct {
 // DSN that sets none.
 const ProgramName = "outbox-relay"
 
-// Store is a MySQL or MariaDB outbox. It implements dialect.Store.
+// Store is a MySQL or MariaDB outbox. It implements dialect.Store, and dialect.HeldWriter for
+// the binlog source (relay/binlog).
 type Store struct {
 	db     *sql.DB
 	ownDB  bool
@@ -131,7 +132,7 @@ func (s *Store) DB() *sql.DB { return s.db }
 // Writer returns the outbox.Writer for this store's table, for use in business transactions.
 func (s *Store) Writer() *outbox.Writer { return s.writer }
 
-// Dialect implements dialect.Store.
+// Dialect implements dialect.Claimer and dialect.Admin.
 func (s *Store) Dialect() outbox.Dialect { return outbox.MySQL }
 
 // Close closes the database if the Store opened it.
@@ -295,7 +296,7 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return nil
 }
 
-// Enqueue implements dialect.Store.
+// Enqueue implements dialect.Admin.
 func (s *Store) Enqueue(ctx context.Context, msgs ...outbox.Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -314,7 +315,7 @@ func (s *Store) Enqueue(ctx context.Context, msgs ...outbox.Message) error {
 	return nil
 }
 
-// Heartbeat implements dialect.Store. Its statements run on their own (autocommit): a
+// Heartbeat implements dialect.Claimer. Its statements run on their own (autocommit): a
 // membership is a snapshot, and short statements keep heartbeats of many relays from waiting
 // on each other.
 func (s *Store) Heartbeat(ctx context.Context, relayID, group string, ttl time.Duration) (dialect.Membership, error) {
@@ -347,7 +348,7 @@ func (s *Store) Heartbeat(ctx context.Context, relayID, group string, ttl time.D
 	return m, nil
 }
 
-// Leave implements dialect.Store.
+// Leave implements dialect.Claimer.
 func (s *Store) Leave(ctx context.Context, relayID string) error {
 	if _, err := s.db.ExecContext(ctx, s.q.leave, relayID); err != nil {
 		return fmt.Errorf("leaving: %w", err)
@@ -355,7 +356,7 @@ func (s *Store) Leave(ctx context.Context, relayID string) error {
 	return nil
 }
 
-// DeletePublished implements dialect.Store. It reads the expired rows' ids without locks, then
+// DeletePublished implements dialect.Claimer. It reads the expired rows' ids without locks, then
 // deletes them by primary key in a READ COMMITTED transaction: a range DELETE could scan (and
 // wait for) rows held by open claims, and under REPEATABLE READ would take gap locks that
 // stall producers' inserts.
@@ -396,7 +397,7 @@ func queryIDs(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]int
 	return ids, rows.Err()
 }
 
-// Stats implements dialect.Store.
+// Stats implements dialect.Admin.
 func (s *Store) Stats(ctx context.Context) (dialect.Stats, error) {
 	var (
 		st       dialect.Stats
@@ -413,7 +414,7 @@ func (s *Store) Stats(ctx context.Context) (dialect.Stats, error) {
 	return st, nil
 }
 
-// DeadLetters implements dialect.Store.
+// DeadLetters implements dialect.Admin.
 func (s *Store) DeadLetters(ctx context.Context, afterID int64, limit int) ([]dialect.DeadLetter, error) {
 	if limit <= 0 {
 		return nil, nil
@@ -445,7 +446,7 @@ func (s *Store) DeadLetters(ctx context.Context, afterID int64, limit int) ([]di
 	return out, nil
 }
 
-// RetryDeadLetters implements dialect.Store. The dead letters are locked first (SKIP LOCKED:
+// RetryDeadLetters implements dialect.Admin. The dead letters are locked first (SKIP LOCKED:
 // those a concurrent retry or purge holds are theirs), so two retries never copy one back
 // twice; the count is what this call moved.
 func (s *Store) RetryDeadLetters(ctx context.Context, ids []int64) (int64, error) {
@@ -483,7 +484,7 @@ func (s *Store) RetryDeadLetters(ctx context.Context, ids []int64) (int64, error
 	return n, nil
 }
 
-// PurgeDeadLetters implements dialect.Store.
+// PurgeDeadLetters implements dialect.Admin.
 func (s *Store) PurgeDeadLetters(ctx context.Context, ids []int64) (int64, error) {
 	if ids != nil && len(ids) == 0 {
 		return 0, nil

@@ -53,7 +53,8 @@ type Config struct {
 // none.
 const ApplicationName = "outbox-relay"
 
-// Store is a PostgreSQL outbox. It implements dialect.Store.
+// Store is a PostgreSQL outbox. It implements dialect.Store, and dialect.HeldWriter for the WAL
+// source (relay/wal).
 type Store struct {
 	pool    *pgxpool.Pool
 	ownPool bool
@@ -62,6 +63,7 @@ type Store struct {
 	writer  *outbox.Writer
 	logger  *slog.Logger
 	q       queries
+	held    heldQueries
 	async   bool // Config.AsyncCommit
 	// nowaitOff: until when (unix nanoseconds) claims skip the NOWAIT attempt.
 	nowaitOff atomic.Int64
@@ -81,7 +83,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{table: t, names: migrate.NamesFor(t), writer: w, logger: cmp.Or(cfg.Logger, slog.Default()), async: cfg.AsyncCommit}
-	s.q = buildQueries(s.names)
+	s.q, s.held = buildQueries(s.names), buildHeldQueries(s.names)
 	switch {
 	case cfg.Pool != nil:
 		s.pool = cfg.Pool
@@ -109,7 +111,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 // Pool returns the store's connection pool.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// Dialect implements dialect.Store.
+// Dialect implements dialect.Claimer and dialect.Admin.
 func (s *Store) Dialect() outbox.Dialect { return outbox.Postgres }
 
 // Close closes the pool if the Store created it.
@@ -238,7 +240,7 @@ SELECT message_id, topic, key, type, payload, headers, created_at FROM moved ORD
 	}
 }
 
-// Enqueue implements dialect.Store.
+// Enqueue implements dialect.Admin.
 func (s *Store) Enqueue(ctx context.Context, msgs ...outbox.Message) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		return s.writer.Enqueue(ctx, tx, msgs...)
@@ -255,7 +257,7 @@ const nowaitPause = 5 * time.Second
 // lockNotAvailable is the SQLSTATE of a NOWAIT lock conflict.
 const lockNotAvailable = "55P03"
 
-// Claim implements dialect.Store.
+// Claim implements dialect.Claimer.
 //
 // A claim is one transaction on one connection: BEGIN travels with the claiming query and
 // COMMIT with the outcome's updates (Finish), so a batch costs two round trips. Without a
@@ -759,7 +761,7 @@ func (c *claim) Finish(ctx context.Context, o outbox.Outcome) error {
 	return nil
 }
 
-// Heartbeat implements dialect.Store.
+// Heartbeat implements dialect.Claimer.
 func (s *Store) Heartbeat(ctx context.Context, relayID, group string, ttl time.Duration) (dialect.Membership, error) {
 	b := &pgx.Batch{}
 	b.Queue(s.q.heartbeat, relayID, group)
@@ -780,7 +782,7 @@ func (s *Store) Heartbeat(ctx context.Context, relayID, group string, ttl time.D
 	return m, nil
 }
 
-// Leave implements dialect.Store.
+// Leave implements dialect.Claimer.
 func (s *Store) Leave(ctx context.Context, relayID string) error {
 	if _, err := s.pool.Exec(ctx, s.q.leave, relayID); err != nil {
 		return fmt.Errorf("leaving: %w", err)
@@ -788,7 +790,7 @@ func (s *Store) Leave(ctx context.Context, relayID string) error {
 	return nil
 }
 
-// DeletePublished implements dialect.Store.
+// DeletePublished implements dialect.Claimer.
 func (s *Store) DeletePublished(ctx context.Context, retention time.Duration, limit int) (int64, error) {
 	tag, err := s.pool.Exec(ctx, s.q.deletePublished, retention.Microseconds(), limit)
 	if err != nil {
@@ -797,7 +799,7 @@ func (s *Store) DeletePublished(ctx context.Context, retention time.Duration, li
 	return tag.RowsAffected(), nil
 }
 
-// Stats implements dialect.Store.
+// Stats implements dialect.Admin.
 func (s *Store) Stats(ctx context.Context) (dialect.Stats, error) {
 	var (
 		st     dialect.Stats
@@ -822,7 +824,7 @@ func (s *Store) Stats(ctx context.Context) (dialect.Stats, error) {
 	return st, nil
 }
 
-// DeadLetters implements dialect.Store.
+// DeadLetters implements dialect.Admin.
 func (s *Store) DeadLetters(ctx context.Context, afterID int64, limit int) ([]dialect.DeadLetter, error) {
 	rows, err := s.pool.Query(ctx, s.q.deadList, afterID, limit)
 	if err != nil {
@@ -853,7 +855,7 @@ func (s *Store) DeadLetters(ctx context.Context, afterID int64, limit int) ([]di
 	return out, rows.Err()
 }
 
-// RetryDeadLetters implements dialect.Store.
+// RetryDeadLetters implements dialect.Admin.
 func (s *Store) RetryDeadLetters(ctx context.Context, ids []int64) (int64, error) {
 	tag, err := s.pool.Exec(ctx, s.q.deadRetry, ids)
 	if err != nil {
@@ -862,7 +864,7 @@ func (s *Store) RetryDeadLetters(ctx context.Context, ids []int64) (int64, error
 	return tag.RowsAffected(), nil
 }
 
-// PurgeDeadLetters implements dialect.Store.
+// PurgeDeadLetters implements dialect.Admin.
 func (s *Store) PurgeDeadLetters(ctx context.Context, ids []int64) (int64, error) {
 	tag, err := s.pool.Exec(ctx, s.q.deadPurge, ids)
 	if err != nil {

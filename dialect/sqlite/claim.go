@@ -73,7 +73,7 @@ type candidate struct {
 	key string
 }
 
-// Claim implements dialect.Store.
+// Claim implements dialect.Claimer.
 //
 // SQLite has a single writer, so a claim does not hold a transaction (that would stop every
 // producer while the batch is being published): the Store records the claimed messages in

@@ -14,125 +14,84 @@ func (s *Store) migrations() ([]migrate.Migration, error) {
 	return migrate.Load(migrationFS, "migrations", s.names)
 }
 
+// migrator is the shared migration loop over this store's driver.
+func (s *Store) migrator() migrate.Runner {
+	return migrate.Runner{Load: s.migrations, Driver: migrationDriver{s}}
+}
+
+// MigrateUp implements dialect.Migrator.
+func (s *Store) MigrateUp(ctx context.Context) ([]int, error) { return s.migrator().MigrateUp(ctx) }
+
+// MigrateDown implements dialect.Migrator.
+func (s *Store) MigrateDown(ctx context.Context, steps int) ([]int, error) {
+	return s.migrator().MigrateDown(ctx, steps)
+}
+
+// MigrationStatus implements dialect.Migrator. A read only: no versions table is created
+// (nothing is applied without one).
+func (s *Store) MigrationStatus(ctx context.Context) ([]dialect.MigrationStatus, error) {
+	return s.migrator().MigrationStatus(ctx)
+}
+
 func (s *Store) versionsTable() string { return s.table.Derived("_migrations").Quoted() }
 
-// inMigrationTx runs fn in a write transaction with the versions table in place and the
-// applied versions read. SQLite's single write lock serialises concurrent migrations (two
-// relays starting together), as the advisory lock does in PostgreSQL.
-func (s *Store) inMigrationTx(ctx context.Context, fn func(tx *sql.Tx, applied map[int]time.Time) error) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+s.versionsTable()+
+// migrationDriver runs migrations for the loop: a session is one write transaction. SQLite's
+// single write lock serialises concurrent migrations (two relays starting together), as the
+// advisory lock does in PostgreSQL.
+type migrationDriver struct{ s *Store }
+
+// Session implements migrate.Driver.
+func (d migrationDriver) Session(ctx context.Context, fn func(migrate.Session) error) error {
+	return d.s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+d.s.versionsTable()+
 			` (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
 			return fmt.Errorf("creating migrations table: %w", err)
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT version, applied_at FROM `+s.versionsTable())
-		if err != nil {
-			return fmt.Errorf("reading applied migrations: %w", err)
-		}
-		defer rows.Close()
-		applied := map[int]time.Time{}
-		for rows.Next() {
-			var v int
-			var atUS int64
-			if err := rows.Scan(&v, &atUS); err != nil {
-				return fmt.Errorf("reading applied migrations: %w", err)
-			}
-			applied[v] = time.UnixMicro(atUS)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("reading applied migrations: %w", err)
-		}
-		if err := rows.Close(); err != nil {
-			return fmt.Errorf("reading applied migrations: %w", err)
-		}
-		return fn(tx, applied)
+		return fn(migrationSession{tx: tx, versions: d.s.versionsTable()})
 	})
 }
 
-// MigrateUp implements dialect.Store.
-func (s *Store) MigrateUp(ctx context.Context) ([]int, error) {
-	ms, err := s.migrations()
-	if err != nil {
-		return nil, err
-	}
-	var done []int
-	err = s.inMigrationTx(ctx, func(tx *sql.Tx, applied map[int]time.Time) error {
-		for _, m := range migrate.Pending(ms, applied) {
-			if _, err := tx.ExecContext(ctx, m.Up); err != nil {
-				return fmt.Errorf("applying migration %d_%s: %w", m.Version, m.Name, err)
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO `+s.versionsTable()+` (version, name, applied_at) VALUES (?, ?, ?)`,
-				m.Version, m.Name, time.Now().UnixMicro()); err != nil {
-				return fmt.Errorf("recording migration %d: %w", m.Version, err)
-			}
-			done = append(done, m.Version)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return done, nil
-}
-
-// MigrateDown implements dialect.Store.
-func (s *Store) MigrateDown(ctx context.Context, steps int) ([]int, error) {
-	ms, err := s.migrations()
-	if err != nil {
-		return nil, err
-	}
-	var done []int
-	err = s.inMigrationTx(ctx, func(tx *sql.Tx, applied map[int]time.Time) error {
-		if len(applied) == 0 {
-			return dialect.ErrNoMigrations
-		}
-		for _, m := range migrate.ToRevert(ms, applied, steps) {
-			if _, err := tx.ExecContext(ctx, m.Down); err != nil {
-				return fmt.Errorf("reverting migration %d_%s: %w", m.Version, m.Name, err)
-			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM `+s.versionsTable()+` WHERE version = ?`, m.Version); err != nil {
-				return fmt.Errorf("unrecording migration %d: %w", m.Version, err)
-			}
-			done = append(done, m.Version)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return done, nil
-}
-
-// MigrationStatus implements dialect.Store. A read only: no versions table is created
-// (nothing is applied without one).
-func (s *Store) MigrationStatus(ctx context.Context) ([]dialect.MigrationStatus, error) {
-	ms, err := s.migrations()
-	if err != nil {
-		return nil, err
-	}
-	applied := map[int]time.Time{}
+// Applied implements migrate.Driver.
+func (d migrationDriver) Applied(ctx context.Context) (map[int]time.Time, error) {
 	var n int
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`,
-		s.table.Derived("_migrations").Name).Scan(&n); err != nil {
-		return nil, fmt.Errorf("reading applied migrations: %w", err)
+	if err := d.s.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`,
+		d.s.table.Derived("_migrations").Name).Scan(&n); err != nil {
+		return nil, err
 	}
-	if n > 0 {
-		rows, err := s.db.QueryContext(ctx, `SELECT version, applied_at FROM `+s.versionsTable())
-		if err != nil {
-			return nil, fmt.Errorf("reading applied migrations: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var v int
-			var atUS int64
-			if err := rows.Scan(&v, &atUS); err != nil {
-				return nil, fmt.Errorf("reading applied migrations: %w", err)
-			}
-			applied[v] = time.UnixMicro(atUS)
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("reading applied migrations: %w", err)
-		}
+	if n == 0 {
+		return map[int]time.Time{}, nil
 	}
-	return migrate.Status(ms, applied), nil
+	rows, err := d.s.db.QueryContext(ctx, `SELECT version, applied_at FROM `+d.s.versionsTable())
+	return migrate.ScanApplied(rows, err, time.UnixMicro)
+}
+
+// migrationSession is one migration transaction.
+type migrationSession struct {
+	tx       *sql.Tx
+	versions string
+}
+
+// Applied implements migrate.Session.
+func (m migrationSession) Applied(ctx context.Context) (map[int]time.Time, error) {
+	rows, err := m.tx.QueryContext(ctx, `SELECT version, applied_at FROM `+m.versions)
+	return migrate.ScanApplied(rows, err, time.UnixMicro)
+}
+
+// Exec implements migrate.Session.
+func (m migrationSession) Exec(ctx context.Context, script string) error {
+	_, err := m.tx.ExecContext(ctx, script)
+	return err
+}
+
+// Record implements migrate.Session.
+func (m migrationSession) Record(ctx context.Context, mg migrate.Migration) error {
+	_, err := m.tx.ExecContext(ctx, `INSERT INTO `+m.versions+` (version, name, applied_at) VALUES (?, ?, ?)`,
+		mg.Version, mg.Name, time.Now().UnixMicro())
+	return err
+}
+
+// Unrecord implements migrate.Session.
+func (m migrationSession) Unrecord(ctx context.Context, version int) error {
+	_, err := m.tx.ExecContext(ctx, `DELETE FROM `+m.versions+` WHERE version = ?`, version)
+	return err
 }

@@ -135,7 +135,7 @@ func (s *Store) DB() *sql.DB { return s.db }
 // Writer returns the outbox.Writer for this store's table, for use in business transactions.
 func (s *Store) Writer() *outbox.Writer { return s.writer }
 
-// Dialect implements dialect.Store.
+// Dialect implements dialect.Claimer and dialect.Admin.
 func (s *Store) Dialect() outbox.Dialect { return outbox.SQLite }
 
 // Close closes the database if the Store opened it.
@@ -240,14 +240,14 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return nil
 }
 
-// Enqueue implements dialect.Store.
+// Enqueue implements dialect.Admin.
 func (s *Store) Enqueue(ctx context.Context, msgs ...outbox.Message) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		return s.writer.Enqueue(ctx, tx, msgs...)
 	})
 }
 
-// Heartbeat implements dialect.Store.
+// Heartbeat implements dialect.Claimer.
 func (s *Store) Heartbeat(ctx context.Context, relayID, group string, ttl time.Duration) (dialect.Membership, error) {
 	now := time.Now().UnixMicro()
 	var ids []string
@@ -282,7 +282,7 @@ func (s *Store) Heartbeat(ctx context.Context, relayID, group string, ttl time.D
 	return m, nil
 }
 
-// Leave implements dialect.Store.
+// Leave implements dialect.Claimer.
 func (s *Store) Leave(ctx context.Context, relayID string) error {
 	if _, err := s.db.ExecContext(ctx, s.q.leave, relayID); err != nil {
 		return fmt.Errorf("leaving: %w", err)
@@ -290,7 +290,7 @@ func (s *Store) Leave(ctx context.Context, relayID string) error {
 	return nil
 }
 
-// DeletePublished implements dialect.Store.
+// DeletePublished implements dialect.Claimer.
 func (s *Store) DeletePublished(ctx context.Context, retention time.Duration, limit int) (int64, error) {
 	cutoff := time.Now().UnixMicro() - retention.Microseconds()
 	res, err := s.db.ExecContext(ctx, s.q.deletePublished, cutoff, limit)
@@ -300,7 +300,7 @@ func (s *Store) DeletePublished(ctx context.Context, retention time.Duration, li
 	return res.RowsAffected()
 }
 
-// Stats implements dialect.Store.
+// Stats implements dialect.Admin.
 func (s *Store) Stats(ctx context.Context) (dialect.Stats, error) {
 	var (
 		st       dialect.Stats
@@ -319,7 +319,7 @@ func (s *Store) Stats(ctx context.Context) (dialect.Stats, error) {
 	return st, nil
 }
 
-// DeadLetters implements dialect.Store.
+// DeadLetters implements dialect.Admin.
 func (s *Store) DeadLetters(ctx context.Context, afterID int64, limit int) ([]dialect.DeadLetter, error) {
 	rows, err := s.db.QueryContext(ctx, s.q.deadList, afterID, limit)
 	if err != nil {
@@ -348,7 +348,7 @@ func (s *Store) DeadLetters(ctx context.Context, afterID int64, limit int) ([]di
 	return out, nil
 }
 
-// RetryDeadLetters implements dialect.Store.
+// RetryDeadLetters implements dialect.Admin.
 func (s *Store) RetryDeadLetters(ctx context.Context, ids []int64) (int64, error) {
 	var n int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -369,7 +369,7 @@ func (s *Store) RetryDeadLetters(ctx context.Context, ids []int64) (int64, error
 	return n, nil
 }
 
-// PurgeDeadLetters implements dialect.Store.
+// PurgeDeadLetters implements dialect.Admin.
 func (s *Store) PurgeDeadLetters(ctx context.Context, ids []int64) (int64, error) {
 	res, err := s.db.ExecContext(ctx, s.q.deadRemove, jsonIDs(ids))
 	if err != nil {

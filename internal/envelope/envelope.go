@@ -7,6 +7,8 @@
 // CloudEvents bindings use for context attributes, and names a broker or HTTP interprets
 // (JetStream's Nats-* headers, RabbitMQ's CC/BCC and x-death family, HTTP framing and
 // hop-by-hop headers, the Standard Webhooks headers) are refused, in any letter case.
+//
+// HeadersJSON is the one encoding of headers for the tables' headers columns.
 package envelope
 
 import (

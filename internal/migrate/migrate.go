@@ -1,5 +1,7 @@
-// Package migrate loads numbered SQL migrations embedded by a dialect and renders their table
-// names. Running them (and recording what ran) is the dialect's job.
+// Package migrate loads numbered SQL migrations embedded by a dialect, renders their table
+// names, and runs them: Runner is the apply, record, revert and status loop of every dialect,
+// over a small per-dialect Driver (a session under the dialect's lock, running a script,
+// recording and listing applied versions). Each dialect keeps its own SQL files and driver.
 //
 // Files are named NNN_name.up.sql and NNN_name.down.sql. Their text is a text/template over
 // Names: {{.Table}}, {{.Dead}}, {{.Relays}} are quoted table names, {{.Name "_suffix"}} a

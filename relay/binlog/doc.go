@@ -73,7 +73,9 @@
 // goes back to the head of its key's queue with attempts+1 and is given out again after its
 // delay (the row's attempts column is not updated). A dead one is written to the dead-letter
 // table from the record (its row deleted in the same transaction), then counts as done. A
-// published message counts as done once its row is deleted (at once with KeepAcked).
+// published message counts as done once its row is deleted (at once with KeepAcked). The
+// source writes these outcomes through the mysql store of the same table (its
+// dialect.HeldWriter).
 //
 // The position advances past a transaction only when every one of its messages, and of every
 // transaction before it, is done. It is saved in the position table (row Name) every

@@ -8,6 +8,7 @@ import (
 
 	gomysql "github.com/go-sql-driver/mysql"
 
+	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/dialect/mysql"
 	"github.com/outboxgo/outbox/internal/sqlident"
 	"github.com/outboxgo/outbox/relay"
@@ -21,7 +22,7 @@ type Source struct {
 	cfg    Config
 	repl   *gomysql.Config // the replication connection
 	table  sqlident.Table
-	store  *mysql.Store // deletes and dead letters
+	held   dialect.HeldWriter // deletes, dead letters, broker duplicates: the mysql store
 	logger *slog.Logger
 
 	running atomic.Bool
@@ -83,7 +84,7 @@ func New(cfg Config) (*Source, error) {
 		cfg:     cfg,
 		repl:    mc,
 		table:   t,
-		store:   store,
+		held:    store,
 		logger:  cfg.Logger.With(slog.String("source", cfg.Name)),
 		crashed: make(chan struct{}),
 	}

@@ -32,7 +32,9 @@ const (
 
 // Config configures a Source.
 type Config struct {
-	Store dialect.Store
+	// Store is the outbox to claim from: only its claim path is used. When it also
+	// implements dialect.Notifier, idle workers wake on commits (see DisableNotify).
+	Store dialect.Claimer
 	// BatchSize is the most messages one claim takes. Default 1000.
 	BatchSize int
 	// MaxBatchBytes bounds the payload bytes of one claim (memory per worker). Default 16 MiB.
@@ -59,7 +61,7 @@ type Config struct {
 	Logger        *slog.Logger
 }
 
-// Source claims from a dialect.Store. It implements relay.Source, relay.Runner and
+// Source claims from a dialect.Claimer. It implements relay.Source, relay.Runner and
 // relay.Concurrent.
 type Source struct {
 	cfg    Config

@@ -2,11 +2,9 @@ package wal
 
 import (
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -171,31 +169,4 @@ func decodeBytea(v []byte, tm *pgtype.Map) ([]byte, error) {
 		out = []byte{}
 	}
 	return out, nil
-}
-
-// headersJSON is the headers column value for the dead-letter table.
-func headersJSON(h map[string]string) string {
-	if len(h) == 0 {
-		return "{}"
-	}
-	b, err := json.Marshal(h)
-	if err != nil { // a map[string]string always marshals
-		return "{}"
-	}
-	return string(b)
-}
-
-// storable makes text fit a PostgreSQL text column: valid UTF-8 without NUL, at most about
-// 2000 bytes.
-func storable(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.ReplaceAll(s, "\x00", "")
-	if len(s) > 2000 {
-		cut := 2000
-		for cut > 0 && s[cut]&0xC0 == 0x80 {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return s
 }

@@ -50,7 +50,8 @@
 // and is given out again after its delay. A dead one is written to the dead-letter table
 // (<table>_dead: original_id is the row id in table mode and the message's LSN in logical
 // mode), then counts as done. In table mode a published message counts as done once its row
-// is deleted.
+// is deleted. The source writes these outcomes through the postgres store of the same table
+// (its dialect.HeldWriter).
 //
 // The slot's confirmed position advances past a transaction only when every one of its
 // messages, and of every transaction before it, is done: the source confirms the end LSN of

@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox/dialect/postgres"
 	"github.com/outboxgo/outbox/internal/sqlident"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/internal/keyqueue"
@@ -27,7 +29,7 @@ type Source struct {
 	table    sqlident.Table
 	logger   *slog.Logger
 	hbPrefix string
-	queries  queries
+	held     dialect.HeldWriter // deletes, dead letters, broker duplicates: the postgres store
 
 	running atomic.Bool
 	stream  atomic.Pointer[pgconn.PgConn] // the replication connection while streaming
@@ -65,13 +67,17 @@ func New(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
+	store, err := postgres.New(context.Background(), postgres.Config{Pool: cfg.Pool, Table: cfg.Table, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
 	s := &Source{
 		cfg:      cfg,
 		conn:     pc,
 		table:    t,
 		logger:   cfg.Logger.With(slog.String("slot", cfg.SlotName)),
 		hbPrefix: cfg.MessagePrefix + "-heartbeat",
-		queries:  buildQueries(t),
+		held:     store,
 		crashed:  make(chan struct{}),
 	}
 	s.q = keyqueue.New[txnInfo](keyqueue.Config{
