@@ -30,6 +30,7 @@ func TestHeldMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer rows.Close()
 	for rows.Next() {
 		var id int64
 		if err := rows.Scan(&id); err != nil {
@@ -37,7 +38,7 @@ func TestHeldMessages(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
-	if err := rows.Close(); err != nil || len(ids) != 3 {
+	if err := rows.Err(); err != nil || len(ids) != 3 {
 		t.Fatalf("ids %v, %v", ids, err)
 	}
 	if n, err := s.DeleteRows(ctx, []int64{ids[0], ids[0] + 1000}); err != nil || n != 1 {
