@@ -205,7 +205,7 @@ func TestEnqueueLogical(t *testing.T) {
 	}
 
 	got := readSlotMessages(t, conn, slot, prefix)
-	want := append(first, second...)
+	want := append(first, second...) //nolint:makezero // first was filled by index; want is first, then second
 	if len(got) != len(want) {
 		t.Fatalf("read %d messages, want %d", len(got), len(want))
 	}

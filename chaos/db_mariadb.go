@@ -255,16 +255,15 @@ func (m *mariaDB) terminateRelays(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	defer rows.Close()
 	var ids []uint64
 	for rows.Next() {
 		var id uint64
 		if err := rows.Scan(&id); err != nil {
-			_ = rows.Close()
 			return 0, err
 		}
 		ids = append(ids, id)
 	}
-	_ = rows.Close()
 	if err := rows.Err(); err != nil {
 		return 0, err
 	}
@@ -336,7 +335,7 @@ func (m *mariaDB) lookup(ctx context.Context, ids []string) (map[string]LostMess
 
 // scanLost runs query and reads its rows into out, as where (see collectLost).
 func (m *mariaDB) scanLost(ctx context.Context, out map[string]LostMessage, where, query string, args []any) error {
-	rows, err := m.db.QueryContext(ctx, query, args...)
+	rows, err := m.db.QueryContext(ctx, query, args...) //nolint:rowserrcheck // collectLost returns rows.Err
 	if err != nil {
 		return err
 	}

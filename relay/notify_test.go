@@ -122,7 +122,12 @@ func startCounting(t *testing.T, b *bundle, workers int) (*slotCountingStore, *s
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
 	waitFor(t, 10*time.Second, "the listener", func() bool { return listeners(t, b) == 1 })
 	return cs, sk
 }

@@ -442,7 +442,7 @@ func (r *Relay) dispatch(work context.Context, recs []outbox.Record) dispatched 
 				}
 				continue
 			}
-			if context.Cause(work) == errShutdown {
+			if errors.Is(context.Cause(work), errShutdown) {
 				continue // not the message's fault: release it unchanged
 			}
 			if sink.IsUnavailable(err) || (timedOut && errors.Is(err, context.DeadlineExceeded)) {

@@ -5,9 +5,11 @@
 #   bash scripts/test.sh -run TestX ./relay/...  # extra args are passed to go test
 #
 # Steps, from the repository root: scripts/services.sh (install/start PostgreSQL, MariaDB, Redis,
-# RabbitMQ, Mosquitto, NATS), `go vet ./...`, then `go test -race -count=1 -timeout 20m ./...`.
-# If any arguments are given they REPLACE ./... (so name the packages too, as above); go vet
-# always checks ./... . Exits non-zero on the first failure.
+# RabbitMQ, Mosquitto, NATS), `go vet ./...`, `golangci-lint run ./...` (v2.15.0, configured by
+# .golangci.yml; installed with `go install` into $(go env GOPATH)/bin when that is missing or
+# another version), then `go test -race -count=1 -timeout 20m ./...`. If any arguments are given
+# they REPLACE ./... (so name the packages too, as above); go vet and golangci-lint always check
+# ./... . Exits non-zero on the first failure, a lint finding included.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,14 +22,26 @@ bash scripts/services.sh
 echo "== go vet ./..."
 go vet ./...
 
+# golangci-lint, pinned: another version may enable other checks or read the config otherwise.
+lint_version=2.15.0
+lint_bin="$(go env GOBIN)"
+lint_bin="${lint_bin:-$(go env GOPATH | cut -d: -f1)/bin}/golangci-lint" # go install's target
+if [[ "$("$lint_bin" version --short 2>/dev/null || true)" != "$lint_version" ]]; then
+	echo "== go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v$lint_version"
+	go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v$lint_version"
+fi
+echo "== golangci-lint run ./..."
+"$lint_bin" run ./...
+
 if (($# == 0)); then
 	set -- ./...
 fi
 echo "== go test -race -count=1 -timeout 20m $*"
 go test -race -count=1 -timeout 20m "$@"
 
-# The side-by-side benchmark is a module of its own (bench/go.mod): its helpers' unit tests.
+# The side-by-side benchmark is a module of its own (bench/go.mod): vet, lint (the root's
+# .golangci.yml) and its helpers' unit tests.
 if (($# == 1)) && [[ $1 == ./... ]]; then
-	echo "== (cd bench && go vet ./... && go test -race -count=1 ./...)"
-	(cd bench && go vet ./... && go test -race -count=1 ./...)
+	echo "== (cd bench && go vet ./... && golangci-lint run ./... && go test -race -count=1 ./...)"
+	(cd bench && go vet ./... && "$lint_bin" run ./... && go test -race -count=1 ./...)
 fi

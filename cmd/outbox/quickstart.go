@@ -284,7 +284,7 @@ func startNATS(storeDir string, port int, verbose bool, logger *slog.Logger) (*s
 		port = server.RANDOM_PORT
 	} else {
 		// The server only logs a busy port (and we silence it): check first.
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))) //nolint:noctx // a port probe: Listen does not block
 		if err != nil {
 			return nil, fmt.Errorf("starting NATS: %w", err)
 		}

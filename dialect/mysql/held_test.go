@@ -31,6 +31,7 @@ func TestHeldMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer rows.Close()
 	for rows.Next() {
 		var id int64
 		if err := rows.Scan(&id); err != nil {
@@ -38,7 +39,7 @@ func TestHeldMessages(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
-	if err := rows.Close(); err != nil || len(ids) != 3 {
+	if err := rows.Err(); err != nil || len(ids) != 3 {
 		t.Fatalf("ids %v, %v", ids, err)
 	}
 	count := func() int {

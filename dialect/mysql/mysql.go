@@ -407,7 +407,7 @@ func (s *Store) Stats(ctx context.Context) (dialect.Stats, error) {
 	if err != nil {
 		return st, fmt.Errorf("reading stats: %w", err)
 	}
-	if st.Topics, err = dialect.ScanTopics(s.db.QueryContext(ctx, s.q.topics)); err != nil {
+	if st.Topics, err = dialect.ScanTopics(s.db.QueryContext(ctx, s.q.topics)); err != nil { //nolint:rowserrcheck // ScanTopics returns rows.Err
 		return st, fmt.Errorf("reading stats: %w", err)
 	}
 	st.OldestPending = max(time.Duration(oldestUS)*time.Microsecond, 0)

@@ -258,6 +258,7 @@ JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id WHERE p.DB
 				t.Errorf("listing transactions: %v", err)
 				return
 			}
+			defer rows.Close()
 			var ids []int64
 			for rows.Next() {
 				var id int64
@@ -265,7 +266,9 @@ JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id WHERE p.DB
 					ids = append(ids, id)
 				}
 			}
-			rows.Close()
+			if err := rows.Err(); err != nil {
+				t.Errorf("listing transactions: %v", err)
+			}
 			for _, id := range ids {
 				if _, err := admin.ExecContext(context.Background(), "KILL "+strconv.FormatInt(id, 10)); err == nil {
 					killed.Add(1)

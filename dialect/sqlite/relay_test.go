@@ -86,7 +86,9 @@ func TestRelayUnreadableRowStallsNothing(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	cancel()
-	<-done
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
 	dls, err := s.DeadLetters(ctx, 0, 10)
 	if err != nil || len(dls) != 1 || !strings.Contains(dls[0].LastError, "column message_id") || string(dls[0].Record.Payload) != "57" {
 		t.Fatalf("dead letters = %+v, %v", dls, err)

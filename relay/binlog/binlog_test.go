@@ -683,5 +683,8 @@ func TestUndecodableRowCases(t *testing.T) {
 			t.Fatalf("dead letter %d: reason %q does not name column %s", i, reason, cols[i])
 		}
 	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
 	sourcetest.WaitFor(t, 10*time.Second, "nothing pending, rows deleted", func() bool { return src.Stats().Pending == 0 && e.rows(t) == 0 })
 }

@@ -262,7 +262,7 @@ func (g *gtidTracker) String() string {
 // startSet is the GTID set to start streaming from, or nil to start from file and position.
 func (g *gtidTracker) startSet() mysql.GTIDSet {
 	switch {
-	case g.domains != nil && len(g.domains) > 0:
+	case len(g.domains) > 0:
 		set := &mysql.MariadbGTIDSet{Sets: map[uint32]map[uint32]*mysql.MariadbGTID{}}
 		for d, id := range g.domains {
 			set.Sets[d] = map[uint32]*mysql.MariadbGTID{id.ServerID: id.Clone()}

@@ -152,7 +152,7 @@ func (s *Sink) handshake(nc net.Conn) (*conn, error) {
 			cfg.ServerName = host
 		}
 		tc := tls.Client(nc, cfg)
-		if err := tc.Handshake(); err != nil {
+		if err := tc.Handshake(); err != nil { //nolint:noctx // connect bounds it: nc has ctx's deadline, and cancel interrupts it
 			return nil, fmt.Errorf("TLS handshake: %w", err)
 		}
 		nc = tc

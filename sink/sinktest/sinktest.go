@@ -207,7 +207,7 @@ func requireAllOK(t *testing.T, recs []*outbox.Record, res []error) {
 	t.Helper()
 	for i, err := range res {
 		if err != nil {
-			t.Fatalf("message %d (topic %q, key %q): %v", i, recs[i].Topic, recs[i].Key, err)
+			t.Fatalf("message %d (topic %q, key %q): %v", i, recs[i].Topic, recs[i].Key, err) //nolint:gosec // G602: len(res) == len(recs), checked by publish
 		}
 	}
 }

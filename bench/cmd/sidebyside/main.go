@@ -127,7 +127,7 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sidebyside:", err)
-		os.Exit(1)
+		os.Exit(1) //nolint:gocritic // exitAfterDefer: the deferred stop only restores signal handling
 	}
 }
 

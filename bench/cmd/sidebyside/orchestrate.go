@@ -258,7 +258,7 @@ func machine() string {
 	mem := ""
 	if raw, err := os.ReadFile("/proc/meminfo"); err == nil {
 		var kb int64
-		fmt.Sscanf(strings.SplitN(string(raw), "\n", 2)[0], "MemTotal: %d kB", &kb)
+		_, _ = fmt.Sscanf(strings.SplitN(string(raw), "\n", 2)[0], "MemTotal: %d kB", &kb) // unparsed: kb stays 0
 		mem = fmt.Sprintf(", %.0f GiB RAM", float64(kb)/(1<<20))
 	}
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")

@@ -353,7 +353,7 @@ func (p *relayProc) Stop() (map[string]int64, error) {
 		case p.stopErr = <-done:
 		case <-time.After(30 * time.Second):
 			p.kill()
-			<-done
+			<-done //nolint:errcheck // the exit status of a process we killed
 			p.stopErr = errors.New("relay did not stop within 30s; killed")
 		}
 		select {

@@ -115,7 +115,7 @@ func drain(ctx context.Context, o options, s *system, pool *pgxpool.Pool, js jet
 	if err != nil {
 		return nil, err
 	}
-	defer s.stopRelay(p)
+	defer s.stopRelay(p) //nolint:errcheck // cleanup on an early return; the drain checks stopRelay's error below
 	psi0 := cpuPressure()
 	if err := p.Go(); err != nil {
 		return nil, err
@@ -187,7 +187,7 @@ func steady(ctx context.Context, o options, s *system, pool *pgxpool.Pool, js je
 	if err != nil {
 		return nil, err
 	}
-	defer s.stopRelay(p)
+	defer s.stopRelay(p) //nolint:errcheck // cleanup: the steady result counts what arrived (Missing), not the relay's exit
 	col := newCollector(time.Now(), total, 0)
 	stop, err := consume(ctx, js, s.Stream, s.Prefix+topic, col)
 	if err != nil {
@@ -283,7 +283,7 @@ func idle(ctx context.Context, o options, s *system, pool *pgxpool.Pool, js jets
 	if err != nil {
 		return nil, err
 	}
-	defer s.stopRelay(p)
+	defer s.stopRelay(p) //nolint:errcheck // cleanup: the idle result counts what arrived (Missing), not the relay's exit
 	n := o.idleSamples
 	col := newCollector(time.Now(), n+1, 0) // seq n: the warm-up message
 	stop, err := consume(ctx, js, s.Stream, s.Prefix+topic, col)

@@ -73,10 +73,11 @@ func Database(t testing.TB) (*sql.DB, string, string) {
 }
 
 func killSessions(ctx context.Context, admin *sql.DB, database string) {
-	rows, err := admin.QueryContext(ctx, `SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()`, database)
+	rows, err := admin.QueryContext(ctx, `SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()`, database) //nolint:rowserrcheck // best effort, as the query's own error: kill the sessions listed
 	if err != nil {
 		return
 	}
+	defer rows.Close()
 	var ids []uint64
 	for rows.Next() {
 		var id uint64
@@ -84,7 +85,6 @@ func killSessions(ctx context.Context, admin *sql.DB, database string) {
 			ids = append(ids, id)
 		}
 	}
-	_ = rows.Close()
 	for _, id := range ids {
 		_, _ = admin.ExecContext(ctx, "KILL "+strconv.FormatUint(id, 10))
 	}

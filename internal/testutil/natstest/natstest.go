@@ -5,9 +5,9 @@ package natstest
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -189,7 +189,7 @@ func (s *Server) start() {
 
 // URL is the client URL of the server; it stays the same across restarts.
 func (s *Server) URL() string {
-	return fmt.Sprintf("nats://%s:%d", s.opts.Host, s.opts.Port)
+	return "nats://" + net.JoinHostPort(s.opts.Host, strconv.Itoa(s.opts.Port))
 }
 
 // StoreDir is the JetStream store directory, kept across restarts.

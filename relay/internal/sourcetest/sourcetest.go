@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"strconv"
@@ -32,7 +31,7 @@ func Logger(tb testing.TB) *slog.Logger {
 
 // QuietLogger discards everything.
 func QuietLogger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
+	return slog.New(slog.DiscardHandler)
 }
 
 // testWriter sends log lines to the test's log.

@@ -220,7 +220,7 @@ func ParseDatabaseURL(s string) (Database, error) {
 		}
 		return Database{Dialect: outbox.SQLite, Path: path}, nil
 	default:
-		return Database{}, fmt.Errorf("%s: must start with postgres://, postgresql://, mysql://, mariadb:// or sqlite:", redact(s))
+		return Database{}, fmt.Errorf("%s: must start with postgres://, postgresql://, mysql://, mariadb:// or sqlite:", redact(s)) //nolint:staticcheck // ST1005: the last word is the scheme sqlite:
 	}
 }
 

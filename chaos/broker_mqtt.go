@@ -1,0 +1,144 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
+)
+
+// ---- MQTT: a private topic tree on the shared Mosquitto ----
+
+type mqttBroker struct {
+	addr   string
+	px     *faultproxy.Proxy
+	prefix string // MQTT topic = prefix + topic
+	client string // the consumer's client identifier (its session outlives reconnects)
+}
+
+func startMQTT(addr, name string) (*mqttBroker, error) {
+	b := &mqttBroker{addr: addr, prefix: name + "/", client: name + "-consumer"}
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the MQTT broker at %s: %w", addr, err)
+	}
+	_ = c.Close()
+	if b.px, err = startProxy(addr); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *mqttBroker) relayEnv() []string {
+	return []string{
+		"OUTBOX_SINK_TYPE=mqtt",
+		"OUTBOX_SINK_MQTT_BROKER=tcp://" + b.px.Addr(),
+		"OUTBOX_SINK_MQTT_TOPIC_PREFIX=" + b.prefix,
+		"OUTBOX_SINK_MQTT_PUBLISH_TIMEOUT=5s",
+		"OUTBOX_SINK_MQTT_RECONNECT_WAIT=100ms",
+	}
+}
+
+// consume subscribes at QoS 1 on a session that outlives a dropped connection (the broker
+// keeps its messages meanwhile), with Receive Maximum 65535 so that the broker keeps messages
+// in flight to it rather than queueing them (Mosquitto drops what exceeds max_queued_messages).
+func (b *mqttBroker) consume(ctx context.Context, deliver func(delivery)) {
+	first := true
+	for ctx.Err() == nil {
+		if err := b.consumeOnce(ctx, first, deliver); err == nil {
+			first = false
+		}
+		sleepCtx(ctx, 200*time.Millisecond)
+	}
+}
+
+func (b *mqttBroker) consumeOnce(ctx context.Context, clean bool, deliver func(delivery)) error {
+	nc, err := net.DialTimeout("tcp", b.addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	gone := make(chan struct{})
+	var once sync.Once
+	c := paho.NewClient(paho.ClientConfig{
+		Conn: nc,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			p := pr.Packet
+			var id string
+			if p.Properties != nil {
+				id = p.Properties.User.Get("id")
+			}
+			deliver(delivery{id: id, payload: p.Payload, at: time.Now()})
+			return true, nil
+		}},
+		OnClientError:      func(error) { once.Do(func() { close(gone) }) },
+		OnServerDisconnect: func(*paho.Disconnect) { once.Do(func() { close(gone) }) },
+	})
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	recvMax, expiry := uint16(65535), uint32(600)
+	ca, err := c.Connect(cctx, &paho.Connect{
+		ClientID:   b.client,
+		KeepAlive:  30,
+		CleanStart: clean,
+		Properties: &paho.ConnectProperties{ReceiveMaximum: &recvMax, SessionExpiryInterval: &expiry},
+	})
+	if err != nil {
+		_ = nc.Close()
+		return err
+	}
+	defer func() { _ = c.Disconnect(&paho.Disconnect{}) }()
+	if ca.ReasonCode != 0 {
+		return fmt.Errorf("CONNACK reason code %d", ca.ReasonCode)
+	}
+	if clean {
+		sa, err := c.Subscribe(cctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: b.prefix + "#", QoS: 1}}})
+		if err != nil {
+			return err
+		}
+		if len(sa.Reasons) != 1 || sa.Reasons[0] != 1 {
+			return fmt.Errorf("SUBACK %v, want granted QoS 1", sa.Reasons)
+		}
+	}
+	select {
+	case <-ctx.Done():
+	case <-gone:
+	}
+	return nil
+}
+
+func (b *mqttBroker) restart(context.Context, time.Duration) error { return errNoRestart }
+func (b *mqttBroker) canRestart() bool                             { return false }
+func (b *mqttBroker) cut()                                         { b.px.Cut() }
+func (b *mqttBroker) restore()                                     { b.px.Restore() }
+
+func (b *mqttBroker) sweep(context.Context, func(delivery)) error { return errNoSweep }
+
+func (b *mqttBroker) close() {
+	if b.px != nil {
+		b.px.Close()
+	}
+	// End the consumer's session: a clean start with no expiry, then a disconnect.
+	nc, err := net.DialTimeout("tcp", b.addr, 5*time.Second)
+	if err != nil {
+		return
+	}
+	c := paho.NewClient(paho.ClientConfig{Conn: nc})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: b.client, CleanStart: true}); err != nil {
+		_ = nc.Close()
+		return
+	}
+	_ = c.Disconnect(&paho.Disconnect{})
+}
+
+func (b *mqttBroker) seesHeaders() bool { return false }
+
+func (b *mqttBroker) notes() []string {
+	return []string{"MQTT: the shared Mosquitto is never restarted: no broker-restart; broker-cut (every relay connection cut at a fault proxy, new ones refused for the outage) stands in for it. The consumer holds a QoS 1 subscription to a private topic tree on a session that outlives reconnects."}
+}

@@ -1,0 +1,117 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
+)
+
+// ---- Redis Streams: a private stream on the shared server ----
+
+type redisBroker struct {
+	addr   string
+	px     *faultproxy.Proxy
+	prefix string // stream key = prefix + topic
+	client *redis.Client
+}
+
+func startRedis(addr, name string) (*redisBroker, error) {
+	b := &redisBroker{addr: addr, prefix: name + ":"}
+	b.client = redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.client.Ping(ctx).Err(); err != nil {
+		_ = b.client.Close()
+		return nil, fmt.Errorf("connecting to Redis at %s: %w", addr, err)
+	}
+	var err error
+	if b.px, err = startProxy(addr); err != nil {
+		_ = b.client.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *redisBroker) stream() string { return b.prefix + outboxTopic }
+
+func (b *redisBroker) relayEnv() []string {
+	return []string{
+		"OUTBOX_SINK_TYPE=redis",
+		"OUTBOX_SINK_REDIS_ADDR=" + b.px.Addr(),
+		"OUTBOX_SINK_REDIS_STREAM_PREFIX=" + b.prefix,
+		"OUTBOX_SINK_REDIS_PUBLISH_TIMEOUT=5s",
+	}
+}
+
+// consume reads the stream from its start with XREAD, in entry order.
+func (b *redisBroker) consume(ctx context.Context, deliver func(delivery)) {
+	_ = b.read(ctx, "0", "", deliver)
+}
+
+// read delivers the stream's entries after the entry id from until ctx ends or, when upTo is
+// set, up to that entry id.
+func (b *redisBroker) read(ctx context.Context, from, upTo string, deliver func(delivery)) error {
+	last := from
+	for ctx.Err() == nil {
+		res, err := b.client.XRead(ctx, &redis.XReadArgs{Streams: []string{b.stream(), last}, Count: 1000, Block: time.Second}).Result()
+		if errors.Is(err, redis.Nil) {
+			if upTo != "" {
+				return nil
+			}
+			continue
+		}
+		if err != nil {
+			sleepCtx(ctx, 200*time.Millisecond)
+			continue
+		}
+		for _, s := range res {
+			for _, m := range s.Messages {
+				last = m.ID
+				id, _ := m.Values["id"].(string)
+				data, _ := m.Values["data"].(string)
+				deliver(delivery{id: id, payload: []byte(data), at: time.Now()})
+				if m.ID == upTo {
+					return nil
+				}
+			}
+		}
+	}
+	return ctx.Err()
+}
+
+func (b *redisBroker) restart(context.Context, time.Duration) error { return errNoRestart }
+func (b *redisBroker) canRestart() bool                             { return false }
+func (b *redisBroker) cut()                                         { b.px.Cut() }
+func (b *redisBroker) restore()                                     { b.px.Restore() }
+
+func (b *redisBroker) sweep(ctx context.Context, fn func(delivery)) error {
+	last, err := b.client.XRevRangeN(ctx, b.stream(), "+", "-", 1).Result()
+	if err != nil {
+		return err
+	}
+	if len(last) == 0 {
+		return nil
+	}
+	return b.read(ctx, "0", last[0].ID, fn)
+}
+
+func (b *redisBroker) close() {
+	if b.px != nil {
+		b.px.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = b.client.Del(ctx, b.stream()).Err()
+	_ = b.client.Close()
+}
+
+func (b *redisBroker) seesHeaders() bool { return false }
+
+func (b *redisBroker) notes() []string {
+	return []string{"Redis: the shared server is never restarted: no broker-restart; broker-cut (every relay connection cut at a fault proxy, new ones refused for the outage) stands in for it. The consumer reads a private stream with XREAD; the stream is deleted at the end."}
+}
