@@ -150,7 +150,9 @@ func (c Config) Validate() error {
 		return &outbox.ConfigError{Field: "workers", Reason: "must be positive"}
 	case c.MaxAttempts < 1:
 		return &outbox.ConfigError{Field: "max_attempts", Reason: "must be at least 1"}
-	case c.BackoffBase < 0 || c.BackoffMax < c.BackoffBase:
+	case c.BackoffBase < 0:
+		return &outbox.ConfigError{Field: "backoff_base", Reason: "must be positive"}
+	case c.BackoffMax < c.BackoffBase:
 		return &outbox.ConfigError{Field: "backoff_max", Reason: "must be at least backoff_base, both positive"}
 	case c.PublishTimeout < 0:
 		return &outbox.ConfigError{Field: "publish_timeout", Reason: "must be positive"}

@@ -23,7 +23,7 @@ func TestValidate(t *testing.T) {
 		{"workers", relay.Config{Workers: -1}},
 		{"max_attempts", relay.Config{MaxAttempts: -1}},
 		{"backoff_max", relay.Config{BackoffBase: time.Minute, BackoffMax: time.Second}},
-		{"backoff_max", relay.Config{BackoffBase: -time.Second}},
+		{"backoff_base", relay.Config{BackoffBase: -time.Second}},
 		{"publish_timeout", relay.Config{PublishTimeout: -1}},
 		{"shutdown_timeout", relay.Config{ShutdownTimeout: -1}},
 		{"batch_timeout", relay.Config{BatchTimeout: -1}},
