@@ -230,7 +230,7 @@ func TestValidate(t *testing.T) {
 		{name: "wal in flight below batch", edit: func(c *Config) { c.WAL.MaxInFlight = 10 }, field: "wal.max_in_flight", reason: "wal.batch_size"},
 		{name: "binlog batch size", edit: func(c *Config) { c.Binlog.BatchSize = 0 }, field: "binlog.batch_size"},
 		{name: "binlog server id", edit: func(c *Config) { c.Binlog.ServerID = -1 }, field: "binlog.server_id"},
-		{name: "binlog name control", edit: func(c *Config) { c.Binlog.Name = "a\nb" }, field: "binlog.name", reason: "control"},
+		{name: "binlog name control", edit: func(c *Config) { c.Binlog.Name = "a\nb" }, field: "binlog.name", reason: "not allowed"},
 		{name: "database bad postgres", edit: func(c *Config) { c.DatabaseURL = "postgres://h:notaport/db" }, field: "database_url"},
 		{name: "sqlite no path", edit: func(c *Config) { c.DatabaseURL = "sqlite:" }, field: "database_url", reason: "file path"},
 		{name: "sqlite query", edit: func(c *Config) { c.DatabaseURL = "sqlite:x.db?mode=ro" }, field: "database_url", reason: "query"},
@@ -242,10 +242,11 @@ func TestValidate(t *testing.T) {
 		{name: "poll interval huge", edit: func(c *Config) { c.Poll.Interval = 2 * time.Hour }, field: "poll.interval"},
 		{name: "batch size negative", edit: func(c *Config) { c.Poll.BatchSize = -5 }, field: "poll.batch_size", reason: "must be between 1 and 100000"},
 		{name: "batch size huge", edit: func(c *Config) { c.Poll.BatchSize = 100001 }, field: "poll.batch_size"},
-		{name: "workers zero", edit: func(c *Config) { c.Poll.Workers = 0 }, field: "poll.workers", reason: "between 1 and 256"},
+		{name: "workers zero", edit: func(c *Config) { c.Poll.Workers = 0 }, field: "poll.workers", reason: "must be positive"},
 		{name: "workers huge", edit: func(c *Config) { c.Poll.Workers = 257 }, field: "poll.workers"},
 		{name: "max attempts zero", edit: func(c *Config) { c.Relay.MaxAttempts = 0 }, field: "relay.max_attempts"},
 		{name: "backoff base zero", edit: func(c *Config) { c.Relay.BackoffBase = 0 }, field: "relay.backoff_base", reason: "positive"},
+		{name: "backoff base negative", edit: func(c *Config) { c.Relay.BackoffBase = -time.Second }, field: "relay.backoff_base", reason: "positive"},
 		{name: "backoff max below base", edit: func(c *Config) { c.Relay.BackoffMax = time.Millisecond }, field: "relay.backoff_max", reason: "relay.backoff_base"},
 		{name: "publish timeout zero", edit: func(c *Config) { c.Relay.PublishTimeout = 0 }, field: "relay.publish_timeout"},
 		{name: "shutdown timeout negative", edit: func(c *Config) { c.Relay.ShutdownTimeout = -1 }, field: "relay.shutdown_timeout"},
@@ -265,6 +266,13 @@ func TestValidate(t *testing.T) {
 		{name: "stream subjects without stream", edit: func(c *Config) { c.Sink.NATS.StreamSubjects = []string{"x.>"} }, field: "sink.nats.stream_subjects", reason: "without"},
 		{name: "stream subjects bad", edit: func(c *Config) { c.Sink.NATS.Stream = "S"; c.Sink.NATS.StreamSubjects = []string{"x.>.y"} }, field: "sink.nats.stream_subjects"},
 		{name: "stream subjects needed", edit: func(c *Config) { c.Sink.NATS.Stream = "S"; c.Sink.NATS.SubjectPrefix = "app" }, field: "sink.nats.stream_subjects", reason: "required"},
+		{name: "wal max retained zero is the default", edit: func(c *Config) { c.WAL.MaxRetainedBytes = 0 }},
+		{name: "wal mode empty", edit: func(c *Config) { c.WAL.Mode = "" }, field: "wal.mode", reason: "required"},
+		{name: "wal batch size zero", edit: func(c *Config) { c.WAL.BatchSize = 0 }, field: "wal.batch_size", reason: "must be positive"},
+		{name: "topic too long", edit: func(c *Config) { c.Topics = []string{"a", strings.Repeat("t", 256)} }, field: "topics", reason: "longer than 255 bytes"},
+		{name: "relay batch timeout negative", edit: func(c *Config) { c.Relay.BatchTimeout = -time.Second }, field: "relay.batch_timeout", reason: "positive"},
+		{name: "stream name space", edit: func(c *Config) { c.Sink.NATS.Stream = "a b"; c.Sink.NATS.StreamSubjects = []string{"x.>"} }, field: "sink.nats.stream", reason: "whitespace"},
+		{name: "stream subjects wildcards", edit: func(c *Config) { c.Sink.NATS.Stream = "S"; c.Sink.NATS.StreamSubjects = []string{"x.*.y", "z.>"} }},
 		{name: "log level", edit: func(c *Config) { c.Log.Level = "verbose" }, field: "log.level"},
 		{name: "log format", edit: func(c *Config) { c.Log.Format = "xml" }, field: "log.format"},
 	}
@@ -412,7 +420,7 @@ func FuzzApplyYAML(f *testing.F) {
 // TestDocsCoverEverySetting keeps docs/configuration.md in step with the settings.
 func TestDocsCoverEverySetting(t *testing.T) {
 	t.Parallel()
-	raw, err := os.ReadFile("../../docs/configuration.md")
+	raw, err := os.ReadFile("../../../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}

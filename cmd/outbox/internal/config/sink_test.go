@@ -253,6 +253,20 @@ func TestSinkValidate(t *testing.T) {
 		{name: "webhook concurrency", edit: func(s *Sink) { s.Webhook.MaxConcurrency = 0 }, field: "webhook.max_concurrency"},
 
 		{name: "nats max pending", edit: func(s *Sink) { s.NATS.MaxPending = 0 }, field: "nats.max_pending"},
+		{name: "nats url secret", edit: func(s *Sink) { s.NATS.URL = "nats://a:4222,http://u:hunter2@h:4222/" }, field: "nats.url", reason: "server 2: scheme"},
+		{name: "nats name control", edit: func(s *Sink) { s.NATS.Name = "relay\x01" }, field: "nats.name", reason: "control"},
+		{name: "nats name empty is the default", edit: func(s *Sink) { s.Type = SinkNATS; s.NATS.Name = "" }},
+		{name: "amqp url no host", edit: func(s *Sink) { s.AMQP.URL = "amqp://u:hunter2@/vhost" }, field: "amqp.url", reason: "no host"},
+		{name: "amqp max message bytes zero", edit: func(s *Sink) { s.AMQP.MaxMessageBytes = 0 }, field: "amqp.max_message_bytes", reason: "must be positive"},
+		{name: "amqp empty mapped topic", edit: func(s *Sink) { s.AMQP.RoutingKeys = map[string]string{"": "k"} }, field: "amqp.routing_keys", reason: "empty topic"},
+		{name: "kafka source empty is the default", edit: func(s *Sink) { s.Type = SinkKafka; s.Kafka.Source, s.Kafka.ClientID = "", "" }},
+		{name: "kafka compression empty", edit: func(s *Sink) { s.Kafka.Compression = "" }, field: "kafka.compression", reason: "required when sink.type is kafka"},
+		{name: "kafka sasl user names the setting", edit: func(s *Sink) { s.Kafka.SASLUser = "u" }, field: "kafka.sasl_mechanism", reason: "kafka.sasl_user or "},
+		{name: "mqtt separator empty is the default", edit: func(s *Sink) { s.Type = SinkMQTT; s.MQTT.TopicSeparator, s.MQTT.Source = "", "" }},
+		{name: "mqtt long source", edit: func(s *Sink) { s.MQTT.Source = strings.Repeat("s", 65536) }, field: "mqtt.source", reason: "65535"},
+		{name: "redis stream prefix control", edit: func(s *Sink) { s.Redis.StreamPrefix = "a\nb" }, field: "redis.stream_prefix", reason: "control"},
+		{name: "redis approximate names the setting", edit: func(s *Sink) { s.Redis.Approximate = true }, field: "redis.approximate", reason: ".redis.max_len"},
+		{name: "webhook source empty is the default", edit: func(s *Sink) { s.Type = SinkWebhook; s.Webhook.Source = "" }},
 		{name: "redis addr required", edit: func(s *Sink) { s.Redis.Addr = "" }, field: "redis.addr", reason: "required when sink.type is redis"},
 		{name: "mqtt broker required", edit: func(s *Sink) { s.MQTT.Broker = "" }, field: "mqtt.broker", reason: "required when sink.type is mqtt"},
 	}
@@ -390,7 +404,7 @@ func TestRedactURL(t *testing.T) {
 // with "...").
 func TestDocsExamples(t *testing.T) {
 	t.Parallel()
-	raw, err := os.ReadFile("../../docs/configuration.md")
+	raw, err := os.ReadFile("../../../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
