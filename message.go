@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"errors"
 	"fmt"
 	"time"
 	"unicode/utf8"
@@ -65,14 +66,8 @@ func NewID() uuid.UUID {
 
 // validate checks m against the limits; index is the position in the Enqueue call.
 func (m *Message) validate(index, maxPayload int) error {
-	if m.Topic == "" {
-		return &ValidationError{Index: index, Field: "topic", Reason: "must not be empty"}
-	}
-	if len(m.Topic) > 255 {
-		return &ValidationError{Index: index, Field: "topic", Reason: "longer than 255 bytes"}
-	}
-	if err := checkText(m.Topic); err != "" {
-		return &ValidationError{Index: index, Field: "topic", Reason: err}
+	if reason := checkTopic(m.Topic); reason != "" {
+		return &ValidationError{Index: index, Field: "topic", Reason: reason}
 	}
 	if len(m.Key) > 1024 {
 		return &ValidationError{Index: index, Field: "key", Reason: "longer than 1024 bytes"}
@@ -94,6 +89,26 @@ func (m *Message) validate(index, maxPayload int) error {
 		return &ValidationError{Index: index, Field: "headers", Reason: fmt.Sprintf("header %q: %s", name, reason)}
 	}
 	return nil
+}
+
+// CheckTopic returns why topic cannot be the Topic of a Message, or nil: it must be 1 to 255
+// bytes of valid UTF-8 without control characters. Enqueue refuses such messages; a relay's
+// topic filter (relay/poll) is checked with it too.
+func CheckTopic(topic string) error {
+	if reason := checkTopic(topic); reason != "" {
+		return errors.New(reason)
+	}
+	return nil
+}
+
+func checkTopic(topic string) string {
+	switch {
+	case topic == "":
+		return "must not be empty"
+	case len(topic) > 255:
+		return "longer than 255 bytes"
+	}
+	return checkText(topic)
 }
 
 // checkText rejects invalid UTF-8 and control characters, which no broker accepts in names.

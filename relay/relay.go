@@ -128,39 +128,59 @@ func New(cfg Config) (*Relay, error) {
 				Reason: fmt.Sprintf("must be at least the source's concurrency (%d)", c.Concurrency())}
 		}
 	}
-	cfg.Workers = cmp.Or(cfg.Workers, 1)
-	cfg.MaxAttempts = cmp.Or(cfg.MaxAttempts, DefaultMaxAttempts)
-	cfg.BackoffBase = cmp.Or(cfg.BackoffBase, DefaultBackoffBase)
-	cfg.BackoffMax = cmp.Or(cfg.BackoffMax, DefaultBackoffMax)
-	cfg.PublishTimeout = cmp.Or(cfg.PublishTimeout, DefaultPublishTimeout)
-	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, DefaultShutdownTimeout)
-	cfg.BatchTimeout = cmp.Or(cfg.BatchTimeout, DefaultBatchTimeout)
-	cfg.SinkName = cmp.Or(cfg.SinkName, "sink")
-	cfg.MaxProbeInterval = cmp.Or(cfg.MaxProbeInterval, DefaultMaxProbeInterval)
-	cfg.FailureSummaryInterval = cmp.Or(cfg.FailureSummaryInterval, DefaultFailureSummaryInterval)
-	switch {
-	case cfg.Workers < 0:
-		return nil, &outbox.ConfigError{Field: "workers", Reason: "must be positive"}
-	case cfg.MaxAttempts < 1:
-		return nil, &outbox.ConfigError{Field: "max_attempts", Reason: "must be at least 1"}
-	case cfg.BackoffBase < 0 || cfg.BackoffMax < cfg.BackoffBase:
-		return nil, &outbox.ConfigError{Field: "backoff_max", Reason: "must be at least backoff_base, both positive"}
-	case cfg.PublishTimeout < 0:
-		return nil, &outbox.ConfigError{Field: "publish_timeout", Reason: "must be positive"}
-	case cfg.ShutdownTimeout < 0:
-		return nil, &outbox.ConfigError{Field: "shutdown_timeout", Reason: "must be positive"}
-	case cfg.BatchTimeout < 0:
-		return nil, &outbox.ConfigError{Field: "batch_timeout", Reason: "must be positive"}
-	case cfg.MaxProbeInterval < probeBase:
-		return nil, &outbox.ConfigError{Field: "max_probe_interval", Reason: "must be at least 1s"}
-	case cfg.FailureSummaryInterval < 0:
-		return nil, &outbox.ConfigError{Field: "failure_summary_interval", Reason: "must be positive"}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	logger := cmp.Or(cfg.Logger, slog.Default())
 	return &Relay{cfg: cfg, logger: logger,
 		pauses:   pauses{logger: logger, maxProbe: cfg.MaxProbeInterval, summary: cfg.FailureSummaryInterval},
 		failures: failureLog{logger: logger, interval: cfg.FailureSummaryInterval},
 	}, nil
+}
+
+// Validate reports the first invalid setting of c as an *outbox.ConfigError naming the field
+// in snake_case (max_attempts, backoff_max, ...). Zero values are valid: New replaces them by
+// their defaults. Source and Sink are not checked, nor Workers against the source's
+// concurrency, so that a configuration can be checked before they exist; New does that.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.Workers < 0:
+		return &outbox.ConfigError{Field: "workers", Reason: "must be positive"}
+	case c.MaxAttempts < 1:
+		return &outbox.ConfigError{Field: "max_attempts", Reason: "must be at least 1"}
+	case c.BackoffBase < 0:
+		return &outbox.ConfigError{Field: "backoff_base", Reason: "must be positive"}
+	case c.BackoffMax < c.BackoffBase:
+		return &outbox.ConfigError{Field: "backoff_max", Reason: "must be at least backoff_base, both positive"}
+	case c.PublishTimeout < 0:
+		return &outbox.ConfigError{Field: "publish_timeout", Reason: "must be positive"}
+	case c.ShutdownTimeout < 0:
+		return &outbox.ConfigError{Field: "shutdown_timeout", Reason: "must be positive"}
+	case c.BatchTimeout < 0:
+		return &outbox.ConfigError{Field: "batch_timeout", Reason: "must be positive"}
+	case c.MaxProbeInterval < probeBase:
+		return &outbox.ConfigError{Field: "max_probe_interval", Reason: "must be at least 1s"}
+	case c.FailureSummaryInterval < 0:
+		return &outbox.ConfigError{Field: "failure_summary_interval", Reason: "must be positive"}
+	}
+	return nil
+}
+
+// withDefaults returns c with its zero settings replaced by the defaults.
+func (c Config) withDefaults() Config {
+	c.Workers = cmp.Or(c.Workers, 1)
+	c.MaxAttempts = cmp.Or(c.MaxAttempts, DefaultMaxAttempts)
+	c.BackoffBase = cmp.Or(c.BackoffBase, DefaultBackoffBase)
+	c.BackoffMax = cmp.Or(c.BackoffMax, DefaultBackoffMax)
+	c.PublishTimeout = cmp.Or(c.PublishTimeout, DefaultPublishTimeout)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
+	c.BatchTimeout = cmp.Or(c.BatchTimeout, DefaultBatchTimeout)
+	c.SinkName = cmp.Or(c.SinkName, "sink")
+	c.MaxProbeInterval = cmp.Or(c.MaxProbeInterval, DefaultMaxProbeInterval)
+	c.FailureSummaryInterval = cmp.Or(c.FailureSummaryInterval, DefaultFailureSummaryInterval)
+	return c
 }
 
 // Run relays until ctx ends, then lets in-flight batches finish (within ShutdownTimeout) and

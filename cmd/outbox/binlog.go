@@ -24,21 +24,11 @@ func newBinlogSource(cfg config.Config, st dialect.Store, logger *slog.Logger) (
 	if err != nil {
 		return nil, nil, err
 	}
-	src, err := binlog.New(binlog.Config{
-		DSN:             db.DSN,
-		DB:              my.DB(),
-		Table:           cfg.Table,
-		Name:            cfg.Binlog.Name,
-		ServerID:        uint32(cfg.Binlog.ServerID),
-		KeepAcked:       cfg.Binlog.KeepAcked,
-		BatchSize:       cfg.Binlog.BatchSize,
-		Workers:         cfg.Binlog.Workers,
-		MaxInFlight:     cfg.Binlog.MaxInFlight,
-		ShutdownTimeout: cfg.Relay.ShutdownTimeout,
-		Logger:          logger,
-	})
+	bc := cfg.BinlogConfig()
+	bc.DSN, bc.DB, bc.Logger = db.DSN, my.DB(), logger
+	src, err := binlog.New(bc)
 	if err != nil {
-		return nil, nil, configField("binlog", "binlog.", err)
+		return nil, nil, config.LibraryError("binlog", "binlog.", err)
 	}
 	return src, []any{slog.String("name", binlogName(cfg)), slog.Int("workers", cfg.Binlog.Workers)}, nil
 }

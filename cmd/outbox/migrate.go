@@ -142,7 +142,7 @@ func (a *app) setupSlot(ctx context.Context, cfg config.Config, st dialect.Migra
 	}
 	src, err := wal.New(walConfig(cfg, db.URL, pg.Pool(), slog.New(slog.DiscardHandler)))
 	if err != nil {
-		return configField("wal", "wal.", err)
+		return config.LibraryError("wal", "wal.", err)
 	}
 	if err := src.Setup(ctx); err != nil {
 		return err

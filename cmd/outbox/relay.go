@@ -98,20 +98,11 @@ func (a *app) runRelay(ctx context.Context, cfg config.Config, migrate bool) err
 		return err
 	}
 	defer snk.Close()
-	r, err := relay.New(relay.Config{
-		Source:          src,
-		Sink:            snk,
-		MaxAttempts:     cfg.Relay.MaxAttempts,
-		BackoffBase:     cfg.Relay.BackoffBase,
-		BackoffMax:      cfg.Relay.BackoffMax,
-		PublishTimeout:  cfg.Relay.PublishTimeout,
-		BatchTimeout:    cfg.Relay.BatchTimeout,
-		ShutdownTimeout: cfg.Relay.ShutdownTimeout,
-		Logger:          logger,
-		SinkName:        sinkSummary(cfg),
-	})
+	rc := cfg.RelayConfig()
+	rc.Source, rc.Sink, rc.Logger, rc.SinkName = src, snk, logger, sinkSummary(cfg)
+	r, err := relay.New(rc)
 	if err != nil {
-		return configField("relay", "relay.", err)
+		return config.LibraryError("relay", "relay.", err)
 	}
 	db, _ := cfg.Database()
 	attrs := append([]any{
@@ -145,54 +136,25 @@ func newSource(ctx context.Context, cfg config.Config, st dialect.Store, logger 
 		}
 		src, err := wal.New(walConfig(cfg, db.URL, pg.Pool(), logger))
 		if err != nil {
-			return nil, nil, configField("wal", "wal.", err)
+			return nil, nil, config.LibraryError("wal", "wal.", err)
 		}
 		return src, []any{slog.String("slot", cfg.WAL.Slot), slog.String("mode", cfg.WAL.Mode), slog.Int("workers", cfg.WAL.Workers)}, nil
 	case config.SourceBinlog:
 		return newBinlogSource(cfg, st, logger)
 	default:
-		src, err := poll.New(poll.Config{
-			Store:         st,
-			BatchSize:     cfg.Poll.BatchSize,
-			MaxBatchBytes: cfg.Poll.MaxBatchBytes,
-			PollInterval:  cfg.Poll.Interval,
-			Workers:       cfg.Poll.Workers,
-			RelayID:       cfg.Relay.ID,
-			Topics:        cfg.Topics,
-			Retention:     cfg.Retention,
-			DisableNotify: !cfg.Poll.Notify,
-			// Heartbeats five times per TTL: a relay survives four lost ones.
-			HeartbeatInterval: cfg.Poll.MemberTTL / 5,
-			MemberTTL:         cfg.Poll.MemberTTL,
-			Logger:            logger,
-		})
+		pc := cfg.PollConfig()
+		pc.Store, pc.Logger = st, logger
+		src, err := poll.New(pc)
 		if err != nil {
-			return nil, nil, configField("poll", "poll.", err)
+			return nil, nil, config.LibraryError("poll", "poll.", err)
 		}
 		return src, []any{slog.String("relay_id", src.RelayID()), slog.Any("topics", cfg.Topics), slog.Int("workers", cfg.Poll.Workers)}, nil
 	}
 }
 
-// walConfig is the WAL source's configuration.
+// walConfig is the WAL source's configuration, on the connections url and pool.
 func walConfig(cfg config.Config, url string, pool *pgxpool.Pool, logger *slog.Logger) wal.Config {
-	mode := wal.ModeTable
-	if cfg.WAL.Mode == "logical" {
-		mode = wal.ModeLogical
-	}
-	return wal.Config{
-		ConnString:       url,
-		Pool:             pool,
-		Mode:             mode,
-		Table:            cfg.Table,
-		KeepAcked:        cfg.WAL.KeepAcked,
-		SlotName:         cfg.WAL.Slot,
-		Publication:      cfg.WAL.Publication,
-		MessagePrefix:    cfg.WAL.MessagePrefix,
-		BatchSize:        cfg.WAL.BatchSize,
-		Workers:          cfg.WAL.Workers,
-		MaxInFlight:      cfg.WAL.MaxInFlight,
-		MaxRetainedBytes: int64(cfg.WAL.MaxRetainedBytes),
-		ShutdownTimeout:  cfg.Relay.ShutdownTimeout,
-		Logger:           logger,
-	}
+	c := cfg.WALConfig()
+	c.ConnString, c.Pool, c.Logger = url, pool, logger
+	return c
 }

@@ -318,10 +318,10 @@ func TestLibraryConfigErrorsNameSettings(t *testing.T) {
 		{"relay", "relay.", "max_attempts", "relay.max_attempts"},
 		{"kafka", "sink.kafka.", "brokers", "sink.kafka.brokers"},
 	} {
-		err := configField(tt.lib, tt.block, &outbox.ConfigError{Field: tt.field, Reason: "bad"})
+		err := config.LibraryError(tt.lib, tt.block, &outbox.ConfigError{Field: tt.field, Reason: "bad"})
 		var ce *outbox.ConfigError
 		if !errors.As(err, &ce) || ce.Field != tt.want {
-			t.Errorf("configField(%s, %s, %s) = %v, want field %s", tt.lib, tt.block, tt.field, err, tt.want)
+			t.Errorf("LibraryError(%s, %s, %s) = %v, want field %s", tt.lib, tt.block, tt.field, err, tt.want)
 		}
 	}
 	hint := settingHint(&outbox.ConfigError{Field: "sink.nats.stream"})

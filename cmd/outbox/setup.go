@@ -178,57 +178,6 @@ func (a *app) withStoreCreate(cmd *cobra.Command, create bool, fn func(ctx conte
 	return withMigrateHint(fn(ctx, st, cfg))
 }
 
-// libraryFields maps the fields of the libraries' *outbox.ConfigError that are not named as
-// the setting they come from, "library:field", to the setting's name in its block, or with a
-// leading "=" to its full YAML path.
-var libraryFields = map[string]string{
-	"poll:poll_interval":      "interval",
-	"poll:retention":          "=retention",
-	"poll:topics":             "=topics",
-	"poll:store":              "=database_url",
-	"wal:slot_name":           "slot",
-	"wal:conn_string":         "=database_url",
-	"wal:pool":                "=database_url",
-	"wal:table":               "=table",
-	"wal:shutdown_timeout":    "=relay.shutdown_timeout",
-	"binlog:table":            "=table",
-	"binlog:dsn":              "=database_url",
-	"binlog:db":               "=database_url",
-	"binlog:shutdown_timeout": "=relay.shutdown_timeout",
-	"nats:stream.name":        "stream",
-	"nats:stream.subjects":    "stream_subjects",
-	"nats:stream":             "stream",
-	"nats:conn":               "url",
-	"nats:publish_timeout":    "=relay.publish_timeout",
-	"kafka:tls":               "tls_enabled",
-	"redis:client":            "addr",
-	"redis:tls_config":        "tls",
-	"relay:source":            "=source",
-	"relay:sink":              "=sink.type",
-}
-
-// configField renames the field of a library's *outbox.ConfigError (a field of its Config,
-// such as poll's "poll_interval" or the NATS sink's "stream.name") to the YAML path of the
-// setting it comes from (poll.interval, sink.nats.stream), so that the error names what the
-// user sets. lib names the library ("poll", "nats"); block is the YAML block its Config is
-// built from, with a trailing dot ("poll.", "sinks.events.nats."). Other errors are
-// returned as they are.
-func configField(lib, block string, err error) error {
-	var ce *outbox.ConfigError
-	if !errors.As(err, &ce) {
-		return err
-	}
-	path := block + ce.Field
-	if to, ok := libraryFields[lib+":"+ce.Field]; ok {
-		if abs, ok := strings.CutPrefix(to, "="); ok {
-			path = abs
-		} else {
-			path = block + to
-		}
-	}
-	return &outbox.ConfigError{Field: path, Reason: ce.Reason}
-}
-
 // settingHint says how to set the setting a configuration error names, when it has a flag:
 // "set it with --sink-nats-stream, OUTBOX_SINK_NATS_STREAM or sink.nats.stream in the YAML
 // file". Settings of named sinks (sinks.NAME.…) are set in the YAML file only.

@@ -111,140 +111,49 @@ func (b *sinkBuilder) build(ctx context.Context, prefix string, blk config.Sink)
 				Reason: fmt.Sprintf("JetStream refused to create or update stream %q: %s", blk.NATS.Stream, apiErr.Description)}
 		}
 		if errors.Is(err, outbox.ErrInvalidConfig) {
-			return nil, configField(blk.Type, prefix+blk.Type+".", err)
+			return nil, config.LibraryError(blk.Type, prefix+blk.Type+".", err)
 		}
 		return nil, fmt.Errorf("starting the %s sink (%s): %w", blk.Type, prefix[:len(prefix)-1], err)
 	}
 	return s, nil
 }
 
-// The functions below map a sink block to its package's Config, field by field (the block's
-// fields mirror the Config's in snake_case).
+// The functions below are the sink packages' Configs of the blocks (config's SinkConfig),
+// with the logger.
 
 func natsConfig(n config.NATS, publishTimeout time.Duration, logger *slog.Logger) natssink.Config {
-	c := natssink.Config{
-		URL:            string(n.URL),
-		Name:           n.Name,
-		Source:         n.Source,
-		SubjectPrefix:  n.SubjectPrefix,
-		PublishTimeout: publishTimeout,
-		MaxPending:     n.MaxPending,
-		ReconnectWait:  n.ReconnectWait,
-		Logger:         logger,
-	}
-	if n.Stream != "" {
-		c.Stream = &jetstream.StreamConfig{
-			Name:     n.Stream,
-			Subjects: n.EffectiveStreamSubjects(),
-			Storage:  jetstream.FileStorage,
-		}
-	}
+	c := n.SinkConfig(publishTimeout)
+	c.Logger = logger
 	return c
 }
 
 func kafkaConfig(k config.Kafka, logger *slog.Logger) kafka.Config {
-	return kafka.Config{
-		Brokers:               k.Brokers,
-		ClientID:              k.ClientID,
-		Source:                k.Source,
-		TopicPrefix:           k.TopicPrefix,
-		Topics:                k.Topics,
-		AutoCreateTopics:      k.AutoCreateTopics,
-		TLSEnabled:            k.TLSEnabled,
-		TLSCAFile:             k.TLSCAFile,
-		TLSCertFile:           k.TLSCertFile,
-		TLSKeyFile:            k.TLSKeyFile,
-		TLSInsecureSkipVerify: k.TLSInsecureSkipVerify,
-		SASLMechanism:         k.SASLMechanism,
-		SASLUser:              k.SASLUser,
-		SASLPassword:          string(k.SASLPassword),
-		ProduceTimeout:        k.ProduceTimeout,
-		MaxBufferedRecords:    k.MaxBufferedRecords,
-		MaxMessageBytes:       k.MaxMessageBytes,
-		Linger:                k.Linger,
-		Compression:           k.Compression,
-		Logger:                logger,
-	}
+	c := k.SinkConfig()
+	c.Logger = logger
+	return c
 }
 
 func amqpConfig(a config.AMQP, logger *slog.Logger) amqp.Config {
-	c := amqp.Config{
-		URL:              string(a.URL),
-		Exchange:         a.Exchange,
-		RoutingKeyPrefix: a.RoutingKeyPrefix,
-		RoutingKeys:      a.RoutingKeys,
-		Source:           a.Source,
-		ConnectionName:   a.ConnectionName,
-		PublishTimeout:   a.PublishTimeout,
-		ConnectTimeout:   a.ConnectTimeout,
-		Heartbeat:        a.Heartbeat,
-		ReconnectWait:    a.ReconnectWait,
-		MaxMessageBytes:  a.MaxMessageBytes,
-		Logger:           logger,
-	}
-	if d := a.DeclareExchange; d.Kind != "" {
-		c.DeclareExchange = &amqp.Exchange{Name: d.Name, Kind: d.Kind, Transient: d.Transient}
-	}
+	c := a.SinkConfig()
+	c.Logger = logger
 	return c
 }
 
 func mqttConfig(m config.MQTT, logger *slog.Logger) mqtt.Config {
-	return mqtt.Config{
-		Broker:         m.Broker,
-		ClientID:       m.ClientID,
-		Username:       m.Username,
-		Password:       string(m.Password),
-		TopicPrefix:    m.TopicPrefix,
-		TopicSeparator: m.TopicSeparator,
-		Source:         m.Source,
-		KeepAlive:      m.KeepAlive,
-		ConnectTimeout: m.ConnectTimeout,
-		PublishTimeout: m.PublishTimeout,
-		ReconnectWait:  m.ReconnectWait,
-		Logger:         logger,
-	}
+	c := m.SinkConfig()
+	c.Logger = logger
+	return c
 }
 
 func redisConfig(r config.Redis, logger *slog.Logger) redissink.Config {
-	return redissink.Config{
-		Addr:           r.Addr,
-		Username:       r.Username,
-		Password:       string(r.Password),
-		DB:             r.DB,
-		TLS:            r.TLS,
-		Source:         r.Source,
-		StreamPrefix:   r.StreamPrefix,
-		Streams:        r.Streams,
-		MaxLen:         int64(r.MaxLen),
-		Approximate:    r.Approximate,
-		PublishTimeout: r.PublishTimeout,
-		Logger:         logger,
-	}
+	c := r.SinkConfig()
+	c.Logger = logger
+	return c
 }
 
 func webhookConfig(w config.Webhook, logger *slog.Logger) webhook.Config {
-	c := webhook.Config{
-		URL:            string(w.URL),
-		Timeout:        w.Timeout,
-		MaxConcurrency: w.MaxConcurrency,
-		Source:         w.Source,
-		Logger:         logger,
-	}
-	if len(w.URLs) > 0 {
-		c.URLs = make(map[string]string, len(w.URLs))
-		for topic, u := range w.URLs {
-			c.URLs[topic] = string(u)
-		}
-	}
-	for _, s := range w.Secrets {
-		c.Secrets = append(c.Secrets, string(s))
-	}
-	if len(w.Headers) > 0 {
-		c.Headers = make(map[string]string, len(w.Headers))
-		for name, v := range w.Headers {
-			c.Headers[name] = string(v)
-		}
-	}
+	c := w.SinkConfig()
+	c.Logger = logger
 	return c
 }
 

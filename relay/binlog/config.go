@@ -86,22 +86,19 @@ type Config struct {
 	HeartbeatInterval time.Duration
 }
 
+// Validate reports the first invalid setting of c as an *outbox.ConfigError naming the field
+// in snake_case (name, batch_size, ...). Zero values are valid: New replaces them by their
+// defaults. The connections, DSN and DB, are not checked, so that a configuration can be
+// checked before the database is reached; New checks them first.
+func (c Config) Validate() error {
+	c.fillDefaults()
+	return c.check()
+}
+
 // withDefaults fills zero fields and validates. It returns the parsed replication DSN and the
 // table name.
 func (c *Config) withDefaults() (*gomysql.Config, sqlident.Table, error) {
-	c.Table = cmp.Or(c.Table, outbox.DefaultTable)
-	c.Name = cmp.Or(c.Name, c.Table)
-	c.BatchSize = cmp.Or(c.BatchSize, DefaultBatchSize)
-	c.BatchLinger = cmp.Or(c.BatchLinger, DefaultBatchLinger)
-	c.Workers = cmp.Or(c.Workers, DefaultWorkers)
-	c.MaxInFlight = cmp.Or(c.MaxInFlight, DefaultMaxInFlight)
-	c.MaxInFlightBytes = cmp.Or(c.MaxInFlightBytes, DefaultMaxInFlightBytes)
-	c.ReconnectInterval = cmp.Or(c.ReconnectInterval, DefaultReconnectInterval)
-	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
-	c.PositionInterval = cmp.Or(c.PositionInterval, DefaultPositionInterval)
-	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, DefaultHeartbeatInterval)
-	c.Logger = cmp.Or(c.Logger, slog.Default())
-
+	c.fillDefaults()
 	bad := func(field, reason string) (*gomysql.Config, sqlident.Table, error) {
 		return nil, sqlident.Table{}, &outbox.ConfigError{Field: field, Reason: reason}
 	}
@@ -118,8 +115,35 @@ func (c *Config) withDefaults() (*gomysql.Config, sqlident.Table, error) {
 	if c.DB == nil {
 		return bad("db", "required")
 	}
-	t, err := sqlident.Parse(c.Table)
-	if err != nil {
+	if err := c.check(); err != nil {
+		return nil, sqlident.Table{}, err
+	}
+	t, _ := sqlident.Parse(c.Table) // checked by check
+	return mc, t, nil
+}
+
+// fillDefaults replaces the zero settings of c by the defaults.
+func (c *Config) fillDefaults() {
+	c.Table = cmp.Or(c.Table, outbox.DefaultTable)
+	c.Name = cmp.Or(c.Name, c.Table)
+	c.BatchSize = cmp.Or(c.BatchSize, DefaultBatchSize)
+	c.BatchLinger = cmp.Or(c.BatchLinger, DefaultBatchLinger)
+	c.Workers = cmp.Or(c.Workers, DefaultWorkers)
+	c.MaxInFlight = cmp.Or(c.MaxInFlight, DefaultMaxInFlight)
+	c.MaxInFlightBytes = cmp.Or(c.MaxInFlightBytes, DefaultMaxInFlightBytes)
+	c.ReconnectInterval = cmp.Or(c.ReconnectInterval, DefaultReconnectInterval)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
+	c.PositionInterval = cmp.Or(c.PositionInterval, DefaultPositionInterval)
+	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, DefaultHeartbeatInterval)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
+}
+
+// check validates the settings of c, whose defaults are filled.
+func (c *Config) check() error {
+	bad := func(field, reason string) error {
+		return &outbox.ConfigError{Field: field, Reason: reason}
+	}
+	if _, err := sqlident.Parse(c.Table); err != nil {
 		return bad("table", err.Error())
 	}
 	if reason := checkName(c.Name); reason != "" {
@@ -143,7 +167,7 @@ func (c *Config) withDefaults() (*gomysql.Config, sqlident.Table, error) {
 	case c.HeartbeatInterval > 0 && c.HeartbeatInterval < c.PositionInterval:
 		return bad("heartbeat_interval", "must be at least position_interval (or negative to disable)")
 	}
-	return mc, t, nil
+	return nil
 }
 
 // checkName validates a source name: it is stored in the position table and shown in logs.

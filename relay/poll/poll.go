@@ -95,30 +95,12 @@ func New(cfg Config) (*Source, error) {
 	if cfg.Store == nil {
 		return nil, &outbox.ConfigError{Field: "store", Reason: "required"}
 	}
-	cfg.BatchSize = cmp.Or(cfg.BatchSize, DefaultBatchSize)
-	cfg.MaxBatchBytes = cmp.Or(cfg.MaxBatchBytes, DefaultMaxBatchBytes)
-	cfg.PollInterval = cmp.Or(cfg.PollInterval, DefaultPollInterval)
-	cfg.Workers = cmp.Or(cfg.Workers, DefaultWorkers)
-	cfg.HeartbeatInterval = cmp.Or(cfg.HeartbeatInterval, DefaultHeartbeatInterval)
-	cfg.MemberTTL = cmp.Or(cfg.MemberTTL, DefaultMemberTTL)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
 	if cfg.RelayID == "" {
 		cfg.RelayID = defaultRelayID()
-	}
-	switch {
-	case cfg.BatchSize < 1 || cfg.BatchSize > 100000:
-		return nil, &outbox.ConfigError{Field: "batch_size", Reason: "must be between 1 and 100000"}
-	case cfg.MaxBatchBytes < 0:
-		return nil, &outbox.ConfigError{Field: "max_batch_bytes", Reason: "must not be negative"}
-	case cfg.PollInterval < time.Millisecond:
-		return nil, &outbox.ConfigError{Field: "poll_interval", Reason: "must be at least 1ms"}
-	case cfg.Workers < 1 || cfg.Workers > 256:
-		return nil, &outbox.ConfigError{Field: "workers", Reason: "must be between 1 and 256"}
-	case cfg.HeartbeatInterval <= 0 || cfg.MemberTTL < 2*cfg.HeartbeatInterval:
-		return nil, &outbox.ConfigError{Field: "member_ttl", Reason: "must be at least twice heartbeat_interval"}
-	case cfg.Retention < 0:
-		return nil, &outbox.ConfigError{Field: "retention", Reason: "must not be negative"}
-	case slices.Contains(cfg.Topics, ""):
-		return nil, &outbox.ConfigError{Field: "topics", Reason: "must not contain an empty topic"}
 	}
 	s := &Source{
 		cfg:     cfg,
@@ -137,6 +119,48 @@ func New(cfg Config) (*Source, error) {
 	s.group = strings.Join(slices.Compact(topics), ",")
 	s.member.Store(dialect.Membership{Index: 0, Count: 1})
 	return s, nil
+}
+
+// withDefaults returns c with its zero settings replaced by the defaults.
+func (c Config) withDefaults() Config {
+	c.BatchSize = cmp.Or(c.BatchSize, DefaultBatchSize)
+	c.MaxBatchBytes = cmp.Or(c.MaxBatchBytes, DefaultMaxBatchBytes)
+	c.PollInterval = cmp.Or(c.PollInterval, DefaultPollInterval)
+	c.Workers = cmp.Or(c.Workers, DefaultWorkers)
+	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, DefaultHeartbeatInterval)
+	c.MemberTTL = cmp.Or(c.MemberTTL, DefaultMemberTTL)
+	return c
+}
+
+// Validate reports the first invalid setting of c as an *outbox.ConfigError naming the field
+// in snake_case (batch_size, poll_interval, topics, ...). Zero values are valid: New replaces
+// them by their defaults. Store is not checked, so that a configuration can be checked
+// before the database is open; New requires it.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.BatchSize < 1 || c.BatchSize > 100000:
+		return &outbox.ConfigError{Field: "batch_size", Reason: "must be between 1 and 100000"}
+	case c.MaxBatchBytes < 0:
+		return &outbox.ConfigError{Field: "max_batch_bytes", Reason: "must not be negative"}
+	case c.PollInterval < time.Millisecond:
+		return &outbox.ConfigError{Field: "poll_interval", Reason: "must be at least 1ms"}
+	case c.Workers < 1 || c.Workers > 256:
+		return &outbox.ConfigError{Field: "workers", Reason: "must be between 1 and 256"}
+	case c.HeartbeatInterval <= 0 || c.MemberTTL < 2*c.HeartbeatInterval:
+		return &outbox.ConfigError{Field: "member_ttl", Reason: "must be at least twice heartbeat_interval"}
+	case c.Retention < 0:
+		return &outbox.ConfigError{Field: "retention", Reason: "must not be negative"}
+	case slices.Contains(c.Topics, ""):
+		return &outbox.ConfigError{Field: "topics", Reason: "must not contain an empty topic"}
+	}
+	for _, topic := range c.Topics {
+		// A topic no message can have would filter out everything.
+		if err := outbox.CheckTopic(topic); err != nil {
+			return &outbox.ConfigError{Field: "topics", Reason: fmt.Sprintf("%q %v", topic, err)}
+		}
+	}
+	return nil
 }
 
 func defaultRelayID() string {

@@ -109,26 +109,19 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Validate reports the first invalid setting of c as an *outbox.ConfigError naming the field
+// in snake_case (slot_name, mode, batch_size, ...). Zero values are valid: New replaces them
+// by their defaults. The connections, ConnString and Pool, are not checked, so that a
+// configuration can be checked before the database is reached; New checks them first.
+func (c Config) Validate() error {
+	c.fillDefaults()
+	return c.check()
+}
+
 // withDefaults fills zero fields and validates. It returns the parsed replication connection
 // configuration and table name.
 func (c *Config) withDefaults() (*pgconn.Config, sqlident.Table, error) {
-	c.Mode = cmp.Or(c.Mode, ModeTable)
-	c.Table = cmp.Or(c.Table, outbox.DefaultTable)
-	c.Publication = cmp.Or(c.Publication, c.SlotName)
-	c.MessagePrefix = cmp.Or(c.MessagePrefix, outbox.DefaultLogicalPrefix)
-	c.BatchSize = cmp.Or(c.BatchSize, DefaultBatchSize)
-	c.BatchLinger = cmp.Or(c.BatchLinger, DefaultBatchLinger)
-	c.Workers = cmp.Or(c.Workers, DefaultWorkers)
-	c.StatusInterval = cmp.Or(c.StatusInterval, DefaultStatusInterval)
-	c.MaxInFlight = cmp.Or(c.MaxInFlight, DefaultMaxInFlight)
-	c.MaxInFlightBytes = cmp.Or(c.MaxInFlightBytes, DefaultMaxInFlightBytes)
-	c.MaxRetainedBytes = cmp.Or(c.MaxRetainedBytes, DefaultMaxRetainedBytes)
-	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, DefaultHeartbeatInterval)
-	c.LagCheckInterval = cmp.Or(c.LagCheckInterval, DefaultLagCheckInterval)
-	c.ReconnectInterval = cmp.Or(c.ReconnectInterval, DefaultReconnectInterval)
-	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
-	c.Logger = cmp.Or(c.Logger, slog.Default())
-
+	c.fillDefaults()
 	if c.ConnString == "" {
 		return nil, sqlident.Table{}, &outbox.ConfigError{Field: "conn_string", Reason: "required (a replication connection: replication=database)"}
 	}
@@ -147,41 +140,10 @@ func (c *Config) withDefaults() (*pgconn.Config, sqlident.Table, error) {
 	if c.Pool == nil {
 		return nil, sqlident.Table{}, &outbox.ConfigError{Field: "pool", Reason: "required"}
 	}
-	t, err := sqlident.Parse(c.Table)
-	if err != nil {
-		return nil, sqlident.Table{}, &outbox.ConfigError{Field: "table", Reason: err.Error()}
+	if err := c.check(); err != nil {
+		return nil, sqlident.Table{}, err
 	}
-	if reason := checkName(c.SlotName, true); reason != "" {
-		return nil, sqlident.Table{}, &outbox.ConfigError{Field: "slot_name", Reason: reason}
-	}
-	if reason := checkName(c.Publication, false); reason != "" {
-		return nil, sqlident.Table{}, &outbox.ConfigError{Field: "publication", Reason: reason}
-	}
-	if err := outbox.CheckLogicalPrefix(c.MessagePrefix); err != nil {
-		return nil, sqlident.Table{}, &outbox.ConfigError{Field: "message_prefix", Reason: err.Error()}
-	}
-	switch {
-	case c.Mode != ModeTable && c.Mode != ModeLogical:
-		return nil, sqlident.Table{}, &outbox.ConfigError{Field: "mode", Reason: fmt.Sprintf("%q is not one of table, logical", c.Mode)}
-	case c.BatchSize < 1 || c.BatchSize > 100000:
-		return nil, sqlident.Table{}, &outbox.ConfigError{Field: "batch_size", Reason: "must be between 1 and 100000"}
-	case c.Workers < 1 || c.Workers > 256:
-		return nil, sqlident.Table{}, &outbox.ConfigError{Field: "workers", Reason: "must be between 1 and 256"}
-	case c.StatusInterval < 10*time.Millisecond:
-		return nil, sqlident.Table{}, &outbox.ConfigError{Field: "status_interval", Reason: "must be at least 10ms"}
-	case c.MaxInFlight < 1:
-		return nil, sqlident.Table{}, &outbox.ConfigError{Field: "max_in_flight", Reason: "must be positive"}
-	case c.MaxInFlightBytes < 1:
-		return nil, sqlident.Table{}, &outbox.ConfigError{Field: "max_in_flight_bytes", Reason: "must be positive"}
-	case c.LagCheckInterval < 0:
-		return nil, sqlident.Table{}, &outbox.ConfigError{Field: "lag_check_interval", Reason: "must not be negative"}
-	case c.HeartbeatInterval > 0 && c.HeartbeatInterval < 10*time.Millisecond:
-		return nil, sqlident.Table{}, &outbox.ConfigError{Field: "heartbeat_interval", Reason: "must be at least 10ms (or negative to disable)"}
-	case c.ReconnectInterval < 10*time.Millisecond:
-		return nil, sqlident.Table{}, &outbox.ConfigError{Field: "reconnect_interval", Reason: "must be at least 10ms"}
-	case c.ShutdownTimeout < 0:
-		return nil, sqlident.Table{}, &outbox.ConfigError{Field: "shutdown_timeout", Reason: "must not be negative"}
-	}
+	t, _ := sqlident.Parse(c.Table) // checked by check
 	// The walsender formats column values with these settings (table mode): pin them so the
 	// decoder does not depend on the server's defaults.
 	pc.RuntimeParams["DateStyle"] = "ISO, MDY"
@@ -192,6 +154,65 @@ func (c *Config) withDefaults() (*pgconn.Config, sqlident.Table, error) {
 		pc.RuntimeParams["application_name"] = "outbox-relay-wal"
 	}
 	return pc, t, nil
+}
+
+// fillDefaults replaces the zero settings of c by the defaults.
+func (c *Config) fillDefaults() {
+	c.Mode = cmp.Or(c.Mode, ModeTable)
+	c.Table = cmp.Or(c.Table, outbox.DefaultTable)
+	c.Publication = cmp.Or(c.Publication, c.SlotName)
+	c.MessagePrefix = cmp.Or(c.MessagePrefix, outbox.DefaultLogicalPrefix)
+	c.BatchSize = cmp.Or(c.BatchSize, DefaultBatchSize)
+	c.BatchLinger = cmp.Or(c.BatchLinger, DefaultBatchLinger)
+	c.Workers = cmp.Or(c.Workers, DefaultWorkers)
+	c.StatusInterval = cmp.Or(c.StatusInterval, DefaultStatusInterval)
+	c.MaxInFlight = cmp.Or(c.MaxInFlight, DefaultMaxInFlight)
+	c.MaxInFlightBytes = cmp.Or(c.MaxInFlightBytes, DefaultMaxInFlightBytes)
+	c.MaxRetainedBytes = cmp.Or(c.MaxRetainedBytes, DefaultMaxRetainedBytes)
+	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, DefaultHeartbeatInterval)
+	c.LagCheckInterval = cmp.Or(c.LagCheckInterval, DefaultLagCheckInterval)
+	c.ReconnectInterval = cmp.Or(c.ReconnectInterval, DefaultReconnectInterval)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
+}
+
+// check validates the settings of c, whose defaults are filled.
+func (c *Config) check() error {
+	if _, err := sqlident.Parse(c.Table); err != nil {
+		return &outbox.ConfigError{Field: "table", Reason: err.Error()}
+	}
+	if reason := checkName(c.SlotName, true); reason != "" {
+		return &outbox.ConfigError{Field: "slot_name", Reason: reason}
+	}
+	if reason := checkName(c.Publication, false); reason != "" {
+		return &outbox.ConfigError{Field: "publication", Reason: reason}
+	}
+	if err := outbox.CheckLogicalPrefix(c.MessagePrefix); err != nil {
+		return &outbox.ConfigError{Field: "message_prefix", Reason: err.Error()}
+	}
+	switch {
+	case c.Mode != ModeTable && c.Mode != ModeLogical:
+		return &outbox.ConfigError{Field: "mode", Reason: fmt.Sprintf("%q is not one of table, logical", c.Mode)}
+	case c.BatchSize < 1 || c.BatchSize > 100000:
+		return &outbox.ConfigError{Field: "batch_size", Reason: "must be between 1 and 100000"}
+	case c.Workers < 1 || c.Workers > 256:
+		return &outbox.ConfigError{Field: "workers", Reason: "must be between 1 and 256"}
+	case c.StatusInterval < 10*time.Millisecond:
+		return &outbox.ConfigError{Field: "status_interval", Reason: "must be at least 10ms"}
+	case c.MaxInFlight < 1:
+		return &outbox.ConfigError{Field: "max_in_flight", Reason: "must be positive"}
+	case c.MaxInFlightBytes < 1:
+		return &outbox.ConfigError{Field: "max_in_flight_bytes", Reason: "must be positive"}
+	case c.LagCheckInterval < 0:
+		return &outbox.ConfigError{Field: "lag_check_interval", Reason: "must not be negative"}
+	case c.HeartbeatInterval > 0 && c.HeartbeatInterval < 10*time.Millisecond:
+		return &outbox.ConfigError{Field: "heartbeat_interval", Reason: "must be at least 10ms (or negative to disable)"}
+	case c.ReconnectInterval < 10*time.Millisecond:
+		return &outbox.ConfigError{Field: "reconnect_interval", Reason: "must be at least 10ms"}
+	case c.ShutdownTimeout < 0:
+		return &outbox.ConfigError{Field: "shutdown_timeout", Reason: "must not be negative"}
+	}
+	return nil
 }
 
 // checkName validates a slot name (lowercase letters, digits, underscore: PostgreSQL's rule)

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -113,7 +115,11 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-func (c *Config) validate() error {
+// Validate reports the first invalid setting of c as an *outbox.ConfigError naming the field
+// in snake_case (url, routing_keys, declare_exchange.name, ...). It never quotes the URL: it
+// may hold a password. New returns the same errors; Validate lets a configuration be checked
+// before anything connects. Zero values are valid: New replaces them by their defaults.
+func (c Config) Validate() error {
 	if c.URL != "" {
 		if err := checkURL(c.URL); err != nil {
 			return &outbox.ConfigError{Field: "url", Reason: err.Error()}
@@ -125,7 +131,11 @@ func (c *Config) validate() error {
 	if reason := checkName(c.RoutingKeyPrefix); reason != "" {
 		return &outbox.ConfigError{Field: "routing_key_prefix", Reason: reason}
 	}
-	for topic, key := range c.RoutingKeys {
+	for _, topic := range slices.Sorted(maps.Keys(c.RoutingKeys)) { // the same error every time
+		key := c.RoutingKeys[topic]
+		if topic == "" {
+			return &outbox.ConfigError{Field: "routing_keys", Reason: "an empty topic is mapped"}
+		}
 		if reason := checkName(key); reason != "" {
 			return &outbox.ConfigError{Field: "routing_keys", Reason: fmt.Sprintf("topic %q: %s", topic, reason)}
 		}
@@ -190,6 +200,9 @@ func checkURL(raw string) error {
 	}
 	if u.Scheme != "amqp" && u.Scheme != "amqps" {
 		return fmt.Errorf("scheme %q is not amqp or amqps", u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return errors.New("no host (amqp://host:port/vhost, any credentials before the host)")
 	}
 	if _, err := amqp091.ParseURI(raw); err != nil {
 		return errors.New("not a valid AMQP URI (amqp://user:password@host:port/vhost)")
@@ -259,7 +272,7 @@ var _ sink.Sink = (*Sink)(nil)
 // declaration, New fails. When it is unreachable, New returns a working sink that keeps
 // reconnecting in the background; its publishes fail with retryable errors until then.
 func New(ctx context.Context, cfg Config) (*Sink, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	s := &Sink{

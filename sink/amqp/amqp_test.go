@@ -357,10 +357,16 @@ func TestConfigValidation(t *testing.T) {
 		{"sub-second heartbeat", amqpsink.Config{Heartbeat: 500 * time.Millisecond}, "heartbeat"},
 		{"negative reconnect wait", amqpsink.Config{ReconnectWait: -1}, "reconnect_wait"},
 		{"negative max message bytes", amqpsink.Config{MaxMessageBytes: -1}, "max_message_bytes"},
+		{"no host", amqpsink.Config{URL: "amqp://guest:secret@/vhost"}, "url"},
+		{"empty mapped topic", amqpsink.Config{RoutingKeys: map[string]string{"": "k"}}, "routing_keys"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			var vce *outbox.ConfigError
+			if err := tc.cfg.Validate(); !errors.As(err, &vce) || vce.Field != tc.field {
+				t.Errorf("Validate: %v, want a ConfigError for field %q", err, tc.field)
+			}
 			s, err := amqpsink.New(context.Background(), tc.cfg)
 			if err == nil {
 				_ = s.Close()

@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"log/slog"
@@ -64,4 +65,18 @@ func Example() {
 	// Output:
 	// message 0: delivered true, permanent failure false
 	// message 1: delivered false, permanent failure true
+}
+
+// A configuration can be checked before anything connects, when a service loads its
+// settings: the error names the field, as New's would.
+func ExampleConfig_Validate() {
+	cfg := kafkasink.Config{
+		Brokers:     []string{"kafka-1:9092", "kafka-2:9092"},
+		TopicPrefix: "orders/",
+	}
+	var ce *outbox.ConfigError
+	if err := cfg.Validate(); errors.As(err, &ce) {
+		fmt.Printf("%s: %s\n", ce.Field, ce.Reason)
+	}
+	// Output: topic_prefix: character '/' not allowed (only a-z, A-Z, 0-9, '.', '_' and '-')
 }

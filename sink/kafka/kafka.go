@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,7 +116,12 @@ const metadataMinAge = 500 * time.Millisecond
 // maxKafkaClientID is franz-go's limit on the client id.
 const maxKafkaClientID = 256
 
-func (c *Config) validate() error {
+// Validate reports the first invalid setting of c as an *outbox.ConfigError naming the field
+// in snake_case (brokers, topic_prefix, sasl_user, ...), without quoting a password. New
+// returns the same errors; Validate lets a configuration be checked before anything
+// connects. Zero values are valid: New replaces them by their defaults. The files the TLS*
+// fields name are read by New only.
+func (c Config) Validate() error {
 	if len(c.Brokers) == 0 {
 		return &outbox.ConfigError{Field: "brokers", Reason: "required: at least one host:port"}
 	}
@@ -138,7 +145,8 @@ func (c *Config) validate() error {
 			return &outbox.ConfigError{Field: "topic_prefix", Reason: reason}
 		}
 	}
-	for from, to := range c.Topics {
+	for _, from := range slices.Sorted(maps.Keys(c.Topics)) { // the same error every time
+		to := c.Topics[from]
 		if from == "" {
 			return &outbox.ConfigError{Field: "topics", Reason: "an empty outbox topic is mapped"}
 		}
@@ -299,7 +307,7 @@ var _ sink.Sink = (*Sink)(nil)
 // and returns a working sink: publishes fail with sink.Unavailable errors until they are
 // back.
 func New(ctx context.Context, cfg Config) (*Sink, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	tc, err := cfg.tlsConfig()

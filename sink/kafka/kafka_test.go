@@ -237,40 +237,48 @@ func TestConfigValidation(t *testing.T) {
 	t.Parallel()
 	brokers := []string{"127.0.0.1:9092"}
 	tests := []struct {
-		name  string
-		cfg   kafkasink.Config
-		field string
+		name    string
+		cfg     kafkasink.Config
+		field   string
+		newOnly bool // a file New reads: Validate does not
 	}{
-		{"no brokers", kafkasink.Config{}, "brokers"},
-		{"empty broker", kafkasink.Config{Brokers: []string{""}}, "brokers"},
-		{"broker with space", kafkasink.Config{Brokers: []string{"a b:9092"}}, "brokers"},
-		{"long client id", kafkasink.Config{Brokers: brokers, ClientID: strings.Repeat("c", 257)}, "client_id"},
-		{"control char in source", kafkasink.Config{Brokers: brokers, Source: "svc\n"}, "source"},
-		{"prefix with space", kafkasink.Config{Brokers: brokers, TopicPrefix: "a b."}, "topic_prefix"},
-		{"prefix with slash", kafkasink.Config{Brokers: brokers, TopicPrefix: "a/"}, "topic_prefix"},
-		{"prefix too long", kafkasink.Config{Brokers: brokers, TopicPrefix: strings.Repeat("p", 249)}, "topic_prefix"},
-		{"mapping to bad topic", kafkasink.Config{Brokers: brokers, Topics: map[string]string{"a": "b c"}}, "topics"},
-		{"mapping to dot", kafkasink.Config{Brokers: brokers, Topics: map[string]string{"a": ".."}}, "topics"},
-		{"mapping from empty", kafkasink.Config{Brokers: brokers, Topics: map[string]string{"": "b"}}, "topics"},
-		{"tls and tls files", kafkasink.Config{Brokers: brokers, TLS: tlsConfigForTest(), TLSCAFile: "ca.pem"}, "tls"},
-		{"cert without key", kafkasink.Config{Brokers: brokers, TLSCertFile: "c.pem"}, "tls_key_file"},
-		{"key without cert", kafkasink.Config{Brokers: brokers, TLSKeyFile: "k.pem"}, "tls_cert_file"},
-		{"missing ca file", kafkasink.Config{Brokers: brokers, TLSCAFile: "/nonexistent/ca.pem"}, "tls_ca_file"},
-		{"missing cert file", kafkasink.Config{Brokers: brokers, TLSCertFile: "/nonexistent/c.pem", TLSKeyFile: "/nonexistent/k.pem"}, "tls_cert_file"},
-		{"unknown sasl", kafkasink.Config{Brokers: brokers, SASLMechanism: "GSSAPI", SASLUser: "u", SASLPassword: "p"}, "sasl_mechanism"},
-		{"sasl without user", kafkasink.Config{Brokers: brokers, SASLMechanism: "PLAIN", SASLPassword: "p"}, "sasl_user"},
-		{"sasl without password", kafkasink.Config{Brokers: brokers, SASLMechanism: "SCRAM-SHA-256", SASLUser: "u"}, "sasl_password"},
-		{"user without sasl", kafkasink.Config{Brokers: brokers, SASLUser: "u", SASLPassword: "p"}, "sasl_mechanism"},
-		{"negative timeout", kafkasink.Config{Brokers: brokers, ProduceTimeout: -time.Second}, "produce_timeout"},
-		{"negative buffered", kafkasink.Config{Brokers: brokers, MaxBufferedRecords: -1}, "max_buffered_records"},
-		{"tiny max message", kafkasink.Config{Brokers: brokers, MaxMessageBytes: 100}, "max_message_bytes"},
-		{"huge max message", kafkasink.Config{Brokers: brokers, MaxMessageBytes: 1<<30 + 1}, "max_message_bytes"},
-		{"negative linger", kafkasink.Config{Brokers: brokers, Linger: -1}, "linger"},
-		{"unknown compression", kafkasink.Config{Brokers: brokers, Compression: "brotli"}, "compression"},
+		{"no brokers", kafkasink.Config{}, "brokers", false},
+		{"empty broker", kafkasink.Config{Brokers: []string{""}}, "brokers", false},
+		{"broker with space", kafkasink.Config{Brokers: []string{"a b:9092"}}, "brokers", false},
+		{"long client id", kafkasink.Config{Brokers: brokers, ClientID: strings.Repeat("c", 257)}, "client_id", false},
+		{"control char in source", kafkasink.Config{Brokers: brokers, Source: "svc\n"}, "source", false},
+		{"prefix with space", kafkasink.Config{Brokers: brokers, TopicPrefix: "a b."}, "topic_prefix", false},
+		{"prefix with slash", kafkasink.Config{Brokers: brokers, TopicPrefix: "a/"}, "topic_prefix", false},
+		{"prefix too long", kafkasink.Config{Brokers: brokers, TopicPrefix: strings.Repeat("p", 249)}, "topic_prefix", false},
+		{"mapping to bad topic", kafkasink.Config{Brokers: brokers, Topics: map[string]string{"a": "b c"}}, "topics", false},
+		{"mapping to dot", kafkasink.Config{Brokers: brokers, Topics: map[string]string{"a": ".."}}, "topics", false},
+		{"mapping from empty", kafkasink.Config{Brokers: brokers, Topics: map[string]string{"": "b"}}, "topics", false},
+		{"tls and tls files", kafkasink.Config{Brokers: brokers, TLS: tlsConfigForTest(), TLSCAFile: "ca.pem"}, "tls", false},
+		{"cert without key", kafkasink.Config{Brokers: brokers, TLSCertFile: "c.pem"}, "tls_key_file", false},
+		{"key without cert", kafkasink.Config{Brokers: brokers, TLSKeyFile: "k.pem"}, "tls_cert_file", false},
+		{"missing ca file", kafkasink.Config{Brokers: brokers, TLSCAFile: "/nonexistent/ca.pem"}, "tls_ca_file", true},
+		{"missing cert file", kafkasink.Config{Brokers: brokers, TLSCertFile: "/nonexistent/c.pem", TLSKeyFile: "/nonexistent/k.pem"}, "tls_cert_file", true},
+		{"unknown sasl", kafkasink.Config{Brokers: brokers, SASLMechanism: "GSSAPI", SASLUser: "u", SASLPassword: "p"}, "sasl_mechanism", false},
+		{"sasl without user", kafkasink.Config{Brokers: brokers, SASLMechanism: "PLAIN", SASLPassword: "p"}, "sasl_user", false},
+		{"sasl without password", kafkasink.Config{Brokers: brokers, SASLMechanism: "SCRAM-SHA-256", SASLUser: "u"}, "sasl_password", false},
+		{"user without sasl", kafkasink.Config{Brokers: brokers, SASLUser: "u", SASLPassword: "p"}, "sasl_mechanism", false},
+		{"negative timeout", kafkasink.Config{Brokers: brokers, ProduceTimeout: -time.Second}, "produce_timeout", false},
+		{"negative buffered", kafkasink.Config{Brokers: brokers, MaxBufferedRecords: -1}, "max_buffered_records", false},
+		{"tiny max message", kafkasink.Config{Brokers: brokers, MaxMessageBytes: 100}, "max_message_bytes", false},
+		{"huge max message", kafkasink.Config{Brokers: brokers, MaxMessageBytes: 1<<30 + 1}, "max_message_bytes", false},
+		{"negative linger", kafkasink.Config{Brokers: brokers, Linger: -1}, "linger", false},
+		{"unknown compression", kafkasink.Config{Brokers: brokers, Compression: "brotli"}, "compression", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			var vce *outbox.ConfigError
+			switch err := tc.cfg.Validate(); {
+			case tc.newOnly && err != nil:
+				t.Errorf("Validate: %v, want nil (only New reads the files)", err)
+			case !tc.newOnly && (!errors.As(err, &vce) || vce.Field != tc.field):
+				t.Errorf("Validate: %v, want a ConfigError for field %q", err, tc.field)
+			}
 			s, err := kafkasink.New(context.Background(), tc.cfg)
 			if err == nil {
 				_ = s.Close()
@@ -312,6 +320,9 @@ func TestConfigAccepted(t *testing.T) {
 		{Brokers: []string{"a:1"}, TopicPrefix: "svc.", Topics: map[string]string{"x": "y_z-1.2"}, Compression: "lz4"},
 		{Brokers: []string{"a:1"}, TLS: tlsConfigForTest(), Compression: "gzip"},
 	} {
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("Validate(%+v): %v", cfg, err)
+		}
 		s, err := kafkasink.New(context.Background(), cfg)
 		if err != nil {
 			t.Errorf("New(%+v): %v", cfg, err)

@@ -87,7 +87,12 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-func (c *Config) validate() error {
+// Validate reports the first invalid setting of c as an *outbox.ConfigError naming the field
+// in snake_case (broker, topic_prefix, keep_alive, ...). It never quotes the broker URL nor
+// describes the password. New returns the same errors; Validate lets a configuration be
+// checked before anything connects. Zero values are valid: New replaces them by their
+// defaults.
+func (c Config) Validate() error {
 	if c.Broker != "" {
 		if _, _, err := parseBroker(c.Broker); err != nil {
 			return &outbox.ConfigError{Field: "broker", Reason: err.Error()}
@@ -111,6 +116,13 @@ func (c *Config) validate() error {
 	if c.Password != "" && c.Username == "" {
 		// MQTT 5 allows it, but brokers that authenticate by username then see none.
 		return &outbox.ConfigError{Field: "username", Reason: "required when password is set"}
+	}
+	for _, f := range []struct{ field, value string }{
+		{"topic_prefix", c.TopicPrefix}, {"topic_separator", c.TopicSeparator}, {"source", c.Source},
+	} {
+		if len(f.value) > maxString {
+			return &outbox.ConfigError{Field: f.field, Reason: "longer than 65535 bytes"}
+		}
 	}
 	if reason := checkTopicPart(c.TopicPrefix); reason != "" {
 		return &outbox.ConfigError{Field: "topic_prefix", Reason: reason}
@@ -210,7 +222,7 @@ var _ sink.Sink = (*Sink)(nil)
 // QoS 1 unsupported), New fails. When it is unreachable, New returns a working sink that
 // keeps reconnecting in the background; its publishes fail with retryable errors until then.
 func New(ctx context.Context, cfg Config) (*Sink, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	addr, useTLS, _ := parseBroker(cmp.Or(cfg.Broker, DefaultBroker))

@@ -215,10 +215,17 @@ func TestConfigValidation(t *testing.T) {
 		{"negative connect timeout", mqttsink.Config{ConnectTimeout: -1}, "connect_timeout"},
 		{"negative publish timeout", mqttsink.Config{PublishTimeout: -1}, "publish_timeout"},
 		{"negative reconnect wait", mqttsink.Config{ReconnectWait: -1}, "reconnect_wait"},
+		{"long prefix", mqttsink.Config{TopicPrefix: strings.Repeat("p", 65536)}, "topic_prefix"},
+		{"long separator", mqttsink.Config{TopicSeparator: strings.Repeat("/", 65536)}, "topic_separator"},
+		{"long source", mqttsink.Config{Source: strings.Repeat("s", 65536)}, "source"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			var vce *outbox.ConfigError
+			if err := tc.cfg.Validate(); !errors.As(err, &vce) || vce.Field != tc.field {
+				t.Errorf("Validate: %v, want a ConfigError for field %q", err, tc.field)
+			}
 			s, err := mqttsink.New(context.Background(), tc.cfg)
 			if err == nil {
 				_ = s.Close()

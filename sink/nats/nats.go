@@ -66,9 +66,19 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-func (c *Config) validate() error {
+// Validate reports the first invalid setting of c as an *outbox.ConfigError naming the field
+// in snake_case (url, subject_prefix, stream.name, ...). It never quotes a server URL: one
+// may carry a user, password or token. New returns the same errors; Validate lets a
+// configuration be checked before anything connects. Zero values are valid: New replaces
+// them by their defaults.
+func (c Config) Validate() error {
 	if c.URL != "" && c.Conn != nil {
 		return &outbox.ConfigError{Field: "url", Reason: "set either url or conn, not both"}
+	}
+	if c.URL != "" {
+		if reason := checkURLs(c.URL); reason != "" {
+			return &outbox.ConfigError{Field: "url", Reason: reason}
+		}
 	}
 	if c.PublishTimeout < 0 {
 		return &outbox.ConfigError{Field: "publish_timeout", Reason: "must not be negative"}
@@ -85,15 +95,81 @@ func (c *Config) validate() error {
 			return &outbox.ConfigError{Field: "subject_prefix", Reason: reason}
 		}
 	}
-	for i := 0; i < len(c.Source); i++ {
-		if c.Source[i] < 0x20 || c.Source[i] == 0x7f {
-			return &outbox.ConfigError{Field: "source", Reason: "contains a control character"}
-		}
+	if hasControl(c.Source) {
+		return &outbox.ConfigError{Field: "source", Reason: "contains a control character"}
 	}
-	if c.Stream != nil && c.Stream.Name == "" {
+	if hasControl(c.Name) {
+		return &outbox.ConfigError{Field: "name", Reason: "contains a control character"}
+	}
+	if c.Stream == nil {
+		return nil
+	}
+	if c.Stream.Name == "" {
 		return &outbox.ConfigError{Field: "stream.name", Reason: "must not be empty"}
 	}
+	if reason := checkStreamName(c.Stream.Name); reason != "" {
+		return &outbox.ConfigError{Field: "stream.name", Reason: fmt.Sprintf("%q %s", c.Stream.Name, reason)}
+	}
+	for _, subject := range c.Stream.Subjects {
+		if reason := checkStreamSubject(subject); reason != "" {
+			return &outbox.ConfigError{Field: "stream.subjects", Reason: fmt.Sprintf("%q: %s", subject, reason)}
+		}
+	}
 	return nil
+}
+
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// checkURLs returns why urls, one server URL or several separated by commas, cannot be
+// dialled, or "". As the client does, an address without a scheme is taken as nats://. It
+// never quotes a URL: one may carry a user, password or token.
+func checkURLs(urls string) string {
+	for i, u := range strings.Split(urls, ",") {
+		u = strings.TrimSpace(u)
+		if u == "" {
+			return "empty server address in the list"
+		}
+		if !strings.Contains(u, "://") {
+			u = "nats://" + u
+		}
+		parsed, err := url.Parse(u)
+		if err != nil {
+			var uerr *url.Error
+			if errors.As(err, &uerr) {
+				err = uerr.Err // without the URL it quotes
+			}
+			return fmt.Sprintf("server %d: not a valid URL: %v", i+1, err)
+		}
+		switch parsed.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			return fmt.Sprintf("server %d: scheme must be nats, tls, ws or wss", i+1)
+		}
+		if parsed.Hostname() == "" {
+			return fmt.Sprintf("server %d: no host", i+1)
+		}
+	}
+	return ""
+}
+
+// checkStreamName returns why name cannot name a JetStream stream, or "".
+func checkStreamName(name string) string {
+	if len(name) > 255 {
+		return "is longer than 255 bytes"
+	}
+	if strings.ContainsFunc(name, func(r rune) bool {
+		return r <= ' ' || r == 0x7f || strings.ContainsRune(".*>/\\", r)
+	}) {
+		return "must not contain whitespace, control characters, '.', '*', '>', '/' or '\\'"
+	}
+	return ""
 }
 
 // Sink publishes to NATS JetStream. It is safe for concurrent use.
@@ -134,7 +210,7 @@ var _ sink.Sink = (*Sink)(nil)
 // stream. A connection the sink makes retries forever, also when NATS is down at start: New
 // then returns a working sink whose publishes fail with retryable errors until NATS is up.
 func New(ctx context.Context, cfg Config) (*Sink, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	s := &Sink{

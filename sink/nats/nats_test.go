@@ -310,10 +310,24 @@ func TestConfigValidation(t *testing.T) {
 		{"prefix with empty token", natssink.Config{SubjectPrefix: ".a."}, "subject_prefix"},
 		{"control char in source", natssink.Config{Source: "svc\n"}, "source"},
 		{"stream without name", natssink.Config{Stream: &jetstream.StreamConfig{}}, "stream.name"},
+		{"url scheme", natssink.Config{URL: "http://u:hunter2@h:4222"}, "url"},
+		{"url without host", natssink.Config{URL: "nats://:4222"}, "url"},
+		{"empty url in list", natssink.Config{URL: "nats://a:4222,,nats://b:4222"}, "url"},
+		{"bad second url", natssink.Config{URL: "nats://a:4222, ftp://b"}, "url"},
+		{"control char in name", natssink.Config{Name: "relay\n"}, "name"},
+		{"stream name with dot", natssink.Config{Stream: &jetstream.StreamConfig{Name: "a.b"}}, "stream.name"},
+		{"stream name with space", natssink.Config{Stream: &jetstream.StreamConfig{Name: "a b"}}, "stream.name"},
+		{"stream subject > not last", natssink.Config{Stream: &jetstream.StreamConfig{Name: "S", Subjects: []string{"a.>.b"}}}, "stream.subjects"},
+		{"stream subject empty token", natssink.Config{Stream: &jetstream.StreamConfig{Name: "S", Subjects: []string{"a..b"}}}, "stream.subjects"},
+		{"stream subject space", natssink.Config{Stream: &jetstream.StreamConfig{Name: "S", Subjects: []string{"a b"}}}, "stream.subjects"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			var vce *outbox.ConfigError
+			if err := tc.cfg.Validate(); !errors.As(err, &vce) || vce.Field != tc.field {
+				t.Errorf("Validate: %v, want a ConfigError for field %q", err, tc.field)
+			}
 			s, err := natssink.New(context.Background(), quietConfig(t, tc.cfg))
 			if err == nil {
 				_ = s.Close()
@@ -324,6 +338,27 @@ func TestConfigValidation(t *testing.T) {
 				t.Errorf("error %v, want a ConfigError for field %q wrapping ErrInvalidConfig", err, tc.field)
 			}
 		})
+	}
+}
+
+// TestConfigValidateAccepts: Validate accepts the zero Config, server lists, addresses
+// without a scheme and stream subjects with wildcards, and quotes no server URL.
+func TestConfigValidateAccepts(t *testing.T) {
+	t.Parallel()
+	for _, cfg := range []natssink.Config{
+		{},
+		{URL: "nats://a:4222, tls://u:pw@b:4222,c:4222", Name: "relay-1", Source: "svc"},
+		{URL: "ws://h:8080,wss://h:8443"},
+		{SubjectPrefix: "app.", Stream: &jetstream.StreamConfig{Name: "APP_EVENTS", Subjects: []string{"app.>", "audit.*.x"}}},
+		{Stream: &jetstream.StreamConfig{Name: "S"}},
+	} {
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("Validate(%+v): %v", cfg, err)
+		}
+	}
+	err := natssink.Config{URL: "nats://a:4222,http://user:hunter2@b:4222/x"}.Validate()
+	if err == nil || !strings.Contains(err.Error(), "server 2") || strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "user") {
+		t.Errorf("Validate: %v, want an error naming server 2 without quoting it", err)
 	}
 }
 

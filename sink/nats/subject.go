@@ -45,6 +45,21 @@ func checkSubject(s string) string {
 	return ""
 }
 
+// checkStreamSubject returns why s cannot be one of a stream's subjects, or "": a subject in
+// which a * token stands for any one token and a final > token for one or more.
+func checkStreamSubject(s string) string {
+	tokens := strings.Split(s, ".")
+	for i, tok := range tokens {
+		switch {
+		case tok == ">" && i != len(tokens)-1:
+			return "has > before the last token"
+		case tok == "*" || tok == ">":
+			tokens[i] = "x" // a token of the same length: the rest are checkSubject's rules
+		}
+	}
+	return checkSubject(strings.Join(tokens, "."))
+}
+
 // subjectCache maps topics to validated subjects. Topics are few and repeat, so this saves
 // the concatenation and the check per message.
 type subjectCache struct {

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -69,7 +71,11 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-func (c *Config) validate() error {
+// Validate reports the first invalid setting of c as an *outbox.ConfigError naming the field
+// in snake_case (addr, max_len, streams, ...), without quoting the password. New returns the
+// same errors; Validate lets a configuration be checked before anything connects. Zero values
+// are valid: New replaces them by their defaults.
+func (c Config) Validate() error {
 	if c.Client != nil {
 		for _, f := range []struct {
 			name string
@@ -100,12 +106,14 @@ func (c *Config) validate() error {
 	if c.PublishTimeout < 0 {
 		return &outbox.ConfigError{Field: "publish_timeout", Reason: "must not be negative"}
 	}
-	for i := 0; i < len(c.Source); i++ {
-		if c.Source[i] < 0x20 || c.Source[i] == 0x7f {
-			return &outbox.ConfigError{Field: "source", Reason: "contains a control character"}
-		}
+	if hasControl(c.Source) {
+		return &outbox.ConfigError{Field: "source", Reason: "contains a control character"}
 	}
-	for topic, key := range c.Streams {
+	if hasControl(c.StreamPrefix) {
+		return &outbox.ConfigError{Field: "stream_prefix", Reason: "contains a control character"}
+	}
+	for _, topic := range slices.Sorted(maps.Keys(c.Streams)) { // the same error every time
+		key := c.Streams[topic]
 		if topic == "" {
 			return &outbox.ConfigError{Field: "streams", Reason: "empty topic"}
 		}
@@ -114,6 +122,15 @@ func (c *Config) validate() error {
 		}
 	}
 	return nil
+}
+
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // Sink appends outbox messages to Redis streams. It is safe for concurrent use.
@@ -147,7 +164,7 @@ var _ sink.Sink = (*Sink)(nil)
 // (within ctx, at most a second): it logs a warning when Redis cannot be reached yet, and
 // returns an error wrapping ErrAuth when Redis refuses the credentials.
 func New(ctx context.Context, cfg Config) (*Sink, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	s := &Sink{

@@ -486,10 +486,15 @@ func TestConfigValidation(t *testing.T) {
 		{"control char in source", redissink.Config{Source: "svc\n"}, "source"},
 		{"empty stream key", redissink.Config{Streams: map[string]string{"orders": ""}}, "streams"},
 		{"empty topic", redissink.Config{Streams: map[string]string{"": "x"}}, "streams"},
+		{"control char in stream prefix", redissink.Config{StreamPrefix: "app\n"}, "stream_prefix"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			var vce *outbox.ConfigError
+			if err := tc.cfg.Validate(); !errors.As(err, &vce) || vce.Field != tc.field {
+				t.Errorf("Validate: %v, want a ConfigError for field %q", err, tc.field)
+			}
 			s, err := redissink.New(context.Background(), tc.cfg)
 			if err == nil {
 				_ = s.Close()

@@ -81,6 +81,17 @@ func isReserved(name string) bool {
 	return reservedHeaders[lower] || strings.HasPrefix(lower, "ce-")
 }
 
+// Validate reports the first invalid setting of c as an *outbox.ConfigError naming the field
+// in snake_case (url, urls, secrets, headers, ...). It never quotes a URL, a secret or a
+// header value: they may hold tokens. New returns the same errors; Validate lets a
+// configuration be checked before the sink is made. Zero values are valid, except that URL
+// or URLs is required: New replaces them by their defaults.
+func (c Config) Validate() error {
+	_, err := c.validate()
+	return err
+}
+
+// validate checks c and returns the signing keys of its secrets.
 func (c *Config) validate() ([][]byte, error) {
 	if c.URL == "" && len(c.URLs) == 0 {
 		return nil, &outbox.ConfigError{Field: "url", Reason: "required (or urls)"}

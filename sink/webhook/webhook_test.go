@@ -663,6 +663,10 @@ func TestConfigValidation(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			var vce *outbox.ConfigError
+			if err := tc.cfg.Validate(); !errors.As(err, &vce) || vce.Field != tc.field {
+				t.Errorf("Validate: %v, want a ConfigError for field %q", err, tc.field)
+			}
 			s, err := webhook.New(context.Background(), tc.cfg)
 			if err == nil {
 				_ = s.Close()

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -76,7 +75,7 @@ type WAL struct {
 	BatchSize        int    `yaml:"batch_size" doc:"most messages in one published batch"`
 	Workers          int    `yaml:"workers" doc:"batches published concurrently"`
 	MaxInFlight      int    `yaml:"max_in_flight" doc:"messages read from the WAL and not yet acknowledged before reading pauses"`
-	MaxRetainedBytes int    `yaml:"max_retained_bytes" doc:"warn when the slot holds back more WAL than this; negative: never"`
+	MaxRetainedBytes int    `yaml:"max_retained_bytes" doc:"warn when the slot holds back more WAL than this; negative: never" zero:"default"`
 }
 
 // Binlog configures the MariaDB/MySQL binlog source (source: binlog).
@@ -262,51 +261,15 @@ func (c *Config) Validate() error {
 	if db.Dialect == outbox.SQLite && t.Schema != "" {
 		return invalid("table", "%q: SQLite tables cannot be schema-qualified", c.Table)
 	}
-	if c.Retention < 0 {
-		return invalid("retention", "must not be negative")
+	if err := c.validatePoll(); err != nil {
+		return err
 	}
-	for _, topic := range c.Topics {
-		if reason := checkTopic(topic); reason != "" {
-			return invalid("topics", "%q %s", topic, reason)
-		}
+	if err := c.validateRelay(); err != nil {
+		return err
 	}
-
-	switch p := &c.Poll; {
-	case p.Interval < time.Millisecond || p.Interval > time.Hour:
-		return invalid("poll.interval", "must be between 1ms and 1h")
-	case p.BatchSize < 1 || p.BatchSize > 100000:
-		return invalid("poll.batch_size", "must be between 1 and 100000")
-	case p.MaxBatchBytes < 1:
-		return invalid("poll.max_batch_bytes", "must be positive")
-	case p.Workers < 1 || p.Workers > 256:
-		return invalid("poll.workers", "must be between 1 and 256")
-	case p.MemberTTL < time.Second || p.MemberTTL > time.Hour:
-		return invalid("poll.member_ttl", "must be between 1s and 1h")
-	}
-
 	if err := c.validateSource(db.Dialect); err != nil {
 		return err
 	}
-
-	switch r := &c.Relay; {
-	case r.MaxAttempts < 1 || r.MaxAttempts > 1000000:
-		return invalid("relay.max_attempts", "must be between 1 and 1000000")
-	case r.BackoffBase <= 0:
-		return invalid("relay.backoff_base", "must be positive")
-	case r.BackoffMax < r.BackoffBase:
-		return invalid("relay.backoff_max", "must be at least relay.backoff_base (%s)", r.BackoffBase)
-	case r.PublishTimeout <= 0:
-		return invalid("relay.publish_timeout", "must be positive")
-	case r.BatchTimeout <= 0:
-		return invalid("relay.batch_timeout", "must be positive")
-	case r.ShutdownTimeout <= 0:
-		return invalid("relay.shutdown_timeout", "must be positive")
-	case len(r.ID) > 200:
-		return invalid("relay.id", "longer than 200 bytes")
-	case hasControl(r.ID):
-		return invalid("relay.id", "contains a control character")
-	}
-
 	if err := c.validateSinks(); err != nil {
 		return err
 	}
@@ -324,7 +287,8 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// validateSource checks source and the block of the chosen source against the dialect.
+// validateSource checks source against the dialect, and the blocks of both log sources
+// (wal, binlog), whichever source is used.
 func (c *Config) validateSource(d outbox.Dialect) error {
 	switch c.Source {
 	case SourcePoll:
@@ -345,71 +309,57 @@ func (c *Config) validateSource(d outbox.Dialect) error {
 	default:
 		return invalid("source", "%q is not one of poll, wal, binlog", c.Source)
 	}
-	switch w := &c.WAL; {
-	case !validSlot(w.Slot):
-		return invalid("wal.slot", "%q: lowercase letters, digits and underscores, 1 to 63 characters", w.Slot)
-	case w.Mode != "table" && w.Mode != "logical":
-		return invalid("wal.mode", "%q is not one of table, logical", w.Mode)
-	case outbox.CheckLogicalPrefix(w.MessagePrefix) != nil:
-		return invalid("wal.message_prefix", "%s", strings.TrimPrefix(outbox.CheckLogicalPrefix(w.MessagePrefix).Error(), "outbox: "))
-	case w.Publication != "":
-		if _, err := sqlident.Parse(w.Publication); err != nil || strings.Contains(w.Publication, ".") {
-			return invalid("wal.publication", "%q is not a valid identifier", w.Publication)
-		}
+	def := Default()
+	if err := checkBlock("wal", "wal.", c.WAL, def.WAL, c.WALConfig().Validate); err != nil {
+		return err
 	}
+	if c.Binlog.ServerID < 0 || c.Binlog.ServerID > 1<<32-1 {
+		// The library's is a uint32.
+		return invalid("binlog.server_id", "must be between 0 and 4294967295")
+	}
+	if err := checkBlock("binlog", "binlog.", c.Binlog, def.Binlog, c.BinlogConfig().Validate); err != nil {
+		return err
+	}
+	// The command's bound: a batch must be able to fill.
 	for _, b := range []struct {
-		prefix                          string
-		batchSize, workers, maxInFlight int
+		prefix                 string
+		batchSize, maxInFlight int
 	}{
-		{"wal", c.WAL.BatchSize, c.WAL.Workers, c.WAL.MaxInFlight},
-		{"binlog", c.Binlog.BatchSize, c.Binlog.Workers, c.Binlog.MaxInFlight},
+		{"wal", c.WAL.BatchSize, c.WAL.MaxInFlight},
+		{"binlog", c.Binlog.BatchSize, c.Binlog.MaxInFlight},
 	} {
-		switch {
-		case b.batchSize < 1 || b.batchSize > 100000:
-			return invalid(b.prefix+".batch_size", "must be between 1 and 100000")
-		case b.workers < 1 || b.workers > 256:
-			return invalid(b.prefix+".workers", "must be between 1 and 256")
-		case b.maxInFlight < b.batchSize:
+		if b.maxInFlight < b.batchSize {
 			return invalid(b.prefix+".max_in_flight", "must be at least %s.batch_size (%d)", b.prefix, b.batchSize)
 		}
-	}
-	switch b := &c.Binlog; {
-	case len(b.Name) > 64:
-		return invalid("binlog.name", "longer than 64 bytes")
-	case hasControl(b.Name):
-		return invalid("binlog.name", "contains a control character")
-	case b.ServerID < 0 || b.ServerID > 1<<32-1:
-		return invalid("binlog.server_id", "must be between 0 and 4294967295")
 	}
 	return nil
 }
 
-// validSlot reports whether s can name a PostgreSQL replication slot.
-func validSlot(s string) bool {
-	if s == "" || len(s) > 63 {
-		return false
+// validatePoll checks the polling source's settings, with retention and topics. The blocks
+// of the log sources are checked whichever source is used (validateSource).
+func (c *Config) validatePoll() error {
+	// The command's bounds, tighter than the library's.
+	switch p := &c.Poll; {
+	case p.Interval < time.Millisecond || p.Interval > time.Hour:
+		return invalid("poll.interval", "must be between 1ms and 1h")
+	case p.MemberTTL < time.Second || p.MemberTTL > time.Hour:
+		return invalid("poll.member_ttl", "must be between 1s and 1h")
 	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
-			return false
-		}
-	}
-	return true
+	return checkBlock("poll", "poll.", c.Poll, Default().Poll, c.PollConfig().Validate)
 }
 
-// checkTopic returns why s cannot be an outbox topic (the rules of outbox.Message), or "".
-func checkTopic(s string) string {
-	switch {
-	case s == "":
-		return "is empty"
-	case len(s) > 255:
-		return "is longer than 255 bytes"
-	case !utf8.ValidString(s):
-		return "is not valid UTF-8"
-	case hasControl(s):
-		return "contains a control character"
+// validateRelay checks the relay's retries and shutdown.
+func (c *Config) validateRelay() error {
+	// The command's bounds, tighter than the library's: relay.id is stored and logged.
+	switch r := &c.Relay; {
+	case r.MaxAttempts < 1 || r.MaxAttempts > 1000000:
+		return invalid("relay.max_attempts", "must be between 1 and 1000000")
+	case len(r.ID) > 200:
+		return invalid("relay.id", "longer than 200 bytes")
+	case hasControl(r.ID):
+		return invalid("relay.id", "contains a control character")
 	}
-	return ""
+	return checkBlock("relay", "relay.", c.Relay, Default().Relay, c.RelayConfig().Validate)
 }
 
 func hasControl(s string) bool {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -50,7 +51,7 @@ type NATS struct {
 	Source         string        `yaml:"source" doc:"CloudEvents source attribute (the producing service)"`
 	Stream         string        `yaml:"stream" doc:"when set, create or update this JetStream stream at start"`
 	StreamSubjects []string      `yaml:"stream_subjects" doc:"subjects of that stream, comma-separated; default subject_prefix + \">\""`
-	Name           string        `yaml:"name" doc:"connection name shown by the server"`
+	Name           string        `yaml:"name" doc:"connection name shown by the server" zero:"default"`
 	MaxPending     int           `yaml:"max_pending" doc:"most messages sent and not yet acknowledged"`
 	ReconnectWait  time.Duration `yaml:"reconnect_wait" doc:"pause between reconnect attempts"`
 }
@@ -58,8 +59,8 @@ type NATS struct {
 // Kafka configures the Kafka sink (sink/kafka).
 type Kafka struct {
 	Brokers               []string          `yaml:"brokers" doc:"seed brokers, host:port, comma-separated (required)"`
-	ClientID              string            `yaml:"client_id" doc:"client id the brokers see"`
-	Source                string            `yaml:"source" doc:"CloudEvents source attribute (the producing service)"`
+	ClientID              string            `yaml:"client_id" doc:"client id the brokers see" zero:"default"`
+	Source                string            `yaml:"source" doc:"CloudEvents source attribute (the producing service)" zero:"default"`
 	TopicPrefix           string            `yaml:"topic_prefix" doc:"put before every topic: Kafka topic = prefix + topic"`
 	Topics                map[string]string `yaml:"topics" doc:"outbox topic → Kafka topic, exact, without prefix (YAML only)"`
 	AutoCreateTopics      bool              `yaml:"auto_create_topics" doc:"let brokers with auto.create.topics.enable create missing topics"`
@@ -85,8 +86,8 @@ type AMQP struct {
 	RoutingKeyPrefix string            `yaml:"routing_key_prefix" doc:"put before every topic: routing key = prefix + topic"`
 	RoutingKeys      map[string]string `yaml:"routing_keys" doc:"topic → routing key, exact, without prefix (YAML only)"`
 	DeclareExchange  AMQPExchange      `yaml:"declare_exchange"`
-	Source           string            `yaml:"source" doc:"CloudEvents source attribute and AMQP app-id"`
-	ConnectionName   string            `yaml:"connection_name" doc:"connection name shown by the broker"`
+	Source           string            `yaml:"source" doc:"CloudEvents source attribute and AMQP app-id" zero:"default"`
+	ConnectionName   string            `yaml:"connection_name" doc:"connection name shown by the broker" zero:"default"`
 	PublishTimeout   time.Duration     `yaml:"publish_timeout" doc:"bound on one publish: unconfirmed messages then fail and retry"`
 	ConnectTimeout   time.Duration     `yaml:"connect_timeout" doc:"bound on dialing and the AMQP handshake"`
 	Heartbeat        time.Duration     `yaml:"heartbeat" doc:"AMQP heartbeat interval (whole seconds)"`
@@ -109,8 +110,8 @@ type MQTT struct {
 	Username       string        `yaml:"username" doc:"user name"`
 	Password       Secret        `yaml:"password" doc:"password (secret)"`
 	TopicPrefix    string        `yaml:"topic_prefix" doc:"put before every topic: MQTT topic = prefix + topic"`
-	TopicSeparator string        `yaml:"topic_separator" doc:"replaces every . of a topic; . keeps topics as they are"`
-	Source         string        `yaml:"source" doc:"CloudEvents source attribute (the producing service)"`
+	TopicSeparator string        `yaml:"topic_separator" doc:"replaces every . of a topic; . keeps topics as they are" zero:"default"`
+	Source         string        `yaml:"source" doc:"CloudEvents source attribute (the producing service)" zero:"default"`
 	KeepAlive      time.Duration `yaml:"keep_alive" doc:"MQTT keep-alive interval (whole seconds)"`
 	ConnectTimeout time.Duration `yaml:"connect_timeout" doc:"bound on dialing, TLS and CONNECT/CONNACK"`
 	PublishTimeout time.Duration `yaml:"publish_timeout" doc:"bound on one publish: messages without PUBACK then fail and retry"`
@@ -124,7 +125,7 @@ type Redis struct {
 	Password       Secret            `yaml:"password" doc:"password (secret)"`
 	DB             int               `yaml:"db" doc:"database number"`
 	TLS            bool              `yaml:"tls" doc:"connect with TLS, verifying the server against the system roots"`
-	Source         string            `yaml:"source" doc:"CloudEvents source attribute (the producing service)"`
+	Source         string            `yaml:"source" doc:"CloudEvents source attribute (the producing service)" zero:"default"`
 	StreamPrefix   string            `yaml:"stream_prefix" doc:"put before every topic: stream key = prefix + topic"`
 	Streams        map[string]string `yaml:"streams" doc:"topic → stream key, exact, without prefix (YAML only)"`
 	MaxLen         int               `yaml:"max_len" doc:"cap every stream at about this many entries (XADD MAXLEN); 0: no cap"`
@@ -140,7 +141,7 @@ type Webhook struct {
 	Headers        map[string]Secret `yaml:"headers" doc:"headers sent with every request, e.g. Authorization (YAML only, secret)"`
 	Timeout        time.Duration     `yaml:"timeout" doc:"bound on one request, from connecting to reading the response"`
 	MaxConcurrency int               `yaml:"max_concurrency" doc:"most requests in flight (one key's messages go one by one)"`
-	Source         string            `yaml:"source" doc:"CloudEvents source attribute (the producing service)"`
+	Source         string            `yaml:"source" doc:"CloudEvents source attribute (the producing service)" zero:"default"`
 }
 
 // Route sends the topics matching Topic to the sink named Sink.
@@ -254,7 +255,7 @@ func (c *Config) DefaultUsed() bool {
 var sinkName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 
 func (c *Config) validateSinks() error {
-	if err := c.Sink.validate("sink.", c.DefaultUsed(), false); err != nil {
+	if err := c.Sink.validate("sink.", c.DefaultUsed(), false, c.Relay.PublishTimeout); err != nil {
 		return err
 	}
 	names := sortedKeys(c.Sinks)
@@ -266,7 +267,7 @@ func (c *Config) validateSinks() error {
 			return invalid("sinks", "%q: a sink name is 1 to 64 letters, digits, '-' or '_', starting with a letter or digit", name)
 		}
 		s := c.Sinks[name]
-		if err := s.validate("sinks."+name+".", true, true); err != nil {
+		if err := s.validate("sinks."+name+".", true, true, c.Relay.PublishTimeout); err != nil {
 			return err
 		}
 	}
@@ -322,34 +323,74 @@ func (nopSink) Close() error { return nil }
 var _ sink.Sink = nopSink{}
 
 // validate checks a sink block whose settings start with prefix ("sink." or "sinks.NAME.").
-// When used, the sub-block of its type is checked too; the other sub-blocks are ignored, so
-// that settings meant for another relay (OUTBOX_SINK_KAFKA_* in a shared environment) do
-// not stop this one. A named sink must say its type.
-func (s *Sink) validate(prefix string, used, named bool) error {
+// When used, the sub-block of its type is checked too, by its sink package's Validate; the
+// other sub-blocks are ignored, so that settings meant for another relay
+// (OUTBOX_SINK_KAFKA_* in a shared environment) do not stop this one. A named sink must say
+// its type. publishTimeout is relay.publish_timeout, also the NATS sink's.
+func (s *Sink) validate(prefix string, used, named bool, publishTimeout time.Duration) error {
 	switch {
 	case s.Type == "" && named:
 		return invalid(prefix+"type", "required: one of %s", strings.Join(SinkTypes, ", "))
 	case !slices.Contains(SinkTypes, s.Type):
 		return invalid(prefix+"type", "%q is not one of %s", s.Type, strings.Join(SinkTypes, ", "))
-	case !used:
+	case !used || s.Type == SinkStdout: // stdout has no settings
 		return nil
 	}
-	p := prefix + s.Type + "."
+	return requiredWhen(s.checkType(prefix+s.Type+".", publishTimeout), prefix, s.Type)
+}
+
+// checkType checks the sub-block of the sink's type, whose settings start with p.
+func (s *Sink) checkType(p string, publishTimeout time.Duration) error {
+	d := DefaultSink()
 	switch s.Type {
 	case SinkNATS:
-		return s.NATS.validate(p)
+		if err := s.NATS.checkStream(p); err != nil {
+			return err
+		}
+		return checkBlock(s.Type, p, s.NATS, d.NATS, s.NATS.SinkConfig(publishTimeout).Validate)
 	case SinkKafka:
-		return s.Kafka.validate(p)
+		return checkBlock(s.Type, p, s.Kafka, d.Kafka, s.Kafka.SinkConfig().Validate)
 	case SinkAMQP:
-		return s.AMQP.validate(p)
+		if dx, dp := &s.AMQP.DeclareExchange, p+"declare_exchange."; dx.Kind == "" && (dx.Name != "" || dx.Transient) {
+			// Without a kind the exchange is not declared (see SinkConfig).
+			return invalid(dp+"kind", "required to declare the exchange (%sname or %stransient is set)", dp, dp)
+		}
+		return checkBlock(s.Type, p, s.AMQP, d.AMQP, s.AMQP.SinkConfig().Validate)
 	case SinkMQTT:
-		return s.MQTT.validate(p)
+		return checkBlock(s.Type, p, s.MQTT, d.MQTT, s.MQTT.SinkConfig().Validate)
 	case SinkRedis:
-		return s.Redis.validate(p)
+		return checkBlock(s.Type, p, s.Redis, d.Redis, s.Redis.SinkConfig().Validate)
 	case SinkWebhook:
-		return s.Webhook.validate(p)
+		return checkBlock(s.Type, p, s.Webhook, d.Webhook, s.Webhook.SinkConfig().Validate)
 	}
-	return nil // stdout has no settings
+	return nil
+}
+
+// requiredWhen says, of a setting of the sub-block of a sink type that is required, which
+// choice requires it: "required when sink.type is kafka".
+func requiredWhen(err error, prefix, typ string) error {
+	var ce *outbox.ConfigError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	rest, ok := strings.CutPrefix(ce.Reason, "required")
+	if !ok || rest != "" && !strings.HasPrefix(rest, ":") && !strings.HasPrefix(rest, " (") {
+		return err // "required with ...", "required when ...": already says when
+	}
+	return invalid(ce.Field, "required when %stype is %s%s", prefix, typ, rest)
+}
+
+// checkStream checks the stream settings that have no NATS sink Config field of their own:
+// stream_subjects belongs to stream, and defaults to subject_prefix + ">" (see
+// EffectiveStreamSubjects).
+func (n *NATS) checkStream(p string) error {
+	switch {
+	case n.Stream == "" && len(n.StreamSubjects) > 0:
+		return invalid(p+"stream_subjects", "set without %sstream", p)
+	case n.Stream != "" && len(n.EffectiveStreamSubjects()) == 0:
+		return invalid(p+"stream_subjects", "required when %sstream is set and %ssubject_prefix does not end with \".\"", p, p)
+	}
+	return nil
 }
 
 // EffectiveStreamSubjects returns the subjects of the configured stream:
@@ -363,4 +404,14 @@ func (n *NATS) EffectiveStreamSubjects() []string {
 		return []string{n.SubjectPrefix + ">"}
 	}
 	return nil
+}
+
+// sortedKeys returns m's keys in order, so that errors do not depend on map order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
