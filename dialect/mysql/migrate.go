@@ -129,8 +129,7 @@ func (d migrationDriver) Applied(ctx context.Context) (map[int]time.Time, error)
 	if n == 0 {
 		return map[int]time.Time{}, nil
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT version, `+micros("applied_at")+` FROM `+s.names.Versions)
-	return migrate.ScanApplied(rows, err, fromMicros)
+	return migrate.QueryApplied(ctx, s.db, `SELECT version, `+micros("applied_at")+` FROM `+s.names.Versions, fromMicros)
 }
 
 // migrationSession is one migration session: a connection holding the lock.
@@ -141,8 +140,7 @@ type migrationSession struct {
 
 // Applied implements migrate.Session.
 func (m migrationSession) Applied(ctx context.Context) (map[int]time.Time, error) {
-	rows, err := m.conn.QueryContext(ctx, `SELECT version, `+micros("applied_at")+` FROM `+m.versions)
-	return migrate.ScanApplied(rows, err, fromMicros)
+	return migrate.QueryApplied(ctx, m.conn, `SELECT version, `+micros("applied_at")+` FROM `+m.versions, fromMicros)
 }
 
 // Exec implements migrate.Session: the script's statements one at a time (see execScript).

@@ -61,8 +61,7 @@ func (d migrationDriver) Applied(ctx context.Context) (map[int]time.Time, error)
 	if n == 0 {
 		return map[int]time.Time{}, nil
 	}
-	rows, err := d.s.db.QueryContext(ctx, `SELECT version, applied_at FROM `+d.s.versionsTable())
-	return migrate.ScanApplied(rows, err, time.UnixMicro)
+	return migrate.QueryApplied(ctx, d.s.db, `SELECT version, applied_at FROM `+d.s.versionsTable(), time.UnixMicro)
 }
 
 // migrationSession is one migration transaction.
@@ -73,8 +72,7 @@ type migrationSession struct {
 
 // Applied implements migrate.Session.
 func (m migrationSession) Applied(ctx context.Context) (map[int]time.Time, error) {
-	rows, err := m.tx.QueryContext(ctx, `SELECT version, applied_at FROM `+m.versions)
-	return migrate.ScanApplied(rows, err, time.UnixMicro)
+	return migrate.QueryApplied(ctx, m.tx, `SELECT version, applied_at FROM `+m.versions, time.UnixMicro)
 }
 
 // Exec implements migrate.Session.

@@ -122,10 +122,15 @@ func (r Runner) MigrationStatus(ctx context.Context) ([]dialect.MigrationStatus,
 	return Status(ms, applied), nil
 }
 
-// ScanApplied reads the applied versions from the result of a database/sql query of
-// (version, applied_at as an integer), turning each applied_at into a time with at. It closes
-// the rows.
-func ScanApplied(rows *sql.Rows, err error, at func(int64) time.Time) (map[int]time.Time, error) {
+// Querier is what QueryApplied needs: a *sql.DB, *sql.Conn or *sql.Tx.
+type Querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// QueryApplied runs query, a database/sql query of (version, applied_at as an integer), and
+// reads the applied versions, turning each applied_at into a time with at.
+func QueryApplied(ctx context.Context, q Querier, query string, at func(int64) time.Time) (map[int]time.Time, error) {
+	rows, err := q.QueryContext(ctx, query)
 	if err != nil {
 		return nil, err
 	}
