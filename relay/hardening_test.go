@@ -21,7 +21,7 @@ import (
 // finishCounter counts the batches the relay finished, and those whose Finish failed.
 type finishCounter struct{ ok, failed atomic.Int64 }
 
-func (f *finishCounter) BatchFinished(_ []outbox.Record, _ outbox.Outcome, err error) {
+func (f *finishCounter) OnBatchFinished(_ []outbox.Record, _ outbox.Outcome, err error) {
 	if err != nil {
 		f.failed.Add(1)
 	} else {
@@ -61,7 +61,7 @@ CREATE TRIGGER refuse BEFORE INSERT ON `+b.table+`_dead FOR EACH ROW EXECUTE FUN
 	}
 	fc := &finishCounter{}
 	logs := &sourcetest.LogRecorder{}
-	startRelay(t, b, rt, poll.Config{Workers: 1}, relay.Config{Observer: fc, Logger: slog.New(logs)})
+	startRelay(t, b, rt, poll.Config{Workers: 1}, relay.Config{Hooks: []relay.Hook{fc}, Logger: slog.New(logs)})
 	time.Sleep(4 * time.Second)
 
 	_, count := sk.Snapshot()

@@ -77,8 +77,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Logger receives diagnostics. Default slog.Default().
 	Logger *slog.Logger
-	// Observer, when set, is told about every finished batch (metrics, tests).
-	Observer Observer
+	// Hooks are told about the relay's work (metrics, tracing, tests): each is called
+	// through every hook interface it implements (HookBatchFinished, ...). A hook that
+	// implements none of them is refused.
+	Hooks []Hook
 	// SinkName names the sink in logs, and is the destination that pauses when the sink is
 	// unavailable (a sink implementing sink.Destinations names its own). Default "sink".
 	SinkName string
@@ -91,16 +93,12 @@ type Config struct {
 	FailureSummaryInterval time.Duration
 }
 
-// Observer receives the outcome of each batch after it was finished.
-type Observer interface {
-	BatchFinished(recs []outbox.Record, o outbox.Outcome, err error)
-}
-
 // Relay moves messages from a Source to a Sink: per-key order, retries with persisted
 // backoff, dead letters. Create with New, start with Run.
 type Relay struct {
 	cfg    Config
 	logger *slog.Logger
+	hooks  hooks
 
 	unrecorded unrecorded // outcomes a failed Finish could not write
 	pauses     pauses     // destinations paused while unavailable
@@ -156,8 +154,12 @@ func New(cfg Config) (*Relay, error) {
 	case cfg.FailureSummaryInterval < 0:
 		return nil, &outbox.ConfigError{Field: "failure_summary_interval", Reason: "must be positive"}
 	}
+	hks, err := newHooks(cfg.Hooks)
+	if err != nil {
+		return nil, err
+	}
 	logger := cmp.Or(cfg.Logger, slog.Default())
-	return &Relay{cfg: cfg, logger: logger,
+	return &Relay{cfg: cfg, logger: logger, hooks: hks,
 		pauses:   pauses{logger: logger, maxProbe: cfg.MaxProbeInterval, summary: cfg.FailureSummaryInterval},
 		failures: failureLog{logger: logger, interval: cfg.FailureSummaryInterval},
 	}, nil
@@ -290,9 +292,7 @@ func (r *Relay) process(work context.Context, b Batch) batchResult {
 	} else {
 		r.unrecorded.forget(o)
 	}
-	if r.cfg.Observer != nil {
-		r.cfg.Observer.BatchFinished(recs, o, err)
-	}
+	r.hooks.batchFinished(recs, o, err)
 	return batchResult{messages: len(recs), healthy: d.delivered || !d.failed, held: d.held,
 		until: d.until, finishErr: err}
 }

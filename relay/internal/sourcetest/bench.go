@@ -32,10 +32,10 @@ func backlog(tb testing.TB, n, keys int, commit func(tb testing.TB, msgs ...outb
 	}
 }
 
-// countingObserver counts acknowledged messages.
-type countingObserver struct{ published atomic.Int64 }
+// countingHook counts acknowledged messages.
+type countingHook struct{ published atomic.Int64 }
 
-func (o *countingObserver) BatchFinished(_ []outbox.Record, out outbox.Outcome, err error) {
+func (o *countingHook) OnBatchFinished(_ []outbox.Record, out outbox.Outcome, err error) {
 	if err == nil {
 		o.published.Add(int64(len(out.Published)))
 	}
@@ -52,11 +52,11 @@ func Drain(b *testing.B, n, keys int, sk sink.Sink, commit func(tb testing.TB, m
 	for range b.N {
 		b.StopTimer()
 		backlog(b, n, keys, commit)
-		obs := &countingObserver{}
+		obs := &countingHook{}
 		src := newSource()
 		b.StartTimer()
 		start := time.Now()
-		r := StartRelay(b, src, sk, relay.Config{Observer: obs, Logger: QuietLogger()})
+		r := StartRelay(b, src, sk, relay.Config{Hooks: []relay.Hook{obs}, Logger: QuietLogger()})
 		for obs.published.Load() < int64(n) {
 			time.Sleep(time.Millisecond)
 		}
