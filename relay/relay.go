@@ -550,7 +550,7 @@ func (r *Relay) fail(o *outbox.Outcome, dest string, rec *outbox.Record, err err
 		r.failures.failed(dest, rec, err, time.Now())
 		delay := r.backoff(rec.Attempts)
 		// A broker that says when to come back (HTTP Retry-After) is honoured, within BackoffMax.
-		var ra interface{ RetryAfter() time.Duration }
+		var ra sink.RetryAfter
 		if errors.As(err, &ra) {
 			delay = min(max(delay, ra.RetryAfter()), r.cfg.BackoffMax)
 		}
