@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/sink"
@@ -517,7 +515,7 @@ func (r *Relay) hold(res *dispatched, held []heldMessage) {
 	}
 	for _, h := range held {
 		o.Retry = append(o.Retry, outbox.Retry{Seq: h.rec.Seq, Delay: max(0, h.until.Sub(now)),
-			Error: truncate("sink unavailable: " + h.err), NotAttempted: true})
+			Error: storable("sink unavailable: " + h.err), NotAttempted: true})
 	}
 }
 
@@ -539,13 +537,13 @@ func (r *Relay) fail(o *outbox.Outcome, dest string, rec *outbox.Record, err err
 		r.logger.Warn("message rejected permanently; moved to dead letters",
 			slog.String("sink", dest), slog.String("topic", logValue(rec.Topic)), slog.Int64("seq", rec.Seq),
 			slog.String("message_id", rec.ID.String()), slog.Any("error", err))
-		o.Dead = append(o.Dead, outbox.Dead{Seq: rec.Seq, Error: truncate(err.Error())})
+		o.Dead = append(o.Dead, outbox.Dead{Seq: rec.Seq, Error: storable(err.Error())})
 	case attempt >= r.cfg.MaxAttempts:
 		r.logger.Warn("message failed its last attempt; moved to dead letters",
 			slog.String("sink", dest), slog.String("topic", logValue(rec.Topic)), slog.Int64("seq", rec.Seq),
 			slog.String("message_id", rec.ID.String()), slog.Int("attempts", attempt), slog.Any("error", err))
 		o.Dead = append(o.Dead, outbox.Dead{Seq: rec.Seq,
-			Error: truncate(fmt.Sprintf("after %d attempts: %v", attempt, err))})
+			Error: storable(fmt.Sprintf("after %d attempts: %v", attempt, err))})
 	default:
 		r.failures.failed(dest, rec, err, time.Now())
 		delay := r.backoff(rec.Attempts)
@@ -554,7 +552,7 @@ func (r *Relay) fail(o *outbox.Outcome, dest string, rec *outbox.Record, err err
 		if errors.As(err, &ra) {
 			delay = min(max(delay, ra.RetryAfter()), r.cfg.BackoffMax)
 		}
-		o.Retry = append(o.Retry, outbox.Retry{Seq: rec.Seq, Delay: delay, Error: truncate(err.Error())})
+		o.Retry = append(o.Retry, outbox.Retry{Seq: rec.Seq, Delay: delay, Error: storable(err.Error())})
 	}
 }
 
@@ -570,23 +568,10 @@ func (r *Relay) backoff(attempts int) time.Duration {
 	return rand.N(ceil + 1)
 }
 
-// truncate makes an error storable: valid UTF-8 without NUL bytes (PostgreSQL refuses both in
-// text columns, which would fail the whole batch), at most about 2000 bytes, cut on a
-// character boundary.
-func truncate(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.ReplaceAll(s, "\x00", "")
-	return truncateTo(s, 2000)
-}
+// maxErrorText bounds the error text of an outcome: about 2000 bytes.
+const maxErrorText = 2000
 
-// truncateTo cuts s to at most about limit bytes, on a character boundary, marking the cut.
-func truncateTo(s string, limit int) string {
-	if len(s) <= limit {
-		return s
-	}
-	cut := limit
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
+// storable makes an error storable: valid UTF-8 without NUL bytes (PostgreSQL refuses both in
+// text columns, which would fail the whole batch), at most about maxErrorText bytes, cut on a
+// character boundary.
+func storable(s string) string { return outbox.StorableText(s, maxErrorText) }
