@@ -214,7 +214,7 @@ func (r *Relay) worker(ctx, work context.Context, id int) {
 			failures++
 			d := pause(failures, 5*time.Second)
 			r.logger.Warn("claiming messages failed", slog.Int("worker", id), slog.Any("error", err), slog.Duration("retry_in", d))
-			sleep(ctx, d)
+			_ = Sleep(ctx, d)
 			continue
 		}
 		res := r.process(work, b)
@@ -227,7 +227,7 @@ func (r *Relay) worker(ctx, work context.Context, id int) {
 			r.logger.Warn("recording the outcome of a batch failed; its messages will not be published again, retrying",
 				slog.Int("worker", id), slog.Int("messages", res.messages), slog.Any("error", res.finishErr),
 				slog.Int("failures", bookkeeping), slog.Duration("retry_in", d))
-			sleep(ctx, d)
+			_ = Sleep(ctx, d)
 			continue
 		}
 		if bookkeeping > 0 {
@@ -237,14 +237,14 @@ func (r *Relay) worker(ctx, work context.Context, id int) {
 		switch {
 		case res.held:
 			// Everything waits for an unavailable sink: nothing to do before its probe.
-			sleep(ctx, max(time.Until(res.until), 10*time.Millisecond))
+			_ = Sleep(ctx, max(time.Until(res.until), 10*time.Millisecond))
 		case res.healthy:
 			failures = 0
 		default:
 			// The sink failed every message of the batch: pause this worker so a failure
 			// of every message costs a few attempts, not a storm of them.
 			failures++
-			sleep(ctx, pause(failures, 5*time.Second))
+			_ = Sleep(ctx, pause(failures, 5*time.Second))
 		}
 	}
 }
@@ -256,12 +256,20 @@ func pause(failures int, ceiling time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func sleep(ctx context.Context, d time.Duration) {
+// Sleep waits for d, or until ctx ends, whichever comes first, and returns ctx's error when
+// it ended (nil otherwise; at once for d <= 0). It is the wait of the relay's workers
+// between failures, and one for the retry loops of Source implementations.
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
+		return ctx.Err()
 	case <-t.C:
+		return nil
 	}
 }
 
