@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/outboxgo/outbox/relay"
+
 	"github.com/nats-io/nats-server/v2/server"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -189,7 +191,7 @@ func (b *natsBroker) read(ctx context.Context, last *uint64, upTo uint64, delive
 			var err error
 			if nc, js, err = b.connect(); err != nil {
 				nc = nil
-				sleepCtx(ctx, 200*time.Millisecond)
+				_ = relay.Sleep(ctx, 200*time.Millisecond)
 				continue
 			}
 		} else {
@@ -204,12 +206,12 @@ func (b *natsBroker) read(ctx context.Context, last *uint64, upTo uint64, delive
 		cons, err := js.OrderedConsumer(cctx, natsStream, cfg)
 		cancel()
 		if err != nil {
-			sleepCtx(ctx, 200*time.Millisecond)
+			_ = relay.Sleep(ctx, 200*time.Millisecond)
 			continue
 		}
 		it, err := cons.Messages()
 		if err != nil {
-			sleepCtx(ctx, 200*time.Millisecond)
+			_ = relay.Sleep(ctx, 200*time.Millisecond)
 			continue
 		}
 		for {
@@ -234,7 +236,7 @@ func (b *natsBroker) read(ctx context.Context, last *uint64, upTo uint64, delive
 
 func (b *natsBroker) restart(ctx context.Context, down time.Duration) error {
 	b.stop()
-	sleepCtx(ctx, down)
+	_ = relay.Sleep(ctx, down)
 	return b.start()
 }
 
@@ -394,7 +396,7 @@ func kafkaDelivery(r *kgo.Record, at time.Time) delivery {
 
 func (b *kafkaBroker) restart(ctx context.Context, down time.Duration) error {
 	b.stop()
-	sleepCtx(ctx, down)
+	_ = relay.Sleep(ctx, down)
 	return b.start()
 }
 
@@ -519,7 +521,7 @@ func (b *amqpBroker) relayEnv() []string {
 func (b *amqpBroker) consume(ctx context.Context, deliver func(delivery)) {
 	for ctx.Err() == nil {
 		b.consumeOnce(ctx, deliver)
-		sleepCtx(ctx, 200*time.Millisecond)
+		_ = relay.Sleep(ctx, 200*time.Millisecond)
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/outboxgo/outbox/relay"
+
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/redis/go-redis/v9"
 
@@ -71,7 +73,7 @@ func (b *redisBroker) read(ctx context.Context, from, upTo string, deliver func(
 			continue
 		}
 		if err != nil {
-			sleepCtx(ctx, 200*time.Millisecond)
+			_ = relay.Sleep(ctx, 200*time.Millisecond)
 			continue
 		}
 		for _, s := range res {
@@ -162,7 +164,7 @@ func (b *mqttBroker) consume(ctx context.Context, deliver func(delivery)) {
 		if err := b.consumeOnce(ctx, first, deliver); err == nil {
 			first = false
 		}
-		sleepCtx(ctx, 200*time.Millisecond)
+		_ = relay.Sleep(ctx, 200*time.Millisecond)
 	}
 }
 
@@ -326,7 +328,7 @@ func (b *webhookBroker) consume(ctx context.Context, deliver func(delivery)) {
 // down, and listens on it again.
 func (b *webhookBroker) restart(ctx context.Context, down time.Duration) error {
 	b.stop()
-	sleepCtx(ctx, down)
+	_ = relay.Sleep(ctx, down)
 	var ln net.Listener
 	var err error
 	for range 50 { // the port may linger briefly

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/outboxgo/outbox/relay"
+
 	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
 )
 
@@ -209,7 +211,7 @@ wait:
 		rep.Drained = r.waitEmpty(drainCtx)
 	}
 	r.log.Info("drain", slog.Bool("drained", rep.Drained), slog.Duration("waited", time.Since(drainStart)))
-	sleepCtx(ctx, time.Second)
+	_ = relay.Sleep(ctx, time.Second)
 
 	r.relays.stop(15 * time.Second)
 	r.stopConsume()
