@@ -59,13 +59,17 @@ type Order struct {
 
 // Add takes the next delivery: message id, with key, carrying payload. It returns an error
 // when the payload is not "key:n" of this key, or the message is a first delivery out of its
-// key's order.
+// key's order. Messages without a key have no order: they are only counted.
 func (o *Order) Add(id, key string, payload []byte) error {
 	if o.seen == nil {
 		o.next, o.seen = map[string]int{}, map[string]bool{}
 	}
 	if o.seen[id] {
 		o.dups++
+		return nil
+	}
+	if key == "" {
+		o.seen[id] = true
 		return nil
 	}
 	pk, n, ok := ParsePayload(payload)
@@ -96,7 +100,8 @@ func (o *Order) Duplicates() int { return o.dups }
 func (o *Order) Next(key string) int { return o.next[key] }
 
 // CheckOrder fails the test unless the first deliveries of each key (of records with
-// payloads "key:n") arrived in the key's order; it returns the number of duplicates.
+// payloads "key:n") arrived in the key's order; it returns the number of duplicates. Unkeyed
+// records are only counted.
 func CheckOrder(tb testing.TB, delivered []outbox.Record) (dups int) {
 	tb.Helper()
 	var o Order

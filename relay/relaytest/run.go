@@ -30,14 +30,14 @@ func (r *Running) Stop() error {
 }
 
 // Start creates a relay of cfg (Source and Sink set) and runs it until the test ends or Stop
-// is called. Unset fields get test values: BackoffBase 5ms and BackoffMax 50ms (when
+// is called. Unset fields get test values: BackoffBase 5ms and BackoffMax 50ms (both, when
 // BackoffBase is unset), and a Logger that discards (pass one to see the relay's log).
 // relay.New's error fails the test, and so does an error of Run unless the test called Stop,
 // which returns it.
 func Start(tb testing.TB, cfg relay.Config) *Running {
 	tb.Helper()
 	if cfg.BackoffBase == 0 {
-		cfg.BackoffBase, cfg.BackoffMax = 5*time.Millisecond, max(cfg.BackoffMax, 50*time.Millisecond)
+		cfg.BackoffBase, cfg.BackoffMax = 5*time.Millisecond, 50*time.Millisecond
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -78,15 +78,17 @@ func Start(tb testing.TB, cfg relay.Config) *Running {
 	return rn
 }
 
-// WaitFor checks cond every millisecond until it holds, and fails the test when it still
-// does not after d; what names the wait in the failure.
+// WaitFor checks cond until it holds, and fails the test when it still does not after d;
+// what names the wait in the failure. It looks again after a millisecond, the pause doubling
+// up to 10ms: a condition that holds soon is seen at once, and one that queries a database
+// does not query it a thousand times a second.
 func WaitFor(tb testing.TB, d time.Duration, what string, cond func() bool) {
 	tb.Helper()
 	deadline := time.Now().Add(d)
-	for !cond() {
+	for pause := time.Millisecond; !cond(); pause = min(2*pause, 10*time.Millisecond) {
 		if time.Now().After(deadline) {
 			tb.Fatalf("timed out after %v waiting for %s", d, what)
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(pause)
 	}
 }

@@ -32,7 +32,10 @@ type Rule struct {
 	// sink.Permanent(err) dead-letters it, sink.Unavailable(err) says the sink as a whole is
 	// down, sink.Duplicate(detail) acknowledges it as a duplicate.
 	Err error
-	// RetryAfter, when not 0 and Err is set, makes the result carry that delay (it implements
+	// Fail, when set, decides the message's result instead of Err (same meanings), when the
+	// call answers.
+	Fail func(r *outbox.Record) error
+	// RetryAfter, when not 0, makes an error result carry that delay (it implements
 	// sink.RetryAfter, as a 429 with a Retry-After header does).
 	RetryAfter time.Duration
 	// Delay holds the whole Publish call this long before it answers (the longest Delay of
@@ -70,12 +73,13 @@ type Call struct {
 // PublishTimeout, a shutdown) every message of it fails with the context's error, as the
 // sink contract requires. A Sink is safe for concurrent use; create it with NewSink.
 type Sink struct {
-	mu     sync.Mutex
-	script []*rule
-	calls  []Call
-	acked  []outbox.Record
-	counts map[string]int // acknowledgements per message id
-	closed bool
+	mu      sync.Mutex
+	script  []*rule
+	started int
+	calls   []Call
+	acked   []outbox.Record
+	counts  map[string]int // acknowledgements per message id
+	closed  bool
 }
 
 // NewSink returns a Sink that acknowledges everything until scripted otherwise.
@@ -104,6 +108,7 @@ func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
 		blocks []<-chan struct{}
 	)
 	s.mu.Lock()
+	s.started++
 	closed := s.closed
 	for i, m := range msgs {
 		for _, r := range s.script {
@@ -134,13 +139,17 @@ func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
 		res = sink.FailAll(len(msgs), ctx.Err())
 	default:
 		for i, r := range matched {
-			if r == nil || r.Err == nil {
+			if r == nil {
 				continue
 			}
-			res[i] = r.Err
-			if r.RetryAfter > 0 {
-				res[i] = WithRetryAfter(r.Err, r.RetryAfter)
+			err := r.Err
+			if r.Fail != nil {
+				err = r.Fail(msgs[i])
 			}
+			if err != nil && r.RetryAfter > 0 {
+				err = WithRetryAfter(err, r.RetryAfter)
+			}
+			res[i] = err
 		}
 	}
 
@@ -180,6 +189,13 @@ func (s *Sink) Close() error {
 	defer s.mu.Unlock()
 	s.closed = true
 	return nil
+}
+
+// Started is the number of Publish calls begun, answered or not (a call in flight).
+func (s *Sink) Started() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.started
 }
 
 // Calls returns the Publish calls answered so far, in the order they answered.
