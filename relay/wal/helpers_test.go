@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -69,7 +71,7 @@ func dropSlot(tb testing.TB, pool *pgxpool.Pool, slot string) {
 // config is a source configuration for e with test-friendly intervals, logging to the test.
 func (e *env) config(tb testing.TB) wal.Config {
 	return wal.Config{
-		Logger:            sourcetest.Logger(tb),
+		Logger:            logtest.New(tb),
 		ConnString:        pgtest.URL(),
 		Pool:              e.pool,
 		Mode:              e.mode,

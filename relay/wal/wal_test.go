@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
+
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outboxgo/outbox"
@@ -278,7 +280,7 @@ func TestStandbyTakesOver(t *testing.T) {
 func TestLagGuard(t *testing.T) {
 	t.Parallel()
 	e := setup(t, wal.ModeLogical)
-	rec := &sourcetest.LogRecorder{}
+	rec := &logtest.Recorder{}
 	cfg := e.config(t)
 	cfg.Logger = slog.New(rec)
 	cfg.MaxRetainedBytes = 1
@@ -460,7 +462,7 @@ func TestWarnsAboutRowsBeforeSlot(t *testing.T) {
 	t.Parallel()
 	e := setup(t, wal.ModeTable)
 	e.commit(t, outbox.Message{Topic: "t", Key: "early"})
-	rec := &sourcetest.LogRecorder{}
+	rec := &logtest.Recorder{}
 	cfg := e.config(t)
 	cfg.Logger = slog.New(rec)
 	if err := e.source(t, cfg).Setup(context.Background()); err != nil {
@@ -470,7 +472,7 @@ func TestWarnsAboutRowsBeforeSlot(t *testing.T) {
 		t.Fatalf("no warning; logged %v", rec.Msgs())
 	}
 	// Setup is idempotent: the second call finds the slot and the publication.
-	rec2 := &sourcetest.LogRecorder{}
+	rec2 := &logtest.Recorder{}
 	cfg.Logger = slog.New(rec2)
 	if err := e.source(t, cfg).Setup(context.Background()); err != nil {
 		t.Fatal(err)

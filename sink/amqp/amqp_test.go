@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
+
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/outboxgo/outbox"
@@ -301,7 +303,7 @@ func TestDeclareExchange(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := amqpsink.New(ctx, amqpsink.Config{URL: brokerURL(), DeclareExchange: &amqpsink.Exchange{Name: ex, Kind: "direct"}, Logger: testLogger(t)})
+	_, err := amqpsink.New(ctx, amqpsink.Config{URL: brokerURL(), DeclareExchange: &amqpsink.Exchange{Name: ex, Kind: "direct"}, Logger: logtest.New(t)})
 	if err == nil || !strings.Contains(err.Error(), ex) {
 		t.Errorf("New redeclaring %s as direct: %v, want an error naming it", ex, err)
 	}
@@ -315,7 +317,7 @@ func TestRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	u := strings.Replace(brokerURL(), "guest:guest@", "guest:"+secret+"@", 1)
-	s, err := amqpsink.New(ctx, amqpsink.Config{URL: u, Logger: testLogger(t)})
+	s, err := amqpsink.New(ctx, amqpsink.Config{URL: u, Logger: logtest.New(t)})
 	if err == nil {
 		_ = s.Close()
 		t.Fatal("New with a wrong password succeeded")

@@ -3,12 +3,12 @@ package amqp_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 
 	goamqp "github.com/Azure/go-amqp"
 	ceamqp "github.com/cloudevents/sdk-go/protocol/amqp/v2"
@@ -166,7 +166,7 @@ func newSink(t testing.TB, cfg amqpsink.Config) *amqpsink.Sink {
 		cfg.URL = brokerURL()
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = testLogger(t)
+		cfg.Logger = logtest.New(t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -206,31 +206,4 @@ func get(t testing.TB, ch *amqp091.Channel, queue string) amqp091.Delivery {
 		}
 		<-time.After(20 * time.Millisecond)
 	}
-}
-
-// testLogger logs to t.Log until the test ends; events from the sink's goroutines after
-// that are dropped instead of panicking.
-func testLogger(t testing.TB) *slog.Logger {
-	w := &tlogWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tlogWriter struct {
-	t    testing.TB
-	mu   sync.Mutex
-	done bool
-}
-
-func (w *tlogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
 }

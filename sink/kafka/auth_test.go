@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -59,7 +61,7 @@ func TestAuthAtStart(t *testing.T) {
 	start := time.Now()
 	s, err := kafkasink.New(t.Context(), kafkasink.Config{
 		Brokers: c.ListenAddrs(), SASLMechanism: kafkasink.SASLPlain, SASLUser: user, SASLPassword: pass,
-		Logger: testLogger(t),
+		Logger: logtest.NewLevel(t, slog.LevelInfo),
 	})
 	if err == nil {
 		_ = s.Close()
@@ -85,7 +87,7 @@ func TestAuthAtRuntime(t *testing.T) {
 	c, refuse, kick := saslCluster(t, user, pass)
 	topic := uniqueName("auth")
 	createTopic(t, c, topic, 1, nil, kgo.SASL(plain.Auth{User: user, Pass: pass}.AsMechanism()))
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	s := newSink(t, kafkasink.Config{
 		Brokers: c.ListenAddrs(), SASLMechanism: kafkasink.SASLPlain, SASLUser: user, SASLPassword: pass,
 		ProduceTimeout: time.Second,

@@ -5,12 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -457,7 +460,7 @@ func TestCancelInFlight(t *testing.T) {
 	topic := uniqueName("hang")
 	createTopic(t, c, topic, 3, nil)
 	const timeout = 700 * time.Millisecond
-	s, err := kafkasink.New(context.Background(), kafkasink.Config{Brokers: c.ListenAddrs(), ProduceTimeout: timeout, Logger: testLogger(t)})
+	s, err := kafkasink.New(context.Background(), kafkasink.Config{Brokers: c.ListenAddrs(), ProduceTimeout: timeout, Logger: logtest.NewLevel(t, slog.LevelInfo)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,9 +15,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -185,7 +186,7 @@ func TestSASL(t *testing.T) {
 			s := newSink(t, kafkasink.Config{Brokers: c.ListenAddrs(), SASLMechanism: mech, SASLUser: user, SASLPassword: pass})
 			roundTrip(t, c, s, topic, admin)
 
-			logs := &syncBuffer{}
+			logs := &logtest.Buffer{}
 			bad := newSink(t, kafkasink.Config{
 				Brokers: c.ListenAddrs(), SASLMechanism: mech, SASLUser: user, SASLPassword: "wrong-" + pass,
 				ProduceTimeout: time.Second,
@@ -205,21 +206,4 @@ func TestSASL(t *testing.T) {
 			}
 		})
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

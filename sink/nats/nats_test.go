@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
+
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -21,7 +23,7 @@ import (
 // quiet keeps connection events out of the test output unless a test fails.
 func quietConfig(t testing.TB, cfg natssink.Config) natssink.Config {
 	if cfg.Logger == nil {
-		cfg.Logger = testLogger(t)
+		cfg.Logger = logtest.New(t)
 	}
 	return cfg
 }

@@ -3,12 +3,12 @@ package redis_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -72,7 +72,7 @@ func newPrefix(t testing.TB, c *goredis.Client) string {
 func newSink(t testing.TB, cfg redissink.Config) *redissink.Sink {
 	t.Helper()
 	if cfg.Logger == nil {
-		cfg.Logger = testLogger(t)
+		cfg.Logger = logtest.New(t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -213,46 +213,4 @@ func publish(t testing.TB, s *redissink.Sink, recs ...*outbox.Record) []error {
 		t.Fatalf("Publish returned %d results for %d messages", len(res), len(recs))
 	}
 	return res
-}
-
-// testLogger logs to t.Log until the test ends; later records are dropped.
-func testLogger(t testing.TB) *slog.Logger {
-	w := &tlogWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tlogWriter struct {
-	t    testing.TB
-	mu   sync.Mutex
-	done bool
-}
-
-func (w *tlogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-// testLoggerTo logs into b, guarded by mu.
-func testLoggerTo(mu *sync.Mutex, b *strings.Builder) *slog.Logger {
-	return slog.New(slog.NewTextHandler(lockedWriter{mu, b}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *strings.Builder
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
 }

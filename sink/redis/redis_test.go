@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
+
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/outboxgo/outbox"
@@ -445,11 +447,10 @@ func TestClose(t *testing.T) {
 func TestAuthErrorHidesPassword(t *testing.T) {
 	t.Parallel()
 	const password = "s3cret-pa55word-that-must-not-leak"
-	var log strings.Builder
-	var mu sync.Mutex
+	log := &logtest.Buffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := redissink.New(ctx, redissink.Config{Password: password, Username: "outbox-test-nobody", Logger: testLoggerTo(&mu, &log)})
+	s, err := redissink.New(ctx, redissink.Config{Password: password, Username: "outbox-test-nobody", Logger: log.Logger()})
 	if err == nil {
 		_ = s.Close()
 		t.Fatal("New succeeded with a wrong password")
@@ -458,8 +459,6 @@ func TestAuthErrorHidesPassword(t *testing.T) {
 		t.Errorf("New: %v, want ErrAuth", err)
 	}
 	t.Logf("error: %v", err)
-	mu.Lock()
-	defer mu.Unlock()
 	if strings.Contains(err.Error(), password) || strings.Contains(log.String(), password) {
 		t.Errorf("the password leaked: error %q, log %q", err, log.String())
 	}

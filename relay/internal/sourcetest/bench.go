@@ -3,6 +3,7 @@ package sourcetest
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strconv"
@@ -56,7 +57,7 @@ func Drain(b *testing.B, n, keys int, sk sink.Sink, commit func(tb testing.TB, m
 		src := newSource()
 		b.StartTimer()
 		start := time.Now()
-		r := StartRelay(b, src, sk, relay.Config{Hooks: []relay.Hook{obs}, Logger: QuietLogger()})
+		r := StartRelay(b, src, sk, relay.Config{Hooks: []relay.Hook{obs}, Logger: slog.New(slog.DiscardHandler)})
 		for obs.published.Load() < int64(n) {
 			time.Sleep(time.Millisecond)
 		}
@@ -87,7 +88,7 @@ func SteadyLatency[S relay.Source](b *testing.B, inner sink.Sink, newSource func
 	var lat, waits, pubs []time.Duration
 	for range b.N {
 		src := newSource()
-		r := StartRelay(b, src, sk, relay.Config{Logger: QuietLogger()})
+		r := StartRelay(b, src, sk, relay.Config{Logger: slog.New(slog.DiscardHandler)})
 		WaitFor(b, 60*time.Second, "streaming", func() bool { return streaming(src) })
 		l, w, p := steady(b, sk, commit, 1000, time.Duration(seconds)*time.Second)
 		lat, waits, pubs = append(lat, l...), append(waits, w...), append(pubs, p...)
