@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/outboxgo/outbox/relay"
-
 	"github.com/nats-io/nats-server/v2/server"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
+	"github.com/outboxgo/outbox/relay"
 )
 
 // broker is the sink side of a run: a broker the run owns (or a private corner of a shared

@@ -10,12 +10,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/outboxgo/outbox/relay"
-
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
+	"github.com/outboxgo/outbox/relay"
 )
 
 // ---- Redis Streams: a private stream on the shared server ----

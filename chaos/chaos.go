@@ -16,9 +16,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/outboxgo/outbox/relay"
-
 	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
+	"github.com/outboxgo/outbox/relay"
 )
 
 // Run runs one checker: it starts a broker, a fresh schema (PostgreSQL) or database

@@ -11,9 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/outboxgo/outbox/relay"
-
 	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
+	"github.com/outboxgo/outbox/relay"
 )
 
 // faulter injects faults at random moments until its context ends. Relay kills run on their

@@ -8,9 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/outboxgo/outbox/relay"
-
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/relay"
 )
 
 // outboxTopic is the topic of every message: subject chaos.events, Kafka topic chaos.events,
