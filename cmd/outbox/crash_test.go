@@ -14,10 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxgo/outbox/internal/testutil/logtest"
-
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect/postgres"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/natstest"
 	"github.com/outboxgo/outbox/internal/testutil/pgtest"
 	"github.com/outboxgo/outbox/sink/sinktest"

@@ -11,12 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxgo/outbox/internal/testutil/logtest"
-
 	"github.com/google/uuid"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/natstest"
 	"github.com/outboxgo/outbox/internal/testutil/pgtest"
 )

@@ -11,13 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxgo/outbox/internal/testutil/logtest"
-
 	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect/dialecttest"
 	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/mysqltest"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/binlog"

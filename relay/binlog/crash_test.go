@@ -17,12 +17,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxgo/outbox/internal/testutil/logtest"
-
 	gomysql "github.com/go-sql-driver/mysql"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/mysqltest"
 	"github.com/outboxgo/outbox/internal/testutil/natstest"
 	"github.com/outboxgo/outbox/relay"

@@ -6,10 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxgo/outbox/internal/testutil/logtest"
-
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect/mysql"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/mysqltest"
 	"github.com/outboxgo/outbox/relay/binlog"
 	"github.com/outboxgo/outbox/relay/internal/sourcetest"

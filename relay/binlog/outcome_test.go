@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/outboxgo/outbox/internal/testutil/logtest"
-
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/binlog"
 	"github.com/outboxgo/outbox/relay/internal/sourcetest"

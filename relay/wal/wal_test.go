@@ -9,12 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxgo/outbox/internal/testutil/logtest"
-
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect/dialecttest"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/pgtest"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/internal/session"

@@ -8,11 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxgo/outbox/internal/testutil/logtest"
-
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/sink"
 	amqpsink "github.com/outboxgo/outbox/sink/amqp"
 	"github.com/outboxgo/outbox/sink/sinktest"

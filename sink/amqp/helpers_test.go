@@ -8,14 +8,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxgo/outbox/internal/testutil/logtest"
-
 	goamqp "github.com/Azure/go-amqp"
 	ceamqp "github.com/cloudevents/sdk-go/protocol/amqp/v2"
 	"github.com/cloudevents/sdk-go/v2/binding"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	amqpsink "github.com/outboxgo/outbox/sink/amqp"
 	"github.com/outboxgo/outbox/sink/sinktest"
 )

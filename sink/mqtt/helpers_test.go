@@ -10,11 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxgo/outbox/internal/testutil/logtest"
-
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	mqttsink "github.com/outboxgo/outbox/sink/mqtt"
 	"github.com/outboxgo/outbox/sink/sinktest"
 )

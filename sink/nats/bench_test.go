@@ -6,9 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxgo/outbox/internal/testutil/logtest"
-
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/natstest"
 	natssink "github.com/outboxgo/outbox/sink/nats"
 	"github.com/outboxgo/outbox/sink/sinktest"

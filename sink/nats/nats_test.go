@@ -8,12 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxgo/outbox/internal/testutil/logtest"
-
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/natstest"
 	"github.com/outboxgo/outbox/sink"
 	natssink "github.com/outboxgo/outbox/sink/nats"

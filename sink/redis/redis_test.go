@@ -11,11 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxgo/outbox/internal/testutil/logtest"
-
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/sink"
 	redissink "github.com/outboxgo/outbox/sink/redis"
 	"github.com/outboxgo/outbox/sink/sinktest"

@@ -13,12 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxgo/outbox/internal/testutil/logtest"
-
 	"github.com/cloudevents/sdk-go/v2/binding"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/sink/sinktest"
 	"github.com/outboxgo/outbox/sink/webhook"
 )

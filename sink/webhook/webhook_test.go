@@ -15,9 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxgo/outbox/internal/testutil/logtest"
-
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/sink"
 	"github.com/outboxgo/outbox/sink/sinktest"
 	"github.com/outboxgo/outbox/sink/webhook"

@@ -5,11 +5,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxgo/outbox/relay/relaytest"
-
 	natsgo "github.com/nats-io/nats.go"
 
 	"github.com/outboxgo/outbox/internal/testutil/natstest"
+	"github.com/outboxgo/outbox/relay/relaytest"
 	"github.com/outboxgo/outbox/sink"
 	"github.com/outboxgo/outbox/sink/nats"
 	"github.com/outboxgo/outbox/sink/sinktest"
