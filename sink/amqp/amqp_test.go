@@ -12,6 +12,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/internal/testutil/logtest"
+	"github.com/outboxgo/outbox/internal/testutil/service"
 	"github.com/outboxgo/outbox/sink"
 	amqpsink "github.com/outboxgo/outbox/sink/amqp"
 	"github.com/outboxgo/outbox/sink/sinktest"
@@ -312,6 +313,7 @@ func TestDeclareExchange(t *testing.T) {
 // the error.
 func TestRefused(t *testing.T) {
 	t.Parallel()
+	service.Require(t, "RabbitMQ")
 	const secret = "s3cr3t-pa55"
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/internal/testutil/logtest"
+	"github.com/outboxgo/outbox/internal/testutil/service"
 	amqpsink "github.com/outboxgo/outbox/sink/amqp"
 	"github.com/outboxgo/outbox/sink/sinktest"
 )
@@ -30,9 +31,10 @@ func brokerURL() string {
 }
 
 // dial connects to the shared broker and closes the connection when the test ends. It fails
-// the test, never skips it, when RabbitMQ is unreachable.
+// the test, never skips it, when RabbitMQ is unreachable (with -short it skips it).
 func dial(t testing.TB) *amqp091.Connection {
 	t.Helper()
+	service.Require(t, "RabbitMQ")
 	conn, err := amqp091.Dial(brokerURL())
 	if err != nil {
 		t.Fatalf("connecting to RabbitMQ at %s (start it with `rabbitmq-server -detached`, or set RABBITMQ_URL): %v", brokerURL(), err)
@@ -162,6 +164,7 @@ func decode(d amqp091.Delivery, prefix string) (sinktest.Received, error) {
 func newSink(t testing.TB, cfg amqpsink.Config) *amqpsink.Sink {
 	t.Helper()
 	if cfg.URL == "" {
+		service.Require(t, "RabbitMQ")
 		cfg.URL = brokerURL()
 	}
 	if cfg.Logger == nil {

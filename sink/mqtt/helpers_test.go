@@ -14,6 +14,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/internal/testutil/logtest"
+	"github.com/outboxgo/outbox/internal/testutil/service"
 	mqttsink "github.com/outboxgo/outbox/sink/mqtt"
 	"github.com/outboxgo/outbox/sink/sinktest"
 )
@@ -28,8 +29,10 @@ func brokerURL() string {
 	return defaultBroker
 }
 
+// brokerAddr is the shared broker's host:port; with -short it skips the test.
 func brokerAddr(t testing.TB) string {
 	t.Helper()
+	service.Require(t, "Mosquitto (MQTT)")
 	u, err := url.Parse(brokerURL())
 	if err != nil {
 		t.Fatalf("MQTT_URL: %v", err)
@@ -138,6 +141,7 @@ func (s *subscriber) Receive(ctx context.Context) (sinktest.Received, error) {
 func newSink(t testing.TB, cfg mqttsink.Config) *mqttsink.Sink {
 	t.Helper()
 	if cfg.Broker == "" {
+		service.Require(t, "Mosquitto (MQTT)")
 		cfg.Broker = brokerURL()
 	}
 	if cfg.Logger == nil {

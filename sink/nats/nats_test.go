@@ -14,6 +14,7 @@ import (
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/natstest"
+	"github.com/outboxgo/outbox/internal/testutil/service"
 	"github.com/outboxgo/outbox/sink"
 	natssink "github.com/outboxgo/outbox/sink/nats"
 	"github.com/outboxgo/outbox/sink/sinktest"
@@ -29,6 +30,9 @@ func quietConfig(t testing.TB, cfg natssink.Config) natssink.Config {
 
 func newSink(t testing.TB, cfg natssink.Config) *natssink.Sink {
 	t.Helper()
+	if cfg.URL == "" || cfg.URL == natstest.URL() {
+		service.Require(t, "the NATS JetStream server at "+natstest.URL())
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := natssink.New(ctx, quietConfig(t, cfg))

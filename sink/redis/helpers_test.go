@@ -15,6 +15,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/internal/testutil/logtest"
+	"github.com/outboxgo/outbox/internal/testutil/service"
 	redissink "github.com/outboxgo/outbox/sink/redis"
 	"github.com/outboxgo/outbox/sink/sinktest"
 )
@@ -28,9 +29,10 @@ func redisAddr() string {
 }
 
 // connect returns a client to the shared server, database 0, closed when the test ends. It
-// fails the test when Redis is unreachable.
+// fails the test when Redis is unreachable (with -short it skips it).
 func connect(t testing.TB) *goredis.Client {
 	t.Helper()
+	service.Require(t, "Redis")
 	c := goredis.NewClient(&goredis.Options{Addr: redisAddr(), ContextTimeoutEnabled: true})
 	t.Cleanup(func() { _ = c.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -70,6 +72,9 @@ func newPrefix(t testing.TB, c *goredis.Client) string {
 
 func newSink(t testing.TB, cfg redissink.Config) *redissink.Sink {
 	t.Helper()
+	if cfg.Addr == "" || cfg.Addr == redisAddr() {
+		service.Require(t, "Redis")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = logtest.New(t)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/internal/testutil/logtest"
+	"github.com/outboxgo/outbox/internal/testutil/service"
 	"github.com/outboxgo/outbox/sink"
 	redissink "github.com/outboxgo/outbox/sink/redis"
 	"github.com/outboxgo/outbox/sink/sinktest"
@@ -445,6 +446,7 @@ func TestClose(t *testing.T) {
 // 1 with it), and the password appears neither in the error nor in the log.
 func TestAuthErrorHidesPassword(t *testing.T) {
 	t.Parallel()
+	service.Require(t, "Redis")
 	const password = "s3cret-pa55word-that-must-not-leak"
 	log := &logtest.Buffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

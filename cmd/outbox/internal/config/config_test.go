@@ -412,7 +412,7 @@ func FuzzApplyYAML(f *testing.F) {
 // TestDocsCoverEverySetting keeps docs/configuration.md in step with the settings.
 func TestDocsCoverEverySetting(t *testing.T) {
 	t.Parallel()
-	raw, err := os.ReadFile("../../docs/configuration.md")
+	raw, err := os.ReadFile("../../../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}

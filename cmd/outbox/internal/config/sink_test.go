@@ -390,7 +390,7 @@ func TestRedactURL(t *testing.T) {
 // with "...").
 func TestDocsExamples(t *testing.T) {
 	t.Parallel()
-	raw, err := os.ReadFile("../../docs/configuration.md")
+	raw, err := os.ReadFile("../../../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
