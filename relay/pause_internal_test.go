@@ -2,7 +2,6 @@ package relay
 
 import (
 	"errors"
-	"io"
 	"log/slog"
 	"testing"
 	"time"
@@ -15,7 +14,7 @@ import (
 // A paused destination admits nothing before its probe time, then exactly one probe at a
 // time; a failed probe doubles the wait (jittered, capped); an answer ends the pause.
 func TestPausesProbeOneAtATime(t *testing.T) {
-	p := &pauses{logger: slog.New(slog.NewTextHandler(io.Discard, nil)), maxProbe: 4 * time.Second, summary: time.Minute}
+	p := &pauses{logger: slog.New(slog.DiscardHandler), maxProbe: 4 * time.Second, summary: time.Minute}
 	now := time.Now()
 	if a := p.admit("nats", now); !a.ok || a.probe {
 		t.Fatalf("a healthy destination: %+v", a)

@@ -208,7 +208,7 @@ func TestRead(t *testing.T) {
 	chClose := make(chan *amqp091.Error, 1)
 	connClose := make(chan *amqp091.Error, 1)
 	blocked := make(chan amqp091.Blocking)
-	go ss.read(confirms, returns, chClose, connClose, blocked, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	go ss.read(confirms, returns, chClose, connClose, blocked, slog.New(slog.DiscardHandler))
 
 	blocked <- amqp091.Blocking{Active: true, Reason: "low on memory"}
 	returns <- amqp091.Return{MessageId: b.ids[0], RoutingKey: b.keys[0], ReplyCode: amqp091.NoRoute, ReplyText: "NO_ROUTE"}

@@ -90,7 +90,7 @@ func TestAuthAtRuntime(t *testing.T) {
 	s := newSink(t, kafkasink.Config{
 		Brokers: c.ListenAddrs(), SASLMechanism: kafkasink.SASLPlain, SASLUser: user, SASLPassword: pass,
 		ProduceTimeout: time.Second,
-		Logger:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Logger:         logs.Logger(),
 	})
 	if err := publish(t, s, sinktest.NewRecord(topic, "k", nil))[0]; err != nil {
 		t.Fatalf("before: %v", err)

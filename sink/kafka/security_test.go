@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -189,7 +188,7 @@ func TestSASL(t *testing.T) {
 			bad := newSink(t, kafkasink.Config{
 				Brokers: c.ListenAddrs(), SASLMechanism: mech, SASLUser: user, SASLPassword: "wrong-" + pass,
 				ProduceTimeout: time.Second,
-				Logger:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+				Logger:         logs.Logger(),
 			})
 			res := publish(t, bad, sinktest.NewRecord(topic, "k", nil))
 			if !sink.IsUnavailable(res[0]) {

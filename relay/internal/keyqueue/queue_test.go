@@ -3,7 +3,6 @@ package keyqueue
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -19,7 +18,7 @@ func newQueue(t *testing.T, deleteAcked bool) (*Queue[int], *sync.Mutex) {
 	t.Helper()
 	mu := &sync.Mutex{}
 	q := New[int](Config{BatchSize: 100, BatchLinger: -1, Workers: 1, MaxInFlight: 100, MaxInFlightBytes: 1 << 20,
-		DeleteAcked: deleteAcked, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, mu)
+		DeleteAcked: deleteAcked, Logger: slog.New(slog.DiscardHandler)}, mu)
 	return q, mu
 }
 
