@@ -38,7 +38,9 @@ func Example() {
 		time.Sleep(time.Millisecond)
 	}
 	cancel()
-	<-done
+	if err := <-done; err != nil {
+		fmt.Println(err)
+	}
 
 	byKey := src.PublishedByKey()
 	for _, key := range []string{"k0", "k1", "k2"} {
