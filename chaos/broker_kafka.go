@@ -12,6 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/outboxgo/outbox/relay"
 )
 
 // ---- Kafka: an in-process kfake cluster the run owns ----
@@ -133,7 +135,7 @@ func kafkaDelivery(r *kgo.Record, at time.Time) delivery {
 
 func (b *kafkaBroker) restart(ctx context.Context, down time.Duration) error {
 	b.stop()
-	sleepCtx(ctx, down)
+	_ = relay.Sleep(ctx, down)
 	return b.start()
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
+	"github.com/outboxgo/outbox/relay"
 )
 
 // ---- MQTT: a private topic tree on the shared Mosquitto ----
@@ -53,7 +54,7 @@ func (b *mqttBroker) consume(ctx context.Context, deliver func(delivery)) {
 		if err := b.consumeOnce(ctx, first, deliver); err == nil {
 			first = false
 		}
-		sleepCtx(ctx, 200*time.Millisecond)
+		_ = relay.Sleep(ctx, 200*time.Millisecond)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
+	"github.com/outboxgo/outbox/relay"
 )
 
 // ---- NATS JetStream: an in-process server the run owns ----
@@ -151,7 +152,7 @@ func (b *natsBroker) read(ctx context.Context, last *uint64, upTo uint64, delive
 			var err error
 			if nc, js, err = b.connect(); err != nil {
 				nc = nil
-				sleepCtx(ctx, 200*time.Millisecond)
+				_ = relay.Sleep(ctx, 200*time.Millisecond)
 				continue
 			}
 		} else {
@@ -166,12 +167,12 @@ func (b *natsBroker) read(ctx context.Context, last *uint64, upTo uint64, delive
 		cons, err := js.OrderedConsumer(cctx, natsStream, cfg)
 		cancel()
 		if err != nil {
-			sleepCtx(ctx, 200*time.Millisecond)
+			_ = relay.Sleep(ctx, 200*time.Millisecond)
 			continue
 		}
 		it, err := cons.Messages()
 		if err != nil {
-			sleepCtx(ctx, 200*time.Millisecond)
+			_ = relay.Sleep(ctx, 200*time.Millisecond)
 			continue
 		}
 		for {
@@ -196,7 +197,7 @@ func (b *natsBroker) read(ctx context.Context, last *uint64, upTo uint64, delive
 
 func (b *natsBroker) restart(ctx context.Context, down time.Duration) error {
 	b.stop()
-	sleepCtx(ctx, down)
+	_ = relay.Sleep(ctx, down)
 	return b.start()
 }
 

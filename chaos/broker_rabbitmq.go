@@ -10,6 +10,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
+	"github.com/outboxgo/outbox/relay"
 )
 
 // ---- RabbitMQ: a private exchange and queue on the shared server ----
@@ -74,7 +75,7 @@ func (b *amqpBroker) relayEnv() []string {
 func (b *amqpBroker) consume(ctx context.Context, deliver func(delivery)) {
 	for ctx.Err() == nil {
 		b.consumeOnce(ctx, deliver)
-		sleepCtx(ctx, 200*time.Millisecond)
+		_ = relay.Sleep(ctx, 200*time.Millisecond)
 	}
 }
 

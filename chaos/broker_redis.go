@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
+	"github.com/outboxgo/outbox/relay"
 )
 
 // ---- Redis Streams: a private stream on the shared server ----
@@ -66,7 +67,7 @@ func (b *redisBroker) read(ctx context.Context, from, upTo string, deliver func(
 			continue
 		}
 		if err != nil {
-			sleepCtx(ctx, 200*time.Millisecond)
+			_ = relay.Sleep(ctx, 200*time.Millisecond)
 			continue
 		}
 		for _, s := range res {

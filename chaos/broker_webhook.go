@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
+	"github.com/outboxgo/outbox/relay"
 )
 
 // ---- Webhooks: an HTTP receiver the run owns ----
@@ -86,7 +87,7 @@ func (b *webhookBroker) consume(ctx context.Context, deliver func(delivery)) {
 // down, and listens on it again.
 func (b *webhookBroker) restart(ctx context.Context, down time.Duration) error {
 	b.stop()
-	sleepCtx(ctx, down)
+	_ = relay.Sleep(ctx, down)
 	var ln net.Listener
 	var err error
 	for range 50 { // the port may linger briefly

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/service"
 )
 
 // TestCanary checks the checker: a run into which the test slips a committed message that
@@ -23,6 +24,7 @@ import (
 // those, and fail.
 func TestCanary(t *testing.T) {
 	t.Parallel()
+	service.Require(t, "PostgreSQL")
 	// Built for this test alone (from the build cache): -count=N runs it again.
 	bin := filepath.Join(t.TempDir(), "outbox")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/outboxgo/outbox/cmd/outbox").CombinedOutput(); err != nil {

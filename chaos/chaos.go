@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
+	"github.com/outboxgo/outbox/relay"
 )
 
 // Run runs one checker: it starts a broker, a fresh schema (PostgreSQL) or database
@@ -209,7 +210,7 @@ wait:
 		rep.Drained = r.waitEmpty(drainCtx)
 	}
 	r.log.Info("drain", slog.Bool("drained", rep.Drained), slog.Duration("waited", time.Since(drainStart)))
-	sleepCtx(ctx, time.Second)
+	_ = relay.Sleep(ctx, time.Second)
 
 	r.relays.stop(15 * time.Second)
 	r.stopConsume()

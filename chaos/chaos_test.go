@@ -3,6 +3,7 @@ package chaos_test
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,13 +14,26 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/outboxgo/outbox/chaos"
+	"github.com/outboxgo/outbox/internal/testutil/service"
 )
 
 var outboxBin string
 
-// TestMain builds the outbox command once for every run, and checks that no run leaves a
-// goroutine behind (brokers, proxies, consumers, relay supervisors).
+// TestMain builds the outbox command once for every run (not with -short: the runs need the
+// databases and are skipped), and checks that no run leaves a goroutine behind (brokers,
+// proxies, consumers, relay supervisors).
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		code := m.Run()
+		if code == 0 {
+			if err := goleak.Find(); err != nil {
+				fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+				code = 1
+			}
+		}
+		os.Exit(code)
+	}
 	dir, err := os.MkdirTemp("", "outbox-chaos-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -95,13 +109,12 @@ func TestShortProfileHostile(t *testing.T) {
 	})
 }
 
-// runProfiles runs each profile in a parallel subtest for d (8 s with -short) at 200
-// messages/s over 100 keys, and checks it with checkProfile.
+// runProfiles runs each profile in a parallel subtest for d at 200 messages/s over 100 keys,
+// and checks it with checkProfile. The profiles need PostgreSQL or MariaDB (and the shared
+// brokers for some sinks): -short skips them.
 func runProfiles(t *testing.T, d time.Duration, profiles map[string]chaos.Config) {
 	t.Helper()
-	if testing.Short() {
-		d = 8 * time.Second
-	}
+	service.Require(t, "PostgreSQL, MariaDB and the shared brokers")
 	for name, cfg := range profiles {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
+	"github.com/outboxgo/outbox/relay"
 )
 
 // faulter injects faults at random moments until its context ends. Relay kills run on their
@@ -59,7 +60,7 @@ func (f *faulter) outage(rng *rand.Rand) time.Duration {
 func (f *faulter) killLoop(ctx context.Context) {
 	rng := rand.New(rand.NewPCG(f.cfg.Seed, 1<<32))
 	for {
-		sleepCtx(ctx, jitter(rng, f.cfg.KillInterval))
+		_ = relay.Sleep(ctx, jitter(rng, f.cfg.KillInterval))
 		if ctx.Err() != nil {
 			return
 		}
@@ -89,7 +90,7 @@ func (f *faulter) infraLoop(ctx context.Context) {
 	}
 	rng.Shuffle(len(kinds), func(i, j int) { kinds[i], kinds[j] = kinds[j], kinds[i] })
 	for n := 0; ; n++ {
-		sleepCtx(ctx, jitter(rng, f.cfg.FaultInterval))
+		_ = relay.Sleep(ctx, jitter(rng, f.cfg.FaultInterval))
 		if ctx.Err() != nil {
 			return
 		}

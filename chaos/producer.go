@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/relay"
 )
 
 // outboxTopic is the topic of every message: subject chaos.events, Kafka topic chaos.events,
@@ -97,13 +98,13 @@ func (p *producers) produce(ctx context.Context, id int) {
 		p.ledger.settle(first, n, state, at)
 		if state == stateAborted || state == stateUncertain {
 			// The database is away (a PostgreSQL restart): don't spin.
-			sleepCtx(ctx, 100*time.Millisecond)
+			_ = relay.Sleep(ctx, 100*time.Millisecond)
 		}
 		due = due.Add(time.Duration(n) * perMsg)
 		if now := time.Now(); due.Before(now.Add(-time.Second)) {
 			due = now // far behind (an outage): don't burst to catch up
 		}
-		sleepCtx(ctx, time.Until(due))
+		_ = relay.Sleep(ctx, time.Until(due))
 	}
 }
 
@@ -159,17 +160,4 @@ func (p *producers) transact(ctx context.Context, first int, es []entry, rollbac
 func (p *producers) fail(err error) {
 	p.errs.Add(1)
 	p.lastErr.Store(&err)
-}
-
-// sleepCtx sleeps for d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

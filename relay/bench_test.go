@@ -36,10 +36,10 @@ func benchEnv(b *testing.B) (*bundle, sink.Sink) {
 	return bd, sk
 }
 
-// countingObserver counts acknowledged messages.
-type countingObserver struct{ published atomic.Int64 }
+// countingHook counts acknowledged messages.
+type countingHook struct{ published atomic.Int64 }
 
-func (o *countingObserver) BatchFinished(_ []outbox.Record, out outbox.Outcome, err error) {
+func (o *countingHook) OnBatchFinished(_ []outbox.Record, out outbox.Outcome, err error) {
 	if err == nil {
 		o.published.Add(int64(len(out.Published)))
 	}
@@ -85,12 +85,12 @@ func BenchmarkDrain(b *testing.B) {
 		if _, err := bd.pool.Exec(context.Background(), `VACUUM ANALYZE `+bd.table); err != nil {
 			b.Fatal(err)
 		}
-		obs := &countingObserver{}
+		obs := &countingHook{}
 		b.StartTimer()
 		cpu0 := processCPU()
 		idle0, all0 := machineCPU(b)
 		start := time.Now()
-		stop := startRelayOn(b, st, sk, poll.Config{}, relay.Config{Observer: obs})
+		stop := startRelayOn(b, st, sk, poll.Config{}, relay.Config{Hooks: []relay.Hook{obs}})
 		for obs.published.Load() < n {
 			time.Sleep(time.Millisecond)
 		}

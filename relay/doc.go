@@ -30,6 +30,18 @@
 // they last, and logged at INFO when they clear; pauses likewise. Broker-reported duplicates
 // (sink.ErrDuplicate) count as delivered and are logged at WARN with the ids.
 //
+// Retry-After: a retryable error that implements sink.RetryAfter (the webhook sink's for a 429
+// or 503 with a Retry-After header) schedules the retry no sooner than the broker asked,
+// within Config.BackoffMax.
+//
+// Hooks: Config.Hooks take values implementing one or more of the hook interfaces
+// (HookBatchFinished: every finished batch with its outcome), in the style of franz-go's
+// kgo.Hook, so that metrics and tracing can be added as new interfaces without breaking the
+// hooks that exist.
+//
+// Testing: package relay/relaytest has an in-memory Source and a scriptable Sink, to test
+// the engine, or a source or sink of your own against it, without a database or a broker.
+//
 // Shutdown: when Run's context ends, workers stop claiming, in-flight batches finish within
 // Config.ShutdownTimeout, and anything not yet acknowledged is released unchanged.
 package relay

@@ -36,7 +36,7 @@ type doneAfter struct {
 	cancel context.CancelFunc
 }
 
-func (d *doneAfter) BatchFinished(_ []outbox.Record, o outbox.Outcome, _ error) {
+func (d *doneAfter) OnBatchFinished(_ []outbox.Record, o outbox.Outcome, _ error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.n -= len(o.Published); d.n <= 0 {
@@ -75,7 +75,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	var out sink.Sink = &printSink{}
-	r, err := relay.New(relay.Config{Source: src, Sink: out, Observer: &doneAfter{n: 2, cancel: cancel}})
+	r, err := relay.New(relay.Config{Source: src, Sink: out, Hooks: []relay.Hook{&doneAfter{n: 2, cancel: cancel}}})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -119,8 +119,5 @@ const maxLogValue = 200
 
 // logValue cuts s for a log line, on a character boundary, marking the cut.
 func logValue(s string) string {
-	if len(s) <= maxLogValue {
-		return s
-	}
-	return truncateTo(s, maxLogValue)
+	return outbox.CutText(s, maxLogValue)
 }

@@ -11,15 +11,15 @@ import (
 	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/dialect/postgres"
 	"github.com/outboxgo/outbox/relay"
-	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 	"github.com/outboxgo/outbox/relay/poll"
+	"github.com/outboxgo/outbox/relay/relaytest"
 )
 
 // With a poll interval of a minute, only a commit notification can deliver within seconds.
 func TestNotifyWakesRelay(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	sk := sourcetest.NewSink()
+	sk := relaytest.NewSink()
 	startRelay(t, b, sk, poll.Config{PollInterval: time.Minute}, relay.Config{})
 	ctx := context.Background()
 	// Let the workers go idle after their first (empty) claims.
@@ -107,10 +107,10 @@ func (s *slotCountingStore) idle(t *testing.T) []int {
 
 // startCounting runs a relay of workers workers, polling once a minute, over b's store with
 // its claims counted, until the test ends; it returns once the relay listens.
-func startCounting(t *testing.T, b *bundle, workers int) (*slotCountingStore, *sourcetest.Sink) {
+func startCounting(t *testing.T, b *bundle, workers int) (*slotCountingStore, *relaytest.Sink) {
 	t.Helper()
 	cs := &slotCountingStore{Store: b.store, claims: make([]int, workers)}
-	sk := sourcetest.NewSink()
+	sk := relaytest.NewSink()
 	src, err := poll.New(poll.Config{Store: cs, Workers: workers, PollInterval: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -170,11 +170,11 @@ func TestNotifyNoEmptyClaimAfterExhaustiveBatch(t *testing.T) {
 	}
 
 	// A commit while the worker publishes: its notification is kept for the worker.
-	sk.Delay.Store(int64(300 * time.Millisecond))
+	sk.Script(relaytest.Rule{Delay: 300 * time.Millisecond})
 	if err := b.store.Enqueue(ctx, outbox.Message{Topic: "t", Key: "a"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the publish to start", func() bool { return sk.Calls.Load() > commits })
+	waitFor(t, 5*time.Second, "the publish to start", func() bool { return sk.Started() > commits })
 	start := time.Now()
 	if err := b.store.Enqueue(ctx, outbox.Message{Topic: "t", Key: "b"}); err != nil {
 		t.Fatal(err)

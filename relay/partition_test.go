@@ -2,7 +2,6 @@ package relay_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,8 +9,8 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/relay"
-	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 	"github.com/outboxgo/outbox/relay/poll"
+	"github.com/outboxgo/outbox/relay/relaytest"
 )
 
 // A key whose head backs off for an hour, with more later messages than a batch holds, must
@@ -33,10 +32,10 @@ func TestBlockedKeyDoesNotStallPartition(t *testing.T) {
 		WHERE id = (SELECT min(id) FROM `+b.table+`)`); err != nil {
 		t.Fatal(err)
 	}
-	sk := sourcetest.NewSink()
+	sk := relaytest.NewSink()
 	startRelay(t, b, sk, poll.Config{BatchSize: 50, Workers: 1, PollInterval: 50 * time.Millisecond}, relay.Config{})
 	waitFor(t, 5*time.Second, "the free key's message", func() bool { return sk.Unique() == 1 })
-	got, _ := sk.Snapshot()
+	got := sk.Acked()
 	if got[0].Key != "free" {
 		t.Fatalf("delivered key %s, want free (stuck must wait for its head)", got[0].Key)
 	}
@@ -56,7 +55,7 @@ func TestTopicRelaysCoverEverything(t *testing.T) {
 	if err := b.store.Enqueue(ctx, msgs...); err != nil {
 		t.Fatal(err)
 	}
-	orders, sms := sourcetest.NewSink(), sourcetest.NewSink()
+	orders, sms := relaytest.NewSink(), relaytest.NewSink()
 	hb := poll.Config{HeartbeatInterval: 20 * time.Millisecond, MemberTTL: time.Second}
 	a, s := hb, hb
 	a.RelayID, a.Topics = "orders-relay", []string{"orders"}
@@ -64,7 +63,7 @@ func TestTopicRelaysCoverEverything(t *testing.T) {
 	startRelay(t, b, orders, a, relay.Config{})
 	startRelay(t, b, sms, s, relay.Config{})
 	waitFor(t, 10*time.Second, "every message", func() bool { return orders.Unique() == 40 && sms.Unique() == 40 })
-	got, _ := sms.Snapshot()
+	got := sms.Acked()
 	for _, r := range got {
 		if r.Topic != "notify.sms" {
 			t.Fatalf("sms relay published topic %s", r.Topic)
@@ -76,51 +75,15 @@ func TestTopicRelaysCoverEverything(t *testing.T) {
 func TestRelaysWithDifferentWorkerCounts(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	sk := sourcetest.NewSink()
+	sk := relaytest.NewSink()
 	n := produce(t, b, 60, 3, 60)
 	for i, workers := range []int{2, 4} {
 		startRelay(t, b, sk, poll.Config{RelayID: fmt.Sprint("r", i), Workers: workers,
 			HeartbeatInterval: 20 * time.Millisecond, MemberTTL: time.Second}, relay.Config{})
 	}
 	waitFor(t, 20*time.Second, "every message", func() bool { return sk.Unique() == n })
-	delivered, _ := sk.Snapshot()
+	delivered := sk.Acked()
 	checkOrder(t, delivered)
-}
-
-func TestFewerWorkersThanSlotsRefused(t *testing.T) {
-	t.Parallel()
-	src, err := poll.New(poll.Config{Store: setup(t).store, Workers: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = relay.New(relay.Config{Source: src, Sink: sourcetest.NewSink(), Workers: 1})
-	var ce *outbox.ConfigError
-	if !errors.As(err, &ce) || ce.Field != "workers" {
-		t.Fatalf("relay.New(1 worker, 3 slots) = %v, want a ConfigError on workers", err)
-	}
-}
-
-// Errors are stored whatever bytes the broker sent back: NUL bytes and broken UTF-8 must not
-// make PostgreSQL refuse the outcome (which would loop the batch forever).
-func TestUnstorableErrorTextIsSanitised(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	sk := sourcetest.NewSink()
-	sk.Fail = func(*outbox.Record) error {
-		return errors.New("broker said \x00\xff\xfe " + strings.Repeat("é", 1500))
-	}
-	startRelay(t, b, sk, poll.Config{}, relay.Config{MaxAttempts: 2})
-	if err := b.store.Enqueue(context.Background(), outbox.Message{Topic: "t", Key: "k"}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "the dead letter", func() bool {
-		st, err := b.store.Stats(context.Background())
-		return err == nil && st.DeadLetters == 1
-	})
-	dls, err := b.store.DeadLetters(context.Background(), 0, 1)
-	if err != nil || len(dls) != 1 || !strings.HasPrefix(dls[0].LastError, "after 2 attempts: broker said") {
-		t.Fatalf("dead letters = %+v, %v", dls, err)
-	}
 }
 
 // A row no relay can decode (headers not an object, written by hand) goes to the dead letters
@@ -138,7 +101,7 @@ func TestUnreadableRowIsDeadLettered(t *testing.T) {
 	if err := b.store.Enqueue(ctx, outbox.Message{Topic: "t", Key: "k", Payload: []byte("k:0")}); err != nil {
 		t.Fatal(err)
 	}
-	sk := sourcetest.NewSink()
+	sk := relaytest.NewSink()
 	startRelay(t, b, sk, poll.Config{}, relay.Config{})
 	// The dead letter is written with the claim's Finish, after the readable message was published.
 	waitFor(t, 10*time.Second, "the readable message and the dead letter", func() bool {
@@ -148,33 +111,5 @@ func TestUnreadableRowIsDeadLettered(t *testing.T) {
 	dls, err := b.store.DeadLetters(ctx, 0, 10)
 	if err != nil || len(dls) != 1 || !strings.Contains(dls[0].LastError, "unreadable row") {
 		t.Fatalf("dead letters = %+v, %v", dls, err)
-	}
-}
-
-type retryAfterErr struct{ d time.Duration }
-
-func (e retryAfterErr) Error() string             { return "429 too many requests" }
-func (e retryAfterErr) RetryAfter() time.Duration { return e.d }
-
-// A sink's Retry-After is honoured: the retry is scheduled no sooner than it asks.
-func TestRetryAfterHonoured(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	sk := sourcetest.NewSink()
-	sk.Fail = func(*outbox.Record) error { return retryAfterErr{d: 30 * time.Minute} }
-	startRelay(t, b, sk, poll.Config{}, relay.Config{BackoffBase: time.Millisecond, BackoffMax: time.Hour})
-	ctx := context.Background()
-	if err := b.store.Enqueue(ctx, outbox.Message{Topic: "t", Key: "k"}); err != nil {
-		t.Fatal(err)
-	}
-	var wait time.Duration
-	waitFor(t, 10*time.Second, "the first attempt", func() bool {
-		var secs float64
-		err := b.pool.QueryRow(ctx, `SELECT extract(epoch FROM available_at - now()) FROM `+b.table+` WHERE attempts = 1`).Scan(&secs)
-		wait = time.Duration(secs * float64(time.Second))
-		return err == nil
-	})
-	if wait < 29*time.Minute {
-		t.Fatalf("retry scheduled in %v, want at least the 30m the sink asked for", wait)
 	}
 }

@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/sink"
@@ -77,8 +75,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Logger receives diagnostics. Default slog.Default().
 	Logger *slog.Logger
-	// Observer, when set, is told about every finished batch (metrics, tests).
-	Observer Observer
+	// Hooks are told about the relay's work (metrics, tracing, tests): each is called
+	// through every hook interface it implements (HookBatchFinished, ...). A hook that
+	// implements none of them is refused.
+	Hooks []Hook
 	// SinkName names the sink in logs, and is the destination that pauses when the sink is
 	// unavailable (a sink implementing sink.Destinations names its own). Default "sink".
 	SinkName string
@@ -91,16 +91,12 @@ type Config struct {
 	FailureSummaryInterval time.Duration
 }
 
-// Observer receives the outcome of each batch after it was finished.
-type Observer interface {
-	BatchFinished(recs []outbox.Record, o outbox.Outcome, err error)
-}
-
 // Relay moves messages from a Source to a Sink: per-key order, retries with persisted
 // backoff, dead letters. Create with New, start with Run.
 type Relay struct {
 	cfg    Config
 	logger *slog.Logger
+	hooks  hooks
 
 	unrecorded unrecorded // outcomes a failed Finish could not write
 	pauses     pauses     // destinations paused while unavailable
@@ -132,8 +128,12 @@ func New(cfg Config) (*Relay, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	hks, err := newHooks(cfg.Hooks)
+	if err != nil {
+		return nil, err
+	}
 	logger := cmp.Or(cfg.Logger, slog.Default())
-	return &Relay{cfg: cfg, logger: logger,
+	return &Relay{cfg: cfg, logger: logger, hooks: hks,
 		pauses:   pauses{logger: logger, maxProbe: cfg.MaxProbeInterval, summary: cfg.FailureSummaryInterval},
 		failures: failureLog{logger: logger, interval: cfg.FailureSummaryInterval},
 	}, nil
@@ -234,7 +234,7 @@ func (r *Relay) worker(ctx, work context.Context, id int) {
 			failures++
 			d := pause(failures, 5*time.Second)
 			r.logger.Warn("claiming messages failed", slog.Int("worker", id), slog.Any("error", err), slog.Duration("retry_in", d))
-			sleep(ctx, d)
+			_ = Sleep(ctx, d)
 			continue
 		}
 		res := r.process(work, b)
@@ -247,7 +247,7 @@ func (r *Relay) worker(ctx, work context.Context, id int) {
 			r.logger.Warn("recording the outcome of a batch failed; its messages will not be published again, retrying",
 				slog.Int("worker", id), slog.Int("messages", res.messages), slog.Any("error", res.finishErr),
 				slog.Int("failures", bookkeeping), slog.Duration("retry_in", d))
-			sleep(ctx, d)
+			_ = Sleep(ctx, d)
 			continue
 		}
 		if bookkeeping > 0 {
@@ -257,14 +257,14 @@ func (r *Relay) worker(ctx, work context.Context, id int) {
 		switch {
 		case res.held:
 			// Everything waits for an unavailable sink: nothing to do before its probe.
-			sleep(ctx, max(time.Until(res.until), 10*time.Millisecond))
+			_ = Sleep(ctx, max(time.Until(res.until), 10*time.Millisecond))
 		case res.healthy:
 			failures = 0
 		default:
 			// The sink failed every message of the batch: pause this worker so a failure
 			// of every message costs a few attempts, not a storm of them.
 			failures++
-			sleep(ctx, pause(failures, 5*time.Second))
+			_ = Sleep(ctx, pause(failures, 5*time.Second))
 		}
 	}
 }
@@ -276,12 +276,20 @@ func pause(failures int, ceiling time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func sleep(ctx context.Context, d time.Duration) {
+// Sleep waits for d, or until ctx ends, whichever comes first, and returns ctx's error when
+// it ended (nil otherwise; at once for d <= 0). It is the wait of the relay's workers
+// between failures, and one for the retry loops of Source implementations.
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
+		return ctx.Err()
 	case <-t.C:
+		return nil
 	}
 }
 
@@ -310,9 +318,7 @@ func (r *Relay) process(work context.Context, b Batch) batchResult {
 	} else {
 		r.unrecorded.forget(o)
 	}
-	if r.cfg.Observer != nil {
-		r.cfg.Observer.BatchFinished(recs, o, err)
-	}
+	r.hooks.batchFinished(recs, o, err)
 	return batchResult{messages: len(recs), healthy: d.delivered || !d.failed, held: d.held,
 		until: d.until, finishErr: err}
 }
@@ -537,7 +543,7 @@ func (r *Relay) hold(res *dispatched, held []heldMessage) {
 	}
 	for _, h := range held {
 		o.Retry = append(o.Retry, outbox.Retry{Seq: h.rec.Seq, Delay: max(0, h.until.Sub(now)),
-			Error: truncate("sink unavailable: " + h.err), NotAttempted: true})
+			Error: storable("sink unavailable: " + h.err), NotAttempted: true})
 	}
 }
 
@@ -559,22 +565,22 @@ func (r *Relay) fail(o *outbox.Outcome, dest string, rec *outbox.Record, err err
 		r.logger.Warn("message rejected permanently; moved to dead letters",
 			slog.String("sink", dest), slog.String("topic", logValue(rec.Topic)), slog.Int64("seq", rec.Seq),
 			slog.String("message_id", rec.ID.String()), slog.Any("error", err))
-		o.Dead = append(o.Dead, outbox.Dead{Seq: rec.Seq, Error: truncate(err.Error())})
+		o.Dead = append(o.Dead, outbox.Dead{Seq: rec.Seq, Error: storable(err.Error())})
 	case attempt >= r.cfg.MaxAttempts:
 		r.logger.Warn("message failed its last attempt; moved to dead letters",
 			slog.String("sink", dest), slog.String("topic", logValue(rec.Topic)), slog.Int64("seq", rec.Seq),
 			slog.String("message_id", rec.ID.String()), slog.Int("attempts", attempt), slog.Any("error", err))
 		o.Dead = append(o.Dead, outbox.Dead{Seq: rec.Seq,
-			Error: truncate(fmt.Sprintf("after %d attempts: %v", attempt, err))})
+			Error: storable(fmt.Sprintf("after %d attempts: %v", attempt, err))})
 	default:
 		r.failures.failed(dest, rec, err, time.Now())
 		delay := r.backoff(rec.Attempts)
 		// A broker that says when to come back (HTTP Retry-After) is honoured, within BackoffMax.
-		var ra interface{ RetryAfter() time.Duration }
+		var ra sink.RetryAfter
 		if errors.As(err, &ra) {
 			delay = min(max(delay, ra.RetryAfter()), r.cfg.BackoffMax)
 		}
-		o.Retry = append(o.Retry, outbox.Retry{Seq: rec.Seq, Delay: delay, Error: truncate(err.Error())})
+		o.Retry = append(o.Retry, outbox.Retry{Seq: rec.Seq, Delay: delay, Error: storable(err.Error())})
 	}
 }
 
@@ -590,23 +596,10 @@ func (r *Relay) backoff(attempts int) time.Duration {
 	return rand.N(ceil + 1)
 }
 
-// truncate makes an error storable: valid UTF-8 without NUL bytes (PostgreSQL refuses both in
-// text columns, which would fail the whole batch), at most about 2000 bytes, cut on a
-// character boundary.
-func truncate(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.ReplaceAll(s, "\x00", "")
-	return truncateTo(s, 2000)
-}
+// maxErrorText bounds the error text of an outcome: about 2000 bytes.
+const maxErrorText = 2000
 
-// truncateTo cuts s to at most about limit bytes, on a character boundary, marking the cut.
-func truncateTo(s string, limit int) string {
-	if len(s) <= limit {
-		return s
-	}
-	cut := limit
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
+// storable makes an error storable: valid UTF-8 without NUL bytes (PostgreSQL refuses both in
+// text columns, which would fail the whole batch), at most about maxErrorText bytes, cut on a
+// character boundary.
+func storable(s string) string { return outbox.StorableText(s, maxErrorText) }

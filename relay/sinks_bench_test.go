@@ -116,10 +116,10 @@ func BenchmarkDrainSinks(b *testing.B) {
 				if _, err := bd.pool.Exec(context.Background(), `VACUUM ANALYZE `+bd.table); err != nil {
 					b.Fatal(err)
 				}
-				obs := &countingObserver{}
+				obs := &countingHook{}
 				b.StartTimer()
 				start := time.Now()
-				stop := startRelay(b, bd, sk, poll.Config{}, relay.Config{Observer: obs})
+				stop := startRelay(b, bd, sk, poll.Config{}, relay.Config{Hooks: []relay.Hook{obs}})
 				for obs.published.Load() < n {
 					time.Sleep(time.Millisecond)
 				}

@@ -121,6 +121,18 @@ func Duplicate(detail string) error {
 // duplicate (a success).
 func IsDuplicate(err error) bool { return errors.Is(err, ErrDuplicate) }
 
+// RetryAfter is an optional interface of the errors a sink returns: an error that knows when
+// the broker wants the message again (an HTTP 429 or 503 with a Retry-After header, a broker's
+// throttle time) implements it, anywhere in its chain (errors.As finds it). The relay then
+// schedules the retry no sooner than RetryAfter() after the attempt, and no later than its
+// Config.BackoffMax; an error without it gets the relay's jittered exponential backoff. It
+// applies to retryable errors only: Permanent ones are dead-lettered, Unavailable ones wait
+// for the sink's probe.
+type RetryAfter interface {
+	// RetryAfter is how long the broker asked to wait before the next attempt.
+	RetryAfter() time.Duration
+}
+
 // Destinations is implemented by sinks that send topics to several destinations (package
 // route): Destination names the one a topic goes to ("" when none), so the relay pauses only
 // the destination that is unavailable while the others flow.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect/postgres"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/natstest"
 	"github.com/outboxgo/outbox/internal/testutil/pgtest"
 	"github.com/outboxgo/outbox/sink/sinktest"
@@ -38,14 +39,14 @@ var buildBinary = sync.OnceValues(func() (string, error) {
 // relayProc is one `outbox relay` process.
 type relayProc struct {
 	cmd *exec.Cmd
-	log *syncBuffer
+	log *logtest.Buffer
 }
 
 func startRelayProc(t *testing.T, bin string, env []string) *relayProc {
 	t.Helper()
 	cmd := exec.Command(bin, "relay")
 	cmd.Env = append(os.Environ(), env...)
-	log := &syncBuffer{}
+	log := &logtest.Buffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/cmd/outbox/internal/config"
 )
 
@@ -108,11 +109,7 @@ func cutText(s string, limit int) string {
 	if len(s) <= limit {
 		return s
 	}
-	cut := limit
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return fmt.Sprintf("%s…(%d bytes)", s[:cut], len(s))
+	return fmt.Sprintf("%s(%d bytes)", outbox.CutText(s, limit), len(s))
 }
 
 // redisLogger sends go-redis's own log lines (pool and reconnect trouble) to the command's

@@ -21,6 +21,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/cmd/outbox/internal/config"
+	"github.com/outboxgo/outbox/internal/testutil/service"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/poll"
 	"github.com/outboxgo/outbox/sink/amqp"
@@ -233,6 +234,7 @@ func TestRelayKafka(t *testing.T) {
 // TestRelayRedis relays to Redis Streams, configured by the environment.
 func TestRelayRedis(t *testing.T) {
 	t.Parallel()
+	service.Require(t, "Redis")
 	rc := goredis.NewClient(&goredis.Options{Addr: config.DefaultRedisAddr})
 	t.Cleanup(func() { _ = rc.Close() })
 	prefix := "outbox-cmd-test:" + outbox.NewID().String() + ":"
@@ -260,6 +262,7 @@ func TestRelayRedis(t *testing.T) {
 // into a queue named like the topic.
 func TestRelayAMQP(t *testing.T) {
 	t.Parallel()
+	service.Require(t, "RabbitMQ")
 	conn, err := amqp091.Dial(config.DefaultAMQPURL)
 	if err != nil {
 		t.Fatalf("connecting to RabbitMQ at %s: %v", config.DefaultAMQPURL, err)
@@ -291,6 +294,7 @@ func TestRelayAMQP(t *testing.T) {
 // acknowledges the message.
 func TestRelayMQTT(t *testing.T) {
 	t.Parallel()
+	service.Require(t, "Mosquitto (MQTT)")
 	in := sqliteEnv(t)
 	in.run(t, "migrate", "up").want(t, 0)
 	enqueue(t, in, "outbox-cmd-test.created", "k", "mqtt-body")

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -513,14 +512,4 @@ const maxErrorBytes = 16000
 
 // storable makes an error text storable in a utf8mb4 TEXT column: valid UTF-8 (strict mode
 // refuses anything else, which would fail the whole Finish), cut on a character boundary.
-func storable(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= maxErrorBytes {
-		return s
-	}
-	cut := maxErrorBytes
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
+func storable(s string) string { return outbox.StorableText(s, maxErrorBytes) }

@@ -3,11 +3,11 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/internal/envelope"
 	"github.com/outboxgo/outbox/internal/migrate"
@@ -162,15 +162,4 @@ func (s *Store) DeadLetterHeld(ctx context.Context, dead []dialect.HeldDead, del
 
 // storable makes text fit a PostgreSQL text column: valid UTF-8 without NUL, at most about
 // 2000 bytes.
-func storable(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.ReplaceAll(s, "\x00", "")
-	if len(s) > 2000 {
-		cut := 2000
-		for cut > 0 && s[cut]&0xC0 == 0x80 {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return s
-}
+func storable(s string) string { return outbox.StorableText(s, 2000) }

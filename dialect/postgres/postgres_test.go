@@ -9,6 +9,7 @@ import (
 	"github.com/outboxgo/outbox/dialect/dialecttest"
 	"github.com/outboxgo/outbox/dialect/postgres"
 	"github.com/outboxgo/outbox/internal/testutil/pgtest"
+	"github.com/outboxgo/outbox/internal/testutil/service"
 )
 
 func newStore(t *testing.T) *postgres.Store {
@@ -69,6 +70,7 @@ func TestMigrationStatusCreatesNothing(t *testing.T) {
 // TestApplicationName: a store opened from a URL names its sessions outbox-relay, unless the
 // URL names them.
 func TestApplicationName(t *testing.T) {
+	service.Require(t, "PostgreSQL")
 	t.Parallel()
 	ctx := context.Background()
 	for url, want := range map[string]string{

@@ -2,6 +2,7 @@ package binlog_test
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 
 	"github.com/outboxgo/outbox"
@@ -13,7 +14,7 @@ import (
 
 // benchConfig is the source configuration of the benchmarks: defaults, quiet logs.
 func (e *env) benchConfig() binlog.Config {
-	return binlog.Config{DSN: mysqltest.DSN(), DB: e.db, Logger: sourcetest.QuietLogger()}
+	return binlog.Config{DSN: mysqltest.DSN(), DB: e.db, Logger: slog.New(slog.DiscardHandler)}
 }
 
 // BenchmarkDrainBinlog measures how fast one relay on the binlog source moves a

@@ -16,6 +16,7 @@ import (
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect/dialecttest"
 	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/mysqltest"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/binlog"
@@ -376,7 +377,7 @@ func TestLargeTransaction(t *testing.T) {
 	e := setup(t)
 	cfg := e.config(t)
 	cfg.MaxInFlight = maxInFlight
-	cfg.Logger = sourcetest.QuietLogger()
+	cfg.Logger = slog.New(slog.DiscardHandler)
 	src := e.source(t, cfg)
 	if err := src.Setup(context.Background()); err != nil {
 		t.Fatal(err)
@@ -571,7 +572,7 @@ func TestWarnsAboutRowsBeforeStart(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	e.commit(t, outbox.Message{Topic: "t", Key: "early"})
-	rec := &sourcetest.LogRecorder{}
+	rec := &logtest.Recorder{}
 	cfg := e.config(t)
 	cfg.Logger = slog.New(rec)
 	if err := e.source(t, cfg).Setup(context.Background()); err != nil {
@@ -581,7 +582,7 @@ func TestWarnsAboutRowsBeforeStart(t *testing.T) {
 		t.Fatalf("no warning; logged %v", rec.Msgs())
 	}
 	first := e.saved(t, e.table)
-	rec2 := &sourcetest.LogRecorder{}
+	rec2 := &logtest.Recorder{}
 	cfg.Logger = slog.New(rec2)
 	if err := e.source(t, cfg).Setup(context.Background()); err != nil {
 		t.Fatal(err)
@@ -599,7 +600,7 @@ func TestUnreadablePosition(t *testing.T) {
 	if _, err := e.db.Exec(`INSERT INTO outbox_binlog (name, gtid, file, pos) VALUES ('outbox', '0-1-999999999', 'mariadb-bin.999999', 4)`); err != nil {
 		t.Fatal(err)
 	}
-	rec := &sourcetest.LogRecorder{}
+	rec := &logtest.Recorder{}
 	cfg := e.config(t)
 	cfg.Logger = slog.New(rec)
 	src := e.source(t, cfg)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect/mysql"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/mysqltest"
 	"github.com/outboxgo/outbox/relay/binlog"
 	"github.com/outboxgo/outbox/relay/internal/sourcetest"
@@ -39,7 +40,7 @@ func setup(tb testing.TB) *env {
 // config is a source configuration for e with test-friendly intervals, logging to the test.
 func (e *env) config(tb testing.TB) binlog.Config {
 	return binlog.Config{
-		Logger:            sourcetest.Logger(tb),
+		Logger:            logtest.New(tb),
 		DSN:               mysqltest.DSN(),
 		DB:                e.db,
 		Table:             e.table,

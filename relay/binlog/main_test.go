@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/outboxgo/outbox/internal/testutil/service"
 )
 
 func TestMain(m *testing.M) {
@@ -13,6 +15,7 @@ func TestMain(m *testing.M) {
 		// A relay process of TestKill9: see crash_test.go.
 		os.Exit(childMain())
 	}
+	service.SkipExamples("Example") // it needs MariaDB
 	code := m.Run()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {

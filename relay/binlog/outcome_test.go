@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/binlog"
 	"github.com/outboxgo/outbox/relay/internal/sourcetest"
@@ -17,7 +18,7 @@ import (
 func TestOutcomeWriteFails(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	logs := &sourcetest.LogRecorder{}
+	logs := &logtest.Recorder{}
 	var src *binlog.Source
 	env := sourcetest.Env[*binlog.Source]{Commit: e.commit, NewSource: func() *binlog.Source {
 		cfg := e.config(t)
@@ -48,7 +49,7 @@ func TestOutcomeWriteFails(t *testing.T) {
 func TestPositionSaveFails(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	logs := &sourcetest.LogRecorder{}
+	logs := &logtest.Recorder{}
 	cfg := e.config(t)
 	cfg.Logger = slog.New(logs)
 	src := e.source(t, cfg)

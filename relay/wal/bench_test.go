@@ -2,6 +2,7 @@ package wal_test
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -16,7 +17,7 @@ import (
 // benchConfig is the source configuration of the benchmarks: defaults, quiet logs.
 func (e *env) benchConfig() wal.Config {
 	return wal.Config{ConnString: pgtest.URL(), Pool: e.pool, Mode: e.mode, Table: e.table, SlotName: e.slot,
-		MessagePrefix: e.prefix, Logger: sourcetest.QuietLogger()}
+		MessagePrefix: e.prefix, Logger: slog.New(slog.DiscardHandler)}
 }
 
 // BenchmarkDrainWAL measures how fast one relay on the WAL source moves a 100,000-message

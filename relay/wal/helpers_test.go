@@ -10,6 +10,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect/postgres"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/pgtest"
 	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 	"github.com/outboxgo/outbox/relay/wal"
@@ -69,7 +70,7 @@ func dropSlot(tb testing.TB, pool *pgxpool.Pool, slot string) {
 // config is a source configuration for e with test-friendly intervals, logging to the test.
 func (e *env) config(tb testing.TB) wal.Config {
 	return wal.Config{
-		Logger:            sourcetest.Logger(tb),
+		Logger:            logtest.New(tb),
 		ConnString:        pgtest.URL(),
 		Pool:              e.pool,
 		Mode:              e.mode,

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 	"github.com/outboxgo/outbox/relay/wal"
 )
@@ -18,7 +19,7 @@ func TestOutcomeWriteFails(t *testing.T) {
 			t.Parallel()
 			e := setup(t, mode)
 			schema := e.table[:len(e.table)-len(".outbox")]
-			logs := &sourcetest.LogRecorder{}
+			logs := &logtest.Recorder{}
 			env := sourcetest.Env[*wal.Source]{Commit: e.commit, NewSource: func() *wal.Source {
 				cfg := e.config(t)
 				cfg.Logger = slog.New(logs)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect/dialecttest"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/pgtest"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/internal/session"
@@ -278,7 +279,7 @@ func TestStandbyTakesOver(t *testing.T) {
 func TestLagGuard(t *testing.T) {
 	t.Parallel()
 	e := setup(t, wal.ModeLogical)
-	rec := &sourcetest.LogRecorder{}
+	rec := &logtest.Recorder{}
 	cfg := e.config(t)
 	cfg.Logger = slog.New(rec)
 	cfg.MaxRetainedBytes = 1
@@ -460,7 +461,7 @@ func TestWarnsAboutRowsBeforeSlot(t *testing.T) {
 	t.Parallel()
 	e := setup(t, wal.ModeTable)
 	e.commit(t, outbox.Message{Topic: "t", Key: "early"})
-	rec := &sourcetest.LogRecorder{}
+	rec := &logtest.Recorder{}
 	cfg := e.config(t)
 	cfg.Logger = slog.New(rec)
 	if err := e.source(t, cfg).Setup(context.Background()); err != nil {
@@ -470,7 +471,7 @@ func TestWarnsAboutRowsBeforeSlot(t *testing.T) {
 		t.Fatalf("no warning; logged %v", rec.Msgs())
 	}
 	// Setup is idempotent: the second call finds the slot and the publication.
-	rec2 := &sourcetest.LogRecorder{}
+	rec2 := &logtest.Recorder{}
 	cfg.Logger = slog.New(rec2)
 	if err := e.source(t, cfg).Setup(context.Background()); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
+	"github.com/outboxgo/outbox/internal/testutil/service"
 	"github.com/outboxgo/outbox/sink"
 	amqpsink "github.com/outboxgo/outbox/sink/amqp"
 	"github.com/outboxgo/outbox/sink/sinktest"
@@ -301,7 +303,7 @@ func TestDeclareExchange(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := amqpsink.New(ctx, amqpsink.Config{URL: brokerURL(), DeclareExchange: &amqpsink.Exchange{Name: ex, Kind: "direct"}, Logger: testLogger(t)})
+	_, err := amqpsink.New(ctx, amqpsink.Config{URL: brokerURL(), DeclareExchange: &amqpsink.Exchange{Name: ex, Kind: "direct"}, Logger: logtest.New(t)})
 	if err == nil || !strings.Contains(err.Error(), ex) {
 		t.Errorf("New redeclaring %s as direct: %v, want an error naming it", ex, err)
 	}
@@ -311,11 +313,12 @@ func TestDeclareExchange(t *testing.T) {
 // the error.
 func TestRefused(t *testing.T) {
 	t.Parallel()
+	service.Require(t, "RabbitMQ")
 	const secret = "s3cr3t-pa55"
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	u := strings.Replace(brokerURL(), "guest:guest@", "guest:"+secret+"@", 1)
-	s, err := amqpsink.New(ctx, amqpsink.Config{URL: u, Logger: testLogger(t)})
+	s, err := amqpsink.New(ctx, amqpsink.Config{URL: u, Logger: logtest.New(t)})
 	if err == nil {
 		_ = s.Close()
 		t.Fatal("New with a wrong password succeeded")

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxgo/outbox/internal/testutil/syncbuf"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/sink"
 	amqpsink "github.com/outboxgo/outbox/sink/amqp"
 	"github.com/outboxgo/outbox/sink/sinktest"
@@ -48,7 +48,7 @@ func TestAuthAtRuntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	u.User = url.UserPassword(user, "right")
-	logs := &syncbuf.Buffer{}
+	logs := &logtest.Buffer{}
 	s := newSink(t, amqpsink.Config{
 		URL: u.String(), Exchange: tp.exchange, ReconnectWait: 50 * time.Millisecond,
 		Logger: logs.Logger(),

@@ -3,10 +3,8 @@ package amqp_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,8 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
+	"github.com/outboxgo/outbox/internal/testutil/service"
 	amqpsink "github.com/outboxgo/outbox/sink/amqp"
 	"github.com/outboxgo/outbox/sink/sinktest"
 )
@@ -31,9 +31,10 @@ func brokerURL() string {
 }
 
 // dial connects to the shared broker and closes the connection when the test ends. It fails
-// the test, never skips it, when RabbitMQ is unreachable.
+// the test, never skips it, when RabbitMQ is unreachable (with -short it skips it).
 func dial(t testing.TB) *amqp091.Connection {
 	t.Helper()
+	service.Require(t, "RabbitMQ")
 	conn, err := amqp091.Dial(brokerURL())
 	if err != nil {
 		t.Fatalf("connecting to RabbitMQ at %s (start it with `rabbitmq-server -detached`, or set RABBITMQ_URL): %v", brokerURL(), err)
@@ -163,10 +164,11 @@ func decode(d amqp091.Delivery, prefix string) (sinktest.Received, error) {
 func newSink(t testing.TB, cfg amqpsink.Config) *amqpsink.Sink {
 	t.Helper()
 	if cfg.URL == "" {
+		service.Require(t, "RabbitMQ")
 		cfg.URL = brokerURL()
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = testLogger(t)
+		cfg.Logger = logtest.New(t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -206,31 +208,4 @@ func get(t testing.TB, ch *amqp091.Channel, queue string) amqp091.Delivery {
 		}
 		<-time.After(20 * time.Millisecond)
 	}
-}
-
-// testLogger logs to t.Log until the test ends; events from the sink's goroutines after
-// that are dropped instead of panicking.
-func testLogger(t testing.TB) *slog.Logger {
-	w := &tlogWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tlogWriter struct {
-	t    testing.TB
-	mu   sync.Mutex
-	done bool
-}
-
-func (w *tlogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
 }

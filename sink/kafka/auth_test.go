@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/sink"
 	kafkasink "github.com/outboxgo/outbox/sink/kafka"
 	"github.com/outboxgo/outbox/sink/sinktest"
@@ -59,7 +60,7 @@ func TestAuthAtStart(t *testing.T) {
 	start := time.Now()
 	s, err := kafkasink.New(t.Context(), kafkasink.Config{
 		Brokers: c.ListenAddrs(), SASLMechanism: kafkasink.SASLPlain, SASLUser: user, SASLPassword: pass,
-		Logger: testLogger(t),
+		Logger: logtest.NewLevel(t, slog.LevelInfo),
 	})
 	if err == nil {
 		_ = s.Close()
@@ -85,11 +86,11 @@ func TestAuthAtRuntime(t *testing.T) {
 	c, refuse, kick := saslCluster(t, user, pass)
 	topic := uniqueName("auth")
 	createTopic(t, c, topic, 1, nil, kgo.SASL(plain.Auth{User: user, Pass: pass}.AsMechanism()))
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	s := newSink(t, kafkasink.Config{
 		Brokers: c.ListenAddrs(), SASLMechanism: kafkasink.SASLPlain, SASLUser: user, SASLPassword: pass,
 		ProduceTimeout: time.Second,
-		Logger:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Logger:         logs.Logger(),
 	})
 	if err := publish(t, s, sinktest.NewRecord(topic, "k", nil))[0]; err != nil {
 		t.Fatalf("before: %v", err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/sink"
 	kafkasink "github.com/outboxgo/outbox/sink/kafka"
 	"github.com/outboxgo/outbox/sink/sinktest"
@@ -457,7 +459,7 @@ func TestCancelInFlight(t *testing.T) {
 	topic := uniqueName("hang")
 	createTopic(t, c, topic, 3, nil)
 	const timeout = 700 * time.Millisecond
-	s, err := kafkasink.New(context.Background(), kafkasink.Config{Brokers: c.ListenAddrs(), ProduceTimeout: timeout, Logger: testLogger(t)})
+	s, err := kafkasink.New(context.Background(), kafkasink.Config{Brokers: c.ListenAddrs(), ProduceTimeout: timeout, Logger: logtest.NewLevel(t, slog.LevelInfo)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	kafkasink "github.com/outboxgo/outbox/sink/kafka"
 	"github.com/outboxgo/outbox/sink/sinktest"
 )
@@ -82,7 +82,7 @@ func adminClient(t testing.TB, c *kfake.Cluster, opts ...kgo.Opt) *kgo.Client {
 func newSink(t testing.TB, cfg kafkasink.Config) *kafkasink.Sink {
 	t.Helper()
 	if cfg.Logger == nil {
-		cfg.Logger = testLogger(t)
+		cfg.Logger = logtest.NewLevel(t, slog.LevelInfo)
 	}
 	s, err := kafkasink.New(context.Background(), cfg)
 	if err != nil {
@@ -270,31 +270,4 @@ func header(r *kgo.Record, name string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// testLogger logs to t.Log until the test ends; client goroutines that log later are
-// dropped instead of panicking.
-func testLogger(t testing.TB) *slog.Logger {
-	w := &tlogWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-type tlogWriter struct {
-	t    testing.TB
-	mu   sync.Mutex
-	done bool
-}
-
-func (w *tlogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
 }

@@ -9,13 +9,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/sink"
 	kafkasink "github.com/outboxgo/outbox/sink/kafka"
 	"github.com/outboxgo/outbox/sink/sinktest"
@@ -185,11 +184,11 @@ func TestSASL(t *testing.T) {
 			s := newSink(t, kafkasink.Config{Brokers: c.ListenAddrs(), SASLMechanism: mech, SASLUser: user, SASLPassword: pass})
 			roundTrip(t, c, s, topic, admin)
 
-			logs := &syncBuffer{}
+			logs := &logtest.Buffer{}
 			bad := newSink(t, kafkasink.Config{
 				Brokers: c.ListenAddrs(), SASLMechanism: mech, SASLUser: user, SASLPassword: "wrong-" + pass,
 				ProduceTimeout: time.Second,
-				Logger:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+				Logger:         logs.Logger(),
 			})
 			res := publish(t, bad, sinktest.NewRecord(topic, "k", nil))
 			if !sink.IsUnavailable(res[0]) {
@@ -205,21 +204,4 @@ func TestSASL(t *testing.T) {
 			}
 		})
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -2,7 +2,6 @@ package mqtt_test
 
 import (
 	"context"
-	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
+	"github.com/outboxgo/outbox/internal/testutil/service"
 	mqttsink "github.com/outboxgo/outbox/sink/mqtt"
 	"github.com/outboxgo/outbox/sink/sinktest"
 )
@@ -28,8 +29,10 @@ func brokerURL() string {
 	return defaultBroker
 }
 
+// brokerAddr is the shared broker's host:port; with -short it skips the test.
 func brokerAddr(t testing.TB) string {
 	t.Helper()
+	service.Require(t, "Mosquitto (MQTT)")
 	u, err := url.Parse(brokerURL())
 	if err != nil {
 		t.Fatalf("MQTT_URL: %v", err)
@@ -138,10 +141,11 @@ func (s *subscriber) Receive(ctx context.Context) (sinktest.Received, error) {
 func newSink(t testing.TB, cfg mqttsink.Config) *mqttsink.Sink {
 	t.Helper()
 	if cfg.Broker == "" {
+		service.Require(t, "Mosquitto (MQTT)")
 		cfg.Broker = brokerURL()
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = testLogger(t)
+		cfg.Logger = logtest.New(t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -162,31 +166,4 @@ func publish(t testing.TB, s *mqttsink.Sink, recs ...*outbox.Record) []error {
 		t.Fatalf("Publish returned %d results for %d messages", len(res), len(recs))
 	}
 	return res
-}
-
-// testLogger logs to t.Log until the test ends; events from the sink's goroutines after
-// that are dropped instead of panicking.
-func testLogger(t testing.TB) *slog.Logger {
-	w := &tlogWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tlogWriter struct {
-	t    testing.TB
-	mu   sync.Mutex
-	done bool
-}
-
-func (w *tlogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
 }

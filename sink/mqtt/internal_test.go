@@ -15,7 +15,7 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/internal/testutil/syncbuf"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/sink"
 )
 
@@ -477,7 +477,7 @@ func TestAuthAtRuntime(t *testing.T) {
 			return 0, "", 0, false
 		}
 	})
-	logs := &syncbuf.Buffer{}
+	logs := &logtest.Buffer{}
 	s := newTestSink(t, Config{Broker: b.url(), Username: "u", Password: "p", ReconnectWait: 10 * time.Millisecond,
 		Logger: logs.Logger()})
 	if err := publishAll(t, s, record("orders", []byte("a")))[0]; err != nil {

@@ -11,8 +11,8 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/natstest"
-	"github.com/outboxgo/outbox/internal/testutil/syncbuf"
 	"github.com/outboxgo/outbox/sink"
 	natssink "github.com/outboxgo/outbox/sink/nats"
 	"github.com/outboxgo/outbox/sink/sinktest"
@@ -87,7 +87,7 @@ func TestAuthAtRuntime(t *testing.T) {
 	_, prefix := natstest.Stream(t, nc) // file storage: survives the restarts
 	nc.Close()
 
-	logs := &syncbuf.Buffer{}
+	logs := &logtest.Buffer{}
 	s := newSink(t, natssink.Config{
 		URL: authURL(srv, "relay:s3cret"), SubjectPrefix: prefix, PublishTimeout: time.Second,
 		ReconnectWait: 50 * time.Millisecond, Logger: logs.Logger(),
@@ -177,7 +177,7 @@ func TestDuplicateReported(t *testing.T) {
 func TestClosedForGoodIsLogged(t *testing.T) {
 	t.Parallel()
 	srv := natstest.StartServer(t, &server.Options{NoLog: true, MaxControlLine: 512})
-	logs := &syncbuf.Buffer{}
+	logs := &logtest.Buffer{}
 	s := newSink(t, natssink.Config{URL: srv.URL(), PublishTimeout: time.Second, Logger: logs.Logger()})
 	long := strings.Repeat("x", 600)
 	_ = publish(t, s, sinktest.NewRecord(long, "k", nil))

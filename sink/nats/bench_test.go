@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/natstest"
 	natssink "github.com/outboxgo/outbox/sink/nats"
 	"github.com/outboxgo/outbox/sink/sinktest"
@@ -35,7 +36,7 @@ func benchBatch() []*outbox.Record {
 func BenchmarkPublish(b *testing.B) {
 	nc := natstest.Connect(b)
 	_, prefix := natstest.Stream(b, nc)
-	s := newSink(b, natssink.Config{URL: natstest.URL(), SubjectPrefix: prefix, Logger: testLogger(b)})
+	s := newSink(b, natssink.Config{URL: natstest.URL(), SubjectPrefix: prefix, Logger: logtest.New(b)})
 	recs := benchBatch()
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -59,7 +60,7 @@ func BenchmarkPublish(b *testing.B) {
 func BenchmarkPublishParallel(b *testing.B) {
 	nc := natstest.Connect(b)
 	_, prefix := natstest.Stream(b, nc)
-	s := newSink(b, natssink.Config{URL: natstest.URL(), SubjectPrefix: prefix, Logger: testLogger(b)})
+	s := newSink(b, natssink.Config{URL: natstest.URL(), SubjectPrefix: prefix, Logger: logtest.New(b)})
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.SetParallelism(2) // 2×GOMAXPROCS goroutines

@@ -12,7 +12,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/natstest"
+	"github.com/outboxgo/outbox/internal/testutil/service"
 	"github.com/outboxgo/outbox/sink"
 	natssink "github.com/outboxgo/outbox/sink/nats"
 	"github.com/outboxgo/outbox/sink/sinktest"
@@ -21,13 +23,16 @@ import (
 // quiet keeps connection events out of the test output unless a test fails.
 func quietConfig(t testing.TB, cfg natssink.Config) natssink.Config {
 	if cfg.Logger == nil {
-		cfg.Logger = testLogger(t)
+		cfg.Logger = logtest.New(t)
 	}
 	return cfg
 }
 
 func newSink(t testing.TB, cfg natssink.Config) *natssink.Sink {
 	t.Helper()
+	if cfg.URL == "" || cfg.URL == natstest.URL() {
+		service.Require(t, "the NATS JetStream server at "+natstest.URL())
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := natssink.New(ctx, quietConfig(t, cfg))

@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
+	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outboxgo/outbox/internal/testutil/natstest"
-	"github.com/outboxgo/outbox/sink"
 	natssink "github.com/outboxgo/outbox/sink/nats"
 	"github.com/outboxgo/outbox/sink/sinktest"
 )
@@ -41,93 +41,39 @@ func TestOutage(t *testing.T) {
 	s := newSink(t, natssink.Config{
 		URL: srv.URL(), SubjectPrefix: prefix, PublishTimeout: timeout, ReconnectWait: 100 * time.Millisecond,
 	})
-	r := &sinktest.Retrier{T: t, Sink: s, Timeout: timeout, Unavailable: true}
-
-	if ok := r.Round(sinktest.FreshBatch(200, 0)); ok != 200 {
-		t.Fatalf("before the outage: %d of 200 acknowledged", ok)
+	// A fresh connection after the restart: the stream's messages, and a receiver of them.
+	var nc2 *natsgo.Conn
+	after := func() *natsgo.Conn {
+		if nc2 == nil {
+			nc2 = natstest.ConnectURL(t, srv.URL())
+		}
+		return nc2
 	}
-
-	// Stop the server while a large batch is in flight: whatever Publish reports acknowledged
-	// must survive, the rest must fail retryably, within the timeout (checked by round).
-	stopped := make(chan struct{})
-	stopper := time.AfterFunc(50*time.Millisecond, func() {
-		srv.Shutdown()
-		close(stopped)
+	sinktest.Reconnect(t, sinktest.Outage{Sink: s, Timeout: timeout, Cut: srv.Shutdown, Restore: srv.Restart,
+		// Stop the server while a large batch is in flight: whatever Publish reports
+		// acknowledged must survive, the rest must fail retryably, within the timeout.
+		Before: 200, During: 5000, CutAfter: 50 * time.Millisecond,
+		// Publish like a relay polling every 100ms: nothing may succeed while the server is down.
+		DownFor: outageDuration(t), Down: 50,
+		Stored: func() int {
+			js, err := jetstream.New(after())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			st, err := js.Stream(ctx, stream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := st.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return int(info.State.Msgs)
+		},
+		Receiver: func() sinktest.Receiver { return natstest.Receiver(t, after(), stream, prefix) },
 	})
-	defer stopper.Stop()
-	inFlight := r.Round(sinktest.FreshBatch(5000, 1000))
-	<-stopped
-	t.Logf("server stopped during a batch of 5000: %d acknowledged before", inFlight)
-
-	outage := outageDuration(t)
-	t.Logf("server down for %s", outage)
-	// Publish like a relay polling every 100ms: nothing may succeed while the server is down.
-	tick := time.NewTicker(100 * time.Millisecond)
-	rounds := 0
-	for end := time.Now().Add(outage); time.Now().Before(end); rounds++ {
-		if ok := r.Round(sinktest.FreshBatch(50, rounds+1)); ok != 0 {
-			t.Fatalf("outage round %d: %d messages acknowledged by a server that is down", rounds, ok)
-		}
-		<-tick.C
-	}
-	tick.Stop()
-	failed := len(r.Pending)
-	t.Logf("%d publish rounds during the outage, %d messages waiting", rounds, failed)
-
-	srv.Restart()
-	deadline := time.Now().Add(30 * time.Second)
-	for len(r.Pending) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d messages still failing 30s after the restart", len(r.Pending))
-		}
-		r.Round(nil)
-	}
-	if ok := r.Round(sinktest.FreshBatch(200, 999)); ok != 200 {
-		t.Fatalf("after the restart: %d of 200 acknowledged", ok)
-	}
-
-	// Everything acknowledged is in the stream, in per-key order.
-	nc2 := natstest.ConnectURL(t, srv.URL())
-	js, err := jetstream.New(nc2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := int(info.State.Msgs); got != len(r.Acked) {
-		t.Errorf("stream holds %d messages, %d were acknowledged", got, len(r.Acked))
-	}
-	recv := natstest.Receiver(t, nc2, stream, prefix)
-	pos := map[string]int{}
-	for i := 0; len(pos) < len(r.Acked); i++ {
-		m, err := recv.Receive(ctx)
-		if err != nil {
-			t.Fatalf("read %d of %d acknowledged messages from the stream: %v", len(pos), len(r.Acked), err)
-		}
-		if _, dup := pos[m.ID]; !dup {
-			pos[m.ID] = i
-		}
-	}
-	last := map[string]int{}
-	for _, rec := range r.Acked {
-		p, ok := pos[rec.ID.String()]
-		if !ok {
-			t.Errorf("acknowledged message %s (seq %d) is not in the stream", rec.ID, rec.Seq)
-			continue
-		}
-		if prev, seen := last[rec.Key]; seen && prev > p {
-			t.Errorf("key %s: message seq %d stored before an earlier one", rec.Key, rec.Seq)
-		}
-		last[rec.Key] = p
-	}
 }
 
 // TestStartWhileDown: New succeeds while NATS is unreachable, publishes fail fast with
@@ -142,28 +88,6 @@ func TestStartWhileDown(t *testing.T) {
 		URL: srv.URL(), SubjectPrefix: prefix, PublishTimeout: time.Second, ReconnectWait: 100 * time.Millisecond,
 		Stream: &jetstream.StreamConfig{Name: "DOWN", Subjects: []string{prefix + ">"}},
 	})
-	rec := sinktest.NewRecord("orders", "k", []byte("{}"))
-	start := time.Now()
-	res := publish(t, s, rec)
-	if !sink.IsUnavailable(res[0]) {
-		t.Fatalf("publish while down: %v, want an Unavailable error", res[0])
-	}
-	if d := time.Since(start); d > 500*time.Millisecond {
-		t.Errorf("publish while down took %s; it should fail at once", d)
-	}
-	t.Logf("while down: %v", res[0])
-
-	srv.Restart()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := publish(t, s, rec)[0]
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing 30s after NATS came up: %v", err)
-		}
-		// Back off like the relay would, without a fixed sleep: wait for the next attempt slot.
-		<-time.After(50 * time.Millisecond)
-	}
+	sinktest.StartWhileDown(t, sinktest.Outage{Sink: s, Timeout: time.Second, Restore: srv.Restart, Prompt: true},
+		sinktest.NewRecord("orders", "k", []byte("{}")))
 }

@@ -3,10 +3,8 @@ package redis_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,8 @@ import (
 	"github.com/cloudevents/sdk-go/v2/types"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
+	"github.com/outboxgo/outbox/internal/testutil/service"
 	redissink "github.com/outboxgo/outbox/sink/redis"
 	"github.com/outboxgo/outbox/sink/sinktest"
 )
@@ -29,9 +29,10 @@ func redisAddr() string {
 }
 
 // connect returns a client to the shared server, database 0, closed when the test ends. It
-// fails the test when Redis is unreachable.
+// fails the test when Redis is unreachable (with -short it skips it).
 func connect(t testing.TB) *goredis.Client {
 	t.Helper()
+	service.Require(t, "Redis")
 	c := goredis.NewClient(&goredis.Options{Addr: redisAddr(), ContextTimeoutEnabled: true})
 	t.Cleanup(func() { _ = c.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -71,8 +72,11 @@ func newPrefix(t testing.TB, c *goredis.Client) string {
 
 func newSink(t testing.TB, cfg redissink.Config) *redissink.Sink {
 	t.Helper()
+	if cfg.Addr == "" || cfg.Addr == redisAddr() {
+		service.Require(t, "Redis")
+	}
 	if cfg.Logger == nil {
-		cfg.Logger = testLogger(t)
+		cfg.Logger = logtest.New(t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -213,46 +217,4 @@ func publish(t testing.TB, s *redissink.Sink, recs ...*outbox.Record) []error {
 		t.Fatalf("Publish returned %d results for %d messages", len(res), len(recs))
 	}
 	return res
-}
-
-// testLogger logs to t.Log until the test ends; later records are dropped.
-func testLogger(t testing.TB) *slog.Logger {
-	w := &tlogWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tlogWriter struct {
-	t    testing.TB
-	mu   sync.Mutex
-	done bool
-}
-
-func (w *tlogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-// testLoggerTo logs into b, guarded by mu.
-func testLoggerTo(mu *sync.Mutex, b *strings.Builder) *slog.Logger {
-	return slog.New(slog.NewTextHandler(lockedWriter{mu, b}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *strings.Builder
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
 }

@@ -14,6 +14,8 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
+	"github.com/outboxgo/outbox/internal/testutil/service"
 	"github.com/outboxgo/outbox/sink"
 	redissink "github.com/outboxgo/outbox/sink/redis"
 	"github.com/outboxgo/outbox/sink/sinktest"
@@ -444,12 +446,12 @@ func TestClose(t *testing.T) {
 // 1 with it), and the password appears neither in the error nor in the log.
 func TestAuthErrorHidesPassword(t *testing.T) {
 	t.Parallel()
+	service.Require(t, "Redis")
 	const password = "s3cret-pa55word-that-must-not-leak"
-	var log strings.Builder
-	var mu sync.Mutex
+	log := &logtest.Buffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := redissink.New(ctx, redissink.Config{Password: password, Username: "outbox-test-nobody", Logger: testLoggerTo(&mu, &log)})
+	s, err := redissink.New(ctx, redissink.Config{Password: password, Username: "outbox-test-nobody", Logger: log.Logger()})
 	if err == nil {
 		_ = s.Close()
 		t.Fatal("New succeeded with a wrong password")
@@ -458,8 +460,6 @@ func TestAuthErrorHidesPassword(t *testing.T) {
 		t.Errorf("New: %v, want ErrAuth", err)
 	}
 	t.Logf("error: %v", err)
-	mu.Lock()
-	defer mu.Unlock()
 	if strings.Contains(err.Error(), password) || strings.Contains(log.String(), password) {
 		t.Errorf("the password leaked: error %q, log %q", err, log.String())
 	}

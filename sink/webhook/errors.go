@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/internal/envelope"
 	"github.com/outboxgo/outbox/sink/internal/unavail"
 )
@@ -83,7 +84,8 @@ func (e *RetryAfterError) Error() string {
 
 func (e *RetryAfterError) Unwrap() error { return e.Err }
 
-// RetryAfter returns Delay: how long the endpoint asked to wait before the next attempt.
+// RetryAfter returns Delay: how long the endpoint asked to wait before the next attempt. It
+// implements sink.RetryAfter, which the relay honours.
 func (e *RetryAfterError) RetryAfter() time.Duration { return e.Delay }
 
 // parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP date (RFC 9110 10.2.3).
@@ -145,11 +147,7 @@ func excerpt(body []byte, truncated bool, redact []string) string {
 		s = strings.ReplaceAll(s, secret, "[redacted]")
 	}
 	if len(s) > maxExcerpt {
-		cut := maxExcerpt
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s, truncated = s[:cut], true
+		return outbox.CutText(s, maxExcerpt)
 	}
 	if truncated {
 		s += "…"

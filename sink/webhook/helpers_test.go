@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/sink/sinktest"
 	"github.com/outboxgo/outbox/sink/webhook"
 )
@@ -158,7 +158,7 @@ func decode(req request) (sinktest.Received, error) {
 func newSink(t testing.TB, cfg webhook.Config) *webhook.Sink {
 	t.Helper()
 	if cfg.Logger == nil {
-		cfg.Logger = testLogger(t)
+		cfg.Logger = logtest.New(t)
 	}
 	s, err := webhook.New(context.Background(), cfg)
 	if err != nil {
@@ -177,30 +177,4 @@ func publish(t testing.TB, s *webhook.Sink, recs ...*outbox.Record) []error {
 		t.Fatalf("Publish returned %d results for %d messages", len(res), len(recs))
 	}
 	return res
-}
-
-// testLogger logs to t.Log until the test ends; later records are dropped.
-func testLogger(t testing.TB) *slog.Logger {
-	w := &tlogWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tlogWriter struct {
-	t    testing.TB
-	mu   sync.Mutex
-	done bool
-}
-
-func (w *tlogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
 }

@@ -22,24 +22,8 @@ func TestEndpointCut(t *testing.T) {
 	proxy := faultproxy.Start(t, srv.Listener.Addr().String())
 	const timeout = time.Second
 	s := newSink(t, webhook.Config{URL: "http://" + proxy.Addr() + "/hook", Timeout: timeout})
-	r := &sinktest.Retrier{T: t, Sink: s, Timeout: timeout, Unavailable: true}
-	if ok := r.Round(sinktest.FreshBatch(20, 0)); ok != 20 {
-		t.Fatalf("before the cut: %d of 20 acknowledged", ok)
-	}
-	proxy.Cut()
-	for round := 1; round < 4; round++ {
-		if ok := r.Round(sinktest.FreshBatch(20, round)); ok != 0 {
-			t.Fatalf("round %d: %d messages acknowledged through a cut connection", round, ok)
-		}
-	}
-	proxy.Restore()
-	deadline := time.Now().Add(20 * time.Second)
-	for len(r.Pending) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d messages still failing 20s after the restore", len(r.Pending))
-		}
-		r.Round(nil)
-	}
+	sinktest.Reconnect(t, sinktest.Outage{Sink: s, Timeout: timeout, Cut: proxy.Cut, Restore: proxy.Restore,
+		Before: 20, Rounds: 3, Down: 20, RecoverWithin: 20 * time.Second})
 }
 
 // TestCredentialsRefused: an endpoint answering 401 (the token in Config.Headers was

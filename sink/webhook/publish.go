@@ -18,6 +18,8 @@ import (
 	"github.com/outboxgo/outbox/sink"
 )
 
+var _ sink.RetryAfter = (*RetryAfterError)(nil) // the relay honours its delay
+
 // Publish posts every message to its endpoint and returns one result per message: nil once
 // the endpoint answered 2xx. Messages of different keys (and unkeyed ones) are sent
 // concurrently, up to Config.MaxConcurrency requests at once across the sink; messages of

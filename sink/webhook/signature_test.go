@@ -5,11 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -172,20 +170,4 @@ func TestVerifyTolerance(t *testing.T) {
 			t.Errorf("signed %s from now, tolerance %s: %v, want %v", tc.offset, tc.tolerance, err, tc.want)
 		}
 	}
-}
-
-// testLoggerTo logs into b, guarded by mu.
-func testLoggerTo(mu *sync.Mutex, b *strings.Builder) *slog.Logger {
-	return slog.New(slog.NewTextHandler(lockedWriter{mu, b}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *strings.Builder
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
 }

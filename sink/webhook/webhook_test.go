@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/sink"
 	"github.com/outboxgo/outbox/sink/sinktest"
 	"github.com/outboxgo/outbox/sink/webhook"
@@ -345,21 +346,18 @@ func TestSecretsNotInErrors(t *testing.T) {
 		echo.URL + "/services/hook-path-token?key=query-token",
 		"http://user:pass@" + closed + "/services/hook-path-token?key=query-token",
 	} {
-		var logs strings.Builder
-		var mu sync.Mutex
-		s := newSink(t, webhook.Config{URL: u, Secrets: secrets, Headers: headers, Timeout: 5 * time.Second, Logger: testLoggerTo(&mu, &logs)})
+		logs := &logtest.Buffer{}
+		s := newSink(t, webhook.Config{URL: u, Secrets: secrets, Headers: headers, Timeout: 5 * time.Second, Logger: logs.Logger()})
 		err := publish(t, s, sinktest.NewRecord("orders", "k", []byte("{}")))[0]
 		if err == nil {
 			t.Fatal("got success")
 		}
 		t.Logf("%v", err)
-		mu.Lock()
 		for _, leak := range leaks {
 			if strings.Contains(err.Error(), leak) || strings.Contains(logs.String(), leak) {
 				t.Errorf("%q leaked: error %q, log %q", leak, err, logs.String())
 			}
 		}
-		mu.Unlock()
 	}
 	// Config errors do not repeat a URL or a secret either.
 	for _, cfg := range []webhook.Config{

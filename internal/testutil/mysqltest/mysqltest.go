@@ -2,7 +2,8 @@
 //
 // The server is OUTBOX_TEST_MYSQL_DSN, default root@tcp(127.0.0.1:3306)/test (a
 // github.com/go-sql-driver/mysql DSN). A test fails (never skips) when the server is
-// unreachable: run scripts/services.sh.
+// unreachable: run scripts/services.sh. With -short, Database skips the test (see package
+// internal/testutil/service).
 package mysqltest
 
 import (
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/outboxgo/outbox/internal/testutil/service"
 )
 
 // DefaultDSN is the test server when OUTBOX_TEST_MYSQL_DSN is not set.
@@ -35,6 +38,7 @@ func DSN() string {
 // name.
 func Database(t testing.TB) (*sql.DB, string, string) {
 	t.Helper()
+	service.Require(t, "MariaDB")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cfg, err := mysql.ParseDSN(DSN())

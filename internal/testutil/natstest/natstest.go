@@ -17,6 +17,8 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+
+	"github.com/outboxgo/outbox/internal/testutil/service"
 )
 
 // DefaultURL is the shared test server used when NATS_URL is not set.
@@ -32,9 +34,11 @@ func URL() string {
 
 // Connect connects to the shared test server and closes the connection when the test ends.
 // It fails the test, never skips it, when the server is unreachable or has no JetStream:
-// integration tests that silently skip hide a broken CI.
+// integration tests that silently skip hide a broken CI. With -short it skips the test (see
+// package internal/testutil/service); StartServer's in-process servers need no service.
 func Connect(t testing.TB) *natsgo.Conn {
 	t.Helper()
+	service.Require(t, "the NATS JetStream server at "+URL())
 	return ConnectURL(t, URL())
 }
 

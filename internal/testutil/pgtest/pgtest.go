@@ -1,7 +1,8 @@
 // Package pgtest gives each test its own PostgreSQL schema on the real server.
 //
 // The server is OUTBOX_TEST_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test.
-// A test fails (never skips) when the server is unreachable: run scripts/services.sh.
+// A test fails (never skips) when the server is unreachable: run scripts/services.sh. With
+// -short, Schema skips the test (see package internal/testutil/service).
 package pgtest
 
 import (
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/outboxgo/outbox/internal/testutil/service"
 )
 
 // DefaultURL is the test database when OUTBOX_TEST_DATABASE_URL is not set.
@@ -32,6 +35,7 @@ func URL() string {
 // application_name. Qualify table names with it: schema + ".outbox".
 func Schema(t testing.TB) (*pgxpool.Pool, string) {
 	t.Helper()
+	service.Require(t, "PostgreSQL")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	schema := Name(t)

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/outboxgo/outbox/relay"
 )
 
 // AckKind is what the database must do before a message counts as done.
@@ -110,7 +112,7 @@ func (q *Queue[T]) ackLoop(ctx context.Context, apply ApplyFunc[T]) {
 				d = d/2 + rand.N(d/2+1) // jittered: relays sharing a database don't retry in step
 				q.cfg.Logger.Warn("writing acknowledgements to the database failed; retrying",
 					slog.Int("messages", len(acks)), slog.Any("error", err), slog.Duration("retry_in", d))
-				if Sleep(ctx, d) != nil {
+				if relay.Sleep(ctx, d) != nil {
 					return
 				}
 				continue
@@ -135,7 +137,7 @@ func (q *Queue[T]) ackLoop(ctx context.Context, apply ApplyFunc[T]) {
 			}
 			// Only rows not visible yet: give them a moment.
 			waits++
-			if Sleep(ctx, min(time.Second, time.Millisecond<<min(waits, 10))) != nil {
+			if relay.Sleep(ctx, min(time.Second, time.Millisecond<<min(waits, 10))) != nil {
 				return
 			}
 		}

@@ -48,7 +48,7 @@ func (q *Queue[T]) Next(ctx context.Context) (relay.Batch, error) {
 				lingerUntil = now.Add(q.cfg.BatchLinger)
 			}
 			q.mu.Unlock()
-			if err := Sleep(ctx, lingerUntil.Sub(now)); err != nil {
+			if err := relay.Sleep(ctx, lingerUntil.Sub(now)); err != nil {
 				return nil, err
 			}
 			continue

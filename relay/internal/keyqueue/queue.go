@@ -15,7 +15,6 @@
 package keyqueue
 
 import (
-	"context"
 	"log/slog"
 	"sync"
 	"time"
@@ -322,16 +321,4 @@ func (q *Queue[T]) Reset() {
 	}
 	clear(q.acks[len(kept):])
 	q.acks = kept
-}
-
-// Sleep waits d, or until ctx ends (then it returns ctx's error).
-func Sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -11,7 +11,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/outboxgo/outbox/relay/internal/keyqueue"
+	"github.com/outboxgo/outbox/relay"
 )
 
 // SetupError is a configuration problem found on the server (the log off, a missing table, a
@@ -64,7 +64,7 @@ func (l Loop) Run(ctx context.Context) error {
 			return err
 		}
 		l.Failed(err)
-		if keyqueue.Sleep(ctx, l.Interval) != nil {
+		if relay.Sleep(ctx, l.Interval) != nil {
 			return nil
 		}
 	}

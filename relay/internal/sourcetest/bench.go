@@ -3,6 +3,7 @@ package sourcetest
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strconv"
@@ -32,10 +33,10 @@ func backlog(tb testing.TB, n, keys int, commit func(tb testing.TB, msgs ...outb
 	}
 }
 
-// countingObserver counts acknowledged messages.
-type countingObserver struct{ published atomic.Int64 }
+// countingHook counts acknowledged messages.
+type countingHook struct{ published atomic.Int64 }
 
-func (o *countingObserver) BatchFinished(_ []outbox.Record, out outbox.Outcome, err error) {
+func (o *countingHook) OnBatchFinished(_ []outbox.Record, out outbox.Outcome, err error) {
 	if err == nil {
 		o.published.Add(int64(len(out.Published)))
 	}
@@ -52,11 +53,11 @@ func Drain(b *testing.B, n, keys int, sk sink.Sink, commit func(tb testing.TB, m
 	for range b.N {
 		b.StopTimer()
 		backlog(b, n, keys, commit)
-		obs := &countingObserver{}
+		obs := &countingHook{}
 		src := newSource()
 		b.StartTimer()
 		start := time.Now()
-		r := StartRelay(b, src, sk, relay.Config{Observer: obs, Logger: QuietLogger()})
+		r := StartRelay(b, src, sk, relay.Config{Hooks: []relay.Hook{obs}, Logger: slog.New(slog.DiscardHandler)})
 		for obs.published.Load() < int64(n) {
 			time.Sleep(time.Millisecond)
 		}
@@ -87,7 +88,7 @@ func SteadyLatency[S relay.Source](b *testing.B, inner sink.Sink, newSource func
 	var lat, waits, pubs []time.Duration
 	for range b.N {
 		src := newSource()
-		r := StartRelay(b, src, sk, relay.Config{Logger: QuietLogger()})
+		r := StartRelay(b, src, sk, relay.Config{Logger: slog.New(slog.DiscardHandler)})
 		WaitFor(b, 60*time.Second, "streaming", func() bool { return streaming(src) })
 		l, w, p := steady(b, sk, commit, 1000, time.Duration(seconds)*time.Second)
 		lat, waits, pubs = append(lat, l...), append(waits, w...), append(pubs, p...)

@@ -8,6 +8,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 
 	"github.com/outboxgo/outbox/internal/testutil/natstest"
+	"github.com/outboxgo/outbox/relay/relaytest"
 	"github.com/outboxgo/outbox/sink"
 	"github.com/outboxgo/outbox/sink/nats"
 	"github.com/outboxgo/outbox/sink/sinktest"
@@ -76,22 +77,11 @@ func DrainStream(t *testing.T, rcv sinktest.Receiver, want int, d time.Duration)
 // subject) and returns the duplicates.
 func CheckStreamOrder(t *testing.T, got []sinktest.Received) (dups int) {
 	t.Helper()
-	next := map[string]int{}
-	seen := map[string]bool{}
+	var o relaytest.Order
 	for _, m := range got {
-		if seen[m.ID] {
-			dups++
-			continue
+		if err := o.Add(m.ID, m.Subject, m.Payload); err != nil {
+			t.Fatalf("ce-subject %q: %v", m.Subject, err)
 		}
-		seen[m.ID] = true
-		key, n := parse(string(m.Payload))
-		if m.Subject != key {
-			t.Fatalf("ce-subject %q, want key %q", m.Subject, key)
-		}
-		if n != next[key] {
-			t.Fatalf("key %s: got seq %d, want %d (order violated)", key, n, next[key])
-		}
-		next[key] = n + 1
 	}
-	return dups
+	return o.Duplicates()
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/sink"
 )
@@ -174,7 +175,7 @@ func ConfigErrors[C, S any](t *testing.T, newSource func(C) (S, error), good C, 
 // be published again (the acknowledged ones are kept, not resent) and the source must back
 // off from the failing write, logging it (logs records the source's log); once the table
 // accepts inserts again, the dead letter is written and nothing stays pending.
-func OutcomeWriteFails[S Source](t *testing.T, env Env[S], logs *LogRecorder, pending func() int,
+func OutcomeWriteFails[S Source](t *testing.T, env Env[S], logs *logtest.Recorder, pending func() int,
 	deadLetters func() int, refuse, accept func(tb testing.TB)) {
 	t.Helper()
 	refuse(t)

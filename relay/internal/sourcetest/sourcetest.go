@@ -1,47 +1,39 @@
 // Package sourcetest holds what the tests of the log-tailing sources (relay/wal, relay/binlog)
 // share: a relay running over a source until the test ends, a recording sink, per-key order
-// checks of what it (or a JetStream stream) received, log capture, and the benchmark
-// workloads (drain a backlog, steady commit→PubAck latency) with their metrics.
+// checks of what it (or a JetStream stream) received, and the benchmark workloads (drain a
+// backlog, steady commit→PubAck latency) with their metrics. The order checks, Messages and
+// WaitFor are relay/relaytest's, the loggers internal/testutil/logtest's.
 //
 // Producers write payloads "key:seq", seq counting from 0 per key: the order checks read them.
 package sourcetest
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"maps"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/relay"
+	"github.com/outboxgo/outbox/relay/relaytest"
 	"github.com/outboxgo/outbox/sink"
 )
 
-// Logger logs to the test's log, debug level and up.
-func Logger(tb testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{tb}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-// QuietLogger discards everything.
-func QuietLogger() *slog.Logger {
-	return slog.New(slog.DiscardHandler)
-}
-
-// testWriter sends log lines to the test's log.
-type testWriter struct{ tb testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.tb.Helper()
-	w.tb.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
-}
+// Shared with relay/relaytest (see there).
+var (
+	// Messages builds keys×perKey messages ("k0", "k1"... topic "test.orders"), payload
+	// "key:seq" with a per-key sequence from from, in sequence order.
+	Messages = relaytest.Messages
+	// WaitFor polls cond until it holds, failing the test after d.
+	WaitFor = relaytest.WaitFor
+	// CheckOrder verifies that, per key, first deliveries arrive in sequence order, and
+	// returns the number of duplicates.
+	CheckOrder = relaytest.CheckOrder
+)
 
 // MustNew returns the source newSource makes of cfg, failing the test on an error.
 func MustNew[C, S any](tb testing.TB, newSource func(C) (S, error), cfg C) S {
@@ -54,68 +46,20 @@ func MustNew[C, S any](tb testing.TB, newSource func(C) (S, error), cfg C) S {
 }
 
 // Running is a relay started by StartRelay.
-type Running struct {
-	// Done is closed when the relay's Run returned.
-	Done <-chan struct{}
-	stop func() error
-}
-
-// Stop cancels the relay and waits for it (60s at most); it returns Run's error.
-func (r *Running) Stop() error { return r.stop() }
+type Running = relaytest.Running
 
 // StartRelay runs a relay over src until the test ends (or Stop is called). Unset Logger and
-// backoff in rcfg get test values: the test's log (info level), 5ms to 50ms.
+// backoff in rcfg get test values: the test's log (info level), 5ms to 50ms. The relay's Run
+// may end with an error (a source the test crashed): only Stop reports it.
 func StartRelay(tb testing.TB, src relay.Source, sk sink.Sink, rcfg relay.Config) *Running {
 	tb.Helper()
 	rcfg.Source, rcfg.Sink = src, sk
 	if rcfg.Logger == nil {
-		rcfg.Logger = slog.New(slog.NewTextHandler(testWriter{tb}, nil))
+		rcfg.Logger = logtest.NewLevel(tb, slog.LevelInfo)
 	}
-	if rcfg.BackoffBase == 0 {
-		rcfg.BackoffBase, rcfg.BackoffMax = 5*time.Millisecond, 50*time.Millisecond
-	}
-	r, err := relay.New(rcfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	done := make(chan struct{})
-	go func() {
-		errc <- r.Run(ctx)
-		close(done)
-	}()
-	var (
-		once   sync.Once
-		runErr error
-	)
-	stop := func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case runErr = <-errc:
-			case <-time.After(60 * time.Second):
-				runErr = errors.New("relay did not stop within 60s")
-				tb.Error(runErr)
-			}
-		})
-		return runErr
-	}
-	tb.Cleanup(func() { _ = stop() })
-	return &Running{Done: done, stop: stop}
-}
-
-// Messages builds keys×perKey messages ("k0", "k1"... topic "test.orders"), payload "key:seq"
-// with a per-key sequence from from, in sequence order.
-func Messages(keys, from, perKey int) []outbox.Message {
-	var out []outbox.Message
-	for i := from; i < from+perKey; i++ {
-		for k := range keys {
-			key := "k" + strconv.Itoa(k)
-			out = append(out, outbox.Message{Topic: "test.orders", Key: key, Payload: []byte(key + ":" + strconv.Itoa(i))})
-		}
-	}
-	return out
+	r := relaytest.Start(tb, rcfg)
+	tb.Cleanup(func() { _ = r.Stop() }) // runs before relaytest's cleanup, which then leaves Run's error alone
+	return r
 }
 
 // Produce commits the Messages(keys, from, perKey), perTx per transaction, with commit (one
@@ -205,101 +149,4 @@ func (s *Sink) SetFail(f func(r *outbox.Record) error) {
 	s.mu.Lock()
 	s.Fail = f
 	s.mu.Unlock()
-}
-
-// WaitFor polls cond until it holds, failing the test after d.
-func WaitFor(tb testing.TB, d time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// CheckOrder verifies that, per key, first deliveries arrive in sequence order, and returns
-// the number of duplicates.
-func CheckOrder(tb testing.TB, delivered []outbox.Record) (dups int) {
-	tb.Helper()
-	next := map[string]int{}
-	seen := map[string]bool{}
-	for _, r := range delivered {
-		id := r.ID.String()
-		if seen[id] {
-			dups++
-			continue
-		}
-		seen[id] = true
-		key, n := parse(string(r.Payload))
-		if key != r.Key {
-			tb.Fatalf("payload %q delivered with key %q", r.Payload, r.Key)
-		}
-		if n != next[r.Key] {
-			tb.Fatalf("key %s: got seq %d, want %d (order violated)", r.Key, n, next[r.Key])
-		}
-		next[r.Key] = n + 1
-	}
-	return dups
-}
-
-// parse splits a payload "key:seq".
-func parse(p string) (string, int) {
-	for i := len(p) - 1; i >= 0; i-- {
-		if p[i] == ':' {
-			n, _ := strconv.Atoi(p[i+1:])
-			return p[:i], n
-		}
-	}
-	return p, -1
-}
-
-// LogRecorder is a slog.Handler that captures records ("LEVEL message key=value ...") for
-// assertions.
-type LogRecorder struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-// Enabled implements slog.Handler.
-func (l *LogRecorder) Enabled(context.Context, slog.Level) bool { return true }
-
-// Handle implements slog.Handler.
-func (l *LogRecorder) Handle(_ context.Context, r slog.Record) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var b strings.Builder
-	b.WriteString(r.Level.String() + " " + r.Message)
-	r.Attrs(func(a slog.Attr) bool {
-		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
-		return true
-	})
-	l.msgs = append(l.msgs, b.String())
-	return nil
-}
-
-// WithAttrs implements slog.Handler.
-func (l *LogRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
-
-// WithGroup implements slog.Handler.
-func (l *LogRecorder) WithGroup(string) slog.Handler { return l }
-
-// Has reports whether a record starting with prefix ("WARN the outbox") was logged.
-func (l *LogRecorder) Has(prefix string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, m := range l.msgs {
-		if strings.HasPrefix(m, prefix) {
-			return true
-		}
-	}
-	return false
-}
-
-// Msgs returns the records logged so far.
-func (l *LogRecorder) Msgs() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.msgs...)
 }

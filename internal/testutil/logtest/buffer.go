@@ -1,6 +1,4 @@
-// Package syncbuf holds a buffer that one goroutine may write while another reads it: a log
-// destination a test searches while the code under test logs from its own goroutines.
-package syncbuf
+package logtest
 
 import (
 	"bytes"
@@ -8,7 +6,9 @@ import (
 	"sync"
 )
 
-// Buffer is a bytes.Buffer safe for concurrent use. The zero value is ready.
+// Buffer is a bytes.Buffer safe for concurrent use: a log (or a command's output) that the
+// code under test writes from its own goroutines while the test reads it. The zero value is
+// ready.
 type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
