@@ -4,18 +4,15 @@ import (
 	"context"
 	"fmt"
 	"log"
-	"os"
-	"path/filepath"
 	"sync"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/dialect/sqlite"
 	"github.com/outboxgo/outbox/relay"
-	"github.com/outboxgo/outbox/relay/poll"
-	"github.com/outboxgo/outbox/sink"
+	"github.com/outboxgo/outbox/relay/relaytest"
 )
 
-// printSink prints what it is given; a real service would use sink/nats or another broker.
+// printSink is a sink.Sink of one's own: it prints what it is given and acknowledges it. A
+// real service uses sink/nats, sink/kafka or another broker's sink.
 type printSink struct{ mu sync.Mutex }
 
 func (s *printSink) Publish(_ context.Context, msgs []*outbox.Record) []error {
@@ -24,66 +21,45 @@ func (s *printSink) Publish(_ context.Context, msgs []*outbox.Record) []error {
 	for _, m := range msgs {
 		fmt.Printf("published %s key=%s %s\n", m.Topic, m.Key, m.Payload)
 	}
-	return make([]error, len(msgs)) // all acknowledged
+	return make([]error, len(msgs)) // one result per message: all acknowledged
 }
 
 func (s *printSink) Close() error { return nil }
 
-// doneAfter cancels the relay once n messages are published.
-type doneAfter struct {
-	mu     sync.Mutex
-	n      int
+// stopWhenDrained is a hook (relay.HookBatchFinished) that stops the relay once its source
+// has nothing left to publish.
+type stopWhenDrained struct {
+	src    *relaytest.Source
 	cancel context.CancelFunc
 }
 
-func (d *doneAfter) OnBatchFinished(_ []outbox.Record, o outbox.Outcome, _ error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.n -= len(o.Published); d.n <= 0 {
-		d.cancel()
+func (h stopWhenDrained) OnBatchFinished([]outbox.Record, outbox.Outcome, error) {
+	if h.src.Stats().Pending == 0 {
+		h.cancel()
 	}
 }
 
-// Run a relay inside a service: the poll source claims committed messages from the outbox
-// table and the relay publishes them to a sink, in per-key order, deleting each after its ack.
+// A relay publishes what its source claims to its sink, in per-key order, and reports each
+// outcome back to the source. Here the source is relaytest's in-memory one; a service uses
+// relay/poll over its outbox table (see dialect/sqlite's example), relay/wal or relay/binlog.
 func Example() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	dir, err := os.MkdirTemp("", "relay-example")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
 
-	store, err := sqlite.New(ctx, sqlite.Config{Path: filepath.Join(dir, "app.db")})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer store.Close()
-	if _, err := store.MigrateUp(ctx); err != nil {
-		log.Fatal(err)
-	}
-	if err := store.Enqueue(ctx,
+	src := relaytest.NewSource(relaytest.SourceConfig{})
+	src.Enqueue(
 		outbox.Message{Topic: "orders.created", Key: "o-1", Payload: []byte(`{"id":"o-1"}`)},
 		outbox.Message{Topic: "orders.paid", Key: "o-1", Payload: []byte(`{"id":"o-1"}`)},
-	); err != nil {
-		log.Fatal(err)
-	}
-
-	src, err := poll.New(poll.Config{Store: store})
-	if err != nil {
-		log.Fatal(err)
-	}
-	var out sink.Sink = &printSink{}
-	r, err := relay.New(relay.Config{Source: src, Sink: out, Hooks: []relay.Hook{&doneAfter{n: 2, cancel: cancel}}})
+	)
+	r, err := relay.New(relay.Config{Source: src, Sink: &printSink{},
+		Hooks: []relay.Hook{stopWhenDrained{src: src, cancel: cancel}}})
 	if err != nil {
 		log.Fatal(err)
 	}
 	if err := r.Run(ctx); err != nil { // returns once ctx ends and in-flight work is finished
 		log.Fatal(err)
 	}
-	st, _ := store.Stats(context.Background())
-	fmt.Println("pending:", st.Pending)
+	fmt.Println("pending:", src.Stats().Pending)
 	// Output:
 	// published orders.created key=o-1 {"id":"o-1"}
 	// published orders.paid key=o-1 {"id":"o-1"}

@@ -7,9 +7,9 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/internal/testutil/mysqltest"
+	"github.com/outboxgo/outbox/internal/testutil/sourcetest"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/binlog"
-	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 )
 
 // benchConfig is the source configuration of the benchmarks: defaults, quiet logs.

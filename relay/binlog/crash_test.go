@@ -24,9 +24,9 @@ import (
 	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/mysqltest"
 	"github.com/outboxgo/outbox/internal/testutil/natstest"
+	"github.com/outboxgo/outbox/internal/testutil/sourcetest"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/binlog"
-	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 	"github.com/outboxgo/outbox/sink/nats"
 	"github.com/outboxgo/outbox/sink/sinktest"
 )

@@ -10,8 +10,8 @@ import (
 	"github.com/outboxgo/outbox/dialect/mysql"
 	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/mysqltest"
+	"github.com/outboxgo/outbox/internal/testutil/sourcetest"
 	"github.com/outboxgo/outbox/relay/binlog"
-	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 )
 
 // env is one test's database with the migrated outbox tables.

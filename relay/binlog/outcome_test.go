@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/outboxgo/outbox/internal/testutil/logtest"
+	"github.com/outboxgo/outbox/internal/testutil/sourcetest"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/binlog"
-	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 )
 
 // TestOutcomeWriteFails: the dead-letter table refuses inserts; the acknowledged messages are

@@ -9,8 +9,8 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/internal/testutil/pgtest"
+	"github.com/outboxgo/outbox/internal/testutil/sourcetest"
 	"github.com/outboxgo/outbox/relay"
-	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 	"github.com/outboxgo/outbox/relay/wal"
 )
 

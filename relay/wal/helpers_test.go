@@ -12,7 +12,7 @@ import (
 	"github.com/outboxgo/outbox/dialect/postgres"
 	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/pgtest"
-	"github.com/outboxgo/outbox/relay/internal/sourcetest"
+	"github.com/outboxgo/outbox/internal/testutil/sourcetest"
 	"github.com/outboxgo/outbox/relay/wal"
 )
 

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/outboxgo/outbox/internal/testutil/logtest"
-	"github.com/outboxgo/outbox/relay/internal/sourcetest"
+	"github.com/outboxgo/outbox/internal/testutil/sourcetest"
 	"github.com/outboxgo/outbox/relay/wal"
 )
 

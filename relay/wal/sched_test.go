@@ -11,9 +11,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/sourcetest"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/internal/keyqueue"
-	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 )
 
 // newTestSource returns a Source that is never connected: for the scheduling logic only.

@@ -15,9 +15,9 @@ import (
 	"github.com/outboxgo/outbox/dialect/dialecttest"
 	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/pgtest"
+	"github.com/outboxgo/outbox/internal/testutil/sourcetest"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/internal/session"
-	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 	"github.com/outboxgo/outbox/relay/wal"
 	"github.com/outboxgo/outbox/sink"
 )

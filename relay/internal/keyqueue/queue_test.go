@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/relay/internal/sourcetest"
+	"github.com/outboxgo/outbox/internal/testutil/sourcetest"
 )
 
 // newQueue returns a queue of transactions whose position is an int, for one worker.

@@ -1,4 +1,4 @@
-package relay_test
+package integration_test
 
 import (
 	"cmp"
@@ -15,8 +15,8 @@ import (
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/internal/testutil/natstest"
+	"github.com/outboxgo/outbox/internal/testutil/sourcetest"
 	"github.com/outboxgo/outbox/relay"
-	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 	"github.com/outboxgo/outbox/relay/poll"
 	"github.com/outboxgo/outbox/sink"
 	"github.com/outboxgo/outbox/sink/nats"

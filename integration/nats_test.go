@@ -1,4 +1,4 @@
-package relay_test
+package integration_test
 
 import (
 	"context"
@@ -11,8 +11,8 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/internal/testutil/natstest"
+	"github.com/outboxgo/outbox/internal/testutil/sourcetest"
 	"github.com/outboxgo/outbox/relay"
-	"github.com/outboxgo/outbox/relay/internal/sourcetest"
 	"github.com/outboxgo/outbox/relay/poll"
 	"github.com/outboxgo/outbox/sink/nats"
 )

@@ -1,4 +1,4 @@
-package relay_test
+package integration_test
 
 import (
 	"context"
