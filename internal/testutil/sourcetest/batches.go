@@ -1,40 +1,13 @@
 package sourcetest
 
-import (
-	"context"
-	"errors"
-	"testing"
-	"time"
+import "github.com/outboxgo/outbox/relay/relaytest"
 
-	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/relay"
+// Batch helpers shared with relay/relaytest (see there).
+var (
+	// Next returns a source's next batch, or nil when none came within the wait.
+	Next = relaytest.NextBatch
+	// Seqs returns the sequence numbers of a batch's records, in order.
+	Seqs = relaytest.Seqs
+	// Published is the outcome of a batch in which every message was published.
+	Published = relaytest.AllPublished
 )
-
-// Next returns src's next batch, or nil when none came within wait.
-func Next(tb testing.TB, src relay.Source, wait time.Duration) relay.Batch {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	b, err := src.Next(ctx)
-	if errors.Is(err, context.DeadlineExceeded) {
-		return nil
-	}
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
-}
-
-// Seqs returns the sequence numbers of b's records, in order.
-func Seqs(b relay.Batch) []int64 {
-	var out []int64
-	for _, r := range b.Records() {
-		out = append(out, r.Seq)
-	}
-	return out
-}
-
-// Published is the outcome of b in which every message was published.
-func Published(b relay.Batch) outbox.Outcome {
-	return outbox.Outcome{Published: Seqs(b)}
-}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/internal/testutil/sourcetest"
+	"github.com/outboxgo/outbox/relay/relaytest"
 )
 
 // newQueue returns a queue of transactions whose position is an int, for one worker.
@@ -45,8 +45,8 @@ func TestConfirmPassesDonePrefix(t *testing.T) {
 	q.Add(q.Begin(30), rec("c", 3))
 	mu.Unlock()
 
-	b := sourcetest.Next(t, q, time.Second)
-	if got := sourcetest.Seqs(b); !slices.Equal(got, []int64{1, 2, 3}) {
+	b := relaytest.NextBatch(t, q, time.Second)
+	if got := relaytest.Seqs(b); !slices.Equal(got, []int64{1, 2, 3}) {
 		t.Fatalf("batch %v", got)
 	}
 	// 2 is done, 1 goes back: nothing passes.
@@ -57,8 +57,8 @@ func TestConfirmPassesDonePrefix(t *testing.T) {
 	if len(passed) != 0 {
 		t.Fatalf("passed %v with the first transaction unfinished", passed)
 	}
-	b = sourcetest.Next(t, q, time.Second)
-	if err := b.Finish(context.Background(), sourcetest.Published(b)); err != nil {
+	b = relaytest.NextBatch(t, q, time.Second)
+	if err := b.Finish(context.Background(), relaytest.AllPublished(b)); err != nil {
 		t.Fatal(err)
 	}
 	confirm()
@@ -79,7 +79,7 @@ func TestRetriedKeysComeBackWhenDue(t *testing.T) {
 	}
 	q.End()
 	mu.Unlock()
-	b := sourcetest.Next(t, q, time.Second)
+	b := relaytest.NextBatch(t, q, time.Second)
 	err := b.Finish(context.Background(), outbox.Outcome{Retry: []outbox.Retry{
 		{Seq: 1, Delay: 90 * time.Millisecond}, {Seq: 2, Delay: 30 * time.Millisecond}, {Seq: 3, Delay: 60 * time.Millisecond}}})
 	if err != nil {
@@ -87,14 +87,14 @@ func TestRetriedKeysComeBackWhenDue(t *testing.T) {
 	}
 	var order []int64
 	for range 3 {
-		b := sourcetest.Next(t, q, time.Second)
-		order = append(order, sourcetest.Seqs(b)...)
+		b := relaytest.NextBatch(t, q, time.Second)
+		order = append(order, relaytest.Seqs(b)...)
 		for _, r := range b.Records() {
 			if r.Attempts != 1 && r.Seq != 4 {
 				t.Fatalf("message %d with attempts %d", r.Seq, r.Attempts)
 			}
 		}
-		if err := b.Finish(context.Background(), sourcetest.Published(b)); err != nil {
+		if err := b.Finish(context.Background(), relaytest.AllPublished(b)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -133,7 +133,7 @@ func TestAcker(t *testing.T) {
 	q.Reject(tx, rec("b", 2), "undecodable")
 	q.End()
 	mu.Unlock()
-	b := sourcetest.Next(t, q, time.Second)
+	b := relaytest.NextBatch(t, q, time.Second)
 	if err := b.Finish(context.Background(), outbox.Outcome{Published: []int64{1}}); err != nil {
 		t.Fatal(err)
 	}
