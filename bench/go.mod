@@ -2,8 +2,6 @@ module github.com/outboxgo/outbox/bench
 
 go 1.26.0
 
-replace github.com/outboxgo/outbox => ../
-
 require (
 	github.com/ThreeDotsLabs/watermill v1.5.1
 	github.com/ThreeDotsLabs/watermill-nats/v2 v2.1.3
@@ -11,6 +9,8 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/outboxgo/outbox v0.0.0-00010101000000-000000000000
+	github.com/outboxgo/outbox/relay/wal v0.0.0-00010101000000-000000000000
+	github.com/outboxgo/outbox/sink/nats v0.0.0-00010101000000-000000000000
 	gonum.org/v1/plot v0.17.0
 )
 
@@ -41,4 +41,24 @@ require (
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
+)
+
+// Every module of this repository resolves to its directory here, so that this module builds
+// on its own (GOWORK=off) as well as in the workspace (go.work).
+replace (
+	github.com/outboxgo/outbox => ../
+	github.com/outboxgo/outbox/chaos => ../chaos
+	github.com/outboxgo/outbox/cmd/outbox => ../cmd/outbox
+	github.com/outboxgo/outbox/dialect/sqlite => ../dialect/sqlite
+	github.com/outboxgo/outbox/integration => ../integration
+	github.com/outboxgo/outbox/internal/testutil/natstest => ../internal/testutil/natstest
+	github.com/outboxgo/outbox/internal/testutil/sourcetest => ../internal/testutil/sourcetest
+	github.com/outboxgo/outbox/relay/binlog => ../relay/binlog
+	github.com/outboxgo/outbox/relay/wal => ../relay/wal
+	github.com/outboxgo/outbox/sink/amqp => ../sink/amqp
+	github.com/outboxgo/outbox/sink/kafka => ../sink/kafka
+	github.com/outboxgo/outbox/sink/mqtt => ../sink/mqtt
+	github.com/outboxgo/outbox/sink/nats => ../sink/nats
+	github.com/outboxgo/outbox/sink/redis => ../sink/redis
+	github.com/outboxgo/outbox/sink/webhook => ../sink/webhook
 )
