@@ -114,7 +114,7 @@ func BenchmarkDrain(b *testing.B) {
 	b.ReportMetric(cpu[1]/float64(b.N), "cpu_postgres_s")
 	b.ReportMetric(cpu[2]/float64(b.N), "cpu_nats_s")
 	b.ReportMetric(100*idle[0]/idle[1], "idle_pct")
-	b.ReportMetric(peakRSSMB(), "peakRSS_MB")
+	b.ReportMetric(sourcetest.PeakRSSMB(), "peakRSS_MB")
 }
 
 // machineCPU returns the machine's idle and total CPU seconds so far, from /proc/stat.
@@ -271,19 +271,4 @@ func BenchmarkSteadyLatency(b *testing.B) {
 				})
 		})
 	}
-}
-
-// peakRSSMB is the process's peak resident set (VmHWM), relay and producers together.
-func peakRSSMB() float64 {
-	raw, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
-			return kb / 1024
-		}
-	}
-	return 0
 }

@@ -71,7 +71,7 @@ func Drain(b *testing.B, n, keys int, sk sink.Sink, commit func(tb testing.TB, m
 		}
 	}
 	b.ReportMetric(float64(n*b.N)/total.Seconds(), "events/s")
-	b.ReportMetric(peakRSSMB(), "peakRSS_MB")
+	b.ReportMetric(PeakRSSMB(), "peakRSS_MB")
 }
 
 // SteadyLatency runs a steady-latency benchmark: b.N times, a relay over a new source
@@ -112,7 +112,7 @@ func SteadyLatency[S relay.Source](b *testing.B, inner sink.Sink, newSource func
 		}
 	}
 	b.ReportMetric(float64(late), "over100ms")
-	b.ReportMetric(peakRSSMB(), "peakRSS_MB")
+	b.ReportMetric(PeakRSSMB(), "peakRSS_MB")
 }
 
 // latencySink stamps the moment each message was first handed to it and the moment its
@@ -209,8 +209,8 @@ func steady(b *testing.B, sk *latencySink, commit func(ctx context.Context, m ou
 	return lat, waits, pubs
 }
 
-// peakRSSMB is the process's peak resident set (VmHWM), relay and producers together.
-func peakRSSMB() float64 {
+// PeakRSSMB is the process's peak resident set (VmHWM), relay and producers together.
+func PeakRSSMB() float64 {
 	raw, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
