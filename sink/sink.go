@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/outboxgo/outbox"
@@ -154,18 +155,27 @@ const SpecVersion = "1.0"
 
 // Attribute is one CloudEvents context attribute, named without any binding prefix.
 type Attribute struct {
-	Name  string // id, source, specversion, type, subject, time, datacontenttype
+	Name  string // id, source, specversion, type, subject, time, datacontenttype, outboxseq
 	Value string
 }
 
+// SeqAttribute is the CloudEvents extension attribute that carries a message's position in
+// its key's order: outbox.Record.Seq in decimal (the outbox row id in poll, table and binlog
+// mode; the commit LSN in WAL logical mode). It grows along a key's delivery order, so a
+// consumer (an inbox) can tell a late duplicate from a newer message. Bindings spell it
+// ce-outboxseq (NATS, HTTP), ce_outboxseq (Kafka), cloudEvents:outboxseq (AMQP) and plain
+// outboxseq (MQTT user property, Redis entry field). It is absent when Seq <= 0.
+const SeqAttribute = "outboxseq"
+
 // Attributes returns the CloudEvents attributes of r in binary content mode: id=message_id,
-// source, specversion, type, subject=key (omitted when empty), time=created_at, and
+// source, specversion, type, subject=key (omitted when empty), time=created_at,
 // datacontenttype when the user set a "content-type" header (absent otherwise: a sink must
-// not invent one). Each sink maps them to its broker's binding (NATS "ce-" headers and HTTP
+// not invent one), and the extension outboxseq=Seq in decimal (SeqAttribute; omitted when
+// Seq <= 0). Each sink maps them to its broker's binding (NATS "ce-" headers and HTTP
 // "ce-" headers, values through PercentEncode; Kafka "ce_" headers; AMQP "cloudEvents:"
 // properties; MQTT user properties), after CheckHeaders accepted the user's headers.
 func Attributes(r *outbox.Record, source string) []Attribute {
-	attrs := make([]Attribute, 0, 7)
+	attrs := make([]Attribute, 0, 8)
 	attrs = append(attrs,
 		Attribute{"id", r.ID.String()},
 		Attribute{"source", source},
@@ -182,6 +192,9 @@ func Attributes(r *outbox.Record, source string) []Attribute {
 		if ascii.EqualFold(name, "content-type") {
 			attrs = append(attrs, Attribute{"datacontenttype", v})
 		}
+	}
+	if r.Seq > 0 {
+		attrs = append(attrs, Attribute{SeqAttribute, strconv.FormatInt(r.Seq, 10)})
 	}
 	return attrs
 }

@@ -59,3 +59,27 @@ func TestCheckHeaders(t *testing.T) {
 		t.Errorf("CheckHeaders of a valid set allocates %.0f times, want 0", n)
 	}
 }
+
+// TestAttributesSeq: the position travels as the outboxseq extension, the decimal Seq, and
+// is absent when Seq is not positive.
+func TestAttributesSeq(t *testing.T) {
+	t.Parallel()
+	seqOf := func(r *outbox.Record) (string, bool) {
+		for _, a := range Attributes(r, "src") {
+			if a.Name == SeqAttribute {
+				return a.Value, true
+			}
+		}
+		return "", false
+	}
+	for _, c := range []struct {
+		seq  int64
+		want string
+		ok   bool
+	}{{1, "1", true}, {42, "42", true}, {9007199254740993, "9007199254740993", true}, {0, "", false}, {-5, "", false}} {
+		r := &outbox.Record{Message: outbox.Message{ID: outbox.NewID(), Topic: "t"}, Seq: c.seq}
+		if got, ok := seqOf(r); got != c.want || ok != c.ok {
+			t.Errorf("Seq %d: outboxseq %q (present %v), want %q (present %v)", c.seq, got, ok, c.want, c.ok)
+		}
+	}
+}

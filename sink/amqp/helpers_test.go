@@ -16,6 +16,7 @@ import (
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/service"
+	"github.com/outboxgo/outbox/sink"
 	amqpsink "github.com/outboxgo/outbox/sink/amqp"
 	"github.com/outboxgo/outbox/sink/sinktest"
 )
@@ -153,8 +154,10 @@ func decode(d amqp091.Delivery, prefix string) (sinktest.Received, error) {
 	if err != nil {
 		return sinktest.Received{}, fmt.Errorf("CloudEvents AMQP binding cannot read the delivery on %s: %w", d.RoutingKey, err)
 	}
-	if ext := ev.Extensions(); len(ext) != 0 {
-		return sinktest.Received{}, fmt.Errorf("delivery on %s: unexpected CloudEvents extensions %v", d.RoutingKey, ext)
+	for name := range ev.Extensions() {
+		if name != sink.SeqAttribute {
+			return sinktest.Received{}, fmt.Errorf("delivery on %s: unexpected CloudEvents extensions %v", d.RoutingKey, ev.Extensions())
+		}
 	}
 	m, err := sinktest.FromEvent(strings.TrimPrefix(d.RoutingKey, prefix), ev)
 	m.Headers = user

@@ -230,6 +230,8 @@ func ceProperty(attr string) string {
 		return "cloudEvents:subject"
 	case "time":
 		return "cloudEvents:time"
+	case sink.SeqAttribute:
+		return "cloudEvents:outboxseq"
 	default:
 		return "cloudEvents:" + attr
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -87,6 +88,7 @@ func TestEnvelope(t *testing.T) {
 		"ce_type":        "com.example.order.created",
 		"ce_subject":     "order-42",
 		"ce_time":        r.CreatedAt.UTC().Format(time.RFC3339Nano),
+		"ce_outboxseq":   strconv.FormatInt(r.Seq, 10),
 		"content-type":   "application/json",
 		"traceparent":    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 		"X-Tenant":       "acme",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,11 +25,15 @@ const (
 	headerType        = "ce_type"
 	headerSubject     = "ce_subject"
 	headerTime        = "ce_time"
+	headerSeq         = "ce_outboxseq" // the outboxseq extension: Seq, the per-key position
 	headerContentType = "content-type" // datacontenttype
 )
 
 // envelopeHeaders is the most headers the envelope adds to the user's.
-const envelopeHeaders = 7
+const envelopeHeaders = 8
+
+// maxSeqLen is the longest decimal int64.
+const maxSeqLen = 20
 
 var specVersion = []byte(sink.SpecVersion)
 
@@ -211,7 +216,7 @@ func (s *Sink) waitErr(parent context.Context, err error, what string) error {
 func (s *Sink) records(msgs []*outbox.Record, c *call) []kgo.Record {
 	size, nh := 0, 0
 	for _, m := range msgs {
-		size += uuidLen + maxTimeLen + len(m.Type) + len(m.Topic) + len(m.Key) + len(m.Payload)
+		size += uuidLen + maxTimeLen + maxSeqLen + len(m.Type) + len(m.Topic) + len(m.Key) + len(m.Payload)
 		for _, v := range m.Headers {
 			size += len(v)
 		}
@@ -261,6 +266,11 @@ func (s *Sink) records(msgs []*outbox.Record, c *call) []kgo.Record {
 			start := len(buf)
 			buf = m.CreatedAt.UTC().AppendFormat(buf, time.RFC3339Nano)
 			hdrs = append(hdrs, kgo.RecordHeader{Key: headerTime, Value: buf[start:len(buf):len(buf)]})
+		}
+		if m.Seq > 0 {
+			start := len(buf)
+			buf = strconv.AppendInt(buf, m.Seq, 10)
+			hdrs = append(hdrs, kgo.RecordHeader{Key: headerSeq, Value: buf[start:len(buf):len(buf)]})
 		}
 		for name, v := range m.Headers {
 			// The user's content-type is the datacontenttype attribute: one header, under

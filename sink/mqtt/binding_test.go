@@ -10,6 +10,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/binding/spec"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/outboxgo/outbox/sink"
 	"github.com/outboxgo/outbox/sink/sinktest"
 )
 
@@ -108,8 +109,8 @@ func (m publishMessage) GetExtension(name string) any {
 	return nil
 }
 
-// decode reads a PUBLISH as a CloudEvent with the adapter above; the extensions are the
-// user's headers (under the MQTT binding they are attributes).
+// decode reads a PUBLISH as a CloudEvent with the adapter above; the extensions but
+// outboxseq are the user's headers (under the MQTT binding they are attributes).
 func decode(p *paho.Publish, prefix, sep string) (sinktest.Received, error) {
 	topic := strings.TrimPrefix(p.Topic, prefix)
 	if sep != "." {
@@ -128,7 +129,9 @@ func decode(p *paho.Publish, prefix, sep string) (sinktest.Received, error) {
 		return m, err
 	}
 	for name, v := range ev.Extensions() {
-		m.Headers[name] = fmt.Sprint(v)
+		if name != sink.SeqAttribute { // the position, in m.OutboxSeq
+			m.Headers[name] = fmt.Sprint(v)
+		}
 	}
 	return m, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -79,6 +80,7 @@ func TestEnvelope(t *testing.T) {
 		"type":        "com.example.order.created",
 		"subject":     "order-42",
 		"time":        r.CreatedAt.UTC().Format(time.RFC3339Nano),
+		"outboxseq":   strconv.FormatInt(r.Seq, 10),
 		"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 		"tenant":      "acme",
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"reflect"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -79,6 +80,9 @@ func TestBatchTexts(t *testing.T) {
 			CreatedAt: time.Date(2026, 12, 5, 7, 0, i, i*1000, time.FixedZone("x", 3600))}
 	}
 	msgs[3].CreatedAt = time.Time{}
+	for i := range msgs {
+		msgs[i].Seq = int64(i) * 1000003 // 0 for the first: no position
+	}
 	texts := batchTexts(inbox, 42, msgs)
 	for i, tx := range texts {
 		id, idx, ok := parseReply(tx.reply, inbox)
@@ -94,6 +98,13 @@ func TestBatchTexts(t *testing.T) {
 		}
 		if tx.time != want {
 			t.Errorf("time text %q, want %q", tx.time, want)
+		}
+		want = ""
+		if msgs[i].Seq > 0 {
+			want = strconv.FormatInt(msgs[i].Seq, 10)
+		}
+		if tx.seq != want {
+			t.Errorf("seq text %q, want %q", tx.seq, want)
 		}
 	}
 	for _, bad := range []string{"_INBOX.abc", "_INBOX.other.1.2", "_INBOX.abc.1", "_INBOX.abc.x.1", "_INBOX.abc.1.-1", "_INBOX.abc.1.y"} {
@@ -111,8 +122,8 @@ func TestHeaderMatchesAttributes(t *testing.T) {
 	s := &Sink{source: "svc"}
 	at := time.Date(2026, 12, 5, 7, 0, 1, 230000, time.UTC)
 	recs := []*outbox.Record{
-		{Message: outbox.Message{ID: outbox.NewID(), Topic: "t", Key: "k", Payload: []byte("x")}, CreatedAt: at},
-		{Message: outbox.Message{ID: outbox.NewID(), Topic: "t", Type: "ty"}},
+		{Message: outbox.Message{ID: outbox.NewID(), Topic: "t", Key: "k", Payload: []byte("x")}, CreatedAt: at, Seq: 7},
+		{Message: outbox.Message{ID: outbox.NewID(), Topic: "t", Type: "ty"}, Seq: 1 << 40},
 		{Message: outbox.Message{ID: outbox.NewID(), Topic: "t", Key: "k", Headers: map[string]string{
 			"Content-Type": "application/json", "traceparent": "00-1", "X-Note": "50% \u20ac"}}, CreatedAt: at},
 		{Message: outbox.Message{ID: outbox.NewID(), Topic: "t", Key: "rabatt 50% \u20ac", Type: "a \"b\"", Headers: map[string]string{
@@ -143,7 +154,7 @@ func TestHeaderMatchesAttributes(t *testing.T) {
 	h := natsgo.Header{}
 	var vals []string
 	for i, r := range recs {
-		vals = s.header(h, vals[:0], r, texts[i].id, texts[i].time)
+		vals = s.header(h, vals[:0], r, texts[i])
 		if w := want(r); !reflect.DeepEqual(h, w) {
 			t.Errorf("record %d: headers\n%v\nwant\n%v", i, h, w)
 		}

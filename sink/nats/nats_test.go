@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +154,7 @@ func TestEnvelope(t *testing.T) {
 		"ce-subject":         "order-42",
 		"ce-time":            r.CreatedAt.UTC().Format(time.RFC3339Nano),
 		"ce-datacontenttype": "application/json",
+		"ce-outboxseq":       strconv.FormatInt(r.Seq, 10),
 		"traceparent":        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 		"X-Tenant":           "acme",
 	}

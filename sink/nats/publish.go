@@ -200,7 +200,7 @@ func (s *Sink) send(ctx, parent context.Context, b *batch, reconnects uint64) {
 		m.Subject = subj
 		m.Reply = texts[i].reply
 		m.Data = r.Payload
-		vals = s.header(h, vals[:0], r, texts[i].id, texts[i].time)
+		vals = s.header(h, vals[:0], r, texts[i])
 		m.Header = h
 		// Pending before the publish: the ack may arrive before PublishMsg returns.
 		b.mu.Lock()
@@ -290,14 +290,15 @@ func (s *Sink) handleAck(m *natsgo.Msg) {
 }
 
 // msgTexts are the strings a message's publish needs that vary per message: the reply
-// subject inbox+"<batch>.<i>", the id and the CloudEvents time.
-type msgTexts struct{ reply, id, time string }
+// subject inbox+"<batch>.<i>", the id, the CloudEvents time and the position (the decimal
+// Seq, "" when Seq <= 0).
+type msgTexts struct{ reply, id, time, seq string }
 
 // batchTexts returns the texts of every message of a batch, all slices of one string: one
 // allocation for the batch instead of two or three per message.
 func batchTexts(inbox string, batch uint64, msgs []*outbox.Record) []msgTexts {
-	type ends struct{ reply, id, time int }
-	per := len(inbox) + 20 + 1 + 7 + 36 + len(time.RFC3339Nano)
+	type ends struct{ reply, id, time, seq int }
+	per := len(inbox) + 20 + 1 + 7 + 36 + len(time.RFC3339Nano) + 20
 	buf := make([]byte, 0, len(msgs)*per)
 	marks := make([]ends, len(msgs))
 	for i, r := range msgs {
@@ -312,13 +313,17 @@ func batchTexts(inbox string, batch uint64, msgs []*outbox.Record) []msgTexts {
 			buf = r.CreatedAt.UTC().AppendFormat(buf, time.RFC3339Nano)
 		}
 		marks[i].time = len(buf)
+		if r.Seq > 0 {
+			buf = strconv.AppendInt(buf, r.Seq, 10)
+		}
+		marks[i].seq = len(buf)
 	}
 	all := string(buf)
 	out := make([]msgTexts, len(msgs))
 	start := 0
 	for i, m := range marks {
-		out[i] = msgTexts{reply: all[start:m.reply], id: all[m.reply:m.id], time: all[m.id:m.time]}
-		start = m.time
+		out[i] = msgTexts{reply: all[start:m.reply], id: all[m.reply:m.id], time: all[m.id:m.time], seq: all[m.time:m.seq]}
+		start = m.seq
 	}
 	return out
 }
@@ -433,11 +438,12 @@ func (s *Sink) ctxErr(parent context.Context) error {
 // values percent-encoded), and Nats-Msg-Id for JetStream dedupe. r's headers passed
 // sink.CheckHeaders, so none is a ce- or Nats- header. The attributes are those of
 // sink.Attributes (TestHeaderMatchesAttributes holds them to it), set here without its
-// per-message slice; id and at are r's id and created_at in text. vals backs the
+// per-message slice; tx holds r's id, created_at and Seq in text. vals backs the
 // single-value slices; the grown slice is returned for reuse.
-func (s *Sink) header(h natsgo.Header, vals []string, r *outbox.Record, id, at string) []string {
+func (s *Sink) header(h natsgo.Header, vals []string, r *outbox.Record, tx msgTexts) []string {
 	clear(h)
-	n := len(r.Headers) + 8
+	id := tx.id
+	n := len(r.Headers) + 9
 	if cap(vals) < n {
 		vals = make([]string, 0, n)
 	}
@@ -464,10 +470,13 @@ func (s *Sink) header(h natsgo.Header, vals []string, r *outbox.Record, id, at s
 		set("ce-subject", sink.PercentEncode(r.Key))
 	}
 	if !r.CreatedAt.IsZero() {
-		set("ce-time", at)
+		set("ce-time", tx.time)
 	}
 	if hasContentType {
 		set(ceHeader("datacontenttype"), sink.PercentEncode(contentType))
+	}
+	if r.Seq > 0 {
+		set("ce-outboxseq", tx.seq) // digits: nothing to percent-encode
 	}
 	set(jetstream.MsgIDHeader, id)
 	return vals
@@ -492,6 +501,8 @@ func ceHeader(attr string) string {
 		return "ce-time"
 	case "datacontenttype":
 		return "ce-datacontenttype"
+	case sink.SeqAttribute:
+		return "ce-outboxseq"
 	default:
 		return "ce-" + attr
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/internal/testutil/service"
+	"github.com/outboxgo/outbox/sink"
 	redissink "github.com/outboxgo/outbox/sink/redis"
 	"github.com/outboxgo/outbox/sink/sinktest"
 )
@@ -166,6 +167,8 @@ func decode(topic string, values map[string]any) sinktest.Received {
 			rec.Time = s
 		case "datacontenttype":
 			rec.DataContentType = s
+		case sink.SeqAttribute:
+			rec.OutboxSeq = s
 		case redissink.FieldData:
 			rec.Payload = []byte(s)
 		default:
@@ -193,6 +196,9 @@ func validate(rec sinktest.Received) error {
 	}
 	if rec.DataContentType != "" {
 		ev.SetDataContentType(rec.DataContentType)
+	}
+	if rec.OutboxSeq != "" {
+		ev.SetExtension(sink.SeqAttribute, rec.OutboxSeq)
 	}
 	ts, err := types.ParseTime(rec.Time)
 	if err != nil {

@@ -227,6 +227,8 @@ func (s *Sink) appendValues(vals []any, r *outbox.Record) []any {
 			vals = append(vals, "time", a.Value)
 		case "datacontenttype":
 			vals = append(vals, "datacontenttype", a.Value)
+		case sink.SeqAttribute:
+			vals = append(vals, sink.SeqAttribute, a.Value)
 		default:
 			vals = append(vals, a.Name, a.Value)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -78,6 +79,7 @@ func TestEnvelope(t *testing.T) {
 		"subject":         "order-42",
 		"time":            r.CreatedAt.UTC().Format(time.RFC3339Nano),
 		"datacontenttype": "application/json",
+		"outboxseq":       strconv.FormatInt(r.Seq, 10),
 		"h:traceparent":   "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 		"h:X-Tenant":      "acme",
 		"data":            string(r.Payload),

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,9 @@ type Received struct {
 	Subject         string
 	Time            string
 	DataContentType string
+	// OutboxSeq is the outboxseq extension attribute (sink.SeqAttribute), the record's
+	// position in its key's order as the decimal Seq; empty when absent.
+	OutboxSeq string
 	// Headers holds every other header or property, the user's headers among them; names
 	// are compared ignoring ASCII case.
 	Headers map[string]string
@@ -64,19 +68,25 @@ type Event interface {
 	Time() time.Time
 	DataContentType() string
 	Data() []byte
+	Extensions() map[string]any
 	Validate() error
 }
 
 // FromEvent returns the Received of a decoded event published to topic, after checking that
-// it is a valid CloudEvent. Headers is empty, for the harness to fill.
+// it is a valid CloudEvent. OutboxSeq is the event's outboxseq extension. Headers is empty,
+// for the harness to fill.
 func FromEvent(topic string, ev Event) (Received, error) {
 	if err := ev.Validate(); err != nil {
 		return Received{}, fmt.Errorf("sinktest: message on %q is not a valid CloudEvent: %w", topic, err)
 	}
+	var seq string
+	if v, ok := ev.Extensions()[sink.SeqAttribute]; ok {
+		seq = fmt.Sprint(v)
+	}
 	return Received{
 		Topic: topic, ID: ev.ID(), Source: ev.Source(), SpecVersion: ev.SpecVersion(),
 		Type: ev.Type(), Subject: ev.Subject(), Time: ev.Time().Format(time.RFC3339Nano),
-		DataContentType: ev.DataContentType(), Payload: ev.Data(), Headers: map[string]string{},
+		DataContentType: ev.DataContentType(), OutboxSeq: seq, Payload: ev.Data(), Headers: map[string]string{},
 	}, nil
 }
 
@@ -279,6 +289,10 @@ func checkEnvelope(t *testing.T, h *Harness, r *outbox.Record, m Received) {
 	if !bytes.Equal(m.Payload, r.Payload) {
 		t.Errorf("message %s: payload %q, want %q", id, m.Payload, r.Payload)
 	}
+	// The position: the decimal Seq, and none for a record without one.
+	if want := seqText(r.Seq); m.OutboxSeq != want {
+		t.Errorf("message %s: outboxseq %q, want %q (Seq %d)", id, m.OutboxSeq, want, r.Seq)
+	}
 	contentType := ""
 	for name, v := range r.Headers {
 		if strings.EqualFold(name, "content-type") {
@@ -295,11 +309,20 @@ func checkEnvelope(t *testing.T, h *Harness, r *outbox.Record, m Received) {
 	}
 }
 
+// seqText is the outboxseq a record with Seq seq carries: its decimal, or "" (absent) when
+// seq <= 0.
+func seqText(seq int64) string {
+	if seq <= 0 {
+		return ""
+	}
+	return strconv.FormatInt(seq, 10)
+}
+
 // DecodePercent decodes, with the package's DecodePercent, the attributes the HTTP and NATS
-// bindings percent-encode: every string attribute (id and time are never encoded, so
-// decoding them is harmless).
+// bindings percent-encode: every string attribute (id, time and outboxseq are never
+// encoded, so decoding them is harmless).
 func (m *Received) DecodePercent() error {
-	for _, p := range []*string{&m.ID, &m.Source, &m.SpecVersion, &m.Type, &m.Subject, &m.Time, &m.DataContentType} {
+	for _, p := range []*string{&m.ID, &m.Source, &m.SpecVersion, &m.Type, &m.Subject, &m.Time, &m.DataContentType, &m.OutboxSeq} {
 		v, err := DecodePercent(*p)
 		if err != nil {
 			return err
@@ -590,7 +613,8 @@ func testPermanentFailures(t *testing.T, h *Harness) {
 // testBinding publishes the cases of the wire contract and checks what a consumer decodes
 // through the broker's binding: percent signs, spaces, quotes and non-ASCII text in the
 // subject (the key), the type and user header values, with and without a content type, with
-// and without a key. Each must come back exactly as it was published.
+// and without a key, with and without a position (Seq 0 carries no outboxseq). Each must
+// come back exactly as it was published.
 func testBinding(t *testing.T, h *Harness) {
 	topic := h.Topics[0]
 	mk := func(key, typ string, headers map[string]string, payload string) *outbox.Record {
@@ -608,7 +632,9 @@ func testBinding(t *testing.T, h *Harness) {
 		mk("", "", nil, "\x00\x01 no key, no content type, no headers"),
 		mk("k%2F1 %41", "t%20ype", map[string]string{"note": "%41%", "content-type": "application/json"}, `{"a":1}`),
 		mk("\u00fcber/\u00e4rger", "", map[string]string{"note": "plain"}, "no content type"),
+		mk("no-position", "", map[string]string{"note": "seq 0"}, "no position"),
 	}
+	recs[len(recs)-1].Seq = 0 // a record without a position carries no outboxseq
 	requireAllOK(t, recs, publish(t, h, recs))
 	collect(t, h, recs)
 }

@@ -45,7 +45,7 @@ type line struct {
 	Topic         string            `json:"topic"`
 	Key           string            `json:"key"`
 	Type          string            `json:"type"`
-	Seq           int64             `json:"seq"`
+	Seq           int64             `json:"seq,omitempty"` // the position; omitted when Seq <= 0
 	CreatedAt     time.Time         `json:"created_at"`
 	Headers       map[string]string `json:"headers,omitempty"`
 	Payload       json.RawMessage   `json:"payload,omitempty"`
@@ -83,9 +83,11 @@ func (s *Sink) Publish(ctx context.Context, msgs []*outbox.Record) []error {
 			Topic:     r.Topic,
 			Key:       r.Key,
 			Type:      r.EventType(),
-			Seq:       r.Seq,
 			CreatedAt: r.CreatedAt.UTC(),
 			Headers:   r.Headers,
+		}
+		if r.Seq > 0 {
+			l.Seq = r.Seq
 		}
 		if json.Valid(r.Payload) {
 			l.Payload = r.Payload

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -61,7 +62,7 @@ type jsonLine struct {
 	Topic         string            `json:"topic"`
 	Key           string            `json:"key"`
 	Type          string            `json:"type"`
-	Seq           int64             `json:"seq"`
+	Seq           *int64            `json:"seq"`
 	CreatedAt     string            `json:"created_at"`
 	Headers       map[string]string `json:"headers"`
 	Payload       json.RawMessage   `json:"payload"`
@@ -76,6 +77,9 @@ func decode(line []byte) (sinktest.Received, error) {
 		return sinktest.Received{}, err
 	}
 	r := sinktest.Received{ID: l.ID, Topic: l.Topic, Type: l.Type, Subject: l.Key, Time: l.CreatedAt, Headers: l.Headers}
+	if l.Seq != nil { // present: the position, which the sink omits when Seq <= 0
+		r.OutboxSeq = strconv.FormatInt(*l.Seq, 10)
+	}
 	for k, v := range l.Headers {
 		if strings.EqualFold(k, "content-type") {
 			r.DataContentType = v

@@ -18,6 +18,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/internal/testutil/logtest"
+	"github.com/outboxgo/outbox/sink"
 	"github.com/outboxgo/outbox/sink/sinktest"
 	"github.com/outboxgo/outbox/sink/webhook"
 )
@@ -134,8 +135,10 @@ func decode(req request) (sinktest.Received, error) {
 	if err != nil {
 		return sinktest.Received{}, fmt.Errorf("CloudEvents HTTP binding cannot read the request to %s: %w", req.Path, err)
 	}
-	if ext := ev.Extensions(); len(ext) != 0 {
-		return sinktest.Received{}, fmt.Errorf("request to %s: unexpected CloudEvents extensions %v", req.Path, ext)
+	for name := range ev.Extensions() {
+		if name != sink.SeqAttribute {
+			return sinktest.Received{}, fmt.Errorf("request to %s: unexpected CloudEvents extensions %v", req.Path, ev.Extensions())
+		}
 	}
 	rec, err := sinktest.FromEvent(strings.TrimPrefix(req.Path, "/"), ev)
 	if err != nil {

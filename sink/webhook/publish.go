@@ -276,6 +276,8 @@ func ceHeader(attr string) string {
 		return "Ce-Subject"
 	case "time":
 		return "Ce-Time"
+	case sink.SeqAttribute:
+		return "Ce-Outboxseq"
 	default:
 		return http.CanonicalHeaderKey("ce-" + attr)
 	}

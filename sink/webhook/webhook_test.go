@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -100,6 +101,7 @@ func TestEnvelope(t *testing.T) {
 		"Ce-Subject":     "order%2042/%C3%BC%22%25",
 		"Ce-Time":        r.CreatedAt.UTC().Format(time.RFC3339Nano),
 		"Content-Type":   "application/json",
+		"Ce-Outboxseq":   strconv.FormatInt(r.Seq, 10),
 		"Traceparent":    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 		"X-Tenant":       "acme",
 		"Authorization":  "Bearer static-token-123",
