@@ -41,6 +41,7 @@ func TestCheckHeaders(t *testing.T) {
 		{"Nats-Rollup": "sub"}, {"CE-ID": "x"}, {"cloudEvents:type": "x"}, {"ce_source": "x"},
 		{"Host": "evil.example"}, {"webhook-id": "x"}, {"BCC": "q"}, {"bad name": "x"},
 		{"x": "a\nb"}, {"content-type": "a/b", "Content-Type": "c/d"},
+		{"outboxseq": "1"}, {"OUTBOXSEQ": "1"}, {"ce_outboxseq": "1"}, {"cloudEvents:outboxseq": "1"},
 	} {
 		err := CheckHeaders(&outbox.Record{Message: outbox.Message{Headers: h}})
 		if !IsPermanent(err) {

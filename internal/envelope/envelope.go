@@ -25,7 +25,7 @@ type Class string
 
 // The classes of reserved header names.
 const (
-	CloudEvents Class = "the CloudEvents envelope" // ce-, ce_, cloudEvents:, cloudEvents_ and bare attribute names
+	CloudEvents Class = "the CloudEvents envelope" // ce-, ce_, cloudEvents:, cloudEvents_ and bare attribute names (outboxseq included)
 	JetStream   Class = "NATS JetStream"           // Nats-*
 	RabbitMQ    Class = "RabbitMQ"                 // CC, BCC, x-death, x-delay, ...
 	HTTP        Class = "HTTP"                     // framing and hop-by-hop headers
@@ -62,6 +62,7 @@ var names = map[string]struct {
 	"time":            {CloudEvents, "a CloudEvents attribute name (MQTT binding: user properties are attributes)"},
 	"datacontenttype": {CloudEvents, "a CloudEvents attribute name; set content-type instead"},
 	"dataschema":      {CloudEvents, "a CloudEvents attribute name (MQTT binding: user properties are attributes)"},
+	"outboxseq":       {CloudEvents, "the envelope's outboxseq extension, the message's per-key position (MQTT user property, Redis field)"},
 	"data":            {CloudEvents, "the payload field of the envelope"},
 	"data_base64":     {CloudEvents, "the payload field of the envelope"},
 	// RabbitMQ: sender-selected distribution routes to every routing key in CC and BCC; the

@@ -11,7 +11,9 @@ func TestReserved(t *testing.T) {
 		"ce-id": CloudEvents, "CE-ID": CloudEvents, "Ce-Source": CloudEvents, "ce_id": CloudEvents,
 		"CE_TYPE": CloudEvents, "cloudEvents:id": CloudEvents, "CLOUDEVENTS_SUBJECT": CloudEvents,
 		"ce-": CloudEvents, "id": CloudEvents, "Time": CloudEvents, "DATACONTENTTYPE": CloudEvents,
-		"Nats-Msg-Id": JetStream, "nats-rollup": JetStream, "NATS-TTL": JetStream,
+		"outboxseq": CloudEvents, "OutboxSeq": CloudEvents, "ce-outboxseq": CloudEvents, "ce_outboxseq": CloudEvents,
+		"cloudEvents:outboxseq": CloudEvents,
+		"Nats-Msg-Id":           JetStream, "nats-rollup": JetStream, "NATS-TTL": JetStream,
 		"Nats-Expected-Last-Subject-Sequence": JetStream,
 		"CC":                                  RabbitMQ, "bcc": RabbitMQ, "X-Death": RabbitMQ, "x-first-death-queue": RabbitMQ,
 		"Host": HTTP, "content-length": HTTP, "Transfer-Encoding": HTTP, "CONNECTION": HTTP,
@@ -26,6 +28,7 @@ func TestReserved(t *testing.T) {
 	for _, name := range []string{
 		"content-type", "Content-Type", "traceparent", "X-Request-Id", "identity", "sources", "cee",
 		"ce", "nats", "natsy", "ccc", "hostname", "x-deathly", "webhook", "cloudevents", "x-tenant",
+		"outbox", "outboxseqs", "seq",
 		strings.Repeat("a", MaxNameLen+1),
 	} {
 		if class, _, ok := Reserved(name); ok {
