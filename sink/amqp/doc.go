@@ -51,6 +51,7 @@
 //	cloudEvents:subject      the key (absent when empty)
 //	cloudEvents:time         created_at, RFC 3339 with nanoseconds; the timestamp property
 //	                         holds it in seconds
+//	cloudEvents:outboxseq    Record.Seq in decimal, the message's position in its key's order (absent when <= 0)
 //	content-type property    the user's content-type header (datacontenttype)
 //
 // The user's other headers are copied into the headers table as strings. A message with a

@@ -56,6 +56,7 @@
 //	ce_type         the message type (the topic when empty)
 //	ce_subject      the key (absent when empty)
 //	ce_time         created_at, RFC 3339
+//	ce_outboxseq    Record.Seq in decimal, the message's position in its key's order (absent when <= 0)
 //	content-type    the user's content-type header (datacontenttype)
 //
 // The user's other headers (traceparent among them) are copied as they are; a message with

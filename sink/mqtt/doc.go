@@ -36,6 +36,7 @@
 //	type          the message type (the topic when empty)
 //	subject       the key (absent when empty)
 //	time          created_at, RFC 3339 with nanoseconds
+//	outboxseq     Record.Seq in decimal, the message's position in its key's order (absent when <= 0)
 //	Content Type  the user's content-type header (datacontenttype)
 //
 // The user's other headers follow as user properties. The binding reads every user

@@ -22,6 +22,7 @@
 //	ce-subject          the key (absent when empty)
 //	ce-time             created_at, RFC 3339
 //	ce-datacontenttype  the user's content-type header (absent when none)
+//	ce-outboxseq        Record.Seq in decimal, the message's position in its key's order (absent when <= 0)
 //	Nats-Msg-Id         message id, for JetStream's duplicate detection
 //
 // As the binding requires (3.1.3.1, 3.1.3.2), datacontenttype is ce-datacontenttype, not

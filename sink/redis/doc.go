@@ -33,6 +33,7 @@
 //	subject          the key (absent when empty)
 //	time             created_at, RFC 3339
 //	datacontenttype  the user's content-type header (absent when none)
+//	outboxseq        Record.Seq in decimal, the message's position in its key's order (absent when <= 0)
 //	h:<name>         each other user header, traceparent among them
 //	data             the payload, as is (binary safe)
 //

@@ -30,6 +30,7 @@
 //	ce-type         the message type (the topic when empty)
 //	ce-subject      the key (absent when empty)
 //	ce-time         created_at, RFC 3339
+//	ce-outboxseq    Record.Seq in decimal, the message's position in its key's order (absent when <= 0)
 //	Content-Type    the user's content-type header (datacontenttype); absent without one
 //
 // As the binding requires, ce- values are percent-encoded: space, '"', '%' and every byte
