@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"testing"
 
-
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect/sqlite"
 	"github.com/outboxgo/outbox/inbox"
