@@ -1,0 +1,154 @@
+package inbox_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect/mysql"
+	"github.com/outboxgo/outbox/dialect/postgres"
+	"github.com/outboxgo/outbox/inbox"
+	"github.com/outboxgo/outbox/inbox/inboxtest"
+	"github.com/outboxgo/outbox/internal/testutil/mysqltest"
+	"github.com/outboxgo/outbox/internal/testutil/pgtest"
+)
+
+func pgOutbox(t *testing.T, pool *pgxpool.Pool, schema string) string {
+	t.Helper()
+	st, err := postgres.New(context.Background(), postgres.Config{Pool: pool, Table: schema + ".outbox"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.MigrateUp(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return schema + ".outbox"
+}
+
+func TestPostgresPgx(t *testing.T) {
+	inboxtest.Run(t, func(t *testing.T) inboxtest.Env {
+		pool, schema := pgtest.Schema(t)
+		return inboxtest.Env{
+			Config: inbox.Config{Table: schema + ".inbox", Pool: pool},
+			Begin:  func(ctx context.Context) (outbox.Tx, error) { return pool.Begin(ctx) },
+			Exec: func(ctx context.Context, q string, args ...any) (int64, error) {
+				tag, err := pool.Exec(ctx, q, args...)
+				return tag.RowsAffected(), err
+			},
+			Count: func(ctx context.Context, q string, args ...any) (n int, err error) {
+				err = pool.QueryRow(ctx, q, args...).Scan(&n)
+				return n, err
+			},
+			Quote:      func(suffix string) string { return `"` + schema + `"."inbox` + suffix + `"` },
+			Outbox:     pgOutbox(t, pool, schema),
+			Concurrent: true,
+		}
+	})
+}
+
+func sqlEnv(t *testing.T, db *sql.DB) inboxtest.Env {
+	return inboxtest.Env{
+		Begin: func(ctx context.Context) (outbox.Tx, error) { return db.BeginTx(ctx, nil) },
+		Exec: func(ctx context.Context, q string, args ...any) (int64, error) {
+			res, err := db.ExecContext(ctx, q, args...)
+			if err != nil {
+				return 0, err
+			}
+			return res.RowsAffected()
+		},
+		Count: func(ctx context.Context, q string, args ...any) (n int, err error) {
+			err = db.QueryRowContext(ctx, q, args...).Scan(&n)
+			return n, err
+		},
+		Concurrent: true,
+	}
+}
+
+func TestPostgresDatabaseSQL(t *testing.T) {
+	inboxtest.Run(t, func(t *testing.T) inboxtest.Env {
+		pool, schema := pgtest.Schema(t)
+		db := stdlib.OpenDBFromPool(pool)
+		t.Cleanup(func() { _ = db.Close() })
+		env := sqlEnv(t, db)
+		env.Config = inbox.Config{Table: schema + ".inbox", DB: db}
+		env.Quote = func(suffix string) string { return `"` + schema + `"."inbox` + suffix + `"` }
+		env.Outbox = pgOutbox(t, pool, schema)
+		return env
+	})
+}
+
+func TestMariaDB(t *testing.T) {
+	inboxtest.Run(t, func(t *testing.T) inboxtest.Env {
+		db, _, _ := mysqltest.Database(t)
+		// The consumer's transactions run at READ COMMITTED, the isolation the concurrency
+		// guarantee is stated for.
+		db.SetMaxOpenConns(20)
+		env := sqlEnv(t, db)
+		env.Begin = func(ctx context.Context) (outbox.Tx, error) {
+			return db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+		}
+		env.Config = inbox.Config{Dialect: outbox.MySQL, DB: db}
+		env.Quote = func(suffix string) string { return "`inbox" + suffix + "`" }
+		st, err := mysql.New(context.Background(), mysql.Config{DB: db})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.MigrateUp(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		env.Outbox = "outbox"
+		return env
+	})
+}
+
+func TestConfigValidate(t *testing.T) {
+	db := &sql.DB{}
+	for _, tt := range []struct {
+		field string
+		cfg   inbox.Config
+	}{
+		{"consumer", inbox.Config{DB: db}},
+		{"consumer", inbox.Config{DB: db, Consumer: string(make([]byte, 201))}},
+		{"consumer", inbox.Config{DB: db, Consumer: "a\nb"}},
+		{"dialect", inbox.Config{DB: db, Consumer: "c", Dialect: "oracle"}},
+		{"table", inbox.Config{DB: db, Consumer: "c", Table: "bad-name"}},
+		{"table", inbox.Config{DB: db, Consumer: "c", Table: "s.t", Dialect: outbox.SQLite}},
+		{"max_attempts", inbox.Config{DB: db, Consumer: "c", MaxAttempts: -1}},
+		{"retention", inbox.Config{DB: db, Consumer: "c", Retention: inbox.ClockSkewMargin}},
+		{"key_retention", inbox.Config{DB: db, Consumer: "c", KeyRetention: 1, Retention: 2 * inbox.DefaultRetention}},
+		{"db", inbox.Config{Consumer: "c"}},
+		{"db", inbox.Config{Consumer: "c", DB: db, Pool: &pgxpool.Pool{}}},
+		{"pool", inbox.Config{Consumer: "c", Pool: &pgxpool.Pool{}, Dialect: outbox.MySQL}},
+	} {
+		err := tt.cfg.Validate()
+		var ce *outbox.ConfigError
+		if !errors.As(err, &ce) || ce.Field != tt.field || !errors.Is(err, outbox.ErrInvalidConfig) {
+			t.Errorf("Validate(%+v) = %v, want a ConfigError on %s", tt.cfg, err, tt.field)
+		}
+		if _, err := inbox.New(context.Background(), tt.cfg); err == nil {
+			t.Errorf("New(%+v) succeeded", tt.cfg)
+		}
+	}
+	if err := (inbox.Config{DB: db, Consumer: "billing"}).Validate(); err != nil {
+		t.Errorf("valid config: %v", err)
+	}
+}
+
+func TestProcessRefusesNonTx(t *testing.T) {
+	in, err := inbox.New(context.Background(), inbox.Config{DB: &sql.DB{}, Consumer: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = in.Process(context.Background(), &sql.DB{}, inboxtest.Msg("", 0), nil)
+	if !errors.Is(err, outbox.ErrUnsupportedTx) {
+		t.Fatalf("err = %v, want ErrUnsupportedTx", err)
+	}
+	if _, err := in.Attempt(context.Background(), inbox.Message{}); !errors.Is(err, inbox.ErrInvalidMessage) {
+		t.Fatalf("empty id: err = %v", err)
+	}
+}

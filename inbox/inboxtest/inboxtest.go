@@ -1,0 +1,476 @@
+// Package inboxtest is the inbox's scenario suite, run against every dialect by the tests of
+// package inbox (PostgreSQL, MariaDB) and of dialect/sqlite (SQLite).
+package inboxtest
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/inbox"
+)
+
+// Env is one database for the suite.
+type Env struct {
+	// Config is the inbox configuration (Dialect, Table, DB or Pool); the suite sets
+	// Consumer and MaxAttempts.
+	Config inbox.Config
+	// Begin opens a consumer transaction: a pgx.Tx or a *sql.Tx.
+	Begin func(ctx context.Context) (outbox.Tx, error)
+	// Exec runs a statement (in the dialect's placeholders) outside any consumer transaction.
+	Exec func(ctx context.Context, q string, args ...any) (int64, error)
+	// Count runs a query of one integer.
+	Count func(ctx context.Context, q string, args ...any) (int, error)
+	// Quote quotes the name of the table Config.Table plus suffix ("", "_keys", "_effects").
+	Quote func(suffix string) string
+	// Outbox is the name of an outbox table (as outbox.WriterConfig takes it), migrated, for
+	// handlers that enqueue.
+	Outbox string
+	// Concurrent says the database takes concurrent writers (not SQLite).
+	Concurrent bool
+}
+
+// Exec runs q in tx, whatever its driver.
+func Exec(ctx context.Context, tx outbox.Tx, q string, args ...any) error {
+	switch tx := tx.(type) {
+	case pgx.Tx:
+		_, err := tx.Exec(ctx, q, args...)
+		return err
+	case *sql.Tx:
+		_, err := tx.ExecContext(ctx, q, args...)
+		return err
+	}
+	return outbox.ErrUnsupportedTx
+}
+
+func finish(ctx context.Context, tx outbox.Tx, commit bool) error {
+	switch tx := tx.(type) {
+	case pgx.Tx:
+		if commit {
+			return tx.Commit(ctx)
+		}
+		return tx.Rollback(ctx)
+	case *sql.Tx:
+		if commit {
+			return tx.Commit()
+		}
+		return tx.Rollback()
+	}
+	return outbox.ErrUnsupportedTx
+}
+
+type suite struct {
+	t   *testing.T
+	env Env
+	in  *inbox.Inbox
+	ph  func(string) string
+}
+
+func (s *suite) exec(q string, args ...any) int64 {
+	s.t.Helper()
+	n, err := s.env.Exec(context.Background(), q, args...)
+	if err != nil {
+		s.t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+func (s *suite) count(q string, args ...any) int {
+	s.t.Helper()
+	n, err := s.env.Count(context.Background(), q, args...)
+	if err != nil {
+		s.t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+func (s *suite) effects(id string) int {
+	s.t.Helper()
+	return s.count(s.ph(`SELECT count(*) FROM `+s.env.Quote("_effects")+` WHERE message_id = ?`), id)
+}
+
+// effect is a handler writing one effect row in the consumer's transaction.
+func (s *suite) effect(ctx context.Context, tx outbox.Tx, m inbox.Message) error {
+	return Exec(ctx, tx, s.ph(`INSERT INTO `+s.env.Quote("_effects")+` (message_id) VALUES (?)`), m.ID)
+}
+
+// deliver runs one delivery as an adapter would: Attempt, Process in a transaction, commit
+// or roll back, Failed.
+func (s *suite) deliver(m inbox.Message, h inbox.Handler) (inbox.Result, error) {
+	s.t.Helper()
+	ctx := context.Background()
+	if _, err := s.in.Attempt(ctx, m); err != nil {
+		return 0, err
+	}
+	tx, err := s.env.Begin(ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	res, err := s.in.Process(ctx, tx, m, h)
+	if err != nil {
+		if rerr := finish(ctx, tx, false); rerr != nil {
+			s.t.Fatal(rerr)
+		}
+		if ferr := s.in.Failed(ctx, m, err); ferr != nil {
+			s.t.Fatal(ferr)
+		}
+		return 0, err
+	}
+	if err := finish(ctx, tx, true); err != nil {
+		s.t.Fatal(err)
+	}
+	return res, nil
+}
+
+func (s *suite) want(m inbox.Message, want inbox.Result) {
+	s.t.Helper()
+	got, err := s.deliver(m, s.effect)
+	if err != nil || got != want {
+		s.t.Fatalf("deliver %s (key %q pos %d) = %v, %v; want %v", m.ID, m.Key, m.Position, got, err, want)
+	}
+}
+
+// Msg returns a new message of key at position pos, created now.
+func Msg(key string, pos int64) inbox.Message {
+	return inbox.Message{ID: uuid.NewString(), Topic: "orders", Type: "order.created", Source: "test", Key: key,
+		Time: time.Now(), Headers: map[string]string{"h": "v"}, Payload: []byte(`{"n":1}`), Position: pos}
+}
+
+// Run runs the suite; newEnv gives each subtest a fresh database.
+func Run(t *testing.T, newEnv func(t *testing.T) Env) {
+	setup := func(t *testing.T, maxAttempts int) *suite {
+		env := newEnv(t)
+		cfg := env.Config
+		cfg.Consumer = "billing"
+		cfg.MaxAttempts = maxAttempts
+		in, err := inbox.New(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := in.MigrateUp(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		s := &suite{t: t, env: env, in: in, ph: func(q string) string { return q }}
+		if cfg.Dialect == outbox.Postgres || cfg.Dialect == "" {
+			s.ph = dollarsOf
+		}
+		if _, err := env.Exec(context.Background(), `CREATE TABLE `+env.Quote("_effects")+` (message_id VARCHAR(255) NOT NULL)`); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	t.Run("AppliedOnceThenDuplicate", func(t *testing.T) {
+		s := setup(t, 10)
+		m := Msg("", 0)
+		s.want(m, inbox.Applied)
+		s.want(m, inbox.Duplicate)
+		if n := s.effects(m.ID); n != 1 {
+			t.Fatalf("effects = %d, want 1", n)
+		}
+		if n := s.count(`SELECT count(*) FROM ` + s.env.Quote("_attempts")); n != 0 {
+			t.Errorf("attempt rows left after success = %d", n)
+		}
+	})
+	t.Run("Concurrent", func(t *testing.T) {
+		s := setup(t, 100)
+		if !s.env.Concurrent {
+			t.Skip("one writer at a time")
+		}
+		const n = 4 // within the test pools (pgxpool defaults to 4 connections on this machine)
+		for round := range 5 {
+			m := Msg("k", int64(round+1))
+			var (
+				barrier sync.WaitGroup
+				wg      sync.WaitGroup
+				mu      sync.Mutex
+				results = map[inbox.Result]int{}
+				errs    []error
+			)
+			barrier.Add(n)
+			for range n {
+				wg.Go(func() {
+					ctx := context.Background()
+					res, err := func() (inbox.Result, error) {
+						if _, err := s.in.Attempt(ctx, m); err != nil {
+							barrier.Done()
+							return 0, err
+						}
+						tx, err := s.env.Begin(ctx)
+						if err != nil {
+							barrier.Done()
+							return 0, err
+						}
+						barrier.Done()
+						barrier.Wait() // every copy reaches the insert together
+						res, err := s.in.Process(ctx, tx, m, s.effect)
+						if err != nil {
+							_ = finish(ctx, tx, false)
+							return 0, err
+						}
+						return res, finish(ctx, tx, true)
+					}()
+					mu.Lock()
+					defer mu.Unlock()
+					if err != nil {
+						errs = append(errs, err)
+						return
+					}
+					results[res]++
+				})
+			}
+			wg.Wait()
+			if len(errs) > 0 {
+				t.Fatalf("round %d: errors: %v", round, errs)
+			}
+			if results[inbox.Applied] != 1 || results[inbox.Duplicate] != n-1 {
+				t.Fatalf("round %d: results = %v, want 1 applied and %d duplicates", round, results, n-1)
+			}
+			if got := s.effects(m.ID); got != 1 {
+				t.Fatalf("round %d: effects = %d, want 1", round, got)
+			}
+		}
+	})
+	t.Run("PoisonDeadLetteredThenRetried", func(t *testing.T) {
+		s := setup(t, 3)
+		ctx := context.Background()
+		m := Msg("acct", 5)
+		calls := 0
+		boom := func(context.Context, outbox.Tx, inbox.Message) error {
+			calls++
+			return errors.New("boom " + string(rune('0'+calls)))
+		}
+		for i := range 3 {
+			if _, err := s.deliver(m, boom); err == nil || !strings.HasPrefix(err.Error(), "boom") {
+				t.Fatalf("delivery %d: err = %v, want the handler's", i+1, err)
+			}
+		}
+		if _, err := s.in.Attempt(ctx, m); !errors.Is(err, inbox.ErrDeadLettered) {
+			t.Fatalf("4th attempt: err = %v, want ErrDeadLettered", err)
+		}
+		if calls != 3 {
+			t.Fatalf("handler calls = %d, want 3", calls)
+		}
+		dead, err := s.in.DeadLetters(ctx, 0, 10)
+		if err != nil || len(dead) != 1 {
+			t.Fatalf("dead letters = %+v, %v", dead, err)
+		}
+		d := dead[0]
+		if d.Message.ID != m.ID || d.Attempts != 3 || d.Error != "boom 3" || d.Message.Key != "acct" || d.Message.Position != 5 ||
+			string(d.Message.Payload) != `{"n":1}` || d.Message.Headers["h"] != "v" || !d.Message.Time.Equal(m.Time.Truncate(time.Microsecond)) {
+			t.Fatalf("dead letter = %+v", d)
+		}
+		// Redeliveries after the dead letter are duplicates.
+		s.want(m, inbox.Duplicate)
+		// A later message of the key is applied; the retried one must still be.
+		s.want(Msg("acct", 9), inbox.Applied)
+		retried, err := s.in.RetryDeadLetters(ctx, []int64{d.ID})
+		if err != nil || len(retried) != 1 || retried[0].Message.ID != m.ID {
+			t.Fatalf("retry = %+v, %v", retried, err)
+		}
+		if dead, err := s.in.DeadLetters(ctx, 0, 10); err != nil || len(dead) != 0 {
+			t.Fatalf("dead letters after retry = %+v, %v", dead, err)
+		}
+		old := retried[0].Message
+		old.Time = time.Now().Add(-30 * 24 * time.Hour) // would be Stale without the retry mark
+		s.want(old, inbox.Applied)
+		s.want(old, inbox.Duplicate)
+		if n := s.effects(m.ID); n != 1 {
+			t.Fatalf("effects = %d, want 1", n)
+		}
+	})
+	t.Run("PurgeDeadLetters", func(t *testing.T) {
+		s := setup(t, 1)
+		ctx := context.Background()
+		m := Msg("", 0)
+		fail := func(context.Context, outbox.Tx, inbox.Message) error { return errors.New("no") }
+		if _, err := s.deliver(m, fail); err == nil {
+			t.Fatal("want the handler's error")
+		}
+		if _, err := s.in.Attempt(ctx, m); !errors.Is(err, inbox.ErrDeadLettered) {
+			t.Fatalf("err = %v", err)
+		}
+		dead, err := s.in.DeadLetters(ctx, 0, 10)
+		if err != nil || len(dead) != 1 {
+			t.Fatalf("dead = %v, %v", dead, err)
+		}
+		if n, err := s.in.PurgeDeadLetters(ctx, []int64{dead[0].ID, dead[0].ID + 1000}); err != nil || n != 1 {
+			t.Fatalf("purge = %d, %v", n, err)
+		}
+		if dead, _ := s.in.DeadLetters(ctx, 0, 10); len(dead) != 0 {
+			t.Fatalf("dead after purge = %v", dead)
+		}
+		s.want(m, inbox.Duplicate)
+	})
+	t.Run("CrashBeforeCommitCounted", func(t *testing.T) {
+		s := setup(t, 10)
+		ctx := context.Background()
+		m := Msg("", 0)
+		if n, err := s.in.Attempt(ctx, m); err != nil || n != 1 {
+			t.Fatalf("attempt = %d, %v", n, err)
+		}
+		tx, err := s.env.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res, err := s.in.Process(ctx, tx, m, s.effect); err != nil || res != inbox.Applied {
+			t.Fatalf("process = %v, %v", res, err)
+		}
+		if err := finish(ctx, tx, false); err != nil { // the process dies before the commit
+			t.Fatal(err)
+		}
+		if n, err := s.in.Attempt(ctx, m); err != nil || n != 2 {
+			t.Fatalf("attempt after the crash = %d, %v; want 2", n, err)
+		}
+		if n := s.effects(m.ID); n != 0 {
+			t.Fatalf("effects = %d", n)
+		}
+		s.want(m, inbox.Applied)
+	})
+	t.Run("LateDuplicateAndOutOfOrder", func(t *testing.T) {
+		s := setup(t, 10)
+		a := Msg("order-1", 5)
+		s.want(a, inbox.Applied)
+		// Its id ages out of the window.
+		if n := s.exec(s.ph(`DELETE FROM `+s.env.Quote("")+` WHERE message_id = ?`), a.ID); n != 1 {
+			t.Fatalf("deleted %d id rows", n)
+		}
+		late := a
+		late.Time = time.Now().Add(-8 * 24 * time.Hour)
+		s.want(late, inbox.Stale)
+		untimed := a
+		untimed.ID = uuid.NewString()
+		untimed.Time = time.Time{}
+		s.want(untimed, inbox.Stale)
+		// Unknown id, lower position, within the window: a first delivery out of order.
+		b := Msg("order-1", 3)
+		s.want(b, inbox.Applied)
+		// The key's position stayed 5: an old message at 4 is stale.
+		c := Msg("order-1", 4)
+		c.Time = time.Now().Add(-8 * 24 * time.Hour)
+		s.want(c, inbox.Stale)
+		if n := s.effects(a.ID); n != 1 {
+			t.Fatalf("effects of a = %d, want 1", n)
+		}
+		if n := s.effects(c.ID); n != 0 {
+			t.Fatalf("effects of stale c = %d", n)
+		}
+		if p := s.count(s.ph(`SELECT position FROM `+s.env.Quote("_keys")+` WHERE consumer = ?`), "billing"); p != 5 {
+			t.Fatalf("key position = %d, want 5", p)
+		}
+		// A higher position advances it.
+		s.want(Msg("order-1", 7), inbox.Applied)
+		if p := s.count(s.ph(`SELECT position FROM `+s.env.Quote("_keys")+` WHERE consumer = ?`), "billing"); p != 7 {
+			t.Fatalf("key position = %d, want 7", p)
+		}
+	})
+	t.Run("EnqueueInHandler", func(t *testing.T) {
+		s := setup(t, 10)
+		w, err := outbox.NewWriter(outbox.WriterConfig{Dialect: s.in.Dialect(), Table: s.env.Outbox})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := Msg("order-1", 1)
+		next := func(ctx context.Context, tx outbox.Tx, m inbox.Message) error {
+			if err := s.effect(ctx, tx, m); err != nil {
+				return err
+			}
+			return w.Enqueue(ctx, tx, outbox.Message{Topic: "invoices", Key: m.Key, Payload: m.Payload})
+		}
+		if res, err := s.deliver(m, next); err != nil || res != inbox.Applied {
+			t.Fatalf("deliver = %v, %v", res, err)
+		}
+		if res, err := s.deliver(m, next); err != nil || res != inbox.Duplicate {
+			t.Fatalf("redeliver = %v, %v", res, err)
+		}
+		if n := s.count(`SELECT count(*) FROM ` + s.env.Outbox); n != 1 {
+			t.Fatalf("outbox rows = %d, want 1", n)
+		}
+	})
+	t.Run("Retention", func(t *testing.T) {
+		s := setup(t, 10)
+		ctx := context.Background()
+		var ms []inbox.Message
+		for i := range 5 {
+			m := Msg("k"+string(rune('a'+i)), 1)
+			s.want(m, inbox.Applied)
+			ms = append(ms, m)
+		}
+		fresh := Msg("", 0)
+		s.want(fresh, inbox.Applied)
+		old := time.Now().Add(-8 * 24 * time.Hour).UnixMicro()
+		for _, m := range ms {
+			s.exec(s.ph(`UPDATE `+s.env.Quote("")+` SET processed_at = ? WHERE message_id = ?`), old, m.ID)
+		}
+		s.exec(s.ph(`UPDATE `+s.env.Quote("_keys")+` SET updated_at = ?`), time.Now().Add(-100*24*time.Hour).UnixMicro())
+		n, err := s.in.DeleteExpired(ctx, 2)
+		if err != nil || n != 10 {
+			t.Fatalf("DeleteExpired = %d, %v; want 10 (5 ids, 5 keys)", n, err)
+		}
+		if n := s.count(`SELECT count(*) FROM ` + s.env.Quote("")); n != 1 {
+			t.Fatalf("ids left = %d, want 1", n)
+		}
+		s.want(fresh, inbox.Duplicate)
+		m := ms[0]
+		m.Time = time.Now()
+		s.want(m, inbox.Applied) // forgotten: id and key both gone
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- s.in.RunRetention(rctx, time.Millisecond) }()
+		time.Sleep(20 * time.Millisecond)
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("RunRetention = %v", err)
+		}
+	})
+	t.Run("Migrations", func(t *testing.T) {
+		s := setup(t, 10)
+		ctx := context.Background()
+		st, err := s.in.MigrationStatus(ctx)
+		if err != nil || len(st) == 0 || !st[0].Applied {
+			t.Fatalf("status = %+v, %v", st, err)
+		}
+		if again, err := s.in.MigrateUp(ctx); err != nil || len(again) != 0 {
+			t.Fatalf("second MigrateUp = %v, %v", again, err)
+		}
+		down, err := s.in.MigrateDown(ctx, 0)
+		if err != nil || len(down) != len(st) {
+			t.Fatalf("down = %v, %v", down, err)
+		}
+		if st, err := s.in.MigrationStatus(ctx); err != nil || st[0].Applied {
+			t.Fatalf("status after down = %+v, %v", st, err)
+		}
+		if up, err := s.in.MigrateUp(ctx); err != nil || len(up) != len(st) {
+			t.Fatalf("up again = %v, %v", up, err)
+		}
+		s.want(Msg("", 0), inbox.Applied)
+	})
+}
+
+func dollarsOf(q string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range q {
+		if r == '?' {
+			n++
+			b.WriteString("$" + itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func itoa(n int) string {
+	if n < 10 {
+		return string(rune('0' + n))
+	}
+	return itoa(n/10) + string(rune('0'+n%10))
+}

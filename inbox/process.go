@@ -1,0 +1,195 @@
+package inbox
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/outboxgo/outbox"
+)
+
+// Result says what Process did with a message.
+type Result int
+
+// Results of Process.
+const (
+	// Applied: the message was new; the handler ran (and returned nil).
+	Applied Result = iota + 1
+	// Duplicate: the message's id was processed already; the handler did not run.
+	Duplicate
+	// Stale: the id is unknown but the key has applied a later position and the message is
+	// old enough for its id to have aged out of the id window: a late duplicate. The handler
+	// did not run.
+	Stale
+)
+
+func (r Result) String() string {
+	switch r {
+	case Applied:
+		return "applied"
+	case Duplicate:
+		return "duplicate"
+	case Stale:
+		return "stale"
+	default:
+		return fmt.Sprintf("Result(%d)", int(r))
+	}
+}
+
+// Handler applies a message's effects inside the consumer's transaction tx (the one given
+// to Process). It may write business rows and enqueue outbox messages in tx; its error rolls
+// the whole transaction back.
+type Handler func(ctx context.Context, tx outbox.Tx, msg Message) error
+
+// Attempt counts a delivery of msg, durably and in its own short transaction, before the
+// handler runs: a handler that crashes the process is counted too. It returns the number of
+// deliveries counted so far. When that exceeds MaxAttempts, the message is moved to the dead
+// letters with the last error recorded by Failed, recorded as processed (so that redeliveries
+// are duplicates) and Attempt returns ErrDeadLettered: ack it without running the handler.
+//
+// A message already processed is not counted: Attempt returns 0 and Process will report it a
+// Duplicate.
+func (in *Inbox) Attempt(ctx context.Context, msg Message) (attempt int, err error) {
+	if err := msg.validate(); err != nil {
+		return 0, err
+	}
+	c := in.cfg.Consumer
+	dead := false
+	err = in.db.inTx(ctx, func(r runner) error {
+		dead = false
+		var seen int
+		if err := r.queryRow(ctx, in.q.isProcessed, c, msg.ID).Scan(&seen); err != nil {
+			return fmt.Errorf("looking up message: %w", err)
+		}
+		if seen > 0 {
+			attempt = 0
+			return nil
+		}
+		now := micros(time.Now())
+		if _, err := r.exec(ctx, in.q.upsertAttempt, c, msg.ID, now); err != nil {
+			return fmt.Errorf("counting attempt: %w", err)
+		}
+		var lastErr string
+		if err := r.queryRow(ctx, in.q.readAttempt, c, msg.ID).Scan(&attempt, &lastErr); err != nil {
+			return fmt.Errorf("reading attempts: %w", err)
+		}
+		if attempt <= in.cfg.MaxAttempts {
+			return nil
+		}
+		headers, err := json.Marshal(msg.Headers)
+		if err != nil {
+			return fmt.Errorf("encoding headers: %w", err)
+		}
+		payload := msg.Payload
+		if payload == nil {
+			payload = []byte{}
+		}
+		if _, err := r.exec(ctx, in.q.insertDead, c, msg.ID, msg.Topic, msg.Type, msg.Source, msg.Key,
+			micros(msg.Time), string(headers), payload, msg.Position, attempt-1, lastErr, now); err != nil {
+			return fmt.Errorf("dead-lettering: %w", err)
+		}
+		if _, err := r.exec(ctx, in.q.insertProcessed, c, msg.ID, msg.Key, msg.Position, now); err != nil {
+			return fmt.Errorf("recording dead letter as processed: %w", err)
+		}
+		if _, err := r.exec(ctx, in.q.deleteAttempts, c, msg.ID); err != nil {
+			return fmt.Errorf("clearing attempts: %w", err)
+		}
+		dead = true // and commit
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("inbox: attempt of %s: %w", msg.ID, err)
+	}
+	if dead {
+		return attempt, ErrDeadLettered
+	}
+	return attempt, nil
+}
+
+// Process applies msg once, inside the consumer's transaction tx (a pgx.Tx or a *sql.Tx, as
+// for outbox.Enqueue): it records msg's id as processed, checks and advances its key's
+// position, then runs handler with tx. The caller commits tx when Process returns a nil
+// error, and acks the message only after the commit; it rolls tx back on an error (the
+// handler's, returned as is, or the inbox's).
+//
+// Duplicate and Stale messages are not handed to handler: commit (or roll back) and ack.
+//
+// Two copies of one message processed at the same moment give one Applied and one
+// Duplicate: the second insert of the id waits for the first transaction and then finds the
+// id taken.
+func (in *Inbox) Process(ctx context.Context, tx outbox.Tx, msg Message, handler Handler) (Result, error) {
+	if err := msg.validate(); err != nil {
+		return 0, err
+	}
+	r, err := in.txRunner(tx)
+	if err != nil {
+		return 0, err
+	}
+	c := in.cfg.Consumer
+	now := time.Now()
+	n, err := r.exec(ctx, in.q.insertProcessed, c, msg.ID, msg.Key, msg.Position, micros(now))
+	if err != nil {
+		return 0, fmt.Errorf("inbox: recording %s: %w", msg.ID, err)
+	}
+	if n == 0 {
+		return Duplicate, nil
+	}
+	// A message retried from the dead letters is applied whatever its key's position.
+	bypass, err := r.exec(ctx, in.q.clearBypass, c, msg.ID)
+	if err != nil {
+		return 0, fmt.Errorf("inbox: reading retry mark of %s: %w", msg.ID, err)
+	}
+	if msg.Key != "" && msg.Position > 0 {
+		var applied int64
+		switch err := r.queryRow(ctx, in.q.keyPosition, c, msg.Key).Scan(&applied); {
+		case isNoRows(err):
+			applied = 0
+		case err != nil:
+			return 0, fmt.Errorf("inbox: reading position of key %q: %w", msg.Key, err)
+		}
+		if bypass == 0 && msg.Position <= applied && in.late(msg, now) {
+			if _, err := r.exec(ctx, in.q.deleteAttempts, c, msg.ID); err != nil {
+				return 0, fmt.Errorf("inbox: clearing attempts of %s: %w", msg.ID, err)
+			}
+			return Stale, nil
+		}
+		if _, err := r.exec(ctx, in.q.upsertKey, c, msg.Key, msg.Position, micros(now)); err != nil {
+			return 0, fmt.Errorf("inbox: advancing key %q: %w", msg.Key, err)
+		}
+	}
+	if _, err := r.exec(ctx, in.q.deleteAttempts, c, msg.ID); err != nil {
+		return 0, fmt.Errorf("inbox: clearing attempts of %s: %w", msg.ID, err)
+	}
+	if err := handler(ctx, tx, msg); err != nil {
+		return 0, err
+	}
+	return Applied, nil
+}
+
+// late reports whether msg's id could have aged out of the id window: it has no time, or it
+// is older than Retention less ClockSkewMargin.
+func (in *Inbox) late(msg Message, now time.Time) bool {
+	return msg.Time.IsZero() || msg.Time.Before(now.Add(-(in.cfg.Retention - ClockSkewMargin)))
+}
+
+// Failed records handlerErr as the last error of msg's delivery (in its own short
+// transaction), so that the dead letter carries the reason. Call it after rolling back the
+// transaction of a failed Process.
+func (in *Inbox) Failed(ctx context.Context, msg Message, handlerErr error) error {
+	if err := msg.validate(); err != nil {
+		return err
+	}
+	text := "<nil>"
+	if handlerErr != nil {
+		text = handlerErr.Error()
+	}
+	if len(text) > maxErrorBytes {
+		text = strings.ToValidUTF8(text[:maxErrorBytes], "")
+	}
+	if _, err := in.db.exec(ctx, in.q.failed, text, micros(time.Now()), in.cfg.Consumer, msg.ID); err != nil {
+		return fmt.Errorf("inbox: recording failure of %s: %w", msg.ID, err)
+	}
+	return nil
+}

@@ -1,0 +1,135 @@
+package inbox
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/sqlident"
+)
+
+// queries are the statements of one dialect and table, built once by New.
+type queries struct {
+	isProcessed     string
+	insertProcessed string
+	clearBypass     string
+	keyPosition     string
+	upsertKey       string
+	deleteAttempts  string
+	upsertAttempt   string
+	readAttempt     string
+	failed          string
+	insertDead      string
+	listDead        string
+	getDead         string
+	markRetried     string
+	deleteProcessed string
+	purgeDead       string
+	expireProcessed string
+	expireKeys      string
+	expireAttempts  string
+	expireRetried   string
+}
+
+const deadColumns = "message_id, topic, type, source, %k, msg_time, headers, payload, position, attempts, last_error, dead_at"
+
+func buildQueries(d outbox.Dialect, t sqlident.Table) queries {
+	quote := sqlident.Table.Quoted
+	key := "key"
+	forUpdate := " FOR UPDATE"
+	switch d {
+	case outbox.MySQL:
+		quote = sqlident.Table.QuotedMySQL
+		key = "`key`"
+	case outbox.SQLite:
+		forUpdate = "" // one writer at a time: nothing to lock
+	}
+	p := quote(t)
+	k := quote(t.Derived("_keys"))
+	a := quote(t.Derived("_attempts"))
+	dead := quote(t.Derived("_dead"))
+	cols := strings.ReplaceAll(deadColumns, "%k", key)
+	q := queries{
+		isProcessed:     `SELECT count(*) FROM ` + p + ` WHERE consumer = ? AND message_id = ?`,
+		clearBypass:     `DELETE FROM ` + dead + ` WHERE consumer = ? AND message_id = ? AND retried_at IS NOT NULL`,
+		keyPosition:     `SELECT position FROM ` + k + ` WHERE consumer = ? AND ` + key + ` = ?` + forUpdate,
+		deleteAttempts:  `DELETE FROM ` + a + ` WHERE consumer = ? AND message_id = ?`,
+		readAttempt:     `SELECT attempts, last_error FROM ` + a + ` WHERE consumer = ? AND message_id = ?`,
+		failed:          `UPDATE ` + a + ` SET last_error = ?, updated_at = ? WHERE consumer = ? AND message_id = ?`,
+		listDead:        `SELECT id, ` + cols + ` FROM ` + dead + ` WHERE consumer = ? AND id > ? AND retried_at IS NULL ORDER BY id LIMIT ?`,
+		getDead:         `SELECT id, ` + cols + ` FROM ` + dead + ` WHERE consumer = ? AND id = ? AND retried_at IS NULL`,
+		markRetried:     `UPDATE ` + dead + ` SET retried_at = ? WHERE id = ?`,
+		deleteProcessed: `DELETE FROM ` + p + ` WHERE consumer = ? AND message_id = ?`,
+		purgeDead:       `DELETE FROM ` + dead + ` WHERE consumer = ? AND id = ?`,
+	}
+	deadValues := ` (consumer, ` + cols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	switch d {
+	case outbox.MySQL:
+		q.insertProcessed = `INSERT IGNORE INTO ` + p + ` (consumer, message_id, ` + key + `, position, processed_at) VALUES (?, ?, ?, ?, ?)`
+		q.upsertKey = `INSERT INTO ` + k + ` (consumer, ` + key + `, position, updated_at) VALUES (?, ?, ?, ?)` +
+			` ON DUPLICATE KEY UPDATE position = GREATEST(position, VALUES(position)), updated_at = VALUES(updated_at)`
+		q.upsertAttempt = `INSERT INTO ` + a + ` (consumer, message_id, attempts, last_error, updated_at) VALUES (?, ?, 1, '', ?)` +
+			` ON DUPLICATE KEY UPDATE attempts = attempts + 1, updated_at = VALUES(updated_at)`
+		q.insertDead = `INSERT INTO ` + dead + deadValues +
+			` ON DUPLICATE KEY UPDATE attempts = VALUES(attempts), last_error = VALUES(last_error), dead_at = VALUES(dead_at), retried_at = NULL`
+		q.expireProcessed = `DELETE FROM ` + p + ` WHERE consumer = ? AND processed_at < ? LIMIT ?`
+		q.expireKeys = `DELETE FROM ` + k + ` WHERE consumer = ? AND updated_at < ? LIMIT ?`
+		q.expireAttempts = `DELETE FROM ` + a + ` WHERE consumer = ? AND updated_at < ? LIMIT ?`
+		q.expireRetried = `DELETE FROM ` + dead + ` WHERE consumer = ? AND retried_at < ? LIMIT ?`
+	default:
+		// PostgreSQL and SQLite share the upsert syntax; SQLite reads unqualified columns
+		// of DO UPDATE as the existing row's, PostgreSQL needs the alias.
+		alias, ref, greatest := " AS t", "t.", "GREATEST"
+		if d == outbox.SQLite {
+			alias, ref, greatest = "", "", "max"
+		}
+		q.insertProcessed = `INSERT INTO ` + p + ` (consumer, message_id, key, position, processed_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+		q.upsertKey = `INSERT INTO ` + k + alias + ` (consumer, key, position, updated_at) VALUES (?, ?, ?, ?)` +
+			` ON CONFLICT (consumer, key) DO UPDATE SET position = ` + greatest + `(` + ref + `position, excluded.position), updated_at = excluded.updated_at`
+		q.upsertAttempt = `INSERT INTO ` + a + alias + ` (consumer, message_id, attempts, last_error, updated_at) VALUES (?, ?, 1, '', ?)` +
+			` ON CONFLICT (consumer, message_id) DO UPDATE SET attempts = ` + ref + `attempts + 1, updated_at = excluded.updated_at`
+		q.insertDead = `INSERT INTO ` + dead + deadValues +
+			` ON CONFLICT (consumer, message_id) DO UPDATE SET attempts = excluded.attempts, last_error = excluded.last_error, dead_at = excluded.dead_at, retried_at = NULL`
+		// One bounded statement per batch: a subquery picks the batch (PostgreSQL has no
+		// DELETE ... LIMIT, and SQLite's is a compile-time option).
+		batch := func(table, cond string) string {
+			id := "ctid"
+			if d == outbox.SQLite {
+				id = "rowid"
+			}
+			return `DELETE FROM ` + table + ` WHERE ` + id + ` IN (SELECT ` + id + ` FROM ` + table + ` WHERE consumer = ? AND ` + cond + ` < ? LIMIT ?)`
+		}
+		q.expireProcessed = batch(p, "processed_at")
+		q.expireKeys = batch(k, "updated_at")
+		q.expireAttempts = batch(a, "updated_at")
+		q.expireRetried = batch(dead, "retried_at")
+	}
+	if d == outbox.Postgres {
+		for _, s := range []*string{
+			&q.isProcessed, &q.insertProcessed, &q.clearBypass, &q.keyPosition, &q.upsertKey,
+			&q.deleteAttempts, &q.upsertAttempt, &q.readAttempt, &q.failed, &q.insertDead,
+			&q.listDead, &q.getDead, &q.markRetried, &q.deleteProcessed, &q.purgeDead,
+			&q.expireProcessed, &q.expireKeys, &q.expireAttempts, &q.expireRetried,
+		} {
+			*s = dollars(*s)
+		}
+	}
+	return q
+}
+
+// dollars numbers the ? placeholders of q as $1, $2...: the statements above hold no other
+// question mark.
+func dollars(q string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range q {
+		if r == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
