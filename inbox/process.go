@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/outboxgo/outbox"
@@ -185,9 +184,7 @@ func (in *Inbox) Failed(ctx context.Context, msg Message, handlerErr error) erro
 	if handlerErr != nil {
 		text = handlerErr.Error()
 	}
-	if len(text) > maxErrorBytes {
-		text = strings.ToValidUTF8(text[:maxErrorBytes], "")
-	}
+	text = outbox.StorableText(text, maxErrorBytes) // valid UTF-8, no NUL (PostgreSQL refuses both), bounded
 	if _, err := in.db.exec(ctx, in.q.failed, text, micros(time.Now()), in.cfg.Consumer, msg.ID); err != nil {
 		return fmt.Errorf("inbox: recording failure of %s: %w", msg.ID, err)
 	}
