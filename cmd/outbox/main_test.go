@@ -502,3 +502,27 @@ func TestRelayMigrateFlag(t *testing.T) {
 		t.Fatalf("relay still registered after stopping: %+v", s)
 	}
 }
+
+// TestMigrateInbox: --inbox manages the consumer inbox's tables, by their own migrations,
+// next to the outbox's and without touching them.
+func TestMigrateInbox(t *testing.T) {
+	t.Parallel()
+	for name, env := range map[string]func(*testing.T) invocation{"sqlite": sqliteEnv, "postgres": postgresEnv} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			in := env(t)
+			in.run(t, "migrate", "up").want(t, 0).contains(t, "applied migration 1")
+			in.run(t, "migrate", "up", "--inbox", "billing_inbox").want(t, 0).contains(t, "applied migration 1")
+			in.run(t, "migrate", "up", "--inbox", "billing_inbox").want(t, 0).contains(t, "billing_inbox is up to date")
+			r := in.run(t, "migrate", "status", "--inbox", "billing_inbox").want(t, 0)
+			if !regexp.MustCompile(`(?m)^1\s+inbox\s+\d{4}-`).MatchString(r.stdout) {
+				t.Fatalf("inbox migration 1 not shown as applied:\n%s", r.stdout)
+			}
+			in.run(t, "migrate", "down", "--all", "--inbox", "billing_inbox").want(t, 0).contains(t, "reverted migration 1")
+			in.run(t, "migrate", "status", "--inbox", "billing_inbox").want(t, 0).contains(t, "no")
+			// the outbox's tables are untouched
+			in.run(t, "status").want(t, 0).contains(t, "pending            0")
+			in.run(t, "migrate", "up", "--inbox", "bad name;").want(t, 2).contains(t, "--inbox")
+		})
+	}
+}

@@ -13,7 +13,10 @@ import (
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/cmd/outbox/internal/config"
 	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox/dialect/mysql"
 	"github.com/outboxgo/outbox/dialect/postgres"
+	"github.com/outboxgo/outbox/dialect/sqlite"
+	"github.com/outboxgo/outbox/inbox"
 	"github.com/outboxgo/outbox/relay/wal"
 )
 
@@ -33,24 +36,44 @@ safe: they take a lock.`,
 		RunE: func(*cobra.Command, []string) error { return nil },
 	}
 	var (
-		steps int
-		all   bool
+		steps      int
+		all        bool
+		inboxTable string
 	)
+	cmd.PersistentFlags().StringVar(&inboxTable, "inbox", "",
+		"manage the consumer inbox tables named `TABLE` (package inbox: TABLE, TABLE_keys, TABLE_attempts, TABLE_dead) instead of the outbox's")
+	// migrations runs fn with the outbox's migrator, or the inbox's with --inbox, and the name
+	// of the tables it manages.
+	migrations := func(cmd *cobra.Command, create bool, fn func(ctx context.Context, m dialect.Migrator, table string, cfg config.Config) error) error {
+		return a.withMigrator(cmd, create, func(ctx context.Context, st dialect.Migrator, cfg config.Config) error {
+			if inboxTable == "" {
+				return fn(ctx, st, cfg.Table, cfg)
+			}
+			in, err := inboxMigrator(ctx, st, cfg, inboxTable)
+			if err != nil {
+				return err
+			}
+			return fn(ctx, in, inboxTable, cfg)
+		})
+	}
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Apply every pending migration (idempotent)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withMigrator(cmd, true, func(ctx context.Context, st dialect.Migrator, cfg config.Config) error {
+			return migrations(cmd, true, func(ctx context.Context, st dialect.Migrator, table string, cfg config.Config) error {
 				applied, err := st.MigrateUp(ctx)
 				if err != nil {
 					return err
 				}
 				if len(applied) == 0 {
-					fmt.Fprintf(a.stdout, "%s is up to date: nothing to apply\n", cfg.Table)
+					fmt.Fprintf(a.stdout, "%s is up to date: nothing to apply\n", table)
 				}
 				for _, v := range applied {
 					fmt.Fprintf(a.stdout, "applied migration %d\n", v)
+				}
+				if inboxTable != "" {
+					return nil // an inbox has no log source to set up
 				}
 				switch cfg.Source {
 				case config.SourceWAL:
@@ -85,10 +108,10 @@ before the starting position, is not in the source's stream.`
 			if all {
 				n = 0 // the store reverts everything
 			}
-			return a.withMigrator(cmd, false, func(ctx context.Context, st dialect.Migrator, cfg config.Config) error {
+			return migrations(cmd, false, func(ctx context.Context, st dialect.Migrator, table string, _ config.Config) error {
 				reverted, err := st.MigrateDown(ctx, n)
 				if errors.Is(err, dialect.ErrNoMigrations) {
-					fmt.Fprintf(a.stdout, "%s: no migration applied: nothing to revert\n", cfg.Table)
+					fmt.Fprintf(a.stdout, "%s: no migration applied: nothing to revert\n", table)
 					return nil
 				}
 				if err != nil {
@@ -108,7 +131,7 @@ before the starting position, is not in the source's stream.`
 		Short: "List the migrations and whether each is applied",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withMigrator(cmd, false, func(ctx context.Context, st dialect.Migrator, _ config.Config) error {
+			return migrations(cmd, false, func(ctx context.Context, st dialect.Migrator, _ string, _ config.Config) error {
 				ms, err := st.MigrationStatus(ctx)
 				if err != nil {
 					return err
@@ -128,6 +151,32 @@ before the starting position, is not in the source's stream.`
 	}
 	cmd.AddCommand(up, down, status)
 	return cmd
+}
+
+// inboxMigrator returns the migrator of the inbox tables named table, in the database of
+// st (the outbox's store, whose connections it borrows).
+func inboxMigrator(ctx context.Context, st dialect.Migrator, cfg config.Config, table string) (dialect.Migrator, error) {
+	// Migrations concern the tables, not a consumer: the name only satisfies the config.
+	icfg := inbox.Config{Table: table, Consumer: "outbox-migrate"}
+	switch s := st.(type) {
+	case *postgres.Store:
+		icfg.Dialect, icfg.Pool = outbox.Postgres, s.Pool()
+	case *mysql.Store:
+		icfg.Dialect, icfg.DB = outbox.MySQL, s.DB()
+	case *sqlite.Store:
+		icfg.Dialect, icfg.DB = outbox.SQLite, s.DB()
+	default:
+		return nil, fmt.Errorf("--inbox: unsupported store %T", st)
+	}
+	in, err := inbox.New(ctx, icfg)
+	if err != nil {
+		var ce *outbox.ConfigError
+		if errors.As(err, &ce) && ce.Field == "table" {
+			return nil, usagef("--inbox: %s", ce.Reason)
+		}
+		return nil, err
+	}
+	return in, nil
 }
 
 // setupSlot creates the WAL source's publication and replication slot when missing.
