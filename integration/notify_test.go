@@ -98,7 +98,9 @@ func (s *slotCountingStore) idle(t *testing.T) []int {
 	var c []int
 	waitFor(t, 10*time.Second, "idle workers", func() bool {
 		prev := s.counts()
-		time.Sleep(300 * time.Millisecond)
+		// Long enough for the connect-time wake-up's claim on a loaded machine: a claim
+		// counted after this returns would be taken for one a commit caused.
+		time.Sleep(time.Second)
 		c = s.counts()
 		return slices.Equal(prev, c) && !slices.Contains(c, 0)
 	})
