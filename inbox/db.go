@@ -25,6 +25,8 @@ type row interface{ Scan(dest ...any) error }
 type handle interface {
 	runner
 	inTx(ctx context.Context, fn func(runner) error) error
+	// inTxOf is inTx that also hands fn the transaction itself, for handlers.
+	inTxOf(ctx context.Context, fn func(outbox.Tx, runner) error) error
 }
 
 // pgxQuerier is what a pgx pool, connection and transaction share.
@@ -82,6 +84,10 @@ func (h pgxHandle) inTx(ctx context.Context, fn func(runner) error) error {
 	return pgx.BeginFunc(ctx, h.p, func(tx pgx.Tx) error { return fn(pgxRunner{tx}) })
 }
 
+func (h pgxHandle) inTxOf(ctx context.Context, fn func(outbox.Tx, runner) error) error {
+	return pgx.BeginFunc(ctx, h.p, func(tx pgx.Tx) error { return fn(tx, pgxRunner{tx}) })
+}
+
 // sqlQuerier is what *sql.DB, *sql.Conn and *sql.Tx share.
 type sqlQuerier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
@@ -131,12 +137,16 @@ func (h sqlHandle) query(ctx context.Context, q string, args []any, each func(fu
 	return sqlRunner{h.db}.query(ctx, q, args, each)
 }
 
-func (h sqlHandle) inTx(ctx context.Context, fn func(runner) error) (err error) {
+func (h sqlHandle) inTx(ctx context.Context, fn func(runner) error) error {
+	return h.inTxOf(ctx, func(_ outbox.Tx, r runner) error { return fn(r) })
+}
+
+func (h sqlHandle) inTxOf(ctx context.Context, fn func(outbox.Tx, runner) error) error {
 	tx, err := h.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := fn(sqlRunner{tx}); err != nil {
+	if err := fn(tx, sqlRunner{tx}); err != nil {
 		_ = tx.Rollback()
 		return err
 	}

@@ -3,8 +3,11 @@ package inbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/outboxgo/outbox"
 )
 
 // DeadLetter is a message that exhausted its attempts.
@@ -56,12 +59,11 @@ func (in *Inbox) DeadLetters(ctx context.Context, afterID int64, limit int) ([]D
 	return out, nil
 }
 
-// RetryDeadLetters makes the dead letters ids processable again and returns them (ids that
-// are not this consumer's pending dead letters are skipped), for the caller to run through
-// Attempt and Process again: their processed id and attempt count are deleted, and each is
-// marked so that Process applies it even though later messages of its key were applied (the
-// mark goes when it is applied, or with the retention of processed ids). It runs in one
-// transaction.
+// RetryDeadLetters marks the dead letters ids of this consumer for one more try, and
+// returns those it marked (ids that are not this consumer's dead letters, or are marked
+// already, are skipped). It does not run them: the consumer does, with its handler, in
+// Redrive, which its adapter's Run calls every few seconds. Marked letters are not listed
+// by DeadLetters.
 func (in *Inbox) RetryDeadLetters(ctx context.Context, ids []int64) ([]DeadLetter, error) {
 	var out []DeadLetter
 	c := in.cfg.Consumer
@@ -76,12 +78,6 @@ func (in *Inbox) RetryDeadLetters(ctx context.Context, ids []int64) ([]DeadLette
 			if err != nil {
 				return fmt.Errorf("reading dead letter %d: %w", id, err)
 			}
-			if _, err := r.exec(ctx, in.q.deleteProcessed, c, d.Message.ID); err != nil {
-				return fmt.Errorf("forgetting %s: %w", d.Message.ID, err)
-			}
-			if _, err := r.exec(ctx, in.q.deleteAttempts, c, d.Message.ID); err != nil {
-				return fmt.Errorf("clearing attempts of %s: %w", d.Message.ID, err)
-			}
 			if _, err := r.exec(ctx, in.q.markRetried, now, id); err != nil {
 				return fmt.Errorf("marking dead letter %d: %w", id, err)
 			}
@@ -93,6 +89,89 @@ func (in *Inbox) RetryDeadLetters(ctx context.Context, ids []int64) ([]DeadLette
 		return nil, fmt.Errorf("inbox: retrying dead letters: %w", err)
 	}
 	return out, nil
+}
+
+// Redrive runs handler on the dead letters marked by RetryDeadLetters, oldest first, each in
+// a transaction of its own on Config.Pool or Config.DB: the handler's effects and the dead
+// letter's deletion commit together. It applies a letter whatever its key's position (later
+// messages of its key were applied while it was dead; the key's position is not lowered),
+// and its id stays processed, so broker redeliveries remain Duplicates. A letter whose
+// handler fails again goes back to the dead letters with the new error and one more attempt.
+// It returns how many letters were applied. Concurrent Redrives (several consumer replicas)
+// take different letters.
+func (in *Inbox) Redrive(ctx context.Context, handler Handler) (applied int, err error) {
+	h := wrapHandler(handler)
+	c := in.cfg.Consumer
+	for {
+		var (
+			d    DeadLetter
+			none bool
+		)
+		err := in.db.inTxOf(ctx, func(tx outbox.Tx, r runner) error {
+			var err error
+			d, err = scanDead(r.queryRow(ctx, in.q.nextRetried, c).Scan)
+			if isNoRows(err) {
+				none = true
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("reading a retried dead letter: %w", err)
+			}
+			if err := h(ctx, tx, d.Message); err != nil {
+				return err
+			}
+			m, now := d.Message, micros(time.Now())
+			if _, err := r.exec(ctx, in.q.touchProcessed, c, m.ID, m.Key, m.Position, now); err != nil {
+				return fmt.Errorf("recording %s: %w", m.ID, err)
+			}
+			if m.Key != "" && m.Position > 0 {
+				if _, err := r.exec(ctx, in.q.upsertKey, c, m.Key, m.Position, now); err != nil {
+					return fmt.Errorf("advancing key %q: %w", m.Key, err)
+				}
+			}
+			if _, err := r.exec(ctx, in.q.purgeDead, c, d.ID); err != nil {
+				return fmt.Errorf("deleting dead letter %d: %w", d.ID, err)
+			}
+			return nil
+		})
+		var herr *handlerError
+		switch {
+		case errors.As(err, &herr) && ctx.Err() == nil:
+			text := outbox.StorableText(herr.err.Error(), maxErrorBytes)
+			if _, err := in.db.exec(ctx, in.q.unmarkRetried, text, micros(time.Now()), c, d.ID); err != nil {
+				return applied, fmt.Errorf("inbox: returning dead letter %d: %w", d.ID, err)
+			}
+			in.cfg.Logger.WarnContext(ctx, "inbox: retried dead letter failed again", "consumer", c,
+				"dead_letter", d.ID, "message_id", d.Message.ID, "error", text)
+		case err != nil:
+			return applied, fmt.Errorf("inbox: redriving dead letters: %w", err)
+		case none:
+			return applied, nil
+		default:
+			applied++
+		}
+	}
+}
+
+// RunRedrive runs Redrive with handler now and then every interval (default 5 s) until ctx
+// is done, logging its errors to Config.Logger. It returns ctx's error. Adapters' Run calls
+// it.
+func (in *Inbox) RunRedrive(ctx context.Context, handler Handler, interval time.Duration) error {
+	if interval <= 0 {
+		interval = 5 * time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := in.Redrive(ctx, handler); err != nil && ctx.Err() == nil {
+			in.cfg.Logger.ErrorContext(ctx, "inbox redrive", "consumer", in.cfg.Consumer, "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // PurgeDeadLetters deletes the dead letters ids of this consumer and returns how many it

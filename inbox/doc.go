@@ -5,7 +5,19 @@
 //
 // # Processing
 //
-// An adapter (a broker's consumer) runs, for each delivery:
+// An adapter (a broker's consumer: see the natsinbox, kafkainbox, amqpinbox, redisinbox,
+// mqttinbox and webhookinbox modules) decodes each delivery into a Message and runs
+//
+//	o, err := in.Deliver(ctx, inbox.Delivery{Message: msg, Redelivered: redelivered}, handler)
+//	switch {
+//	case err != nil:  // the inbox's database failed: redeliver after a pause, count nothing
+//	case o.Retry:     // the handler failed (rolled back, recorded): redeliver after o.Delay
+//	default:          // Applied, Duplicate, Stale or DeadLettered: ack, after the commit
+//	}
+//
+// Deliver opens the transaction on Config.Pool or Config.DB and commits it; DeliverBatch does
+// the same for many messages in one transaction. With a transaction of your own (effects in
+// another database handle), run the steps yourself:
 //
 //	attempt, err := in.Attempt(ctx, msg)   // own short transaction: counts the delivery
 //	if errors.Is(err, inbox.ErrDeadLettered) { ack; continue }
@@ -17,8 +29,12 @@
 // Attempt counts the delivery before the handler runs, so a handler that crashes the process
 // is counted too; after MaxAttempts deliveries the message is moved to the dead letters
 // (<table>_dead) with the last error Failed recorded, and its id is recorded as processed.
-// DeadLetters lists them, RetryDeadLetters makes them processable again (the caller re-runs
-// them) and PurgeDeadLetters deletes them.
+// Deliver calls Attempt only for deliveries the broker marks as redelivered (a first delivery
+// is counted when it fails), so the common case costs one statement: on PostgreSQL, Process
+// records the id, reads and advances the key's position and clears the attempt count in a
+// single statement. DeadLetters lists the dead letters, RetryDeadLetters marks them for one
+// more try, which Redrive (run by the adapters every few seconds) applies with the
+// consumer's handler, and PurgeDeadLetters deletes them.
 //
 // Handlers may write business rows and enqueue outbox messages (outbox.Enqueue) in tx: the
 // effects, the processed id and the next events commit together.
@@ -53,8 +69,8 @@
 // A message retried from the relay's dead letters is enqueued again with a new row id, so a
 // new, greater position: it is applied as any new message. A message retried from the
 // inbox's own dead letters keeps its position, lower than those of the later messages of its
-// key that were applied meanwhile: RetryDeadLetters marks its id so that Process applies it
-// without the position check (the mark goes when it is applied).
+// key that were applied meanwhile: Redrive applies it without the position check (and does
+// not lower the key's position).
 //
 // # Tables
 //

@@ -106,6 +106,9 @@ type Config struct {
 	// the handler's: the attempt counts, dead letters, retention and migrations. Exactly one.
 	Pool *pgxpool.Pool
 	DB   *sql.DB
+	// Backoff is the redelivery delay after the attempt-th failed delivery of a message
+	// (Outcome.Delay). Default DefaultBackoff.
+	Backoff func(attempt int) time.Duration
 	// Logger receives RunRetention's errors. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -119,6 +122,9 @@ func (cfg Config) withDefaults() Config {
 	cfg.KeyRetention = cmp.Or(cfg.KeyRetention, DefaultKeyRetention)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Backoff == nil {
+		cfg.Backoff = DefaultBackoff
 	}
 	return cfg
 }

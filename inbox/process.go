@@ -115,6 +115,9 @@ func (in *Inbox) Attempt(ctx context.Context, msg Message) (attempt int, err err
 //
 // Duplicate and Stale messages are not handed to handler: commit (or roll back) and ack.
 //
+// On PostgreSQL, Process costs one statement besides the handler's; on MySQL and SQLite,
+// up to four (the same steps, one at a time).
+//
 // Two copies of one message processed at the same moment give one Applied and one
 // Duplicate: the second insert of the id waits for the first transaction and then finds the
 // id taken.
@@ -126,45 +129,76 @@ func (in *Inbox) Process(ctx context.Context, tx outbox.Tx, msg Message, handler
 	if err != nil {
 		return 0, err
 	}
-	c := in.cfg.Consumer
-	now := time.Now()
-	n, err := r.exec(ctx, in.q.insertProcessed, c, msg.ID, msg.Key, msg.Position, micros(now))
-	if err != nil {
-		return 0, fmt.Errorf("inbox: recording %s: %w", msg.ID, err)
+	return in.process(ctx, r, tx, msg, true, handler)
+}
+
+// process is Process on r, tx's runner. attempted says the message may have an attempt
+// count to clear (Attempt or Failed ran for it); when false, MySQL and SQLite skip that
+// statement (a count left by a crashed delivery goes with the retention of counts).
+func (in *Inbox) process(ctx context.Context, r runner, tx outbox.Tx, msg Message, attempted bool, handler Handler) (Result, error) {
+	if err := msg.validate(); err != nil {
+		return 0, err
 	}
-	if n == 0 {
+	now := time.Now()
+	var (
+		fresh   bool
+		applied int64 // the key's position before this message
+	)
+	if in.cfg.Dialect == outbox.Postgres {
+		// One statement: record the id and, if it is new, read and advance the key's
+		// position and clear the attempt count.
+		var old *int64
+		if err := r.queryRow(ctx, in.q.processPG, in.cfg.Consumer, msg.ID, msg.Key, msg.Position, micros(now)).Scan(&fresh, &old); err != nil {
+			return 0, fmt.Errorf("inbox: recording %s: %w", msg.ID, err)
+		}
+		if old != nil {
+			applied = *old
+		}
+	} else {
+		var err error
+		if fresh, applied, err = in.processSteps(ctx, r, msg, attempted, now); err != nil {
+			return 0, err
+		}
+	}
+	if !fresh {
 		return Duplicate, nil
 	}
-	// A message retried from the dead letters is applied whatever its key's position.
-	bypass, err := r.exec(ctx, in.q.clearBypass, c, msg.ID)
-	if err != nil {
-		return 0, fmt.Errorf("inbox: reading retry mark of %s: %w", msg.ID, err)
-	}
-	if msg.Key != "" && msg.Position > 0 {
-		var applied int64
-		switch err := r.queryRow(ctx, in.q.keyPosition, c, msg.Key).Scan(&applied); {
-		case isNoRows(err):
-			applied = 0
-		case err != nil:
-			return 0, fmt.Errorf("inbox: reading position of key %q: %w", msg.Key, err)
-		}
-		if bypass == 0 && msg.Position <= applied && in.late(msg, now) {
-			if _, err := r.exec(ctx, in.q.deleteAttempts, c, msg.ID); err != nil {
-				return 0, fmt.Errorf("inbox: clearing attempts of %s: %w", msg.ID, err)
-			}
-			return Stale, nil
-		}
-		if _, err := r.exec(ctx, in.q.upsertKey, c, msg.Key, msg.Position, micros(now)); err != nil {
-			return 0, fmt.Errorf("inbox: advancing key %q: %w", msg.Key, err)
-		}
-	}
-	if _, err := r.exec(ctx, in.q.deleteAttempts, c, msg.ID); err != nil {
-		return 0, fmt.Errorf("inbox: clearing attempts of %s: %w", msg.ID, err)
+	if msg.Key != "" && msg.Position > 0 && msg.Position <= applied && in.late(msg, now) {
+		return Stale, nil
 	}
 	if err := handler(ctx, tx, msg); err != nil {
 		return 0, err
 	}
 	return Applied, nil
+}
+
+// processSteps is the PostgreSQL statement of process in steps, for MySQL and SQLite.
+func (in *Inbox) processSteps(ctx context.Context, r runner, msg Message, attempted bool, now time.Time) (fresh bool, applied int64, err error) {
+	c := in.cfg.Consumer
+	n, err := r.exec(ctx, in.q.insertProcessed, c, msg.ID, msg.Key, msg.Position, micros(now))
+	if err != nil {
+		return false, 0, fmt.Errorf("inbox: recording %s: %w", msg.ID, err)
+	}
+	if n == 0 {
+		return false, 0, nil
+	}
+	if msg.Key != "" && msg.Position > 0 {
+		switch err := r.queryRow(ctx, in.q.keyPosition, c, msg.Key).Scan(&applied); {
+		case isNoRows(err):
+			applied = 0
+		case err != nil:
+			return false, 0, fmt.Errorf("inbox: reading position of key %q: %w", msg.Key, err)
+		}
+		if _, err := r.exec(ctx, in.q.upsertKey, c, msg.Key, msg.Position, micros(now)); err != nil {
+			return false, 0, fmt.Errorf("inbox: advancing key %q: %w", msg.Key, err)
+		}
+	}
+	if attempted {
+		if _, err := r.exec(ctx, in.q.deleteAttempts, c, msg.ID); err != nil {
+			return false, 0, fmt.Errorf("inbox: clearing attempts of %s: %w", msg.ID, err)
+		}
+	}
+	return true, applied, nil
 }
 
 // late reports whether msg's id could have aged out of the id window: it has no time, or it
@@ -174,7 +208,8 @@ func (in *Inbox) late(msg Message, now time.Time) bool {
 }
 
 // Failed records handlerErr as the last error of msg's delivery (in its own short
-// transaction), so that the dead letter carries the reason. Call it after rolling back the
+// transaction), so that the dead letter carries the reason; a delivery Attempt did not
+// count (a first one, through Deliver) is counted now. Call it after rolling back the
 // transaction of a failed Process.
 func (in *Inbox) Failed(ctx context.Context, msg Message, handlerErr error) error {
 	if err := msg.validate(); err != nil {
@@ -185,7 +220,7 @@ func (in *Inbox) Failed(ctx context.Context, msg Message, handlerErr error) erro
 		text = handlerErr.Error()
 	}
 	text = outbox.StorableText(text, maxErrorBytes) // valid UTF-8, no NUL (PostgreSQL refuses both), bounded
-	if _, err := in.db.exec(ctx, in.q.failed, text, micros(time.Now()), in.cfg.Consumer, msg.ID); err != nil {
+	if _, err := in.db.exec(ctx, in.q.failed, in.cfg.Consumer, msg.ID, text, micros(time.Now())); err != nil {
 		return fmt.Errorf("inbox: recording failure of %s: %w", msg.ID, err)
 	}
 	return nil

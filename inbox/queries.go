@@ -12,7 +12,7 @@ import (
 type queries struct {
 	isProcessed     string
 	insertProcessed string
-	clearBypass     string
+	processPG       string // PostgreSQL: Process's steps in one statement
 	keyPosition     string
 	upsertKey       string
 	deleteAttempts  string
@@ -23,12 +23,13 @@ type queries struct {
 	listDead        string
 	getDead         string
 	markRetried     string
-	deleteProcessed string
+	nextRetried     string
+	unmarkRetried   string
+	touchProcessed  string
 	purgeDead       string
 	expireProcessed string
 	expireKeys      string
 	expireAttempts  string
-	expireRetried   string
 }
 
 const deadColumns = "message_id, topic, type, source, %k, msg_time, headers, payload, position, attempts, last_error, dead_at"
@@ -36,13 +37,13 @@ const deadColumns = "message_id, topic, type, source, %k, msg_time, headers, pay
 func buildQueries(d outbox.Dialect, t sqlident.Table) queries {
 	quote := sqlident.Table.Quoted
 	key := "key"
-	forUpdate := " FOR UPDATE"
+	forUpdate, skipLocked := " FOR UPDATE", " FOR UPDATE SKIP LOCKED"
 	switch d {
 	case outbox.MySQL:
 		quote = sqlident.Table.QuotedMySQL
 		key = "`key`"
 	case outbox.SQLite:
-		forUpdate = "" // one writer at a time: nothing to lock
+		forUpdate, skipLocked = "", "" // one writer at a time: nothing to lock
 	}
 	p := quote(t)
 	k := quote(t.Derived("_keys"))
@@ -50,17 +51,16 @@ func buildQueries(d outbox.Dialect, t sqlident.Table) queries {
 	dead := quote(t.Derived("_dead"))
 	cols := strings.ReplaceAll(deadColumns, "%k", key)
 	q := queries{
-		isProcessed:     `SELECT count(*) FROM ` + p + ` WHERE consumer = ? AND message_id = ?`,
-		clearBypass:     `DELETE FROM ` + dead + ` WHERE consumer = ? AND message_id = ? AND retried_at IS NOT NULL`,
-		keyPosition:     `SELECT position FROM ` + k + ` WHERE consumer = ? AND ` + key + ` = ?` + forUpdate,
-		deleteAttempts:  `DELETE FROM ` + a + ` WHERE consumer = ? AND message_id = ?`,
-		readAttempt:     `SELECT attempts, last_error FROM ` + a + ` WHERE consumer = ? AND message_id = ?`,
-		failed:          `UPDATE ` + a + ` SET last_error = ?, updated_at = ? WHERE consumer = ? AND message_id = ?`,
-		listDead:        `SELECT id, ` + cols + ` FROM ` + dead + ` WHERE consumer = ? AND id > ? AND retried_at IS NULL ORDER BY id LIMIT ?`,
-		getDead:         `SELECT id, ` + cols + ` FROM ` + dead + ` WHERE consumer = ? AND id = ? AND retried_at IS NULL`,
-		markRetried:     `UPDATE ` + dead + ` SET retried_at = ? WHERE id = ?`,
-		deleteProcessed: `DELETE FROM ` + p + ` WHERE consumer = ? AND message_id = ?`,
-		purgeDead:       `DELETE FROM ` + dead + ` WHERE consumer = ? AND id = ?`,
+		isProcessed:    `SELECT count(*) FROM ` + p + ` WHERE consumer = ? AND message_id = ?`,
+		keyPosition:    `SELECT position FROM ` + k + ` WHERE consumer = ? AND ` + key + ` = ?` + forUpdate,
+		deleteAttempts: `DELETE FROM ` + a + ` WHERE consumer = ? AND message_id = ?`,
+		readAttempt:    `SELECT attempts, last_error FROM ` + a + ` WHERE consumer = ? AND message_id = ?`,
+		listDead:       `SELECT id, ` + cols + ` FROM ` + dead + ` WHERE consumer = ? AND id > ? AND retried_at IS NULL ORDER BY id LIMIT ?`,
+		getDead:        `SELECT id, ` + cols + ` FROM ` + dead + ` WHERE consumer = ? AND id = ? AND retried_at IS NULL`,
+		markRetried:    `UPDATE ` + dead + ` SET retried_at = ? WHERE id = ?`,
+		nextRetried:    `SELECT id, ` + cols + ` FROM ` + dead + ` WHERE consumer = ? AND retried_at IS NOT NULL ORDER BY id LIMIT 1` + skipLocked,
+		unmarkRetried:  `UPDATE ` + dead + ` SET retried_at = NULL, last_error = ?, dead_at = ?, attempts = attempts + 1 WHERE consumer = ? AND id = ?`,
+		purgeDead:      `DELETE FROM ` + dead + ` WHERE consumer = ? AND id = ?`,
 	}
 	deadValues := ` (consumer, ` + cols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	switch d {
@@ -70,12 +70,15 @@ func buildQueries(d outbox.Dialect, t sqlident.Table) queries {
 			` ON DUPLICATE KEY UPDATE position = GREATEST(position, VALUES(position)), updated_at = VALUES(updated_at)`
 		q.upsertAttempt = `INSERT INTO ` + a + ` (consumer, message_id, attempts, last_error, updated_at) VALUES (?, ?, 1, '', ?)` +
 			` ON DUPLICATE KEY UPDATE attempts = attempts + 1, updated_at = VALUES(updated_at)`
+		q.failed = `INSERT INTO ` + a + ` (consumer, message_id, attempts, last_error, updated_at) VALUES (?, ?, 1, ?, ?)` +
+			` ON DUPLICATE KEY UPDATE last_error = VALUES(last_error), updated_at = VALUES(updated_at)`
 		q.insertDead = `INSERT INTO ` + dead + deadValues +
 			` ON DUPLICATE KEY UPDATE attempts = VALUES(attempts), last_error = VALUES(last_error), dead_at = VALUES(dead_at), retried_at = NULL`
 		q.expireProcessed = `DELETE FROM ` + p + ` WHERE consumer = ? AND processed_at < ? LIMIT ?`
 		q.expireKeys = `DELETE FROM ` + k + ` WHERE consumer = ? AND updated_at < ? LIMIT ?`
 		q.expireAttempts = `DELETE FROM ` + a + ` WHERE consumer = ? AND updated_at < ? LIMIT ?`
-		q.expireRetried = `DELETE FROM ` + dead + ` WHERE consumer = ? AND retried_at < ? LIMIT ?`
+		q.touchProcessed = `INSERT INTO ` + p + ` (consumer, message_id, ` + key + `, position, processed_at) VALUES (?, ?, ?, ?, ?)` +
+			` ON DUPLICATE KEY UPDATE processed_at = VALUES(processed_at)`
 	default:
 		// PostgreSQL and SQLite share the upsert syntax; SQLite reads unqualified columns
 		// of DO UPDATE as the existing row's, PostgreSQL needs the alias.
@@ -88,6 +91,8 @@ func buildQueries(d outbox.Dialect, t sqlident.Table) queries {
 			` ON CONFLICT (consumer, key) DO UPDATE SET position = ` + greatest + `(` + ref + `position, excluded.position), updated_at = excluded.updated_at`
 		q.upsertAttempt = `INSERT INTO ` + a + alias + ` (consumer, message_id, attempts, last_error, updated_at) VALUES (?, ?, 1, '', ?)` +
 			` ON CONFLICT (consumer, message_id) DO UPDATE SET attempts = ` + ref + `attempts + 1, updated_at = excluded.updated_at`
+		q.failed = `INSERT INTO ` + a + ` (consumer, message_id, attempts, last_error, updated_at) VALUES (?, ?, 1, ?, ?)` +
+			` ON CONFLICT (consumer, message_id) DO UPDATE SET last_error = excluded.last_error, updated_at = excluded.updated_at`
 		q.insertDead = `INSERT INTO ` + dead + deadValues +
 			` ON CONFLICT (consumer, message_id) DO UPDATE SET attempts = excluded.attempts, last_error = excluded.last_error, dead_at = excluded.dead_at, retried_at = NULL`
 		// One bounded statement per batch: a subquery picks the batch (PostgreSQL has no
@@ -102,14 +107,24 @@ func buildQueries(d outbox.Dialect, t sqlident.Table) queries {
 		q.expireProcessed = batch(p, "processed_at")
 		q.expireKeys = batch(k, "updated_at")
 		q.expireAttempts = batch(a, "updated_at")
-		q.expireRetried = batch(dead, "retried_at")
+		q.touchProcessed = `INSERT INTO ` + p + ` (consumer, message_id, key, position, processed_at) VALUES (?, ?, ?, ?, ?)` +
+			` ON CONFLICT (consumer, message_id) DO UPDATE SET processed_at = excluded.processed_at`
 	}
 	if d == outbox.Postgres {
+		// The main query reads ins (the id's insert, which waits for a concurrent copy's
+		// transaction), then old (the key's row, locked); adv and clr, which it does not
+		// read, run after it, so old is the position before this message.
+		q.processPG = `WITH ins AS (INSERT INTO ` + p + ` (consumer, message_id, key, position, processed_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1),` +
+			` old AS (SELECT position FROM ` + k + ` WHERE consumer = $1 AND key = $3 AND $4 > 0 AND EXISTS (SELECT FROM ins) FOR UPDATE),` +
+			` adv AS (INSERT INTO ` + k + ` AS t (consumer, key, position, updated_at) SELECT $1, $3, $4, $5 WHERE $3 <> '' AND $4 > 0 AND EXISTS (SELECT FROM ins)` +
+			` ON CONFLICT (consumer, key) DO UPDATE SET position = GREATEST(t.position, excluded.position), updated_at = excluded.updated_at),` +
+			` clr AS (DELETE FROM ` + a + ` WHERE consumer = $1 AND message_id = $2 AND EXISTS (SELECT FROM ins))` +
+			` SELECT EXISTS (SELECT FROM ins), (SELECT position FROM old)`
 		for _, s := range []*string{
-			&q.isProcessed, &q.insertProcessed, &q.clearBypass, &q.keyPosition, &q.upsertKey,
+			&q.isProcessed, &q.insertProcessed, &q.keyPosition, &q.upsertKey,
 			&q.deleteAttempts, &q.upsertAttempt, &q.readAttempt, &q.failed, &q.insertDead,
-			&q.listDead, &q.getDead, &q.markRetried, &q.deleteProcessed, &q.purgeDead,
-			&q.expireProcessed, &q.expireKeys, &q.expireAttempts, &q.expireRetried,
+			&q.listDead, &q.getDead, &q.markRetried, &q.nextRetried, &q.unmarkRetried, &q.touchProcessed, &q.purgeDead,
+			&q.expireProcessed, &q.expireKeys, &q.expireAttempts,
 		} {
 			*s = dollars(*s)
 		}

@@ -10,8 +10,8 @@ import (
 const DefaultRetentionBatch = 1000
 
 // DeleteExpired deletes this consumer's processed ids older than Retention, positions of
-// keys idle for longer than KeyRetention, attempt counts untouched for Retention and the
-// retry marks of dead letters retried more than Retention ago. It deletes in batches of at
+// keys idle for longer than KeyRetention and attempt counts untouched for Retention (dead
+// letters stay until purged or retried). It deletes in batches of at
 // most batch rows, one short statement per batch, and returns how many rows it deleted.
 func (in *Inbox) DeleteExpired(ctx context.Context, batch int) (int64, error) {
 	if batch <= 0 {
@@ -28,7 +28,6 @@ func (in *Inbox) DeleteExpired(ctx context.Context, batch int) (int64, error) {
 		{"processed ids", in.q.expireProcessed, ids},
 		{"key positions", in.q.expireKeys, keys},
 		{"attempt counts", in.q.expireAttempts, ids},
-		{"retry marks", in.q.expireRetried, ids},
 	} {
 		for {
 			n, err := in.db.exec(ctx, step.query, in.cfg.Consumer, step.cutoff, batch)

@@ -278,12 +278,39 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 		if dead, err := s.in.DeadLetters(ctx, 0, 10); err != nil || len(dead) != 0 {
 			t.Fatalf("dead letters after retry = %+v, %v", dead, err)
 		}
-		old := retried[0].Message
-		old.Time = time.Now().Add(-30 * 24 * time.Hour) // would be Stale without the retry mark
-		s.want(old, inbox.Applied)
-		s.want(old, inbox.Duplicate)
+		// A retried letter is not run until the consumer's Redrive: a failing one goes back.
+		if n, err := s.in.Redrive(ctx, boom); err != nil || n != 0 {
+			t.Fatalf("failing redrive = %d, %v", n, err)
+		}
+		dead, err = s.in.DeadLetters(ctx, 0, 10)
+		if err != nil || len(dead) != 1 || dead[0].Attempts != 4 || dead[0].Error != "boom 4" {
+			t.Fatalf("dead letters after a failed redrive = %+v, %v", dead, err)
+		}
+		if _, err := s.in.RetryDeadLetters(ctx, []int64{d.ID}); err != nil {
+			t.Fatal(err)
+		}
+		if retried, err := s.in.RetryDeadLetters(ctx, []int64{d.ID}); err != nil || len(retried) != 0 {
+			t.Fatalf("second mark = %+v, %v; want none (marked already)", retried, err)
+		}
+		// Applied although a later message of its key was (old enough to be Stale otherwise).
+		if n, err := s.in.Redrive(ctx, s.effect); err != nil || n != 1 {
+			t.Fatalf("redrive = %d, %v", n, err)
+		}
+		if n, err := s.in.Redrive(ctx, s.effect); err != nil || n != 0 {
+			t.Fatalf("second redrive = %d, %v", n, err)
+		}
+		if dead, err := s.in.DeadLetters(ctx, 0, 10); err != nil || len(dead) != 0 {
+			t.Fatalf("dead letters after redrive = %+v, %v", dead, err)
+		}
+		if n := s.count(`SELECT count(*) FROM ` + s.env.Quote("_dead")); n != 0 {
+			t.Fatalf("%d dead rows after redrive", n)
+		}
+		s.want(m, inbox.Duplicate) // the broker's redeliveries remain duplicates
 		if n := s.effects(m.ID); n != 1 {
 			t.Fatalf("effects = %d, want 1", n)
+		}
+		if n := s.count(s.ph(`SELECT position FROM `+s.env.Quote("_keys")+` WHERE consumer = ?`), s.in.Consumer()); n != 9 {
+			t.Fatalf("key position = %d, want 9 (not lowered)", n)
 		}
 	})
 	t.Run("PurgeDeadLetters", func(t *testing.T) {
@@ -451,6 +478,103 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 			t.Fatalf("up again = %v, %v", up, err)
 		}
 		s.want(Msg("", 0), inbox.Applied)
+	})
+	t.Run("Deliver", func(t *testing.T) {
+		s := setup(t, 2)
+		ctx := context.Background()
+		attempts := func() int { return s.count(`SELECT count(*) FROM ` + s.env.Quote("_attempts")) }
+		m := Msg("k", 1)
+		o, err := s.in.Deliver(ctx, inbox.Delivery{Message: m}, s.effect)
+		if err != nil || o.Result != inbox.Applied || o.Retry || o.Attempt != 0 {
+			t.Fatalf("first delivery = %+v, %v", o, err)
+		}
+		if n := attempts(); n != 0 {
+			t.Fatalf("a first delivery that succeeds left %d attempt rows", n)
+		}
+		if o, err := s.in.Deliver(ctx, inbox.Delivery{Message: m, Redelivered: true}, s.effect); err != nil || o.Result != inbox.Duplicate {
+			t.Fatalf("redelivery = %+v, %v", o, err)
+		}
+		if o, err := s.in.Deliver(ctx, inbox.Delivery{Message: m}, s.effect); err != nil || o.Result != inbox.Duplicate {
+			t.Fatalf("copy = %+v, %v", o, err)
+		}
+
+		// A failing first delivery is counted when it fails; redeliveries before the handler.
+		p := Msg("k", 2)
+		boom := errors.New("boom")
+		fail := func(context.Context, outbox.Tx, inbox.Message) error { return boom }
+		o, err = s.in.Deliver(ctx, inbox.Delivery{Message: p}, fail)
+		if err != nil || !o.Retry || !errors.Is(o.Err, boom) || o.Attempt != 1 || o.Delay != inbox.DefaultBackoff(1) {
+			t.Fatalf("failing delivery = %+v, %v", o, err)
+		}
+		o, err = s.in.Deliver(ctx, inbox.Delivery{Message: p, Redelivered: true}, fail)
+		if err != nil || !o.Retry || o.Attempt != 2 || o.Delay != inbox.DefaultBackoff(2) {
+			t.Fatalf("failing redelivery = %+v, %v", o, err)
+		}
+		o, err = s.in.Deliver(ctx, inbox.Delivery{Message: p, Redelivered: true}, s.effect)
+		if err != nil || o.Result != inbox.DeadLettered || o.Attempt != 3 {
+			t.Fatalf("third delivery, max 2 = %+v, %v", o, err)
+		}
+		if n := s.effects(p.ID); n != 0 {
+			t.Fatalf("effects of the dead letter = %d", n)
+		}
+		dead, err := s.in.DeadLetters(ctx, 0, 10)
+		if err != nil || len(dead) != 1 || dead[0].Error != "boom" || dead[0].Attempts != 2 {
+			t.Fatalf("dead letters = %+v, %v", dead, err)
+		}
+		if n := attempts(); n != 0 {
+			t.Fatalf("attempt rows after the dead letter = %d", n)
+		}
+	})
+	t.Run("DeliverBatch", func(t *testing.T) {
+		s := setup(t, 10)
+		ctx := context.Background()
+		a1, a2, b1, c1 := Msg("a", 1), Msg("a", 2), Msg("b", 1), Msg("c", 1)
+		done := Msg("d", 1)
+		s.want(done, inbox.Applied)
+		ds := []inbox.Delivery{{Message: a1}, {Message: b1}, {Message: a1}, {Message: done, Redelivered: true}, {Message: c1}}
+		out, err := s.in.DeliverBatch(ctx, ds, s.effect)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []inbox.Result{inbox.Applied, inbox.Applied, inbox.Duplicate, inbox.Duplicate, inbox.Applied}
+		for i, o := range out {
+			if o.Result != want[i] || o.Retry {
+				t.Fatalf("outcome %d = %+v, want %v", i, o, want[i])
+			}
+		}
+		// A failing handler: the batch is rolled back and redone one by one; the failing
+		// key's later message waits for it.
+		bad := Msg("b", 2)
+		fail := func(ctx context.Context, tx outbox.Tx, m inbox.Message) error {
+			if m.ID == bad.ID {
+				return errors.New("bad")
+			}
+			return s.effect(ctx, tx, m)
+		}
+		b3, c2 := Msg("b", 3), Msg("c", 2)
+		out, err = s.in.DeliverBatch(ctx, []inbox.Delivery{{Message: a2}, {Message: bad}, {Message: b3}, {Message: c2}}, fail)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out[0].Result != inbox.Applied || !out[1].Retry || out[1].Err.Error() != "bad" ||
+			!out[2].Retry || !errors.Is(out[2].Err, inbox.ErrKeyBlocked) || out[2].Delay != out[1].Delay || out[3].Result != inbox.Applied {
+			t.Fatalf("outcomes = %+v", out)
+		}
+		for _, m := range []inbox.Message{a1, a2, b1, c1, c2, done} {
+			if n := s.effects(m.ID); n != 1 {
+				t.Fatalf("effects of %s = %d, want 1", m.Key, n)
+			}
+		}
+		for _, m := range []inbox.Message{bad, b3} {
+			if n := s.effects(m.ID); n != 0 {
+				t.Fatalf("effects of %s %d = %d, want 0", m.Key, m.Position, n)
+			}
+		}
+		// Retried, they apply in order.
+		out, err = s.in.DeliverBatch(ctx, []inbox.Delivery{{Message: bad, Redelivered: true}, {Message: b3, Redelivered: true}}, s.effect)
+		if err != nil || out[0].Result != inbox.Applied || out[1].Result != inbox.Applied || out[0].Attempt != 2 || out[1].Attempt != 1 {
+			t.Fatalf("retried = %+v, %v", out, err)
+		}
 	})
 }
 

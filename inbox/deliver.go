@@ -1,0 +1,205 @@
+package inbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/outboxgo/outbox"
+)
+
+// Delivery is one delivery of a message by a broker, as an adapter hands it to Deliver.
+type Delivery struct {
+	Message Message
+	// Redelivered says the broker may have delivered this message before: JetStream's
+	// NumDelivered > 1, AMQP's redelivered flag, a Redis entry claimed from the pending list,
+	// MQTT's DUP flag, a Kafka record read before the partition's first commit since it was
+	// assigned, or any delivery the adapter cannot tell. Deliver then counts the delivery
+	// durably before the handler runs (Attempt), so a handler that crashes the process on it
+	// every time is dead-lettered in the end. A first delivery is counted only if it fails:
+	// the common case costs no statement of its own.
+	Redelivered bool
+}
+
+// Outcome is what Deliver did with a delivery, and what the adapter does with the broker's
+// message: ack it, or (Retry) have it redelivered after Delay.
+type Outcome struct {
+	// Result is Applied, Duplicate, Stale or DeadLettered; 0 when Retry.
+	Result Result
+	// Attempt is the number of deliveries counted for the message (0 when none was).
+	Attempt int
+	// Retry says the handler failed with Err: roll back was done and the failure recorded;
+	// the adapter has the message redelivered after Delay (a nak with delay, or a retry in
+	// place for brokers that must keep a partition's order).
+	Retry bool
+	Delay time.Duration
+	Err   error
+}
+
+// ErrKeyBlocked is the Err of a Retry outcome given, without running the handler, to a
+// message whose key has an earlier message awaiting its retry: it is redelivered with it,
+// so that a key's messages are applied in order.
+var ErrKeyBlocked = errors.New("inbox: an earlier message of the key awaits its retry")
+
+// DeadLettered is the Result of a delivery after MaxAttempts: the message was moved to the
+// dead letters; ack it.
+const DeadLettered Result = Stale + 1
+
+// DefaultBackoff is the default Config.Backoff: 1 s after the first failed delivery,
+// doubling up to 5 minutes.
+func DefaultBackoff(attempt int) time.Duration {
+	if attempt < 1 {
+		attempt = 1
+	}
+	if attempt > 9 {
+		return 5 * time.Minute
+	}
+	return min(time.Second<<(attempt-1), 5*time.Minute)
+}
+
+// handlerError marks an error as the handler's, as opposed to the inbox's or the database's.
+type handlerError struct{ err error }
+
+func (e *handlerError) Error() string { return e.err.Error() }
+func (e *handlerError) Unwrap() error { return e.err }
+
+func wrapHandler(h Handler) Handler {
+	return func(ctx context.Context, tx outbox.Tx, msg Message) error {
+		if err := h(ctx, tx, msg); err != nil {
+			return &handlerError{err}
+		}
+		return nil
+	}
+}
+
+// Deliver processes one delivery in a transaction of its own on Config.Pool or Config.DB:
+// Attempt when the delivery is Redelivered, then Process with handler, then commit. The
+// handler's effects therefore go to the inbox's database; use Process with your own
+// transaction to write elsewhere.
+//
+// The returned Outcome says whether to ack (Applied, Duplicate, Stale, DeadLettered) or to
+// have the message redelivered (Retry: the handler failed). An error means the inbox could
+// not do its part (the database is unreachable, the commit failed, ctx ended): neither ack
+// nor count it; have the message redelivered after a pause. A commit whose result is unknown
+// is reported as an error, and its redelivery will be a Duplicate if it had committed.
+func (in *Inbox) Deliver(ctx context.Context, d Delivery, handler Handler) (Outcome, error) {
+	attempt := 0
+	if d.Redelivered {
+		n, err := in.Attempt(ctx, d.Message)
+		switch {
+		case errors.Is(err, ErrDeadLettered):
+			return Outcome{Result: DeadLettered, Attempt: n}, nil
+		case err != nil:
+			return Outcome{}, err
+		case n == 0:
+			return Outcome{Result: Duplicate}, nil
+		}
+		attempt = n
+	}
+	return in.deliver(ctx, d.Message, attempt, handler)
+}
+
+// deliver runs Process in a transaction of its own; attempt is the count Attempt returned
+// (0 when it was not called).
+func (in *Inbox) deliver(ctx context.Context, msg Message, attempt int, handler Handler) (Outcome, error) {
+	var res Result
+	err := in.db.inTxOf(ctx, func(tx outbox.Tx, r runner) error {
+		var err error
+		res, err = in.process(ctx, r, tx, msg, attempt > 0, wrapHandler(handler))
+		return err
+	})
+	var herr *handlerError
+	switch {
+	case errors.As(err, &herr):
+		return in.failed(ctx, msg, attempt, herr.err)
+	case err != nil:
+		return Outcome{}, err
+	}
+	return Outcome{Result: res, Attempt: attempt}, nil
+}
+
+// failed records a handler's failure and returns the Retry outcome.
+func (in *Inbox) failed(ctx context.Context, msg Message, attempt int, herr error) (Outcome, error) {
+	if ctx.Err() != nil {
+		// The handler most likely failed because ctx ended: not the message's fault.
+		return Outcome{}, fmt.Errorf("inbox: delivery of %s: %w (handler: %w)", msg.ID, ctx.Err(), herr)
+	}
+	if err := in.Failed(ctx, msg, herr); err != nil {
+		return Outcome{}, err
+	}
+	attempt = max(attempt, 1)
+	return Outcome{Attempt: attempt, Retry: true, Delay: in.cfg.Backoff(attempt), Err: herr}, nil
+}
+
+// DeliverBatch processes deliveries in one transaction, so that a consumer pays one commit
+// for many messages; each is still applied once. It returns one Outcome per delivery, in
+// order. Redelivered deliveries are counted first (Attempt). When a handler fails, the batch
+// is rolled back and its deliveries are processed one by one (Deliver), so that only the
+// failing one is retried. An error means nothing of the batch was committed by this call
+// (except the deliveries already dead-lettered or found processed): have all of them
+// redelivered.
+//
+// Deliveries of one key must be in their order in ds, as they are applied in that order.
+func (in *Inbox) DeliverBatch(ctx context.Context, ds []Delivery, handler Handler) ([]Outcome, error) {
+	out := make([]Outcome, len(ds))
+	attempts := make([]int, len(ds))
+	pending := make([]int, 0, len(ds))
+	for i, d := range ds {
+		if !d.Redelivered {
+			pending = append(pending, i)
+			continue
+		}
+		n, err := in.Attempt(ctx, d.Message)
+		switch {
+		case errors.Is(err, ErrDeadLettered):
+			out[i] = Outcome{Result: DeadLettered, Attempt: n}
+		case err != nil:
+			return nil, err
+		case n == 0:
+			out[i] = Outcome{Result: Duplicate}
+		default:
+			attempts[i] = n
+			pending = append(pending, i)
+		}
+	}
+	if len(pending) == 0 {
+		return out, nil
+	}
+	h := wrapHandler(handler)
+	err := in.db.inTxOf(ctx, func(tx outbox.Tx, r runner) error {
+		for _, i := range pending {
+			res, err := in.process(ctx, r, tx, ds[i].Message, attempts[i] > 0, h)
+			if err != nil {
+				return err
+			}
+			out[i] = Outcome{Result: res, Attempt: attempts[i]}
+		}
+		return nil
+	})
+	var herr *handlerError
+	switch {
+	case errors.As(err, &herr):
+		// One by one; a key's messages after one that failed wait for it (retried with it),
+		// so that they are not applied before it.
+		failed := make(map[string]time.Duration)
+		for _, i := range pending {
+			m := ds[i].Message
+			if delay, ok := failed[m.Key]; ok && m.Key != "" {
+				out[i] = Outcome{Attempt: attempts[i], Retry: true, Delay: delay, Err: ErrKeyBlocked}
+				continue
+			}
+			o, err := in.deliver(ctx, m, attempts[i], handler)
+			if err != nil {
+				return nil, err
+			}
+			if o.Retry {
+				failed[m.Key] = o.Delay
+			}
+			out[i] = o
+		}
+	case err != nil:
+		return nil, err
+	}
+	return out, nil
+}
