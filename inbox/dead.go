@@ -194,3 +194,40 @@ func (in *Inbox) PurgeDeadLetters(ctx context.Context, ids []int64) (int64, erro
 	}
 	return total, nil
 }
+
+// Reject moves a message the consumer cannot read (Envelope.Message failed, or the adapter
+// could not decode the broker's message at all) to the dead letters with reason, and records
+// its id as processed so that its redeliveries are Duplicates: nothing is dropped silently,
+// and the adapter acks it. msg carries what could be read; when the message has no id, the
+// adapter gives a stable one of its broker (for instance "nats:<stream>:<sequence>").
+func (in *Inbox) Reject(ctx context.Context, msg Message, reason error) error {
+	if err := msg.validate(); err != nil {
+		return err
+	}
+	text := "<nil>"
+	if reason != nil {
+		text = reason.Error()
+	}
+	text = outbox.StorableText(text, maxErrorBytes)
+	headers, err := json.Marshal(msg.Headers)
+	if err != nil {
+		return fmt.Errorf("inbox: rejecting %s: encoding headers: %w", msg.ID, err)
+	}
+	payload := msg.Payload
+	if payload == nil {
+		payload = []byte{}
+	}
+	c, now := in.cfg.Consumer, micros(time.Now())
+	err = in.db.inTx(ctx, func(r runner) error {
+		if _, err := r.exec(ctx, in.q.insertDead, c, msg.ID, outbox.StorableText(msg.Topic, 1024), outbox.StorableText(msg.Type, 1024),
+			outbox.StorableText(msg.Source, 1024), msg.Key, micros(msg.Time), string(headers), payload, msg.Position, 0, text, now); err != nil {
+			return err
+		}
+		_, err := r.exec(ctx, in.q.touchProcessed, c, msg.ID, msg.Key, msg.Position, now)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("inbox: rejecting %s: %w", msg.ID, err)
+	}
+	return nil
+}

@@ -525,6 +525,22 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 			t.Fatalf("attempt rows after the dead letter = %d", n)
 		}
 	})
+	t.Run("Reject", func(t *testing.T) {
+		s := setup(t, 10)
+		ctx := context.Background()
+		m := inbox.Message{ID: "broker:stream:7", Topic: "orders", Payload: []byte{0xff, 0}}
+		if err := s.in.Reject(ctx, m, errors.New("no id attribute")); err != nil {
+			t.Fatal(err)
+		}
+		dead, err := s.in.DeadLetters(ctx, 0, 10)
+		if err != nil || len(dead) != 1 || dead[0].Message.ID != m.ID || dead[0].Error != "no id attribute" ||
+			string(dead[0].Message.Payload) != string(m.Payload) || dead[0].Attempts != 0 {
+			t.Fatalf("dead letters = %+v, %v", dead, err)
+		}
+		if o, err := s.in.Deliver(ctx, inbox.Delivery{Message: m, Redelivered: true}, s.effect); err != nil || o.Result != inbox.Duplicate {
+			t.Fatalf("redelivery of a rejected message = %+v, %v", o, err)
+		}
+	})
 	t.Run("DeliverBatch", func(t *testing.T) {
 		s := setup(t, 10)
 		ctx := context.Background()
