@@ -27,7 +27,12 @@ func TestEnvelopeMessage(t *testing.T) {
 		len(m.Headers) != 2 || m.Headers["content-type"] != "application/json" || m.Headers["trace"] != "t" {
 		t.Fatalf("message = %+v", m)
 	}
-	if m, err := (inbox.Envelope{Attributes: attrs(func(a map[string]string) { delete(a, "subject"); delete(a, "time"); delete(a, "outboxseq"); delete(a, "datacontenttype") })}).Message(); err != nil ||
+	if m, err := (inbox.Envelope{Attributes: attrs(func(a map[string]string) {
+		delete(a, "subject")
+		delete(a, "time")
+		delete(a, "outboxseq")
+		delete(a, "datacontenttype")
+	})}).Message(); err != nil ||
 		m.Key != "" || !m.Time.IsZero() || m.Position != 0 || m.Headers != nil {
 		t.Fatalf("minimal = %+v, %v", m, err)
 	}
