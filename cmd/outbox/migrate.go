@@ -155,9 +155,19 @@ before the starting position, is not in the source's stream.`
 
 // inboxMigrator returns the migrator of the inbox tables named table, in the database of
 // st (the outbox's store, whose connections it borrows).
-func inboxMigrator(ctx context.Context, st dialect.Migrator, cfg config.Config, table string) (dialect.Migrator, error) {
+func inboxMigrator(ctx context.Context, st dialect.Migrator, _ config.Config, table string) (dialect.Migrator, error) {
 	// Migrations concern the tables, not a consumer: the name only satisfies the config.
-	icfg := inbox.Config{Table: table, Consumer: "outbox-migrate"}
+	in, err := openInbox(ctx, st, table, "outbox-migrate", "--inbox")
+	if err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// openInbox returns the inbox of consumer in the tables named table, in the database of st
+// (the outbox's store, whose connections it borrows). flag names the table's flag in errors.
+func openInbox(ctx context.Context, st any, table, consumer, flag string) (*inbox.Inbox, error) {
+	icfg := inbox.Config{Table: table, Consumer: consumer}
 	switch s := st.(type) {
 	case *postgres.Store:
 		icfg.Dialect, icfg.Pool = outbox.Postgres, s.Pool()
@@ -166,13 +176,16 @@ func inboxMigrator(ctx context.Context, st dialect.Migrator, cfg config.Config, 
 	case *sqlite.Store:
 		icfg.Dialect, icfg.DB = outbox.SQLite, s.DB()
 	default:
-		return nil, fmt.Errorf("--inbox: unsupported store %T", st)
+		return nil, fmt.Errorf("%s: unsupported store %T", flag, st)
 	}
 	in, err := inbox.New(ctx, icfg)
 	if err != nil {
 		var ce *outbox.ConfigError
-		if errors.As(err, &ce) && ce.Field == "table" {
-			return nil, usagef("--inbox: %s", ce.Reason)
+		switch {
+		case errors.As(err, &ce) && ce.Field == "table":
+			return nil, usagef("%s: %s", flag, ce.Reason)
+		case errors.As(err, &ce) && ce.Field == "consumer":
+			return nil, usagef("--consumer: %s", ce.Reason)
 		}
 		return nil, err
 	}
