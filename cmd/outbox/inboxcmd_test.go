@@ -78,4 +78,3 @@ func TestInboxDead(t *testing.T) {
 	env.run(t, "inbox", "dead", "purge", "--consumer", "billing", "--table", table).want(t, 2)
 	env.run(t, "inbox", "dead", "list", "--consumer", "billing", "--table", "bad name;").want(t, 2).contains(t, "--table")
 }
-
