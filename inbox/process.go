@@ -42,6 +42,23 @@ func (r Result) String() string {
 // the whole transaction back.
 type Handler func(ctx context.Context, tx outbox.Tx, msg Message) error
 
+// BulkHandler applies the effects of msgs, the new messages of a batch in delivery order,
+// inside the consumer's transaction tx, at once (say, one multi-row INSERT): what
+// DeliverBulk calls. Its error rolls the whole batch back.
+type BulkHandler func(ctx context.Context, tx outbox.Tx, msgs []Message) error
+
+// each is the BulkHandler that runs h on each message in order.
+func each(h Handler) BulkHandler {
+	return func(ctx context.Context, tx outbox.Tx, msgs []Message) error {
+		for _, m := range msgs {
+			if err := h(ctx, tx, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
 // Attempt counts a delivery of msg, durably and in its own short transaction, before the
 // handler runs: a handler that crashes the process is counted too. It returns the number of
 // deliveries counted so far. When that exceeds MaxAttempts, the message is moved to the dead
@@ -134,7 +151,7 @@ func (in *Inbox) Process(ctx context.Context, tx outbox.Tx, msg Message, handler
 
 // process is Process on r, tx's runner. attempted says the message may have an attempt
 // count to clear (Attempt or Failed ran for it); when false, MySQL and SQLite skip that
-// statement (a count left by a crashed delivery goes with the retention of counts).
+// step (a count left by a crashed delivery goes with the retention of counts).
 func (in *Inbox) process(ctx context.Context, r runner, tx outbox.Tx, msg Message, attempted bool, handler Handler) (Result, error) {
 	if err := msg.validate(); err != nil {
 		return 0, err
@@ -148,7 +165,11 @@ func (in *Inbox) process(ctx context.Context, r runner, tx outbox.Tx, msg Messag
 		// One statement: record the id and, if it is new, read and advance the key's
 		// position and clear the attempt count.
 		var old *int64
-		if err := r.queryRow(ctx, in.q.processPG, in.cfg.Consumer, msg.ID, msg.Key, msg.Position, micros(now)).Scan(&fresh, &old); err != nil {
+		q := in.q.processPG
+		if attempted {
+			q = in.q.processPGClear
+		}
+		if err := r.queryRow(ctx, q, in.cfg.Consumer, msg.ID, msg.Key, msg.Position, micros(now)).Scan(&fresh, &old); err != nil {
 			return 0, fmt.Errorf("inbox: recording %s: %w", msg.ID, err)
 		}
 		if old != nil {
@@ -170,6 +191,93 @@ func (in *Inbox) process(ctx context.Context, r runner, tx outbox.Tx, msg Messag
 		return 0, err
 	}
 	return Applied, nil
+}
+
+// processBatch is process for msgs in order, in tx, with one call of bulk for the messages
+// to apply; attempted[i] is process's attempted for msgs[i]. On PostgreSQL the inbox's part
+// takes one statement for the whole batch.
+func (in *Inbox) processBatch(ctx context.Context, r runner, tx outbox.Tx, msgs []Message, attempted []bool, bulk BulkHandler) ([]Result, error) {
+	out := make([]Result, len(msgs))
+	for i := range msgs {
+		if err := msgs[i].validate(); err != nil {
+			return nil, err
+		}
+	}
+	apply := make([]Message, 0, len(msgs))
+	if in.cfg.Dialect != outbox.Postgres {
+		collect := func(_ context.Context, _ outbox.Tx, m Message) error {
+			apply = append(apply, m)
+			return nil
+		}
+		for i, m := range msgs {
+			res, err := in.process(ctx, r, tx, m, attempted[i], collect)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = res
+		}
+	} else if err := in.recordBatchPG(ctx, r, msgs, attempted, out, &apply); err != nil {
+		return nil, err
+	}
+	if len(apply) > 0 {
+		if err := bulk(ctx, tx, apply); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// recordBatchPG is the PostgreSQL statement of processBatch: it sets out[i] to Duplicate,
+// Stale or Applied and appends the messages to apply to *apply, in order.
+func (in *Inbox) recordBatchPG(ctx context.Context, r runner, msgs []Message, attempted []bool, out []Result, apply *[]Message) error {
+	now := time.Now()
+	ids, keys, positions := make([]string, len(msgs)), make([]string, len(msgs)), make([]int64, len(msgs))
+	tried := []string{}
+	for i, m := range msgs {
+		ids[i], keys[i], positions[i] = m.ID, m.Key, m.Position
+		if attempted[i] {
+			tried = append(tried, m.ID)
+		}
+	}
+	fresh := make(map[string]bool, len(msgs))
+	applied := make(map[string]int64) // per key: the position before the next message of the batch
+	err := r.query(ctx, in.q.processBatchPG, []any{in.cfg.Consumer, ids, keys, positions, micros(now), tried}, func(scan func(...any) error) error {
+		var (
+			isID bool
+			name string
+			pos  int64
+		)
+		if err := scan(&isID, &name, &pos); err != nil {
+			return err
+		}
+		if isID {
+			fresh[name] = true
+		} else {
+			applied[name] = pos
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("inbox: recording a batch of %d: %w", len(msgs), err)
+	}
+	for i, m := range msgs {
+		if !fresh[m.ID] {
+			out[i] = Duplicate
+			continue
+		}
+		delete(fresh, m.ID) // a second copy in the batch is a Duplicate
+		if m.Key != "" && m.Position > 0 {
+			before := applied[m.Key]
+			applied[m.Key] = max(before, m.Position)
+			if m.Position <= before && in.late(m, now) {
+				out[i] = Stale
+				continue
+			}
+		}
+		out[i] = Applied
+		*apply = append(*apply, m)
+	}
+	return nil
 }
 
 // processSteps is the PostgreSQL statement of process in steps, for MySQL and SQLite.

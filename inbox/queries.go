@@ -3,16 +3,23 @@ package inbox
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/internal/sqlident"
 )
+
+// keyTouchMicros is how stale a key's updated_at may get before Process moves it: an hour,
+// against a KeyRetention of days.
+const keyTouchMicros = int64(time.Hour / time.Microsecond)
 
 // queries are the statements of one dialect and table, built once by New.
 type queries struct {
 	isProcessed     string
 	insertProcessed string
 	processPG       string // PostgreSQL: Process's steps in one statement
+	processPGClear  string // processPG that also clears the attempt count
+	processBatchPG  string // PostgreSQL: processPGClear for a batch
 	keyPosition     string
 	upsertKey       string
 	deleteAttempts  string
@@ -114,12 +121,30 @@ func buildQueries(d outbox.Dialect, t sqlident.Table) queries {
 		// The main query reads ins (the id's insert, which waits for a concurrent copy's
 		// transaction), then old (the key's row, locked); adv and clr, which it does not
 		// read, run after it, so old is the position before this message.
-		q.processPG = `WITH ins AS (INSERT INTO ` + p + ` (consumer, message_id, key, position, processed_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1),` +
-			` old AS (SELECT position FROM ` + k + ` WHERE consumer = $1 AND key = $3 AND $4 > 0 AND EXISTS (SELECT FROM ins) FOR UPDATE),` +
-			` adv AS (INSERT INTO ` + k + ` AS t (consumer, key, position, updated_at) SELECT $1, $3, $4, $5 WHERE $3 <> '' AND $4 > 0 AND EXISTS (SELECT FROM ins)` +
-			` ON CONFLICT (consumer, key) DO UPDATE SET position = GREATEST(t.position, excluded.position), updated_at = excluded.updated_at),` +
-			` clr AS (DELETE FROM ` + a + ` WHERE consumer = $1 AND message_id = $2 AND EXISTS (SELECT FROM ins))` +
-			` SELECT EXISTS (SELECT FROM ins), (SELECT position FROM old)`
+		// A key's updated_at (what KeyRetention expires by) moves only when it is an hour
+		// old: most updates then change no indexed column, and PostgreSQL updates the row in
+		// place (HOT) instead of adding an index entry per message.
+		pg := func(clear string) string {
+			return `WITH ins AS (INSERT INTO ` + p + ` (consumer, message_id, key, position, processed_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1),` +
+				` old AS (SELECT position FROM ` + k + ` WHERE consumer = $1 AND key = $3 AND $4 > 0 AND EXISTS (SELECT FROM ins) FOR UPDATE),` +
+				` adv AS (INSERT INTO ` + k + ` AS t (consumer, key, position, updated_at) SELECT $1, $3, $4, $5 WHERE $3 <> '' AND $4 > 0 AND EXISTS (SELECT FROM ins)` +
+				` ON CONFLICT (consumer, key) DO UPDATE SET position = GREATEST(t.position, excluded.position),` +
+				` updated_at = CASE WHEN t.updated_at < excluded.updated_at - ` + strconv.FormatInt(keyTouchMicros, 10) + ` THEN excluded.updated_at ELSE t.updated_at END)` +
+				clear + ` SELECT EXISTS (SELECT FROM ins), (SELECT position FROM old)`
+		}
+		q.processPG = pg("")
+		// DeliverBatch's statement: the same steps for a batch of messages given as arrays.
+		// Ids, then keys, are locked in sorted order, so that concurrent batches (and single
+		// messages: id, then key) cannot deadlock.
+		q.processBatchPG = `WITH m AS (SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[]) AS m(message_id, key, position)),` +
+			` ins AS (INSERT INTO ` + p + ` (consumer, message_id, key, position, processed_at) SELECT $1, message_id, key, position, $5 FROM m ORDER BY message_id ON CONFLICT DO NOTHING RETURNING message_id, key, position),` +
+			` old AS (SELECT key, position FROM ` + k + ` WHERE consumer = $1 AND key IN (SELECT key FROM ins WHERE key <> '' AND position > 0) ORDER BY key FOR UPDATE),` +
+			` adv AS (INSERT INTO ` + k + ` AS t (consumer, key, position, updated_at) SELECT $1, key, max(position), $5 FROM ins WHERE key <> '' AND position > 0 GROUP BY key ORDER BY key` +
+			` ON CONFLICT (consumer, key) DO UPDATE SET position = GREATEST(t.position, excluded.position),` +
+			` updated_at = CASE WHEN t.updated_at < excluded.updated_at - ` + strconv.FormatInt(keyTouchMicros, 10) + ` THEN excluded.updated_at ELSE t.updated_at END),` +
+			` clr AS (DELETE FROM ` + a + ` WHERE consumer = $1 AND message_id = ANY($6::text[]) AND message_id IN (SELECT message_id FROM ins))` +
+			` SELECT true, message_id, 0::bigint FROM ins UNION ALL SELECT false, key, position FROM old`
+		q.processPGClear = pg(`, clr AS (DELETE FROM ` + a + ` WHERE consumer = $1 AND message_id = $2 AND EXISTS (SELECT FROM ins))`)
 		for _, s := range []*string{
 			&q.isProcessed, &q.insertProcessed, &q.keyPosition, &q.upsertKey,
 			&q.deleteAttempts, &q.upsertAttempt, &q.readAttempt, &q.failed, &q.insertDead,

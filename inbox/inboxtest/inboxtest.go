@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -539,6 +540,53 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 		}
 		if o, err := s.in.Deliver(ctx, inbox.Delivery{Message: m, Redelivered: true}, s.effect); err != nil || o.Result != inbox.Duplicate {
 			t.Fatalf("redelivery of a rejected message = %+v, %v", o, err)
+		}
+	})
+	t.Run("DeliverBulk", func(t *testing.T) {
+		s := setup(t, 10)
+		ctx := context.Background()
+		a1, a2, b1 := Msg("a", 1), Msg("a", 2), Msg("b", 1)
+		s.want(b1, inbox.Applied)
+		var calls [][]string
+		bulk := func(ctx context.Context, tx outbox.Tx, ms []inbox.Message) error {
+			var ids []string
+			for _, m := range ms {
+				if m.ID == "poison" {
+					return errors.New("poison")
+				}
+				if err := s.effect(ctx, tx, m); err != nil {
+					return err
+				}
+				ids = append(ids, m.Key+strconv.FormatInt(m.Position, 10))
+			}
+			calls = append(calls, ids)
+			return nil
+		}
+		out, err := s.in.DeliverBulk(ctx, []inbox.Delivery{{Message: a1}, {Message: b1}, {Message: a2}, {Message: a1}}, bulk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(calls) != 1 || strings.Join(calls[0], ",") != "a1,a2" {
+			t.Fatalf("bulk calls = %v, want one with a1,a2 in order", calls)
+		}
+		if out[0].Result != inbox.Applied || out[1].Result != inbox.Duplicate || out[2].Result != inbox.Applied || out[3].Result != inbox.Duplicate {
+			t.Fatalf("outcomes = %+v", out)
+		}
+		// A failing bulk is redone one message at a time.
+		calls = nil
+		p, c1 := Msg("p", 1), Msg("c", 1)
+		p.ID = "poison"
+		out, err = s.in.DeliverBulk(ctx, []inbox.Delivery{{Message: c1}, {Message: p}}, bulk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out[0].Result != inbox.Applied || !out[1].Retry || len(calls) != 1 || calls[0][0] != "c1" {
+			t.Fatalf("outcomes = %+v, calls %v", out, calls)
+		}
+		for _, m := range []inbox.Message{a1, a2, b1, c1} {
+			if n := s.effects(m.ID); n != 1 {
+				t.Fatalf("effects of %s%d = %d, want 1", m.Key, m.Position, n)
+			}
 		}
 	})
 	t.Run("DeliverBatch", func(t *testing.T) {
