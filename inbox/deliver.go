@@ -39,7 +39,9 @@ type Outcome struct {
 
 // ErrKeyBlocked is the Err of a Retry outcome given, without running the handler, to a
 // message whose key has an earlier message awaiting its retry: it is redelivered with it,
-// so that a key's messages are applied in order.
+// so that a key's messages are applied in order; its delivery does not count toward
+// MaxAttempts. An adapter that holds such messages back itself hands them back to the broker
+// without calling Deliver, so that they are not counted either.
 var ErrKeyBlocked = errors.New("inbox: an earlier message of the key awaits its retry")
 
 // DeadLettered is the Result of a delivery after MaxAttempts: the message was moved to the
@@ -214,7 +216,13 @@ func (in *Inbox) deliverBatch(ctx context.Context, ds []Delivery, bulk BulkHandl
 		for _, i := range pending {
 			m := ds[i].Message
 			if delay, ok := failed[m.Key]; ok && m.Key != "" {
-				out[i] = Outcome{Attempt: attempts[i], Retry: true, Delay: delay, Err: ErrKeyBlocked}
+				// Not this message's failure: its delivery is not counted.
+				if attempts[i] > 0 {
+					if _, err := in.db.exec(ctx, in.q.uncountAttempt, in.cfg.Consumer, m.ID); err != nil {
+						return nil, fmt.Errorf("inbox: uncounting the held-back delivery of %s: %w", m.ID, err)
+					}
+				}
+				out[i] = Outcome{Attempt: max(attempts[i]-1, 0), Retry: true, Delay: delay, Err: ErrKeyBlocked}
 				continue
 			}
 			o, err := in.deliver(ctx, m, attempts[i], one)

@@ -25,6 +25,7 @@ type queries struct {
 	deleteAttempts  string
 	upsertAttempt   string
 	readAttempt     string
+	uncountAttempt  string
 	failed          string
 	insertDead      string
 	listDead        string
@@ -62,6 +63,7 @@ func buildQueries(d outbox.Dialect, t sqlident.Table) queries {
 		keyPosition:    `SELECT position FROM ` + k + ` WHERE consumer = ? AND ` + key + ` = ?` + forUpdate,
 		deleteAttempts: `DELETE FROM ` + a + ` WHERE consumer = ? AND message_id = ?`,
 		readAttempt:    `SELECT attempts, last_error FROM ` + a + ` WHERE consumer = ? AND message_id = ?`,
+		uncountAttempt: `UPDATE ` + a + ` SET attempts = attempts - 1 WHERE consumer = ? AND message_id = ? AND attempts > 0`,
 		listDead:       `SELECT id, ` + cols + ` FROM ` + dead + ` WHERE consumer = ? AND id > ? AND retried_at IS NULL ORDER BY id LIMIT ?`,
 		getDead:        `SELECT id, ` + cols + ` FROM ` + dead + ` WHERE consumer = ? AND id = ? AND retried_at IS NULL`,
 		markRetried:    `UPDATE ` + dead + ` SET retried_at = ? WHERE id = ?`,
@@ -147,7 +149,7 @@ func buildQueries(d outbox.Dialect, t sqlident.Table) queries {
 		q.processPGClear = pg(`, clr AS (DELETE FROM ` + a + ` WHERE consumer = $1 AND message_id = $2 AND EXISTS (SELECT FROM ins))`)
 		for _, s := range []*string{
 			&q.isProcessed, &q.insertProcessed, &q.keyPosition, &q.upsertKey,
-			&q.deleteAttempts, &q.upsertAttempt, &q.readAttempt, &q.failed, &q.insertDead,
+			&q.deleteAttempts, &q.upsertAttempt, &q.readAttempt, &q.uncountAttempt, &q.failed, &q.insertDead,
 			&q.listDead, &q.getDead, &q.markRetried, &q.nextRetried, &q.unmarkRetried, &q.touchProcessed, &q.purgeDead,
 			&q.expireProcessed, &q.expireKeys, &q.expireAttempts,
 		} {

@@ -639,6 +639,30 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 		if err != nil || out[0].Result != inbox.Applied || out[1].Result != inbox.Applied || out[0].Attempt != 2 || out[1].Attempt != 1 {
 			t.Fatalf("retried = %+v, %v", out, err)
 		}
+		// A message held back behind its key's failing one is not counted: it is never
+		// dead-lettered for its predecessor's failures.
+		s2 := setup(t, 2)
+		first, second := Msg("e", 1), Msg("e", 2)
+		failFirst := func(ctx context.Context, tx outbox.Tx, m inbox.Message) error {
+			if m.ID == first.ID {
+				return errors.New("first")
+			}
+			return s2.effect(ctx, tx, m)
+		}
+		for round := range 2 {
+			out, err := s2.in.DeliverBatch(ctx, []inbox.Delivery{{Message: first, Redelivered: round > 0}, {Message: second, Redelivered: round > 0}}, failFirst)
+			if err != nil || !out[0].Retry || !out[1].Retry || !errors.Is(out[1].Err, inbox.ErrKeyBlocked) || out[1].Attempt != 0 {
+				t.Fatalf("round %d: %+v, %v", round, out, err)
+			}
+			if n := s2.count(s2.ph(`SELECT coalesce(sum(attempts), 0) FROM `+s2.env.Quote("_attempts")+` WHERE message_id = ?`), second.ID); n != 0 {
+				t.Fatalf("round %d: the held-back message has %d counted attempts, want 0", round, n)
+			}
+		}
+		out, err = s2.in.DeliverBatch(ctx, []inbox.Delivery{{Message: first, Redelivered: true}, {Message: second, Redelivered: true}}, failFirst)
+		if err != nil || out[0].Result != inbox.DeadLettered || out[1].Result != inbox.Applied {
+			t.Fatalf("third delivery, MaxAttempts 2 = %+v, %v; want the first dead, the second applied", out, err)
+		}
+
 	})
 }
 
