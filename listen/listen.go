@@ -62,6 +62,10 @@ type Config struct {
 	// Load reads the applied state of key from the service's own table: the cache's
 	// fallback, and what a write decides on when it is newer than the cache's. Required.
 	Load func(ctx context.Context, key string) (State, bool, error)
+	// LoadTx is Load inside the write's transaction tx (a pgx.Tx or a *sql.Tx). Optional for
+	// Write, which uses Load (on another connection) without it; required by WriteLocked,
+	// whose lock holder must not wait for a second connection of a pool its waiters hold.
+	LoadTx func(ctx context.Context, tx outbox.Tx, key string) (State, bool, error)
 	// StateOf derives a state's Value from its event, as the self-consumer sees it. Default:
 	// the payload (the event carries the whole next state). Write checks that decide's next
 	// state is what StateOf gives for its event.
@@ -165,6 +169,19 @@ func (s *Service) ReadAfter(ctx context.Context, key string, tok Token, maxWait 
 
 func (s *Service) load(ctx context.Context, key string) (State, bool, error) {
 	st, ok, err := s.cfg.Load(ctx, key)
+	return loadResult(key, st, ok, err)
+}
+
+// loadTx is load in tx, with LoadTx when set.
+func (s *Service) loadTx(ctx context.Context, tx outbox.Tx, key string) (State, bool, error) {
+	if s.cfg.LoadTx == nil {
+		return s.load(ctx, key)
+	}
+	st, ok, err := s.cfg.LoadTx(ctx, tx, key)
+	return loadResult(key, st, ok, err)
+}
+
+func loadResult(key string, st State, ok bool, err error) (State, bool, error) {
 	if err != nil {
 		return State{}, false, fmt.Errorf("listen: loading %q: %w", key, err)
 	}
@@ -183,12 +200,12 @@ func (s *Service) fill(ctx context.Context, st State) {
 
 // current is what a write decides on: the newer of the cache's state and the table's. A
 // cache failure fails the write (deciding on the table alone could reuse a version).
-func (s *Service) current(ctx context.Context, key string) (State, bool, error) {
+func (s *Service) current(ctx context.Context, tx outbox.Tx, key string) (State, bool, error) {
 	cached, cok, err := s.cfg.Cache.Get(ctx, key)
 	if err != nil {
 		return State{}, false, fmt.Errorf("listen: reading the cache for %q: %w", key, err)
 	}
-	st, ok, err := s.load(ctx, key)
+	st, ok, err := s.loadTx(ctx, tx, key)
 	if err != nil {
 		return State{}, false, err
 	}
@@ -229,7 +246,7 @@ func (p Pending) Committed(ctx context.Context) error {
 // Write decides and enqueues one event of key in tx, the caller's transaction (a pgx.Tx or
 // a *sql.Tx, as for outbox.Enqueue): the service writes only the event; its table is
 // written when it consumes the event (Handler). Write reads the current state (the newer of
-// the cache's and Load's), calls decide, stamps next.Version = current.Version + 1 and puts
+// the cache's and the table's, through LoadTx in tx when set, else Load), calls decide, stamps next.Version = current.Version + 1 and puts
 // it in the event's VersionHeader, and enqueues the event. Commit tx, then call
 // Pending.Committed to fill the cache.
 //
@@ -242,7 +259,7 @@ func (s *Service) Write(ctx context.Context, tx outbox.Tx, key string, decide De
 	if key == "" {
 		return Pending{}, fmt.Errorf("%w: empty key", ErrInvalidState)
 	}
-	cur, found, err := s.current(ctx, key)
+	cur, found, err := s.current(ctx, tx, key)
 	if err != nil {
 		return Pending{}, err
 	}

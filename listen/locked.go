@@ -9,6 +9,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
+// ErrNoLoadTx is returned by WriteLocked when Config.LoadTx is not set.
+var ErrNoLoadTx = errors.New("listen: WriteLocked needs Config.LoadTx")
+
 // unlockTimeout bounds the release of WriteLocked's lock (run even when ctx ended).
 const unlockTimeout = 5 * time.Second
 
@@ -20,7 +23,9 @@ const lockPrefix = "outbox/listen:"
 // (pg_advisory_lock(hashtextextended('outbox/listen:'||key, 0))), runs Write in a
 // transaction, commits, fills the cache, and only then releases the lock, so that the next
 // writer of the key reads the state this one decided. pool must hold the outbox table of
-// Config.Writer (and be the database Load reads).
+// Config.Writer and the service's table, which WriteLocked reads with Config.LoadTx (it
+// returns ErrNoLoadTx without it): the lock holder uses its one connection only, so
+// that writers waiting for the lock, each holding a connection, cannot starve it.
 //
 // It serializes the decisions only if the next writer can read the decided state: with a
 // cache shared by the replicas (redislisten) whose entries outlive the self-consumer's lag,
@@ -32,6 +37,9 @@ const lockPrefix = "outbox/listen:"
 func (s *Service) WriteLocked(ctx context.Context, pool *pgxpool.Pool, key string, decide Decide) (State, Token, error) {
 	if key == "" {
 		return State{}, Token{}, fmt.Errorf("%w: empty key", ErrInvalidState)
+	}
+	if s.cfg.LoadTx == nil {
+		return State{}, Token{}, ErrNoLoadTx
 	}
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
