@@ -143,7 +143,7 @@ func TestSharedCacheOtherReplica(t *testing.T) {
 	if row := env.Table(t)["acct-1"]; row.Version != 2 || string(row.Value) != "6" {
 		t.Fatalf("table %+v", row)
 	}
-	// A late apply (an older event re-sent) does not move the shared cache back.
+	// A reads the same shared state (the consumer ran on B; its Put was version-guarded).
 	if st, _, _ := a.Read(context.Background(), "acct-1"); st.Version != 2 {
 		t.Fatalf("A reads %+v", st)
 	}
