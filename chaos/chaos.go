@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/outboxgo/outbox/inbox"
 	"github.com/outboxgo/outbox/internal/testutil/faultproxy"
 	"github.com/outboxgo/outbox/relay"
 )
@@ -65,6 +66,8 @@ type run struct {
 	dbProxy     *faultproxy.Proxy
 	brk         broker
 	relays      *relayProcs
+	consumers   *relayProcs  // Config.Consumers
+	inbox       *inbox.Inbox // the consumers', on the checker's connection
 	stopConsume context.CancelFunc
 	consumerWG  sync.WaitGroup
 }
@@ -132,6 +135,12 @@ func (r *run) do(ctx context.Context, rep *Report) error {
 		return err
 	}
 	r.log.Info("relays up", slog.Int("relays", cfg.Relays), slog.Duration("after", time.Since(t0)))
+	if cfg.Consumers > 0 {
+		if err := r.startConsumers(setupCtx, rep, t0); err != nil {
+			return err
+		}
+		r.log.Info("consumers started", slog.Int("consumers", rep.Consumers))
+	}
 
 	// Load and faults.
 	start := time.Now()
@@ -143,7 +152,7 @@ func (r *run) do(ctx context.Context, rep *Report) error {
 	if cfg.Hostile > 0 {
 		hostile.classes = r.db.hostileClasses()
 	}
-	f := &faulter{cfg: cfg, brk: r.brk, relays: r.relays, dbProxy: r.dbProxy, db: r.db, start: start, log: r.log}
+	f := &faulter{cfg: cfg, brk: r.brk, relays: r.relays, consumers: r.consumers, dbProxy: r.dbProxy, db: r.db, start: start, log: r.log}
 	loadCtx, stopLoad := context.WithTimeout(ctx, cfg.Duration)
 	defer stopLoad()
 	if cfg.hook != nil {
@@ -210,15 +219,29 @@ wait:
 		rep.Drained = r.waitEmpty(drainCtx)
 	}
 	r.log.Info("drain", slog.Bool("drained", rep.Drained), slog.Duration("waited", time.Since(drainStart)))
+	if r.consumers != nil {
+		// Then every committed message's effect.
+		rep.EffectsDrained = r.waitEffects(drainCtx, led)
+		rep.EffectsDrainSec = time.Since(drainStart).Seconds()
+		r.log.Info("effects drain", slog.Bool("drained", rep.EffectsDrained), slog.Duration("waited", time.Since(drainStart)))
+	}
 	_ = relay.Sleep(ctx, time.Second)
 
 	r.relays.stop(15 * time.Second)
+	r.consumers.stop(15 * time.Second)
 	r.stopConsume()
 	r.consumerWG.Wait()
 
 	starts, exits := r.relays.stats()
 	rep.RelayStarts, rep.RelayExits = starts, exits
-	return r.verify(vctx, rep, led, hostile.classes, start, loadEnd, healed)
+	rep.ConsumerStarts, rep.ConsumerExits = r.consumers.stats()
+	if err := r.verify(vctx, rep, led, hostile.classes, start, loadEnd, healed); err != nil {
+		return err
+	}
+	if r.consumers != nil {
+		r.verifyEffects(vctx, rep, led)
+	}
+	return nil
 }
 
 // waitEmpty waits until the outbox has no unpublished row; false when ctx ended first.
@@ -375,9 +398,8 @@ func waitDrained(ctx context.Context, led *ledger) bool {
 // or when the run found violations (the schema holds the outbox and dead-letter tables'
 // state, the work dir the relays' logs).
 func (r *run) cleanup(rep *Report) {
-	if r.relays != nil {
-		r.relays.stop(15 * time.Second)
-	}
+	r.relays.stop(15 * time.Second)
+	r.consumers.stop(15 * time.Second)
 	if r.stopConsume != nil {
 		r.stopConsume()
 		r.consumerWG.Wait()

@@ -68,6 +68,7 @@ const (
 	FaultDBCut         = "db-cut"         // every relay↔database connection cut, new ones refused for a while
 	FaultDBTerminate   = "db-terminate"   // the relays' sessions ended by the server (pg_terminate_backend, KILL CONNECTION), reconnects refused for a while (a database restart as the relays see it)
 	FaultPGRestart     = "pg-restart"     // a real restart of the PostgreSQL server (Config.PGRestart only)
+	FaultConsumerKill  = "consumer-kill"  // kill -9 of a consumer process (Config.Consumers), restarted after a pause
 )
 
 // Config is one checker run. The zero value of every field but Sink is usable.
@@ -118,6 +119,21 @@ type Config struct {
 	Hostile int
 	// Seed makes the fault schedule and the workload reproducible. Default: from the clock.
 	Seed uint64
+
+	// Consumers, when positive, also runs that many consumer processes
+	// (chaos/cmd/outbox-chaos-consumer): the sink's inbox adapter on a subscription of their
+	// own, all of them one inbox consumer (and one consumer group, durable or queue, where the
+	// broker has them), applying each message's effect through the inbox in the run's
+	// database, reached through the database's fault proxy. The report then checks the
+	// effects too: none missing, none applied twice, each key's in order. Not with Hostile.
+	// Default 0: the raw-delivery consumer only.
+	Consumers int
+	// ConsumerKillInterval is the mean pause between kill -9s of a consumer process.
+	// Default 3s.
+	ConsumerKillInterval time.Duration
+	// ConsumerBinary is the consumer program to run. Default: built with `go build` from
+	// the module the working directory is in.
+	ConsumerBinary string
 
 	// KillInterval is the mean pause between kill -9s of a relay. Default 2s.
 	KillInterval time.Duration
@@ -206,6 +222,7 @@ func (c *Config) setDefaults() {
 		c.Seed = uint64(time.Now().UnixNano())
 	}
 	c.KillInterval = cmp.Or(c.KillInterval, 2*time.Second)
+	c.ConsumerKillInterval = cmp.Or(c.ConsumerKillInterval, 3*time.Second)
 	c.FaultInterval = cmp.Or(c.FaultInterval, 2*time.Second)
 	c.MaxOutage = cmp.Or(c.MaxOutage, 2500*time.Millisecond)
 	c.DatabaseURL = cmp.Or(c.DatabaseURL, os.Getenv("OUTBOX_TEST_DATABASE_URL"), "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
@@ -268,13 +285,19 @@ func (c *Config) validate() error {
 		return fmt.Errorf("chaos: hostile: %d rows per second is not in [0, 1000]", c.Hostile)
 	case c.Hostile > 0 && c.Source == SourceWALLogical:
 		return fmt.Errorf("chaos: hostile: rows written with plain SQL go into the outbox table, which the %s source does not read", c.Source)
+	case c.Consumers < 0 || c.Consumers > 32:
+		return fmt.Errorf("chaos: consumers: %d is not in [0, 32]", c.Consumers)
+	case c.Consumers > 0 && c.Hostile > 0:
+		return fmt.Errorf("chaos: consumers: not with hostile rows (the consumers' effects are checked against the producers' messages only)")
+	case c.Consumers > 0 && !slices.Contains(ConsumerSinks, c.Sink):
+		return fmt.Errorf("chaos: consumers: the %s sink has no inbox adapter wired into the checker; consumers run on %v", c.Sink, ConsumerSinks)
 	}
 	for _, kv := range c.RelayEnv {
 		if k, _, ok := strings.Cut(kv, "="); !ok || !strings.HasPrefix(k, "OUTBOX_") {
 			return fmt.Errorf("chaos: relay env: %q is not OUTBOX_NAME=value", kv)
 		}
 	}
-	known := []string{FaultKill, FaultBrokerRestart, FaultBrokerCut, FaultDBCut, FaultDBTerminate, FaultPGRestart}
+	known := []string{FaultKill, FaultBrokerRestart, FaultBrokerCut, FaultDBCut, FaultDBTerminate, FaultPGRestart, FaultConsumerKill}
 	for _, f := range c.Faults {
 		if !slices.Contains(known, f) {
 			return fmt.Errorf("chaos: faults: unknown kind %q; known: %v", f, known)
@@ -291,7 +314,7 @@ func (c *Config) wal() bool { return c.Source == SourceWAL || c.Source == Source
 
 // enabled reports whether fault kind f may run.
 func (c *Config) enabled(f string) bool {
-	if f == FaultPGRestart && !c.PGRestart {
+	if f == FaultPGRestart && !c.PGRestart || f == FaultConsumerKill && c.Consumers == 0 {
 		return false
 	}
 	return len(c.Faults) == 0 || slices.Contains(c.Faults, f)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox/inbox"
 )
 
 // database is the server the run's outbox lives in: PostgreSQL (postgresDB) or MariaDB
@@ -48,6 +49,17 @@ type database interface {
 	deadLetters(ctx context.Context) ([]deadLetter, error)
 	// notes describe the database and the relays' source, for the report.
 	notes(relayIDs string) []string
+	// setupConsumers creates the consumers' tables in the run's namespace (the inbox's, by
+	// its migrations; the effects; the per-key counters) and returns the inbox, on the
+	// checker's connection, that verify reads the dead letters with.
+	setupConsumers(ctx context.Context) (*inbox.Inbox, error)
+	// consumerTables are the inbox, effects and counters tables, qualified.
+	consumerTables() (inboxTable, effects, counters string)
+	// consumerDB returns, for consumer process i, the dialect and the connection string
+	// reaching the server at proxyAddr, as a session db-terminate ends.
+	consumerDB(proxyAddr string) (func(i int) (dialect, url string), error)
+	// effects reads the whole effects table.
+	effects(ctx context.Context) ([]effectRow, error)
 	// close drops what the run created (the namespace unless keep) and disconnects; it
 	// returns notes for the report (what was kept, what could not be dropped).
 	close(keep bool) []string

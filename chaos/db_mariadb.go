@@ -18,6 +18,7 @@ import (
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/dialect/mysql"
+	"github.com/outboxgo/outbox/inbox"
 	"github.com/outboxgo/outbox/relay/binlog"
 )
 
@@ -465,4 +466,48 @@ func (m *mariaDB) deadLetters(ctx context.Context) ([]deadLetter, error) {
 			err := rows.Scan(&d.messageID, &d.payload, &d.reason, &d.attempts)
 			return d, err
 		})
+}
+
+func (m *mariaDB) consumerTables() (string, string, string) {
+	return m.name + ".inbox", quoteIdent(m.name) + ".chaos_effects", quoteIdent(m.name) + ".chaos_counters"
+}
+
+func (m *mariaDB) setupConsumers(ctx context.Context) (*inbox.Inbox, error) {
+	table, effects, counters := m.consumerTables()
+	in, err := inbox.New(ctx, inbox.Config{Dialect: outbox.MySQL, DB: m.db, Table: table, Consumer: inboxConsumer, Logger: m.log})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := in.MigrateUp(ctx); err != nil {
+		return nil, fmt.Errorf("migrating the inbox: %w", err)
+	}
+	// No unique constraint on the effects: a message applied twice must show.
+	for _, q := range []string{
+		"CREATE TABLE " + effects + " (message_id VARCHAR(255) NOT NULL, `key` VARCHAR(255) NOT NULL, seq INT NOT NULL, " +
+			"apply BIGINT NOT NULL, process INT NOT NULL, applied_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB",
+		"CREATE TABLE " + counters + " (`key` VARCHAR(255) NOT NULL PRIMARY KEY, n BIGINT NOT NULL) ENGINE=InnoDB",
+	} {
+		if _, err := m.db.ExecContext(ctx, q); err != nil {
+			return nil, err
+		}
+	}
+	return in, nil
+}
+
+// consumerDB: the consumers log in as the relays' user, so that db-terminate ends their
+// sessions too.
+func (m *mariaDB) consumerDB(proxyAddr string) (func(i int) (string, string), error) {
+	mc := gomysql.NewConfig()
+	mc.User, mc.Passwd, mc.Net, mc.Addr, mc.DBName = m.user, m.password, "tcp", proxyAddr, m.name
+	dsn := mc.FormatDSN()
+	return func(int) (string, string) { return string(outbox.MySQL), dsn }, nil
+}
+
+func (m *mariaDB) effects(ctx context.Context) ([]effectRow, error) {
+	_, effects, _ := m.consumerTables()
+	return queryAll(ctx, m.db, "SELECT message_id, `key`, seq, apply, process FROM "+effects, func(rows *sql.Rows) (effectRow, error) {
+		var e effectRow
+		err := rows.Scan(&e.messageID, &e.key, &e.seq, &e.apply, &e.process)
+		return e, err
+	})
 }

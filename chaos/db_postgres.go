@@ -16,6 +16,7 @@ import (
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/dialect/postgres"
+	"github.com/outboxgo/outbox/inbox"
 	"github.com/outboxgo/outbox/relay/wal"
 )
 
@@ -119,7 +120,9 @@ func (p *postgresDB) addr() (string, error) { return hostPort(p.cfg.DatabaseURL,
 
 func (p *postgresDB) table() string { return p.tbl }
 
-func (p *postgresDB) appPrefix() string { return "outbox_chaos_" + p.id + "_r" }
+// appPrefix starts the application_name of the relays' sessions (then r<relay>) and of the
+// consumers' (c<process>); the checker's own is outbox_chaos_<id>.
+func (p *postgresDB) appPrefix() string { return "outbox_chaos_" + p.id + "_" }
 
 func (p *postgresDB) relayEnv(proxyAddr string) (func(i int) []string, error) {
 	u, err := throughProxy(p.cfg.DatabaseURL, proxyAddr)
@@ -138,7 +141,7 @@ func (p *postgresDB) relayEnv(proxyAddr string) (func(i int) []string, error) {
 	return func(i int) []string {
 		u := *u
 		q := u.Query()
-		q.Set("application_name", p.appPrefix()+strconv.Itoa(i))
+		q.Set("application_name", p.appPrefix()+"r"+strconv.Itoa(i))
 		u.RawQuery = q.Encode()
 		return append([]string{"OUTBOX_DATABASE_URL=" + u.String()}, source...)
 	}, nil
@@ -187,7 +190,7 @@ func (t *pgTx) rollback(ctx context.Context) error {
 	return nil
 }
 
-// terminateRelays ends the sessions whose application_name is a relay's.
+// terminateRelays ends the sessions whose application_name is a relay's or a consumer's.
 func (p *postgresDB) terminateRelays(ctx context.Context) (int, error) {
 	var n int
 	err := p.pool.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
@@ -241,7 +244,7 @@ func (p *postgresDB) notes(relayIDs string) []string {
 		source = fmt.Sprintf("%s source on slot %s: one reads, the others wait as hot standbys", p.cfg.Source, p.slot)
 	}
 	return []string{
-		fmt.Sprintf("database: PostgreSQL %s, schema %s; db-terminate = pg_terminate_backend of the relays' sessions (by application_name)", p.version, p.schema),
+		fmt.Sprintf("database: PostgreSQL %s, schema %s; db-terminate = pg_terminate_backend of the relays' (and consumers') sessions (by application_name)", p.version, p.schema),
 		"source: " + source,
 	}
 }
@@ -328,5 +331,58 @@ func (p *postgresDB) deadLetters(ctx context.Context) ([]deadLetter, error) {
 		var d deadLetter
 		err := r.Scan(&d.messageID, &d.payload, &d.reason, &d.attempts)
 		return d, err
+	})
+}
+
+func (p *postgresDB) consumerTables() (string, string, string) {
+	return p.schema + ".inbox", p.schema + ".chaos_effects", p.schema + ".chaos_counters"
+}
+
+func (p *postgresDB) setupConsumers(ctx context.Context) (*inbox.Inbox, error) {
+	table, effects, counters := p.consumerTables()
+	in, err := inbox.New(ctx, inbox.Config{Pool: p.pool, Table: table, Consumer: inboxConsumer, Logger: p.log})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := in.MigrateUp(ctx); err != nil {
+		return nil, fmt.Errorf("migrating the inbox: %w", err)
+	}
+	// No unique constraint on the effects: a message applied twice must show.
+	for _, q := range []string{
+		`CREATE TABLE ` + effects + ` (message_id text NOT NULL, key text NOT NULL, seq integer NOT NULL,
+			apply bigint NOT NULL, process integer NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+		`CREATE TABLE ` + counters + ` (key text PRIMARY KEY, n bigint NOT NULL)`,
+	} {
+		if _, err := p.pool.Exec(ctx, q); err != nil {
+			return nil, err
+		}
+	}
+	return in, nil
+}
+
+func (p *postgresDB) consumerDB(proxyAddr string) (func(i int) (string, string), error) {
+	u, err := throughProxy(p.cfg.DatabaseURL, proxyAddr)
+	if err != nil {
+		return nil, err
+	}
+	return func(i int) (string, string) {
+		u := *u
+		q := u.Query()
+		q.Set("application_name", p.appPrefix()+"c"+strconv.Itoa(i))
+		u.RawQuery = q.Encode()
+		return string(outbox.Postgres), u.String()
+	}, nil
+}
+
+func (p *postgresDB) effects(ctx context.Context) ([]effectRow, error) {
+	_, effects, _ := p.consumerTables()
+	rows, err := p.pool.Query(ctx, `SELECT message_id, key, seq, apply, process FROM `+effects)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (effectRow, error) {
+		var e effectRow
+		err := r.Scan(&e.messageID, &e.key, &e.seq, &e.apply, &e.process)
+		return e, err
 	})
 }

@@ -20,13 +20,14 @@ import (
 // shuffled list of the enabled kinds so that a short run sees each of them. Every fault is
 // healed before run returns, whatever the context.
 type faulter struct {
-	cfg     *Config
-	brk     broker
-	relays  *relayProcs
-	dbProxy *faultproxy.Proxy
-	db      database
-	start   time.Time
-	log     *slog.Logger
+	cfg       *Config
+	brk       broker
+	relays    *relayProcs
+	consumers *relayProcs // nil without Config.Consumers
+	dbProxy   *faultproxy.Proxy
+	db        database
+	start     time.Time
+	log       *slog.Logger
 
 	mu     sync.Mutex
 	faults []Fault
@@ -40,6 +41,13 @@ func (f *faulter) run(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			f.killLoop(ctx)
+		}()
+	}
+	if f.consumers != nil && f.cfg.enabled(FaultConsumerKill) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f.consumerKillLoop(ctx)
 		}()
 	}
 	f.infraLoop(ctx)
@@ -70,6 +78,24 @@ func (f *faulter) killLoop(ctx context.Context) {
 		f.relays.kill(i, pause)
 		f.record(Fault{Kind: FaultKill, AtSec: f.since(at), HealedSec: f.since(at.Add(pause)),
 			Detail: fmt.Sprintf("relay %d, restarted after %s", i, pause.Round(time.Millisecond))}, at.Add(pause))
+	}
+}
+
+// consumerKillLoop kill -9s a consumer process now and then, as killLoop does relays.
+func (f *faulter) consumerKillLoop(ctx context.Context) {
+	rng := rand.New(rand.NewPCG(f.cfg.Seed, 3<<32))
+	n := len(f.consumers.slots)
+	for {
+		_ = relay.Sleep(ctx, jitter(rng, f.cfg.ConsumerKillInterval))
+		if ctx.Err() != nil {
+			return
+		}
+		i := rng.IntN(n)
+		pause := time.Duration(rng.Int64N(int64(time.Second)))
+		at := time.Now()
+		f.consumers.kill(i, pause)
+		f.record(Fault{Kind: FaultConsumerKill, AtSec: f.since(at), HealedSec: f.since(at.Add(pause)),
+			Detail: fmt.Sprintf("consumer %d, restarted after %s", i, pause.Round(time.Millisecond))}, at.Add(pause))
 	}
 }
 

@@ -25,11 +25,14 @@ func buildOutbox(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
-// relayProcs supervises the `outbox relay` processes: a process that exits is started again,
-// after the pause its killer chose, or after a short one when it exited by itself (a relay
-// exits 1 when the database is unreachable at start, as during a database fault).
+// relayProcs supervises the `outbox relay` processes (or the consumer processes): a process
+// that exits is started again, after the pause its killer chose, or after a short one when it
+// exited by itself (a relay exits 1 when the database is unreachable at start, as during a
+// database fault).
 type relayProcs struct {
 	bin    string
+	args   []string // default: relay
+	name   string   // of the processes, in logs and errors; default "relay"
 	dir    string
 	env    func(i int) []string
 	logger *slog.Logger
@@ -53,9 +56,11 @@ type relaySlot struct {
 	exits    []RelayExit // exits the checker did not cause
 }
 
+func (p *relayProcs) kind() string { return cmpOr(p.name, "relay") }
+
 func startRelays(p *relayProcs, n int) error {
 	for i := range n {
-		s := &relaySlot{i: i, logPath: filepath.Join(p.dir, fmt.Sprintf("relay-%d.log", i)), wake: make(chan struct{})}
+		s := &relaySlot{i: i, logPath: filepath.Join(p.dir, fmt.Sprintf("%s-%d.log", p.kind(), i)), wake: make(chan struct{})}
 		p.slots = append(p.slots, s)
 		if err := p.spawn(s); err != nil {
 			return err
@@ -80,12 +85,16 @@ func (p *relayProcs) spawn(s *relaySlot) error {
 	}
 	defer f.Close() // the child has its own descriptor
 	fmt.Fprintf(f, "=== chaos: start %d at +%.3fs\n", s.starts+1, time.Since(p.start).Seconds())
-	cmd := exec.Command(p.bin, "relay")
+	args := p.args
+	if len(args) == 0 {
+		args = []string{"relay"}
+	}
+	cmd := exec.Command(p.bin, args...)
 	cmd.Env = append(inheritedEnv(), p.env(s.i)...)
 	cmd.Stdout, cmd.Stderr = f, f
 	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting relay %d: %w", s.i, err)
+		return fmt.Errorf("starting %s %d: %w", p.kind(), s.i, err)
 	}
 	s.cmd = cmd
 	s.running = true
@@ -130,7 +139,7 @@ func (p *relayProcs) supervise(s *relaySlot) {
 			if errors.Is(err, errStopping) {
 				return
 			}
-			p.logger.Error("restarting relay", slog.Int("relay", s.i), slog.Any("error", err))
+			p.logger.Error("restarting "+p.kind(), slog.Int(p.kind(), s.i), slog.Any("error", err))
 			select {
 			case <-time.After(time.Second):
 			case <-s.wake:
@@ -140,7 +149,7 @@ func (p *relayProcs) supervise(s *relaySlot) {
 	}
 }
 
-// kill sends SIGKILL to relay i; it is started again after pause.
+// kill sends SIGKILL to process i; it is started again after pause.
 func (p *relayProcs) kill(i int, pause time.Duration) {
 	s := p.slots[i]
 	s.mu.Lock()
@@ -153,8 +162,11 @@ func (p *relayProcs) kill(i int, pause time.Duration) {
 	_ = s.cmd.Process.Signal(syscall.SIGKILL)
 }
 
-// stop ends every relay: SIGTERM, then SIGKILL after grace.
+// stop ends every process: SIGTERM, then SIGKILL after grace. A nil p has none.
 func (p *relayProcs) stop(grace time.Duration) {
+	if p == nil {
+		return
+	}
 	for _, s := range p.slots {
 		s.mu.Lock()
 		if !s.stopping {
@@ -183,8 +195,12 @@ func (p *relayProcs) stop(grace time.Duration) {
 	<-done
 }
 
-// exits returns the exits the checker did not cause, and how many times relays started.
+// stats returns how many times the processes started, and the exits the checker did not
+// cause. A nil p has none.
 func (p *relayProcs) stats() (starts int, exits []RelayExit) {
+	if p == nil {
+		return 0, nil
+	}
 	for _, s := range p.slots {
 		s.mu.Lock()
 		starts += s.starts

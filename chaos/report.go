@@ -89,6 +89,37 @@ type Report struct {
 	RelayStarts   int            `json:"relay_starts"`
 	RelayExits    []RelayExit    `json:"relay_exits,omitempty"` // exits the checker did not cause
 
+	// The consumers (Config.Consumers): the effects they applied through the inbox.
+	Consumers      int         `json:"consumers"` // processes run
+	ConsumerStarts int         `json:"consumer_starts"`
+	ConsumerExits  []RelayExit `json:"consumer_exits,omitempty"` // exits the checker did not cause (Relay is the process)
+	// EffectsApplied counts the effect rows.
+	EffectsApplied int `json:"effects_applied"`
+	// EffectsMissing are committed messages without an effect.
+	EffectsMissing       int      `json:"effects_missing"`
+	EffectsMissingSample []string `json:"effects_missing_sample,omitempty"`
+	// EffectsDouble are messages with more than one effect; EffectsDoubleRows the rows
+	// beyond the first.
+	EffectsDouble       int      `json:"effects_double"`
+	EffectsDoubleRows   int      `json:"effects_double_rows"`
+	EffectsDoubleSample []string `json:"effects_double_sample,omitempty"`
+	// EffectsOutOfOrder are first effects of a key's message whose sequence number is not
+	// greater than that of an effect of the key applied before (by apply number).
+	EffectsOutOfOrder  int      `json:"effects_out_of_order"`
+	EffectsOrderSample []string `json:"effects_order_sample,omitempty"`
+	// EffectsUnknown are effects of no committed message.
+	EffectsUnknown       int      `json:"effects_unknown"`
+	EffectsUnknownSample []string `json:"effects_unknown_sample,omitempty"`
+	EffectsUnreadable    bool     `json:"effects_unreadable,omitempty"`
+	InboxDeadUnreadable  bool     `json:"inbox_dead_unreadable,omitempty"`
+	// InboxDeadLetters are the consumers' inbox dead letters (up to 1000 read).
+	InboxDeadLetters int      `json:"inbox_dead_letters"`
+	InboxDeadSample  []string `json:"inbox_dead_sample,omitempty"`
+	EffectsDrained   bool     `json:"effects_drained"`
+	// EffectsDrainSec is the wait, from the start of the drain, until every committed
+	// message had its effect (or the drain timed out).
+	EffectsDrainSec float64 `json:"effects_drain_seconds"`
+
 	// The table at the end.
 	OutboxPending     int64 `json:"outbox_pending"`
 	OutboxDeadLetters int64 `json:"outbox_dead_letters"`
@@ -170,6 +201,29 @@ func (r *Report) Violations() []string {
 	if r.PublishLimit > 0 && r.Deliveries > r.PublishLimit {
 		v = append(v, fmt.Sprintf("%d deliveries, over the limit of %d", r.Deliveries, r.PublishLimit))
 	}
+	if r.Consumers > 0 {
+		if r.EffectsMissing > 0 {
+			v = append(v, fmt.Sprintf("%d committed messages without an effect", r.EffectsMissing))
+		}
+		if r.EffectsDouble > 0 {
+			v = append(v, fmt.Sprintf("%d messages applied more than once (%d extra effects)", r.EffectsDouble, r.EffectsDoubleRows))
+		}
+		if r.EffectsOutOfOrder > 0 {
+			v = append(v, fmt.Sprintf("%d effects out of their key's order", r.EffectsOutOfOrder))
+		}
+		if r.EffectsUnknown > 0 {
+			v = append(v, fmt.Sprintf("%d effects of no committed message", r.EffectsUnknown))
+		}
+		if r.InboxDeadLetters > 0 {
+			v = append(v, fmt.Sprintf("%d inbox dead letters", r.InboxDeadLetters))
+		}
+		if r.EffectsUnreadable {
+			v = append(v, "the effects could not be read")
+		}
+		if r.InboxDeadUnreadable {
+			v = append(v, "the inbox's dead letters could not be read")
+		}
+	}
 	for i := range r.Hostile {
 		if c := &r.Hostile[i]; c.Failed() > 0 {
 			v = append(v, fmt.Sprintf("hostile %s: %d of %d rows did not meet their fate (%s)", c.Class, c.Failed(), c.Expected, c.Fate))
@@ -219,6 +273,11 @@ func (r *Report) WriteText(w io.Writer) {
 	p("drain:          %.2fs after the last fault healed (at %.1fs), %.2fs after the last commit; drained: %v",
 		r.DrainAfterFaultSec, r.LastFaultHealedSec, r.DrainAfterCommitSec, r.Drained)
 	p("outbox at end:  %d pending, %d dead letters", r.OutboxPending, r.OutboxDeadLetters)
+	if r.Consumers > 0 {
+		p("consumers:      %d processes, %d starts, %d exits not caused by the checker", r.Consumers, r.ConsumerStarts, len(r.ConsumerExits))
+		p("effects:        %d applied; missing %d, applied twice %d (%d extra), out of order %d, of no committed message %d; inbox dead letters %d; all applied %.2fs into the drain: %v",
+			r.EffectsApplied, r.EffectsMissing, r.EffectsDouble, r.EffectsDoubleRows, r.EffectsOutOfOrder, r.EffectsUnknown, r.InboxDeadLetters, r.EffectsDrainSec, r.EffectsDrained)
+	}
 	if r.ProducerErrors > 0 {
 		p("producer errors: %d (last: %s)", r.ProducerErrors, r.LastProducerError)
 	}
@@ -243,6 +302,28 @@ func (r *Report) WriteText(w io.Writer) {
 	for _, s := range r.DeadOrdinarySample {
 		p("  DEAD %s", s)
 	}
+	for _, s := range r.EffectsMissingSample {
+		p("  EFFECT MISSING %s", s)
+	}
+	for _, s := range r.EffectsDoubleSample {
+		p("  EFFECT TWICE %s", s)
+	}
+	for _, s := range r.EffectsOrderSample {
+		p("  EFFECT ORDER %s", s)
+	}
+	for _, s := range r.EffectsUnknownSample {
+		p("  EFFECT UNKNOWN %s", s)
+	}
+	for _, s := range r.InboxDeadSample {
+		p("  INBOX DEAD %s", s)
+	}
+	for i, e := range r.ConsumerExits {
+		if i == 5 {
+			p("  ... %d more consumer exits (see consumer_exits in --json)", len(r.ConsumerExits)-i)
+			break
+		}
+		p("  consumer %d exited at %.1fs (%s): %s", e.Relay, e.AtSeconds, e.Status, strings.Join(e.LogTail, " | "))
+	}
 	for i, e := range r.RelayExits {
 		if i == 5 {
 			p("  ... %d more relay exits (see relay_exits in --json)", len(r.RelayExits)-i)
@@ -253,7 +334,11 @@ func (r *Report) WriteText(w io.Writer) {
 	if r.Error != "" {
 		p("result:         INCOMPLETE: %s", r.Error)
 	} else if r.OK() {
-		p("result:         OK (nothing lost, nothing invented, per-key order kept)")
+		if r.Consumers > 0 {
+			p("result:         OK (nothing lost, nothing invented, per-key order kept; every effect applied once, in its key's order)")
+		} else {
+			p("result:         OK (nothing lost, nothing invented, per-key order kept)")
+		}
 	} else {
 		p("result:         VIOLATED: %s", strings.Join(r.Violations(), ", "))
 	}

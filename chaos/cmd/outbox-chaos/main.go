@@ -7,9 +7,11 @@
 //	go run ./chaos/cmd/outbox-chaos --sink nats --duration 10m --messages 1000000 --keys 1000
 //	go run ./chaos/cmd/outbox-chaos --sink nats --database mariadb --source poll
 //	go run ./chaos/cmd/outbox-chaos --sink nats --source binlog    # MariaDB's binary log
+//	go run ./chaos/cmd/outbox-chaos --sink kafka --consumers 3     # and the effects of 3 inbox consumers
 //
 // It exits 0 when every guarantee held, 1 when messages were lost or invented or per-key order
-// was violated, 2 on invalid flags and 3 when the run itself failed (a service missing).
+// was violated (with --consumers, also when an effect is missing, applied twice or out of its
+// key's order), 2 on invalid flags and 3 when the run itself failed (a service missing).
 // It stops by itself: every phase has a deadline. See docs/reliability.md.
 package main
 
@@ -62,6 +64,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Producers, "producers", 8, "producer goroutines (each owns its keys)")
 	fs.IntVar(&cfg.TxMessages, "tx-messages", 3, "most messages per transaction (each carries 1 to this many, evenly)")
 	fs.IntVar(&cfg.Relays, "relays", 3, "`outbox relay` processes")
+	fs.IntVar(&cfg.Consumers, "consumers", 0, "also run this many consumer processes (outbox-chaos-consumer: the sink's inbox adapter, effects applied through the inbox) and check the effects: none missing, none twice, each key's in order (0: none)")
+	fs.DurationVar(&cfg.ConsumerKillInterval, "consumer-kill-interval", 3*time.Second, "mean pause between kill -9s of a consumer process (--consumers)")
+	fs.StringVar(&cfg.ConsumerBinary, "consumer-bin", "", "the consumer program (default: go build ./chaos/cmd/outbox-chaos-consumer)")
 	fs.BoolVar(&cfg.StableRelayIDs, "stable-relay-ids", false, "restart a killed relay under its old relay.id (default: a new id at every start, as in production)")
 	fs.Float64Var(&cfg.RollbackRatio, "rollback-ratio", 0.05, "share of transactions rolled back on purpose")
 	fs.IntVar(&cfg.PayloadBytes, "payload-bytes", 128, "payload size")
@@ -70,7 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.KillInterval, "kill-interval", 2*time.Second, "mean pause between kill -9s of a relay")
 	fs.DurationVar(&cfg.FaultInterval, "fault-interval", 2*time.Second, "mean pause between broker and database faults")
 	fs.DurationVar(&cfg.MaxOutage, "max-outage", 2500*time.Millisecond, "longest outage of one fault")
-	fs.StringVar(&faults, "faults", "", "only these fault kinds, comma-separated: relay-kill, broker-restart, broker-cut, db-cut, db-terminate, pg-restart")
+	fs.StringVar(&faults, "faults", "", "only these fault kinds, comma-separated: relay-kill, broker-restart, broker-cut, db-cut, db-terminate, pg-restart, consumer-kill")
 	fs.BoolVar(&cfg.PGRestart, "pg-restart", false, "also restart the PostgreSQL server itself (pg_ctlcluster VERSION main restart; --database postgres only); NEVER on a server others use")
 	fs.StringVar(&pgRestart, "pg-restart-cmd", "", "command that restarts PostgreSQL, space-separated (default pg_ctlcluster <major> main restart)")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL server for --database postgres (default $OUTBOX_TEST_DATABASE_URL or postgres://postgres@127.0.0.1:5432/test); the run uses a schema of its own")

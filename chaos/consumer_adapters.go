@@ -1,0 +1,12 @@
+package chaos
+
+// ConsumerSinks lists the sinks whose inbox adapter the consumer processes (Config.Consumers)
+// can run.
+var ConsumerSinks = []string{}
+
+// consumerAdapter returns the runner of sink's inbox adapter; nil when none is wired.
+func consumerAdapter(sink string) consumerRunner {
+	switch sink {
+	}
+	return nil
+}
