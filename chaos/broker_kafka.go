@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,7 +52,8 @@ func startKafka(dir string) (*kafkaBroker, error) {
 }
 
 func (b *kafkaBroker) start() error {
-	opts := []kfake.Opt{kfake.NumBrokers(3), kfake.DataDir(b.dir), kfake.SyncWrites(), kfake.ListenFn(b.cuts.listen)}
+	opts := []kfake.Opt{kfake.NumBrokers(3), kfake.DataDir(b.dir), kfake.SyncWrites(), kfake.ListenFn(b.cuts.listen),
+		kfake.GroupMinSessionTimeout(time.Second)} // the consumers' session timeout is kafkaInboxSession
 	if len(b.ports) > 0 {
 		opts = append(opts, kfake.Ports(b.ports...))
 	}
@@ -197,3 +199,26 @@ func (b *kafkaBroker) seesHeaders() bool { return true }
 func (b *kafkaBroker) notes() []string {
 	return []string{"Kafka: an in-process kfake cluster of 3 brokers (data dir, fsync per batch), topic chaos.events with 12 partitions; broker-restart = Close and NewCluster on the same ports and data dir; broker-cut closes every connection at the brokers' listeners (consumer's included) and refuses new ones, since Kafka clients dial the addresses the metadata advertises and would bypass a proxy."}
 }
+
+// kafkaInboxGroup is the consumers' consumer group, beside the raw consumer's group-less
+// client.
+const kafkaInboxGroup = "chaos-inbox"
+
+func (b *kafkaBroker) inboxSetup(context.Context, int) (func(int) map[string]string, error) {
+	return func(int) map[string]string {
+		return map[string]string{
+			"brokers": strings.Join(b.addrs(), ","), "group": kafkaInboxGroup,
+			"topic_prefix": kafkaPrefix, "topic": outboxTopic,
+		}
+	}, nil
+}
+
+func (b *kafkaBroker) inboxProcesses(n int) int { return n }
+
+func (b *kafkaBroker) inboxNotes(n int) []string {
+	return []string{fmt.Sprintf("consumers (Kafka): %d kafkainbox processes in one consumer group %s on the %d-partition topic the sink keys by message key, session timeout %s: a partition has one owner at a time, starting where the last one committed, so each key's order holds across processes, kills and rebalances; broker-cut and broker-restart hit the consumers too (the brokers' listeners).", n, kafkaInboxGroup, kafkaPartitions, kafkaInboxSession)}
+}
+
+// kafkaInboxSession is the consumers' group session timeout: a killed process's partitions
+// move after it.
+const kafkaInboxSession = 3 * time.Second

@@ -238,3 +238,26 @@ func (b *natsBroker) seesHeaders() bool { return true }
 func (b *natsBroker) notes() []string {
 	return []string{"NATS: an in-process JetStream server (file store); broker-restart = Shutdown and start again on the same port and store directory; the relays reach it through a fault proxy (broker-cut)."}
 }
+
+// natsInboxDurable is the consumers' durable consumer: one for all processes, beside the
+// raw consumer's ordered consumers.
+const natsInboxDurable = "chaos-inbox"
+
+// natsInboxAckWait is the consumers' AckWait: with MaxAckPending 1, a message held by a
+// killed process blocks the durable until it is redelivered, AckWait later.
+const natsInboxAckWait = 2 * time.Second
+
+func (b *natsBroker) inboxSetup(context.Context, int) (func(int) map[string]string, error) {
+	return func(int) map[string]string {
+		return map[string]string{
+			"url": "nats://" + b.px.Addr(), "stream": natsStream, "subject_prefix": natsPrefix,
+			"durable": natsInboxDurable, "ack_wait": natsInboxAckWait.String(), "max_ack_pending": "1",
+		}
+	}, nil
+}
+
+func (b *natsBroker) inboxProcesses(n int) int { return n }
+
+func (b *natsBroker) inboxNotes(n int) []string {
+	return []string{fmt.Sprintf("consumers (NATS): %d natsinbox processes on one durable pull consumer %s (a second consumer of the stream, beside the raw consumer's ordered ones), through the broker's fault proxy, AckWait %s, MaxAckPending 1: JetStream has one unacknowledged message at a time for all the processes together, in stream order, so each key's order holds across processes, kills and redeliveries, at the cost of one message in flight (a killed process's message waits AckWait).", n, natsInboxDurable, natsInboxAckWait)}
+}

@@ -17,9 +17,9 @@ import (
 	"github.com/outboxgo/outbox/internal/testutil/service"
 )
 
-var outboxBin string
+var outboxBin, consumerBin string
 
-// TestMain builds the outbox command once for every run (not with -short: the runs need the
+// TestMain builds the outbox command and the consumer program once for every run (not with -short: the runs need the
 // databases and are skipped), and checks that no run leaves a goroutine behind (brokers,
 // proxies, consumers, relay supervisors).
 func TestMain(m *testing.M) {
@@ -42,6 +42,11 @@ func TestMain(m *testing.M) {
 	outboxBin = filepath.Join(dir, "outbox")
 	if out, err := exec.Command("go", "build", "-o", outboxBin, "github.com/outboxgo/outbox/cmd/outbox").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building the outbox command: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	consumerBin = filepath.Join(dir, "outbox-chaos-consumer")
+	if out, err := exec.Command("go", "build", "-o", consumerBin, "github.com/outboxgo/outbox/chaos/cmd/outbox-chaos-consumer").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building the consumer program: %v\n%s", err, out)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -109,6 +114,25 @@ func TestShortProfileHostile(t *testing.T) {
 	})
 }
 
+// TestConsumerProfile runs, for each sink with an inbox adapter, the short profile with
+// consumer processes too: the adapter in separate processes (three where the broker keeps a
+// key's order across competing consumers, else one; see each broker's inboxNotes), killed
+// with kill -9 and restarted, their database sessions cut and terminated, their broker
+// connections cut (and the broker restarted where the run owns it), each applying every
+// message's effect through the inbox. Every committed message must end with exactly one
+// effect, each key's effects in order, and no inbox dead letter.
+func TestConsumerProfile(t *testing.T) {
+	t.Parallel()
+	if len(chaos.ConsumerSinks) == 0 {
+		t.Skip("no inbox adapter is wired into the checker")
+	}
+	profiles := map[string]chaos.Config{}
+	for _, sink := range chaos.ConsumerSinks {
+		profiles[sink] = chaos.Config{Sink: sink, Consumers: 3}
+	}
+	runProfiles(t, 15*time.Second, profiles)
+}
+
 // runProfiles runs each profile in a parallel subtest for d at 200 messages/s over 100 keys,
 // and checks it with checkProfile. The profiles need PostgreSQL or MariaDB (and the shared
 // brokers for some sinks): -short skips them.
@@ -120,7 +144,7 @@ func runProfiles(t *testing.T, d time.Duration, profiles map[string]chaos.Config
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), d+3*time.Minute)
 			defer cancel()
-			cfg.Duration, cfg.Rate, cfg.Keys, cfg.OutboxBinary = d, 200, 100, outboxBin
+			cfg.Duration, cfg.Rate, cfg.Keys, cfg.OutboxBinary, cfg.ConsumerBinary = d, 200, 100, outboxBin, consumerBin
 			rep, err := chaos.Run(ctx, cfg)
 			checkProfile(t, rep, err)
 			if cfg.Hostile > 0 && len(rep.Hostile) == 0 {
@@ -152,6 +176,14 @@ func checkProfile(t *testing.T, rep chaos.Report, err error) {
 	for _, c := range rep.Hostile {
 		if c.Expected == 0 {
 			t.Errorf("no hostile row of class %s was written: its check checked nothing", c.Class)
+		}
+	}
+	if rep.Consumers > 0 {
+		if !rep.EffectsDrained || rep.EffectsApplied < rep.Committed {
+			t.Fatalf("effects not drained: %d effects for %d committed messages", rep.EffectsApplied, rep.Committed)
+		}
+		if rep.Faults[chaos.FaultConsumerKill] == 0 {
+			t.Errorf("no consumer was killed: %v", rep.Faults)
 		}
 	}
 	if rep.Faults[chaos.FaultKill] == 0 || len(rep.Faults) < 3 {
