@@ -34,9 +34,10 @@
 // table to keep and a custom assignment (seeking to the stored offsets) to get right. A
 // crash, or a commit that fails, between the two commits costs only those duplicates.
 //
-// Offsets are committed synchronously per partition: after each poll's records are
-// applied, every thousand records within one, before a retry waits, and when the
-// partition is revoked or the consumer stops. Auto-commit is off.
+// Offsets are committed synchronously per partition: after the first delivery since the
+// assignment, after each poll's records are applied, every thousand records within one,
+// before a retry waits, and when the partition is revoked or the consumer stops.
+// Auto-commit is off.
 //
 // # Rebalances
 //
@@ -51,9 +52,10 @@
 // # Redelivered
 //
 // Kafka does not tell whether a record was delivered before. The adapter marks as
-// Redelivered (inbox.Delivery) the records read before the partition's first successful
-// commit since this member was assigned it: a previous owner may have read them, and
-// crashed on them. The inbox then counts their attempt before the handler runs, so that a
+// Redelivered (inbox.Delivery) the records delivered before the partition's first
+// successful commit since this member was assigned it (in practice its first record, or
+// first batch, since that commit follows at once; more when that record is retried): a
+// previous owner may have read them, and crashed on them. The inbox then counts their attempt before the handler runs, so that a
 // record that crashes the process every time is dead-lettered after MaxAttempts. A
 // previous owner may have got further than the new owner's first commit: a record past it
 // that crashed the previous owner is not counted the first time again, but each owner

@@ -30,7 +30,7 @@ type partition struct {
 	wake   chan struct{} // cap 1: records queued
 
 	// committed is set after the first successful commit since the assignment: records
-	// read before it may have been delivered to a previous owner (Redelivered).
+	// delivered before it may have been delivered to a previous owner (Redelivered).
 	committed atomic.Bool
 
 	stopOnce sync.Once
@@ -42,8 +42,9 @@ type partition struct {
 type item struct {
 	rec         *kgo.Record
 	msg         inbox.Message
-	bad         error // the record does not decode: Reject it
-	redelivered bool
+	bad         error     // the record does not decode: Reject it
+	redelivered bool      // the next delivery is a redelivery (its handler failed)
+	judged      bool      // whether a previous owner may have had it was decided (and counted)
 	notBefore   time.Time // a retry waits until then
 	done        bool      // acked: its offset may be committed
 	retried     bool      // its handler failed: delivered again alone
@@ -56,10 +57,9 @@ func newPartition(c *Consumer, cl *kgo.Client, topic string, p int32) *partition
 
 // push queues records (decoded) and returns how many are queued.
 func (w *partition) push(recs []*kgo.Record) int {
-	redelivered := !w.committed.Load()
 	w.mu.Lock()
 	for _, r := range recs {
-		it := item{rec: r, redelivered: redelivered}
+		it := item{rec: r}
 		it.msg, it.bad = w.c.decode(r)
 		w.queue = append(w.queue, it)
 	}
@@ -190,8 +190,13 @@ func (w *partition) process(ctx context.Context, h inbox.Handler, items []item) 
 			}
 			idx = append(idx, i)
 		}
+		first := !w.committed.Load()
 		w.deliver(ctx, h, items, idx)
-		w.commitEvery(ctx, items, &committed)
+		if first {
+			w.commit(ctx, items, &committed) // from now on, records are first deliveries
+		} else {
+			w.commitEvery(ctx, items, &committed)
+		}
 	}
 }
 
@@ -199,7 +204,9 @@ func (w *partition) process(ctx context.Context, h inbox.Handler, items []item) 
 func (w *partition) deliver(ctx context.Context, h inbox.Handler, items []item, idx []int) {
 	ds := make([]inbox.Delivery, len(idx))
 	for j, i := range idx {
-		ds[j] = inbox.Delivery{Message: items[i].msg, Redelivered: items[i].redelivered}
+		// Before the partition's first commit since its assignment, a previous owner may
+		// have had the record.
+		ds[j] = inbox.Delivery{Message: items[i].msg, Redelivered: items[i].redelivered || !items[i].judged && !w.committed.Load()}
 	}
 	var (
 		outs []inbox.Outcome
@@ -226,6 +233,7 @@ func (w *partition) deliver(ctx context.Context, h inbox.Handler, items []item, 
 	}
 	for j, i := range idx {
 		o, it := outs[j], &items[i]
+		it.redelivered, it.judged = ds[j].Redelivered, true
 		if !o.Retry {
 			it.done = true
 			continue
