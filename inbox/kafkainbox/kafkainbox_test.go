@@ -139,10 +139,10 @@ func TestPoison(t *testing.T) {
 				time.Sleep(20 * time.Millisecond)
 			}
 			r.stop(t)
-			// In batch mode the first delivery also runs in the batch's transaction,
-			// rolled back when it fails; its retries are delivered alone.
-			if n, want := tries.Load(), int64(3+min(batch-1, 1)); n != want {
-				t.Errorf("poison handled %d times, want %d (MaxAttempts = 3)", n, want)
+			// In batch mode the first delivery, when it came with others, also ran in the
+			// batch's transaction, rolled back when it failed; retries go alone.
+			if n, most := tries.Load(), int64(3+min(batch-1, 1)); n < 3 || n > most {
+				t.Errorf("poison handled %d times, want 3 (MaxAttempts) to %d", n, most)
 			}
 			dead, err := e.in.DeadLetters(context.Background(), 0, 10)
 			if err != nil {
