@@ -66,7 +66,7 @@ func TestDuplicateAfterLostAck(t *testing.T) {
 	}
 	r := start(t, cfg, h)
 	publish(t, tp.sink(t, "svc"), recs...)
-	got := e.waitEffects(len(recs), 30*time.Second)
+	e.waitEffects(len(recs), 30*time.Second)
 	// The redelivery of recs[1] after the reconnect: a duplicate, no handler call.
 	deadline := time.Now().Add(30 * time.Second)
 	for tp.ready(t) != 0 || cuts.Load() == 0 {
@@ -77,7 +77,7 @@ func TestDuplicateAfterLostAck(t *testing.T) {
 	}
 	last := record("t", "k", "last")
 	publish(t, tp.sink(t, "svc"), last)
-	got = e.waitEffects(len(recs)+1, 30*time.Second)
+	got := e.waitEffects(len(recs)+1, 30*time.Second)
 	r.stop(t)
 	checkOnce(t, got, append(recs, last))
 	if n := calls.Load(); n != int64(len(recs)+1) {
