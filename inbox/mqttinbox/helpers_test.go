@@ -288,7 +288,7 @@ func startMosquitto(tb testing.TB) *mosquitto {
 
 func (m *mosquitto) start(bin string) {
 	m.tb.Helper()
-	m.cmd = exec.Command(bin, "-c", m.conf) //nolint:noctx // stopped by stop
+	m.cmd = exec.Command(bin, "-c", m.conf)
 	if err := m.cmd.Start(); err != nil {
 		m.tb.Fatalf("starting mosquitto: %v", err)
 	}

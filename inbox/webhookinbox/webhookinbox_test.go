@@ -402,7 +402,7 @@ func TestRetryAfter(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = resp.Body.Close()
-	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "3" {
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "3" {
 		t.Errorf("%d Retry-After %q, want 503 with 3", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 }
