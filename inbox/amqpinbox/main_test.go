@@ -1,0 +1,13 @@
+package amqpinbox_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/outboxgo/outbox/internal/testutil/service"
+)
+
+func TestMain(m *testing.M) {
+	service.SkipExamples("Example") // it uses PostgreSQL and RabbitMQ
+	os.Exit(m.Run())
+}

@@ -1,0 +1,13 @@
+package kafkainbox_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/outboxgo/outbox/internal/testutil/service"
+)
+
+func TestMain(m *testing.M) {
+	service.SkipExamples("Example") // it uses PostgreSQL
+	os.Exit(m.Run())
+}
