@@ -20,6 +20,8 @@ type mqttBroker struct {
 	px     *faultproxy.Proxy
 	prefix string // MQTT topic = prefix + topic
 	client string // the consumer's client identifier (its session outlives reconnects)
+
+	inboxSession bool // the consumers' session exists: close ends it
 }
 
 func startMQTT(addr, name string) (*mqttBroker, error) {
@@ -123,7 +125,14 @@ func (b *mqttBroker) close() {
 	if b.px != nil {
 		b.px.Close()
 	}
-	// End the consumer's session: a clean start with no expiry, then a disconnect.
+	// End the consumers' sessions: a clean start with no expiry, then a disconnect.
+	b.endSession(b.client)
+	if b.inboxSession {
+		b.endSession(b.inboxClient())
+	}
+}
+
+func (b *mqttBroker) endSession(clientID string) {
 	nc, err := net.DialTimeout("tcp", b.addr, 5*time.Second)
 	if err != nil {
 		return
@@ -131,11 +140,53 @@ func (b *mqttBroker) close() {
 	c := paho.NewClient(paho.ClientConfig{Conn: nc})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := c.Connect(ctx, &paho.Connect{ClientID: b.client, CleanStart: true}); err != nil {
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: clientID, CleanStart: true}); err != nil {
 		_ = nc.Close()
 		return
 	}
 	_ = c.Disconnect(&paho.Disconnect{})
+}
+
+// inboxClient is the client id of the consumers' persistent session.
+func (b *mqttBroker) inboxClient() string { return b.prefix[:len(b.prefix)-1] + "-inbox" }
+
+// inboxSetup creates the consumer process's session and its QoS 1 subscription before
+// anything is published (MQTT keeps nothing for a subscription that does not exist yet); the
+// adapter resumes the session.
+func (b *mqttBroker) inboxSetup(ctx context.Context, _ int) (func(int) map[string]string, error) {
+	nc, err := net.DialTimeout("tcp", b.addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	c := paho.NewClient(paho.ClientConfig{Conn: nc})
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	expiry := uint32(3600)
+	if _, err := c.Connect(cctx, &paho.Connect{ClientID: b.inboxClient(), CleanStart: true, KeepAlive: 30,
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}); err != nil {
+		_ = nc.Close()
+		return nil, fmt.Errorf("creating the consumers' session: %w", err)
+	}
+	b.inboxSession = true
+	defer func() { _ = c.Disconnect(&paho.Disconnect{}) }()
+	sa, err := c.Subscribe(cctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: b.prefix + "#", QoS: 1}}})
+	if err != nil {
+		return nil, fmt.Errorf("subscribing the consumers' session: %w", err)
+	}
+	if len(sa.Reasons) != 1 || sa.Reasons[0] != 1 {
+		return nil, fmt.Errorf("subscribing the consumers' session: SUBACK %v, want granted QoS 1", sa.Reasons)
+	}
+	return func(int) map[string]string {
+		return map[string]string{"broker": "tcp://" + b.px.Addr(), "client_id": b.inboxClient(), "topic_prefix": b.prefix}
+	}, nil
+}
+
+// inboxProcesses: one. A shared subscription spreads a key's messages over its consumers
+// without regard to keys, and a second session would get every message too.
+func (b *mqttBroker) inboxProcesses(int) int { return 1 }
+
+func (b *mqttBroker) inboxNotes(int) []string {
+	return []string{"consumers (MQTT): one mqttinbox process on a persistent session of its own (QoS 1, created before the load, Receive Maximum 65535), through the broker's fault proxy: a key's messages are applied in the order the broker delivers them on the subscription; several processes would need a shared subscription, which spreads a key's messages without regard to keys, so one process runs (killed and restarted on the same session)."}
 }
 
 func (b *mqttBroker) seesHeaders() bool { return false }

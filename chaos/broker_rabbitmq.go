@@ -20,6 +20,8 @@ type amqpBroker struct {
 	px       *faultproxy.Proxy
 	exchange string
 	queue    string
+
+	inboxDeclared bool // the consumers' queue exists: close deletes it
 }
 
 func startAMQP(rawURL, name string) (*amqpBroker, error) {
@@ -128,6 +130,9 @@ func (b *amqpBroker) close() {
 	defer conn.Close()
 	if ch, err := conn.Channel(); err == nil {
 		_, _ = ch.QueueDelete(b.queue, false, false, false)
+		if b.inboxDeclared {
+			_, _ = ch.QueueDelete(b.inboxQueue(), false, false, false)
+		}
 		_ = ch.ExchangeDelete(b.exchange, false, false)
 	}
 }
@@ -136,4 +141,41 @@ func (b *amqpBroker) seesHeaders() bool { return false }
 
 func (b *amqpBroker) notes() []string {
 	return []string{"RabbitMQ: the shared server, which other tests use, is never restarted: no broker-restart; broker-cut (every relay connection cut at a fault proxy, new ones refused for the outage) stands in for it. The consumer reads a private queue bound to a private topic exchange."}
+}
+
+// inboxQueue is the consumers' queue: a second queue bound to the run's exchange like the raw
+// consumer's, with single active consumer.
+func (b *amqpBroker) inboxQueue() string { return b.queue + "-inbox" }
+
+// inboxSetup declares the consumers' queue with x-single-active-consumer: every process
+// consumes it, and RabbitMQ delivers to one of them at a time, the next one taking over
+// (with the unacked messages requeued at their positions) when it goes away.
+func (b *amqpBroker) inboxSetup(context.Context, int) (func(int) map[string]string, error) {
+	conn, err := amqp091.Dial(b.url)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to RabbitMQ: %w", err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ch.QueueDeclare(b.inboxQueue(), false, false, false, false, amqp091.Table{"x-single-active-consumer": true}); err != nil {
+		return nil, fmt.Errorf("declaring the consumers' queue: %w", err)
+	}
+	b.inboxDeclared = true
+	if err := ch.QueueBind(b.inboxQueue(), "#", b.exchange, false, nil); err != nil {
+		return nil, fmt.Errorf("binding the consumers' queue: %w", err)
+	}
+	u, _ := url.Parse(b.url)
+	u.Host = b.px.Addr()
+	return func(int) map[string]string {
+		return map[string]string{"url": u.String(), "queue": b.inboxQueue(), "prefetch": "64"}
+	}, nil
+}
+
+func (b *amqpBroker) inboxProcesses(n int) int { return n }
+
+func (b *amqpBroker) inboxNotes(n int) []string {
+	return []string{fmt.Sprintf("consumers (RabbitMQ): %d amqpinbox processes on a second queue %s bound to the run's exchange, declared with x-single-active-consumer (prefetch 64), through the broker's fault proxy: RabbitMQ delivers to one process at a time and hands over to the next, the unacked messages requeued at their positions, when it goes away, so each key's order holds across processes and kills as long as the hand-over requeues before the next consumer gets messages.", n, b.inboxQueue())}
 }

@@ -2,11 +2,17 @@ package chaos
 
 // ConsumerSinks lists the sinks whose inbox adapter the consumer processes (Config.Consumers)
 // can run.
-var ConsumerSinks = []string{}
+var ConsumerSinks = []string{SinkKafka, SinkRabbitMQ, SinkMQTT}
 
 // consumerAdapter returns the runner of sink's inbox adapter; nil when none is wired.
 func consumerAdapter(sink string) consumerRunner {
 	switch sink {
+	case SinkKafka:
+		return runKafkaInbox
+	case SinkRabbitMQ:
+		return runAMQPInbox
+	case SinkMQTT:
+		return runMQTTInbox
 	}
 	return nil
 }

@@ -180,6 +180,12 @@ func judgeEffects(rep *Report, led *ledger, rows []effectRow) {
 		byID[e.messageID] = append(byID[e.messageID], e)
 	}
 	rep.EffectsApplied = len(rows)
+	rep.EffectsByProcess = make([]int, rep.Consumers)
+	for _, e := range rows {
+		if e.process >= 0 && e.process < len(rep.EffectsByProcess) {
+			rep.EffectsByProcess[e.process]++
+		}
+	}
 	ids := make([]string, 0, len(committed))
 	for id := range committed {
 		ids = append(ids, id)

@@ -8,6 +8,10 @@ replace (
 	github.com/outboxgo/outbox => ..
 	github.com/outboxgo/outbox/cmd/outbox => ../cmd/outbox
 	github.com/outboxgo/outbox/dialect/sqlite => ../dialect/sqlite
+	github.com/outboxgo/outbox/inbox/amqpinbox => ../inbox/amqpinbox
+	github.com/outboxgo/outbox/inbox/kafkainbox => ../inbox/kafkainbox
+	github.com/outboxgo/outbox/inbox/mqttinbox => ../inbox/mqttinbox
+	github.com/outboxgo/outbox/inbox/webhookinbox => ../inbox/webhookinbox
 	github.com/outboxgo/outbox/integration => ../integration
 	github.com/outboxgo/outbox/internal/testutil/natstest => ../internal/testutil/natstest
 	github.com/outboxgo/outbox/internal/testutil/sourcetest => ../internal/testutil/sourcetest
@@ -29,6 +33,9 @@ require (
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
 	github.com/outboxgo/outbox v0.0.0-00010101000000-000000000000
+	github.com/outboxgo/outbox/inbox/amqpinbox v0.0.0-00010101000000-000000000000
+	github.com/outboxgo/outbox/inbox/kafkainbox v0.0.0-00010101000000-000000000000
+	github.com/outboxgo/outbox/inbox/mqttinbox v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/relay/binlog v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/relay/wal v0.0.0-00010101000000-000000000000
 	github.com/rabbitmq/amqp091-go v1.16.0
@@ -47,6 +54,7 @@ require (
 	github.com/go-mysql-org/go-mysql v1.12.0 // indirect
 	github.com/goccy/go-json v0.10.2 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
+	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/jackc/pgio v1.0.0 // indirect
 	github.com/jackc/pglogrepl v0.0.0-20250509230407-a9884f6bd75a // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
@@ -66,6 +74,7 @@ require (
 	go.uber.org/multierr v1.11.0 // indirect
 	go.uber.org/zap v1.27.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/net v0.61.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect

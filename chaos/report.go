@@ -93,8 +93,9 @@ type Report struct {
 	Consumers      int         `json:"consumers"` // processes run
 	ConsumerStarts int         `json:"consumer_starts"`
 	ConsumerExits  []RelayExit `json:"consumer_exits,omitempty"` // exits the checker did not cause (Relay is the process)
-	// EffectsApplied counts the effect rows.
-	EffectsApplied int `json:"effects_applied"`
+	// EffectsApplied counts the effect rows; EffectsByProcess by consumer process.
+	EffectsApplied   int   `json:"effects_applied"`
+	EffectsByProcess []int `json:"effects_by_process,omitempty"`
 	// EffectsMissing are committed messages without an effect.
 	EffectsMissing       int      `json:"effects_missing"`
 	EffectsMissingSample []string `json:"effects_missing_sample,omitempty"`
@@ -274,7 +275,7 @@ func (r *Report) WriteText(w io.Writer) {
 		r.DrainAfterFaultSec, r.LastFaultHealedSec, r.DrainAfterCommitSec, r.Drained)
 	p("outbox at end:  %d pending, %d dead letters", r.OutboxPending, r.OutboxDeadLetters)
 	if r.Consumers > 0 {
-		p("consumers:      %d processes, %d starts, %d exits not caused by the checker", r.Consumers, r.ConsumerStarts, len(r.ConsumerExits))
+		p("consumers:      %d processes, %d starts, %d exits not caused by the checker; effects applied by each process: %v", r.Consumers, r.ConsumerStarts, len(r.ConsumerExits), r.EffectsByProcess)
 		p("effects:        %d applied; missing %d, applied twice %d (%d extra), out of order %d, of no committed message %d; inbox dead letters %d; all applied %.2fs into the drain: %v",
 			r.EffectsApplied, r.EffectsMissing, r.EffectsDouble, r.EffectsDoubleRows, r.EffectsOutOfOrder, r.EffectsUnknown, r.InboxDeadLetters, r.EffectsDrainSec, r.EffectsDrained)
 	}
