@@ -321,7 +321,7 @@ func (r *run) setup(ctx context.Context, rep *Report) error {
 	case SinkMQTT:
 		r.brk, err = startMQTT(cfg.MQTTAddr, "outbox-chaos-"+r.id)
 	case SinkWebhook:
-		r.brk, err = startWebhook()
+		r.brk, err = startWebhook(cfg.Consumers > 0)
 	}
 	if err != nil {
 		return fmt.Errorf("starting the %s broker: %w", cfg.Sink, err)

@@ -2,7 +2,7 @@ package chaos
 
 // ConsumerSinks lists the sinks whose inbox adapter the consumer processes (Config.Consumers)
 // can run.
-var ConsumerSinks = []string{SinkKafka, SinkRabbitMQ, SinkMQTT}
+var ConsumerSinks = []string{SinkKafka, SinkRabbitMQ, SinkMQTT, SinkWebhook}
 
 // consumerAdapter returns the runner of sink's inbox adapter; nil when none is wired.
 func consumerAdapter(sink string) consumerRunner {
@@ -13,6 +13,8 @@ func consumerAdapter(sink string) consumerRunner {
 		return runAMQPInbox
 	case SinkMQTT:
 		return runMQTTInbox
+	case SinkWebhook:
+		return runWebhookInbox
 	}
 	return nil
 }

@@ -36,6 +36,7 @@ require (
 	github.com/outboxgo/outbox/inbox/amqpinbox v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/inbox/kafkainbox v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/inbox/mqttinbox v0.0.0-00010101000000-000000000000
+	github.com/outboxgo/outbox/inbox/webhookinbox v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/relay/binlog v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/relay/wal v0.0.0-00010101000000-000000000000
 	github.com/rabbitmq/amqp091-go v1.16.0
@@ -70,6 +71,7 @@ require (
 	github.com/pingcap/log v1.1.1-0.20230317032135-a0d097d16e22 // indirect
 	github.com/pingcap/tidb/pkg/parser v0.0.0-20241118164214-4f047be191be // indirect
 	github.com/shopspring/decimal v1.2.0 // indirect
+	github.com/standard-webhooks/standard-webhooks/libraries v1.3.0 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
 	go.uber.org/zap v1.27.0 // indirect
