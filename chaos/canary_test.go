@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -222,4 +223,65 @@ func TestSweep(t *testing.T) {
 		}
 		check(t, b)
 	})
+}
+
+// TestConsumerCanary checks the effects check: after a clean run with a consumer process,
+// the test copies one key's first effect (a message applied twice), deletes another key's
+// last one (a message without its effect) and swaps the apply numbers of a third key's first
+// two effects (applied out of order); the report must count exactly those, and fail.
+func TestConsumerCanary(t *testing.T) {
+	t.Parallel()
+	service.Require(t, "PostgreSQL")
+	dir := t.TempDir()
+	bins := map[string]string{"outbox": "github.com/outboxgo/outbox/cmd/outbox", "consumer": "github.com/outboxgo/outbox/chaos/cmd/outbox-chaos-consumer"}
+	for name, pkg := range bins {
+		bins[name] = filepath.Join(dir, name)
+		if out, err := exec.Command("go", "build", "-o", bins[name], pkg).CombinedOutput(); err != nil {
+			t.Fatalf("building %s: %v\n%s", pkg, err, out)
+		}
+	}
+	cfg := Config{
+		Sink: SinkKafka, Duration: 3 * time.Second, Rate: 100, Keys: 10, Relays: 1, Consumers: 1,
+		Faults: []string{FaultKill}, StableRelayIDs: true, OutboxBinary: bins["outbox"], ConsumerBinary: bins["consumer"],
+		DrainTimeout: 30 * time.Second,
+	}
+	cfg.beforeVerify = func(ctx context.Context, r *run) error {
+		_, effects, _ := r.db.consumerTables()
+		pool := r.db.(*postgresDB).pool
+		for _, q := range []string{
+			`INSERT INTO ` + effects + ` SELECT * FROM ` + effects + ` WHERE key = 'k0' ORDER BY apply LIMIT 1`,
+			`DELETE FROM ` + effects + ` WHERE key = 'k1' AND apply = (SELECT max(apply) FROM ` + effects + ` WHERE key = 'k1')`,
+			`UPDATE ` + effects + ` SET apply = 3 - apply WHERE key = 'k2' AND apply IN (1, 2)`,
+		} {
+			if tag, err := pool.Exec(ctx, q); err != nil || tag.RowsAffected() == 0 {
+				return fmt.Errorf("%s: %v (%d rows)", q, err, tag.RowsAffected())
+			}
+		}
+		return nil
+	}
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if rep.WorkDir != "" {
+			_ = os.RemoveAll(rep.WorkDir)
+		}
+		dropKeptSchema(t, cfg.DatabaseURL, rep.OutboxTable)
+	})
+	var b strings.Builder
+	rep.WriteText(&b)
+	if rep.OK() {
+		t.Fatalf("the run reports no violation:\n%s", b.String())
+	}
+	if rep.EffectsDouble != 1 || rep.EffectsDoubleRows != 1 || rep.EffectsMissing != 1 || rep.EffectsOutOfOrder != 1 || rep.EffectsUnknown != 0 {
+		t.Fatalf("double %d (+%d), missing %d, out of order %d, unknown %d; want 1 (+1), 1, 1, 0:\n%s",
+			rep.EffectsDouble, rep.EffectsDoubleRows, rep.EffectsMissing, rep.EffectsOutOfOrder, rep.EffectsUnknown, b.String())
+	}
+	if got := rep.Violations(); len(got) != 3 || rep.Lost != 0 || rep.OrderViolations != 0 {
+		t.Fatalf("violations %v, want the three effect ones only", got)
+	}
+	if rep.Committed < 100 || rep.EffectsApplied != rep.Committed {
+		t.Fatalf("committed %d, effects %d", rep.Committed, rep.EffectsApplied)
+	}
 }

@@ -235,6 +235,11 @@ wait:
 	starts, exits := r.relays.stats()
 	rep.RelayStarts, rep.RelayExits = starts, exits
 	rep.ConsumerStarts, rep.ConsumerExits = r.consumers.stats()
+	if cfg.beforeVerify != nil {
+		if err := cfg.beforeVerify(vctx, r); err != nil {
+			return fmt.Errorf("test hook: %w", err)
+		}
+	}
 	if err := r.verify(vctx, rep, led, hostile.classes, start, loadEnd, healed); err != nil {
 		return err
 	}

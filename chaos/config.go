@@ -195,6 +195,9 @@ type Config struct {
 
 	// hook, when set (tests), runs at the start of the load phase.
 	hook func(ctx context.Context, r *run, led *ledger) error
+	// beforeVerify, when set (tests), runs after the drain, once the relays and consumers
+	// stopped, before the checks.
+	beforeVerify func(ctx context.Context, r *run) error
 }
 
 func (c *Config) setDefaults() {
