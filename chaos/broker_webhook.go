@@ -96,7 +96,7 @@ func (b *webhookBroker) forward(w http.ResponseWriter, r *http.Request, body []b
 	var last error
 	for j := range b.targets {
 		target := b.targets[(start+j)%len(b.targets)]
-		req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, "http://"+target+r.URL.Path, bytes.NewReader(body))
+		req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, "http://"+target+"/"+outboxTopic, bytes.NewReader(body))
 		if err != nil {
 			last = err
 			continue
