@@ -176,6 +176,9 @@ func (b *webhookBroker) close() {
 		b.px.Close()
 	}
 	b.stop()
+	if b.client != nil {
+		b.client.CloseIdleConnections()
+	}
 }
 
 func (b *webhookBroker) seesHeaders() bool { return true }
