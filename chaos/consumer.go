@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -68,7 +69,7 @@ func consumerBackoff(attempt int) time.Duration {
 // number show the order its messages were applied in.
 func RunConsumer(ctx context.Context, spec ConsumerSpec, log *slog.Logger) error {
 	icfg := inbox.Config{
-		Table: spec.InboxTable, Consumer: spec.Consumer, MaxAttempts: cmpOrInt(spec.MaxAttempts, consumerMaxAttempts),
+		Table: spec.InboxTable, Consumer: spec.Consumer, MaxAttempts: cmp.Or(spec.MaxAttempts, consumerMaxAttempts),
 		Backoff: consumerBackoff, Logger: log,
 	}
 	eff := &effecter{process: spec.Process}
@@ -121,13 +122,6 @@ func RunConsumer(ctx context.Context, spec ConsumerSpec, log *slog.Logger) error
 		return nil // stopped
 	}
 	return err
-}
-
-func cmpOrInt(a, b int) int {
-	if a != 0 {
-		return a
-	}
-	return b
 }
 
 // effecter applies a message's effect in the inbox's transaction.
