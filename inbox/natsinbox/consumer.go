@@ -316,3 +316,13 @@ func (h *heartbeats) run(ctx context.Context, every time.Duration, log interface
 		}
 	}
 }
+
+// unsettled returns the messages not settled with the broker: those queued, and those held
+// (with the due time of their key's head).
+func (s *sequencer[H]) unsettled() (queued []*item[H], held map[time.Time][]*item[H]) {
+	held = make(map[time.Time][]*item[H])
+	for _, b := range s.blocked {
+		held[b.due] = append(held[b.due], b.held...)
+	}
+	return s.queue, held
+}

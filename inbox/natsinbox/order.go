@@ -12,7 +12,8 @@ import (
 
 // This file is the broker-independent part of the adapter: it keeps a key's messages in
 // the order the broker delivered them while one of them awaits its retry, and runs Deliver
-// or DeliverBatch over what is ready. The redisinbox adapter has the same file.
+// or DeliverBatch over what is ready. The other adapter module (natsinbox, redisinbox) has the
+// same file.
 
 // item is one broker message on its way through the adapter.
 type item[H any] struct {
@@ -227,17 +228,6 @@ func (s *sequencer[H]) release(k string) {
 	}
 }
 
-// releaseRef unblocks the key whose head is ref (it will not come back: another consumer
-// took it, or it left the stream).
-func (s *sequencer[H]) releaseRef(ref string) {
-	for k, b := range s.blocked {
-		if b.head == ref {
-			s.release(k)
-			return
-		}
-	}
-}
-
 // expire releases the keys whose head is overdue by more than grace, and returns when the
 // next one would be (zero when no key is blocked).
 func (s *sequencer[H]) expire(ctx context.Context, now time.Time) time.Time {
@@ -255,23 +245,4 @@ func (s *sequencer[H]) expire(ctx context.Context, now time.Time) time.Time {
 		}
 	}
 	return next
-}
-
-// unsettled returns the messages not settled with the broker: those queued, and those held
-// (with the due time of their key's head).
-func (s *sequencer[H]) unsettled() (queued []*item[H], held map[time.Time][]*item[H]) {
-	held = make(map[time.Time][]*item[H])
-	for _, b := range s.blocked {
-		held[b.due] = append(held[b.due], b.held...)
-	}
-	return s.queue, held
-}
-
-// tracked counts the messages the sequencer holds unsettled.
-func (s *sequencer[H]) tracked() int {
-	n := len(s.queue)
-	for _, b := range s.blocked {
-		n += len(b.held)
-	}
-	return n
 }

@@ -294,3 +294,14 @@ func (c *consumer) retry(_ context.Context, it *item[entry], delay time.Duration
 	now := time.Now()
 	c.sched[it.ref] = &scheduled{it: it, due: now.Add(delay), since: now}
 }
+
+// releaseRef unblocks the key whose head is ref (it will not come back: another consumer
+// took it, or it left the stream).
+func (s *sequencer[H]) releaseRef(ref string) {
+	for k, b := range s.blocked {
+		if b.head == ref {
+			s.release(k)
+			return
+		}
+	}
+}
