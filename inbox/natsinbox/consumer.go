@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outboxgo/outbox/inbox"
+	"github.com/outboxgo/outbox/inbox/internal/keyorder"
 )
 
 // consumer is one Run's consuming state; the sequencer survives reconnects and consumer
@@ -21,7 +22,7 @@ import (
 type consumer struct {
 	a   *Adapter
 	js  jetstream.JetStream
-	seq *sequencer[jetstream.Msg]
+	seq *keyorder.Sequencer[jetstream.Msg]
 	hb  *heartbeats
 }
 
@@ -79,7 +80,7 @@ func (c *consumer) consume(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		for len(c.seq.queue) < cfg.Batch {
+		for c.seq.Queued() < cfg.Batch {
 			select {
 			case m, ok := <-arrivals:
 				if !ok {
@@ -91,7 +92,7 @@ func (c *consumer) consume(ctx context.Context) error {
 			}
 			break
 		}
-		progressed, err := c.seq.step(ctx)
+		progressed, err := c.seq.Step(ctx)
 		if err != nil {
 			return err
 		}
@@ -99,7 +100,7 @@ func (c *consumer) consume(ctx context.Context) error {
 			continue
 		}
 		wait := time.Hour
-		if next := c.seq.expire(ctx, time.Now()); !next.IsZero() {
+		if next := c.seq.Expire(ctx, time.Now()); !next.IsZero() {
 			wait = max(time.Until(next), time.Millisecond)
 		}
 		timer.Reset(wait)
@@ -155,28 +156,28 @@ func (c *consumer) arrive(ctx context.Context, m jetstream.Msg) {
 		_ = m.Term()
 		return
 	}
-	c.hb.add(it.ref, m)
-	c.seq.add(it)
+	c.hb.add(it.Ref, m)
+	c.seq.Add(it)
 }
 
 // decode reads m's CloudEvents binding into an item; a message that does not decode is an
 // item with bad set, which the sequencer rejects.
-func (c *consumer) decode(m jetstream.Msg) (*item[jetstream.Msg], error) {
+func (c *consumer) decode(m jetstream.Msg) (*keyorder.Item[jetstream.Msg], error) {
 	meta, err := m.Metadata()
 	if err != nil {
 		return nil, err
 	}
 	ref := strconv.FormatUint(meta.Sequence.Stream, 10)
-	it := &item[jetstream.Msg]{ref: ref, rejectID: "nats:" + meta.Stream + ":" + ref, h: m}
-	it.d.Redelivered = meta.NumDelivered > 1
+	it := &keyorder.Item[jetstream.Msg]{Ref: ref, RejectID: "nats:" + meta.Stream + ":" + ref, Handle: m}
+	it.Delivery.Redelivered = meta.NumDelivered > 1
 	env, err := envelope(m.Subject(), c.a.cfg.SubjectPrefix, m.Headers(), m.Data())
 	msg, merr := env.Message()
-	it.d.Message = msg
-	it.bad = cmpErr(err, merr)
-	if it.bad != nil {
-		it.d.Message.Topic = env.Topic
-		if it.d.Message.Topic == "" {
-			it.d.Message.Topic = m.Subject()
+	it.Delivery.Message = msg
+	it.Bad = cmpErr(err, merr)
+	if it.Bad != nil {
+		it.Delivery.Message.Topic = env.Topic
+		if it.Delivery.Message.Topic == "" {
+			it.Delivery.Message.Topic = m.Subject()
 		}
 	}
 	return it, nil
@@ -225,24 +226,24 @@ func envelope(subject, prefix string, h map[string][]string, data []byte) (inbox
 	return env, bad
 }
 
-// ack acknowledges its. Not DoubleAck: an ack that is lost only brings a redelivery, which
+// Ack acknowledges its. Not DoubleAck: an ack that is lost only brings a redelivery, which
 // the inbox answers as a Duplicate (one Attempt statement), while DoubleAck would cost a
 // round trip per message.
-func (c *consumer) ack(ctx context.Context, its []*item[jetstream.Msg]) {
+func (c *consumer) Ack(ctx context.Context, its []*keyorder.Item[jetstream.Msg]) {
 	for _, it := range its {
-		c.hb.remove(it.ref)
-		if err := it.h.Ack(); err != nil {
+		c.hb.remove(it.Ref)
+		if err := it.Handle.Ack(); err != nil {
 			c.a.log.WarnContext(ctx, "natsinbox: ack failed; the message will be redelivered (a duplicate)",
-				"message", it.rejectID, "error", err)
+				"message", it.RejectID, "error", err)
 		}
 	}
 }
 
-// retry naks it with delay: JetStream redelivers it then, with NumDelivered one more.
-func (c *consumer) retry(ctx context.Context, it *item[jetstream.Msg], delay time.Duration) {
-	c.hb.remove(it.ref)
-	if err := it.h.NakWithDelay(delay); err != nil {
-		c.a.log.WarnContext(ctx, "natsinbox: nak failed; redelivered after ack wait instead", "message", it.rejectID, "error", err)
+// Retry naks it with delay: JetStream redelivers it then, with NumDelivered one more.
+func (c *consumer) Retry(ctx context.Context, it *keyorder.Item[jetstream.Msg], delay time.Duration) {
+	c.hb.remove(it.Ref)
+	if err := it.Handle.NakWithDelay(delay); err != nil {
+		c.a.log.WarnContext(ctx, "natsinbox: nak failed; redelivered after ack wait instead", "message", it.RejectID, "error", err)
 	}
 }
 
@@ -250,15 +251,15 @@ func (c *consumer) retry(ctx context.Context, it *item[jetstream.Msg], delay tim
 // ones held behind a retry a second after their key's head is due, so that it comes back
 // first.
 func (c *consumer) shutdown() {
-	queued, held := c.seq.unsettled()
+	queued, held := c.seq.Unsettled()
 	for _, it := range queued {
 		// Not a plain Nak: on nats-server 2.9 the message then came back to the next
 		// process with NumDelivered 1, hiding the redelivery from the inbox.
-		_ = it.h.NakWithDelay(time.Millisecond)
+		_ = it.Handle.NakWithDelay(time.Millisecond)
 	}
 	for due, its := range held {
 		for _, it := range its {
-			_ = it.h.NakWithDelay(max(time.Until(due), 0) + time.Second)
+			_ = it.Handle.NakWithDelay(max(time.Until(due), 0) + time.Second)
 		}
 	}
 	c.hb.clear()
@@ -315,14 +316,4 @@ func (h *heartbeats) run(ctx context.Context, every time.Duration, log interface
 			}
 		}
 	}
-}
-
-// unsettled returns the messages not settled with the broker: those queued, and those held
-// (with the due time of their key's head).
-func (s *sequencer[H]) unsettled() (queued []*item[H], held map[time.Time][]*item[H]) {
-	held = make(map[time.Time][]*item[H])
-	for _, b := range s.blocked {
-		held[b.due] = append(held[b.due], b.held...)
-	}
-	return s.queue, held
 }

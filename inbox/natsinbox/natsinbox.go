@@ -16,6 +16,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/inbox"
+	"github.com/outboxgo/outbox/inbox/internal/keyorder"
 )
 
 // Defaults of Config.
@@ -215,7 +216,7 @@ func (a *Adapter) Run(ctx context.Context, handler inbox.Handler) error {
 	}
 
 	c := &consumer{a: a, js: js, hb: newHeartbeats()}
-	c.seq = newSequencer[jetstream.Msg](in, handler, c, a.cfg.Batch, a.cfg.AckWait+5*time.Second, a.log)
+	c.seq = keyorder.New[jetstream.Msg](in, handler, c, a.cfg.Batch, a.cfg.AckWait+5*time.Second, a.log)
 	wg.Go(func() { c.hb.run(ctx, a.cfg.AckWait/3, a.log) })
 	backoff := time.Second
 	for {

@@ -10,6 +10,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/outboxgo/outbox/inbox"
+	"github.com/outboxgo/outbox/inbox/internal/keyorder"
 )
 
 // entry is a stream entry's address.
@@ -18,7 +19,7 @@ type entry struct{ stream, id string }
 // scheduled is an entry awaiting its retry: left pending, claimed back (XCLAIM with a
 // min-idle time) once due.
 type scheduled struct {
-	it         *item[entry]
+	it         *keyorder.Item[entry]
 	due, since time.Time // since: when it was last delivered to this consumer, at the latest
 }
 
@@ -26,7 +27,7 @@ type scheduled struct {
 type consumer struct {
 	a   *Adapter
 	rdb goredis.UniversalClient
-	seq *sequencer[entry]
+	seq *keyorder.Sequencer[entry]
 
 	known     map[string]bool // entries this consumer holds: queued, held, being delivered, scheduled
 	sched     map[string]*scheduled
@@ -102,13 +103,13 @@ func (c *consumer) round(ctx context.Context) error {
 		}
 		c.lastClaim = now
 	}
-	if len(c.seq.queue) < cfg.Batch {
+	if c.seq.Queued() < cfg.Batch {
 		if err := c.read(ctx, now); err != nil {
 			return err
 		}
 	}
-	c.seq.expire(ctx, now)
-	_, err := c.seq.step(ctx)
+	c.seq.Expire(ctx, now)
+	_, err := c.seq.Step(ctx)
 	return err
 }
 
@@ -119,21 +120,21 @@ func (c *consumer) claimDue(ctx context.Context, now time.Time) error {
 		if now.Before(s.due) {
 			continue
 		}
-		e := s.it.h
+		e := s.it.Handle
 		msgs, err := c.rdb.XClaim(ctx, &goredis.XClaimArgs{Stream: e.stream, Group: c.a.cfg.Group, Consumer: c.a.cfg.Consumer,
 			MinIdle: max(s.due.Sub(s.since)-10*time.Millisecond, 0), Messages: []string{e.id}}).Result()
 		if err != nil && !errors.Is(err, goredis.Nil) {
-			return fmt.Errorf("redisinbox: claiming %s for its retry: %w", s.it.rejectID, err)
+			return fmt.Errorf("redisinbox: claiming %s for its retry: %w", s.it.RejectID, err)
 		}
 		delete(c.sched, ref)
 		if len(msgs) == 1 && msgs[0].ID == e.id && msgs[0].Values != nil {
-			c.seq.add(c.decode(e.stream, msgs[0], true))
+			c.seq.Add(c.decode(e.stream, msgs[0], true))
 			continue
 		}
 		// Taken by another consumer (or deleted from the stream): its key goes on here.
 		delete(c.known, ref)
-		c.a.log.InfoContext(ctx, "redisinbox: a retried entry was not there to claim back", "message", s.it.rejectID)
-		c.seq.releaseRef(ref)
+		c.a.log.InfoContext(ctx, "redisinbox: a retried entry was not there to claim back", "message", s.it.RejectID)
+		c.seq.ReleaseRef(ref)
 	}
 	return nil
 }
@@ -173,7 +174,7 @@ func (c *consumer) claimStale(ctx context.Context) error {
 // read reads this consumer's own pending entries first (after a start), then new ones.
 func (c *consumer) read(ctx context.Context, now time.Time) error {
 	cfg := c.a.cfg
-	count := int64(cfg.Batch - len(c.seq.queue))
+	count := int64(cfg.Batch - c.seq.Queued())
 	streams := make([]string, 0, 2*len(c.a.keys))
 	ids := make([]string, 0, len(c.a.keys))
 	own := false
@@ -188,12 +189,12 @@ func (c *consumer) read(ctx context.Context, now time.Time) error {
 	}
 	streams = append(streams, ids...)
 	block := time.Duration(-1) // no BLOCK: there is work queued, or own pending entries to read
-	if !own && len(c.seq.queue) == 0 {
+	if !own && c.seq.Queued() == 0 {
 		block = cfg.Block
 		for _, s := range c.sched {
 			block = min(block, time.Until(s.due))
 		}
-		if next := c.seq.expire(ctx, now); !next.IsZero() {
+		if next := c.seq.Expire(ctx, now); !next.IsZero() {
 			block = min(block, time.Until(next))
 		}
 		block = min(block, time.Until(c.lastClaim.Add(cfg.ClaimMinIdle/2)))
@@ -236,15 +237,15 @@ func (c *consumer) read(ctx context.Context, now time.Time) error {
 
 func (c *consumer) arrive(stream string, m goredis.XMessage, redelivered bool) {
 	it := c.decode(stream, m, redelivered)
-	c.known[it.ref] = true
-	c.seq.add(it)
+	c.known[it.Ref] = true
+	c.seq.Add(it)
 }
 
 // decode reads an entry in the sink's field layout: the CloudEvents attributes by name,
 // h:<name> user headers, data the payload.
-func (c *consumer) decode(stream string, m goredis.XMessage, redelivered bool) *item[entry] {
-	it := &item[entry]{ref: stream + "/" + m.ID, rejectID: "redis:" + stream + ":" + m.ID, h: entry{stream, m.ID}}
-	it.d.Redelivered = redelivered
+func (c *consumer) decode(stream string, m goredis.XMessage, redelivered bool) *keyorder.Item[entry] {
+	it := &keyorder.Item[entry]{Ref: stream + "/" + m.ID, RejectID: "redis:" + stream + ":" + m.ID, Handle: entry{stream, m.ID}}
+	it.Delivery.Redelivered = redelivered
 	env := inbox.Envelope{Topic: c.a.topics[stream], Attributes: make(map[string]string, 8)}
 	hasData := false
 	for k, v := range m.Values {
@@ -268,16 +269,16 @@ func (c *consumer) decode(stream string, m goredis.XMessage, redelivered bool) *
 	if err == nil && !hasData {
 		err = fmt.Errorf("%w: no data field", inbox.ErrInvalidMessage)
 	}
-	it.d.Message, it.bad = msg, err
+	it.Delivery.Message, it.Bad = msg, err
 	return it
 }
 
-// ack acknowledges its with XACK, one per stream, pipelined.
-func (c *consumer) ack(ctx context.Context, its []*item[entry]) {
+// Ack acknowledges its with XACK, one per stream, pipelined.
+func (c *consumer) Ack(ctx context.Context, its []*keyorder.Item[entry]) {
 	byStream := map[string][]string{}
 	for _, it := range its {
-		delete(c.known, it.ref)
-		byStream[it.h.stream] = append(byStream[it.h.stream], it.h.id)
+		delete(c.known, it.Ref)
+		byStream[it.Handle.stream] = append(byStream[it.Handle.stream], it.Handle.id)
 	}
 	pipe := c.rdb.Pipeline()
 	for s, ids := range byStream {
@@ -289,19 +290,8 @@ func (c *consumer) ack(ctx context.Context, its []*item[entry]) {
 	}
 }
 
-// retry leaves it pending and schedules its claim after delay.
-func (c *consumer) retry(_ context.Context, it *item[entry], delay time.Duration) {
+// Retry leaves it pending and schedules its claim after delay.
+func (c *consumer) Retry(_ context.Context, it *keyorder.Item[entry], delay time.Duration) {
 	now := time.Now()
-	c.sched[it.ref] = &scheduled{it: it, due: now.Add(delay), since: now}
-}
-
-// releaseRef unblocks the key whose head is ref (it will not come back: another consumer
-// took it, or it left the stream).
-func (s *sequencer[H]) releaseRef(ref string) {
-	for k, b := range s.blocked {
-		if b.head == ref {
-			s.release(k)
-			return
-		}
-	}
+	c.sched[it.Ref] = &scheduled{it: it, due: now.Add(delay), since: now}
 }

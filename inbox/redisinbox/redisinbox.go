@@ -19,6 +19,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/inbox"
+	"github.com/outboxgo/outbox/inbox/internal/keyorder"
 )
 
 // Defaults of Config.
@@ -209,7 +210,7 @@ func (a *Adapter) Run(ctx context.Context, handler inbox.Handler) error {
 		wg.Go(func() { _ = in.RunRetention(ctx, a.cfg.RetentionInterval) })
 	}
 	c := &consumer{a: a, rdb: client, known: make(map[string]bool), sched: make(map[string]*scheduled)}
-	c.seq = newSequencer[entry](in, handler, c, a.cfg.Batch, time.Minute, a.log)
+	c.seq = keyorder.New[entry](in, handler, c, a.cfg.Batch, time.Minute, a.log)
 	err := c.run(ctx)
 	if ctx.Err() != nil {
 		return nil

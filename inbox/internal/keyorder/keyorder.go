@@ -1,4 +1,8 @@
-package redisinbox
+// Package keyorder is the broker-independent part of the inbox adapters that take a stream
+// of messages (natsinbox, redisinbox): it keeps a key's messages in the order the broker
+// delivered them while one of them awaits its retry, and runs Deliver or DeliverBatch over
+// what is ready.
+package keyorder
 
 import (
 	"context"
@@ -10,27 +14,22 @@ import (
 	"github.com/outboxgo/outbox/inbox"
 )
 
-// This file is the broker-independent part of the adapter: it keeps a key's messages in
-// the order the broker delivered them while one of them awaits its retry, and runs Deliver
-// or DeliverBatch over what is ready. The other adapter module (natsinbox, redisinbox) has the
-// same file.
-
 // item is one broker message on its way through the adapter.
-type item[H any] struct {
-	ref      string // the broker's identity of the message, stable across redeliveries
-	rejectID string // the id Reject uses when the message has none it can use
-	h        H      // the broker's handle (to ack, nak, claim)
-	d        inbox.Delivery
-	bad      error // why the message does not decode; d.Message holds what could be read
-	rejected bool  // Reject committed (a retried batch does not reject it twice)
+type Item[H any] struct {
+	Ref      string // the broker's identity of the message, stable across redeliveries
+	RejectID string // the id Reject uses when the message has none it can use
+	Handle   H      // the broker's handle (to ack, nak, claim)
+	Delivery inbox.Delivery
+	Bad      error // why the message does not decode; Delivery.Message holds what could be read
+	Rejected bool  // Reject committed (a retried batch does not reject it twice)
 }
 
 // broker is what the sequencer asks of the broker.
-type broker[H any] interface {
+type Broker[H any] interface {
 	// ack acknowledges items whose outcome committed.
-	ack(ctx context.Context, its []*item[H])
+	Ack(ctx context.Context, its []*Item[H])
 	// retry has it redelivered after delay.
-	retry(ctx context.Context, it *item[H], delay time.Duration)
+	Retry(ctx context.Context, it *Item[H], delay time.Duration)
 }
 
 // blockedKey is a key whose message head awaits its retry; held are the key's later
@@ -38,12 +37,12 @@ type broker[H any] interface {
 type blockedKey[H any] struct {
 	head string
 	due  time.Time
-	held []*item[H]
+	held []*Item[H]
 }
 
-func (b *blockedKey[H]) hold(it *item[H]) {
+func (b *blockedKey[H]) hold(it *Item[H]) {
 	for i, h := range b.held {
-		if h.ref == it.ref { // the broker delivered a held message again: keep the newer handle
+		if h.Ref == it.Ref { // the broker delivered a held message again: keep the newer handle
 			b.held[i] = it
 			return
 		}
@@ -53,36 +52,39 @@ func (b *blockedKey[H]) hold(it *item[H]) {
 
 // sequencer decides which messages are delivered, in which order, and what the broker does
 // with them afterwards. It is used by one goroutine.
-type sequencer[H any] struct {
+type Sequencer[H any] struct {
 	in      *inbox.Inbox
 	handler inbox.Handler
-	broker  broker[H]
+	broker  Broker[H]
 	batch   int
 	pause   time.Duration // after an error of the inbox
 	grace   time.Duration // how long past its due time a head may take to come back
 	log     *slog.Logger
 
-	queue   []*item[H] // arrived (or released), not yet delivered
+	queue   []*Item[H] // arrived (or released), not yet delivered
 	blocked map[string]*blockedKey[H]
 }
 
-func newSequencer[H any](in *inbox.Inbox, h inbox.Handler, b broker[H], batch int, grace time.Duration, log *slog.Logger) *sequencer[H] {
-	return &sequencer[H]{in: in, handler: h, broker: b, batch: max(batch, 1), pause: time.Second, grace: grace,
+func New[H any](in *inbox.Inbox, h inbox.Handler, b Broker[H], batch int, grace time.Duration, log *slog.Logger) *Sequencer[H] {
+	return &Sequencer[H]{in: in, handler: h, broker: b, batch: max(batch, 1), pause: time.Second, grace: grace,
 		log: log, blocked: make(map[string]*blockedKey[H])}
 }
 
-// add queues an arrived message.
-func (s *sequencer[H]) add(it *item[H]) { s.queue = append(s.queue, it) }
+// Add queues an arrived message.
+func (s *Sequencer[H]) Add(it *Item[H]) { s.queue = append(s.queue, it) }
+
+// Queued is how many messages are queued, not yet delivered (held ones aside).
+func (s *Sequencer[H]) Queued() int { return len(s.queue) }
 
 // next takes up to batch messages off the queue that may be delivered now; messages of a
 // blocked key (other than the one it waits for) are held instead.
-func (s *sequencer[H]) next() []*item[H] {
-	var ready []*item[H]
+func (s *Sequencer[H]) next() []*Item[H] {
+	var ready []*Item[H]
 	i := 0
 	for ; i < len(s.queue) && len(ready) < s.batch; i++ {
 		it := s.queue[i]
-		if k := it.d.Message.Key; it.bad == nil && k != "" {
-			if b := s.blocked[k]; b != nil && b.head != it.ref {
+		if k := it.Delivery.Message.Key; it.Bad == nil && k != "" {
+			if b := s.blocked[k]; b != nil && b.head != it.Ref {
 				b.hold(it)
 				continue
 			}
@@ -93,10 +95,10 @@ func (s *sequencer[H]) next() []*item[H] {
 	return ready
 }
 
-// step delivers the next ready messages and settles them with the broker. It returns
+// Step delivers the next ready messages and settles them with the broker. It returns
 // false when nothing was ready, and ctx's error when ctx ended (the messages not settled
 // are back in the queue).
-func (s *sequencer[H]) step(ctx context.Context) (bool, error) {
+func (s *Sequencer[H]) Step(ctx context.Context) (bool, error) {
 	ready := s.next()
 	if len(ready) == 0 {
 		return false, nil
@@ -126,21 +128,21 @@ func (s *sequencer[H]) step(ctx context.Context) (bool, error) {
 
 // deliver rejects the messages that do not decode and runs Deliver (DeliverBatch for
 // several) on the others.
-func (s *sequencer[H]) deliver(ctx context.Context, ready []*item[H]) ([]inbox.Outcome, error) {
+func (s *Sequencer[H]) deliver(ctx context.Context, ready []*Item[H]) ([]inbox.Outcome, error) {
 	outs := make([]inbox.Outcome, len(ready))
 	ds := make([]inbox.Delivery, 0, len(ready))
 	idx := make([]int, 0, len(ready))
 	for i, it := range ready {
-		if it.bad == nil {
-			ds = append(ds, it.d)
+		if it.Bad == nil {
+			ds = append(ds, it.Delivery)
 			idx = append(idx, i)
 			continue
 		}
-		if !it.rejected {
+		if !it.Rejected {
 			if err := s.reject(ctx, it); err != nil {
 				return nil, err
 			}
-			it.rejected = true
+			it.Rejected = true
 		}
 		outs[i] = inbox.Outcome{Result: inbox.DeadLettered}
 	}
@@ -166,58 +168,58 @@ func (s *sequencer[H]) deliver(ctx context.Context, ready []*item[H]) ([]inbox.O
 
 // reject records a message that does not decode in the dead letters, under its own id when
 // the inbox can store it, else under the broker's.
-func (s *sequencer[H]) reject(ctx context.Context, it *item[H]) error {
-	m := it.d.Message
+func (s *Sequencer[H]) reject(ctx context.Context, it *Item[H]) error {
+	m := it.Delivery.Message
 	s.log.WarnContext(ctx, "inbox: undecodable message rejected to the dead letters", "consumer", s.in.Consumer(),
-		"message", it.rejectID, "message_id", m.ID, "reason", it.bad)
+		"message", it.RejectID, "message_id", m.ID, "reason", it.Bad)
 	if m.ID == "" {
-		m.ID = it.rejectID
+		m.ID = it.RejectID
 	}
-	err := s.in.Reject(ctx, m, it.bad)
+	err := s.in.Reject(ctx, m, it.Bad)
 	if errors.Is(err, inbox.ErrInvalidMessage) {
 		// Its id or key cannot be stored: record it under the broker's id, keyless.
-		m.ID, m.Key, m.Position = it.rejectID, "", 0
-		err = s.in.Reject(ctx, m, fmt.Errorf("%w (id %.64q, key %.64q)", it.bad, it.d.Message.ID, it.d.Message.Key))
+		m.ID, m.Key, m.Position = it.RejectID, "", 0
+		err = s.in.Reject(ctx, m, fmt.Errorf("%w (id %.64q, key %.64q)", it.Bad, it.Delivery.Message.ID, it.Delivery.Message.Key))
 	}
 	return err
 }
 
 // settle acks what committed, has failed messages redelivered after their delay, and
 // keeps the order of their keys.
-func (s *sequencer[H]) settle(ctx context.Context, ready []*item[H], outs []inbox.Outcome) {
-	acks := make([]*item[H], 0, len(ready))
+func (s *Sequencer[H]) settle(ctx context.Context, ready []*Item[H], outs []inbox.Outcome) {
+	acks := make([]*Item[H], 0, len(ready))
 	for i, it := range ready {
-		o, k := outs[i], it.d.Message.Key
-		if it.bad != nil {
+		o, k := outs[i], it.Delivery.Message.Key
+		if it.Bad != nil {
 			k = ""
 		}
 		switch {
 		case !o.Retry:
 			acks = append(acks, it)
-			if b := s.blocked[k]; b != nil && b.head == it.ref {
+			if b := s.blocked[k]; b != nil && b.head == it.Ref {
 				s.release(k)
 			}
 		case k != "" && errors.Is(o.Err, inbox.ErrKeyBlocked) && s.blocked[k] != nil:
 			s.blocked[k].hold(it)
 		default:
-			s.broker.retry(ctx, it, o.Delay)
+			s.broker.Retry(ctx, it, o.Delay)
 			if k != "" {
 				b := s.blocked[k]
 				if b == nil {
 					b = &blockedKey[H]{}
 					s.blocked[k] = b
 				}
-				b.head, b.due = it.ref, time.Now().Add(o.Delay)
+				b.head, b.due = it.Ref, time.Now().Add(o.Delay)
 			}
 		}
 	}
 	if len(acks) > 0 {
-		s.broker.ack(ctx, acks)
+		s.broker.Ack(ctx, acks)
 	}
 }
 
 // release unblocks key k: its held messages go first in the queue.
-func (s *sequencer[H]) release(k string) {
+func (s *Sequencer[H]) release(k string) {
 	b := s.blocked[k]
 	if b == nil {
 		return
@@ -228,9 +230,9 @@ func (s *sequencer[H]) release(k string) {
 	}
 }
 
-// expire releases the keys whose head is overdue by more than grace, and returns when the
+// Expire releases the keys whose head is overdue by more than grace, and returns when the
 // next one would be (zero when no key is blocked).
-func (s *sequencer[H]) expire(ctx context.Context, now time.Time) time.Time {
+func (s *Sequencer[H]) Expire(ctx context.Context, now time.Time) time.Time {
 	var next time.Time
 	for k, b := range s.blocked {
 		deadline := b.due.Add(s.grace)
@@ -245,4 +247,25 @@ func (s *sequencer[H]) expire(ctx context.Context, now time.Time) time.Time {
 		}
 	}
 	return next
+}
+
+// Unsettled returns the messages not settled with the broker: those queued, and those held
+// (with the due time of their key's head).
+func (s *Sequencer[H]) Unsettled() (queued []*Item[H], held map[time.Time][]*Item[H]) {
+	held = make(map[time.Time][]*Item[H])
+	for _, b := range s.blocked {
+		held[b.due] = append(held[b.due], b.held...)
+	}
+	return s.queue, held
+}
+
+// ReleaseRef unblocks the key whose head is ref (it will not come back: another consumer
+// took it, or it left the stream).
+func (s *Sequencer[H]) ReleaseRef(ref string) {
+	for k, b := range s.blocked {
+		if b.head == ref {
+			s.release(k)
+			return
+		}
+	}
 }
