@@ -210,6 +210,10 @@ func New(_ context.Context, cfg Config) (*Inbox, error) {
 // Consumer returns the configured consumer name.
 func (in *Inbox) Consumer() string { return in.cfg.Consumer }
 
+// MaxAttempts returns the configured (or default) MaxAttempts: adapters check that the
+// broker's own redelivery limit leaves the inbox room to dead-letter a message.
+func (in *Inbox) MaxAttempts() int { return in.cfg.MaxAttempts }
+
 func micros(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
