@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -115,4 +116,24 @@ func (b *redisBroker) seesHeaders() bool { return false }
 
 func (b *redisBroker) notes() []string {
 	return []string{"Redis: the shared server is never restarted: no broker-restart; broker-cut (every relay connection cut at a fault proxy, new ones refused for the outage) stands in for it. The consumer reads a private stream with XREAD; the stream is deleted at the end."}
+}
+
+// redisInboxGroup is the consumers' consumer group on the run's stream, beside the raw
+// consumer's XREAD.
+const redisInboxGroup = "chaos-inbox"
+
+func (b *redisBroker) inboxSetup(context.Context, int) (func(int) map[string]string, error) {
+	return func(i int) map[string]string {
+		return map[string]string{
+			"addr": b.px.Addr(), "stream_prefix": b.prefix, "topic": outboxTopic,
+			"group": redisInboxGroup, "consumer": "chaos-consumer-" + strconv.Itoa(i),
+		}
+	}, nil
+}
+
+// inboxProcesses: one. Redis hands a key's entries to any consumer of a group.
+func (b *redisBroker) inboxProcesses(int) int { return 1 }
+
+func (b *redisBroker) inboxNotes(int) []string {
+	return []string{"consumers (Redis): one redisinbox process in a consumer group " + redisInboxGroup + " of its own on the run's stream (created from the stream's start), under a stable consumer name, through the broker's fault proxy: one consumer applies the stream in order, and a restarted one reads its own pending entries first, in stream order; a group of several would hand a key's entries to any of them, so one process runs (killed and restarted under the same name)."}
 }

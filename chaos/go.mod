@@ -11,6 +11,8 @@ replace (
 	github.com/outboxgo/outbox/inbox/amqpinbox => ../inbox/amqpinbox
 	github.com/outboxgo/outbox/inbox/kafkainbox => ../inbox/kafkainbox
 	github.com/outboxgo/outbox/inbox/mqttinbox => ../inbox/mqttinbox
+	github.com/outboxgo/outbox/inbox/natsinbox => ../inbox/natsinbox
+	github.com/outboxgo/outbox/inbox/redisinbox => ../inbox/redisinbox
 	github.com/outboxgo/outbox/inbox/webhookinbox => ../inbox/webhookinbox
 	github.com/outboxgo/outbox/integration => ../integration
 	github.com/outboxgo/outbox/internal/testutil/natstest => ../internal/testutil/natstest
@@ -36,6 +38,8 @@ require (
 	github.com/outboxgo/outbox/inbox/amqpinbox v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/inbox/kafkainbox v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/inbox/mqttinbox v0.0.0-00010101000000-000000000000
+	github.com/outboxgo/outbox/inbox/natsinbox v0.0.0-00010101000000-000000000000
+	github.com/outboxgo/outbox/inbox/redisinbox v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/inbox/webhookinbox v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/relay/binlog v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/relay/wal v0.0.0-00010101000000-000000000000
