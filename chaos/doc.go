@@ -23,6 +23,16 @@
 // what met it and what did not. A producer's message in the dead-letter table, and more
 // deliveries than (max_attempts + 1) × messages, are violations too.
 //
+// With Config.Consumers, consumer processes (chaos/cmd/outbox-chaos-consumer) run the sink's
+// inbox adapter beside the raw consumer, on a subscription of their own, and apply each
+// message's effect through the inbox in the run's database: a row in an effects table with
+// the key's apply number from a counter, in the inbox's transaction. They are killed (kill
+// -9) and restarted, and reach the database and the broker through the fault proxies. The
+// report then checks the effects as well: every committed message applied exactly once,
+// each key's effects in order, no inbox dead letter. Each broker's consumers are configured
+// so that the adapter's order promise applies (several competing processes where the broker
+// keeps a key with one of them at a time, else one), and the report's notes say which.
+//
 // The relays run one of the sources of the outbox command: poll (on either database), wal and
 // wal-logical (PostgreSQL's logical replication), or binlog (MariaDB's binary log). Each run
 // has a namespace of its own, dropped afterwards: a schema on PostgreSQL, a database (and a
