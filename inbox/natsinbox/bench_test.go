@@ -26,6 +26,28 @@ func BenchmarkConsume(b *testing.B) {
 		b.Run("inbox/batch="+strconv.Itoa(batch), func(b *testing.B) { benchInbox(b, batch) })
 		b.Run("plain/batch="+strconv.Itoa(batch), func(b *testing.B) { benchPlain(b, batch) })
 	}
+	b.Run("inbox-bulk/batch=500", func(b *testing.B) { benchBulk(b, 500) })
+}
+
+// benchBulk is benchInbox with RunBulk: a batch's effects in one multi-row INSERT.
+func benchBulk(b *testing.B, batch int) {
+	e := newEnv(b)
+	in := e.inbox(inbox.Config{})
+	prefill(b, e)
+	h := func(ctx context.Context, tx outbox.Tx, ms []inbox.Message) error {
+		ids, keys := make([]string, len(ms)), make([]string, len(ms))
+		for i, m := range ms {
+			ids[i], keys[i] = m.ID, m.Key
+		}
+		_, err := tx.(pgx.Tx).Exec(ctx, `INSERT INTO `+e.effects+` (message_id, key) SELECT * FROM unnest($1::text[], $2::text[])`, ids, keys)
+		return err
+	}
+	b.ResetTimer()
+	start := time.Now()
+	e.runBulk(natsinbox.Config{Inbox: in, Batch: batch, Logger: logtest.NewLevel(b, slog.LevelWarn)}, h)
+	waitFor(b, "every effect", 10*time.Minute, func() bool { return e.effectCount() == b.N })
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
 
 func prefill(b *testing.B, e *env) {

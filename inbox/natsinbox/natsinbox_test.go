@@ -115,6 +115,17 @@ func (e *env) handler(fail func(inbox.Message) error) inbox.Handler {
 // run starts an adapter; the returned stop cancels it and waits for Run, failing on its error.
 func (e *env) run(cfg natsinbox.Config, h inbox.Handler) (stop func()) {
 	e.t.Helper()
+	return e.start(cfg, func(ctx context.Context, a *natsinbox.Adapter) error { return a.Run(ctx, h) })
+}
+
+// runBulk is run with RunBulk.
+func (e *env) runBulk(cfg natsinbox.Config, h inbox.BulkHandler) (stop func()) {
+	e.t.Helper()
+	return e.start(cfg, func(ctx context.Context, a *natsinbox.Adapter) error { return a.RunBulk(ctx, h) })
+}
+
+func (e *env) start(cfg natsinbox.Config, run func(context.Context, *natsinbox.Adapter) error) (stop func()) {
+	e.t.Helper()
 	if cfg.URL == "" && cfg.Conn == nil {
 		cfg.URL = e.url
 	}
@@ -129,7 +140,7 @@ func (e *env) run(cfg natsinbox.Config, h inbox.Handler) (stop func()) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, h) }()
+	go func() { done <- run(ctx, a) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
@@ -479,6 +490,66 @@ func TestBatch(t *testing.T) {
 		}
 	}
 	waitFor(t, "the consumer to settle", 10*time.Second, func() bool { return e.settled("c1") })
+}
+
+// TestRunBulk: RunBulk hands a batch's new messages to one call, in order per key; a batch
+// whose handler fails is redone one message at a time, so only the failing message waits
+// for its retry (and its key's later messages behind it).
+func TestRunBulk(t *testing.T) {
+	e := newEnv(t)
+	in := e.inbox(inbox.Config{})
+	var recs []*outbox.Record
+	for i := range 300 {
+		recs = append(recs, record("orders", "k"+strconv.Itoa(i%5)))
+	}
+	failing := recs[50].ID.String()
+	var (
+		mu       sync.Mutex
+		calls    int
+		largest  int
+		failOnce sync.Once
+	)
+	one := e.handler(nil)
+	e.runBulk(natsinbox.Config{Inbox: in, Batch: 64}, func(ctx context.Context, tx outbox.Tx, ms []inbox.Message) error {
+		mu.Lock()
+		calls++
+		largest = max(largest, len(ms))
+		mu.Unlock()
+		for _, m := range ms {
+			var err error
+			if m.ID == failing {
+				failOnce.Do(func() { err = errors.New("once") })
+			}
+			if err != nil {
+				return err
+			}
+		}
+		for _, m := range ms {
+			if err := one(ctx, tx, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	e.publish(recs...)
+	waitFor(t, "300 effects", 60*time.Second, func() bool { return e.effectCount() == 300 })
+	for k := range 5 {
+		key := "k" + strconv.Itoa(k)
+		var want []string
+		for _, r := range recs {
+			if r.Key == key {
+				want = append(want, r.ID.String())
+			}
+		}
+		if got := e.effectsOf(key); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("key %s applied out of order or not once: %d effects, want %d", key, len(got), len(want))
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if largest < 2 || calls >= 300 {
+		t.Errorf("%d bulk calls, the largest of %d messages: want batches", calls, largest)
+	}
 }
 
 // TestReject: a message that is not an outbox CloudEvent is dead-lettered under its

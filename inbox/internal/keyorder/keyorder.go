@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/inbox"
 )
 
@@ -55,6 +56,7 @@ func (b *blockedKey[H]) hold(it *Item[H]) {
 type Sequencer[H any] struct {
 	in      *inbox.Inbox
 	handler inbox.Handler
+	bulk    inbox.BulkHandler // when set, batches go through DeliverBulk
 	broker  Broker[H]
 	batch   int
 	pause   time.Duration // after an error of the inbox
@@ -68,6 +70,21 @@ type Sequencer[H any] struct {
 func New[H any](in *inbox.Inbox, h inbox.Handler, b Broker[H], batch int, grace time.Duration, log *slog.Logger) *Sequencer[H] {
 	return &Sequencer[H]{in: in, handler: h, broker: b, batch: max(batch, 1), pause: time.Second, grace: grace,
 		log: log, blocked: make(map[string]*blockedKey[H])}
+}
+
+// NewBulk is New for a BulkHandler: batches go through DeliverBulk, single messages through
+// Deliver with bulk given that message alone.
+func NewBulk[H any](in *inbox.Inbox, bulk inbox.BulkHandler, b Broker[H], batch int, grace time.Duration, log *slog.Logger) *Sequencer[H] {
+	s := New[H](in, One(bulk), b, batch, grace, log)
+	s.bulk = bulk
+	return s
+}
+
+// One is the Handler that runs bulk on one message.
+func One(bulk inbox.BulkHandler) inbox.Handler {
+	return func(ctx context.Context, tx outbox.Tx, m inbox.Message) error {
+		return bulk(ctx, tx, []inbox.Message{m})
+	}
 }
 
 // Add queues an arrived message.
@@ -155,7 +172,11 @@ func (s *Sequencer[H]) deliver(ctx context.Context, ready []*Item[H]) ([]inbox.O
 		}
 		outs[idx[0]] = o
 	default:
-		os, err := s.in.DeliverBatch(ctx, ds, s.handler)
+		deliver := func() ([]inbox.Outcome, error) { return s.in.DeliverBatch(ctx, ds, s.handler) }
+		if s.bulk != nil {
+			deliver = func() ([]inbox.Outcome, error) { return s.in.DeliverBulk(ctx, ds, s.bulk) }
+		}
+		os, err := deliver()
 		if err != nil {
 			return nil, err
 		}
