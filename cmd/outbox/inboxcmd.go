@@ -77,7 +77,7 @@ so redeliveries remain duplicates).`,
 
 // withInboxMigrateHint is withMigrateHint with the inbox's migrate command.
 func withInboxMigrateHint(err error, table string) error {
-	if hinted := withMigrateHint(err); hinted != err {
+	if missingTables(err) {
 		return fmt.Errorf("%w (have the inbox tables been created? run 'outbox migrate up --inbox %s')", err, table)
 	}
 	return err

@@ -131,11 +131,16 @@ func withMigrateHint(err error) error {
 	if err == nil {
 		return nil
 	}
-	msg := err.Error()
-	if strings.Contains(msg, "does not exist") || strings.Contains(msg, "doesn't exist") || strings.Contains(msg, "no such table") {
+	if missingTables(err) {
 		return fmt.Errorf("%w (have the tables been created? run 'outbox migrate up')", err)
 	}
 	return err
+}
+
+// missingTables reports whether err says a table does not exist, in any dialect's words.
+func missingTables(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "does not exist") || strings.Contains(msg, "doesn't exist") || strings.Contains(msg, "no such table")
 }
 
 // withStore loads the configuration, opens the store, runs fn and closes the store.
