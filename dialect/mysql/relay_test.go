@@ -239,7 +239,7 @@ func TestRelaysShareTableInKeyOrder(t *testing.T) {
 }
 
 // The claims' database sessions are killed right after a publish: the transactions die before
-// their deletes commit. Nothing is lost; the redelivered messages keep their order.
+// their deletes commit. Nothing is lost; the messages claimed again keep their order.
 func TestRelayConnectionsCutMidBatch(t *testing.T) {
 	t.Parallel()
 	admin, dsn, name := mysqltest.Database(t)
@@ -291,9 +291,9 @@ JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id WHERE p.DB
 	for _, c := range count {
 		dups += c - 1
 	}
-	if dups == 0 {
-		t.Fatal("expected duplicates after killing the claims' sessions between publish and delete")
-	}
+	// No duplicate is not a failure: the relay remembers the outcome its killed claim could
+	// not record and applies it when it claims those rows again (relay/memo.go); only a claim
+	// by the other relay republishes them.
 	t.Logf("%d messages, %d sessions killed, %d duplicates", n, killed.Load(), dups)
 	checkOrder(t, delivered)
 }
