@@ -235,16 +235,19 @@ wait:
 	starts, exits := r.relays.stats()
 	rep.RelayStarts, rep.RelayExits = starts, exits
 	rep.ConsumerStarts, rep.ConsumerExits = r.consumers.stats()
+	// The checks get a deadline of their own: the drains above may have used up vctx's.
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer ccancel()
 	if cfg.beforeVerify != nil {
-		if err := cfg.beforeVerify(vctx, r); err != nil {
+		if err := cfg.beforeVerify(cctx, r); err != nil {
 			return fmt.Errorf("test hook: %w", err)
 		}
 	}
-	if err := r.verify(vctx, rep, led, hostile.classes, start, loadEnd, healed); err != nil {
+	if err := r.verify(cctx, rep, led, hostile.classes, start, loadEnd, healed); err != nil {
 		return err
 	}
 	if r.consumers != nil {
-		r.verifyEffects(vctx, rep, led)
+		r.verifyEffects(cctx, rep, led)
 	}
 	return nil
 }
