@@ -50,8 +50,9 @@ func Start(tb testing.TB, cfg relay.Config) *Running {
 	errc := make(chan error, 1)
 	done := make(chan struct{})
 	go func() {
-		errc <- r.Run(ctx)
-		close(done)
+		err := r.Run(ctx)
+		close(done) // before Stop can return: Stop waits for errc
+		errc <- err
 	}()
 	var (
 		once   sync.Once
