@@ -14,9 +14,11 @@ import (
 )
 
 // BenchmarkApply measures what the inbox costs a consumer on PostgreSQL, broker aside: the
-// same effect (one INSERT in the consumer's transaction) applied without the inbox and through
-// it, with a transaction per message and with batches of 100 (DeliverBatch). Each message has
-// a key and a position, as the relay's are. msgs/s is the figure to compare.
+// same effect (one INSERT in the consumer's transaction, into a table without index: the
+// cheapest effect there is) applied without the inbox and through it, with a transaction per
+// message and with batches of 100 (DeliverBatch); and, a transaction per message, a
+// projection's effect (a per-key counter upserted). Each message has a key and a position,
+// as the relay's are. msgs/s is the figure to compare.
 //
 //	go test ./inbox/ -run '^$' -bench BenchmarkApply -benchtime 20000x -count 3
 func BenchmarkApply(b *testing.B) {
@@ -61,6 +63,35 @@ func BenchmarkApply(b *testing.B) {
 		start := time.Now()
 		for range b.N {
 			if o, err := in.Deliver(ctx, inbox.Delivery{Message: next()}, effect); err != nil || o.Result != inbox.Applied {
+				b.Fatal(o, err)
+			}
+		}
+		report(b, start)
+	})
+	// A projection's effect: a per-key counter, upserted.
+	counters := pgx.Identifier{schema, "counters"}.Sanitize()
+	if _, err := pool.Exec(ctx, `CREATE TABLE `+counters+` (key text PRIMARY KEY, n bigint NOT NULL, last_id text NOT NULL)`); err != nil {
+		b.Fatal(err)
+	}
+	upsert := `INSERT INTO ` + counters + ` AS c (key, n, last_id) VALUES ($1, 1, $2) ON CONFLICT (key) DO UPDATE SET n = c.n + 1, last_id = excluded.last_id`
+	count := func(ctx context.Context, tx outbox.Tx, m inbox.Message) error {
+		_, err := tx.(pgx.Tx).Exec(ctx, upsert, m.Key, m.ID)
+		return err
+	}
+	b.Run("tx-per-message,counter/no-inbox", func(b *testing.B) {
+		start := time.Now()
+		for range b.N {
+			m := next()
+			if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return count(ctx, tx, m) }); err != nil {
+				b.Fatal(err)
+			}
+		}
+		report(b, start)
+	})
+	b.Run("tx-per-message,counter/inbox", func(b *testing.B) {
+		start := time.Now()
+		for range b.N {
+			if o, err := in.Deliver(ctx, inbox.Delivery{Message: next()}, count); err != nil || o.Result != inbox.Applied {
 				b.Fatal(o, err)
 			}
 		}

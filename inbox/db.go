@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxgo/outbox"
 )
@@ -181,3 +182,38 @@ func (in *Inbox) txRunner(tx outbox.Tx) (runner, error) {
 }
 
 func isNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) || errors.Is(err, pgx.ErrNoRows) }
+
+// inTxFirst is inTxOf whose transaction's BEGIN and first statement (which first queues on
+// the batch) reach the server in one round trip (pgx.Batch.BeginTx), on a connection of the
+// pool: the inbox's record of a delivery then costs the consumer no round trip of its own.
+// fn runs once the batch's results (first's callbacks) are in.
+// An error of the batch is wrapped as "inbox: <what>: ...".
+func (h pgxHandle) inTxFirst(ctx context.Context, what string, first func(*pgx.Batch), fn func(outbox.Tx, runner) error) (err error) {
+	pool, ok := h.p.(*pgxpool.Pool)
+	if !ok {
+		return errors.New("inbox: a pipelined transaction needs a pool")
+	}
+	c, err := pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// A connection left in a transaction (a rollback that failed) is destroyed, not reused.
+	defer c.Release()
+	var b pgx.Batch
+	b.BeginTx(pgx.TxOptions{})
+	first(&b)
+	br := c.SendBatch(ctx, &b)
+	tx := br.Tx()
+	defer func() {
+		if rerr := tx.Rollback(ctx); rerr != nil && !errors.Is(rerr, pgx.ErrTxClosed) && err == nil {
+			err = rerr
+		}
+	}()
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("inbox: %s: %w", what, err)
+	}
+	if err := fn(tx, pgxRunner{tx}); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}

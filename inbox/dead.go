@@ -124,11 +124,6 @@ func (in *Inbox) Redrive(ctx context.Context, handler Handler) (applied int, err
 			if _, err := r.exec(ctx, in.q.touchProcessed, c, m.ID, m.Key, m.Position, now); err != nil {
 				return fmt.Errorf("recording %s: %w", m.ID, err)
 			}
-			if m.Key != "" && m.Position > 0 {
-				if _, err := r.exec(ctx, in.q.upsertKey, c, m.Key, m.Position, now); err != nil {
-					return fmt.Errorf("advancing key %q: %w", m.Key, err)
-				}
-			}
 			if _, err := r.exec(ctx, in.q.purgeDead, c, d.ID); err != nil {
 				return fmt.Errorf("deleting dead letter %d: %w", d.ID, err)
 			}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/outboxgo/outbox"
 )
 
@@ -115,11 +117,28 @@ func (in *Inbox) Deliver(ctx context.Context, d Delivery, handler Handler) (Outc
 // (0 when it was not called).
 func (in *Inbox) deliver(ctx context.Context, msg Message, attempt int, handler Handler) (Outcome, error) {
 	var res Result
-	err := in.db.inTxOf(ctx, func(tx outbox.Tx, r runner) error {
-		var err error
-		res, err = in.process(ctx, r, tx, msg, attempt > 0, wrapHandler(handler))
-		return err
-	})
+	var err error
+	if h, ok := in.db.(pgxHandle); ok {
+		// On a pgx pool, the id's record goes with the BEGIN: the inbox costs no round trip.
+		if err := msg.validate(); err != nil {
+			return Outcome{}, err
+		}
+		now := time.Now()
+		var fresh bool
+		err = h.inTxFirst(ctx, "recording "+msg.ID, func(b *pgx.Batch) {
+			in.queueRecord(b, msg, attempt > 0, now, &fresh)
+		}, func(tx outbox.Tx, r runner) error {
+			var err error
+			res, err = in.recorded(ctx, r, tx, msg, fresh, now, wrapHandler(handler))
+			return err
+		})
+	} else {
+		err = in.db.inTxOf(ctx, func(tx outbox.Tx, r runner) error {
+			var err error
+			res, err = in.process(ctx, r, tx, msg, attempt > 0, wrapHandler(handler))
+			return err
+		})
+	}
 	var herr *handlerError
 	switch {
 	case errors.As(err, &herr):

@@ -30,11 +30,13 @@
 // is counted too; after MaxAttempts deliveries the message is moved to the dead letters
 // (<table>_dead) with the last error Failed recorded, and its id is recorded as processed.
 // Deliver calls Attempt only for deliveries the broker marks as redelivered (a first delivery
-// is counted when it fails), so the common case costs one statement: on PostgreSQL, Process
-// records the id, reads and advances the key's position and clears the attempt count in a
-// single statement. DeadLetters lists the dead letters, RetryDeadLetters marks them for one
-// more try, which Redrive (run by the adapters every few seconds) applies with the
-// consumer's handler, and PurgeDeadLetters deletes them.
+// is counted when it fails), so the common case costs one statement, the insert of the id
+// (on PostgreSQL it also clears the attempt count of a redelivery). With a pgx pool, Deliver
+// sends that statement in the same round trip as the transaction's BEGIN (pgx's
+// Batch.BeginTx), so the inbox adds no round trip to the consumer's transaction.
+// DeadLetters lists the dead letters, RetryDeadLetters marks them for one more try, which
+// Redrive (run by the adapters every few seconds) applies with the consumer's handler, and
+// PurgeDeadLetters deletes them.
 //
 // Handlers may write business rows and enqueue outbox messages (outbox.Enqueue) in tx: the
 // effects, the processed id and the next events commit together.
@@ -51,26 +53,35 @@
 // redelivered within Retention of the first delivery is always a Duplicate.
 //
 // A copy redelivered later, after its id was deleted, is caught only by its key's position
-// (Message.Position, the sender's outbox row id or WAL LSN): for each key, the inbox keeps
-// the greatest position applied (<table>_keys, for KeyRetention, default 90 days, after the
-// key's last message). A message with an unknown id whose Position is at most its key's
-// applied position is reported Stale, and not applied, only when its id could have aged out:
-// when Message.Time is zero or older than Retention less ClockSkewMargin (the margin lets
-// the sender's clock run that much ahead of the consumer's). A message with an unknown id, a
-// lower position and a recent Time is a first delivery out of order (a broker redelivered an
-// earlier message after a later one): it is applied, and the key's position is not lowered.
+// (Message.Position, the sender's outbox row id or WAL LSN): when DeleteExpired deletes ids,
+// it keeps, in the same transaction, the greatest position of each of their keys
+// (<table>_keys, for KeyRetention, default 90 days, after the key's last expired id). So a
+// message costs one row, and a late copy finds either its id or a position at least its own.
+// A message with an unknown id whose Position is at most its key's kept position is reported
+// Stale, and not applied, only when its id could have aged out: when Message.Time is zero or
+// older than Retention less ClockSkewMargin (the margin lets the sender's clock run that much
+// ahead of the consumer's). A message with an unknown id, a lower position and a recent Time
+// is a first delivery out of order (a broker redelivered an earlier message after a later
+// one): it is applied. So is an old message never applied before whose key's later messages
+// are still within the window: only positions of expired ids are kept, and those later
+// messages' ids catch their own copies.
 //
 // So the inbox cannot catch:
 //   - a late duplicate of a message without a key or position (Key "" or Position 0), once
 //     its id is gone: make Retention longer than any redelivery;
 //   - a late duplicate whose key was idle for longer than KeyRetention;
-//   - a duplicate re-sent with a new id (a producer that enqueues twice).
+//   - a duplicate re-sent with a new id (a producer that enqueues twice);
+//   - through Process in a transaction of yours at REPEATABLE READ or SERIALIZABLE, a late
+//     copy processed in the instant DeleteExpired deletes its id and first keeps a position
+//     for its key: the key's row is read in the transaction's snapshot, which predates it.
+//     At READ COMMITTED (Deliver's transactions) the read follows the id's insert, which
+//     waited for that deletion, and sees the position.
 //
 // A message retried from the relay's dead letters is enqueued again with a new row id, so a
 // new, greater position: it is applied as any new message. A message retried from the
 // inbox's own dead letters keeps its position, lower than those of the later messages of its
-// key that were applied meanwhile: Redrive applies it without the position check (and does
-// not lower the key's position).
+// key that were applied meanwhile: Redrive applies it without the position check (and the
+// key's kept position is never lowered).
 //
 // # Tables
 //

@@ -99,7 +99,8 @@ type Config struct {
 	// only by the key's position (see the package documentation). It must exceed the
 	// broker's redelivery horizon (its longest redelivery delay or retention). Default 7 days.
 	Retention time.Duration
-	// KeyRetention is how long the position of a key that receives no message is kept.
+	// KeyRetention is how long the position kept for a key (folded from its expired ids)
+	// stays once no more of its ids expire: at least Retention after the key's last message.
 	// Default 90 days; at least Retention.
 	KeyRetention time.Duration
 	// Pool (PostgreSQL) or DB (any dialect) is the database the inbox uses for what is not

@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
@@ -150,5 +152,95 @@ func TestProcessRefusesNonTx(t *testing.T) {
 	}
 	if _, err := in.Attempt(context.Background(), inbox.Message{}); !errors.Is(err, inbox.ErrInvalidMessage) {
 		t.Fatalf("empty id: err = %v", err)
+	}
+}
+
+// On a pgx pool, Deliver sends the id's record with the BEGIN: the handler's transaction
+// still behaves as pgx's (savepoints, the effects and the id commit together), and a record
+// that fails leaves no transaction open on the pool's connection.
+func TestDeliverPipelined(t *testing.T) {
+	pool, schema := pgtest.Schema(t)
+	ctx := context.Background()
+	in, err := inbox.New(ctx, inbox.Config{Pool: pool, Table: schema + ".inbox", Consumer: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.MigrateUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	effects := schema + ".effects"
+	if _, err := pool.Exec(ctx, `CREATE TABLE `+effects+` (message_id text NOT NULL, what text NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	count := func(id string) (n int) {
+		t.Helper()
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM `+effects+` WHERE message_id = $1`, id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	m := inboxtest.Msg("k", 1)
+	nested := func(ctx context.Context, tx outbox.Tx, m inbox.Message) error {
+		ptx := tx.(pgx.Tx)
+		if _, err := ptx.Exec(ctx, `INSERT INTO `+effects+` VALUES ($1, 'outer')`, m.ID); err != nil {
+			return err
+		}
+		sp, err := ptx.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := sp.Exec(ctx, `INSERT INTO `+effects+` VALUES ($1, 'rolled back')`, m.ID); err != nil {
+			return err
+		}
+		if err := sp.Rollback(ctx); err != nil {
+			return err
+		}
+		sp, err = ptx.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := sp.Exec(ctx, `INSERT INTO `+effects+` VALUES ($1, 'released')`, m.ID); err != nil {
+			return err
+		}
+		return sp.Commit(ctx)
+	}
+	if o, err := in.Deliver(ctx, inbox.Delivery{Message: m}, nested); err != nil || o.Result != inbox.Applied {
+		t.Fatalf("deliver = %+v, %v", o, err)
+	}
+	if n := count(m.ID); n != 2 {
+		t.Fatalf("effects = %d, want 2 (outer, released)", n)
+	}
+	if o, err := in.Deliver(ctx, inbox.Delivery{Message: m}, nested); err != nil || o.Result != inbox.Duplicate {
+		t.Fatalf("redeliver = %+v, %v", o, err)
+	}
+	// A handler error rolls the id back with the effects: the message is still new.
+	p := inboxtest.Msg("k", 2)
+	fail := func(ctx context.Context, tx outbox.Tx, m inbox.Message) error {
+		if _, err := tx.(pgx.Tx).Exec(ctx, `INSERT INTO `+effects+` VALUES ($1, 'x')`, m.ID); err != nil {
+			return err
+		}
+		return errors.New("no")
+	}
+	if o, err := in.Deliver(ctx, inbox.Delivery{Message: p}, fail); err != nil || !o.Retry {
+		t.Fatalf("failing deliver = %+v, %v", o, err)
+	}
+	if n := count(p.ID); n != 0 {
+		t.Fatalf("effects of the failed delivery = %d", n)
+	}
+	// The record fails (its table is gone): an error naming it, and every connection of the
+	// pool is outside any transaction afterwards.
+	if _, err := pool.Exec(ctx, `ALTER TABLE `+schema+`.inbox RENAME TO gone`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = in.Deliver(ctx, inbox.Delivery{Message: inboxtest.Msg("k", 3)}, nested)
+	if err == nil || !strings.Contains(err.Error(), "recording") {
+		t.Fatalf("deliver with no inbox table: %v, want a recording error", err)
+	}
+	conns := pool.AcquireAllIdle(ctx)
+	for _, c := range conns {
+		if s := c.Conn().PgConn().TxStatus(); s != 'I' {
+			t.Errorf("a pool connection in transaction status %q", s)
+		}
+		c.Release()
 	}
 }

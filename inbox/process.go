@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/outboxgo/outbox"
 )
 
@@ -157,35 +160,29 @@ func (in *Inbox) process(ctx context.Context, r runner, tx outbox.Tx, msg Messag
 		return 0, err
 	}
 	now := time.Now()
-	var (
-		fresh   bool
-		applied int64 // the key's position before this message
-	)
-	if in.cfg.Dialect == outbox.Postgres {
-		// One statement: record the id and, if it is new, read and advance the key's
-		// position and clear the attempt count.
-		var old *int64
-		q := in.q.processPG
-		if attempted {
-			q = in.q.processPGClear
-		}
-		if err := r.queryRow(ctx, q, in.cfg.Consumer, msg.ID, msg.Key, msg.Position, micros(now)).Scan(&fresh, &old); err != nil {
-			return 0, fmt.Errorf("inbox: recording %s: %w", msg.ID, err)
-		}
-		if old != nil {
-			applied = *old
-		}
-	} else {
-		var err error
-		if fresh, applied, err = in.processSteps(ctx, r, msg, attempted, now); err != nil {
-			return 0, err
-		}
+	fresh, err := in.record(ctx, r, msg, attempted, now)
+	if err != nil {
+		return 0, err
 	}
+	return in.recorded(ctx, r, tx, msg, fresh, now, handler)
+}
+
+// recorded is the rest of process once the id is recorded (fresh says it was new, at now).
+func (in *Inbox) recorded(ctx context.Context, r runner, tx outbox.Tx, msg Message, fresh bool, now time.Time, handler Handler) (Result, error) {
 	if !fresh {
 		return Duplicate, nil
 	}
-	if msg.Key != "" && msg.Position > 0 && msg.Position <= applied && in.late(msg, now) {
-		return Stale, nil
+	if msg.Key != "" && msg.Position > 0 && in.late(msg, now) {
+		// Only a message whose id could have aged out needs the position its key's expired
+		// ids left. It is read after the id's insert, in a statement of its own: that insert
+		// waited for a retention run deleting the same id, whose fold this read then sees.
+		folded, err := in.foldedPosition(ctx, r, msg.Key)
+		if err != nil {
+			return 0, err
+		}
+		if msg.Position <= folded {
+			return Stale, nil
+		}
 	}
 	if err := handler(ctx, tx, msg); err != nil {
 		return 0, err
@@ -240,25 +237,43 @@ func (in *Inbox) recordBatchPG(ctx context.Context, r runner, msgs []Message, at
 		}
 	}
 	fresh := make(map[string]bool, len(msgs))
-	applied := make(map[string]int64) // per key: the position before the next message of the batch
 	err := r.query(ctx, in.q.processBatchPG, []any{in.cfg.Consumer, ids, keys, positions, micros(now), tried}, func(scan func(...any) error) error {
-		var (
-			isID bool
-			name string
-			pos  int64
-		)
-		if err := scan(&isID, &name, &pos); err != nil {
+		var id string
+		if err := scan(&id); err != nil {
 			return err
 		}
-		if isID {
-			fresh[name] = true
-		} else {
-			applied[name] = pos
-		}
+		fresh[id] = true
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("inbox: recording a batch of %d: %w", len(msgs), err)
+	}
+	// The positions folded from expired ids, for the keys of new messages old enough to need
+	// them (see process), in a statement after the insert.
+	var lateKeys []string
+	seen := make(map[string]bool)
+	for _, m := range msgs {
+		if fresh[m.ID] && m.Key != "" && m.Position > 0 && in.late(m, now) && !seen[m.Key] {
+			seen[m.Key] = true
+			lateKeys = append(lateKeys, m.Key)
+		}
+	}
+	folded := make(map[string]int64, len(lateKeys))
+	if len(lateKeys) > 0 {
+		err := r.query(ctx, in.q.keyPositionsPG, []any{in.cfg.Consumer, lateKeys}, func(scan func(...any) error) error {
+			var (
+				key string
+				pos int64
+			)
+			if err := scan(&key, &pos); err != nil {
+				return err
+			}
+			folded[key] = pos
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("inbox: reading the positions of %d keys: %w", len(lateKeys), err)
+		}
 	}
 	for i, m := range msgs {
 		if !fresh[m.ID] {
@@ -266,13 +281,9 @@ func (in *Inbox) recordBatchPG(ctx context.Context, r runner, msgs []Message, at
 			continue
 		}
 		delete(fresh, m.ID) // a second copy in the batch is a Duplicate
-		if m.Key != "" && m.Position > 0 {
-			before := applied[m.Key]
-			applied[m.Key] = max(before, m.Position)
-			if m.Position <= before && in.late(m, now) {
-				out[i] = Stale
-				continue
-			}
+		if m.Key != "" && m.Position > 0 && m.Position <= folded[m.Key] && in.late(m, now) {
+			out[i] = Stale
+			continue
 		}
 		out[i] = Applied
 		*apply = append(*apply, m)
@@ -280,33 +291,56 @@ func (in *Inbox) recordBatchPG(ctx context.Context, r runner, msgs []Message, at
 	return nil
 }
 
-// processSteps is the PostgreSQL statement of process in steps, for MySQL and SQLite.
-func (in *Inbox) processSteps(ctx context.Context, r runner, msg Message, attempted bool, now time.Time) (fresh bool, applied int64, err error) {
+// record records msg's id as processed and, if it is new and attempted, clears its attempt
+// count; it reports whether the id was new. On PostgreSQL this is one statement.
+func (in *Inbox) record(ctx context.Context, r runner, msg Message, attempted bool, now time.Time) (fresh bool, err error) {
 	c := in.cfg.Consumer
+	if in.cfg.Dialect == outbox.Postgres && attempted {
+		if err := r.queryRow(ctx, in.q.processPGClear, c, msg.ID, msg.Key, msg.Position, micros(now)).Scan(&fresh); err != nil {
+			return false, fmt.Errorf("inbox: recording %s: %w", msg.ID, err)
+		}
+		return fresh, nil
+	}
 	n, err := r.exec(ctx, in.q.insertProcessed, c, msg.ID, msg.Key, msg.Position, micros(now))
 	if err != nil {
-		return false, 0, fmt.Errorf("inbox: recording %s: %w", msg.ID, err)
+		return false, fmt.Errorf("inbox: recording %s: %w", msg.ID, err)
 	}
 	if n == 0 {
-		return false, 0, nil
+		return false, nil
 	}
-	if msg.Key != "" && msg.Position > 0 {
-		switch err := r.queryRow(ctx, in.q.keyPosition, c, msg.Key).Scan(&applied); {
-		case isNoRows(err):
-			applied = 0
-		case err != nil:
-			return false, 0, fmt.Errorf("inbox: reading position of key %q: %w", msg.Key, err)
-		}
-		if _, err := r.exec(ctx, in.q.upsertKey, c, msg.Key, msg.Position, micros(now)); err != nil {
-			return false, 0, fmt.Errorf("inbox: advancing key %q: %w", msg.Key, err)
-		}
-	}
-	if attempted {
+	if attempted && in.cfg.Dialect != outbox.Postgres {
 		if _, err := r.exec(ctx, in.q.deleteAttempts, c, msg.ID); err != nil {
-			return false, 0, fmt.Errorf("inbox: clearing attempts of %s: %w", msg.ID, err)
+			return false, fmt.Errorf("inbox: clearing attempts of %s: %w", msg.ID, err)
 		}
 	}
-	return true, applied, nil
+	return true, nil
+}
+
+// queueRecord queues record's statement (on PostgreSQL one) on b, for a transaction that
+// begins with it; *fresh is set when b's results are read.
+func (in *Inbox) queueRecord(b *pgx.Batch, msg Message, attempted bool, now time.Time, fresh *bool) {
+	args := []any{in.cfg.Consumer, msg.ID, msg.Key, msg.Position, micros(now)}
+	if attempted {
+		b.Queue(in.q.processPGClear, args...).QueryRow(func(row pgx.Row) error { return row.Scan(fresh) })
+		return
+	}
+	b.Queue(in.q.insertProcessed, args...).Exec(func(tag pgconn.CommandTag) error {
+		*fresh = tag.RowsAffected() == 1
+		return nil
+	})
+}
+
+// foldedPosition reads the greatest position of key's expired ids (0 if none), locked
+// against a concurrent fold.
+func (in *Inbox) foldedPosition(ctx context.Context, r runner, key string) (int64, error) {
+	var pos int64
+	switch err := r.queryRow(ctx, in.q.keyPosition, in.cfg.Consumer, key).Scan(&pos); {
+	case isNoRows(err):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("inbox: reading position of key %q: %w", key, err)
+	}
+	return pos, nil
 }
 
 // late reports whether msg's id could have aged out of the id window: it has no time, or it

@@ -131,6 +131,34 @@ func (s *suite) deliver(m inbox.Message, h inbox.Handler) (inbox.Result, error) 
 	return res, nil
 }
 
+// expire ages the processed ids of ms out of the window and runs DeleteExpired, which
+// deletes them and folds their positions into the keys' (and deletes nothing else here).
+func (s *suite) expire(ms ...inbox.Message) {
+	s.t.Helper()
+	old := time.Now().Add(-8 * 24 * time.Hour).UnixMicro()
+	for _, m := range ms {
+		if n := s.exec(s.ph(`UPDATE `+s.env.Quote("")+` SET processed_at = ? WHERE message_id = ?`), old, m.ID); n != 1 {
+			s.t.Fatalf("aged %d id rows of %s", n, m.ID)
+		}
+	}
+	if n, err := s.in.DeleteExpired(context.Background(), 0); err != nil || n != int64(len(ms)) {
+		s.t.Fatalf("DeleteExpired = %d, %v; want %d", n, err, len(ms))
+	}
+}
+
+// position is key's folded position in the keys table (0 if it has none).
+func (s *suite) position(key string) int {
+	s.t.Helper()
+	return s.count(s.ph(`SELECT coalesce(max(position), 0) FROM `+s.env.Quote("_keys")+` WHERE consumer = ? AND `+keyColumn(s.in.Dialect())+` = ?`), s.in.Consumer(), key)
+}
+
+func keyColumn(d outbox.Dialect) string {
+	if d == outbox.MySQL {
+		return "`key`"
+	}
+	return "key"
+}
+
 func (s *suite) want(m inbox.Message, want inbox.Result) {
 	s.t.Helper()
 	got, err := s.deliver(m, s.effect)
@@ -272,7 +300,8 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 		// Redeliveries after the dead letter are duplicates.
 		s.want(m, inbox.Duplicate)
 		// A later message of the key is applied; the retried one must still be.
-		s.want(Msg("acct", 9), inbox.Applied)
+		later := Msg("acct", 9)
+		s.want(later, inbox.Applied)
 		retried, err := s.in.RetryDeadLetters(ctx, []int64{d.ID})
 		if err != nil || len(retried) != 1 || retried[0].Message.ID != m.ID {
 			t.Fatalf("retry = %+v, %v", retried, err)
@@ -311,8 +340,11 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 		if n := s.effects(m.ID); n != 1 {
 			t.Fatalf("effects = %d, want 1", n)
 		}
-		if n := s.count(s.ph(`SELECT position FROM `+s.env.Quote("_keys")+` WHERE consumer = ?`), s.in.Consumer()); n != 9 {
-			t.Fatalf("key position = %d, want 9 (not lowered)", n)
+		// When their ids expire, the key keeps the greatest position: 9, not lowered by the
+		// letter's 5.
+		s.expire(m, later)
+		if p := s.position("acct"); p != 9 {
+			t.Fatalf("key position = %d, want 9 (not lowered)", p)
 		}
 	})
 	t.Run("PurgeDeadLetters", func(t *testing.T) {
@@ -367,9 +399,13 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 		s := setup(t, 10)
 		a := Msg("order-1", 5)
 		s.want(a, inbox.Applied)
-		// Its id ages out of the window.
-		if n := s.exec(s.ph(`DELETE FROM `+s.env.Quote("")+` WHERE message_id = ?`), a.ID); n != 1 {
-			t.Fatalf("deleted %d id rows", n)
+		if p := s.position("order-1"); p != 0 {
+			t.Fatalf("key position = %d before any id expired, want none", p)
+		}
+		// Its id ages out of the window: retention deletes it and keeps its key's position.
+		s.expire(a)
+		if p := s.position("order-1"); p != 5 {
+			t.Fatalf("key position = %d, want 5", p)
 		}
 		late := a
 		late.Time = time.Now().Add(-8 * 24 * time.Hour)
@@ -381,7 +417,7 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 		// Unknown id, lower position, within the window: a first delivery out of order.
 		b := Msg("order-1", 3)
 		s.want(b, inbox.Applied)
-		// The key's position stayed 5: an old message at 4 is stale.
+		// An old message at 4 is stale: 4 <= 5.
 		c := Msg("order-1", 4)
 		c.Time = time.Now().Add(-8 * 24 * time.Hour)
 		s.want(c, inbox.Stale)
@@ -391,13 +427,57 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 		if n := s.effects(c.ID); n != 0 {
 			t.Fatalf("effects of stale c = %d", n)
 		}
-		if p := s.count(s.ph(`SELECT position FROM `+s.env.Quote("_keys")+` WHERE consumer = ?`), "billing"); p != 5 {
-			t.Fatalf("key position = %d, want 5", p)
-		}
-		// A higher position advances it.
-		s.want(Msg("order-1", 7), inbox.Applied)
-		if p := s.count(s.ph(`SELECT position FROM `+s.env.Quote("_keys")+` WHERE consumer = ?`), "billing"); p != 7 {
+		// A later message whose id is still kept does not make an old one stale: its id is
+		// what catches its own copies, and the old one was never applied.
+		d := Msg("order-1", 7)
+		s.want(d, inbox.Applied)
+		e := Msg("order-1", 6)
+		e.Time = time.Now().Add(-8 * 24 * time.Hour)
+		s.want(e, inbox.Applied)
+		// When they expire, the key's position moves to 7, and late copies of both are stale.
+		s.expire(b, d, e)
+		if p := s.position("order-1"); p != 7 {
 			t.Fatalf("key position = %d, want 7", p)
+		}
+		for _, m := range []inbox.Message{d, e} {
+			m.Time = time.Now().Add(-8 * 24 * time.Hour)
+			s.want(m, inbox.Stale)
+		}
+		// In a batch, the same.
+		f, g := Msg("order-1", 8), Msg("order-1", 2)
+		f.Time = time.Now().Add(-8 * 24 * time.Hour)
+		g.Time = f.Time
+		out, err := s.in.DeliverBatch(context.Background(), []inbox.Delivery{{Message: g}, {Message: late}, {Message: c}, {Message: f}}, s.effect)
+		if err != nil || out[0].Result != inbox.Stale || out[1].Result != inbox.Duplicate || out[2].Result != inbox.Duplicate || out[3].Result != inbox.Applied {
+			t.Fatalf("batch = %+v, %v; want stale, duplicate, duplicate, applied", out, err)
+		}
+	})
+	t.Run("LateCopyDuringRetention", func(t *testing.T) {
+		// A late copy delivered while retention deletes its id: the copy finds either the id
+		// (Duplicate) or the key's position (Stale), never neither.
+		s := setup(t, 10)
+		ctx := context.Background()
+		for i := range 40 {
+			m := Msg("k", int64(i+1))
+			s.want(m, inbox.Applied)
+			s.exec(s.ph(`UPDATE `+s.env.Quote("")+` SET processed_at = ? WHERE message_id = ?`), time.Now().Add(-8*24*time.Hour).UnixMicro(), m.ID)
+			late := m
+			late.Time = time.Now().Add(-8 * 24 * time.Hour)
+			errs := make(chan error, 1)
+			go func() {
+				_, err := s.in.DeleteExpired(ctx, 0)
+				errs <- err
+			}()
+			o, err := s.in.Deliver(ctx, inbox.Delivery{Message: late, Redelivered: true}, s.effect)
+			if err != nil || (o.Result != inbox.Duplicate && o.Result != inbox.Stale) {
+				t.Fatalf("round %d: late copy = %+v, %v; want Duplicate or Stale", i, o, err)
+			}
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+			if n := s.effects(m.ID); n != 1 {
+				t.Fatalf("round %d: %d effects, want 1", i, n)
+			}
 		}
 	})
 	t.Run("EnqueueInHandler", func(t *testing.T) {
@@ -438,17 +518,29 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 		for _, m := range ms {
 			s.exec(s.ph(`UPDATE `+s.env.Quote("")+` SET processed_at = ? WHERE message_id = ?`), old, m.ID)
 		}
-		s.exec(s.ph(`UPDATE `+s.env.Quote("_keys")+` SET updated_at = ?`), time.Now().Add(-100*24*time.Hour).UnixMicro())
+		// In batches of 2: the 5 ids go, their keys' positions are kept.
 		n, err := s.in.DeleteExpired(ctx, 2)
-		if err != nil || n != 10 {
-			t.Fatalf("DeleteExpired = %d, %v; want 10 (5 ids, 5 keys)", n, err)
+		if err != nil || n != 5 {
+			t.Fatalf("DeleteExpired = %d, %v; want 5 ids", n, err)
 		}
 		if n := s.count(`SELECT count(*) FROM ` + s.env.Quote("")); n != 1 {
 			t.Fatalf("ids left = %d, want 1", n)
 		}
+		if n := s.count(`SELECT count(*) FROM ` + s.env.Quote("_keys")); n != 5 {
+			t.Fatalf("key positions = %d, want 5", n)
+		}
 		s.want(fresh, inbox.Duplicate)
 		m := ms[0]
-		m.Time = time.Now()
+		m.Time = time.Now().Add(-8 * 24 * time.Hour)
+		m.ID = uuid.NewString()
+		s.want(m, inbox.Stale) // caught by the key's position
+		// Positions idle for longer than KeyRetention go too.
+		s.exec(s.ph(`UPDATE `+s.env.Quote("_keys")+` SET updated_at = ?`), time.Now().Add(-100*24*time.Hour).UnixMicro())
+		if n, err := s.in.DeleteExpired(ctx, 2); err != nil || n != 5 {
+			t.Fatalf("DeleteExpired = %d, %v; want 5 key positions", n, err)
+		}
+		m = ms[1]
+		m.Time = time.Now().Add(-8 * 24 * time.Hour)
 		s.want(m, inbox.Applied) // forgotten: id and key both gone
 		rctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
