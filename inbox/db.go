@@ -217,3 +217,28 @@ func (h pgxHandle) inTxFirst(ctx context.Context, what string, first func(*pgx.B
 	}
 	return tx.Commit(ctx)
 }
+
+// txBatch sends, on a connection of the pool, a batch that begins a transaction and holds
+// all of it: queue queues its statements, the last of them its commit. If the batch fails,
+// the transaction is rolled back. An error of the batch is wrapped as "inbox: <what>: ...".
+func (h pgxHandle) txBatch(ctx context.Context, what string, queue func(*pgx.Batch)) error {
+	pool, ok := h.p.(*pgxpool.Pool)
+	if !ok {
+		return errors.New("inbox: a pipelined transaction needs a pool")
+	}
+	c, err := pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Release()
+	var b pgx.Batch
+	b.BeginTx(pgx.TxOptions{})
+	queue(&b)
+	br := c.SendBatch(ctx, &b)
+	tx := br.Tx()
+	if err := br.Close(); err != nil {
+		_ = tx.Rollback(ctx) // closed already if the batch ended outside a transaction
+		return fmt.Errorf("inbox: %s: %w", what, err)
+	}
+	return nil
+}

@@ -97,6 +97,9 @@ func wrapBulk(h BulkHandler) BulkHandler {
 // nor count it; have the message redelivered after a pause. A commit whose result is unknown
 // is reported as an error, and its redelivery will be a Duplicate if it had committed.
 func (in *Inbox) Deliver(ctx context.Context, d Delivery, handler Handler) (Outcome, error) {
+	if h, ok := in.db.(pgxHandle); ok {
+		return in.deliverPipelined(ctx, h, d, handler)
+	}
 	attempt := 0
 	if d.Redelivered {
 		n, err := in.Attempt(ctx, d.Message)
@@ -117,28 +120,11 @@ func (in *Inbox) Deliver(ctx context.Context, d Delivery, handler Handler) (Outc
 // (0 when it was not called).
 func (in *Inbox) deliver(ctx context.Context, msg Message, attempt int, handler Handler) (Outcome, error) {
 	var res Result
-	var err error
-	if h, ok := in.db.(pgxHandle); ok {
-		// On a pgx pool, the id's record goes with the BEGIN: the inbox costs no round trip.
-		if err := msg.validate(); err != nil {
-			return Outcome{}, err
-		}
-		now := time.Now()
-		var fresh bool
-		err = h.inTxFirst(ctx, "recording "+msg.ID, func(b *pgx.Batch) {
-			in.queueRecord(b, msg, attempt > 0, now, &fresh)
-		}, func(tx outbox.Tx, r runner) error {
-			var err error
-			res, err = in.recorded(ctx, r, tx, msg, fresh, now, wrapHandler(handler))
-			return err
-		})
-	} else {
-		err = in.db.inTxOf(ctx, func(tx outbox.Tx, r runner) error {
-			var err error
-			res, err = in.process(ctx, r, tx, msg, attempt > 0, wrapHandler(handler))
-			return err
-		})
-	}
+	err := in.db.inTxOf(ctx, func(tx outbox.Tx, r runner) error {
+		var err error
+		res, err = in.process(ctx, r, tx, msg, attempt > 0, wrapHandler(handler))
+		return err
+	})
 	var herr *handlerError
 	switch {
 	case errors.As(err, &herr):
@@ -147,6 +133,56 @@ func (in *Inbox) deliver(ctx context.Context, msg Message, attempt int, handler 
 		return Outcome{}, err
 	}
 	return Outcome{Result: res, Attempt: attempt}, nil
+}
+
+// errSkip rolls back a delivery's transaction whose message is not to be applied.
+var errSkip = errors.New("inbox: not applied")
+
+// deliverPipelined is Deliver on a pgx pool. One round trip carries the redelivery's count
+// (Attempt's transaction, committed first), the BEGIN of the delivery's transaction and the
+// insert of the id; then the handler runs, and the commit. So the inbox adds no round trip to
+// the consumer's transaction, redelivered or not.
+func (in *Inbox) deliverPipelined(ctx context.Context, h pgxHandle, d Delivery, handler Handler) (Outcome, error) {
+	msg := d.Message
+	if err := msg.validate(); err != nil {
+		return Outcome{}, err
+	}
+	now := time.Now()
+	var (
+		a     attemptRow
+		fresh bool
+		res   Result
+	)
+	err := h.inTxFirst(ctx, "delivering "+msg.ID, func(b *pgx.Batch) {
+		if d.Redelivered {
+			in.queueAttempt(b, msg, now, &a)
+			b.Queue("begin") // the transaction pgx began, from here on
+		}
+		in.queueRecord(b, msg, d.Redelivered, now, &fresh)
+	}, func(tx outbox.Tx, r runner) error {
+		if a.seen || a.attempt > in.cfg.MaxAttempts {
+			return errSkip
+		}
+		var err error
+		res, err = in.recorded(ctx, r, tx, msg, fresh, now, wrapHandler(handler))
+		return err
+	})
+	var herr *handlerError
+	switch {
+	case errors.Is(err, errSkip) && a.seen:
+		return Outcome{Result: Duplicate}, nil
+	case errors.Is(err, errSkip):
+		n, err := in.afterAttempt(ctx, msg, a)
+		if errors.Is(err, ErrDeadLettered) {
+			return Outcome{Result: DeadLettered, Attempt: n}, nil
+		}
+		return Outcome{}, err
+	case errors.As(err, &herr):
+		return in.failed(ctx, msg, a.attempt, herr.err)
+	case err != nil:
+		return Outcome{}, err
+	}
+	return Outcome{Result: res, Attempt: a.attempt}, nil
 }
 
 // failed records a handler's failure and returns the Retry outcome.

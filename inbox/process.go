@@ -63,7 +63,13 @@ func each(h Handler) BulkHandler {
 }
 
 // Attempt counts a delivery of msg, durably and in its own short transaction, before the
-// handler runs: a handler that crashes the process is counted too. It returns the number of
+// handler runs: a handler that crashes the process is counted too. With a pgx pool, the
+// count is one statement and its transaction one round trip, committed without waiting for
+// PostgreSQL's WAL flush (synchronous_commit off, for that transaction only): it survives the
+// consumer's process crashing, which is what it is for, and the commit of the delivery that
+// follows flushes it; a crash of PostgreSQL itself in the moment after the count can lose it
+// (one more delivery before the dead letters). Deliver sends the count in the same round trip
+// as the delivery's BEGIN. It returns the number of
 // deliveries counted so far. When that exceeds MaxAttempts, the message is moved to the dead
 // letters with the last error recorded by Failed, recorded as processed (so that redeliveries
 // are duplicates) and Attempt returns ErrDeadLettered: ack it without running the handler.
@@ -73,6 +79,9 @@ func each(h Handler) BulkHandler {
 func (in *Inbox) Attempt(ctx context.Context, msg Message) (attempt int, err error) {
 	if err := msg.validate(); err != nil {
 		return 0, err
+	}
+	if h, ok := in.db.(pgxHandle); ok {
+		return in.attemptPipelined(ctx, h, msg)
 	}
 	c := in.cfg.Consumer
 	dead := false
@@ -97,26 +106,8 @@ func (in *Inbox) Attempt(ctx context.Context, msg Message) (attempt int, err err
 		if attempt <= in.cfg.MaxAttempts {
 			return nil
 		}
-		headers, err := json.Marshal(msg.Headers)
-		if err != nil {
-			return fmt.Errorf("encoding headers: %w", err)
-		}
-		payload := msg.Payload
-		if payload == nil {
-			payload = []byte{}
-		}
-		if _, err := r.exec(ctx, in.q.insertDead, c, msg.ID, msg.Topic, msg.Type, msg.Source, msg.Key,
-			micros(msg.Time), string(headers), payload, msg.Position, attempt-1, lastErr, now); err != nil {
-			return fmt.Errorf("dead-lettering: %w", err)
-		}
-		if _, err := r.exec(ctx, in.q.insertProcessed, c, msg.ID, msg.Key, msg.Position, now); err != nil {
-			return fmt.Errorf("recording dead letter as processed: %w", err)
-		}
-		if _, err := r.exec(ctx, in.q.deleteAttempts, c, msg.ID); err != nil {
-			return fmt.Errorf("clearing attempts: %w", err)
-		}
 		dead = true // and commit
-		return nil
+		return in.deadLetter(ctx, r, msg, attempt, lastErr, now)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("inbox: attempt of %s: %w", msg.ID, err)
@@ -125,6 +116,80 @@ func (in *Inbox) Attempt(ctx context.Context, msg Message) (attempt int, err err
 		return attempt, ErrDeadLettered
 	}
 	return attempt, nil
+}
+
+// attemptPipelined is Attempt on a pgx pool: the count is one statement, in a transaction
+// sent in one round trip (queueAttempt).
+func (in *Inbox) attemptPipelined(ctx context.Context, h pgxHandle, msg Message) (int, error) {
+	var a attemptRow
+	err := h.txBatch(ctx, "attempt of "+msg.ID, func(b *pgx.Batch) { in.queueAttempt(b, msg, time.Now(), &a) })
+	if err != nil {
+		return 0, err
+	}
+	return in.afterAttempt(ctx, msg, a)
+}
+
+// attemptRow is what the attempt statement returns.
+type attemptRow struct {
+	seen    bool // the id is processed: nothing was counted
+	attempt int
+	lastErr string
+}
+
+// queueAttempt queues Attempt's count on b, which began a transaction, and commits it
+// without waiting for the WAL flush (synchronous_commit off): the count is for a handler
+// that crashes the consumer's process, which it survives, and the commit of the delivery
+// that follows flushes it too. A PostgreSQL crash in the moment after can lose it: one more
+// delivery before the dead letters. *a is set when b's results are read.
+func (in *Inbox) queueAttempt(b *pgx.Batch, msg Message, now time.Time, a *attemptRow) {
+	b.Queue("set local synchronous_commit = off")
+	b.Queue(in.q.attemptPG, in.cfg.Consumer, msg.ID, micros(now)).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&a.seen, &a.attempt, &a.lastErr)
+	})
+	b.Queue("commit")
+}
+
+// afterAttempt dead-letters msg if the counted attempt a exceeds MaxAttempts, and returns
+// Attempt's result.
+func (in *Inbox) afterAttempt(ctx context.Context, msg Message, a attemptRow) (int, error) {
+	switch {
+	case a.seen:
+		return 0, nil
+	case a.attempt <= in.cfg.MaxAttempts:
+		return a.attempt, nil
+	}
+	err := in.db.inTx(ctx, func(r runner) error {
+		return in.deadLetter(ctx, r, msg, a.attempt, a.lastErr, micros(time.Now()))
+	})
+	if err != nil {
+		return 0, fmt.Errorf("inbox: attempt of %s: %w", msg.ID, err)
+	}
+	return a.attempt, ErrDeadLettered
+}
+
+// deadLetter moves msg, whose attempt-th delivery was just counted, to the dead letters with
+// lastErr, records it as processed and clears its count, in r's transaction.
+func (in *Inbox) deadLetter(ctx context.Context, r runner, msg Message, attempt int, lastErr string, now int64) error {
+	c := in.cfg.Consumer
+	headers, err := json.Marshal(msg.Headers)
+	if err != nil {
+		return fmt.Errorf("encoding headers: %w", err)
+	}
+	payload := msg.Payload
+	if payload == nil {
+		payload = []byte{}
+	}
+	if _, err := r.exec(ctx, in.q.insertDead, c, msg.ID, msg.Topic, msg.Type, msg.Source, msg.Key,
+		micros(msg.Time), string(headers), payload, msg.Position, attempt-1, lastErr, now); err != nil {
+		return fmt.Errorf("dead-lettering: %w", err)
+	}
+	if _, err := r.exec(ctx, in.q.insertProcessed, c, msg.ID, msg.Key, msg.Position, now); err != nil {
+		return fmt.Errorf("recording dead letter as processed: %w", err)
+	}
+	if _, err := r.exec(ctx, in.q.deleteAttempts, c, msg.ID); err != nil {
+		return fmt.Errorf("clearing attempts: %w", err)
+	}
+	return nil
 }
 
 // Process applies msg once, inside the consumer's transaction tx (a pgx.Tx or a *sql.Tx, as

@@ -14,6 +14,7 @@ type queries struct {
 	insertProcessed   string
 	processPGClear    string // PostgreSQL: insertProcessed that also clears the attempt count
 	processBatchPG    string // PostgreSQL: processPGClear for a batch
+	attemptPG         string // PostgreSQL: Attempt's count, unless the id is processed, in one statement
 	keyPosition       string // the position folded from a key's expired ids, share-locked
 	keyPositionsPG    string // PostgreSQL: keyPosition for an array of keys
 	foldKeysHead      string // MySQL, SQLite: a multi-row upsert of folded positions, to which
@@ -130,6 +131,12 @@ func buildQueries(d outbox.Dialect, t sqlident.Table) queries {
 		q.processPGClear = `WITH ins AS (INSERT INTO ` + p + ` (consumer, message_id, key, position, processed_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1),` +
 			` clr AS (DELETE FROM ` + a + ` WHERE consumer = $1 AND message_id = $2 AND EXISTS (SELECT FROM ins))` +
 			` SELECT EXISTS (SELECT FROM ins)`
+		// Attempt's statement: count the delivery unless the id is processed; it returns
+		// whether it is, and the count and last error.
+		q.attemptPG = `WITH seen AS (SELECT FROM ` + p + ` WHERE consumer = $1 AND message_id = $2),` +
+			` up AS (INSERT INTO ` + a + ` AS t (consumer, message_id, attempts, last_error, updated_at) SELECT $1, $2, 1, '', $3 WHERE NOT EXISTS (SELECT FROM seen)` +
+			` ON CONFLICT (consumer, message_id) DO UPDATE SET attempts = t.attempts + 1, updated_at = excluded.updated_at RETURNING attempts, last_error)` +
+			` SELECT EXISTS (SELECT FROM seen), coalesce((SELECT attempts FROM up), 0), coalesce((SELECT last_error FROM up), '')`
 		// DeliverBatch's statement: the same for a batch of messages given as arrays. Ids are
 		// inserted in sorted order, so that concurrent batches cannot deadlock.
 		q.processBatchPG = `WITH m AS (SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[]) AS m(message_id, key, position)),` +

@@ -53,7 +53,8 @@
 //
 // HTTP carries no redelivery flag, and the sink sends none: every request is delivered with
 // Redelivered true, so that a handler that crashes the process is counted and dead-lettered
-// in the end. It costs one statement per request (Attempt).
+// in the end. It costs a statement per request (Attempt's count; with a pgx pool it shares
+// the delivery's round trip) and two row writes (the count, and its deletion when applied).
 //
 // The handler orders nothing across requests: order is the sender's. The webhook sink sends
 // a key's messages one at a time, each after the previous one was acknowledged, and after a
