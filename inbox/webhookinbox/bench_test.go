@@ -3,6 +3,7 @@ package webhookinbox_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -14,11 +15,14 @@ import (
 	"github.com/outboxgo/outbox/inbox"
 	"github.com/outboxgo/outbox/inbox/webhookinbox"
 	"github.com/outboxgo/outbox/internal/testutil/logtest"
+	"github.com/outboxgo/outbox/sink/webhook"
 )
 
 // BenchmarkConsume: b.N messages (64 keys) posted by the webhook sink (16 requests in
 // flight) into PostgreSQL, through the handler and the inbox, or through a plain handler
-// that verifies nothing and commits one INSERT per request before its 204.
+// that commits one INSERT per request before its 204: one that verifies nothing ("plain"),
+// and the same consumer without the inbox ("verified": it reads the body and checks the
+// Standard Webhooks signature and timestamp, as any receiver must).
 func BenchmarkConsume(b *testing.B) {
 	keys := make([]string, 0, 1024)
 	for i := range cap(keys) {
@@ -48,6 +52,29 @@ func BenchmarkConsume(b *testing.B) {
 			b.Fatal(err)
 		}
 		run(b, e, h)
+	})
+	b.Run("verified", func(b *testing.B) {
+		e := newEnv(b, inbox.Config{})
+		run(b, e, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			if err := webhook.Verify(secret, r.Header, body, 0); err != nil {
+				http.Error(w, err.Error(), http.StatusUnauthorized)
+				return
+			}
+			err = pgx.BeginFunc(r.Context(), e.pool, func(tx pgx.Tx) error {
+				_, err := tx.Exec(r.Context(), `INSERT INTO `+e.effects+` (message_id) VALUES ($1)`, r.Header.Get("Ce-Id"))
+				return err
+			})
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+		}))
 	})
 	b.Run("plain", func(b *testing.B) {
 		e := newEnv(b, inbox.Config{})

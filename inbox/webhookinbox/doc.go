@@ -35,10 +35,10 @@
 // https://host/hooks/orders.created}). The other headers are the user headers (names in lower
 // case), except the HTTP and transport ones (Accept, Accept-Encoding, Authorization,
 // Connection, Content-Length, Cookie, Expect, Forwarded, Host, the hop-by-hop headers,
-// User-Agent, Via, X-Forwarded-*, X-Real-Ip), webhook-* and the IgnoreHeaders (a proxy's, or
-// the sink's Config.Headers). A request that does not decode is recorded with inbox.Reject
-// under "webhook:<webhook-id>" (signed, and stable across the sender's retries) and
-// answered 2xx.
+// User-Agent, Via, X-Forwarded-*, X-Real-Ip), webhook-*, Outbox-Attempt and the
+// IgnoreHeaders (a proxy's, or the sink's Config.Headers). A request that does not decode is
+// recorded with inbox.Reject under "webhook:<webhook-id>" (signed, and stable across the
+// sender's retries) and answered 2xx.
 //
 // # Responses
 //
@@ -51,10 +51,17 @@
 //
 // # Redelivered and order
 //
-// HTTP carries no redelivery flag, and the sink sends none: every request is delivered with
+// HTTP carries no redelivery flag. The webhook sink sends Outbox-Attempt (webhook.HeaderAttempt):
+// "1" when, as far as it knows, a request is the message's first. Such a request is delivered
+// with Redelivered false, as a broker's first delivery is: counted only if it fails. Every
+// other request (a later attempt, or a sender without the header) is delivered with
 // Redelivered true, so that a handler that crashes the process is counted and dead-lettered
-// in the end. It costs a statement per request (Attempt's count; with a pgx pool it shares
-// the delivery's round trip) and two row writes (the count, and its deletion when applied).
+// in the end; that costs a statement (Attempt's count; with a pgx pool it shares the
+// delivery's round trip) and two row writes (the count, and its deletion when applied). The
+// header is a lower bound: after a relay crash, the next relay's first send of a message
+// says 1 again, and a handler crashing on it is counted from its next send on. The header is
+// not signed; only a sender holding the secret reaches the handler, and a false "1" only
+// skips a count.
 //
 // The handler orders nothing across requests: order is the sender's. The webhook sink sends
 // a key's messages one at a time, each after the previous one was acknowledged, and after a

@@ -21,6 +21,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/inbox"
+	"github.com/outboxgo/outbox/sink/webhook"
 )
 
 // Defaults applied to zero Config fields.
@@ -64,8 +65,9 @@ type Config struct {
 	// PathPrefix is removed from the path to give the topic when Topic is empty. Default "/".
 	PathPrefix string
 	// IgnoreHeaders are request headers that are not the message's, beyond those the
-	// handler always drops (the HTTP and transport headers, ce-*, webhook-*: see the
-	// package documentation): headers a proxy or the sink's Config.Headers add.
+	// handler always drops (the HTTP and transport headers, ce-*, webhook-*,
+	// Outbox-Attempt: see the package documentation): headers a proxy or the sink's
+	// Config.Headers add.
 	IgnoreHeaders []string
 	// RetryPause is the Retry-After sent when the inbox itself failed. Default
 	// DefaultRetryPause.
@@ -222,9 +224,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.reject(ctx, w, msg, "webhook:"+webhookID, err)
 		return
 	}
-	// An HTTP request carries no redelivery flag: every request is counted (see the
-	// package documentation).
-	o, err := h.in.Deliver(ctx, inbox.Delivery{Message: msg, Redelivered: true}, h.cfg.Handler)
+	// HTTP carries no redelivery flag: a request is counted unless the sender says it is the
+	// message's first (see the package documentation).
+	redelivered := r.Header.Get(webhook.HeaderAttempt) != "1"
+	o, err := h.in.Deliver(ctx, inbox.Delivery{Message: msg, Redelivered: redelivered}, h.cfg.Handler)
 	switch {
 	case err != nil:
 		if ctx.Err() == nil {
@@ -292,7 +295,7 @@ func (h *Handler) verify(hdr http.Header, body []byte, now time.Time) error {
 // not to the message: they are never user headers (the sink refuses user headers named so,
 // or its client adds them). ce-* and webhook-* are dropped by prefix.
 var transportHeaders = []string{
-	"Accept", "Accept-Encoding", "Authorization", "Connection", "Content-Length", "Content-Type",
+	webhook.HeaderAttempt, "Accept", "Accept-Encoding", "Authorization", "Connection", "Content-Length", "Content-Type",
 	"Cookie", "Expect", "Forwarded", "Host", "Keep-Alive", "Proxy-Authorization", "Proxy-Connection",
 	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "User-Agent", "Via", "X-Forwarded-For",
 	"X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip",

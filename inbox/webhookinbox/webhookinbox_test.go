@@ -31,6 +31,7 @@ import (
 const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 type env struct {
+	schema  string
 	pool    *pgxpool.Pool
 	in      *inbox.Inbox
 	effects string
@@ -48,7 +49,7 @@ func newEnv(tb testing.TB, cfg inbox.Config) *env {
 	if _, err := in.MigrateUp(ctx); err != nil {
 		tb.Fatal(err)
 	}
-	e := &env{pool: pool, in: in, effects: pgx.Identifier{schema, "effects"}.Sanitize()}
+	e := &env{schema: schema, pool: pool, in: in, effects: pgx.Identifier{schema, "effects"}.Sanitize()}
 	if _, err := pool.Exec(ctx, `CREATE TABLE `+e.effects+` (n bigserial, message_id text NOT NULL)`); err != nil {
 		tb.Fatal(err)
 	}
@@ -278,6 +279,79 @@ func TestCrashCounted(t *testing.T) {
 	}
 	if n := calls.Load(); n != 1 {
 		t.Errorf("handler called %d times, want 1", n)
+	}
+}
+
+// The sink's first send of a message (Outbox-Attempt: 1) is not counted before the handler
+// runs; a handler that hangs the request (as a crash would) on every send is still counted
+// from the sink's next send on, and dead-lettered in the end.
+func TestFirstSendUncountedCrashStillCaught(t *testing.T) {
+	e := newEnv(t, inbox.Config{MaxAttempts: 1})
+	attempts := func(id string) (n int) {
+		if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM `+pgx.Identifier{e.schema, "inbox_attempts"}.Sanitize()+` WHERE message_id = $1`, id).Scan(&n); err != nil {
+			t.Error(err)
+		}
+		return n
+	}
+	var calls atomic.Int32
+	var countedFirst atomic.Int32
+	hang := map[string]bool{}
+	var mu sync.Mutex
+	h, err := webhookinbox.New(webhookinbox.Config{Inbox: e.in, Secrets: []string{secret}, Logger: logtest.New(t),
+		Handler: func(ctx context.Context, tx outbox.Tx, m inbox.Message) error {
+			if calls.Add(1) == 1 && attempts(m.ID) != 0 {
+				countedFirst.Add(1)
+			}
+			mu.Lock()
+			hangs := hang[m.ID]
+			mu.Unlock()
+			if hangs {
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			return e.insert(ctx, tx, m)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	s, err := webhook.New(context.Background(), webhook.Config{URL: srv.URL + "/orders.events", Secrets: []string{secret},
+		Source: "webhook-test", Timeout: 300 * time.Millisecond, Logger: logtest.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+
+	ok := records("k")
+	deliver(t, s, ok)
+	if n := countedFirst.Load(); n != 0 {
+		t.Fatalf("the first send was counted before the handler ran")
+	}
+	if got := e.applied(t); len(got) != 1 || got[0] != ok[0].ID.String() {
+		t.Fatalf("applied %v", got)
+	}
+
+	calls.Store(0)
+	crash := records("k")
+	mu.Lock()
+	hang[crash[0].ID.String()] = true
+	mu.Unlock()
+	for send := 1; ; send++ {
+		errs := s.Publish(context.Background(), crash)
+		if errs[0] == nil {
+			break
+		}
+		if send == 5 {
+			t.Fatalf("not dead-lettered after %d sends: %v", send, errs[0])
+		}
+	}
+	dead, err := e.in.DeadLetters(context.Background(), 0, 10)
+	if err != nil || len(dead) != 1 || dead[0].Message.ID != crash[0].ID.String() {
+		t.Fatalf("dead letters %+v %v", dead, err)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("handler called %d times, want 2 (the first send, uncounted; the second, counted)", n)
 	}
 }
 

@@ -40,6 +40,14 @@
 // the list of sink.CheckHeaders) fails permanently, as does a header name or value that HTTP
 // cannot carry; Config.Headers take precedence over the user's headers.
 //
+// Every request also carries Outbox-Attempt (HeaderAttempt): "1" when, as far as the sink
+// knows, it is the message's first send (the relay counted no failed attempt and this sink
+// has not sent it before without an answer that settled it, a 2xx or a permanent status),
+// and otherwise at least the attempt's number. Receivers may treat it as a broker's
+// redelivery flag (inbox/webhookinbox counts deliveries from 2 on); it is a lower bound,
+// since a relay that crashed after sending leaves no trace of it. A message header of that
+// name fails permanently.
+//
 // # Signatures (Standard Webhooks)
 //
 // With Config.Secrets set, every request carries

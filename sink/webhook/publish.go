@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/internal/ascii"
 	"github.com/outboxgo/outbox/sink"
@@ -139,6 +141,9 @@ func (s *Sink) send(ctx context.Context, w *worker, r *outbox.Record) error {
 		if !validHeaderValue(v) {
 			return sink.Permanentf("webhook sink: topic %q: header %q: value contains a control character", r.Topic, name)
 		}
+		if ascii.EqualFold(name, HeaderAttempt) {
+			return sink.Permanentf("webhook sink: topic %q: header %q is the sink's own", r.Topic, name)
+		}
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -151,12 +156,18 @@ func (s *Sink) send(ctx context.Context, w *worker, r *outbox.Record) error {
 		return sink.Permanentf("webhook sink: POST to %s (topic %q): %v", ep.origin, r.Topic, err)
 	}
 	s.header(req.Header, w, r)
+	attempt := r.Attempts + 1
+	if s.unsettled.sent(r.ID) {
+		attempt = max(attempt, 2)
+	}
+	req.Header[HeaderAttempt] = []string{strconv.Itoa(attempt)}
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return s.transportError(ctx, rctx, ep, r.Topic, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		s.unsettled.settle(r.ID)
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
 		return nil
 	}
@@ -183,6 +194,7 @@ func (s *Sink) send(ctx context.Context, w *worker, r *outbox.Record) error {
 		}
 		return serr
 	case code >= 300 && code < 400:
+		s.unsettled.settle(r.ID)
 		if loc := resp.Header.Get("Location"); loc != "" {
 			if u, err := req.URL.Parse(loc); err == nil && u.Host != "" {
 				serr.Location = u.Scheme + "://" + u.Host
@@ -190,6 +202,7 @@ func (s *Sink) send(ctx context.Context, w *worker, r *outbox.Record) error {
 		}
 		return sink.Permanent(serr)
 	case code >= 400 && code < 500:
+		s.unsettled.settle(r.ID)
 		return sink.Permanent(serr)
 	default:
 		return serr // an unexpected status: retrying is the safe choice
@@ -280,5 +293,45 @@ func ceHeader(attr string) string {
 		return "Ce-Outboxseq"
 	default:
 		return http.CanonicalHeaderKey("ce-" + attr)
+	}
+}
+
+// maxUnsettled bounds unsettled; past it, every message is sent as a redelivery (attempt 2
+// at least) until half of the set has settled.
+const maxUnsettled = 1 << 16
+
+// unsettled is the set of message ids sent without a settling answer.
+type unsettled struct {
+	mu   sync.Mutex
+	ids  map[uuid.UUID]struct{}
+	full bool
+}
+
+// sent records that id is being sent and reports whether it was sent before, unsettled (or
+// may have been: the set is full).
+func (u *unsettled) sent(id uuid.UUID) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if _, ok := u.ids[id]; ok {
+		return true
+	}
+	if u.ids == nil {
+		u.ids = make(map[uuid.UUID]struct{})
+	}
+	if len(u.ids) >= maxUnsettled {
+		u.full = true
+		return true
+	}
+	u.ids[id] = struct{}{}
+	return u.full
+}
+
+// settle forgets id: it was acknowledged or failed for good.
+func (u *unsettled) settle(id uuid.UUID) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	delete(u.ids, id)
+	if u.full && len(u.ids) < maxUnsettled/2 {
+		u.full = false
 	}
 }

@@ -20,6 +20,14 @@ const (
 	HeaderSignature = "Webhook-Signature" // space-separated "v1,<base64 HMAC-SHA256>"
 )
 
+// HeaderAttempt is the sink's own header: "1" when, as far as this sink knows, the request is
+// the message's first (the relay counted no failed attempt, and this sink has not sent it
+// before without an answer that settled it), and otherwise at least the attempt's number. A
+// receiver may count deliveries only from 2 on, as a broker's redelivery flag allows
+// (inbox/webhookinbox does). It is a lower bound: a relay that crashed after sending does
+// not know, and the next relay's first send says 1 again.
+const HeaderAttempt = "Outbox-Attempt"
+
 // SecretPrefix marks a secret in the Standard Webhooks form: "whsec_" + base64 of the key.
 const SecretPrefix = "whsec_"
 

@@ -74,6 +74,7 @@ var reservedHeaders = map[string]bool{
 	"content-type": true, "content-length": true, "host": true, "transfer-encoding": true,
 	"connection": true, "te": true, "trailer": true, "upgrade": true, "keep-alive": true,
 	"proxy-connection": true, "webhook-id": true, "webhook-timestamp": true, "webhook-signature": true,
+	"outbox-attempt": true,
 }
 
 func isReserved(name string) bool {
@@ -209,6 +210,10 @@ type Sink struct {
 	sem     chan struct{} // one token per request in flight (MaxConcurrency)
 	source  string
 	log     *slog.Logger
+
+	// unsettled holds the ids sent without an answer that settles them (no response, a
+	// retryable status): a next send of one is not its first (HeaderAttempt).
+	unsettled unsettled
 
 	closeOnce sync.Once
 	mu        sync.RWMutex // guards isClosed against Publish

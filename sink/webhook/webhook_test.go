@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -108,6 +109,7 @@ func TestEnvelope(t *testing.T) {
 		"X-Static":       "s",
 		"User-Agent":     webhook.UserAgent,
 		"Webhook-Id":     r.ID.String(),
+		"Outbox-Attempt": "1",
 	}
 	for name, v := range want {
 		if got := req.Header.Values(name); len(got) != 1 || got[0] != v {
@@ -677,5 +679,68 @@ func TestConfigValidation(t *testing.T) {
 				t.Errorf("error %v, want a ConfigError for field %q wrapping ErrInvalidConfig", err, tc.field)
 			}
 		})
+	}
+}
+
+// Outbox-Attempt says 1 on a message's first send, and at least 2 once it was sent without
+// a settling answer or the relay counted a failure.
+func TestAttemptHeader(t *testing.T) {
+	t.Parallel()
+	var (
+		mu   sync.Mutex
+		seen = map[string][]string{}
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("Ce-Id")
+		mu.Lock()
+		seen[id] = append(seen[id], r.Header.Get(webhook.HeaderAttempt))
+		n := len(seen[id])
+		mu.Unlock()
+		if r.URL.Path == "/flaky" && n == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	attempts := func(r *outbox.Record) []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen[r.ID.String()]
+	}
+	ok := newSink(t, webhook.Config{URL: srv.URL + "/ok"})
+	a := sinktest.NewRecord("orders", "k", []byte("{}"))
+	for range 2 {
+		if err := publish(t, ok, a)[0]; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := attempts(a); !slices.Equal(got, []string{"1", "1"}) {
+		t.Errorf("acknowledged, sent again (a relay retrying the batch) = %v, want [1 1]", got)
+	}
+	flaky := newSink(t, webhook.Config{URL: srv.URL + "/flaky"})
+	b := sinktest.NewRecord("orders", "k", []byte("{}"))
+	if err := publish(t, flaky, b)[0]; err == nil {
+		t.Fatal("want the 503")
+	}
+	if err := publish(t, flaky, b)[0]; err != nil {
+		t.Fatal(err)
+	}
+	if got := attempts(b); !slices.Equal(got, []string{"1", "2"}) {
+		t.Errorf("503 then 204 = %v, want [1 2]", got)
+	}
+	c := sinktest.NewRecord("orders", "k", []byte("{}"))
+	c.Attempts = 3
+	if err := publish(t, ok, c)[0]; err != nil {
+		t.Fatal(err)
+	}
+	if got := attempts(c); !slices.Equal(got, []string{"4"}) {
+		t.Errorf("after 3 counted failures = %v, want [4]", got)
+	}
+	// A user header of that name would be overwritten: refused instead.
+	d := sinktest.NewRecord("orders", "k", []byte("{}"))
+	d.Headers = map[string]string{"outbox-attempt": "1"}
+	if err := publish(t, ok, d)[0]; !sink.IsPermanent(err) {
+		t.Errorf("a message with an Outbox-Attempt header: %v, want a permanent error", err)
 	}
 }
