@@ -21,6 +21,14 @@
 // subscribes to): run the consumer once, or create the session, before the producer starts.
 // A session that expired is lost with its messages; SessionExpiry must exceed any outage.
 //
+// A broker may also drop messages from a session it holds too many for, and the consumer is
+// not told. Mosquitto's max_queued_messages (default 1000) counts, while the consumer is
+// disconnected, every QoS 1 message of the session: those delivered but not acknowledged
+// (PUBACKs held back behind a message awaiting its retry among them) as well as those queued
+// since; it drops what arrives beyond it, logging "Outgoing messages are being dropped for
+// client <id>". Set it to 0 (no limit; max_queued_bytes bounds the session instead), or above
+// what the session can hold after the longest consumer outage.
+//
 // # Redelivered
 //
 // Delivery.Redelivered is the PUBLISH's DUP flag, which a broker sets when it resends a

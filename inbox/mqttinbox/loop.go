@@ -18,35 +18,63 @@ import (
 )
 
 // arrival is a PUBLISH as paho handed it over, with the client to acknowledge it on and the
-// session epoch it arrived in.
+// connection it came on.
 type arrival struct {
 	client *paho.Client
 	pub    *paho.Publish
-	epoch  uint64
+	conn   uint64
 }
 
 // queue is what the paho callback fills and the loop drains. It is unbounded in principle
 // and bounded in practice: the broker sends at most ReceiveMaximum unacknowledged messages.
+//
+// A new connection's messages can arrive before OnConnectionUp tells whether it resumed the
+// session: paho reads the connection as soon as the CONNACK is in, and a broker resending a
+// resumed session's unacknowledged messages sends them right after it. So the connection a
+// message came on is counted by down (OnConnectionDown, called once the lost connection's
+// client has stopped, before the next one dials), not by up; and take hands out a
+// connection's messages only once up has recorded it. Dropping or handing out a new
+// connection's messages as those of an older one would lose them for good: the broker
+// resends nothing on the connection it sent them on, and every later PUBACK waits behind
+// theirs (paho sends them in order).
 type queue struct {
 	mu     sync.Mutex
 	items  []arrival
-	gen    uint64 // connections made
+	conn   uint64 // the connection messages arrive on now: one more after each lost connection
+	gen    uint64 // the latest connection up: take hands out the arrivals of connections up to it
 	epoch  uint64 // connections that resumed a session, so that the broker resends what is unacknowledged
 	notify chan struct{}
 }
 
-func newQueue() *queue { return &queue{notify: make(chan struct{}, 1)} }
+func newQueue() *queue { return &queue{conn: 1, notify: make(chan struct{}, 1)} }
 
-// up records a new connection. When it resumed the session, the broker resends every
-// message not acknowledged yet: the copies still queued from older connections are dropped.
+// down records that the current connection is lost and that its client has stopped: what
+// arrives from now on comes on the next connection.
+func (q *queue) down() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.conn++
+}
+
+// up records a new connection and returns its number. When it resumed the session, the
+// broker resends every message not acknowledged yet: the copies still queued from older
+// connections are dropped, and the ones that came on this connection already are kept.
 func (q *queue) up(sessionPresent bool) uint64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.gen++
+	q.gen = q.conn
 	if sessionPresent && q.gen > 1 {
 		q.epoch++
-		q.items = q.items[:0]
+		keep := q.items[:0]
+		for _, a := range q.items {
+			if a.conn >= q.gen {
+				keep = append(keep, a)
+			}
+		}
+		clear(q.items[len(keep):])
+		q.items = keep
 	}
+	q.signal() // arrivals held back until now can be taken
 	return q.gen
 }
 
@@ -58,22 +86,35 @@ func (q *queue) generation() uint64 {
 
 func (q *queue) push(c *paho.Client, p *paho.Publish) {
 	q.mu.Lock()
-	q.items = append(q.items, arrival{client: c, pub: p, epoch: q.epoch})
+	q.items = append(q.items, arrival{client: c, pub: p, conn: q.conn})
 	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *queue) signal() {
 	select {
 	case q.notify <- struct{}{}:
 	default:
 	}
 }
 
-// take removes up to n arrivals, and returns them with the current epoch.
+// take removes up to n arrivals of the connections up so far, and returns them with the
+// current epoch. Arrivals are in connection order, so those it may take are a prefix.
 func (q *queue) take(n int) ([]arrival, uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n = min(n, len(q.items))
+	for i, a := range q.items[:n] {
+		if a.conn > q.gen {
+			n = i
+			break
+		}
+	}
 	out := make([]arrival, n)
 	copy(out, q.items)
-	q.items = append(q.items[:0], q.items[n:]...)
+	rest := copy(q.items, q.items[n:])
+	clear(q.items[rest:])
+	q.items = q.items[:rest]
 	return out, q.epoch
 }
 

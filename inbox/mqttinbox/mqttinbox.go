@@ -270,6 +270,10 @@ func (c *Consumer) Run(ctx context.Context, handler inbox.Handler) error {
 	return nil
 }
 
+// testHookConnectionUp, when set (by tests), runs at the start of OnConnectionUp: it widens the
+// window in which a new connection's messages arrive before the connection is recorded.
+var testHookConnectionUp func()
+
 // clientConfig is autopaho's configuration: a persistent session, manual acknowledgement,
 // the subscription made on every connection, and fatal CONNACK refusals ending Run.
 func (c *Consumer) clientConfig(ctx context.Context, q *queue, fail context.CancelCauseFunc) autopaho.ClientConfig {
@@ -293,11 +297,17 @@ func (c *Consumer) clientConfig(ctx context.Context, q *queue, fail context.Canc
 			return cp, nil
 		},
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, ca *paho.Connack) {
+			if testHookConnectionUp != nil {
+				testHookConnectionUp()
+			}
 			gen := q.up(ca.SessionPresent)
 			c.log.InfoContext(ctx, "mqttinbox: connected", "session_present", ca.SessionPresent, "connection", gen)
 			go c.subscribe(ctx, cm, q, gen, fail)
 		},
 		OnConnectionDown: func() bool {
+			// autopaho calls it once the lost connection's client has stopped (no more
+			// arrivals from it) and before it dials again.
+			q.down()
 			c.log.WarnContext(ctx, "mqttinbox: connection lost; reconnecting")
 			return true
 		},
