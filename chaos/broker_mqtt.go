@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -13,10 +16,11 @@ import (
 	"github.com/outboxgo/outbox/relay"
 )
 
-// ---- MQTT: a private topic tree on the shared Mosquitto ----
+// ---- MQTT: a private topic tree on a Mosquitto of the run's own, or a shared one ----
 
 type mqttBroker struct {
 	addr   string
+	own    *exec.Cmd // the run's own Mosquitto, nil on a shared one
 	px     *faultproxy.Proxy
 	prefix string // MQTT topic = prefix + topic
 	client string // the consumer's client identifier (its session outlives reconnects)
@@ -24,14 +28,22 @@ type mqttBroker struct {
 	inboxSession bool // the consumers' session exists: close ends it
 }
 
-func startMQTT(addr, name string) (*mqttBroker, error) {
+// startMQTT connects to the broker at addr; with addr "", it starts a Mosquitto of the run's
+// own in dir (see Config.MQTTAddr), or uses 127.0.0.1:1883 when there is no mosquitto binary.
+func startMQTT(addr, dir, name string) (*mqttBroker, error) {
 	b := &mqttBroker{addr: addr, prefix: name + "/", client: name + "-consumer"}
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if addr == "" {
+		var err error
+		if b.addr, b.own, err = startMosquitto(dir); err != nil {
+			return nil, err
+		}
+	}
+	c, err := net.DialTimeout("tcp", b.addr, 5*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the MQTT broker at %s: %w", addr, err)
 	}
 	_ = c.Close()
-	if b.px, err = startProxy(addr); err != nil {
+	if b.px, err = startProxy(b.addr); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -130,6 +142,57 @@ func (b *mqttBroker) close() {
 	if b.inboxSession {
 		b.endSession(b.inboxClient())
 	}
+	if b.own != nil {
+		_ = b.own.Process.Kill()
+		_ = b.own.Wait()
+	}
+}
+
+// startMosquitto starts a Mosquitto listening on a free loopback port, its persistence and
+// configuration in dir, and returns its address; without a mosquitto binary, it returns the
+// shared broker's address and no process.
+func startMosquitto(dir string) (string, *exec.Cmd, error) {
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		return "127.0.0.1:1883", nil, nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", nil, err
+	}
+	conf := filepath.Join(dir, "mosquitto.conf")
+	body := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\n"+
+		"max_queued_messages 0\nlog_dest file %s\n", port, dir, filepath.Join(dir, "mosquitto.log"))
+	if os.Geteuid() == 0 {
+		body += "user root\n" // Mosquitto started as root switches to the user "mosquitto" otherwise
+	}
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command(bin, "-c", conf)
+	dieWithParent(cmd)
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("starting mosquitto: %w", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			_ = c.Close()
+			return addr, cmd, nil
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return "", nil, fmt.Errorf("mosquitto did not listen on %s within 10s: %w", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (b *mqttBroker) endSession(clientID string) {
@@ -192,5 +255,9 @@ func (b *mqttBroker) inboxNotes(int) []string {
 func (b *mqttBroker) seesHeaders() bool { return false }
 
 func (b *mqttBroker) notes() []string {
-	return []string{"MQTT: the shared Mosquitto is never restarted: no broker-restart; broker-cut (every relay connection cut at a fault proxy, new ones refused for the outage) stands in for it. The consumer holds a QoS 1 subscription to a private topic tree on a session that outlives reconnects."}
+	where := "a Mosquitto of the run's own (max_queued_messages 0)"
+	if b.own == nil {
+		where = "the Mosquitto at " + b.addr
+	}
+	return []string{"MQTT: " + where + " is never restarted: no broker-restart; broker-cut (every relay connection cut at a fault proxy, new ones refused for the outage) stands in for it. The consumer holds a QoS 1 subscription to a private topic tree on a session that outlives reconnects."}
 }

@@ -327,7 +327,7 @@ func (r *run) setup(ctx context.Context, rep *Report) error {
 	case SinkRedis:
 		r.brk, err = startRedis(cfg.RedisAddr, "outbox-chaos-"+r.id)
 	case SinkMQTT:
-		r.brk, err = startMQTT(cfg.MQTTAddr, "outbox-chaos-"+r.id)
+		r.brk, err = startMQTT(cfg.MQTTAddr, filepath.Join(r.workDir, "mosquitto"), "outbox-chaos-"+r.id)
 	case SinkWebhook:
 		r.brk, err = startWebhook(cfg.Consumers > 0)
 	}

@@ -164,7 +164,10 @@ type Config struct {
 	// own. Default $OUTBOX_TEST_REDIS_ADDR, else 127.0.0.1:6379.
 	RedisAddr string
 	// MQTTAddr is the MQTT 5 broker (host:port) for SinkMQTT; the run uses a topic tree of
-	// its own. Default the host:port of $MQTT_URL, else 127.0.0.1:1883.
+	// its own. Default the host:port of $MQTT_URL; without it, a Mosquitto of the run's own
+	// (the mosquitto binary on PATH, in the work dir, with max_queued_messages 0: at the
+	// default of 1000, Mosquitto drops a disconnected session's messages beyond it, counting
+	// those in flight, and the run would report them missing), else 127.0.0.1:1883.
 	MQTTAddr string
 	// AMQPURL is the RabbitMQ server for SinkRabbitMQ. Default $RABBITMQ_URL, else
 	// amqp://guest:guest@127.0.0.1:5672/.
@@ -233,7 +236,6 @@ func (c *Config) setDefaults() {
 	c.AMQPURL = cmp.Or(c.AMQPURL, os.Getenv("RABBITMQ_URL"), "amqp://guest:guest@127.0.0.1:5672/")
 	c.RedisAddr = cmp.Or(c.RedisAddr, os.Getenv("OUTBOX_TEST_REDIS_ADDR"), "127.0.0.1:6379")
 	if c.MQTTAddr == "" {
-		c.MQTTAddr = "127.0.0.1:1883"
 		if u, err := url.Parse(os.Getenv("MQTT_URL")); err == nil && u.Host != "" {
 			c.MQTTAddr = u.Host
 		}
