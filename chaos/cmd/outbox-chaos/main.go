@@ -81,7 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL server for --database postgres (default $OUTBOX_TEST_DATABASE_URL or postgres://postgres@127.0.0.1:5432/test); the run uses a schema of its own")
 	fs.StringVar(&cfg.MySQLDSN, "mysql-dsn", "", "MariaDB server for --database mariadb, a go-sql-driver DSN over tcp (default $OUTBOX_TEST_MYSQL_DSN or root@tcp(127.0.0.1:3306)/test); the run creates a database and a relay user of its own")
 	fs.StringVar(&cfg.RedisAddr, "redis-addr", "", "Redis server for --sink redis, host:port (default $OUTBOX_TEST_REDIS_ADDR or 127.0.0.1:6379)")
-	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", "", "MQTT 5 broker for --sink mqtt, host:port (default the host of $MQTT_URL or 127.0.0.1:1883)")
+	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", "", "MQTT 5 broker for --sink mqtt, host:port (default the host of $MQTT_URL, else a Mosquitto of the run's own with max_queued_messages 0, else 127.0.0.1:1883)")
 	fs.StringVar(&cfg.AMQPURL, "amqp-url", "", "RabbitMQ server for --sink rabbitmq (default $RABBITMQ_URL or amqp://guest:guest@127.0.0.1:5672/)")
 	fs.StringVar(&cfg.OutboxBinary, "outbox-bin", "", "the outbox command to run as relays (default: go build ./cmd/outbox)")
 	fs.StringVar(&cfg.WorkDir, "work-dir", "", "directory for relay logs and broker stores (default: a temporary one, removed after a clean run)")
