@@ -189,29 +189,17 @@ func isNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) || errors.I
 // fn runs once the batch's results (first's callbacks) are in.
 // An error of the batch is wrapped as "inbox: <what>: ...".
 func (h pgxHandle) inTxFirst(ctx context.Context, what string, first func(*pgx.Batch), fn func(outbox.Tx, runner) error) (err error) {
-	pool, ok := h.p.(*pgxpool.Pool)
-	if !ok {
-		return errors.New("inbox: a pipelined transaction needs a pool")
-	}
-	c, err := pool.Acquire(ctx)
+	c, tx, err := h.beginBatch(ctx, what, first)
 	if err != nil {
 		return err
 	}
 	// A connection left in a transaction (a rollback that failed) is destroyed, not reused.
 	defer c.Release()
-	var b pgx.Batch
-	b.BeginTx(pgx.TxOptions{})
-	first(&b)
-	br := c.SendBatch(ctx, &b)
-	tx := br.Tx()
 	defer func() {
 		if rerr := tx.Rollback(ctx); rerr != nil && !errors.Is(rerr, pgx.ErrTxClosed) && err == nil {
 			err = rerr
 		}
 	}()
-	if err := br.Close(); err != nil {
-		return fmt.Errorf("inbox: %s: %w", what, err)
-	}
 	if err := fn(tx, pgxRunner{tx}); err != nil {
 		return err
 	}
@@ -222,15 +210,28 @@ func (h pgxHandle) inTxFirst(ctx context.Context, what string, first func(*pgx.B
 // all of it: queue queues its statements, the last of them its commit. If the batch fails,
 // the transaction is rolled back. An error of the batch is wrapped as "inbox: <what>: ...".
 func (h pgxHandle) txBatch(ctx context.Context, what string, queue func(*pgx.Batch)) error {
-	pool, ok := h.p.(*pgxpool.Pool)
-	if !ok {
-		return errors.New("inbox: a pipelined transaction needs a pool")
-	}
-	c, err := pool.Acquire(ctx)
+	c, _, err := h.beginBatch(ctx, what, queue)
 	if err != nil {
 		return err
 	}
-	defer c.Release()
+	c.Release()
+	return nil
+}
+
+// beginBatch acquires a connection of the pool and sends on it a batch that begins a
+// transaction, with the statements queue queues, and reads its results. It returns the
+// connection, for the caller to release, and the transaction. If the batch fails, the
+// transaction is rolled back, the connection released and the error wrapped as
+// "inbox: <what>: ...".
+func (h pgxHandle) beginBatch(ctx context.Context, what string, queue func(*pgx.Batch)) (*pgxpool.Conn, pgx.Tx, error) {
+	pool, ok := h.p.(*pgxpool.Pool)
+	if !ok {
+		return nil, nil, errors.New("inbox: a pipelined transaction needs a pool")
+	}
+	c, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
 	var b pgx.Batch
 	b.BeginTx(pgx.TxOptions{})
 	queue(&b)
@@ -238,7 +239,8 @@ func (h pgxHandle) txBatch(ctx context.Context, what string, queue func(*pgx.Bat
 	tx := br.Tx()
 	if err := br.Close(); err != nil {
 		_ = tx.Rollback(ctx) // closed already if the batch ended outside a transaction
-		return fmt.Errorf("inbox: %s: %w", what, err)
+		c.Release()          // destroyed by the pool if still in a transaction
+		return nil, nil, fmt.Errorf("inbox: %s: %w", what, err)
 	}
-	return nil
+	return c, tx, nil
 }
