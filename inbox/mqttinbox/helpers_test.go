@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -316,4 +317,26 @@ func (m *mosquitto) restart() {
 	m.stop()
 	bin, _ := exec.LookPath("mosquitto")
 	m.start(bin)
+}
+
+// checkKeyOrder reports each of keys whose messages in got (applied ids, in order) are not
+// those of recs, in recs' order.
+func checkKeyOrder(tb testing.TB, got []string, recs []*outbox.Record, keys ...string) {
+	tb.Helper()
+	for _, key := range keys {
+		var want, have []string
+		for _, r := range recs {
+			if r.Key == key {
+				want = append(want, r.ID.String())
+			}
+		}
+		for _, id := range got {
+			if slices.Contains(want, id) {
+				have = append(have, id)
+			}
+		}
+		if !slices.Equal(have, want) {
+			tb.Errorf("key %s applied as %v, want %v", key, have, want)
+		}
+	}
 }

@@ -267,22 +267,7 @@ func TestBrokerRestart(t *testing.T) {
 		t.Errorf("%d effects for %d messages: %v", len(got), len(all), got)
 	}
 	// Per key, the order of publication.
-	for _, key := range []string{"a", "b"} {
-		var want, have []string
-		for _, r := range append(slices.Clone(before), after...) {
-			if r.Key == key {
-				want = append(want, r.ID.String())
-			}
-		}
-		for _, id := range got {
-			if slices.Contains(want, id) {
-				have = append(have, id)
-			}
-		}
-		if !slices.Equal(have, want) {
-			t.Errorf("key %s applied as %v, want %v", key, have, want)
-		}
-	}
+	checkKeyOrder(t, got, append(slices.Clone(before), after...), "a", "b")
 }
 
 // TestUnreadable: a message that is no CloudEvent is rejected to the dead letters under a

@@ -68,22 +68,7 @@ func TestResumedBeforeUp(t *testing.T) {
 	if len(got) != len(recs) {
 		t.Errorf("%d effects for %d messages: %v", len(got), len(recs), got)
 	}
-	for _, key := range []string{"a", "b", "c"} {
-		var want, have []string
-		for _, r := range recs {
-			if r.Key == key {
-				want = append(want, r.ID.String())
-			}
-		}
-		for _, id := range got {
-			if slices.Contains(want, id) {
-				have = append(have, id)
-			}
-		}
-		if !slices.Equal(have, want) {
-			t.Errorf("key %s applied as %v, want %v", key, have, want)
-		}
-	}
+	checkKeyOrder(t, got, recs, "a", "b", "c")
 	if n := ups.Load(); n < 2 {
 		t.Errorf("%d connections, want a reconnect", n)
 	}
