@@ -116,6 +116,29 @@ type Notifier interface {
 	Listen(ctx context.Context, wake func(keyHashes []uint64)) error
 }
 
+// ErrNoGate is returned by WakeGate.OpenGate when the store's schema has no gate (PostgreSQL
+// before migration 6): its commits notify whether or not a relay waits.
+var ErrNoGate = errors.New("dialect: the schema has no wake-up gate")
+
+// WakeGate is implemented by a Notifier whose commits notify only while a relay says it
+// waits for notifications (PostgreSQL from migration 6), so that producers pay nothing for
+// wake-ups while every relay is busy.
+//
+// A relay about to wait calls OpenGate, then InProgress, then claims once more, and then
+// waits out the transactions InProgress listed (Running) before it relies on notifications
+// alone: a transaction that inserted before the gate opened did not notify, and may commit
+// after the re-check. While it waits it renews the gate (OpenGate) before the lease runs out.
+type WakeGate interface {
+	// OpenGate has commits notify for at least lease from the call. It returns ErrNoGate
+	// when the schema has no gate (its commits always notify).
+	OpenGate(ctx context.Context, lease time.Duration) error
+	// InProgress lists the transactions in progress: called after OpenGate, a superset of
+	// those that inserted without notifying and have not committed yet.
+	InProgress(ctx context.Context) ([]uint64, error)
+	// Running returns those of txs that are still in progress.
+	Running(ctx context.Context, txs []uint64) ([]uint64, error)
+}
+
 // InShare reports whether partition hash h falls in the share of the key space that a claim
 // with partition, partitions, slot and slots takes (see ClaimRequest).
 func InShare(h uint64, partition, partitions, slot, slots int) bool {

@@ -43,12 +43,15 @@ func TestNotifyWakesRelay(t *testing.T) {
 	waitFor(t, 5*time.Second, "a notified delivery after reconnect", func() bool { return sk.Unique() == 4 })
 }
 
-// A commit wakes only the worker whose share of the keys holds its message: the others do
-// not claim (with four workers, a commit used to cost four claims).
+// On a schema of migration 5 (a relay upgraded before its schema), whose trigger notifies
+// every commit with its keys' hashes, a commit wakes only the worker whose share of the keys
+// holds its message: the others do not claim (with four workers, a commit used to cost four
+// claims).
 func TestNotifyWakesOnlyTheKeysWorker(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
+	olderSchema(t, b)
 	cs, sk := startCounting(t, b, 4)
 	before := cs.idle(t)
 	for i := range 5 {
@@ -150,13 +153,15 @@ func listeners(t *testing.T, b *bundle) int {
 	return n
 }
 
-// A claim that read its worker's whole share is not followed by another claim (it would come
-// back empty): the worker waits for the next notification. A commit made while the worker is
-// busy publishing still wakes it at once.
+// On a schema of migration 5, whose trigger notifies every commit, a claim that read its
+// worker's whole share is not followed by another claim (it would come back empty): the
+// worker waits for the next notification. A commit made while the worker is busy publishing
+// still wakes it at once.
 func TestNotifyNoEmptyClaimAfterExhaustiveBatch(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
+	olderSchema(t, b)
 	cs, sk := startCounting(t, b, 1)
 	before := cs.idle(t)
 	const commits = 5
@@ -183,4 +188,24 @@ func TestNotifyNoEmptyClaimAfterExhaustiveBatch(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "the commit made during a publish", func() bool { return sk.Unique() == commits+2 })
 	t.Logf("delivered %v after commit", time.Since(start))
+}
+
+// olderSchema reverts b's table to migration 5: the trigger of migration 4, which notifies
+// every commit, with its keys' hashes, and no wake-up gate.
+func olderSchema(t *testing.T, b *bundle) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := b.store.MigrationStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := 0
+	for _, m := range st {
+		if m.Applied && m.Version > 5 {
+			steps++
+		}
+	}
+	if _, err := b.store.MigrateDown(ctx, steps); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -12,13 +13,30 @@ import (
 	"github.com/outboxgo/outbox/dialect/postgres"
 )
 
-// A commit's notification lists the partition hashes of the keys it inserted, and they route
-// the message to the one worker share whose claim takes it; a statement with more than 64
-// keys lists none (every worker wakes).
+// On a schema of migrations 4 and 5 (a relay upgraded before its schema), a commit's
+// notification lists the partition hashes of the keys it inserted, and they route the message
+// to the one worker share whose claim takes it; a statement with more than 64 keys lists none
+// (every worker wakes).
 func TestListenReportsKeyHashes(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
 	ctx, cancel := context.WithCancel(context.Background())
+	st, err := s.MigrationStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := 0
+	for _, m := range st {
+		if m.Applied && m.Version > 5 {
+			steps++
+		}
+	}
+	if _, err := s.MigrateDown(ctx, steps); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.OpenGate(ctx, time.Second); !errors.Is(err, dialect.ErrNoGate) {
+		t.Fatalf("OpenGate on a schema of migration 5: %v, want ErrNoGate", err)
+	}
 	wakes := make(chan []uint64, 16)
 	done := make(chan struct{})
 	go func() {
@@ -97,5 +115,100 @@ func TestListenReportsKeyHashes(t *testing.T) {
 	enqueue(t, s, outbox.Message{Topic: "t"}) // keyless: hashed by message id
 	if h := next(); len(h) != 1 {
 		t.Fatalf("after an empty insert and a keyless message: %v, want one hash (the empty insert does not notify)", h)
+	}
+}
+
+// From migration 6 a commit notifies only while the gate is open: not before a relay opens
+// it, within the lease after, and not once the lease has run out.
+func TestGate(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	wakes := make(chan []uint64, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.Listen(ctx, func(h []uint64) { wakes <- h })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-wakes: // connected
+	case <-time.After(10 * time.Second):
+		t.Fatal("the listener did not connect")
+	}
+	notified := func(within time.Duration) bool {
+		select {
+		case h := <-wakes:
+			if h != nil {
+				t.Errorf("hashes %v: the gated trigger lists none", h)
+			}
+			return true
+		case <-time.After(within):
+			return false
+		}
+	}
+	enqueue(t, s, keyed("k", 1))
+	if notified(300 * time.Millisecond) {
+		t.Fatal("a commit notified before any relay opened the gate")
+	}
+	if err := s.OpenGate(ctx, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, s, keyed("k", 2))
+	if !notified(5 * time.Second) {
+		t.Fatal("no notification with the gate open")
+	}
+	// A shorter lease does not move the deadline back.
+	if err := s.OpenGate(ctx, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, s, keyed("k", 3))
+	if !notified(5 * time.Second) {
+		t.Fatal("a shorter lease closed the gate")
+	}
+	var deadline, now int64
+	if err := s.Pool().QueryRow(ctx, `SELECT pg_sequence_last_value($1::regclass), (extract(epoch FROM clock_timestamp()) * 1000)::bigint`,
+		postgres.WakeOf(s)).Scan(&deadline, &now); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Duration(deadline-now+50) * time.Millisecond)
+	enqueue(t, s, keyed("k", 4))
+	if notified(300 * time.Millisecond) {
+		t.Fatal("a commit notified after the lease ran out")
+	}
+}
+
+// InProgress lists a transaction that inserted and has not committed; Running drops it once
+// it has.
+func TestGateInProgress(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	tx, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	var xid uint64
+	if err := tx.QueryRow(ctx, `INSERT INTO `+postgres.TableOf(s)+` (message_id, topic) VALUES (gen_random_uuid(), 't') RETURNING pg_current_xact_id()::text::bigint`).Scan(&xid); err != nil {
+		t.Fatal(err)
+	}
+	txs, err := s.InProgress(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(txs, xid) {
+		t.Fatalf("in progress %v, want %d among them", txs, xid)
+	}
+	running, err := s.Running(ctx, []uint64{xid})
+	if err != nil || !slices.Equal(running, []uint64{xid}) {
+		t.Fatalf("Running = %v, %v; want [%d]", running, err, xid)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	running, err = s.Running(ctx, []uint64{xid})
+	if err != nil || len(running) != 0 {
+		t.Fatalf("Running after the commit = %v, %v; want none", running, err)
 	}
 }

@@ -128,6 +128,7 @@ type queries struct {
 	salvage, toDeadSalvaged                  string
 	duplicates, topics                       string
 	heartbeat, expire, members, leave        string
+	openGate, inProgress, running            string // the wake-up gate (gate.go)
 	deletePublished, stats                   string
 	deadList, deadRetry, deadPurge           string
 }
@@ -221,6 +222,16 @@ ON CONFLICT (relay_id) DO UPDATE SET grp = $2, heartbeat_at = now()`,
 		expire:  `DELETE FROM ` + n.Relays + ` WHERE heartbeat_at < now() - $1::bigint * interval '1 microsecond'`,
 		members: `SELECT relay_id FROM ` + n.Relays + ` WHERE grp = $1 ORDER BY relay_id`,
 		leave:   `DELETE FROM ` + n.Relays + ` WHERE relay_id = $1`,
+		// Never moves the deadline back: another relay may hold it further ahead.
+		openGate: `SELECT setval(` + n.Regclass("_wake") + `, greatest(coalesce(pg_sequence_last_value(` + n.Regclass("_wake") + `), 0),
+(extract(epoch FROM clock_timestamp()) * 1000)::bigint + $1::bigint))`,
+		// A snapshot lists the transactions in progress below its xmax; those at or above it
+		// were assigned before this statement's own id (which it takes to bound them).
+		inProgress: `WITH s AS (SELECT pg_current_snapshot() AS snap, pg_current_xact_id()::text::bigint AS me)
+SELECT coalesce(array_agg(x ORDER BY x), '{}') FROM (
+  SELECT x::text::bigint AS x FROM s, pg_snapshot_xip(s.snap) AS x
+  UNION SELECT g FROM s, generate_series(pg_snapshot_xmax(s.snap)::text::bigint, s.me - 1) AS g) AS t`,
+		running:    `SELECT coalesce(array_agg(x), '{}') FROM unnest($1::bigint[]) AS x WHERE pg_xact_status(x::text::xid8) = 'in progress'`,
 		deletePublished: `DELETE FROM ` + n.Table + ` WHERE id IN (SELECT id FROM ` + n.Table + `
 WHERE published_at IS NOT NULL AND published_at < now() - $1::bigint * interval '1 microsecond' LIMIT $2)`,
 		stats: `SELECT

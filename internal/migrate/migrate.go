@@ -50,6 +50,13 @@ func (n Names) Literal(suffix string) string {
 	return "'" + strings.ReplaceAll(n.table.Name+suffix, "'", "''") + "'"
 }
 
+// Regclass returns the schema-qualified name of the object named after the table plus suffix
+// as an SQL regclass literal ('"schema"."name"'::regclass): resolved once, where the SQL that
+// holds it is parsed (a trigger's WHEN clause keeps the object's oid).
+func (n Names) Regclass(suffix string) string {
+	return "'" + strings.ReplaceAll(n.Sibling(suffix), "'", "''") + "'::regclass"
+}
+
 // NamesFor derives the template names of table t.
 func NamesFor(t sqlident.Table) Names {
 	return Names{

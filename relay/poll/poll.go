@@ -80,6 +80,14 @@ type Source struct {
 	listening atomic.Bool  // the commit listener runs: new commits will wake the workers
 	member    atomic.Value // dialect.Membership
 
+	// The wake-up gate (rest.go): nil when the store has none or notifications are off.
+	gate       dialect.WakeGate
+	noGateAt   atomic.Int64  // unix ns when the schema turned out to have no gate (0: has one)
+	rests      []rest        // per slot, touched only by the worker holding it
+	waiting    atomic.Int32  // slots that opened the gate and wait
+	gateEpoch  atomic.Uint64 // bumped when the gate may have lapsed: the waiting reopen it
+	leaseUntil atomic.Int64  // unix ns until which the gate is surely open
+
 	mu      sync.Mutex
 	blocked map[string]time.Time // key → when its head message becomes available
 }
@@ -108,7 +116,13 @@ func New(cfg Config) (*Source, error) {
 		slots:   make(chan int, cfg.Workers),
 		wakes:   make([]chan struct{}, cfg.Workers),
 		settled: make([]bool, cfg.Workers),
+		rests:   make([]rest, cfg.Workers),
 		blocked: make(map[string]time.Time),
+	}
+	if g, ok := cfg.Store.(dialect.WakeGate); ok && !cfg.DisableNotify {
+		if _, ok := cfg.Store.(dialect.Notifier); ok {
+			s.gate = g
+		}
 	}
 	for i := range cfg.Workers {
 		s.wakes[i] = make(chan struct{}, 1)
@@ -192,6 +206,14 @@ func (s *Source) Run(ctx context.Context) error {
 			defer s.listening.Store(false)
 			_ = n.Listen(ctx, s.wakeFor)
 		}()
+		if s.gate != nil {
+			renewed := make(chan struct{})
+			defer func() { <-renewed }()
+			go func() {
+				defer close(renewed)
+				s.keepGateOpen(ctx)
+			}()
+		}
 	}
 	s.heartbeat(ctx)
 	t := time.NewTicker(s.cfg.HeartbeatInterval)
@@ -288,7 +310,7 @@ func (s *Source) Next(ctx context.Context) (relay.Batch, error) {
 	}
 	if s.settled[slot] {
 		s.settled[slot] = false
-		if err := s.idle(ctx, slot); err != nil {
+		if err := s.rest(ctx, slot); err != nil {
 			s.slots <- slot
 			return nil, err
 		}
@@ -313,6 +335,7 @@ func (s *Source) Next(ctx context.Context) (relay.Batch, error) {
 		}
 		learned := s.noteBlocked(c.Blocked())
 		if len(c.Records()) > 0 {
+			s.busy(slot)
 			return &batch{Claim: c, src: s, slot: slot}, nil
 		}
 		if err := c.Finish(ctx, outbox.Outcome{}); err != nil {
@@ -324,24 +347,25 @@ func (s *Source) Next(ctx context.Context) (relay.Batch, error) {
 			// the next claim skips them and reaches the other keys.
 			continue
 		}
-		if err := s.idle(ctx, slot); err != nil {
+		if err := s.rest(ctx, slot); err != nil {
 			s.slots <- slot
 			return nil, err
 		}
 	}
 }
 
-// idle waits for a wake-up of slot's worker or its poll interval.
-func (s *Source) idle(ctx context.Context, slot int) error {
-	t := time.NewTimer(s.cfg.PollInterval)
+// idle waits for a wake-up of slot's worker or for d, and reports whether it was woken.
+func (s *Source) idle(ctx context.Context, slot int, d time.Duration) (bool, error) {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
 	case <-s.wakes[slot]:
+		return true, nil
 	case <-t.C:
+		return false, nil
 	}
-	return nil
 }
 
 func (s *Source) blockedKeys() []string {

@@ -1,0 +1,194 @@
+package poll
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/outboxgo/outbox/dialect"
+)
+
+// The wait of a worker that found nothing new, with a store whose commits notify only while a
+// relay says it waits (dialect.WakeGate). A worker first lingers: it claims again after
+// lingerSteps, which under load finds the next commits without anybody notifying. After
+// them, it opens the gate (commits notify from then on), claims once more, waits out the
+// transactions that may have inserted before the gate opened, and then waits for a
+// notification or its poll interval. The relay keeps the gate open, renewing its lease,
+// while any of its workers waits; a busy relay lets it lapse, and its producers' commits stop
+// notifying within gateLease.
+var lingerSteps = [...]time.Duration{time.Millisecond, time.Millisecond, 2 * time.Millisecond, 4 * time.Millisecond, 8 * time.Millisecond}
+
+const (
+	// gateLease is how long one opening of the gate lasts; gateRenew how often the relay
+	// renews it while a worker waits.
+	gateLease = 250 * time.Millisecond
+	gateRenew = 50 * time.Millisecond
+	// pendingCheck bounds the wait between checks of the transactions that were in progress
+	// when the gate opened, for pendingFast; after that the poll interval does.
+	pendingCheck = 16 * time.Millisecond
+	pendingFast  = time.Second
+	// noGateRecheck is how long a relay takes a schema without the gate for one.
+	noGateRecheck = time.Minute
+)
+
+// rest is one worker slot's progress through its wait; only the worker holding the slot
+// touches it.
+type rest struct {
+	lingered int           // linger steps taken since the slot last found messages
+	open     bool          // the slot opened the gate and counts among the waiting
+	epoch    uint64        // s.gateEpoch when the slot opened the gate
+	pending  []uint64      // transactions in progress when it did, still to wait out
+	backoff  time.Duration // the next wait for them
+	opened   time.Time     // when it last opened the gate
+}
+
+// busy resets slot's wait: its claim found messages.
+func (s *Source) busy(slot int) {
+	r := &s.rests[slot]
+	if r.open {
+		s.waiting.Add(-1)
+	}
+	*r = rest{}
+}
+
+// gated reports whether workers wait through the gate: the store has one, notifications are
+// on and the listener runs. A schema found without one (before migration 6, whose trigger
+// notifies every commit) is asked again after noGateRecheck, in case it was migrated since.
+func (s *Source) gated() bool {
+	if s.gate == nil || !s.listening.Load() {
+		return false
+	}
+	at := s.noGateAt.Load()
+	return at == 0 || time.Now().UnixNano()-at > int64(noGateRecheck)
+}
+
+// rest waits before slot's next claim after one that found nothing new (or read its whole
+// share). Without the gate it waits for a notification or the poll interval.
+func (s *Source) rest(ctx context.Context, slot int) error {
+	if !s.gated() {
+		_, err := s.idle(ctx, slot, s.cfg.PollInterval)
+		return err
+	}
+	r := &s.rests[slot]
+	if r.lingered < len(lingerSteps) {
+		d := min(lingerSteps[r.lingered], s.cfg.PollInterval)
+		r.lingered++
+		_, err := s.idle(ctx, slot, d)
+		return err
+	}
+	if !r.open || r.epoch != s.gateEpoch.Load() {
+		// Open the gate, then claim once more at once: that claim sees every commit made
+		// before it opened.
+		epoch := s.gateEpoch.Load()
+		pending, err := s.openGate(ctx)
+		switch {
+		case errors.Is(err, dialect.ErrNoGate):
+			// An older schema whose trigger always notifies: wait for it.
+			if s.noGateAt.Swap(time.Now().UnixNano()) == 0 {
+				s.logger.Info("the outbox table has no wake-up gate (migration 6): every commit notifies")
+			}
+			_, err := s.idle(ctx, slot, s.cfg.PollInterval)
+			return err
+		case err != nil:
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s.logger.Warn("opening the wake-up gate failed; commits may not wake this worker before its poll interval",
+				slog.Any("error", err))
+			_, err := s.idle(ctx, slot, s.cfg.PollInterval)
+			return err
+		}
+		s.noGateAt.Store(0)
+		if !r.open {
+			r.open = true
+			s.waiting.Add(1)
+		}
+		r.epoch, r.pending, r.backoff, r.opened = epoch, pending, lingerSteps[0], time.Now()
+		return nil
+	}
+	// Transactions that may have inserted before the gate opened did not notify: claim again
+	// whenever some of them have ended, until none is left.
+	for len(r.pending) > 0 {
+		woken, err := s.idle(ctx, slot, r.backoff)
+		if err != nil || woken {
+			return err
+		}
+		// Checked often at first (a producer's transaction is short), then, past a
+		// second, as rarely as the poll interval: one that stays open (a session idle in
+		// a transaction) must not cost a query every few milliseconds for hours.
+		limit := pendingCheck
+		if time.Since(r.opened) > pendingFast {
+			limit = s.cfg.PollInterval
+		}
+		r.backoff = min(2*r.backoff, limit, s.cfg.PollInterval)
+		running, err := s.gate.Running(ctx, r.pending)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s.logger.Warn("checking transactions in progress failed", slog.Any("error", err))
+			return nil // claim again; the check is retried after the next empty claim
+		}
+		if len(running) < len(r.pending) {
+			r.pending = running
+			return nil
+		}
+	}
+	_, err := s.idle(ctx, slot, s.cfg.PollInterval)
+	return err
+}
+
+// openGate opens the gate for gateLease, records until when it is surely open, and lists the
+// transactions then in progress.
+func (s *Source) openGate(ctx context.Context) ([]uint64, error) {
+	sent := time.Now()
+	if err := s.gate.OpenGate(ctx, gateLease); err != nil {
+		return nil, err
+	}
+	s.extendLease(sent)
+	return s.gate.InProgress(ctx)
+}
+
+// extendLease records that a gate opened at sent (or later, by the database's clock) stays
+// open until sent+gateLease.
+func (s *Source) extendLease(sent time.Time) {
+	until := sent.Add(gateLease).UnixNano()
+	for {
+		old := s.leaseUntil.Load()
+		if until <= old || s.leaseUntil.CompareAndSwap(old, until) {
+			return
+		}
+	}
+}
+
+// keepGateOpen renews the gate's lease while any worker waits, until ctx ends. A renewal
+// that comes too late (the lease ran out before it: a stalled process, a slow database) or
+// fails leaves a gap in which commits did not notify: the waiting workers then claim again and
+// reopen the gate, waiting out what was in progress.
+func (s *Source) keepGateOpen(ctx context.Context) {
+	t := time.NewTicker(gateRenew)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if s.waiting.Load() == 0 {
+			continue
+		}
+		sent := time.Now()
+		lapsed := sent.UnixNano() > s.leaseUntil.Load()
+		err := s.gate.OpenGate(ctx, gateLease)
+		if err == nil {
+			s.extendLease(sent)
+		} else if ctx.Err() == nil {
+			s.logger.Warn("renewing the wake-up gate failed", slog.Any("error", err))
+		}
+		if lapsed || err != nil {
+			s.gateEpoch.Add(1)
+			s.Wake()
+		}
+	}
+}
