@@ -231,7 +231,7 @@ ON CONFLICT (relay_id) DO UPDATE SET grp = $2, heartbeat_at = now()`,
 SELECT coalesce(array_agg(x ORDER BY x), '{}') FROM (
   SELECT x::text::bigint AS x FROM s, pg_snapshot_xip(s.snap) AS x
   UNION SELECT g FROM s, generate_series(pg_snapshot_xmax(s.snap)::text::bigint, s.me - 1) AS g) AS t`,
-		running:    `SELECT coalesce(array_agg(x), '{}') FROM unnest($1::bigint[]) AS x WHERE pg_xact_status(x::text::xid8) = 'in progress'`,
+		running: `SELECT coalesce(array_agg(x), '{}') FROM unnest($1::bigint[]) AS x WHERE pg_xact_status(x::text::xid8) = 'in progress'`,
 		deletePublished: `DELETE FROM ` + n.Table + ` WHERE id IN (SELECT id FROM ` + n.Table + `
 WHERE published_at IS NOT NULL AND published_at < now() - $1::bigint * interval '1 microsecond' LIMIT $2)`,
 		stats: `SELECT
