@@ -17,13 +17,18 @@ import (
 // notification or its poll interval. The relay keeps the gate open, renewing its lease,
 // while any of its workers waits; a busy relay lets it lapse, and its producers' commits stop
 // notifying within gateLease.
-var lingerSteps = [...]time.Duration{time.Millisecond, time.Millisecond, 2 * time.Millisecond, 4 * time.Millisecond, 8 * time.Millisecond}
+var lingerSteps = [...]time.Duration{time.Millisecond, time.Millisecond, 2 * time.Millisecond, 4 * time.Millisecond,
+	8 * time.Millisecond, 8 * time.Millisecond}
 
 const (
-	// gateLease is how long one opening of the gate lasts; gateRenew how often the relay
-	// renews it while a worker waits.
-	gateLease = 250 * time.Millisecond
-	gateRenew = 50 * time.Millisecond
+	// gateLease is how long one opening of the gate lasts, so how long commits keep
+	// notifying after the last waiting worker of every relay has woken; gateRenew how often a
+	// relay renews it while a worker waits.
+	gateLease = 150 * time.Millisecond
+	gateRenew = 40 * time.Millisecond
+	// maxLinger bounds how long a worker that found messages lately keeps claiming, every
+	// last linger step, before it opens the gate.
+	maxLinger = 250 * time.Millisecond
 	// pendingCheck bounds the wait between checks of the transactions that were in progress
 	// when the gate opened, for pendingFast; after that the poll interval does.
 	pendingCheck = 16 * time.Millisecond
@@ -35,7 +40,9 @@ const (
 // rest is one worker slot's progress through its wait; only the worker holding the slot
 // touches it.
 type rest struct {
-	lingered int           // linger steps taken since the slot last found messages
+	lingered int       // linger steps taken since the slot last found messages
+	active   time.Time // when the slot began finding messages after its last wait at the gate
+	worked   time.Time // when it last found messages
 	open     bool          // the slot opened the gate and counts among the waiting
 	epoch    uint64        // s.gateEpoch when the slot opened the gate
 	pending  []uint64      // transactions in progress when it did, still to wait out
@@ -46,10 +53,28 @@ type rest struct {
 // busy resets slot's wait: its claim found messages.
 func (s *Source) busy(slot int) {
 	r := &s.rests[slot]
+	now := time.Now()
+	active := r.active
+	if r.open || active.IsZero() {
+		active = now // back from a wait at the gate: a new stretch of work
+	}
 	if r.open {
 		s.waiting.Add(-1)
 	}
-	*r = rest{}
+	*r = rest{active: active, worked: now}
+}
+
+// lingering reports whether the slot should claim again before it opens the gate: it has not
+// taken every linger step yet, or it has been finding messages for long and found some
+// lately. A worker that found messages for a second lingers 125 ms: a stall of the producers'
+// commits (a slow fsync, a busy machine) does not open the gate under a steady load, after
+// which every commit would notify, one at a time.
+func (r *rest) lingering() bool {
+	if r.lingered < len(lingerSteps) {
+		return true
+	}
+	budget := min(r.worked.Sub(r.active)/8, maxLinger)
+	return time.Since(r.worked) < budget
 }
 
 // gated reports whether workers wait through the gate: the store has one, notifications are
@@ -71,8 +96,8 @@ func (s *Source) rest(ctx context.Context, slot int) error {
 		return err
 	}
 	r := &s.rests[slot]
-	if r.lingered < len(lingerSteps) {
-		d := min(lingerSteps[r.lingered], s.cfg.PollInterval)
+	if r.lingering() {
+		d := min(lingerSteps[min(r.lingered, len(lingerSteps)-1)], s.cfg.PollInterval)
 		r.lingered++
 		_, err := s.idle(ctx, slot, d)
 		return err
