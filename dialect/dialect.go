@@ -106,7 +106,8 @@ type Migrator interface {
 }
 
 // Notifier is implemented by stores that can tell when new messages commit (PostgreSQL's
-// LISTEN/NOTIFY), so relays wake within milliseconds instead of at the next poll.
+// LISTEN/NOTIFY, SQLite's commit hooks and PRAGMA data_version), so relays wake within
+// milliseconds instead of at the next poll.
 type Notifier interface {
 	// Listen calls wake after commits that inserted messages, until ctx ends. keyHashes are
 	// the partition hashes (the h of ClaimRequest) of the inserted messages' keys, so that

@@ -45,7 +45,7 @@ const quickstartLong = `quickstart runs a complete transactional outbox in this 
   database  an SQLite file with an orders table and the outbox tables
   broker    an embedded NATS JetStream server with a stream ORDERS on orders.>
   producer  inserts an order row AND enqueues its orders.created event in ONE transaction
-  relay     polls the outbox and publishes each committed event to JetStream
+  relay     wakes at each commit and publishes each committed event to JetStream
   consumer  reads orders.> and prints each event with its end-to-end latency
 
 At the end it checks that every committed order's event arrived (lost must be 0) and exits
@@ -219,7 +219,7 @@ func (a *app) runQuickstart(ctx context.Context, o quickstartOptions) (err error
   database  SQLite %s (tables orders, outbox)
   broker    NATS JetStream %s, stream %s on %s
   producer  %d order(s)/s; each order row and its %s event commit in ONE transaction
-  relay     polls the outbox every %s, publishes to JetStream, deletes a row after its PubAck
+  relay     wakes at commit (fallback poll every %s), publishes to JetStream, deletes a row after its PubAck
   consumer  ordered consumer on %s, prints each event and its latency (now - ce-time)
 
 Running %s.

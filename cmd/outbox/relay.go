@@ -31,7 +31,8 @@ acknowledged it.
 --source chooses how it finds the messages:
   poll    (default) claims batches from the outbox table; several relays may share one
           PostgreSQL or MariaDB table (they split the keys); with SQLite run one relay per
-          file. PostgreSQL commits wake it at once (LISTEN/NOTIFY).
+          file. PostgreSQL commits wake it at once (LISTEN/NOTIFY); SQLite commits within
+          10 ms (PRAGMA data_version; at once for its own connections' commits).
   wal     PostgreSQL logical replication: tails the WAL through the slot --wal-slot (created
           when missing); --wal-mode logical reads table-less messages (EnqueueLogical).
   binlog  MariaDB binary log: reads the outbox table's row events, position kept in

@@ -36,6 +36,17 @@
 // Because claims live in the Store, run a single relaying Store per database file (one relay
 // process, with as many workers as you like); producers in any number of processes are fine.
 //
+// # Commit notifications
+//
+// The Store implements dialect.Notifier, so a relay (relay/poll) wakes at commit instead of
+// at its next poll. A Store opened with Path installs SQLite's pre-update and commit hooks on
+// its connections: a transaction that inserts into the outbox table through them (the
+// Writer on DB, plain SQL, RetryDeadLetters) signals Listen as it commits, and Listen reads
+// PRAGMA data_version on a connection of its own at once, then every few hundred
+// microseconds until the commit shows there, and wakes the relay. Commits made elsewhere (another process, the sqlite3 shell, a DB given in
+// Config.DB) change data_version too, and Listen reads it every Config.WatchInterval (10 ms
+// by default).
+//
 // Ids come from AUTOINCREMENT and writers are serialised, so id order is commit order and
 // ids are never reused. Partitions split the key space by FNV-1a of the key (or of the
 // message_id for messages without a key).

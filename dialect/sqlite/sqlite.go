@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	sqlitedrv "modernc.org/sqlite" // also registers the "sqlite" database/sql driver
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect"
@@ -44,6 +44,12 @@ type Config struct {
 	Table string
 	// Logger receives diagnostics. Default slog.Default().
 	Logger *slog.Logger
+	// WatchInterval is how often Listen (the relay's commit notifications) reads PRAGMA
+	// data_version to notice commits made outside the Store's own connections: by another
+	// process, the sqlite3 shell, or a DB given in DB. Commits through the connections of a
+	// Store opened with Path wake the relay at once whatever this is. Default
+	// DefaultWatchInterval; negative turns the periodic read off.
+	WatchInterval time.Duration
 }
 
 // Store is a SQLite outbox. It implements dialect.Store.
@@ -64,6 +70,10 @@ type Store struct {
 	// holding one, so a DB limited to one connection cannot deadlock.
 	mu   sync.Mutex
 	held holds
+
+	path          string // the file, when the Store opened it
+	signals       commitSignals
+	watchInterval time.Duration
 }
 
 var _ dialect.Store = (*Store)(nil)
@@ -75,10 +85,13 @@ var _ dialect.Store = (*Store)(nil)
 const DSNParams = "_journal_mode=WAL&_busy_timeout=10000&_txlock=immediate"
 
 // DSN returns the data source name the Store opens for a database file.
-func DSN(path string) string {
+func DSN(path string) string { return fileURI(path) + "?" + DSNParams }
+
+// fileURI returns path as a file: URI without a query.
+func fileURI(path string) string {
 	// A file: URI keeps '?' and '#' in the path from being read as the query or fragment.
 	r := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
-	return "file:" + r.Replace(path) + "?" + DSNParams
+	return "file:" + r.Replace(path)
 }
 
 // New validates cfg, opens the database if cfg.DB is nil, and returns a Store. It does not
@@ -105,6 +118,8 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		writer: w,
 		logger: cmp.Or(cfg.Logger, slog.Default()),
 		held:   holds{ids: map[int64]struct{}{}, keys: map[string]int{}},
+
+		watchInterval: cmp.Or(cfg.WatchInterval, DefaultWatchInterval),
 	}
 	s.q = buildQueries(s.names)
 	switch {
@@ -114,15 +129,17 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		// Every pooled connection would get its own empty database.
 		return nil, &outbox.ConfigError{Field: "path", Reason: "an in-memory database cannot be shared by the store's connections; use a file (in a temporary directory for tests)"}
 	case cfg.Path != "":
-		db, err := sql.Open(DriverName, DSN(cfg.Path))
+		c, err := sqlitedrv.NewConnector(DSN(cfg.Path))
 		if err != nil {
 			return nil, fmt.Errorf("opening sqlite database: %w", err)
 		}
+		// The hooks signal commits that inserted messages to Listen (see notify.go).
+		db := sql.OpenDB(&hookConnector{Connector: c, table: t.Name, signals: &s.signals})
 		if err := db.PingContext(ctx); err != nil {
 			_ = db.Close()
 			return nil, fmt.Errorf("opening sqlite database %s: %w", cfg.Path, err)
 		}
-		s.db, s.ownDB = db, true
+		s.db, s.ownDB, s.path = db, true, cfg.Path
 	default:
 		return nil, &outbox.ConfigError{Field: "path", Reason: "required (or a DB)"}
 	}

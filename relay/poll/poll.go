@@ -55,8 +55,9 @@ type Config struct {
 	// Retention keeps published rows (marked published_at) for this long instead of deleting
 	// them at once. 0 deletes on publish.
 	Retention time.Duration
-	// DisableNotify turns off commit notifications (PostgreSQL LISTEN/NOTIFY), leaving only
-	// polling. Stores that cannot notify always poll.
+	// DisableNotify turns off commit notifications (PostgreSQL LISTEN/NOTIFY, SQLite
+	// commit hooks and data_version), leaving only polling. Stores that cannot notify always
+	// poll.
 	DisableNotify bool
 	Logger        *slog.Logger
 }

@@ -54,7 +54,7 @@ type Poll struct {
 	BatchSize     int           `yaml:"batch_size" doc:"most messages one claim takes"`
 	MaxBatchBytes int           `yaml:"max_batch_bytes" doc:"most payload bytes one claim takes (at least one message)"`
 	Workers       int           `yaml:"workers" doc:"concurrent claims, each on its own slice of the keys"`
-	Notify        bool          `yaml:"notify" doc:"wake on commit notifications (PostgreSQL LISTEN/NOTIFY); false: poll only"`
+	Notify        bool          `yaml:"notify" doc:"wake on commit notifications (PostgreSQL LISTEN/NOTIFY, SQLite data_version); false: poll only"`
 	MemberTTL     time.Duration `yaml:"member_ttl" doc:"a relay silent this long is presumed dead and its share of the keys moves to the others"`
 }
 
