@@ -193,8 +193,8 @@ func bench(b *testing.B, database string, systems []*system) {
 // Watermill variant.
 func summary(w io.Writer, database string, systems []*system, ps []int, results map[resultKey]result) {
 	rounds := *flagRounds
-	fmt.Fprintf(w, "\n%s producers: commits/s (one message per transaction), median of %d round(s) (min–max); "+
-		"× = median of the rounds' ratios to plain\n\n", database, rounds)
+	fmt.Fprintf(w, "\nProducers on %s: commits/s (one message per transaction), median of %d round(s) (min–max); "+
+		"× = median of the rounds' ratios to plain; p50 = median transaction time\n\n", database, rounds)
 	for _, s := range systems {
 		fmt.Fprintf(w, "- %s: %s", s.id, s.label)
 		if s.notes != "" {
