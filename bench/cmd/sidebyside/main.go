@@ -95,7 +95,7 @@ func main() {
 	flag.IntVar(&o.walWorkers, "wal-workers", 0, "outbox WAL source: concurrent batches (0: the library's default)")
 	flag.DurationVar(&o.wmPoll, "wm-poll", 10*time.Millisecond, "Watermill: subscriber PollInterval")
 	flag.IntVar(&o.wmBatch, "wm-batch", 100, "Watermill: SubscribeBatchSize for the steady and idle workloads")
-	flag.StringVar(&o.wmDrainBatches, "wm-drain-batches", "100,1000", "Watermill: SubscribeBatchSize values tried in the drain")
+	flag.StringVar(&o.wmDrainBatches, "wm-drain-batches", "100,1000,5000", "Watermill: SubscribeBatchSize values tried in the drain")
 
 	flag.StringVar(&o.kind, "kind", "", "relay role: outbox, outbox-wal, wm-offsets or wm-queue")
 	flag.StringVar(&o.schema, "schema", "", "relay role: PostgreSQL schema")
