@@ -3,9 +3,13 @@ package producers
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -16,6 +20,8 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect/postgres"
+	"github.com/outboxgo/outbox/relay"
+	"github.com/outboxgo/outbox/relay/poll"
 )
 
 // wmTopic is the Watermill SQL topic (messages table) of the forwarder's envelope publisher,
@@ -59,9 +65,23 @@ func BenchmarkPostgres(b *testing.B) {
 		}
 		systems = append(systems, s)
 	}
+	b.Cleanup(func() { // before the schemas are dropped
+		for _, s := range systems {
+			if s.stop != nil {
+				if err := s.stop(); err != nil {
+					b.Errorf("relay of %s: %v", s.id, err)
+				}
+			}
+		}
+	})
 	var version string
 	_ = pool.QueryRow(ctx, `SELECT current_setting('server_version') || ', synchronous_commit=' || current_setting('synchronous_commit')`).Scan(&version)
 	bench(b, "PostgreSQL "+version, systems)
+	for _, s := range systems {
+		if s.id == "outbox" && s.sink != nil {
+			pgLatency(b, pool, s)
+		}
+	}
 }
 
 // pgPool opens a pool of n connections, all opened up front.
@@ -142,6 +162,11 @@ func pgSystem(ctx context.Context, pool *pgxpool.Pool, id, schema string) (*syst
 			return nil, err
 		}
 		s.reset = truncate(q+`.orders`, q+`.outbox`)
+		if *flagRelay {
+			if err := startRelay(ctx, s, store); err != nil {
+				return nil, err
+			}
+		}
 		if id == "plain" {
 			for _, t := range triggers {
 				if _, err := pool.Exec(ctx, `DROP TRIGGER "`+t.name+`" ON `+q+`.outbox`); err != nil {
@@ -149,7 +174,7 @@ func pgSystem(ctx context.Context, pool *pgxpool.Pool, id, schema string) (*syst
 				}
 			}
 			s.label = "business INSERT + hand-written INSERT into the migrated outbox table with its triggers dropped"
-			s.notes = fmt.Sprintf("%d trigger(s) dropped", len(triggers))
+			s.notes += fmt.Sprintf("%d trigger(s) dropped", len(triggers))
 			insert := `INSERT INTO ` + q + `.outbox (message_id, topic, key, type, payload, headers) VALUES ($1, $2, $3, '', $4, '{}')`
 			s.tx = inTx(func(ctx context.Context, tx pgx.Tx, seq int) error {
 				_, err := tx.Exec(ctx, insert, outbox.NewID().String(), topic, key(seq), payload(seq))
@@ -158,12 +183,13 @@ func pgSystem(ctx context.Context, pool *pgxpool.Pool, id, schema string) (*syst
 			return s, nil
 		}
 		w := store.Writer()
+		s.writer, s.insertOrder = w, insertOrder
 		s.label = "business INSERT + outbox.Writer.Enqueue into the tables this project's migrations create"
 		defs := make([]string, len(triggers))
 		for i, t := range triggers {
 			defs[i] = "`" + strings.ReplaceAll(t.def, schema+".", "") + "`"
 		}
-		s.notes = fmt.Sprintf("migrations applied %v; triggers at run time: %s", applied, orNone(defs))
+		s.notes += fmt.Sprintf("migrations applied %v; triggers at run time: %s", applied, orNone(defs))
 		s.tx = inTx(func(ctx context.Context, tx pgx.Tx, seq int) error {
 			return w.Enqueue(ctx, tx, outbox.Message{Topic: topic, Key: key(seq), Payload: payload(seq)})
 		})
@@ -235,4 +261,145 @@ func orNone(v []string) string {
 		return "none"
 	}
 	return strings.Join(v, "; ")
+}
+
+// pgLatency measures, on the outbox system with its relay, commit → sink latency: idle → one
+// message (after 200–600 ms without commits) and a steady 1,000 messages/s, one per
+// transaction, and prints them.
+func pgLatency(b *testing.B, pool *pgxpool.Pool, s *system) {
+	ctx := context.Background()
+	if err := s.reset(ctx); err != nil {
+		b.Fatal(err)
+	}
+	s.sink.watch(true)
+	defer s.sink.watch(false)
+	commit := func() (string, time.Time, error) {
+		id := outbox.NewID()
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, s.insertOrder, customer(0), 4200); err != nil {
+				return err
+			}
+			return s.writer.Enqueue(ctx, tx, outbox.Message{ID: id, Topic: topic, Key: key(int(id[15])), Payload: payload(0)})
+		})
+		return id.String(), time.Now(), err
+	}
+	var idle []time.Duration
+	for range 30 {
+		time.Sleep(time.Duration(200+rand.IntN(400)) * time.Millisecond)
+		id, at, err := commit()
+		if err != nil {
+			b.Fatal(err)
+		}
+		idle = append(idle, s.sink.wait(b, id).Sub(at))
+	}
+	type sent struct {
+		id string
+		at time.Time
+	}
+	var (
+		mu    sync.Mutex
+		sents []sent
+		wg    sync.WaitGroup
+	)
+	tick := time.NewTicker(time.Millisecond)
+	end := time.Now().Add(5 * time.Second)
+	for now := range tick.C {
+		if now.After(end) {
+			break
+		}
+		wg.Go(func() {
+			id, at, err := commit()
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			mu.Lock()
+			sents = append(sents, sent{id, at})
+			mu.Unlock()
+		})
+	}
+	tick.Stop()
+	wg.Wait()
+	var steady []time.Duration
+	for _, x := range sents {
+		steady = append(steady, max(s.sink.wait(b, x.id).Sub(x.at), 0))
+	}
+	pct := func(d []time.Duration, q float64) time.Duration {
+		slices.Sort(d)
+		return d[min(len(d)-1, int(float64(len(d))*q))]
+	}
+	fmt.Printf("\nLatency on PostgreSQL, outbox system (commit → relay's sink), the same run:\n\n"+
+		"| workload | messages | p50 | p99 | max |\n|---|---|---|---|---|\n"+
+		"| idle → one message (200–600 ms of silence before each) | %d | %v | %v | %v |\n"+
+		"| steady, one message per transaction, %.0f msgs/s for 5 s | %d | %v | %v | %v |\n",
+		len(idle), pct(idle, 0.5), pct(idle, 0.99), pct(idle, 1),
+		float64(len(steady))/5, len(steady), pct(steady, 0.5), pct(steady, 0.99), pct(steady, 1))
+}
+
+// startRelay runs a relay over store (the poll source with its defaults: LISTEN/NOTIFY and, from
+// migration 6, the wake-up gate) into a sink that discards, until s.stop is called.
+func startRelay(ctx context.Context, s *system, store *postgres.Store) error {
+	src, err := poll.New(poll.Config{Store: store})
+	if err != nil {
+		return err
+	}
+	s.sink = &latencySink{}
+	r, err := relay.New(relay.Config{Source: src, Sink: s.sink})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	s.stop = func() error { cancel(); return <-done }
+	s.notes = "relay running; "
+	return nil
+}
+
+// latencySink acknowledges everything at once and, while watching, records when it saw each
+// message.
+type latencySink struct {
+	on   atomic.Bool
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+func (k *latencySink) watch(on bool) {
+	k.mu.Lock()
+	k.seen = map[string]time.Time{}
+	k.mu.Unlock()
+	k.on.Store(on)
+}
+
+func (k *latencySink) Publish(_ context.Context, msgs []*outbox.Record) []error {
+	if k.on.Load() {
+		now := time.Now()
+		k.mu.Lock()
+		for _, m := range msgs {
+			if _, ok := k.seen[m.ID.String()]; !ok {
+				k.seen[m.ID.String()] = now
+			}
+		}
+		k.mu.Unlock()
+	}
+	return make([]error, len(msgs))
+}
+
+func (k *latencySink) Close() error { return nil }
+
+// wait returns when the sink saw id, failing b after 10 s.
+func (k *latencySink) wait(b *testing.B, id string) time.Time {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		k.mu.Lock()
+		at, ok := k.seen[id]
+		k.mu.Unlock()
+		if ok {
+			return at
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("message %s never reached the sink", id)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
 }

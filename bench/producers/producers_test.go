@@ -15,12 +15,15 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/outboxgo/outbox"
 )
 
 var (
 	flagRounds    = flag.Int("rounds", 3, "rounds: each runs every producers × system pair once, systems in a rotated order")
 	flagProducers = flag.String("producers", "1,8,32", "comma-separated numbers of concurrent producers")
 	flagSystems   = flag.String("systems", "", "comma-separated system ids to run (default all: plain,outbox,wm-offsets,wm-queue)")
+	flagRelay     = flag.Bool("relay", true, "PostgreSQL: run this project's relay (poll source, default settings, a sink that discards) on the plain and outbox tables while they are measured, as a deployment does: it drains the rows, and on PostgreSQL it decides whether commits notify")
 	flagKeep      = flag.Bool("keep", false, "keep the schemas (PostgreSQL) and databases (MySQL) afterwards")
 	flagPG        = flag.String("pg-url", envOr("OUTBOX_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL URL")
 	flagMySQL     = flag.String("mysql-dsn", envOr("OUTBOX_TEST_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/test"), "MariaDB/MySQL DSN (go-sql-driver/mysql)")
@@ -52,6 +55,11 @@ type system struct {
 	notes string // what was measured, as found at run time (triggers, schema)
 	tx    func(ctx context.Context, seq int) error
 	reset func(ctx context.Context) error // empties the tables between runs, outside the timer
+	stop  func() error                    // stops what runs beside it (a relay), if anything
+	// The outbox system on PostgreSQL, for the latency measurement.
+	sink        *latencySink
+	writer      *outbox.Writer
+	insertOrder string
 }
 
 // systemIDs is every system id in report order.
