@@ -187,14 +187,9 @@ func (s *Store) watch(ctx context.Context, commits <-chan struct{}, wake func([]
 		return fmt.Errorf("opening %s: %w", file, err)
 	}
 	defer conn.Close()
-	stmt, err := conn.PrepareContext(ctx, `PRAGMA data_version`)
-	if err != nil {
-		return fmt.Errorf("preparing data_version: %w", err)
-	}
-	defer stmt.Close()
 	read := func() (int64, error) {
 		var v int64
-		if err := stmt.QueryRowContext(ctx).Scan(&v); err != nil {
+		if err := conn.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v); err != nil {
 			return 0, fmt.Errorf("reading data_version: %w", err)
 		}
 		return v, nil

@@ -40,9 +40,9 @@ const (
 // rest is one worker slot's progress through its wait; only the worker holding the slot
 // touches it.
 type rest struct {
-	lingered int       // linger steps taken since the slot last found messages
-	active   time.Time // when the slot began finding messages after its last wait at the gate
-	worked   time.Time // when it last found messages
+	lingered int           // linger steps taken since the slot last found messages
+	active   time.Time     // when the slot began finding messages after its last wait at the gate
+	worked   time.Time     // when it last found messages
 	open     bool          // the slot opened the gate and counts among the waiting
 	epoch    uint64        // s.gateEpoch when the slot opened the gate
 	pending  []uint64      // transactions in progress when it did, still to wait out
