@@ -14,8 +14,6 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/dialect"
-	"github.com/outboxgo/outbox/dialect/postgres"
-	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/poll"
 )
 
@@ -133,26 +131,9 @@ func notifications(t *testing.T, b *bundle) *atomic.Int64 {
 
 // startGated runs a relay of workers workers over b's store, polling every ten minutes (only
 // a notification or its own lingering can deliver within seconds), until the test ends.
-func startGated(t *testing.T, b *bundle, store dialect.Claimer, workers int, sk *timingSink) {
+func startGated(t *testing.T, b *bundle, workers int, sk *timingSink) {
 	t.Helper()
-	src, err := poll.New(poll.Config{Store: store, Workers: workers, PollInterval: 10 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := relay.New(relay.Config{Source: src, Sink: sk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	waitFor(t, 10*time.Second, "the listener", func() bool { return listeners(t, b) == 1 })
+	runListening(t, b, poll.Config{Store: b.store, Workers: workers, PollInterval: 10 * time.Minute}, sk)
 }
 
 // gateOpen reports whether b's gate is open now: its deadline is ahead of the database's clock.
@@ -177,7 +158,7 @@ func TestGateStraddlingCommit(t *testing.T) {
 	ctx := context.Background()
 	sk := newTimingSink(0)
 	sk.slow = 600 * time.Millisecond
-	startGated(t, b, b.store, 1, sk)
+	startGated(t, b, 1, sk)
 	waitFor(t, 10*time.Second, "the worker to wait behind an open gate", func() bool { return gateOpen(t, b) })
 	for round := range 4 {
 		// A slow publish keeps the worker busy past the gate's lease.
@@ -223,7 +204,7 @@ func TestGateNoMissedWakeUps(t *testing.T) {
 	ctx := context.Background()
 	sk := newTimingSink(0)
 	sk.slow, sk.slowShare = 300*time.Millisecond, 0.25
-	startGated(t, b, b.store, 1, sk)
+	startGated(t, b, 1, sk)
 	type commit struct {
 		id string
 		at time.Time
@@ -287,7 +268,7 @@ func TestGateShutUnderLoad(t *testing.T) {
 	ctx := context.Background()
 	notes := notifications(t, b)
 	sk := newTimingSink(20 * time.Millisecond) // each publish takes a while: every claim finds more
-	startGated(t, b, b.store, 2, sk)
+	startGated(t, b, 2, sk)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var once sync.Once
@@ -351,24 +332,7 @@ func TestGateOldRelayPolls(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	sk := newTimingSink(0)
-	src, err := poll.New(poll.Config{Store: oldRelayStore{b.store, b.store}, PollInterval: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var _ dialect.WakeGate = (*postgres.Store)(nil)
-	r, err := relay.New(relay.Config{Source: src, Sink: sk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	runListening(t, b, poll.Config{Store: oldRelayStore{b.store, b.store}, PollInterval: 50 * time.Millisecond}, sk)
 	for i := range 5 {
 		if err := b.store.Enqueue(ctx, outbox.Message{Topic: "t", Key: "k"}); err != nil {
 			t.Fatal(err)

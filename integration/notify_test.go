@@ -13,6 +13,7 @@ import (
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/poll"
 	"github.com/outboxgo/outbox/relay/relaytest"
+	"github.com/outboxgo/outbox/sink"
 )
 
 // With a poll interval of a minute, only a commit notification can deliver within seconds.
@@ -116,7 +117,15 @@ func startCounting(t *testing.T, b *bundle, workers int) (*slotCountingStore, *r
 	t.Helper()
 	cs := &slotCountingStore{Store: b.store, claims: make([]int, workers)}
 	sk := relaytest.NewSink()
-	src, err := poll.New(poll.Config{Store: cs, Workers: workers, PollInterval: time.Minute})
+	runListening(t, b, poll.Config{Store: cs, Workers: workers, PollInterval: time.Minute}, sk)
+	return cs, sk
+}
+
+// runListening runs a relay over a poll source of pcfg into sk until the test ends; it
+// returns once the relay listens for b's notifications.
+func runListening(t *testing.T, b *bundle, pcfg poll.Config, sk sink.Sink) {
+	t.Helper()
+	src, err := poll.New(pcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +143,6 @@ func startCounting(t *testing.T, b *bundle, workers int) (*slotCountingStore, *r
 		}
 	})
 	waitFor(t, 10*time.Second, "the listener", func() bool { return listeners(t, b) == 1 })
-	return cs, sk
 }
 
 func appName(t *testing.T, b *bundle) string {
