@@ -128,11 +128,20 @@ var ErrNoGate = errors.New("dialect: the schema has no wake-up gate")
 // A relay about to wait calls OpenGate, then InProgress, then claims once more, and then
 // waits out the transactions InProgress listed (Running) before it relies on notifications
 // alone: a transaction that inserted before the gate opened did not notify, and may commit
-// after the re-check. While it waits it renews the gate (OpenGate) before the lease runs out.
+// after the re-check. While it waits it renews the gate (OpenGate) before the lease runs out;
+// a renewal that finds the gate was shut (another relay closed it, or the lease ran out)
+// means commits may have gone unnotified: the waiting workers re-check as above. Relays
+// advance the gate's clock (AdvanceGate) so that the leases of relays that stopped renewing
+// run out, and close it (CloseGate) when their last waiting worker wakes.
 type WakeGate interface {
-	// OpenGate has commits notify for at least lease from the call. It returns ErrNoGate
-	// when the schema has no gate (its commits always notify).
-	OpenGate(ctx context.Context, lease time.Duration) error
+	// OpenGate has commits notify for at least lease from the call, and reports whether the
+	// gate was open just before. It returns ErrNoGate when the schema has no gate (its
+	// commits always notify).
+	OpenGate(ctx context.Context, lease time.Duration) (wasOpen bool, err error)
+	// CloseGate shuts the gate now, whoever opened it.
+	CloseGate(ctx context.Context) error
+	// AdvanceGate lets leases that ran out shut the gate.
+	AdvanceGate(ctx context.Context) error
 	// InProgress lists the transactions in progress: called after OpenGate, a superset of
 	// those that inserted without notifying and have not committed yet.
 	InProgress(ctx context.Context) ([]uint64, error)

@@ -136,12 +136,12 @@ func startGated(t *testing.T, b *bundle, workers int, sk *timingSink) {
 	runListening(t, b, poll.Config{Store: b.store, Workers: workers, PollInterval: 10 * time.Minute}, sk)
 }
 
-// gateOpen reports whether b's gate is open now: its deadline is ahead of the database's clock.
+// gateOpen reports whether b's gate is open now: its deadline is ahead of its clock.
 func gateOpen(t *testing.T, b *bundle) bool {
 	t.Helper()
 	var open bool
-	err := b.pool.QueryRow(context.Background(), `SELECT coalesce(pg_sequence_last_value($1::regclass), 0) > (extract(epoch FROM clock_timestamp()) * 1000)::bigint`,
-		b.table+"_wake").Scan(&open)
+	err := b.pool.QueryRow(context.Background(), `SELECT coalesce(pg_sequence_last_value($1::regclass) > pg_sequence_last_value($2::regclass), false)`,
+		b.table+"_wake_until", b.table+"_wake_clock").Scan(&open)
 	if err != nil {
 		t.Fatal(err)
 	}

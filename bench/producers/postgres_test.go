@@ -163,7 +163,7 @@ func pgSystem(ctx context.Context, pool *pgxpool.Pool, id, schema string) (*syst
 		}
 		s.reset = truncate(q+`.orders`, q+`.outbox`)
 		if *flagRelay {
-			if err := startRelay(ctx, s, store); err != nil {
+			if err := startRelay(ctx, s, table); err != nil {
 				return nil, err
 			}
 		}
@@ -217,6 +217,15 @@ func pgSystem(ctx context.Context, pool *pgxpool.Pool, id, schema string) (*syst
 		}
 		_ = sub.Close()
 		s.reset = truncate(q+`.orders`, table(wmTopic))
+		if id == "wm-offsets" {
+			// The forwarder's offset must restart with the messages' ids.
+			s.reset = truncate(q+`.orders`, table(wmTopic), offsets(wmTopic))
+		}
+		if *flagRelay {
+			if err := startForwarder(ctx, s, schemaAdapter, offsetsAdapter); err != nil {
+				return nil, err
+			}
+		}
 		s.tx = inTx(func(ctx context.Context, tx pgx.Tx, seq int) error {
 			return wmPublish(wmsql.TxFromPgx(tx), schemaAdapter, seq)
 		})
@@ -296,30 +305,36 @@ func pgLatency(b *testing.B, pool *pgxpool.Pool, s *system) {
 		id string
 		at time.Time
 	}
+	// Four producers share a schedule of 1,000 commits/s: commit i is due i ms after the start.
+	const rate, seconds = 1000, 5
 	var (
 		mu    sync.Mutex
 		sents []sent
 		wg    sync.WaitGroup
+		next  atomic.Int64
 	)
-	tick := time.NewTicker(time.Millisecond)
-	end := time.Now().Add(5 * time.Second)
-	for now := range tick.C {
-		if now.After(end) {
-			break
-		}
+	start := time.Now()
+	for range 4 {
 		wg.Go(func() {
-			id, at, err := commit()
-			if err != nil {
-				b.Error(err)
-				return
+			for {
+				i := next.Add(1) - 1
+				if i >= rate*seconds {
+					return
+				}
+				time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / rate)))
+				id, at, err := commit()
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				mu.Lock()
+				sents = append(sents, sent{id, at})
+				mu.Unlock()
 			}
-			mu.Lock()
-			sents = append(sents, sent{id, at})
-			mu.Unlock()
 		})
 	}
-	tick.Stop()
 	wg.Wait()
+	elapsed := time.Since(start)
 	var steady []time.Duration
 	for _, x := range sents {
 		steady = append(steady, max(s.sink.wait(b, x.id).Sub(x.at), 0))
@@ -331,16 +346,27 @@ func pgLatency(b *testing.B, pool *pgxpool.Pool, s *system) {
 	fmt.Printf("\nLatency on PostgreSQL, outbox system (commit → relay's sink), the same run:\n\n"+
 		"| workload | messages | p50 | p99 | max |\n|---|---|---|---|---|\n"+
 		"| idle → one message (200–600 ms of silence before each) | %d | %v | %v | %v |\n"+
-		"| steady, one message per transaction, %.0f msgs/s for 5 s | %d | %v | %v | %v |\n",
+		"| steady, 4 producers, one message per transaction, %.0f msgs/s | %d | %v | %v | %v |\n",
 		len(idle), pct(idle, 0.5), pct(idle, 0.99), pct(idle, 1),
-		float64(len(steady))/5, len(steady), pct(steady, 0.5), pct(steady, 0.99), pct(steady, 1))
+		float64(len(steady))/elapsed.Seconds(), len(steady), pct(steady, 0.5), pct(steady, 0.99), pct(steady, 1))
 }
 
-// startRelay runs a relay over store (the poll source with its defaults: LISTEN/NOTIFY and, from
-// migration 6, the wake-up gate) into a sink that discards, until s.stop is called.
-func startRelay(ctx context.Context, s *system, store *postgres.Store) error {
+// startRelay runs a relay over table (the poll source with its defaults: LISTEN/NOTIFY and, from
+// migration 6, the wake-up gate), on a pool of its own, into a sink that discards, until s.stop
+// is called.
+func startRelay(ctx context.Context, s *system, table string) error {
+	pool, err := pgxpool.New(ctx, *flagPG)
+	if err != nil {
+		return err
+	}
+	store, err := postgres.New(ctx, postgres.Config{Pool: pool, Table: table})
+	if err != nil {
+		pool.Close()
+		return err
+	}
 	src, err := poll.New(poll.Config{Store: store})
 	if err != nil {
+		pool.Close()
 		return err
 	}
 	s.sink = &latencySink{}
@@ -351,10 +377,52 @@ func startRelay(ctx context.Context, s *system, store *postgres.Store) error {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
-	s.stop = func() error { cancel(); return <-done }
+	s.stop = func() error {
+		cancel()
+		defer pool.Close()
+		return <-done
+	}
 	s.notes = "relay running; "
 	return nil
 }
+
+// startForwarder runs Watermill's forwarder (watermill-sql subscriber, 10 ms poll interval as
+// in cmd/sidebyside, on a pool of its own) on the system's messages table into a publisher
+// that discards, until s.stop is called: the peer's counterpart of startRelay.
+func startForwarder(ctx context.Context, s *system, schema wmsql.SchemaAdapter, offsets wmsql.OffsetsAdapter) error {
+	pool, err := pgxpool.New(ctx, *flagPG)
+	if err != nil {
+		return err
+	}
+	sub, err := wmsql.NewSubscriber(wmsql.BeginnerFromPgx(pool), wmsql.SubscriberConfig{
+		SchemaAdapter: schema, OffsetsAdapter: offsets, PollInterval: 10 * time.Millisecond}, nil)
+	if err != nil {
+		pool.Close()
+		return err
+	}
+	fwd, err := forwarder.NewForwarder(sub, discardPublisher{}, watermill.NopLogger{}, forwarder.Config{ForwarderTopic: wmTopic, CloseTimeout: 10 * time.Second})
+	if err != nil {
+		pool.Close()
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- fwd.Run(context.WithoutCancel(ctx)) }()
+	s.stop = func() error {
+		defer pool.Close()
+		if err := fwd.Close(); err != nil {
+			return err
+		}
+		return <-done
+	}
+	s.notes = "forwarder running"
+	return nil
+}
+
+// discardPublisher is a Watermill publisher that accepts everything.
+type discardPublisher struct{}
+
+func (discardPublisher) Publish(string, ...*message.Message) error { return nil }
+func (discardPublisher) Close() error                              { return nil }
 
 // latencySink acknowledges everything at once and, while watching, records when it saw each
 // message.

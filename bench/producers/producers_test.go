@@ -23,7 +23,7 @@ var (
 	flagRounds    = flag.Int("rounds", 3, "rounds: each runs every producers × system pair once, systems in a rotated order")
 	flagProducers = flag.String("producers", "1,8,32", "comma-separated numbers of concurrent producers")
 	flagSystems   = flag.String("systems", "", "comma-separated system ids to run (default all: plain,outbox,wm-offsets,wm-queue)")
-	flagRelay     = flag.Bool("relay", true, "PostgreSQL: run this project's relay (poll source, default settings, a sink that discards) on the plain and outbox tables while they are measured, as a deployment does: it drains the rows, and on PostgreSQL it decides whether commits notify")
+	flagRelay     = flag.Bool("relay", true, "PostgreSQL: run this project's relay (poll source, default settings, a sink that discards) on the plain and outbox tables, and Watermill's forwarder on its tables, while they are measured, as a deployment does: they drain the rows, and this project's relay decides whether commits notify")
 	flagKeep      = flag.Bool("keep", false, "keep the schemas (PostgreSQL) and databases (MySQL) afterwards")
 	flagPG        = flag.String("pg-url", envOr("OUTBOX_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL URL")
 	flagMySQL     = flag.String("mysql-dsn", envOr("OUTBOX_TEST_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/test"), "MariaDB/MySQL DSN (go-sql-driver/mysql)")

@@ -5,6 +5,5 @@ package postgres
 func ClaimNowaitSQL(s *Store) string     { return s.q.claimNowait }
 func ClaimSkipLockedSQL(s *Store) string { return s.q.claimSkipLocked }
 func TableOf(s *Store) string            { return s.table.Quoted() }
-func WakeOf(s *Store) string             { return s.table.Derived("_wake").Quoted() }
 func SchemaOf(s *Store) string           { return s.table.Schema }
 func DeadOf(s *Store) string             { return s.table.Derived("_dead").Quoted() }

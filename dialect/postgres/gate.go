@@ -13,21 +13,44 @@ import (
 
 var _ dialect.WakeGate = (*Store)(nil)
 
-// undefinedTable is the SQLSTATE of a missing relation: the wake-up sequence of migration 6.
+// undefinedTable is the SQLSTATE of a missing relation: the wake-up sequences of migration 6.
 const undefinedTable = "42P01"
 
-// OpenGate implements dialect.WakeGate: it moves the deadline in the table's _wake sequence
-// (migration 6) to at least lease from now, by the database's clock, so that commits notify
-// until then.
-func (s *Store) OpenGate(ctx context.Context, lease time.Duration) error {
-	if _, err := s.pool.Exec(ctx, s.q.openGate, max(lease.Milliseconds(), 1)); err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == undefinedTable {
-			return dialect.ErrNoGate
-		}
-		return fmt.Errorf("opening the wake-up gate: %w", err)
+// OpenGate implements dialect.WakeGate: it moves the table's _wake_until (migration 6) to at
+// least lease from now and _wake_clock to now, by the database's clock, so that commits notify
+// until a relay moves the clock past the deadline.
+func (s *Store) OpenGate(ctx context.Context, lease time.Duration) (bool, error) {
+	var was bool
+	var until, clock int64
+	if err := s.pool.QueryRow(ctx, s.q.openGate, max(lease.Milliseconds(), 1)).Scan(&was, &until, &clock); err != nil {
+		return false, gateErr("opening", err)
+	}
+	return was, nil
+}
+
+// CloseGate implements dialect.WakeGate: it moves _wake_clock up to _wake_until.
+func (s *Store) CloseGate(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, s.q.closeGate); err != nil {
+		return gateErr("closing", err)
 	}
 	return nil
+}
+
+// AdvanceGate implements dialect.WakeGate: while the gate is open, it moves _wake_clock to now.
+func (s *Store) AdvanceGate(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, s.q.advanceGate); err != nil {
+		return gateErr("advancing", err)
+	}
+	return nil
+}
+
+// gateErr is ErrNoGate for a schema without the gate's sequences, else err wrapped.
+func gateErr(what string, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == undefinedTable {
+		return dialect.ErrNoGate
+	}
+	return fmt.Errorf("%s the wake-up gate: %w", what, err)
 }
 
 // InProgress implements dialect.WakeGate: the transactions of a snapshot taken now.

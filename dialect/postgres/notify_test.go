@@ -34,7 +34,7 @@ func TestListenReportsKeyHashes(t *testing.T) {
 	if _, err := s.MigrateDown(ctx, steps); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.OpenGate(ctx, time.Second); !errors.Is(err, dialect.ErrNoGate) {
+	if _, err := s.OpenGate(ctx, time.Second); !errors.Is(err, dialect.ErrNoGate) {
 		t.Fatalf("OpenGate on a schema of migration 5: %v, want ErrNoGate", err)
 	}
 	wakes := make(chan []uint64, 16)
@@ -119,7 +119,8 @@ func TestListenReportsKeyHashes(t *testing.T) {
 }
 
 // From migration 6 a commit notifies only while the gate is open: not before a relay opens
-// it, within the lease after, and not once the lease has run out.
+// it, within the lease after, not once it is closed, and not once its lease has run out and
+// a relay has moved the clock.
 func TestGate(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
@@ -147,34 +148,67 @@ func TestGate(t *testing.T) {
 			return false
 		}
 	}
+	open := func(lease time.Duration) bool {
+		t.Helper()
+		was, err := s.OpenGate(ctx, lease)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return was
+	}
 	enqueue(t, s, keyed("k", 1))
 	if notified(300 * time.Millisecond) {
 		t.Fatal("a commit notified before any relay opened the gate")
 	}
-	if err := s.OpenGate(ctx, 2*time.Second); err != nil {
-		t.Fatal(err)
+	// A lease that runs out shuts the gate once a relay moves the clock.
+	if open(100 * time.Millisecond) {
+		t.Fatal("OpenGate: the gate was open before")
 	}
 	enqueue(t, s, keyed("k", 2))
 	if !notified(5 * time.Second) {
 		t.Fatal("no notification with the gate open")
 	}
-	// A shorter lease does not move the deadline back.
-	if err := s.OpenGate(ctx, time.Millisecond); err != nil {
+	time.Sleep(150 * time.Millisecond)
+	enqueue(t, s, keyed("k", 3))
+	if !notified(5 * time.Second) {
+		t.Fatal("no notification before any relay moved the clock")
+	}
+	if err := s.AdvanceGate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	enqueue(t, s, keyed("k", 3))
+	enqueue(t, s, keyed("k", 4))
+	if notified(300 * time.Millisecond) {
+		t.Fatal("a commit notified after the lease ran out and the clock moved")
+	}
+	// A shorter lease does not move the deadline back.
+	if open(2 * time.Second) {
+		t.Fatal("OpenGate after the lease ran out: the gate was open before")
+	}
+	if !open(time.Millisecond) {
+		t.Fatal("OpenGate: the gate was shut, want open")
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := s.AdvanceGate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, s, keyed("k", 5))
 	if !notified(5 * time.Second) {
 		t.Fatal("a shorter lease closed the gate")
 	}
-	var deadline, now int64
-	if err := s.Pool().QueryRow(ctx, `SELECT pg_sequence_last_value($1::regclass), (extract(epoch FROM clock_timestamp()) * 1000)::bigint`,
-		postgres.WakeOf(s)).Scan(&deadline, &now); err != nil {
+	// CloseGate shuts it at once, whoever opened it; it opens again after.
+	if err := s.CloseGate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Duration(deadline-now+50) * time.Millisecond)
-	enqueue(t, s, keyed("k", 4))
+	enqueue(t, s, keyed("k", 6))
 	if notified(300 * time.Millisecond) {
-		t.Fatal("a commit notified after the lease ran out")
+		t.Fatal("a commit notified after CloseGate")
+	}
+	if open(time.Second) {
+		t.Fatal("OpenGate after CloseGate: the gate was open before")
+	}
+	enqueue(t, s, keyed("k", 7))
+	if !notified(5 * time.Second) {
+		t.Fatal("no notification once reopened after CloseGate")
 	}
 }
 

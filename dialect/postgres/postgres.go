@@ -128,7 +128,8 @@ type queries struct {
 	salvage, toDeadSalvaged                  string
 	duplicates, topics                       string
 	heartbeat, expire, members, leave        string
-	openGate, inProgress, running            string // the wake-up gate (gate.go)
+	openGate, closeGate, advanceGate         string // the wake-up gate (gate.go)
+	inProgress, running                      string
 	deletePublished, stats                   string
 	deadList, deadRetry, deadPurge           string
 }
@@ -222,9 +223,19 @@ ON CONFLICT (relay_id) DO UPDATE SET grp = $2, heartbeat_at = now()`,
 		expire:  `DELETE FROM ` + n.Relays + ` WHERE heartbeat_at < now() - $1::bigint * interval '1 microsecond'`,
 		members: `SELECT relay_id FROM ` + n.Relays + ` WHERE grp = $1 ORDER BY relay_id`,
 		leave:   `DELETE FROM ` + n.Relays + ` WHERE relay_id = $1`,
-		// Never moves the deadline back: another relay may hold it further ahead.
-		openGate: `SELECT setval(` + n.Regclass("_wake") + `, greatest(coalesce(pg_sequence_last_value(` + n.Regclass("_wake") + `), 0),
-(extract(epoch FROM clock_timestamp()) * 1000)::bigint + $1::bigint))`,
+		// The gate (migration 6): open while _wake_until is ahead of _wake_clock, both in
+		// milliseconds of the database's clock. Opening never moves the deadline back (another
+		// relay may hold it further ahead), puts it ahead of the clock (which a closing may
+		// have moved past the time) and reports whether the gate was open before.
+		openGate: `SELECT coalesce(pg_sequence_last_value(` + n.Regclass("_wake_until") + `) > pg_sequence_last_value(` + n.Regclass("_wake_clock") + `), false),
+  setval(` + n.Regclass("_wake_until") + `, greatest(coalesce(pg_sequence_last_value(` + n.Regclass("_wake_until") + `), 0),
+    greatest(coalesce(pg_sequence_last_value(` + n.Regclass("_wake_clock") + `), 0), ` + gateNow + `) + $1::bigint)),
+  setval(` + n.Regclass("_wake_clock") + `, greatest(coalesce(pg_sequence_last_value(` + n.Regclass("_wake_clock") + `), 0), ` + gateNow + `))`,
+		closeGate: `SELECT setval(` + n.Regclass("_wake_clock") + `, greatest(coalesce(pg_sequence_last_value(` + n.Regclass("_wake_clock") + `), 0),
+  coalesce(pg_sequence_last_value(` + n.Regclass("_wake_until") + `), 0), ` + gateNow + `))`,
+		// Writes only while the gate is open: a shut gate has nothing to run out.
+		advanceGate: `SELECT CASE WHEN pg_sequence_last_value(` + n.Regclass("_wake_until") + `) > pg_sequence_last_value(` + n.Regclass("_wake_clock") + `)
+  THEN setval(` + n.Regclass("_wake_clock") + `, greatest(pg_sequence_last_value(` + n.Regclass("_wake_clock") + `), ` + gateNow + `)) END`,
 		// A snapshot lists the transactions in progress below its xmax; those at or above it
 		// were assigned before this statement's own id (which it takes to bound them).
 		inProgress: `WITH s AS (SELECT pg_current_snapshot() AS snap, pg_current_xact_id()::text::bigint AS me)
@@ -267,6 +278,9 @@ const nowaitPause = 5 * time.Second
 
 // lockNotAvailable is the SQLSTATE of a NOWAIT lock conflict.
 const lockNotAvailable = "55P03"
+
+// gateNow is the database's time in milliseconds, for the wake-up gate's sequences.
+const gateNow = `(extract(epoch FROM clock_timestamp()) * 1000)::bigint`
 
 // Claim implements dialect.Claimer.
 //

@@ -88,6 +88,8 @@ type Source struct {
 	waiting    atomic.Int32  // slots that opened the gate and wait
 	gateEpoch  atomic.Uint64 // bumped when the gate may have lapsed: the waiting reopen it
 	leaseUntil atomic.Int64  // unix ns until which the gate is surely open
+	gateMu     sync.Mutex    // orders openings and closings of the gate
+	gateWoke   chan struct{} // the last waiting worker woke: shut the gate
 
 	mu      sync.Mutex
 	blocked map[string]time.Time // key → when its head message becomes available
@@ -112,13 +114,14 @@ func New(cfg Config) (*Source, error) {
 		cfg.RelayID = defaultRelayID()
 	}
 	s := &Source{
-		cfg:     cfg,
-		logger:  cmp.Or(cfg.Logger, slog.Default()),
-		slots:   make(chan int, cfg.Workers),
-		wakes:   make([]chan struct{}, cfg.Workers),
-		settled: make([]bool, cfg.Workers),
-		rests:   make([]rest, cfg.Workers),
-		blocked: make(map[string]time.Time),
+		cfg:      cfg,
+		logger:   cmp.Or(cfg.Logger, slog.Default()),
+		slots:    make(chan int, cfg.Workers),
+		wakes:    make([]chan struct{}, cfg.Workers),
+		settled:  make([]bool, cfg.Workers),
+		rests:    make([]rest, cfg.Workers),
+		gateWoke: make(chan struct{}, 1),
+		blocked:  make(map[string]time.Time),
 	}
 	if g, ok := cfg.Store.(dialect.WakeGate); ok && !cfg.DisableNotify {
 		if _, ok := cfg.Store.(dialect.Notifier); ok {

@@ -14,16 +14,16 @@ import (
 // lingerSteps, which under load finds the next commits without anybody notifying. After
 // them, it opens the gate (commits notify from then on), claims once more, waits out the
 // transactions that may have inserted before the gate opened, and then waits for a
-// notification or its poll interval. The relay keeps the gate open, renewing its lease,
-// while any of its workers waits; a busy relay lets it lapse, and its producers' commits stop
-// notifying within gateLease.
+// notification or its poll interval. The relay keeps the gate open, renewing its lease, while
+// any of its workers waits, and shuts it when the last of them wakes: under load no commit
+// notifies. Its clock ticks (AdvanceGate) let the leases of relays that stopped renewing run
+// out.
 var lingerSteps = [...]time.Duration{time.Millisecond, time.Millisecond, 2 * time.Millisecond, 4 * time.Millisecond,
 	8 * time.Millisecond, 8 * time.Millisecond}
 
 const (
-	// gateLease is how long one opening of the gate lasts, so how long commits keep
-	// notifying after the last waiting worker of every relay has woken; gateRenew how often a
-	// relay renews it while a worker waits.
+	// gateLease is how long one opening of the gate lasts; gateRenew how often a relay
+	// renews it while a worker waits, and moves the gate's clock while none does.
 	gateLease = 150 * time.Millisecond
 	gateRenew = 40 * time.Millisecond
 	// maxLinger bounds how long a worker that found messages lately keeps claiming, every
@@ -58,8 +58,11 @@ func (s *Source) busy(slot int) {
 	if r.open || active.IsZero() {
 		active = now // back from a wait at the gate: a new stretch of work
 	}
-	if r.open {
-		s.waiting.Add(-1)
+	if r.open && s.waiting.Add(-1) == 0 {
+		select {
+		case s.gateWoke <- struct{}{}: // shut the gate
+		default:
+		}
 	}
 	*r = rest{active: active, worked: now}
 }
@@ -106,7 +109,7 @@ func (s *Source) rest(ctx context.Context, slot int) error {
 		// Open the gate, then claim once more at once: that claim sees every commit made
 		// before it opened.
 		epoch := s.gateEpoch.Load()
-		pending, err := s.openGate(ctx)
+		pending, err := s.openGate(ctx, r)
 		switch {
 		case errors.Is(err, dialect.ErrNoGate):
 			// An older schema whose trigger always notifies: wait for it.
@@ -125,10 +128,6 @@ func (s *Source) rest(ctx context.Context, slot int) error {
 			return err
 		}
 		s.noGateAt.Store(0)
-		if !r.open {
-			r.open = true
-			s.waiting.Add(1)
-		}
 		r.epoch, r.pending, r.backoff, r.opened = epoch, pending, lingerSteps[0], time.Now()
 		return nil
 	}
@@ -164,14 +163,28 @@ func (s *Source) rest(ctx context.Context, slot int) error {
 	return err
 }
 
-// openGate opens the gate for gateLease, records until when it is surely open, and lists the
-// transactions then in progress.
-func (s *Source) openGate(ctx context.Context) ([]uint64, error) {
+// openGate counts r's slot among the waiting, opens the gate for gateLease, records until when
+// it is surely open, and lists the transactions then in progress.
+func (s *Source) openGate(ctx context.Context, r *rest) ([]uint64, error) {
+	s.gateMu.Lock()
+	joined := !r.open
+	if joined {
+		r.open = true
+		s.waiting.Add(1)
+	}
 	sent := time.Now()
-	if err := s.gate.OpenGate(ctx, gateLease); err != nil {
+	_, err := s.gate.OpenGate(ctx, gateLease)
+	switch {
+	case err == nil:
+		s.extendLease(sent)
+	case joined:
+		r.open = false
+		s.waiting.Add(-1)
+	}
+	s.gateMu.Unlock()
+	if err != nil {
 		return nil, err
 	}
-	s.extendLease(sent)
 	return s.gate.InProgress(ctx)
 }
 
@@ -187,10 +200,12 @@ func (s *Source) extendLease(sent time.Time) {
 	}
 }
 
-// keepGateOpen renews the gate's lease while any worker waits, until ctx ends. A renewal
-// that comes too late (the lease ran out before it: a stalled process, a slow database) or
-// fails leaves a gap in which commits did not notify: the waiting workers then claim again and
-// reopen the gate, waiting out what was in progress.
+// keepGateOpen runs the relay's side of the gate until ctx ends. While a worker waits it
+// renews the lease; a renewal that finds the gate was shut (another relay closed it, or the
+// lease ran out: a stalled process, a slow database) or fails means commits may have gone
+// unnotified: the waiting workers then claim again and reopen the gate, waiting out what was
+// in progress. When the last waiting worker wakes it shuts the gate (so that a load's commits
+// stop notifying at once), and while none waits it moves the gate's clock.
 func (s *Source) keepGateOpen(ctx context.Context) {
 	t := time.NewTicker(gateRenew)
 	defer t.Stop()
@@ -198,20 +213,37 @@ func (s *Source) keepGateOpen(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.gateWoke:
+			s.gateMu.Lock()
+			if s.waiting.Load() == 0 {
+				if err := s.gate.CloseGate(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, dialect.ErrNoGate) {
+					s.logger.Warn("closing the wake-up gate failed", slog.Any("error", err))
+				}
+			}
+			s.gateMu.Unlock()
+			continue
 		case <-t.C:
 		}
 		if s.waiting.Load() == 0 {
+			if s.noGateAt.Load() == 0 {
+				if err := s.gate.AdvanceGate(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, dialect.ErrNoGate) {
+					s.logger.Warn("advancing the wake-up gate failed", slog.Any("error", err))
+				}
+			}
 			continue
 		}
+		s.gateMu.Lock()
 		sent := time.Now()
 		lapsed := sent.UnixNano() > s.leaseUntil.Load()
-		err := s.gate.OpenGate(ctx, gateLease)
+		wasOpen, err := s.gate.OpenGate(ctx, gateLease)
 		if err == nil {
 			s.extendLease(sent)
-		} else if ctx.Err() == nil {
+		}
+		s.gateMu.Unlock()
+		if err != nil && ctx.Err() == nil {
 			s.logger.Warn("renewing the wake-up gate failed", slog.Any("error", err))
 		}
-		if lapsed || err != nil {
+		if lapsed || !wasOpen || err != nil {
 			s.gateEpoch.Add(1)
 			s.Wake()
 		}

@@ -20,4 +20,4 @@ $$;
 CREATE TRIGGER {{.Name "_notify_trg"}} AFTER INSERT ON {{.Table}}
     REFERENCING NEW TABLE AS inserted
     FOR EACH STATEMENT EXECUTE FUNCTION {{.Sibling "_notify"}}();
-DROP SEQUENCE IF EXISTS {{.Sibling "_wake"}};
+DROP SEQUENCE IF EXISTS {{.Sibling "_wake_until"}}, {{.Sibling "_wake_clock"}};
