@@ -31,10 +31,9 @@ type Batch interface {
 
 // Checkpointer is implemented by batches that can record acknowledged messages while they
 // keep holding the rest. The relay publishes a batch in waves (one message per key per broker
-// round trip) and checkpoints the messages each wave got acknowledged while the next wave is
-// out, so that a relay killed, or cut from its database, in the middle of a long batch
-// publishes again only the waves whose checkpoint had not completed, not everything the batch
-// had delivered.
+// round trip) and checkpoints the messages each wave got acknowledged before the next wave
+// goes out, so that a relay killed, or cut from its database, in the middle of a long batch
+// publishes again only the wave it was publishing, not everything the batch had delivered.
 type Checkpointer interface {
 	// Checkpoint durably applies o.Published (deleted, or marked published when retaining)
 	// and counts o.Duplicates, and keeps holding the batch's other messages. o.Retry and
@@ -372,8 +371,7 @@ type heldMessage struct {
 // unchanged, and stop their key too.
 //
 // When the batch is a Checkpointer, the messages a wave got acknowledged are checkpointed
-// while the next wave is out (see checkpoints); a failed checkpoint ends the batch after the
-// wave in flight.
+// before the next wave goes out (see checkpoints); a failed checkpoint ends the batch.
 func (r *Relay) dispatch(work context.Context, recs []outbox.Record, cp Checkpointer) dispatched {
 	var res dispatched
 	cps := checkpoints{cp: cp, work: work}
@@ -430,9 +428,6 @@ func (r *Relay) dispatch(work context.Context, recs []outbox.Record, cp Checkpoi
 	for len(lanes) > 0 {
 		if work.Err() != nil || time.Now().After(deadline) {
 			break // shutdown deadline or batch budget passed: release the rest
-		}
-		if cps.failed() {
-			break // the batch no longer holds its messages: release the rest
 		}
 		now := time.Now()
 		clear(admitted)
@@ -524,116 +519,67 @@ func (r *Relay) dispatch(work context.Context, recs []outbox.Record, cp Checkpoi
 			}
 		}
 		lanes = next
-		if len(lanes) > 0 {
-			// Another wave follows: record this one's acknowledgements meanwhile.
-			cps.start(o)
+		if len(lanes) > 0 && !cps.record(o) {
+			break // the batch no longer holds its messages: release the rest
 		}
 	}
 	if dups > maxDuplicateLogs {
 		r.logger.Warn("broker acknowledged more messages of the batch as duplicates",
 			slog.Int("duplicates", dups), slog.Int("not_logged", dups-maxDuplicateLogs))
 	}
-	res.checkpointed = cps.wait()
+	res.checkpointed = cps.ok
 	r.hold(&res, held)
 	return res
 }
 
-// checkpoints records a batch's acknowledged messages wave by wave (Checkpointer), one
-// checkpoint at a time, each overlapping the publishing of the next wave: durable progress
-// costs the batch no round trip of its own. Publishing a wave while the previous one's
-// checkpoint runs is safe: its messages are still the batch's (a checkpoint keeps holding
-// them); if the checkpoint fails, they were published once more, never out of order, and the
-// batch ends after that wave.
+// checkpoints records a batch's acknowledged messages wave by wave (Checkpointer), between
+// one wave and the next: a relay killed in the middle of a batch leaves at most the wave in
+// flight (published, its acknowledgements not recorded) to be published again.
 type checkpoints struct {
 	cp   Checkpointer
 	work context.Context
-	done map[int64]bool // published messages checkpointed, or being checkpointed
 	ok   map[int64]bool // published messages a checkpoint recorded
-	// pending are the messages of the running checkpoint, and its result.
-	pending []int64
-	result  chan error
-	err     error
+	err  error          // the failed checkpoint's: the batch holds nothing any more
 }
 
-// start checkpoints the messages of o.Published not checkpointed yet, after waiting for the
-// previous checkpoint.
-func (c *checkpoints) start(o *outbox.Outcome) {
+// record checkpoints the messages of o.Published not checkpointed yet and reports whether
+// the batch may go on.
+func (c *checkpoints) record(o *outbox.Outcome) bool {
 	if c.cp == nil {
-		return
-	}
-	if c.result != nil {
-		c.collect(<-c.result)
+		return true
 	}
 	if c.err != nil {
-		return
-	}
-	if c.done == nil {
-		c.done = make(map[int64]bool, len(o.Published))
+		return false
 	}
 	var part outbox.Outcome
 	for _, seq := range o.Published {
-		if !c.done[seq] {
+		if !c.ok[seq] {
 			part.Published = append(part.Published, seq)
 		}
 	}
 	if len(part.Published) == 0 {
-		return
+		return true
 	}
-	dup := make(map[int64]bool, len(o.Duplicates))
-	for _, seq := range o.Duplicates {
-		dup[seq] = true
-	}
-	for _, seq := range part.Published {
-		c.done[seq] = true
-		if dup[seq] {
-			part.Duplicates = append(part.Duplicates, seq)
+	if len(o.Duplicates) > 0 {
+		for _, seq := range o.Duplicates {
+			if !c.ok[seq] {
+				part.Duplicates = append(part.Duplicates, seq)
+			}
 		}
 	}
-	c.pending = part.Published
-	c.result = make(chan error, 1)
-	go func() {
-		// As Finish: recorded even past shutdown's hard deadline.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.work), 30*time.Second)
-		defer cancel()
-		c.result <- c.cp.Checkpoint(ctx, part)
-	}()
-}
-
-// failed waits for nothing: it reports whether a finished checkpoint failed, collecting its
-// result if it is in.
-func (c *checkpoints) failed() bool {
-	if c.err == nil && c.result != nil {
-		select {
-		case err := <-c.result:
-			c.collect(err)
-		default:
-		}
-	}
-	return c.err != nil
-}
-
-// collect takes the result of the running checkpoint.
-func (c *checkpoints) collect(err error) {
-	c.result = nil
-	if err != nil {
-		c.err = err
-		return
+	// As Finish: recorded even past shutdown's hard deadline.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.work), 30*time.Second)
+	defer cancel()
+	if c.err = c.cp.Checkpoint(ctx, part); c.err != nil {
+		return false
 	}
 	if c.ok == nil {
-		c.ok = make(map[int64]bool, len(c.pending))
+		c.ok = make(map[int64]bool, len(o.Published))
 	}
-	for _, seq := range c.pending {
+	for _, seq := range part.Published {
 		c.ok[seq] = true
 	}
-	c.pending = nil
-}
-
-// wait waits for the running checkpoint and returns the messages recorded.
-func (c *checkpoints) wait() map[int64]bool {
-	if c.result != nil {
-		c.collect(<-c.result)
-	}
-	return c.ok
+	return true
 }
 
 // without returns o less the published messages of recorded.
