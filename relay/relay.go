@@ -560,11 +560,9 @@ func (c *checkpoints) record(o *outbox.Outcome) bool {
 	if len(part.Published) == 0 {
 		return true
 	}
-	if len(o.Duplicates) > 0 {
-		for _, seq := range o.Duplicates {
-			if !c.ok[seq] {
-				part.Duplicates = append(part.Duplicates, seq)
-			}
+	for _, seq := range o.Duplicates {
+		if !c.ok[seq] {
+			part.Duplicates = append(part.Duplicates, seq)
 		}
 	}
 	// As Finish: recorded even past shutdown's hard deadline.
