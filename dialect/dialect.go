@@ -202,6 +202,27 @@ type Claim interface {
 	Finish(ctx context.Context, o outbox.Outcome) error
 }
 
+// Checkpointer is implemented by claims that can record published messages before Finish
+// while they keep holding the rest, so that a relay killed or cut from the database in the
+// middle of a long batch does not publish again what the batch had already delivered (the
+// relay checkpoints each wave of a batch: relay.Checkpointer).
+type Checkpointer interface {
+	// Checkpoint durably applies o.Published (deleted, or marked published when the claim
+	// retains) and counts o.Duplicates, and keeps holding the claim's other messages.
+	// o.Retry and o.Dead must be empty; every message named must be held by the claim and
+	// not checkpointed yet. Finish still receives the checkpointed messages in its outcome
+	// and does not apply them again.
+	//
+	// On an error the claim holds nothing any more: Finish then applies nothing and reports
+	// an error unless the rest of its outcome needed no write. Whether the failed
+	// checkpoint's messages were recorded is unknown.
+	Checkpoint(ctx context.Context, o outbox.Outcome) error
+}
+
+// ErrClaimLost is reported (wrapped) by a claim's Finish after a failed Checkpoint: the claim
+// holds no message any more, and the outcome was not applied.
+var ErrClaimLost = errors.New("dialect: claim no longer holds its messages")
+
 // Exhaustive is implemented by claims that can tell whether they read their whole share: a
 // claim reporting Exhausted took every unpublished message of its share that its snapshot
 // saw, except those it had to leave (not ready, of a blocked or skipped key). None was left

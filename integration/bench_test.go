@@ -65,7 +65,8 @@ func backlog(b *testing.B, bd *bundle, n, keys int) {
 // PostgreSQL into NATS JetStream (file storage, PubAck awaited for each message).
 //
 // Besides events/s it reports where the time goes, per drain: the workers' seconds spent
-// claiming (Store.Claim), publishing (Sink.Publish) and finishing (Claim.Finish), summed over
+// claiming (Store.Claim), publishing (Sink.Publish), finishing (Claim.Finish) and
+// checkpointing (Claim.Checkpoint, overlapping the publishing of the next wave), summed over
 // workers; the CPU seconds of this process, of the PostgreSQL server processes and of
 // nats-server over the drain (from /proc; other work on the machine counts too); and the
 // share of the machine's CPU time left idle (idle_pct).
@@ -110,6 +111,7 @@ func BenchmarkDrain(b *testing.B) {
 	b.ReportMetric(per(st.claimNS.Load()), "claim_s")
 	b.ReportMetric(per(sk.ns.Load()), "publish_s")
 	b.ReportMetric(per(st.finishNS.Load()), "finish_s")
+	b.ReportMetric(per(st.checkpointNS.Load()), "checkpoint_s")
 	b.ReportMetric(cpu[0]/float64(b.N), "cpu_self_s")
 	b.ReportMetric(cpu[1]/float64(b.N), "cpu_postgres_s")
 	b.ReportMetric(cpu[2]/float64(b.N), "cpu_nats_s")
@@ -166,7 +168,7 @@ func startRelayOn(b *testing.B, store dialect.Store, sk sink.Sink, pcfg poll.Con
 // timedStore adds up the time spent in Claim and in the claims' Finish.
 type timedStore struct {
 	dialect.Store
-	claimNS, finishNS atomic.Int64
+	claimNS, finishNS, checkpointNS atomic.Int64
 }
 
 func (s *timedStore) Claim(ctx context.Context, req dialect.ClaimRequest) (dialect.Claim, error) {
@@ -176,7 +178,25 @@ func (s *timedStore) Claim(ctx context.Context, req dialect.ClaimRequest) (diale
 	if err != nil {
 		return nil, err
 	}
-	return &timedClaim{Claim: c, s: s}, nil
+	tc := &timedClaim{Claim: c, s: s}
+	if cp, ok := c.(dialect.Checkpointer); ok {
+		return &timedCheckpointClaim{timedClaim: tc, cp: cp}, nil
+	}
+	return tc, nil
+}
+
+// timedCheckpointClaim is a timedClaim that checkpoints (dialect.Checkpointer), adding the
+// checkpoints' time to the store's checkpointNS.
+type timedCheckpointClaim struct {
+	*timedClaim
+	cp dialect.Checkpointer
+}
+
+func (c *timedCheckpointClaim) Checkpoint(ctx context.Context, o outbox.Outcome) error {
+	t := time.Now()
+	err := c.cp.Checkpoint(ctx, o)
+	c.s.checkpointNS.Add(int64(time.Since(t)))
+	return err
 }
 
 type timedClaim struct {

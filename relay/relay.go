@@ -29,6 +29,25 @@ type Batch interface {
 	Finish(ctx context.Context, o outbox.Outcome) error
 }
 
+// Checkpointer is implemented by batches that can record acknowledged messages while they
+// keep holding the rest. The relay publishes a batch in waves (one message per key per broker
+// round trip) and checkpoints the messages each wave got acknowledged before the next wave
+// goes out, so that a relay killed, or cut from its database, in the middle of a long batch
+// publishes again only the wave it was publishing, not everything the batch had delivered.
+type Checkpointer interface {
+	// Checkpoint durably applies o.Published (deleted, or marked published when retaining)
+	// and counts o.Duplicates, and keeps holding the batch's other messages. o.Retry and
+	// o.Dead must be empty, and every message named must be of the batch and not
+	// checkpointed yet. Finish still receives the checkpointed messages in its outcome (the
+	// whole batch's outcome) and does not apply them again.
+	//
+	// An error means the batch may no longer hold its other messages (its claim ended): the
+	// relay publishes nothing more of it and finishes it, and Finish then reports an error
+	// unless the rest of the outcome needs no write. Whether the failed checkpoint's own
+	// messages were recorded is unknown then.
+	Checkpoint(ctx context.Context, o outbox.Outcome) error
+}
+
 // Runner is implemented by sources with background work (heartbeats, cleanup). Relay.Run
 // runs it alongside the workers.
 type Runner interface {
@@ -307,14 +326,15 @@ func (r *Relay) process(work context.Context, b Batch) batchResult {
 	recs := b.Records()
 	// Messages whose outcome an earlier Finish failed to record get that outcome, unpublished.
 	o, rest := r.unrecorded.replay(recs)
-	d := r.dispatch(work, rest)
+	cp, _ := b.(Checkpointer)
+	d := r.dispatch(work, rest, cp)
 	o = merge(o, d.outcome)
 	// Finish even after shutdown's hard deadline: releasing and deleting must happen.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(work), 30*time.Second)
 	defer cancel()
 	err := b.Finish(fctx, o)
 	if err != nil {
-		r.unrecorded.remember(recs, o)
+		r.unrecorded.remember(recs, without(o, d.checkpointed))
 	} else {
 		r.unrecorded.forget(o)
 	}
@@ -325,11 +345,13 @@ func (r *Relay) process(work context.Context, b Batch) batchResult {
 
 // dispatched is the outcome of publishing a batch.
 type dispatched struct {
-	outcome   outbox.Outcome
-	delivered bool      // a message was acknowledged
-	failed    bool      // a message failed for a reason of its own
-	held      bool      // nothing was attempted and everything waits for a paused sink
-	until     time.Time // when held: the earliest probe
+	outcome outbox.Outcome
+	// checkpointed are the messages of outcome.Published that a checkpoint recorded.
+	checkpointed map[int64]bool
+	delivered    bool      // a message was acknowledged
+	failed       bool      // a message failed for a reason of its own
+	held         bool      // nothing was attempted and everything waits for a paused sink
+	until        time.Time // when held: the earliest probe
 }
 
 // heldMessage waits for its unavailable sink; it is not attempted.
@@ -347,8 +369,12 @@ type heldMessage struct {
 // Messages for a sink that is unavailable (sink.ErrUnavailable), or paused after such
 // failures, are not attempted: they wait for the sink's next probe with their attempts
 // unchanged, and stop their key too.
-func (r *Relay) dispatch(work context.Context, recs []outbox.Record) dispatched {
+//
+// When the batch is a Checkpointer, the messages a wave got acknowledged are checkpointed
+// before the next wave goes out (see checkpoints); a failed checkpoint ends the batch.
+func (r *Relay) dispatch(work context.Context, recs []outbox.Record, cp Checkpointer) dispatched {
 	var res dispatched
+	cps := checkpoints{cp: cp, work: work}
 	o := &res.outcome
 	if len(recs) == 0 {
 		return res
@@ -493,13 +519,80 @@ func (r *Relay) dispatch(work context.Context, recs []outbox.Record) dispatched 
 			}
 		}
 		lanes = next
+		if len(lanes) > 0 && !cps.record(o) {
+			break // the batch no longer holds its messages: release the rest
+		}
 	}
 	if dups > maxDuplicateLogs {
 		r.logger.Warn("broker acknowledged more messages of the batch as duplicates",
 			slog.Int("duplicates", dups), slog.Int("not_logged", dups-maxDuplicateLogs))
 	}
+	res.checkpointed = cps.ok
 	r.hold(&res, held)
 	return res
+}
+
+// checkpoints records a batch's acknowledged messages wave by wave (Checkpointer), between
+// one wave and the next: a relay killed in the middle of a batch leaves at most the wave in
+// flight (published, its acknowledgements not recorded) to be published again.
+type checkpoints struct {
+	cp   Checkpointer
+	work context.Context
+	ok   map[int64]bool // published messages a checkpoint recorded
+	err  error          // the failed checkpoint's: the batch holds nothing any more
+}
+
+// record checkpoints the messages of o.Published not checkpointed yet and reports whether
+// the batch may go on.
+func (c *checkpoints) record(o *outbox.Outcome) bool {
+	if c.cp == nil {
+		return true
+	}
+	if c.err != nil {
+		return false
+	}
+	var part outbox.Outcome
+	for _, seq := range o.Published {
+		if !c.ok[seq] {
+			part.Published = append(part.Published, seq)
+		}
+	}
+	if len(part.Published) == 0 {
+		return true
+	}
+	for _, seq := range o.Duplicates {
+		if !c.ok[seq] {
+			part.Duplicates = append(part.Duplicates, seq)
+		}
+	}
+	// As Finish: recorded even past shutdown's hard deadline.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.work), 30*time.Second)
+	defer cancel()
+	if c.err = c.cp.Checkpoint(ctx, part); c.err != nil {
+		return false
+	}
+	if c.ok == nil {
+		c.ok = make(map[int64]bool, len(o.Published))
+	}
+	for _, seq := range part.Published {
+		c.ok[seq] = true
+	}
+	return true
+}
+
+// without returns o less the published messages of recorded.
+func without(o outbox.Outcome, recorded map[int64]bool) outbox.Outcome {
+	if len(recorded) == 0 {
+		return o
+	}
+	kept := make([]int64, 0, len(o.Published))
+	for _, seq := range o.Published {
+		if !recorded[seq] {
+			kept = append(kept, seq)
+		}
+	}
+	o.Published = kept
+	return o
 }
 
 // maxDuplicateLogs bounds the duplicate reports logged one by one per batch.

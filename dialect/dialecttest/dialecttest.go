@@ -38,6 +38,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("BrokerDuplicatesCounted", func(t *testing.T) { t.Parallel(); testBrokerDuplicates(t, newStore(t)) })
 	t.Run("NotAttemptedKeepsAttempts", func(t *testing.T) { t.Parallel(); testNotAttempted(t, newStore(t)) })
 	t.Run("TopicErrors", func(t *testing.T) { t.Parallel(); testTopicErrors(t, newStore(t)) })
+	t.Run("CheckpointKeepsTheRest", func(t *testing.T) { t.Parallel(); testCheckpoint(t, newStore(t)) })
 	t.Run("HeldWriter", func(t *testing.T) { t.Parallel(); testHeld(t, newStore(t)) })
 }
 

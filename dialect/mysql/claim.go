@@ -353,6 +353,10 @@ type claim struct {
 	blocked []dialect.BlockedKey
 	dirty   bool // the claim already changed rows: commit even an empty outcome
 	done    bool
+	// recorded are the published messages a checkpoint committed; lost is why the claim
+	// holds nothing any more after a failed checkpoint.
+	recorded map[int64]bool
+	lost     error
 }
 
 func (c *claim) Records() []outbox.Record      { return c.recs }
@@ -386,14 +390,123 @@ func (c *claim) check(o outbox.Outcome) error {
 	return o.CheckHeld(func(seq int64) bool { _, ok := c.held[seq]; return ok })
 }
 
-// Finish implements dialect.Claim: the outcome's statements, then commit.
-func (c *claim) Finish(ctx context.Context, o outbox.Outcome) error {
+var _ dialect.Checkpointer = (*claim)(nil)
+
+// Checkpoint implements dialect.Checkpointer: the published rows' statements and commit, then
+// a new transaction that locks the claim's other rows again with NOWAIT. Between the commit
+// and the lock another claim could take them (a few round trips' time, and only a claim of
+// another share: a relay whose membership changed); this claim's lock then fails, or finds
+// fewer unpublished rows, and the claim is lost rather than shared.
+func (c *claim) Checkpoint(ctx context.Context, o outbox.Outcome) error {
 	if c.done {
+		return fmt.Errorf("checkpointing claim: %w", cmp.Or(c.lost, dialect.ErrClaimLost))
+	}
+	if len(o.Retry)+len(o.Dead) > 0 {
+		return errors.New("checkpointing claim: only published messages can be checkpointed")
+	}
+	if err := c.check(o); err != nil {
+		return fmt.Errorf("checkpointing claim: %w", err)
+	}
+	now := make(map[int64]bool, len(o.Published))
+	for _, seq := range o.Published {
+		if c.recorded[seq] || now[seq] {
+			return fmt.Errorf("checkpointing claim: message %d is checkpointed already", seq)
+		}
+		now[seq] = true
+	}
+	if len(now) == 0 {
 		return nil
 	}
+	part := outbox.Outcome{Published: o.Published}
+	for _, seq := range o.Duplicates {
+		if now[seq] {
+			part.Duplicates = append(part.Duplicates, seq)
+		}
+	}
+	lose := func(err error) error {
+		c.lost = err
+		c.rollback()
+		return fmt.Errorf("checkpointing claim: %w", err)
+	}
+	if err := c.apply(ctx, part); err != nil {
+		return lose(err)
+	}
+	c.done = true // the transaction ends here, whatever Commit says
+	err := c.tx.Commit()
+	c.cancel()
+	if err != nil {
+		return lose(fmt.Errorf("committing: %w", err))
+	}
+	if c.recorded == nil {
+		c.recorded = make(map[int64]bool, len(c.held))
+	}
+	for seq := range now {
+		c.recorded[seq] = true
+	}
+	c.dirty = false
+	rest := make([]int64, 0, len(c.held)-len(c.recorded))
+	for seq := range c.held {
+		if !c.recorded[seq] {
+			rest = append(rest, seq)
+		}
+	}
+	slices.Sort(rest)
+	txCtx, cancelTx := context.WithCancel(context.WithoutCancel(ctx))
+	tx, err := c.s.db.BeginTx(txCtx, readCommitted)
+	if err != nil {
+		cancelTx()
+		c.lost = err
+		return fmt.Errorf("checkpointing claim: beginning transaction: %w", err)
+	}
+	c.tx, c.cancel, c.done = tx, cancelTx, false
+	for start := 0; start < len(rest); start += chunk {
+		ids := rest[start:min(start+chunk, len(rest))]
+		var n int
+		err := tx.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT t.id FROM "+byID(ids, c.s.names.Table)+
+			" WHERE t.published_at IS NULL FOR UPDATE NOWAIT) AS l").Scan(&n)
+		if err == nil && n != len(ids) {
+			err = fmt.Errorf("%d of the claim's other rows changed meanwhile: %w", len(ids)-n, dialect.ErrClaimLost)
+		}
+		if err != nil {
+			return lose(fmt.Errorf("locking the claim's other rows again: %w", err))
+		}
+	}
+	return nil
+}
+
+// unrecorded returns o without the published messages a checkpoint recorded.
+func (c *claim) unrecorded(o outbox.Outcome) outbox.Outcome {
+	if len(c.recorded) == 0 {
+		return o
+	}
+	keep := func(seqs []int64) []int64 {
+		out := make([]int64, 0, len(seqs))
+		for _, seq := range seqs {
+			if !c.recorded[seq] {
+				out = append(out, seq)
+			}
+		}
+		return out
+	}
+	o.Published, o.Duplicates = keep(o.Published), keep(o.Duplicates)
+	return o
+}
+
+// Finish implements dialect.Claim: the outcome's statements, then commit.
+func (c *claim) Finish(ctx context.Context, o outbox.Outcome) error {
 	if err := c.check(o); err != nil {
 		c.rollback()
 		return fmt.Errorf("finishing claim: %w", err)
+	}
+	o = c.unrecorded(o)
+	if c.lost != nil {
+		if len(o.Published)+len(o.Retry)+len(o.Dead) > 0 {
+			return fmt.Errorf("finishing claim: %w (%w)", dialect.ErrClaimLost, c.lost)
+		}
+		return nil
+	}
+	if c.done {
+		return nil
 	}
 	if len(o.Published)+len(o.Retry)+len(o.Dead) == 0 && !c.dirty {
 		c.rollback()

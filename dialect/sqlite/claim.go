@@ -238,6 +238,10 @@ type claim struct {
 	bad     []badRow // held, not in recs: dead-lettered by Finish
 	blocked []dialect.BlockedKey
 	done    bool
+	// recorded are the published messages a checkpoint wrote (no longer in held); lost is
+	// why the claim holds nothing any more after a failed checkpoint.
+	recorded map[int64]bool
+	lost     error
 }
 
 func (c *claim) Records() []outbox.Record      { return c.recs }
@@ -249,10 +253,107 @@ func (c *claim) release() {
 	c.s.held.remove(c.held)
 }
 
+var _ dialect.Checkpointer = (*claim)(nil)
+
+// Checkpoint implements dialect.Checkpointer: the published messages in one write
+// transaction, released from the claim once it committed; the others stay held. After a
+// failed checkpoint the claim releases everything, as the interface says.
+func (c *claim) Checkpoint(ctx context.Context, o outbox.Outcome) error {
+	if c.done {
+		return fmt.Errorf("checkpointing claim: %w", cmp.Or(c.lost, dialect.ErrClaimLost))
+	}
+	if len(o.Retry)+len(o.Dead) > 0 {
+		return errors.New("checkpointing claim: only published messages can be checkpointed")
+	}
+	if err := c.check(o); err != nil {
+		return fmt.Errorf("checkpointing claim: %w", err)
+	}
+	now := make(map[int64]bool, len(o.Published))
+	for _, seq := range o.Published {
+		if c.recorded[seq] || now[seq] {
+			return fmt.Errorf("checkpointing claim: message %d is checkpointed already", seq)
+		}
+		now[seq] = true
+	}
+	if len(now) == 0 {
+		return nil
+	}
+	dups := 0
+	for _, seq := range o.Duplicates {
+		if now[seq] {
+			dups++
+		}
+	}
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if c.retain {
+			_, err = tx.ExecContext(ctx, s.q.markPublished, time.Now().UnixMicro(), jsonIDs(o.Published))
+		} else {
+			_, err = tx.ExecContext(ctx, s.q.del, jsonIDs(o.Published))
+		}
+		if err != nil {
+			return fmt.Errorf("removing published: %w", err)
+		}
+		if dups > 0 {
+			if _, err := tx.ExecContext(ctx, s.q.duplicates, dups); err != nil {
+				return fmt.Errorf("counting broker duplicates: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		c.done, c.lost = true, err
+		s.held.remove(c.held)
+		return fmt.Errorf("checkpointing claim: %w", err)
+	}
+	if c.recorded == nil {
+		c.recorded = make(map[int64]bool, len(c.held))
+	}
+	var gone, kept []candidate
+	for _, cd := range c.held {
+		if now[cd.id] {
+			gone = append(gone, cd)
+			c.recorded[cd.id] = true
+		} else {
+			kept = append(kept, cd)
+		}
+	}
+	s.held.remove(gone)
+	c.held = kept
+	return nil
+}
+
+// unrecorded returns o without the published messages a checkpoint recorded.
+func (c *claim) unrecorded(o outbox.Outcome) outbox.Outcome {
+	if len(c.recorded) == 0 {
+		return o
+	}
+	keep := func(seqs []int64) []int64 {
+		out := make([]int64, 0, len(seqs))
+		for _, seq := range seqs {
+			if !c.recorded[seq] {
+				out = append(out, seq)
+			}
+		}
+		return out
+	}
+	o.Published, o.Duplicates = keep(o.Published), keep(o.Duplicates)
+	return o
+}
+
 // Finish implements dialect.Claim. The outcome is applied in one write transaction; the
 // claim's messages are released when it has committed or failed, never before, so no other
 // claim can see them between the two.
 func (c *claim) Finish(ctx context.Context, o outbox.Outcome) error {
+	if c.lost != nil {
+		if o = c.unrecorded(o); len(o.Published)+len(o.Retry)+len(o.Dead) > 0 {
+			return fmt.Errorf("finishing claim: %w (%w)", dialect.ErrClaimLost, c.lost)
+		}
+		return nil
+	}
 	if c.done {
 		return nil
 	}
@@ -264,6 +365,7 @@ func (c *claim) Finish(ctx context.Context, o outbox.Outcome) error {
 	if err := c.check(o); err != nil {
 		return fmt.Errorf("finishing claim: %w", err)
 	}
+	o = c.unrecorded(o)
 	if len(o.Published)+len(o.Retry)+len(o.Dead)+len(o.Duplicates)+len(c.bad) == 0 {
 		return nil
 	}

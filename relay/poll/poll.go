@@ -340,7 +340,7 @@ func (s *Source) Next(ctx context.Context) (relay.Batch, error) {
 		learned := s.noteBlocked(c.Blocked())
 		if len(c.Records()) > 0 {
 			s.busy(slot)
-			return &batch{Claim: c, src: s, slot: slot}, nil
+			return s.newBatch(c, slot), nil
 		}
 		if err := c.Finish(ctx, outbox.Outcome{}); err != nil {
 			s.slots <- slot
@@ -415,6 +415,27 @@ func (s *Source) noteBlocked(keys []dialect.BlockedKey) bool {
 		learned = learned || !known
 	}
 	return learned
+}
+
+// newBatch wraps claim c of slot for the relay: a claim that can checkpoint gives a batch that
+// can (relay.Checkpointer).
+func (s *Source) newBatch(c dialect.Claim, slot int) relay.Batch {
+	b := &batch{Claim: c, src: s, slot: slot}
+	if cp, ok := c.(dialect.Checkpointer); ok {
+		return &checkpointBatch{batch: b, cp: cp}
+	}
+	return b
+}
+
+// checkpointBatch is a batch whose claim records published messages wave by wave.
+type checkpointBatch struct {
+	*batch
+	cp dialect.Checkpointer
+}
+
+// Checkpoint implements relay.Checkpointer.
+func (b *checkpointBatch) Checkpoint(ctx context.Context, o outbox.Outcome) error {
+	return b.cp.Checkpoint(ctx, o)
 }
 
 type batch struct {

@@ -3,6 +3,7 @@ package keyqueue
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -166,6 +167,66 @@ type batch[T any] struct {
 	lanes    []*lane[T]
 	recs     []outbox.Record
 	finished bool
+	// checkpointed are the published messages a Checkpoint already handed on (done, or
+	// queued for the acker): Finish leaves them alone.
+	checkpointed map[int64]bool
+}
+
+var _ relay.Checkpointer = (*batch[struct{}])(nil)
+
+// errStale is a checkpoint's error for a batch of a session that ended.
+var errStale = errors.New("checkpointing batch: its session ended; the messages are read again")
+
+// Checkpoint implements relay.Checkpointer: published messages are handed on at once, as
+// Finish would (deleted by the acker, or done), so that the position can move past them
+// while the rest of the batch is out. The batch keeps its keys until Finish.
+func (b *batch[T]) Checkpoint(_ context.Context, o outbox.Outcome) error {
+	if len(o.Retry)+len(o.Dead) > 0 {
+		return errors.New("checkpointing batch: only published messages can be checkpointed")
+	}
+	index := make(map[int64]*Entry[T], len(b.entries))
+	for _, e := range b.entries {
+		index[e.Record.Seq] = e
+	}
+	for _, seq := range o.Published {
+		if _, ok := index[seq]; !ok || b.checkpointed[seq] {
+			return fmt.Errorf("checkpointing batch: message %d is not in this batch, or checkpointed already", seq)
+		}
+	}
+	dup := make(map[int64]bool, len(o.Duplicates))
+	for _, seq := range o.Duplicates {
+		dup[seq] = true
+	}
+	q := b.q
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch {
+	case b.finished:
+		return errors.New("checkpointing batch: finished already")
+	case b.gen != q.gen:
+		return errStale
+	}
+	if b.checkpointed == nil {
+		b.checkpointed = make(map[int64]bool, len(b.entries))
+	}
+	for _, seq := range o.Published {
+		b.checkpointed[seq] = true
+		q.published(index[seq], dup[seq])
+	}
+	return nil
+}
+
+// published hands on an acknowledged entry: to the acker (deleted, or its broker duplicate
+// counted), or done. It is called with the lock held.
+func (q *Queue[T]) published(e *Entry[T], dup bool) {
+	switch {
+	case q.cfg.DeleteAcked:
+		q.queueAck(Ack[T]{Entry: e, Kind: Delete, Duplicate: dup})
+	case dup:
+		q.queueAck(Ack[T]{Entry: e, Kind: CountOnly, Duplicate: true})
+	default:
+		q.done(e)
+	}
 }
 
 // Records implements relay.Batch.
@@ -244,13 +305,8 @@ func (b *batch[T]) Finish(_ context.Context, o outbox.Outcome) error {
 	for i, e := range b.entries {
 		switch status[i] {
 		case published:
-			switch {
-			case q.cfg.DeleteAcked:
-				q.queueAck(Ack[T]{Entry: e, Kind: Delete, Duplicate: dup[e.Record.Seq]})
-			case dup[e.Record.Seq]:
-				q.queueAck(Ack[T]{Entry: e, Kind: CountOnly, Duplicate: true})
-			default:
-				q.done(e)
+			if !b.checkpointed[e.Record.Seq] {
+				q.published(e, dup[e.Record.Seq])
 			}
 		case dead:
 			q.queueAck(Ack[T]{Entry: e, Kind: Dead, Reason: reasons[i]})

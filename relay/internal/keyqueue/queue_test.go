@@ -151,3 +151,49 @@ func TestAcker(t *testing.T) {
 		t.Fatalf("rounds %v: want a failed one, the same again, then the one left for later", rounds)
 	}
 }
+
+// TestCheckpointConfirmsBeforeFinish: a checkpoint hands the published messages on at once,
+// so the position passes their transactions while the rest of the batch is out; Finish with
+// the whole outcome does not count them twice, and the batch keeps its keys until then.
+func TestCheckpointConfirmsBeforeFinish(t *testing.T) {
+	q, mu := newQueue(t, false)
+	var passed []int
+	confirm := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		q.Confirm(func(end *int) { passed = append(passed, *end) })
+	}
+	mu.Lock()
+	q.Add(q.Begin(10), rec("a", 1))
+	q.End()
+	q.Add(q.Begin(20), rec("a", 2))
+	q.End()
+	mu.Unlock()
+	b := relaytest.NextBatch(t, q, time.Second)
+	cp, ok := b.(interface {
+		Checkpoint(context.Context, outbox.Outcome) error
+	})
+	if !ok {
+		t.Fatal("the batch does not checkpoint")
+	}
+	if err := cp.Checkpoint(context.Background(), outbox.Outcome{Published: []int64{1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.Checkpoint(context.Background(), outbox.Outcome{Published: []int64{1}}); err == nil {
+		t.Fatal("a message checkpointed twice: no error")
+	}
+	confirm()
+	if !slices.Equal(passed, []int{10}) {
+		t.Fatalf("after the checkpoint passed %v, want 10", passed)
+	}
+	if err := b.Finish(context.Background(), relaytest.AllPublished(b)); err != nil {
+		t.Fatal(err)
+	}
+	confirm()
+	mu.Lock()
+	st := q.Stats()
+	mu.Unlock()
+	if !slices.Equal(passed, []int{10, 20}) || st.Pending != 0 {
+		t.Fatalf("after Finish passed %v with %d pending, want 10 20 and none", passed, st.Pending)
+	}
+}
