@@ -22,7 +22,7 @@ import (
 var (
 	flagRounds    = flag.Int("rounds", 3, "rounds: each runs every producers × system pair once, systems in a rotated order")
 	flagProducers = flag.String("producers", "1,8,32", "comma-separated numbers of concurrent producers")
-	flagSystems   = flag.String("systems", "", "comma-separated system ids to run (default all: plain,outbox,wm-offsets,wm-queue)")
+	flagSystems   = flag.String("systems", "", "comma-separated system ids to run (default all: plain,outbox,wm-offsets,wm-queue; PostgreSQL also outbox-v5)")
 	flagRelay     = flag.Bool("relay", true, "PostgreSQL: run this project's relay (poll source, default settings, a sink that discards) on the plain and outbox tables, and Watermill's forwarder on its tables, while they are measured, as a deployment does: they drain the rows, and this project's relay decides whether commits notify")
 	flagKeep      = flag.Bool("keep", false, "keep the schemas (PostgreSQL) and databases (MySQL) afterwards")
 	flagPG        = flag.String("pg-url", envOr("OUTBOX_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL URL")
@@ -64,6 +64,11 @@ type system struct {
 
 // systemIDs is every system id in report order.
 var systemIDs = []string{"plain", "outbox", "wm-offsets", "wm-queue"}
+
+// pgSystemIDs adds, on PostgreSQL, outbox-v5: the outbox system with the schema of migrations
+// 1–5, whose trigger notifies every commit (the wake-up before migration 6), for the before
+// and after in one run.
+var pgSystemIDs = []string{"plain", "outbox", "outbox-v5", "wm-offsets", "wm-queue"}
 
 // wanted reports whether --systems selects id.
 func wanted(id string) bool {
