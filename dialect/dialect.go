@@ -219,6 +219,25 @@ type Checkpointer interface {
 	Checkpoint(ctx context.Context, o outbox.Outcome) error
 }
 
+// Unrecorded returns o without the published messages and duplicates that checkpoints
+// recorded (recorded[seq]): what a claim's Finish still has to apply.
+func Unrecorded(o outbox.Outcome, recorded map[int64]bool) outbox.Outcome {
+	if len(recorded) == 0 {
+		return o
+	}
+	keep := func(seqs []int64) []int64 {
+		out := make([]int64, 0, len(seqs))
+		for _, seq := range seqs {
+			if !recorded[seq] {
+				out = append(out, seq)
+			}
+		}
+		return out
+	}
+	o.Published, o.Duplicates = keep(o.Published), keep(o.Duplicates)
+	return o
+}
+
 // ErrClaimLost is reported (wrapped) by a claim's Finish after a failed Checkpoint: the claim
 // holds no message any more, and the outcome was not applied.
 var ErrClaimLost = errors.New("dialect: claim no longer holds its messages")

@@ -828,31 +828,13 @@ func countIn(seqs []int64, set map[int64]bool) int {
 	return n
 }
 
-// unrecorded returns o without the published messages a checkpoint recorded.
-func (c *claim) unrecorded(o outbox.Outcome) outbox.Outcome {
-	if len(c.recorded) == 0 {
-		return o
-	}
-	keep := func(seqs []int64) []int64 {
-		out := make([]int64, 0, len(seqs))
-		for _, seq := range seqs {
-			if !c.recorded[seq] {
-				out = append(out, seq)
-			}
-		}
-		return out
-	}
-	o.Published, o.Duplicates = keep(o.Published), keep(o.Duplicates)
-	return o
-}
-
 // Finish implements dialect.Claim: the updates and COMMIT in one round trip.
 func (c *claim) Finish(ctx context.Context, o outbox.Outcome) error {
 	if err := c.check(o); err != nil {
 		c.rollback()
 		return fmt.Errorf("finishing claim: %w", err)
 	}
-	o = c.unrecorded(o)
+	o = dialect.Unrecorded(o, c.recorded)
 	if c.lost != nil {
 		if len(o.Published)+len(o.Retry)+len(o.Dead) > 0 {
 			return fmt.Errorf("finishing claim: %w (%w)", dialect.ErrClaimLost, c.lost)

@@ -326,30 +326,12 @@ func (c *claim) Checkpoint(ctx context.Context, o outbox.Outcome) error {
 	return nil
 }
 
-// unrecorded returns o without the published messages a checkpoint recorded.
-func (c *claim) unrecorded(o outbox.Outcome) outbox.Outcome {
-	if len(c.recorded) == 0 {
-		return o
-	}
-	keep := func(seqs []int64) []int64 {
-		out := make([]int64, 0, len(seqs))
-		for _, seq := range seqs {
-			if !c.recorded[seq] {
-				out = append(out, seq)
-			}
-		}
-		return out
-	}
-	o.Published, o.Duplicates = keep(o.Published), keep(o.Duplicates)
-	return o
-}
-
 // Finish implements dialect.Claim. The outcome is applied in one write transaction; the
 // claim's messages are released when it has committed or failed, never before, so no other
 // claim can see them between the two.
 func (c *claim) Finish(ctx context.Context, o outbox.Outcome) error {
 	if c.lost != nil {
-		if o = c.unrecorded(o); len(o.Published)+len(o.Retry)+len(o.Dead) > 0 {
+		if o = dialect.Unrecorded(o, c.recorded); len(o.Published)+len(o.Retry)+len(o.Dead) > 0 {
 			return fmt.Errorf("finishing claim: %w (%w)", dialect.ErrClaimLost, c.lost)
 		}
 		return nil
@@ -365,7 +347,7 @@ func (c *claim) Finish(ctx context.Context, o outbox.Outcome) error {
 	if err := c.check(o); err != nil {
 		return fmt.Errorf("finishing claim: %w", err)
 	}
-	o = c.unrecorded(o)
+	o = dialect.Unrecorded(o, c.recorded)
 	if len(o.Published)+len(o.Retry)+len(o.Dead)+len(o.Duplicates)+len(c.bad) == 0 {
 		return nil
 	}
