@@ -219,6 +219,24 @@ type Checkpointer interface {
 	Checkpoint(ctx context.Context, o outbox.Outcome) error
 }
 
+// NewlyCheckpointed checks that o holds only published messages (and duplicates) and that
+// none of them was checkpointed already (recorded[seq]) or is named twice, and returns them
+// as a set: the validation a claim's Checkpoint shares. Its errors read "checkpointing
+// claim: ...".
+func NewlyCheckpointed(o outbox.Outcome, recorded map[int64]bool) (map[int64]bool, error) {
+	if len(o.Retry)+len(o.Dead) > 0 {
+		return nil, errors.New("checkpointing claim: only published messages can be checkpointed")
+	}
+	now := make(map[int64]bool, len(o.Published))
+	for _, seq := range o.Published {
+		if recorded[seq] || now[seq] {
+			return nil, fmt.Errorf("checkpointing claim: message %d is checkpointed already", seq)
+		}
+		now[seq] = true
+	}
+	return now, nil
+}
+
 // Unrecorded returns o without the published messages and duplicates that checkpoints
 // recorded (recorded[seq]): what a claim's Finish still has to apply.
 func Unrecorded(o outbox.Outcome, recorded map[int64]bool) outbox.Outcome {

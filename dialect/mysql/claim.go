@@ -407,12 +407,9 @@ func (c *claim) Checkpoint(ctx context.Context, o outbox.Outcome) error {
 	if err := c.check(o); err != nil {
 		return fmt.Errorf("checkpointing claim: %w", err)
 	}
-	now := make(map[int64]bool, len(o.Published))
-	for _, seq := range o.Published {
-		if c.recorded[seq] || now[seq] {
-			return fmt.Errorf("checkpointing claim: message %d is checkpointed already", seq)
-		}
-		now[seq] = true
+	now, cerr := dialect.NewlyCheckpointed(o, c.recorded)
+	if cerr != nil {
+		return cerr
 	}
 	if len(now) == 0 {
 		return nil
