@@ -212,6 +212,13 @@ func (s *Source) keepGateOpen(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			// Stopping: shut the gate this relay holds open, for no relay may be left to let
+			// its lease run out (the others' renewals find it shut and reopen it).
+			if s.waiting.Load() > 0 {
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+				_ = s.gate.CloseGate(cctx)
+				cancel()
+			}
 			return
 		case <-s.gateWoke:
 			s.gateMu.Lock()
