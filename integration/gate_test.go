@@ -96,7 +96,10 @@ func (s *timingSink) count() int {
 func notifications(t *testing.T, b *bundle) *atomic.Int64 {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	conn, err := pgx.ConnectConfig(ctx, b.pool.Config().ConnConfig.Copy())
+	cfg := b.pool.Config().ConnConfig.Copy()
+	// A name of its own: listeners counts the relay's listening session by the pool's name.
+	cfg.RuntimeParams["application_name"] += "-counter"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
