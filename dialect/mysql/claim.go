@@ -401,15 +401,12 @@ func (c *claim) Checkpoint(ctx context.Context, o outbox.Outcome) error {
 	if c.done {
 		return fmt.Errorf("checkpointing claim: %w", cmp.Or(c.lost, dialect.ErrClaimLost))
 	}
-	if len(o.Retry)+len(o.Dead) > 0 {
-		return errors.New("checkpointing claim: only published messages can be checkpointed")
+	now, err := dialect.NewlyCheckpointed(o, c.recorded)
+	if err != nil {
+		return err
 	}
 	if err := c.check(o); err != nil {
 		return fmt.Errorf("checkpointing claim: %w", err)
-	}
-	now, cerr := dialect.NewlyCheckpointed(o, c.recorded)
-	if cerr != nil {
-		return cerr
 	}
 	if len(now) == 0 {
 		return nil
@@ -429,7 +426,7 @@ func (c *claim) Checkpoint(ctx context.Context, o outbox.Outcome) error {
 		return lose(err)
 	}
 	c.done = true // the transaction ends here, whatever Commit says
-	err := c.tx.Commit()
+	err = c.tx.Commit()
 	c.cancel()
 	if err != nil {
 		return lose(fmt.Errorf("committing: %w", err))

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -24,24 +23,8 @@ var _ dialect.Notifier = (*Store)(nil)
 // A lost connection is re-established (with wake(nil) called once after, for what was missed
 // meanwhile). It returns when ctx ends.
 func (s *Store) Listen(ctx context.Context, wake func(keyHashes []uint64)) error {
-	delay := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		err := s.listenOnce(ctx, wake, func() { delay = 100 * time.Millisecond })
-		if ctx.Err() != nil {
-			return nil
-		}
-		s.logger.Warn("outbox notification listener lost; polling covers the gap while it reconnects",
-			slog.Any("error", err), slog.Duration("retry_in", delay))
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-		delay = min(2*delay, 5*time.Second)
-	}
-	return nil
+	return dialect.Reconnect(ctx, s.logger, "outbox notification listener lost; polling covers the gap while it reconnects",
+		func(ctx context.Context, connected func()) error { return s.listenOnce(ctx, wake, connected) })
 }
 
 func (s *Store) listenOnce(ctx context.Context, wake func([]uint64), connected func()) error {

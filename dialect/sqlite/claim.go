@@ -262,15 +262,12 @@ func (c *claim) Checkpoint(ctx context.Context, o outbox.Outcome) error {
 	if c.done {
 		return fmt.Errorf("checkpointing claim: %w", cmp.Or(c.lost, dialect.ErrClaimLost))
 	}
-	if len(o.Retry)+len(o.Dead) > 0 {
-		return errors.New("checkpointing claim: only published messages can be checkpointed")
+	now, err := dialect.NewlyCheckpointed(o, c.recorded)
+	if err != nil {
+		return err
 	}
 	if err := c.check(o); err != nil {
 		return fmt.Errorf("checkpointing claim: %w", err)
-	}
-	now, cerr := dialect.NewlyCheckpointed(o, c.recorded)
-	if cerr != nil {
-		return cerr
 	}
 	if len(now) == 0 {
 		return nil
@@ -284,7 +281,7 @@ func (c *claim) Checkpoint(ctx context.Context, o outbox.Outcome) error {
 	s := c.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		if c.retain {
 			_, err = tx.ExecContext(ctx, s.q.markPublished, time.Now().UnixMicro(), jsonIDs(o.Published))

@@ -125,29 +125,15 @@ func (c *hookConnector) Connect(ctx context.Context) (driver.Conn, error) {
 func (s *Store) Listen(ctx context.Context, wake func(keyHashes []uint64)) error {
 	commits := s.signals.subscribe()
 	defer s.signals.unsubscribe(commits)
-	delay := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		err := s.watch(ctx, commits, wake, func() { delay = 100 * time.Millisecond })
-		if ctx.Err() != nil {
-			return nil
-		}
-		if errors.Is(err, errNoFile) {
-			s.logger.Warn("outbox commit watcher off: the database has no file; workers poll", slog.Any("error", err))
-			<-ctx.Done()
-			return nil
-		}
-		s.logger.Warn("outbox commit watcher lost; polling covers the gap while it reopens",
-			slog.Any("error", err), slog.Duration("retry_in", delay))
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-		delay = min(2*delay, 5*time.Second)
-	}
-	return nil
+	return dialect.Reconnect(ctx, s.logger, "outbox commit watcher lost; polling covers the gap while it reopens",
+		func(ctx context.Context, connected func()) error {
+			err := s.watch(ctx, commits, wake, connected)
+			if errors.Is(err, errNoFile) && ctx.Err() == nil {
+				s.logger.Warn("outbox commit watcher off: the database has no file; workers poll", slog.Any("error", err))
+				<-ctx.Done()
+			}
+			return err
+		})
 }
 
 var errNoFile = errors.New("no database file")
