@@ -68,6 +68,13 @@ func (l *cutListener) Accept() (net.Conn, error) {
 		}
 		l.c.mu.Unlock()
 		if down {
+			// Reset, not close: a refused connection looks like a closed port or a
+			// firewall's reject (ECONNRESET), which clients retry. A clean close right
+			// after the accept reads to franz-go as a TLS mismatch (ErrFirstReadEOF), and
+			// it fails the partition's in-flight batch, which is then published again.
+			if tc, ok := conn.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
 			_ = conn.Close()
 			continue
 		}
