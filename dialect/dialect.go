@@ -24,6 +24,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/outboxgo/outbox"
 )
 
@@ -217,6 +219,26 @@ type Checkpointer interface {
 	// an error unless the rest of its outcome needed no write. Whether the failed
 	// checkpoint's messages were recorded is unknown.
 	Checkpoint(ctx context.Context, o outbox.Outcome) error
+}
+
+// Ref names one message of the outbox: its sequence number and its message id, so that a
+// sequence number reused by another message is not mistaken for it.
+type Ref struct {
+	Seq int64
+	ID  uuid.UUID
+}
+
+// Recorder is implemented by stores that can record published messages outside any claim:
+// what a relay acknowledged but could not record, because the database failed under its
+// claim (see relay.Recorder). A relay applies its remembered outcomes through it as soon as
+// the database answers again, so that they are not lost when the messages' share of the keys
+// has moved to another relay meanwhile, which would publish them again.
+type Recorder interface {
+	// RecordPublished deletes the unpublished rows of refs (retain: marks them published)
+	// that no claim holds now, and returns the sequence numbers that need nothing more:
+	// those it recorded and those no longer unpublished in the table (recorded, or taken,
+	// by another relay). The rows a claim holds are left alone and not returned.
+	RecordPublished(ctx context.Context, refs []Ref, retain bool) (done []int64, err error)
 }
 
 // NewlyCheckpointed checks that o holds only published messages (and duplicates) and that

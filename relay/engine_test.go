@@ -6,6 +6,7 @@ package relay_test
 // PostgreSQL (its claim SQL, NOTIFY, partitions across relays) are in the other files.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,7 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/relaytest"
@@ -640,3 +644,75 @@ func TestHooks(t *testing.T) {
 type oldObserver struct{}
 
 func (oldObserver) BatchFinished([]outbox.Record, outbox.Outcome, error) {}
+
+// recordingSource is a relaytest.Source that is also a relay.Recorder: it notes what the
+// relay asks it to record and answers with err, recording nothing (as if claims held
+// every row).
+type recordingSource struct {
+	*relaytest.Source
+	err   error
+	mu    sync.Mutex
+	calls int
+	refs  map[int64]uuid.UUID
+}
+
+func (s *recordingSource) RecordPublished(_ context.Context, refs []dialect.Ref) ([]int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	for _, r := range refs {
+		s.refs[r.Seq] = r.ID
+	}
+	return nil, s.err
+}
+
+// TestUnrecordedOutcomeRecordedBySource: with a source that can record outside a claim
+// (relay.Recorder), the relay hands it the published messages whose Finish failed, at once,
+// by sequence number and message id; what it could not record is still applied when the
+// messages come back, without publishing them again. A source that cannot record
+// (errors.ErrUnsupported) is asked once.
+func TestUnrecordedOutcomeRecordedBySource(t *testing.T) {
+	t.Parallel()
+	for _, unsupported := range []bool{false, true} {
+		src := &recordingSource{Source: relaytest.NewSource(relaytest.SourceConfig{}), refs: map[int64]uuid.UUID{}}
+		if unsupported {
+			src.err = fmt.Errorf("no recorder: %w", errors.ErrUnsupported)
+		}
+		sk := relaytest.NewSink()
+		var failed atomic.Int32
+		src.SetFinishError(func(o outbox.Outcome) error {
+			if len(o.Published) > 0 && failed.Add(1) <= 3 {
+				return errors.New("the claim's session was killed (test)")
+			}
+			return nil
+		})
+		msgs := relaytest.Messages(5, 0, 4)
+		src.Enqueue(msgs...)
+		stop := run(t, src, sk, relay.Config{Workers: 2})
+		relaytest.WaitFor(t, 30*time.Second, "all messages and an empty backlog", func() bool {
+			return sk.Unique() == len(msgs) && src.Stats().Pending == 0
+		})
+		stop()
+		if dups := sk.Duplicates(); dups != 0 {
+			t.Fatalf("%d duplicates after Finish failed", dups)
+		}
+		src.mu.Lock()
+		calls, refs := src.calls, src.refs
+		src.mu.Unlock()
+		switch {
+		case unsupported && calls != 1:
+			t.Fatalf("a source that cannot record was asked %d times, want once", calls)
+		case !unsupported && calls == 0:
+			t.Fatal("the relay never asked the source to record the unrecorded messages")
+		}
+		acked := map[int64]uuid.UUID{}
+		for _, r := range sk.Acked() {
+			acked[r.Seq] = r.ID
+		}
+		for seq, id := range refs {
+			if acked[seq] != id {
+				t.Errorf("asked to record message %d (%s), which the sink did not acknowledge as such", seq, id)
+			}
+		}
+	}
+}

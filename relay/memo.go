@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect"
 )
 
 // maxUnrecorded bounds the outcomes a relay remembers while the database refuses them (about
@@ -19,8 +20,9 @@ const maxUnrecorded = 100_000
 // message is claimed again, its remembered outcome is applied instead of publishing it again,
 // so however long the bookkeeping fails, a message is published once by this relay.
 type unrecorded struct {
-	mu sync.Mutex
-	m  map[int64]memo
+	mu   sync.Mutex
+	m    map[int64]memo
+	kick chan struct{} // a published outcome was remembered (Relay.recordRemembered)
 }
 
 type memoKind uint8
@@ -67,6 +69,12 @@ func (u *unrecorded) remember(recs []outbox.Record, o outbox.Outcome) {
 	}
 	for _, seq := range o.Published {
 		put(seq, memo{kind: memoPublished, dup: dup[seq]})
+	}
+	if len(o.Published) > 0 && u.kick != nil {
+		select {
+		case u.kick <- struct{}{}:
+		default:
+		}
 	}
 	for _, r := range o.Retry {
 		if !r.NotAttempted {
@@ -149,4 +157,44 @@ func merge(a, b outbox.Outcome) outbox.Outcome {
 	a.Dead = append(a.Dead, b.Dead...)
 	a.Duplicates = append(a.Duplicates, b.Duplicates...)
 	return a
+}
+
+// publishedRefs returns up to n of the remembered published messages.
+func (u *unrecorded) publishedRefs(n int) []dialect.Ref {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var refs []dialect.Ref
+	for seq, m := range u.m {
+		if m.kind != memoPublished {
+			continue
+		}
+		if len(refs) == n {
+			break
+		}
+		refs = append(refs, dialect.Ref{Seq: seq, ID: m.id})
+	}
+	return refs
+}
+
+// forgetPublished drops the remembered published outcomes of seqs: recorded now.
+func (u *unrecorded) forgetPublished(seqs []int64) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, seq := range seqs {
+		if m, ok := u.m[seq]; ok && m.kind == memoPublished {
+			delete(u.m, seq)
+		}
+	}
+}
+
+// hasPublished reports whether a published outcome is remembered.
+func (u *unrecorded) hasPublished() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, m := range u.m {
+		if m.kind == memoPublished {
+			return true
+		}
+	}
+	return false
 }

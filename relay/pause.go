@@ -3,6 +3,8 @@ package relay
 import (
 	"log/slog"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -171,4 +173,28 @@ func (p *pauses) release(dest string) {
 	if ps := p.m[dest]; ps != nil {
 		ps.probing = false
 	}
+}
+
+// PausedSink is a destination the relay stopped publishing to after sink-wide failures
+// (sink.ErrUnavailable): its messages wait with their attempts unchanged, and one publish
+// probes it at NextProbe.
+type PausedSink struct {
+	Name      string    // the destination: a route's sink name, or Config.SinkName
+	Since     time.Time // when the outage began
+	NextProbe time.Time // when the next probe may go out (past while a probe is in flight)
+	Probes    int       // failed probes since the outage began
+	Error     string    // the last sink-wide error
+}
+
+// Paused returns the destinations paused now, sorted by name: none while every sink takes
+// messages. It is safe to call concurrently with Run, for health checks and metrics.
+func (r *Relay) Paused() []PausedSink {
+	r.pauses.mu.Lock()
+	defer r.pauses.mu.Unlock()
+	out := make([]PausedSink, 0, len(r.pauses.m))
+	for name, ps := range r.pauses.m {
+		out = append(out, PausedSink{Name: name, Since: ps.since, NextProbe: ps.until, Probes: ps.probes - 1, Error: ps.err})
+	}
+	slices.SortFunc(out, func(a, b PausedSink) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }

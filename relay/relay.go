@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/sink"
 )
 
@@ -46,6 +47,19 @@ type Checkpointer interface {
 	// unless the rest of the outcome needs no write. Whether the failed checkpoint's own
 	// messages were recorded is unknown then.
 	Checkpoint(ctx context.Context, o outbox.Outcome) error
+}
+
+// Recorder is implemented by sources that can record published messages outside any batch
+// (relay/poll over a store implementing dialect.Recorder). When a batch's Finish fails (the
+// database went away under its claim), the relay remembers the outcome and applies it when
+// the messages are claimed again; with a Recorder it also records the published ones itself
+// as soon as the database answers, so that a relay that takes over their share of the keys
+// meanwhile does not publish them again.
+type Recorder interface {
+	// RecordPublished records refs as published where no claim holds them, and returns
+	// the sequence numbers that need nothing more (see dialect.Recorder). An error matching
+	// errors.ErrUnsupported says it never can: the relay stops asking.
+	RecordPublished(ctx context.Context, refs []dialect.Ref) (done []int64, err error)
 }
 
 // Runner is implemented by sources with background work (heartbeats, cleanup). Relay.Run
@@ -152,7 +166,7 @@ func New(cfg Config) (*Relay, error) {
 		return nil, err
 	}
 	logger := cmp.Or(cfg.Logger, slog.Default())
-	return &Relay{cfg: cfg, logger: logger, hooks: hks,
+	return &Relay{cfg: cfg, logger: logger, hooks: hks, unrecorded: unrecorded{kick: make(chan struct{}, 1)},
 		pauses:   pauses{logger: logger, maxProbe: cfg.MaxProbeInterval, summary: cfg.FailureSummaryInterval},
 		failures: failureLog{logger: logger, interval: cfg.FailureSummaryInterval},
 	}, nil
@@ -231,6 +245,13 @@ func (r *Relay) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	if rec, ok := r.cfg.Source.(Recorder); ok {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.recordRemembered(runCtx, rec)
+		}()
+	}
 	for i := range r.cfg.Workers {
 		wg.Add(1)
 		go func() {
@@ -284,6 +305,44 @@ func (r *Relay) worker(ctx, work context.Context, id int) {
 			// of every message costs a few attempts, not a storm of them.
 			failures++
 			_ = Sleep(ctx, pause(failures, 5*time.Second))
+		}
+	}
+}
+
+// recordRemembered records the remembered published outcomes through rec, every 100ms while
+// there are any, until ctx ends: the first attempt after the database is back usually comes
+// before another relay's claim of the same messages.
+func (r *Relay) recordRemembered(ctx context.Context, rec Recorder) {
+	const every, most = 100 * time.Millisecond, 1000
+	failures := 0
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.unrecorded.kick:
+		case <-t.C:
+		}
+		if !r.unrecorded.hasPublished() {
+			continue
+		}
+		refs := r.unrecorded.publishedRefs(most)
+		done, err := rec.RecordPublished(ctx, refs)
+		if errors.Is(err, errors.ErrUnsupported) {
+			return // the messages' outcome is applied when they are claimed again
+		}
+		if err != nil {
+			if failures++; failures == 1 && ctx.Err() == nil {
+				r.logger.Debug("recording remembered outcomes failed; retrying", slog.Int("messages", len(refs)), slog.Any("error", err))
+			}
+			continue
+		}
+		failures = 0
+		r.unrecorded.forgetPublished(done)
+		if len(done) > 0 {
+			r.logger.Info("recorded published messages whose batch could not record them", slog.Int("messages", len(done)),
+				slog.Int("held_by_claims", len(refs)-len(done)))
 		}
 	}
 }
@@ -453,13 +512,18 @@ func (r *Relay) dispatch(work context.Context, recs []outbox.Record, cp Checkpoi
 			break
 		}
 		pctx, cancel := context.WithTimeout(work, r.cfg.PublishTimeout)
+		start := time.Now()
 		results := r.cfg.Sink.Publish(pctx, wave)
+		took := time.Since(start)
 		timedOut := pctx.Err() == context.DeadlineExceeded && work.Err() == nil
 		cancel()
 		if len(results) != len(wave) {
 			err := fmt.Errorf("sink returned %d results for %d messages", len(results), len(wave))
 			r.logger.Error("sink broke its contract", slog.Any("error", err))
 			results = sink.FailAll(len(wave), err)
+		}
+		if len(r.hooks.onPublished) > 0 {
+			r.hooks.published(&Published{Records: wave, Destinations: waveDests, Results: results, Start: start, Duration: took})
 		}
 		// Per destination: did every message fail because the sink is unavailable?
 		type tally struct {

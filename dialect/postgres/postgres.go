@@ -133,6 +133,7 @@ type queries struct {
 	relock                                   string
 	deletePublished, stats                   string
 	deadList, deadRetry, deadPurge           string
+	recordDelete, recordMark                 string // RecordPublished (recorder.go)
 }
 
 func buildQueries(n migrate.Names) queries {
@@ -264,6 +265,11 @@ FROM ` + n.Dead + ` WHERE id > $1 ORDER BY id LIMIT $2`,
 INSERT INTO ` + n.Table + ` (message_id, topic, key, type, payload, headers, created_at)
 SELECT message_id, topic, key, type, payload, headers, created_at FROM moved ORDER BY id`,
 		deadPurge: `DELETE FROM ` + n.Dead + ` WHERE $1::bigint[] IS NULL OR id = ANY($1::bigint[])`,
+		// RecordPublished: the rows of (id, message_id) still unpublished and locked by no
+		// claim are deleted (marked); returned are those, and the ones not unpublished in
+		// the statement's snapshot (gone already). Rows another claim holds are skipped.
+		recordDelete: recordQuery(n.Table, `DELETE FROM `+n.Table+` WHERE id IN (SELECT id FROM l) RETURNING id`),
+		recordMark:   recordQuery(n.Table, `UPDATE `+n.Table+` SET published_at = clock_timestamp() WHERE id IN (SELECT id FROM l) RETURNING id`),
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -93,6 +94,45 @@ type Source struct {
 
 	mu      sync.Mutex
 	blocked map[string]time.Time // key → when its head message becomes available
+
+	claims, emptyClaims, claimErrors atomic.Uint64
+	heartbeatAt                      atomic.Int64 // unix ns of the last heartbeat that succeeded
+	heartbeatErr                     atomic.Pointer[string]
+}
+
+// Stats is a snapshot of a Source's work since it was created.
+type Stats struct {
+	// Claims counts claims that returned messages, EmptyClaims those that found none,
+	// ClaimErrors those that failed (the database unreachable, say).
+	Claims, EmptyClaims, ClaimErrors uint64
+	// Membership is this relay's place among the live relays of its group: it owns
+	// Workers of the Membership.Count·Workers slices of the key space.
+	Membership dialect.Membership
+	// Listening is true while commit notifications can wake the workers.
+	Listening bool
+	// LastHeartbeat is when the membership was last renewed (zero before the first);
+	// HeartbeatError is the error of the last heartbeat, "" when it succeeded.
+	LastHeartbeat  time.Time
+	HeartbeatError string
+}
+
+// Stats returns a snapshot of the source's work. It is safe to call concurrently with
+// Next and Run.
+func (s *Source) Stats() Stats {
+	st := Stats{
+		Claims:      s.claims.Load(),
+		EmptyClaims: s.emptyClaims.Load(),
+		ClaimErrors: s.claimErrors.Load(),
+		Membership:  s.Membership(),
+		Listening:   s.listening.Load(),
+	}
+	if ns := s.heartbeatAt.Load(); ns != 0 {
+		st.LastHeartbeat = time.Unix(0, ns)
+	}
+	if e := s.heartbeatErr.Load(); e != nil {
+		st.HeartbeatError = *e
+	}
+	return st
 }
 
 var (
@@ -244,10 +284,14 @@ func (s *Source) heartbeat(ctx context.Context) {
 	m, err := s.cfg.Store.Heartbeat(ctx, s.cfg.RelayID, s.group, s.cfg.MemberTTL)
 	if err != nil {
 		if ctx.Err() == nil {
+			msg := err.Error()
+			s.heartbeatErr.Store(&msg)
 			s.logger.Warn("relay heartbeat failed", slog.Any("error", err))
 		}
 		return
 	}
+	s.heartbeatAt.Store(time.Now().UnixNano())
+	s.heartbeatErr.Store(nil)
 	if old := s.Membership(); old != m {
 		s.logger.Info("relay membership changed", slog.String("relay_id", s.cfg.RelayID),
 			slog.Int("index", m.Index), slog.Int("relays", m.Count))
@@ -270,6 +314,18 @@ func (s *Source) cleanup(ctx context.Context) {
 		}
 	}
 }
+
+// RecordPublished implements relay.Recorder when the store implements dialect.Recorder;
+// otherwise it records nothing and returns an error matching errors.ErrUnsupported.
+func (s *Source) RecordPublished(ctx context.Context, refs []dialect.Ref) ([]int64, error) {
+	rec, ok := s.cfg.Store.(dialect.Recorder)
+	if !ok {
+		return nil, errNoRecorder
+	}
+	return rec.RecordPublished(ctx, refs, s.cfg.Retention > 0)
+}
+
+var errNoRecorder = fmt.Errorf("poll: the store cannot record messages outside a claim: %w", errors.ErrUnsupported)
 
 // Wake makes idle workers poll now instead of at the end of their interval. A worker busy
 // claiming when Wake is called polls again as soon as it would have waited: the wake-up is
@@ -334,14 +390,19 @@ func (s *Source) Next(ctx context.Context) (relay.Batch, error) {
 		}
 		c, err := s.cfg.Store.Claim(ctx, req)
 		if err != nil {
+			if ctx.Err() == nil {
+				s.claimErrors.Add(1)
+			}
 			s.slots <- slot
 			return nil, err
 		}
 		learned := s.noteBlocked(c.Blocked())
 		if len(c.Records()) > 0 {
+			s.claims.Add(1)
 			s.busy(slot)
 			return s.newBatch(c, slot), nil
 		}
+		s.emptyClaims.Add(1)
 		if err := c.Finish(ctx, outbox.Outcome{}); err != nil {
 			s.slots <- slot
 			return nil, err
