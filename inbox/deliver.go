@@ -97,6 +97,15 @@ func wrapBulk(h BulkHandler) BulkHandler {
 // nor count it; have the message redelivered after a pause. A commit whose result is unknown
 // is reported as an error, and its redelivery will be a Duplicate if it had committed.
 func (in *Inbox) Deliver(ctx context.Context, d Delivery, handler Handler) (Outcome, error) {
+	start := time.Now()
+	o, err := in.deliverOne(ctx, d, handler)
+	if len(in.hooks.onDelivered) > 0 {
+		in.delivered([]Delivery{d}, []Outcome{o}, err, start)
+	}
+	return o, err
+}
+
+func (in *Inbox) deliverOne(ctx context.Context, d Delivery, handler Handler) (Outcome, error) {
 	if h, ok := in.db.(pgxHandle); ok {
 		return in.deliverPipelined(ctx, h, d, handler)
 	}
@@ -209,7 +218,10 @@ func (in *Inbox) failed(ctx context.Context, msg Message, attempt int, herr erro
 //
 // Deliveries of one key must be in their order in ds, as they are applied in that order.
 func (in *Inbox) DeliverBatch(ctx context.Context, ds []Delivery, handler Handler) ([]Outcome, error) {
-	return in.deliverBatch(ctx, ds, each(handler), handler)
+	start := time.Now()
+	out, err := in.deliverBatch(ctx, ds, each(handler), handler)
+	in.delivered(ds, out, err, start)
+	return out, err
 }
 
 // DeliverBulk is DeliverBatch with a handler that applies the batch's new messages in one
@@ -218,7 +230,10 @@ func (in *Inbox) DeliverBatch(ctx context.Context, ds []Delivery, handler Handle
 // redone one message at a time, each in a call of handler with that message alone.
 func (in *Inbox) DeliverBulk(ctx context.Context, ds []Delivery, handler BulkHandler) ([]Outcome, error) {
 	one := func(ctx context.Context, tx outbox.Tx, m Message) error { return handler(ctx, tx, []Message{m}) }
-	return in.deliverBatch(ctx, ds, handler, one)
+	start := time.Now()
+	out, err := in.deliverBatch(ctx, ds, handler, one)
+	in.delivered(ds, out, err, start)
+	return out, err
 }
 
 // deliverBatch is DeliverBatch with bulk for the batch and one for its redo one by one.

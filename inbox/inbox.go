@@ -112,6 +112,9 @@ type Config struct {
 	Backoff func(attempt int) time.Duration
 	// Logger receives RunRetention's errors. Default slog.Default().
 	Logger *slog.Logger
+	// Hooks are told about every delivery (metrics, tracing): each is called through the
+	// hook interfaces it implements (HookDelivered). One that implements none is refused.
+	Hooks []Hook
 }
 
 // withDefaults returns cfg with its zero fields set to their defaults.
@@ -189,6 +192,7 @@ type Inbox struct {
 	table sqlident.Table
 	db    handle // the inbox's own database handle
 	q     queries
+	hooks hooks
 }
 
 // New validates cfg and returns an Inbox. It does not touch the database: run MigrateUp to
@@ -199,7 +203,11 @@ func New(_ context.Context, cfg Config) (*Inbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &Inbox{cfg: cfg, table: t, q: buildQueries(cfg.Dialect, t)}
+	hks, err := newHooks(cfg.Hooks)
+	if err != nil {
+		return nil, err
+	}
+	in := &Inbox{cfg: cfg, table: t, q: buildQueries(cfg.Dialect, t), hooks: hks}
 	if cfg.Pool != nil {
 		in.db = pgxHandle{cfg.Pool}
 	} else {
