@@ -1,0 +1,7 @@
+package metrics
+
+import "github.com/prometheus/client_golang/prometheus"
+
+func (m *Relay) PublishedVec() *prometheus.CounterVec  { return m.published }
+func (m *Relay) HeldVec() *prometheus.CounterVec       { return m.held }
+func (m *Relay) DuplicatesVec() *prometheus.CounterVec { return m.duplicates }
