@@ -6,11 +6,13 @@ go 1.26.0
 // on its own (GOWORK=off) as well as in the workspace (go.work).
 replace (
 	github.com/outboxgo/outbox => ../..
+	github.com/outboxgo/outbox/admin => ../../admin
 	github.com/outboxgo/outbox/chaos => ../../chaos
 	github.com/outboxgo/outbox/dialect/sqlite => ../../dialect/sqlite
 	github.com/outboxgo/outbox/integration => ../../integration
 	github.com/outboxgo/outbox/internal/testutil/natstest => ../../internal/testutil/natstest
 	github.com/outboxgo/outbox/internal/testutil/sourcetest => ../../internal/testutil/sourcetest
+	github.com/outboxgo/outbox/metrics => ../../metrics
 	github.com/outboxgo/outbox/relay/binlog => ../../relay/binlog
 	github.com/outboxgo/outbox/relay/wal => ../../relay/wal
 	github.com/outboxgo/outbox/sink/amqp => ../../sink/amqp
@@ -27,9 +29,11 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
-	github.com/outboxgo/outbox v0.0.0-00010101000000-000000000000
+	github.com/outboxgo/outbox v0.0.0
+	github.com/outboxgo/outbox/admin v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/dialect/sqlite v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/internal/testutil/natstest v0.0.0-00010101000000-000000000000
+	github.com/outboxgo/outbox/metrics v0.0.0
 	github.com/outboxgo/outbox/relay/binlog v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/relay/wal v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/sink/amqp v0.0.0-00010101000000-000000000000
@@ -38,6 +42,7 @@ require (
 	github.com/outboxgo/outbox/sink/nats v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/sink/redis v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/sink/webhook v0.0.0-00010101000000-000000000000
+	github.com/prometheus/client_golang v1.25.0
 	github.com/rabbitmq/amqp091-go v1.16.0
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/spf13/cobra v1.10.2
@@ -51,6 +56,7 @@ require (
 	filippo.io/edwards25519 v1.2.0 // indirect
 	github.com/Masterminds/semver v1.5.0 // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
+	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/dustin/go-humanize v1.1.0 // indirect
 	github.com/eclipse/paho.golang v0.23.0 // indirect
@@ -66,6 +72,7 @@ require (
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/mattn/go-isatty v0.0.24 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
+	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/nats-io/jwt/v2 v2.8.2 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
@@ -74,6 +81,9 @@ require (
 	github.com/pingcap/errors v0.11.5-0.20240311024730-e056997136bb // indirect
 	github.com/pingcap/log v1.1.1-0.20230317032135-a0d097d16e22 // indirect
 	github.com/pingcap/tidb/pkg/parser v0.0.0-20241118164214-4f047be191be // indirect
+	github.com/prometheus/client_model v0.6.3 // indirect
+	github.com/prometheus/common v0.72.0 // indirect
+	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
 	github.com/shopspring/decimal v1.2.0 // indirect
 	github.com/twmb/franz-go/pkg/kmsg v1.15.0 // indirect
@@ -85,6 +95,7 @@ require (
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
 	modernc.org/libc v1.79.0 // indirect
 	modernc.org/mathutil v1.7.1 // indirect

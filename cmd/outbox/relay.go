@@ -44,6 +44,10 @@ name) wait as hot standbys and take over within seconds.
 routes in the YAML file send topics to different sinks (see "Routing" in
 docs/configuration.md).
 
+--admin-addr serves the admin server: /metrics (Prometheus), /healthz, /readyz and the
+JSON API (/api/v1/status, /api/v1/dead-letters...); --admin-token enables its mutating
+endpoints, --admin-read-token guards the rest (docs/operations.md).
+
 It exits 1 at start if the database is unreachable or the tables are missing (run
 'outbox migrate up', or pass --migrate). Once running, it rides out database and broker
 outages, retrying. SIGINT or SIGTERM stops it gracefully: in-flight batches get
@@ -51,6 +55,7 @@ relay.shutdown_timeout to finish, and it exits 0.`,
 		Example: `  outbox relay --database-url postgres://app@db/app --sink-nats-url nats://nats:4222 --migrate
   OUTBOX_DATABASE_URL=sqlite:app.db outbox relay --sink-type stdout
   outbox relay --config relay.yaml --topics notify.sms      # only the SMS channel's messages
+  OUTBOX_ADMIN_TOKEN=... outbox relay --admin-addr 127.0.0.1:9090 --admin-max-lag 1m
   outbox relay --database-url postgres://relay@db/app --source wal --wal-slot outbox_app
   outbox relay --database-url mysql://relay:pw@db:3306/app --source binlog
   OUTBOX_SINK_KAFKA_SASL_PASSWORD=... outbox relay --sink-type kafka --sink-kafka-brokers k1:9092,k2:9092`,
@@ -99,10 +104,20 @@ func (a *app) runRelay(ctx context.Context, cfg config.Config, migrate bool) err
 		return err
 	}
 	defer snk.Close()
+	ops, err := newOps(ctx, cfg, st, snk, logger)
+	if err != nil {
+		return err
+	}
 	rc := cfg.RelayConfig()
 	rc.Source, rc.Sink, rc.Logger, rc.SinkName = src, snk, logger, sinkSummary(cfg)
+	if ops != nil {
+		rc.Hooks = append(rc.Hooks, ops.hook())
+	}
 	r, err := relay.New(rc)
 	if err != nil {
+		if ops != nil {
+			_ = ops.listener.Close()
+		}
 		return config.LibraryError("relay", "relay.", err)
 	}
 	db, _ := cfg.Database()
@@ -115,8 +130,33 @@ func (a *app) runRelay(ctx context.Context, cfg config.Config, migrate bool) err
 	logger.Info("relay started", append(attrs,
 		slog.Int64("pending", stats.Pending),
 		slog.Int64("dead_letters", stats.DeadLetters))...)
-	if err := r.Run(ctx); err != nil {
-		return withMigrateHint(err)
+	if ops == nil {
+		if err := r.Run(ctx); err != nil {
+			return withMigrateHint(err)
+		}
+		logger.Info("relay stopped")
+		return nil
+	}
+	// The admin server runs as long as the relay; if it fails, the relay stops too.
+	actx, stopAdmin := context.WithCancel(ctx)
+	adminErr := make(chan error, 1)
+	rctx, stopRelay := context.WithCancel(ctx)
+	defer stopRelay()
+	go func() {
+		err := ops.run(actx, st, r, src)
+		if err != nil {
+			logger.Error("admin server failed; stopping the relay", slog.Any("error", err))
+			stopRelay()
+		}
+		adminErr <- err
+	}()
+	runErr := r.Run(rctx)
+	stopAdmin()
+	if err := <-adminErr; err != nil && runErr == nil {
+		runErr = err
+	}
+	if runErr != nil {
+		return withMigrateHint(runErr)
 	}
 	logger.Info("relay stopped")
 	return nil

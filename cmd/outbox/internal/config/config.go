@@ -46,6 +46,7 @@ type Config struct {
 	// Routes, when set, send each topic to the sink of the first route whose pattern matches.
 	Routes []Route `yaml:"routes" doc:"topic patterns → sink names, first match wins (YAML only)"`
 	Log    Log     `yaml:"log"`
+	Admin  Admin   `yaml:"admin"`
 }
 
 // Poll configures the polling source.
@@ -99,6 +100,19 @@ type Relay struct {
 	ID              string        `yaml:"id" doc:"name of this relay among the live relays; empty: host-pid-random"`
 }
 
+// Admin configures the relay's admin HTTP server: /metrics, /healthz, /readyz and the JSON
+// API (docs/operations.md).
+type Admin struct {
+	Addr          string        `yaml:"addr" doc:"listen address of the admin server (metrics, health, API), e.g. 127.0.0.1:9090; empty: no admin server"`
+	Token         Secret        `yaml:"token" doc:"bearer token the admin API's mutating endpoints require (at least 16 bytes; secret); empty: they are disabled"`
+	ReadToken     Secret        `yaml:"read_token" doc:"bearer token required to read metrics and the API (secret); empty: reading is open"`
+	TLSCert       string        `yaml:"tls_cert" doc:"PEM certificate (chain) file: serve HTTPS"`
+	TLSKey        string        `yaml:"tls_key" doc:"PEM private key file of admin.tls_cert"`
+	MaxLag        time.Duration `yaml:"max_lag" doc:"/readyz fails while the oldest unpublished message is older than this; 0: no lag check"`
+	StatsInterval time.Duration `yaml:"stats_interval" doc:"how often the backlog figures of the metrics are read (one query)"`
+	TopicLabel    bool          `yaml:"topic_label" doc:"label the relay's message counters by topic (a series per topic: only for few, known topics)"`
+}
+
 // Log configures the relay's logs (written to stderr).
 type Log struct {
 	Level  string `yaml:"level" doc:"debug, info, warn or error"`
@@ -127,6 +141,7 @@ const (
 	DefaultSourceWorkers   = 4
 	DefaultMaxInFlight     = 10000
 	DefaultMaxRetained     = 1 << 30
+	DefaultStatsInterval   = 10 * time.Second
 )
 
 // Default returns the configuration used when nothing is set. It is valid except for
@@ -165,8 +180,9 @@ func Default() Config {
 			BatchTimeout:    DefaultBatchTimeout,
 			ShutdownTimeout: DefaultShutdownTimeout,
 		},
-		Sink: DefaultSink(),
-		Log:  Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Sink:  DefaultSink(),
+		Log:   Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Admin: Admin{StatsInterval: DefaultStatsInterval},
 	}
 }
 
@@ -274,6 +290,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 
+	if err := c.validateAdmin(); err != nil {
+		return err
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -360,6 +379,29 @@ func (c *Config) validateRelay() error {
 		return invalid("relay.id", "contains a control character")
 	}
 	return checkBlock("relay", "relay.", c.Relay, Default().Relay, c.RelayConfig().Validate)
+}
+
+func (c *Config) validateAdmin() error {
+	const minToken = 16 // admin.MinTokenBytes
+	switch a := &c.Admin; {
+	case a.Addr == "" && (a.Token != "" || a.ReadToken != "" || a.TLSCert != "" || a.TLSKey != ""):
+		return invalid("admin.addr", "required when another admin setting is set")
+	case a.Addr != "" && !strings.Contains(a.Addr, ":"):
+		return invalid("admin.addr", "%q is not host:port (e.g. 127.0.0.1:9090, or :9090 for every interface)", a.Addr)
+	case a.Token != "" && len(a.Token) < minToken:
+		return invalid("admin.token", "must be at least %d bytes", minToken)
+	case a.ReadToken != "" && len(a.ReadToken) < minToken:
+		return invalid("admin.read_token", "must be at least %d bytes", minToken)
+	case a.Token != "" && a.Token == a.ReadToken:
+		return invalid("admin.read_token", "must differ from admin.token")
+	case (a.TLSCert == "") != (a.TLSKey == ""):
+		return invalid("admin.tls_key", "admin.tls_cert and admin.tls_key go together")
+	case a.MaxLag < 0:
+		return invalid("admin.max_lag", "must not be negative")
+	case a.StatsInterval < 100*time.Millisecond:
+		return invalid("admin.stats_interval", "must be at least 100ms")
+	}
+	return nil
 }
 
 func hasControl(s string) bool {
