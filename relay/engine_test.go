@@ -21,7 +21,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/internal/testutil/logtest"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/relaytest"
@@ -656,7 +655,7 @@ type recordingSource struct {
 	refs  map[int64]uuid.UUID
 }
 
-func (s *recordingSource) RecordPublished(_ context.Context, refs []dialect.Ref) ([]int64, error) {
+func (s *recordingSource) RecordPublished(_ context.Context, refs []relay.Ref) ([]int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++

@@ -7,7 +7,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/dialect"
 )
 
 // maxUnrecorded bounds the outcomes a relay remembers while the database refuses them (about
@@ -160,10 +159,10 @@ func merge(a, b outbox.Outcome) outbox.Outcome {
 }
 
 // publishedRefs returns up to n of the remembered published messages.
-func (u *unrecorded) publishedRefs(n int) []dialect.Ref {
+func (u *unrecorded) publishedRefs(n int) []Ref {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	var refs []dialect.Ref
+	var refs []Ref
 	for seq, m := range u.m {
 		if m.kind != memoPublished {
 			continue
@@ -171,7 +170,7 @@ func (u *unrecorded) publishedRefs(n int) []dialect.Ref {
 		if len(refs) == n {
 			break
 		}
-		refs = append(refs, dialect.Ref{Seq: seq, ID: m.id})
+		refs = append(refs, Ref{Seq: seq, ID: m.id})
 	}
 	return refs
 }

@@ -10,8 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/sink"
 )
 
@@ -59,7 +60,14 @@ type Recorder interface {
 	// RecordPublished records refs as published where no claim holds them, and returns
 	// the sequence numbers that need nothing more (see dialect.Recorder). An error matching
 	// errors.ErrUnsupported says it never can: the relay stops asking.
-	RecordPublished(ctx context.Context, refs []dialect.Ref) (done []int64, err error)
+	RecordPublished(ctx context.Context, refs []Ref) (done []int64, err error)
+}
+
+// Ref names one message of the outbox: its sequence number and its message id, so that a
+// sequence number reused by another message is not mistaken for it.
+type Ref struct {
+	Seq int64
+	ID  uuid.UUID
 }
 
 // Runner is implemented by sources with background work (heartbeats, cleanup). Relay.Run

@@ -317,12 +317,16 @@ func (s *Source) cleanup(ctx context.Context) {
 
 // RecordPublished implements relay.Recorder when the store implements dialect.Recorder;
 // otherwise it records nothing and returns an error matching errors.ErrUnsupported.
-func (s *Source) RecordPublished(ctx context.Context, refs []dialect.Ref) ([]int64, error) {
+func (s *Source) RecordPublished(ctx context.Context, refs []relay.Ref) ([]int64, error) {
 	rec, ok := s.cfg.Store.(dialect.Recorder)
 	if !ok {
 		return nil, errNoRecorder
 	}
-	return rec.RecordPublished(ctx, refs, s.cfg.Retention > 0)
+	drefs := make([]dialect.Ref, len(refs))
+	for i, r := range refs {
+		drefs[i] = dialect.Ref{Seq: r.Seq, ID: r.ID}
+	}
+	return rec.RecordPublished(ctx, drefs, s.cfg.Retention > 0)
 }
 
 var errNoRecorder = fmt.Errorf("poll: the store cannot record messages outside a claim: %w", errors.ErrUnsupported)
