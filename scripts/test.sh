@@ -12,7 +12,9 @@
 # RabbitMQ, Mosquitto, NATS), `go vet`, `golangci-lint run` (v2.15.0, configured by
 # .golangci.yml; installed with `go install` into $(go env GOPATH)/bin when that is missing or
 # another version), then `go test -race -count=1 -timeout 20m`, each over every module (the
-# chaos module's tests last, on their own: they load both cores for minutes). If any
+# chaos module's tests last, on their own: they load both cores for minutes); before the tests,
+# `promtool check rules` and `promtool test rules` on deploy/prometheus (Debian's prometheus
+# package is installed for promtool when it is missing). If any
 # arguments are given they REPLACE the package list of go test (so name the packages too, as
 # above); go vet and golangci-lint always check every module. Exits non-zero on the first
 # failure, a lint finding included.
@@ -42,6 +44,17 @@ if [[ "$("$lint_bin" version --short 2>/dev/null || true)" != "$lint_version" ]]
 fi
 echo "== golangci-lint run (${#modules[@]} modules)"
 "$lint_bin" run "${modules[@]}"
+
+# The alert rules of deploy/: promtool (Debian's prometheus package, without its recommends).
+if ! command -v promtool >/dev/null 2>&1; then
+	echo "== apt-get install prometheus (for promtool)"
+	apt-get install -y -q --no-install-recommends prometheus >/dev/null 9>&- ||
+		{ apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends prometheus >/dev/null 9>&-; } ||
+		{ echo "installing prometheus (promtool) failed" >&2; exit 1; }
+fi
+echo "== promtool check rules, promtool test rules (deploy/prometheus)"
+promtool check rules deploy/prometheus/alerts.yml
+promtool test rules deploy/prometheus/alerts_test.yml
 
 if (($# > 0)); then
 	echo "== go test -race -count=1 -timeout 20m $*"
