@@ -526,3 +526,37 @@ func TestMigrateInbox(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusWatch: --watch repeats the status until interrupted and exits 0; with --json one
+// object per line, with the backlog's change per second from the second line on.
+func TestStatusWatch(t *testing.T) {
+	t.Parallel()
+	in := sqliteEnv(t)
+	in.run(t, "migrate", "up").want(t, 0)
+	in.run(t, "enqueue", "--topic", "a", "--data", `{}`).want(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	r := in.runCtx(t, ctx, "status", "--watch", "200ms", "--json", "--max-dead", "-1", "--max-age", "1ns").want(t, 0)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) < 3 {
+		t.Fatalf("%d lines in 700ms at 200ms, want 3 or more:\n%s", len(lines), r.stdout)
+	}
+	for i, l := range lines {
+		var w struct {
+			Pending  int64    `json:"pending"`
+			Healthy  bool     `json:"healthy"`
+			PerSec   *float64 `json:"pending_per_second"`
+			Problems []string `json:"problems"`
+		}
+		if err := json.Unmarshal([]byte(l), &w); err != nil {
+			t.Fatalf("line %d: %v: %s", i, err, l)
+		}
+		if w.Pending != 1 || w.Healthy || len(w.Problems) != 1 || (i == 0) != (w.PerSec == nil) {
+			t.Fatalf("line %d: %s", i, l)
+		}
+	}
+	in.run(t, "status", "--watch", "1ms").want(t, 2).contains(t, "--watch")
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel2()
+	in.runCtx(t, ctx2, "status", "--watch", "100ms").want(t, 0).contains(t, "every 100ms", "pending            1")
+}

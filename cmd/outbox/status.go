@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -98,6 +99,7 @@ type positionJS struct {
 func (a *app) statusCmd() *cobra.Command {
 	var (
 		asJSON bool
+		watch  time.Duration
 		limits thresholds
 	)
 	cmd := &cobra.Command{
@@ -122,10 +124,16 @@ rows.
 As a health check: --max-retrying N, --max-dead N and --max-age D make status exit 3
 (unhealthy) when more than N messages are retrying, more than N are dead letters, or the
 oldest pending message is older than D; stderr says which. Without them it exits 0 whatever
-the numbers. Exit 1 means the outbox could not be read, 2 a bad command line.`,
+the numbers. Exit 1 means the outbox could not be read, 2 a bad command line.
+
+--watch D shows the status again every D until interrupted (exit 0), with how the backlog
+and the dead letters changed per second since the previous read; on a terminal it redraws
+the screen, with --json it prints one JSON object per line. Health thresholds are reported,
+not exited on, while watching.`,
 		Example: `  outbox status
   outbox status --json | jq .failing_topics
-  outbox status --max-dead 0 --max-age 5m     # health check: exit 3 on any dead letter or a 5-minute lag`,
+  outbox status --max-dead 0 --max-age 5m     # health check: exit 3 on any dead letter or a 5-minute lag
+  outbox status --watch 2s`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if err := noArgs(cmd, args); err != nil {
 				return err
@@ -133,33 +141,18 @@ the numbers. Exit 1 means the outbox could not be read, 2 a bad command line.`,
 			if limits.maxRetrying < -1 || limits.maxDead < -1 || limits.maxAge < 0 {
 				return usagef("--max-retrying and --max-dead must be 0 or more, --max-age positive")
 			}
+			if cmd.Flags().Changed("watch") && watch < 100*time.Millisecond {
+				return usagef("--watch must be at least 100ms")
+			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withAdmin(cmd, func(ctx context.Context, st dialect.Admin, cfg config.Config) error {
-				s, err := st.Stats(ctx)
+				if watch > 0 {
+					return a.watchStatus(ctx, st, cfg, limits, asJSON, watch)
+				}
+				out, s, err := readStatus(ctx, st, cfg, limits)
 				if err != nil {
-					return err
-				}
-				out := statusJSON{
-					Dialect:              string(st.Dialect()),
-					Table:                cfg.Table,
-					Pending:              s.Pending,
-					Ready:                s.Ready,
-					Retrying:             s.Retrying,
-					OldestPendingSeconds: s.OldestPending.Seconds(),
-					DeadLetters:          s.DeadLetters,
-					LiveRelays:           s.Relays,
-					BrokerDuplicates:     s.BrokerDuplicates,
-					FailingTopics:        make([]topicJSON, 0, len(s.Topics)),
-					Source:               cfg.Source,
-					Problems:             limits.problems(s),
-				}
-				out.Healthy = len(out.Problems) == 0
-				for _, t := range s.Topics {
-					out.FailingTopics = append(out.FailingTopics, topicJSON{Topic: t.Topic, Failing: t.Failing, LastError: config.Redact(t.LastError)})
-				}
-				if err := sourceStatus(ctx, cfg, st, &out); err != nil {
 					return err
 				}
 				if asJSON {
@@ -179,11 +172,112 @@ the numbers. Exit 1 means the outbox could not be read, 2 a bad command line.`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().DurationVar(&watch, "watch", 0, "show the status again every this long until interrupted (0: once)")
 	cmd.Flags().Int64Var(&limits.maxRetrying, "max-retrying", -1, "exit 3 when more than this many messages are retrying (-1: no limit)")
 	cmd.Flags().Int64Var(&limits.maxDead, "max-dead", -1, "exit 3 when there are more than this many dead letters (-1: no limit)")
 	cmd.Flags().DurationVar(&limits.maxAge, "max-age", 0, "exit 3 when the oldest pending message is older than this (0: no limit)")
 	addSettingFlags(cmd.Flags(), "source", "wal.slot", "binlog.name")
 	return cmd
+}
+
+// readStatus reads the outbox's status and checks it against limits.
+func readStatus(ctx context.Context, st dialect.Admin, cfg config.Config, limits thresholds) (statusJSON, dialect.Stats, error) {
+	s, err := st.Stats(ctx)
+	if err != nil {
+		return statusJSON{}, s, err
+	}
+	out := statusJSON{
+		Dialect:              string(st.Dialect()),
+		Table:                cfg.Table,
+		Pending:              s.Pending,
+		Ready:                s.Ready,
+		Retrying:             s.Retrying,
+		OldestPendingSeconds: s.OldestPending.Seconds(),
+		DeadLetters:          s.DeadLetters,
+		LiveRelays:           s.Relays,
+		BrokerDuplicates:     s.BrokerDuplicates,
+		FailingTopics:        make([]topicJSON, 0, len(s.Topics)),
+		Source:               cfg.Source,
+		Problems:             limits.problems(s),
+	}
+	out.Healthy = len(out.Problems) == 0
+	for _, t := range s.Topics {
+		out.FailingTopics = append(out.FailingTopics, topicJSON{Topic: t.Topic, Failing: t.Failing, LastError: config.Redact(t.LastError)})
+	}
+	if err := sourceStatus(ctx, cfg, st, &out); err != nil {
+		return out, s, err
+	}
+	return out, s, nil
+}
+
+// watchJSON is one line of status --watch --json.
+type watchJSON struct {
+	Time time.Time `json:"time"`
+	statusJSON
+	// PendingPerSecond and DeadPerSecond are the changes since the previous read (absent
+	// on the first).
+	PendingPerSecond *float64 `json:"pending_per_second,omitempty"`
+	DeadPerSecond    *float64 `json:"dead_letters_per_second,omitempty"`
+}
+
+// watchStatus shows the status every interval until ctx ends. A failed read is shown and
+// retried at the next tick.
+func (a *app) watchStatus(ctx context.Context, st dialect.Admin, cfg config.Config, limits thresholds, asJSON bool, interval time.Duration) error {
+	redraw := !asJSON && isTerminal(a.stdout)
+	var (
+		prev   statusJSON
+		prevAt time.Time
+	)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		out, s, err := readStatus(ctx, st, cfg, limits)
+		now := time.Now()
+		if ctx.Err() != nil {
+			return nil
+		}
+		line := watchJSON{Time: now.UTC(), statusJSON: out}
+		if err == nil && !prevAt.IsZero() {
+			dt := now.Sub(prevAt).Seconds()
+			p, d := float64(out.Pending-prev.Pending)/dt, float64(out.DeadLetters-prev.DeadLetters)/dt
+			line.PendingPerSecond, line.DeadPerSecond = &p, &d
+		}
+		switch {
+		case asJSON && err != nil:
+			fmt.Fprintf(a.stderr, "%s reading the outbox: %v\n", now.Format(time.TimeOnly), err)
+		case asJSON:
+			if err := json.NewEncoder(a.stdout).Encode(line); err != nil {
+				return err
+			}
+		default:
+			if redraw {
+				fmt.Fprint(a.stdout, "\x1b[H\x1b[2J") // home, clear
+			}
+			fmt.Fprintf(a.stdout, "%s, every %s (Ctrl-C to stop)\n", now.Format(time.TimeOnly), interval)
+			if err != nil {
+				fmt.Fprintf(a.stdout, "reading the outbox: %s\n\n", oneLine(config.Redact(err.Error()), 200))
+				break
+			}
+			if line.PendingPerSecond != nil {
+				fmt.Fprintf(a.stdout, "backlog %+.1f/s, dead letters %+.1f/s\n", *line.PendingPerSecond, *line.DeadPerSecond)
+			}
+			if err := a.printStatus(out, s); err != nil {
+				return err
+			}
+			for _, p := range out.Problems {
+				fmt.Fprintf(a.stdout, "unhealthy: %s\n", p)
+			}
+			fmt.Fprintln(a.stdout)
+		}
+		if err == nil {
+			prev, prevAt = out, now
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // printStatus writes the text form of outbox status.
@@ -311,4 +405,14 @@ func bytesText(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
