@@ -44,6 +44,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Version is reported by the status.
 	Version string
+	// History, when set, serves GET /api/v1/history: the last hour of samples (run it).
+	History *History
 }
 
 // Server is the admin HTTP server's handler: health, metrics, the JSON API.
@@ -93,6 +95,7 @@ func (s *Server) routes() {
 		s.mux.HandleFunc("GET /metrics", s.reads(h.ServeHTTP))
 	}
 	s.mux.HandleFunc("GET /api/v1/status", s.reads(s.status))
+	s.mux.HandleFunc("GET /api/v1/history", s.reads(s.history))
 	s.mux.HandleFunc("GET /api/v1/dead-letters", s.reads(s.listDead))
 	s.mux.HandleFunc("GET /api/v1/dead-letters/groups", s.reads(s.groupDead))
 	s.mux.HandleFunc("POST /api/v1/dead-letters/retry", s.writes(s.retryDead))
@@ -100,6 +103,14 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
+}
+
+func (s *Server) history(w http.ResponseWriter, _ *http.Request) {
+	if s.cfg.History == nil {
+		writeError(w, http.StatusNotFound, "this server keeps no history")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"interval_seconds": s.cfg.History.interval.Seconds(), "samples": s.cfg.History.Samples()})
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {

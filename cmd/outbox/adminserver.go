@@ -139,7 +139,8 @@ func (o *ops) run(ctx context.Context, st dialect.Store, r *relay.Relay, src rel
 	if stats != nil {
 		o.reg.MustRegister(metrics.NewSource(kind, stats))
 	}
-	srv, err := admin.New(admin.Config{Store: st, Table: o.cfg.Table, Stats: o.table, Relay: r, Source: stats,
+	history := admin.NewHistory(o.reg, 0, 0)
+	srv, err := admin.New(admin.Config{Store: st, Table: o.cfg.Table, Stats: o.table, Relay: r, Source: stats, History: history,
 		Gatherer: o.reg, MaxLag: o.cfg.Admin.MaxLag, Token: string(o.cfg.Admin.Token), ReadToken: string(o.cfg.Admin.ReadToken),
 		Logger: o.logger, Version: versionText(debug.ReadBuildInfo())})
 	if err != nil {
@@ -148,6 +149,7 @@ func (o *ops) run(ctx context.Context, st dialect.Store, r *relay.Relay, src rel
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { o.table.Run(ctx) })
+	wg.Go(func() { history.Run(ctx) })
 	if loop != nil {
 		wg.Go(func() { loop(ctx) })
 	}

@@ -73,6 +73,9 @@ func TestRelayAdminServer(t *testing.T) {
 		code, body := get(t, base+"/api/v1/status", readTok)
 		return code == 200 && strings.Contains(body, `"backlog": 0`) && strings.Contains(body, `"connected": true`)
 	})
+	if code, body := get(t, base+"/api/v1/history", readTok); code != 200 || !strings.Contains(body, `"samples": [`) {
+		t.Errorf("history: %d %s", code, body)
+	}
 	_, m := get(t, base+"/metrics", tok)
 	for _, want := range []string{"outbox_relay_claims_total{result=\"messages\",source=\"poll\"}", "outbox_source_connected{source=\"poll\"} 1",
 		"outbox_relay_delivery_latency_seconds_count{sink=\"stdout\"} 3", "outbox_build_info{", "go_goroutines", "outbox_backlog_messages{table="} {
