@@ -299,6 +299,18 @@ func TestShutdownDeadlineReleasesUnacknowledged(t *testing.T) {
 	}
 }
 
+// failPublishedFinishes makes the first n Finish calls that record published messages fail,
+// as when the claim's session is killed between the publish and the delete.
+func failPublishedFinishes(src *relaytest.Source, n int32) {
+	var failed atomic.Int32
+	src.SetFinishError(func(o outbox.Outcome) error {
+		if len(o.Published) > 0 && failed.Add(1) <= n {
+			return errors.New("the claim's session was killed (test)")
+		}
+		return nil
+	})
+}
+
 // TestUnrecordedOutcomeNotPublishedAgain: Finish fails after the publish (the claim's
 // transaction died), so the messages come back unchanged; the relay remembers what it
 // published and records it without publishing it again.
@@ -306,13 +318,7 @@ func TestUnrecordedOutcomeNotPublishedAgain(t *testing.T) {
 	t.Parallel()
 	src := relaytest.NewSource(relaytest.SourceConfig{})
 	sk := relaytest.NewSink()
-	var failed atomic.Int32
-	src.SetFinishError(func(o outbox.Outcome) error {
-		if len(o.Published) > 0 && failed.Add(1) <= 3 {
-			return errors.New("the claim's session was killed (test)")
-		}
-		return nil
-	})
+	failPublishedFinishes(src, 3)
 	msgs := relaytest.Messages(5, 0, 4)
 	src.Enqueue(msgs...)
 	run(t, src, sk, relay.Config{Workers: 2})
@@ -678,13 +684,7 @@ func TestUnrecordedOutcomeRecordedBySource(t *testing.T) {
 			src.err = fmt.Errorf("no recorder: %w", errors.ErrUnsupported)
 		}
 		sk := relaytest.NewSink()
-		var failed atomic.Int32
-		src.SetFinishError(func(o outbox.Outcome) error {
-			if len(o.Published) > 0 && failed.Add(1) <= 3 {
-				return errors.New("the claim's session was killed (test)")
-			}
-			return nil
-		})
+		failPublishedFinishes(src.Source, 3)
 		msgs := relaytest.Messages(5, 0, 4)
 		src.Enqueue(msgs...)
 		stop := run(t, src, sk, relay.Config{Workers: 2})
