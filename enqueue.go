@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,6 +60,18 @@ type WriterConfig struct {
 	Table string
 	// MaxPayloadBytes refuses larger payloads. Default DefaultMaxPayloadBytes.
 	MaxPayloadBytes int
+	// Hooks are called around every Enqueue of the Writer (tracing: package tracing's
+	// Producer starts a span per message and adds its trace context to the headers).
+	Hooks []EnqueueHook
+}
+
+// EnqueueHook is called by Writer.Enqueue with the valid messages, their IDs set, before they
+// are inserted: it may replace a message's Headers (never change the map the caller gave, a
+// copy: the new map is written back into the caller's slice, as the IDs are). The function
+// it returns, if not nil, is called with the insert's error. The messages are validated
+// again after the hooks.
+type EnqueueHook interface {
+	BeforeEnqueue(ctx context.Context, msgs []Message) (after func(err error))
 }
 
 // Writer enqueues messages into one outbox table. It is safe for concurrent use.
@@ -68,6 +81,7 @@ type Writer struct {
 	maxPayload int
 	pgxInsert  string // unnest form: one statement whatever the batch size
 	pgxInsert1 string // VALUES form for one message: ~15 µs less per statement than unnest
+	hooks      []EnqueueHook
 }
 
 // NewWriter validates cfg and returns a Writer.
@@ -88,7 +102,12 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 	if cfg.Dialect == SQLite && t.Schema != "" {
 		return nil, &ConfigError{Field: "table", Reason: "SQLite tables cannot be schema-qualified"}
 	}
-	w := &Writer{dialect: cfg.Dialect, table: t, maxPayload: cfg.MaxPayloadBytes}
+	for i, h := range cfg.Hooks {
+		if h == nil {
+			return nil, &ConfigError{Field: fmt.Sprintf("hooks[%d]", i), Reason: "nil"}
+		}
+	}
+	w := &Writer{dialect: cfg.Dialect, table: t, maxPayload: cfg.MaxPayloadBytes, hooks: slices.Clone(cfg.Hooks)}
 	w.pgxInsert = "INSERT INTO " + t.Quoted() + " (message_id, topic, key, type, payload, headers) " +
 		"SELECT m::uuid, tp, k, ty, p, h::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[]) " +
 		"WITH ORDINALITY AS u(m, tp, k, ty, p, h, ord) ORDER BY ord"
@@ -126,6 +145,29 @@ func (w *Writer) Enqueue(ctx context.Context, tx Tx, msgs ...Message) error {
 			msgs[i].ID = NewID()
 		}
 	}
+	if len(w.hooks) > 0 {
+		return w.enqueueHooked(ctx, tx, msgs)
+	}
+	return w.insert(ctx, tx, msgs)
+}
+
+// enqueueHooked is Enqueue with hooks: they see the messages first, and are told the result.
+func (w *Writer) enqueueHooked(ctx context.Context, tx Tx, msgs []Message) (err error) {
+	for _, h := range w.hooks {
+		if after := h.BeforeEnqueue(ctx, msgs); after != nil {
+			defer func() { after(err) }()
+		}
+	}
+	for i := range msgs {
+		if err := msgs[i].validate(i, w.maxPayload); err != nil {
+			return err
+		}
+	}
+	return w.insert(ctx, tx, msgs)
+}
+
+// insert writes valid msgs inside tx.
+func (w *Writer) insert(ctx context.Context, tx Tx, msgs []Message) error {
 	switch tx := tx.(type) {
 	case pgxTx:
 		if w.dialect != Postgres {

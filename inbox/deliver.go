@@ -98,11 +98,39 @@ func wrapBulk(h BulkHandler) BulkHandler {
 // is reported as an error, and its redelivery will be a Duplicate if it had committed.
 func (in *Inbox) Deliver(ctx context.Context, d Delivery, handler Handler) (Outcome, error) {
 	start := time.Now()
-	o, err := in.deliverOne(ctx, d, handler)
+	hctx := ctx
+	var after func([]Outcome, error)
+	if len(in.hooks.onDeliver) > 0 {
+		var ctxs []context.Context
+		ctxs, after = in.before(ctx, []Delivery{d})
+		hctx = ctxs[0]
+	}
+	o, err := in.deliverOne(hctx, d, handler)
+	if after != nil {
+		after([]Outcome{o}, err)
+	}
 	if len(in.hooks.onDelivered) > 0 {
 		in.delivered([]Delivery{d}, []Outcome{o}, err, start)
 	}
 	return o, err
+}
+
+// withContexts makes handler run message ds[i] with ctxs[i] (the hooks' contexts), found by
+// message id; nil ctxs leave it as it is.
+func withContexts(ds []Delivery, ctxs []context.Context, handler Handler) Handler {
+	if ctxs == nil {
+		return handler
+	}
+	byID := make(map[string]context.Context, len(ds))
+	for i := range ds {
+		byID[ds[i].Message.ID] = ctxs[i] //nolint:fatcontext // one context per delivery, not nested
+	}
+	return func(ctx context.Context, tx outbox.Tx, msg Message) error {
+		if c, ok := byID[msg.ID]; ok {
+			ctx = c
+		}
+		return handler(ctx, tx, msg)
+	}
 }
 
 func (in *Inbox) deliverOne(ctx context.Context, d Delivery, handler Handler) (Outcome, error) {
@@ -219,7 +247,10 @@ func (in *Inbox) failed(ctx context.Context, msg Message, attempt int, herr erro
 // Deliveries of one key must be in their order in ds, as they are applied in that order.
 func (in *Inbox) DeliverBatch(ctx context.Context, ds []Delivery, handler Handler) ([]Outcome, error) {
 	start := time.Now()
+	ctxs, after := in.before(ctx, ds)
+	handler = withContexts(ds, ctxs, handler)
 	out, err := in.deliverBatch(ctx, ds, each(handler), handler)
+	after(out, err)
 	in.delivered(ds, out, err, start)
 	return out, err
 }
@@ -229,9 +260,11 @@ func (in *Inbox) DeliverBatch(ctx context.Context, ds []Delivery, handler Handle
 // batch): the fastest way through the inbox. When it fails, the batch is rolled back and
 // redone one message at a time, each in a call of handler with that message alone.
 func (in *Inbox) DeliverBulk(ctx context.Context, ds []Delivery, handler BulkHandler) ([]Outcome, error) {
-	one := func(ctx context.Context, tx outbox.Tx, m Message) error { return handler(ctx, tx, []Message{m}) }
 	start := time.Now()
+	ctxs, after := in.before(ctx, ds)
+	one := withContexts(ds, ctxs, func(ctx context.Context, tx outbox.Tx, m Message) error { return handler(ctx, tx, []Message{m}) })
 	out, err := in.deliverBatch(ctx, ds, handler, one)
+	after(out, err)
 	in.delivered(ds, out, err, start)
 	return out, err
 }

@@ -35,6 +35,8 @@ func (r Result) String() string {
 		return "duplicate"
 	case Stale:
 		return "stale"
+	case DeadLettered:
+		return "dead_lettered"
 	default:
 		return fmt.Sprintf("Result(%d)", int(r))
 	}

@@ -9,6 +9,7 @@ replace (
 	github.com/outboxgo/outbox/chaos => ../chaos
 	github.com/outboxgo/outbox/cmd/outbox => ../cmd/outbox
 	github.com/outboxgo/outbox/dialect/sqlite => ../dialect/sqlite
+	github.com/outboxgo/outbox/inbox/natsinbox => ../inbox/natsinbox
 	github.com/outboxgo/outbox/internal/testutil/natstest => ../internal/testutil/natstest
 	github.com/outboxgo/outbox/internal/testutil/sourcetest => ../internal/testutil/sourcetest
 	github.com/outboxgo/outbox/relay/binlog => ../relay/binlog
@@ -19,12 +20,14 @@ replace (
 	github.com/outboxgo/outbox/sink/nats => ../sink/nats
 	github.com/outboxgo/outbox/sink/redis => ../sink/redis
 	github.com/outboxgo/outbox/sink/webhook => ../sink/webhook
+	github.com/outboxgo/outbox/tracing => ../tracing
 )
 
 require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/nats-io/nats-server/v2 v2.15.2
-	github.com/outboxgo/outbox v0.0.0-00010101000000-000000000000
+	github.com/outboxgo/outbox v0.0.0
+	github.com/outboxgo/outbox/inbox/natsinbox v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/internal/testutil/natstest v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/internal/testutil/sourcetest v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/sink/amqp v0.0.0-00010101000000-000000000000
@@ -33,9 +36,12 @@ require (
 	github.com/outboxgo/outbox/sink/nats v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/sink/redis v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/sink/webhook v0.0.0-00010101000000-000000000000
+	github.com/outboxgo/outbox/tracing v0.0.0-00010101000000-000000000000
 	github.com/rabbitmq/amqp091-go v1.16.0
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
+	go.opentelemetry.io/otel/sdk v1.47.0
+	go.opentelemetry.io/otel/trace v1.47.0
 	go.uber.org/goleak v1.3.0
 )
 
@@ -43,6 +49,8 @@ require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/eclipse/paho.golang v0.23.0 // indirect
+	github.com/go-logr/logr v1.4.4 // indirect
+	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
@@ -57,8 +65,13 @@ require (
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/twmb/franz-go v1.22.2 // indirect
 	github.com/twmb/franz-go/pkg/kmsg v1.15.0 // indirect
+	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
+	go.opentelemetry.io/otel v1.47.0 // indirect
+	go.opentelemetry.io/otel/log v1.47.0 // indirect
+	go.opentelemetry.io/otel/metric v1.47.0 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/net v0.61.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
