@@ -5,6 +5,7 @@ package natstest
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"strconv"
@@ -88,7 +89,20 @@ func Stream(t testing.TB, nc *natsgo.Conn, opts ...StreamOption) (streamName, su
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := js.CreateStream(ctx, cfg); err != nil {
+	// The shared server removes an account's streams directory when its last stream is
+	// deleted; a create racing that removal (parallel tests) fails with "error creating store
+	// for stream" (JSStreamStoreFailedErr). Such a failure is the server's: try again.
+	for attempt := 1; ; attempt++ {
+		_, err := js.CreateStream(ctx, cfg)
+		if err == nil {
+			break
+		}
+		var apiErr *jetstream.APIError
+		if attempt < 5 && errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrStreamStoreFailed {
+			t.Logf("natstest: creating stream %s: %v; trying again", streamName, err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
 		t.Fatalf("natstest: creating stream %s: %v", streamName, err)
 	}
 	url := nc.ConnectedUrl()
@@ -237,3 +251,6 @@ func (s *Server) RestartWith(edit func(*server.Options)) {
 	edit(s.opts)
 	s.start()
 }
+
+// jsErrStreamStoreFailed is the server's JSStreamStoreFailedErr (nats.go names no constant).
+const jsErrStreamStoreFailed jetstream.ErrorCode = 10049
