@@ -33,15 +33,19 @@ const (
 )
 
 type memo struct {
-	id    uuid.UUID // the row's message id: a reused sequence number is not the same message
-	kind  memoKind
-	dup   bool      // published, and the broker said it was a duplicate
-	until time.Time // retry: when the message is due again
-	err   string    // retry or dead: the error to record
+	id   uuid.UUID // the row's message id: a reused sequence number is not the same message
+	kind memoKind
+	dup  bool // published, and the broker said it was a duplicate
+	// failed: a Finish failed to record it (else its Finish is in flight): the recorder's
+	// to record
+	failed bool
+	until  time.Time // retry: when the message is due again
+	err    string    // retry or dead: the error to record
 }
 
-// remember records the outcome o of recs, which Finish could not write. Retries of messages
-// that were not attempted are not remembered: nothing was published.
+// remember records the outcome o of recs before Finish writes it (forget drops it once
+// written). Retries of messages that were not attempted are not remembered: nothing was
+// published.
 func (u *unrecorded) remember(recs []outbox.Record, o outbox.Outcome) {
 	ids := make(map[int64]uuid.UUID, len(recs))
 	for i := range recs {
@@ -69,12 +73,6 @@ func (u *unrecorded) remember(recs []outbox.Record, o outbox.Outcome) {
 	for _, seq := range o.Published {
 		put(seq, memo{kind: memoPublished, dup: dup[seq]})
 	}
-	if len(o.Published) > 0 && u.kick != nil {
-		select {
-		case u.kick <- struct{}{}:
-		default:
-		}
-	}
 	for _, r := range o.Retry {
 		if !r.NotAttempted {
 			put(r.Seq, memo{kind: memoRetry, until: now.Add(r.Delay), err: r.Error})
@@ -82,6 +80,25 @@ func (u *unrecorded) remember(recs []outbox.Record, o outbox.Outcome) {
 	}
 	for _, d := range o.Dead {
 		put(d.Seq, memo{kind: memoDead, err: d.Error})
+	}
+}
+
+// failed notes that the outcome o, remembered, could not be recorded: the relay's recorder
+// (Relay.recordRemembered) tries at once.
+func (u *unrecorded) failed(o outbox.Outcome) {
+	u.mu.Lock()
+	for _, seq := range o.Published {
+		if m, ok := u.m[seq]; ok {
+			m.failed = true
+			u.m[seq] = m
+		}
+	}
+	u.mu.Unlock()
+	if len(o.Published) > 0 && u.kick != nil {
+		select {
+		case u.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -158,13 +175,13 @@ func merge(a, b outbox.Outcome) outbox.Outcome {
 	return a
 }
 
-// publishedRefs returns up to n of the remembered published messages.
+// publishedRefs returns up to n of the remembered published messages whose Finish failed.
 func (u *unrecorded) publishedRefs(n int) []Ref {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	var refs []Ref
 	for seq, m := range u.m {
-		if m.kind != memoPublished {
+		if m.kind != memoPublished || !m.failed {
 			continue
 		}
 		if len(refs) == n {
@@ -186,12 +203,12 @@ func (u *unrecorded) forgetPublished(seqs []int64) {
 	}
 }
 
-// hasPublished reports whether a published outcome is remembered.
+// hasPublished reports whether a published outcome whose Finish failed is remembered.
 func (u *unrecorded) hasPublished() bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for _, m := range u.m {
-		if m.kind == memoPublished {
+		if m.kind == memoPublished && m.failed {
 			return true
 		}
 	}

@@ -399,9 +399,12 @@ func (r *Relay) process(work context.Context, b Batch) batchResult {
 	// Finish even after shutdown's hard deadline: releasing and deleting must happen.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(work), 30*time.Second)
 	defer cancel()
+	// Remembered before Finish, not after it fails: a failed Finish releases the messages at
+	// once, and another worker may claim them before this one could remember them.
+	r.unrecorded.remember(recs, without(o, d.checkpointed))
 	err := b.Finish(fctx, o)
 	if err != nil {
-		r.unrecorded.remember(recs, without(o, d.checkpointed))
+		r.unrecorded.failed(o)
 	} else {
 		r.unrecorded.forget(o)
 	}
