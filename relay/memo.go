@@ -22,6 +22,9 @@ type unrecorded struct {
 	mu   sync.Mutex
 	m    map[int64]memo
 	kick chan struct{} // a published outcome was remembered (Relay.recordRemembered)
+	// anyFailed: an entry may have failed set (hasPublished's scan clears it when none has),
+	// so that the recorder does not scan the entries of every batch in flight.
+	anyFailed bool
 }
 
 type memoKind uint8
@@ -91,6 +94,7 @@ func (u *unrecorded) failed(o outbox.Outcome) {
 		if m, ok := u.m[seq]; ok {
 			m.failed = true
 			u.m[seq] = m
+			u.anyFailed = true
 		}
 	}
 	u.mu.Unlock()
@@ -207,10 +211,14 @@ func (u *unrecorded) forgetPublished(seqs []int64) {
 func (u *unrecorded) hasPublished() bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if !u.anyFailed {
+		return false
+	}
 	for _, m := range u.m {
 		if m.kind == memoPublished && m.failed {
 			return true
 		}
 	}
+	u.anyFailed = false
 	return false
 }
