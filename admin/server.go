@@ -46,6 +46,17 @@ type Config struct {
 	Version string
 	// History, when set, serves GET /api/v1/history: the last hour of samples (run it).
 	History *History
+	// RelayID names this process's relay in the membership table (poll.Source.RelayID):
+	// GET /api/v1/relays marks it self. SourceKind names its source there (poll, wal or
+	// binlog), beside what Source reports. RelayTTL is the relays' member TTL: relays silent
+	// for longer are not live. Default poll.DefaultMemberTTL.
+	RelayID, SourceKind string
+	RelayTTL            time.Duration
+	// Retention is how long the relay keeps published rows (its retention option): POST
+	// /api/v1/replay answers 409 while it is 0 (none are kept).
+	Retention time.Duration
+	// Inboxes are the consumers' inboxes GET /api/v1/inboxes reports on (404 without any).
+	Inboxes []Inbox
 }
 
 // Server is the admin HTTP server's handler: health, metrics, the JSON API.
@@ -100,6 +111,10 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/v1/dead-letters/groups", s.reads(s.groupDead))
 	s.mux.HandleFunc("POST /api/v1/dead-letters/retry", s.writes(s.retryDead))
 	s.mux.HandleFunc("POST /api/v1/dead-letters/purge", s.writes(s.purgeDead))
+	s.mux.HandleFunc("GET /api/v1/topics", s.reads(s.topics))
+	s.mux.HandleFunc("GET /api/v1/relays", s.reads(s.relays))
+	s.mux.HandleFunc("GET /api/v1/inboxes", s.reads(s.inboxes))
+	s.mux.HandleFunc("POST /api/v1/replay", s.writes(s.replay))
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})

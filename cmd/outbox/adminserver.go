@@ -140,9 +140,13 @@ func (o *ops) run(ctx context.Context, st dialect.Store, r *relay.Relay, src rel
 		o.reg.MustRegister(metrics.NewSource(kind, stats))
 	}
 	history := admin.NewHistory(o.reg, 0, 0)
-	srv, err := admin.New(admin.Config{Store: st, Table: o.cfg.Table, Stats: o.table, Relay: r, Source: stats, History: history,
+	ac := admin.Config{Store: st, Table: o.cfg.Table, Stats: o.table, Relay: r, Source: stats, History: history,
 		Gatherer: o.reg, MaxLag: o.cfg.Admin.MaxLag, Token: string(o.cfg.Admin.Token), ReadToken: string(o.cfg.Admin.ReadToken),
-		Logger: o.logger, Version: versionText(debug.ReadBuildInfo())})
+		Logger: o.logger, Version: versionText(debug.ReadBuildInfo())}
+	if err := adminInspect(ctx, &ac, o.cfg, st, src, kind); err != nil {
+		return err
+	}
+	srv, err := admin.New(ac)
 	if err != nil {
 		return config.LibraryError("admin", "admin.", err)
 	}

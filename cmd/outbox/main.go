@@ -167,6 +167,7 @@ func (a *app) newRoot() *cobra.Command {
 		a.migrateCmd(),
 		a.statusCmd(),
 		a.dlqCmd(),
+		a.replayCmd(),
 		a.inboxCmd(),
 		a.enqueueCmd(),
 		a.quickstartCmd(),

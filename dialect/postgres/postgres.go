@@ -64,7 +64,8 @@ type Store struct {
 	logger  *slog.Logger
 	q       queries
 	held    heldQueries
-	async   bool // Config.AsyncCommit
+	iq      inspectQueries // inspect.go
+	async   bool           // Config.AsyncCommit
 	// nowaitOff: until when (unix nanoseconds) claims skip the NOWAIT attempt.
 	nowaitOff atomic.Int64
 }
@@ -83,7 +84,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{table: t, names: migrate.NamesFor(t), writer: w, logger: cmp.Or(cfg.Logger, slog.Default()), async: cfg.AsyncCommit}
-	s.q, s.held = buildQueries(s.names), buildHeldQueries(s.names)
+	s.q, s.held, s.iq = buildQueries(s.names), buildHeldQueries(s.names), buildInspectQueries(s.names)
 	switch {
 	case cfg.Pool != nil:
 		s.pool = cfg.Pool

@@ -197,6 +197,7 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 		return s
 	}
 	t.Run("Processed", func(t *testing.T) { processed(t, setup(t, 10)) }) // processed.go
+	t.Run("Stats", func(t *testing.T) { stats(t, setup(t, 10)) })         // stats.go
 	t.Run("AppliedOnceThenDuplicate", func(t *testing.T) {
 		s := setup(t, 10)
 		m := Msg("", 0)

@@ -111,6 +111,9 @@ type Admin struct {
 	MaxLag        time.Duration `yaml:"max_lag" doc:"/readyz fails while the oldest unpublished message is older than this; 0: no lag check"`
 	StatsInterval time.Duration `yaml:"stats_interval" doc:"how often the backlog figures of the metrics are read (one query)"`
 	TopicLabel    bool          `yaml:"topic_label" doc:"label the relay's message counters by topic (a series per topic: only for few, known topics)"`
+	// Inboxes are consumers' inboxes (package inbox) on the same database that the API's
+	// GET /api/v1/inboxes reports on.
+	Inboxes []AdminInbox `yaml:"inboxes" doc:"consumers' inboxes on the same database the API reports on: a list of {table, consumer} (YAML only)"`
 }
 
 // Log configures the relay's logs (written to stderr).
@@ -384,7 +387,7 @@ func (c *Config) validateRelay() error {
 func (c *Config) validateAdmin() error {
 	const minToken = 16 // admin.MinTokenBytes
 	switch a := &c.Admin; {
-	case a.Addr == "" && (a.Token != "" || a.ReadToken != "" || a.TLSCert != "" || a.TLSKey != ""):
+	case a.Addr == "" && (a.Token != "" || a.ReadToken != "" || a.TLSCert != "" || a.TLSKey != "" || len(a.Inboxes) > 0):
 		return invalid("admin.addr", "required when another admin setting is set")
 	case a.Addr != "" && !strings.Contains(a.Addr, ":"):
 		return invalid("admin.addr", "%q is not host:port (e.g. 127.0.0.1:9090, or :9090 for every interface)", a.Addr)
@@ -401,7 +404,7 @@ func (c *Config) validateAdmin() error {
 	case a.StatsInterval < 100*time.Millisecond:
 		return invalid("admin.stats_interval", "must be at least 100ms")
 	}
-	return nil
+	return c.validateInboxes()
 }
 
 func hasControl(s string) bool {

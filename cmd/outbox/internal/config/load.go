@@ -37,6 +37,8 @@ const (
 	KindSinks = "map of sinks"
 	// KindRoutes is the list of routes, set in the YAML file only.
 	KindRoutes = "list of routes"
+	// KindInboxes is the list of inboxes (admin.inboxes), set in the YAML file only.
+	KindInboxes = "list of inboxes"
 )
 
 // Setting describes one configuration value and its name in each layer.
@@ -63,6 +65,7 @@ var (
 	urlType      = reflect.TypeFor[URL]()
 	sinkType     = reflect.TypeFor[Sink]()
 	routeType    = reflect.TypeFor[Route]()
+	inboxType    = reflect.TypeFor[AdminInbox]()
 )
 
 var settings = sync.OnceValue(func() []Setting {
@@ -87,7 +90,7 @@ var settings = sync.OnceValue(func() []Setting {
 				index:  idx,
 			}
 			switch s.Kind {
-			case KindMap, KindSinks, KindRoutes:
+			case KindMap, KindSinks, KindRoutes, KindInboxes:
 			default:
 				s.Env = envName(path)
 				s.Flag = strings.NewReplacer(".", "-", "_", "-").Replace(path)
@@ -129,6 +132,8 @@ func kindOf(t reflect.Type) string {
 		return KindList
 	case t.Kind() == reflect.Slice && t.Elem() == routeType:
 		return KindRoutes
+	case t.Kind() == reflect.Slice && t.Elem() == inboxType:
+		return KindInboxes
 	case t.Kind() == reflect.Map && t.Key().Kind() == reflect.String && t.Elem().Kind() == reflect.String:
 		return KindMap
 	case t.Kind() == reflect.Map && t.Key().Kind() == reflect.String && t.Elem() == sinkType:
@@ -186,6 +191,13 @@ func format(v reflect.Value, kind string) string {
 		for i := range items {
 			r := v.Index(i).Interface().(Route)
 			items[i] = r.Topic + "→" + r.Sink
+		}
+		return strings.Join(items, ",")
+	case KindInboxes:
+		items := make([]string, v.Len())
+		for i := range items {
+			in := v.Index(i).Interface().(AdminInbox)
+			items[i] = in.Table + "/" + in.Consumer
 		}
 		return strings.Join(items, ",")
 	default:
@@ -462,6 +474,8 @@ func (c *Config) applyValue(f reflect.Value, val *yaml.Node, path string) error 
 		return c.applySinks(f, val, path)
 	case kind == KindRoutes:
 		return c.applyRoutes(f, val, path)
+	case kind == KindInboxes:
+		return c.applyInboxes(f, val, path)
 	case kind == KindMap:
 		return applyMap(f, val, path)
 	case kind == KindList && val.Kind == yaml.SequenceNode:
