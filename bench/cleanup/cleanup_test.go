@@ -137,7 +137,7 @@ func BenchmarkCleanup(b *testing.B) {
 			from := lsn(b, pool)
 			b.StartTimer()
 			start := time.Now()
-			ids := make([]int64, 1000)
+			ids := make([]int64, 0, 1000)
 			for lo := first; lo < first+int64(rows); lo += 1000 {
 				ids = ids[:0]
 				for id := lo; id < lo+1000 && id < first+int64(rows); id++ {
