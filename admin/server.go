@@ -100,6 +100,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/v1/dead-letters/groups", s.reads(s.groupDead))
 	s.mux.HandleFunc("POST /api/v1/dead-letters/retry", s.writes(s.retryDead))
 	s.mux.HandleFunc("POST /api/v1/dead-letters/purge", s.writes(s.purgeDead))
+	s.dashboardRoutes()
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
