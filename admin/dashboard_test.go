@@ -12,8 +12,8 @@ import (
 	"github.com/outboxgo/outbox/admin"
 )
 
-// get fetches path from c's server and returns the response (body read) and the body.
-func (c client) get(path string) (*http.Response, string) {
+// get fetches path from c's server and returns the status, the headers and the body.
+func (c client) get(path string) (int, http.Header, string) {
 	c.t.Helper()
 	req, err := http.NewRequest(http.MethodGet, c.url+path, nil)
 	if err != nil {
@@ -28,7 +28,7 @@ func (c client) get(path string) (*http.Response, string) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	return resp, string(b)
+	return resp.StatusCode, resp.Header, string(b)
 }
 
 // The page at / and its files at /ui/ answer with the strict headers, without a token even
@@ -45,11 +45,11 @@ func TestDashboardServed(t *testing.T) {
 		"/ui/dashboard.css": "text/css; charset=utf-8",
 		"/ui/favicon.svg":   "image/svg+xml",
 	} {
-		resp, body := c.get(path)
-		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != ctype || body == "" {
-			t.Errorf("GET %s = %d %q (%d bytes), want 200 %q", path, resp.StatusCode, resp.Header.Get("Content-Type"), len(body), ctype)
+		code, header, body := c.get(path)
+		if code != http.StatusOK || header.Get("Content-Type") != ctype || body == "" {
+			t.Errorf("GET %s = %d %q (%d bytes), want 200 %q", path, code, header.Get("Content-Type"), len(body), ctype)
 		}
-		csp := resp.Header.Get("Content-Security-Policy")
+		csp := header.Get("Content-Security-Policy")
 		for _, want := range []string{"default-src 'self'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'"} {
 			if !strings.Contains(csp, want) {
 				t.Errorf("GET %s: Content-Security-Policy %q lacks %q", path, csp, want)
@@ -58,16 +58,16 @@ func TestDashboardServed(t *testing.T) {
 		if strings.Contains(csp, "unsafe-") {
 			t.Errorf("GET %s: Content-Security-Policy %q allows unsafe sources", path, csp)
 		}
-		if got := resp.Header.Get("X-Frame-Options"); got != "DENY" {
+		if got := header.Get("X-Frame-Options"); got != "DENY" {
 			t.Errorf("GET %s: X-Frame-Options %q", path, got)
 		}
-		if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+		if got := header.Get("X-Content-Type-Options"); got != "nosniff" {
 			t.Errorf("GET %s: X-Content-Type-Options %q", path, got)
 		}
 	}
 	for _, path := range []string{"/ui/", "/ui/index.html", "/ui/nothing.js", "/ui/../server.go", "/index.html", "/ui/.hidden.js", "/x"} {
-		if resp, _ := c.get(path); resp.StatusCode != http.StatusNotFound {
-			t.Errorf("GET %s = %d, want 404", path, resp.StatusCode)
+		if code, _, _ := c.get(path); code != http.StatusNotFound {
+			t.Errorf("GET %s = %d, want 404", path, code)
 		}
 	}
 	if code, _ := c.do("POST", "/", "", ""); code != http.StatusMethodNotAllowed {

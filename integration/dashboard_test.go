@@ -531,17 +531,32 @@ func clickGroup(t *testing.T, ctx context.Context, topic, verb string) {
 	q, _ := json.Marshal(topic)
 	waitPage(t, ctx, 10*time.Second, "the group of "+topic, fmt.Sprintf(
 		`[...document.querySelectorAll('#dead-groups tr')].some(tr => tr.cells[0].textContent === %s)`, q))
-	ok := eval[bool](t, ctx, fmt.Sprintf(`(() => {
+	mark := fmt.Sprintf(`(() => {
+		document.getElementById('click-target')?.removeAttribute('id');
 		const tr = [...document.querySelectorAll('#dead-groups tr')].find(tr => tr.cells[0].textContent === %s);
 		const b = tr && tr.querySelector('button.%s');
 		if (!b) return false;
 		b.setAttribute('id', 'click-target');
 		return true;
-	})()`, q, verb))
-	if !ok {
-		t.Fatalf("no %s button on the group of %s", verb, topic)
+	})()`, q, verb)
+	// The page redraws every 2 s; should the button's row be redrawn between finding and
+	// clicking it, find it again.
+	var err error
+	for range 5 {
+		if !eval[bool](t, ctx, mark) {
+			t.Fatalf("no %s button on the group of %s", verb, topic)
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = chromedp.Do(cctx, chromedp.Click(chromedp.ID("click-target")))
+		cancel()
+		if err == nil {
+			break
+		}
 	}
-	run(t, ctx, verb+" "+topic, chromedp.Click(chromedp.ID("click-target")), chromedp.WaitVisible(chromedp.ID("confirm-ok")))
+	if err != nil {
+		t.Fatalf("clicking %s on the group of %s: %v", verb, topic, err)
+	}
+	run(t, ctx, "the confirm step of "+verb+" "+topic, chromedp.WaitVisible(chromedp.ID("confirm-ok")))
 	_ = eval[bool](t, ctx, `(document.getElementById('click-target')?.removeAttribute('id'), true)`)
 }
 

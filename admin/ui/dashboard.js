@@ -52,7 +52,8 @@ function fmtTime(iso) {
   const d = new Date(ms);
   let s = pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds());
   if (new Date().toDateString() !== d.toDateString()) s = d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + ' ' + s;
-  return s + ' (' + fmtSeconds(Math.max(0, (Date.now() - ms) / 1000)) + ' ago)';
+  const ago = (Date.now() - ms) / 1000;
+  return s + (ago < -0.5 ? ' (in ' + fmtSeconds(-ago) + ')' : ' (' + fmtSeconds(Math.max(0, ago)) + ' ago)');
 }
 
 // ---- DOM helpers: text only ------------------------------------------------------------
@@ -114,8 +115,13 @@ function syncRows(tbody, items, key, render, emptyText) {
     td.textContent = emptyText;
     rows.push(tr);
   }
-  const same = rows.length === tbody.children.length && rows.every((r, i) => tbody.children[i] === r);
-  if (!same) tbody.replaceChildren(...rows);
+  // Remove the rows that go first, then move or insert only what is out of place: a row that
+  // stays is never taken out of the page (a click on it would be lost).
+  const keep = new Set(rows);
+  for (const tr of [...tbody.children]) if (!keep.has(tr)) tr.remove();
+  rows.forEach((tr, i) => {
+    if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null);
+  });
   tbody.rowsByKey = next;
 }
 
@@ -545,6 +551,7 @@ function partitionCell(td, p, n) {
   }
   const label = document.createElement('span');
   label.textContent = n ? ` slice ${p + 1} of ${n}` : ' no slice';
+  td.className = 'slices-cell';
   td.replaceChildren(svg, label);
 }
 
