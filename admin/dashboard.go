@@ -15,10 +15,10 @@ import (
 //go:embed ui
 var uiFiles embed.FS
 
-// DashboardCSP is the Content-Security-Policy of the dashboard's page and files: only this
+// dashboardCSP is the Content-Security-Policy of the dashboard's page and files: only this
 // server's own scripts, styles, images and API (no inline script or style, no other origin),
 // no plugins, no forms posted anywhere, and no framing (clickjacking).
-const DashboardCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; " +
+const dashboardCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; " +
 	"connect-src 'self'; font-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'; " +
 	"frame-ancestors 'none'"
 
@@ -63,7 +63,7 @@ func serveUI(w http.ResponseWriter, r *http.Request, name string) {
 		return
 	}
 	h := w.Header()
-	h.Set("Content-Security-Policy", DashboardCSP)
+	h.Set("Content-Security-Policy", dashboardCSP)
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
