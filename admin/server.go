@@ -115,6 +115,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/v1/relays", s.reads(s.relays))
 	s.mux.HandleFunc("GET /api/v1/inboxes", s.reads(s.inboxes))
 	s.mux.HandleFunc("POST /api/v1/replay", s.writes(s.replay))
+	s.dashboardRoutes()
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})

@@ -6,12 +6,14 @@ go 1.26.0
 // on its own (GOWORK=off) as well as in the workspace (go.work).
 replace (
 	github.com/outboxgo/outbox => ..
+	github.com/outboxgo/outbox/admin => ../admin
 	github.com/outboxgo/outbox/chaos => ../chaos
 	github.com/outboxgo/outbox/cmd/outbox => ../cmd/outbox
 	github.com/outboxgo/outbox/dialect/sqlite => ../dialect/sqlite
 	github.com/outboxgo/outbox/inbox/natsinbox => ../inbox/natsinbox
 	github.com/outboxgo/outbox/internal/testutil/natstest => ../internal/testutil/natstest
 	github.com/outboxgo/outbox/internal/testutil/sourcetest => ../internal/testutil/sourcetest
+	github.com/outboxgo/outbox/metrics => ../metrics
 	github.com/outboxgo/outbox/relay/binlog => ../relay/binlog
 	github.com/outboxgo/outbox/relay/wal => ../relay/wal
 	github.com/outboxgo/outbox/sink/amqp => ../sink/amqp
@@ -24,12 +26,16 @@ replace (
 )
 
 require (
+	github.com/chromedp/cdproto v0.160.1
+	github.com/chromedp/chromedp v0.23.1
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/outboxgo/outbox v0.0.0
+	github.com/outboxgo/outbox/admin v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/inbox/natsinbox v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/internal/testutil/natstest v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/internal/testutil/sourcetest v0.0.0-00010101000000-000000000000
+	github.com/outboxgo/outbox/metrics v0.0.0
 	github.com/outboxgo/outbox/sink/amqp v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/sink/kafka v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/sink/mqtt v0.0.0-00010101000000-000000000000
@@ -37,6 +43,7 @@ require (
 	github.com/outboxgo/outbox/sink/redis v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/sink/webhook v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/tracing v0.0.0-00010101000000-000000000000
+	github.com/prometheus/client_golang v1.25.0
 	github.com/rabbitmq/amqp091-go v1.16.0
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
@@ -47,8 +54,10 @@ require (
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
+	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/eclipse/paho.golang v0.23.0 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
@@ -58,11 +67,15 @@ require (
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
+	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/nats-io/jwt/v2 v2.8.2 // indirect
 	github.com/nats-io/nats.go v1.55.0 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
+	github.com/prometheus/client_model v0.6.3 // indirect
+	github.com/prometheus/common v0.72.0 // indirect
+	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/twmb/franz-go v1.22.2 // indirect
 	github.com/twmb/franz-go/pkg/kmsg v1.15.0 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
@@ -76,4 +89,5 @@ require (
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
 )

@@ -14,7 +14,10 @@
 # another version), then `go test -race -count=1 -timeout 20m`, each over every module (the
 # chaos module's tests last, on their own: they load both cores for minutes); before the tests,
 # `promtool check rules` and `promtool test rules` on deploy/prometheus (Debian's prometheus
-# package is installed for promtool when it is missing). If any
+# package is installed for promtool when it is missing). The dashboard's browser test
+# (integration/dashboard_test.go) drives Debian's chromium headless: the script installs the
+# chromium package when it is missing and exports OUTBOX_BROWSER_TEST=1, so that
+# the test fails instead of skipping should the browser be absent. If any
 # arguments are given they REPLACE the package list of go test (so name the packages too, as
 # above); go vet and golangci-lint always check every module. Exits non-zero on the first
 # failure, a lint finding included.
@@ -52,6 +55,15 @@ if ! command -v promtool >/dev/null 2>&1; then
 		{ apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends prometheus >/dev/null 9>&-; } ||
 		{ echo "installing prometheus (promtool) failed" >&2; exit 1; }
 fi
+# The dashboard's browser test: Debian's chromium, headless (without its recommends).
+if ! command -v chromium >/dev/null 2>&1; then
+	echo "== apt-get install chromium (for the dashboard's browser test)"
+	apt-get install -y -q --no-install-recommends chromium >/dev/null 9>&- ||
+		{ apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null 9>&-; } ||
+		{ echo "installing chromium failed" >&2; exit 1; }
+fi
+export OUTBOX_BROWSER_TEST=1
+
 echo "== promtool check rules, promtool test rules (deploy/prometheus)"
 promtool check rules deploy/prometheus/alerts.yml
 promtool test rules deploy/prometheus/alerts_test.yml
