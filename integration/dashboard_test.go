@@ -84,7 +84,7 @@ func (e *endpoint) saw(id string) bool {
 }
 
 // chromium returns the browser to drive. Without one the test is skipped, unless
-// OUTBOX_BROWSER_TEST is set (scripts/test.sh sets it, after installing chromium): then a
+// BROWSER_TEST is set (scripts/test.sh sets it, after installing chromium): then a
 // missing browser fails.
 func chromium(t *testing.T) string {
 	t.Helper()
@@ -93,10 +93,10 @@ func chromium(t *testing.T) string {
 			return p
 		}
 	}
-	if os.Getenv("OUTBOX_BROWSER_TEST") == "" {
-		t.Skip("chromium is not installed (scripts/test.sh installs it and sets OUTBOX_BROWSER_TEST=1)")
+	if os.Getenv("BROWSER_TEST") == "" {
+		t.Skip("chromium is not installed (scripts/test.sh installs it and sets BROWSER_TEST=1)")
 	}
-	t.Fatal("OUTBOX_BROWSER_TEST is set but chromium is not installed (apt-get install chromium)")
+	t.Fatal("BROWSER_TEST is set but chromium is not installed (apt-get install chromium)")
 	return ""
 }
 

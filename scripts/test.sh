@@ -16,7 +16,7 @@
 # `promtool check rules` and `promtool test rules` on deploy/prometheus (Debian's prometheus
 # package is installed for promtool when it is missing). The dashboard's browser test
 # (integration/dashboard_test.go) drives Debian's chromium headless: the script installs the
-# chromium package when it is missing and exports OUTBOX_BROWSER_TEST=1, so that
+# chromium package when it is missing and exports BROWSER_TEST=1, so that
 # the test fails instead of skipping should the browser be absent. If any
 # arguments are given they REPLACE the package list of go test (so name the packages too, as
 # above); go vet and golangci-lint always check every module. Exits non-zero on the first
@@ -62,7 +62,7 @@ if ! command -v chromium >/dev/null 2>&1; then
 		{ apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null 9>&-; } ||
 		{ echo "installing chromium failed" >&2; exit 1; }
 fi
-export OUTBOX_BROWSER_TEST=1
+export BROWSER_TEST=1
 
 echo "== promtool check rules, promtool test rules (deploy/prometheus)"
 promtool check rules deploy/prometheus/alerts.yml
