@@ -104,6 +104,11 @@ func (a *app) runRelay(ctx context.Context, cfg config.Config, migrate bool) err
 		return err
 	}
 	defer snk.Close()
+	tp, err := newTracerProvider(ctx, cfg.Tracing, buildVersion(), logger)
+	if err != nil {
+		return err
+	}
+	defer shutdownTracerProvider(tp, logger)
 	ops, err := newOps(ctx, cfg, st, snk, logger)
 	if err != nil {
 		return err
@@ -112,6 +117,9 @@ func (a *app) runRelay(ctx context.Context, cfg config.Config, migrate bool) err
 	rc.Source, rc.Sink, rc.Logger, rc.SinkName = src, snk, logger, sinkSummary(cfg)
 	if ops != nil {
 		rc.Hooks = append(rc.Hooks, ops.hook())
+	}
+	if tp != nil {
+		rc.Hooks = append(rc.Hooks, relayTracingHook(cfg, tp))
 	}
 	r, err := relay.New(rc)
 	if err != nil {
@@ -127,6 +135,9 @@ func (a *app) runRelay(ctx context.Context, cfg config.Config, migrate bool) err
 		slog.String("table", cfg.Table),
 		slog.String("sink", sinkSummary(cfg)),
 	}, srcAttrs...)
+	if tp != nil {
+		attrs = append(attrs, slog.String("tracing", cfg.Tracing.Protocol+" "+config.RedactURL(string(cfg.Tracing.Endpoint))))
+	}
 	logger.Info("relay started", append(attrs,
 		slog.Int64("pending", stats.Pending),
 		slog.Int64("dead_letters", stats.DeadLetters))...)
