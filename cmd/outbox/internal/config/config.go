@@ -47,7 +47,7 @@ type Config struct {
 	// Sinks are the named sinks that Routes send topics to.
 	Sinks map[string]Sink `yaml:"sinks" doc:"named sinks for routes: name → a block like sink (YAML only)"`
 	// Routes, when set, send each topic to the sink of the first route whose pattern matches.
-	Routes []Route `yaml:"routes" doc:"topic patterns → sink names, first match wins (YAML only)"`
+	Routes  []Route `yaml:"routes" doc:"topic patterns → sink names, first match wins (YAML only)"`
 	Log     Log     `yaml:"log"`
 	Admin   Admin   `yaml:"admin"`
 	Tracing Tracing `yaml:"tracing"`
@@ -205,8 +205,8 @@ func Default() Config {
 			BatchTimeout:    DefaultBatchTimeout,
 			ShutdownTimeout: DefaultShutdownTimeout,
 		},
-		Sink:  DefaultSink(),
-		Log:   Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Sink:    DefaultSink(),
+		Log:     Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 		Admin:   Admin{StatsInterval: DefaultStatsInterval},
 		Tracing: Tracing{Protocol: ProtocolHTTP, SampleRatio: 1, ServiceName: DefaultServiceName},
 	}
