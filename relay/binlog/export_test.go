@@ -12,3 +12,10 @@ func (s *Source) Crash() {
 
 // LockName is the GET_LOCK name of the source name on database.table.
 func LockName(database, table, name string) string { return lockName(database, table, name) }
+
+// SetRead moves the read position Lag measures from, as if the stream had read up to it.
+func (s *Source) SetRead(file string, pos uint32) {
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+	s.lastRead.file, s.lastRead.pos = file, pos
+}
