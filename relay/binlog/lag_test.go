@@ -71,18 +71,44 @@ func TestLagAcrossFiles(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := setup(t)
-	rows, err := e.db.QueryContext(ctx, `SHOW BINARY LOGS`)
+	files := binaryLogs(t, e)
+	if len(files) < 2 {
+		t.Skip("the server has one binary log file: no rotation to measure across")
+	}
+	src := e.source(t, e.config(t))
+	from := files[len(files)-2] // the file before the current one, complete
+	n, srv, err := src.LagFrom(ctx, from.name, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
-	type file struct {
-		name string
-		size int64
+	if srv.File != files[len(files)-1].name {
+		t.Skipf("the server rotated meanwhile (to %s)", srv.File)
 	}
-	var files []file
+	if want := from.size - 4 + int64(srv.Pos); n != want {
+		t.Fatalf("lag from %s:4 to %s: %d bytes, want %d (%+v)", from.name, srv, n, want, files)
+	}
+}
+
+type binaryLog struct {
+	name string
+	size int64
+}
+
+// binaryLogs lists the server's binary log files (SHOW BINARY LOGS).
+func binaryLogs(t *testing.T, e *env) []binaryLog {
+	t.Helper()
+	rows, err := e.db.QueryContext(context.Background(), `SHOW BINARY LOGS`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []binaryLog
 	for rows.Next() {
-		var f file
-		cols, _ := rows.Columns()
+		var f binaryLog
 		dest := []any{&f.name, &f.size}
 		for range len(cols) - 2 {
 			dest = append(dest, new(any))
@@ -92,32 +118,8 @@ func TestLagAcrossFiles(t *testing.T) {
 		}
 		files = append(files, f)
 	}
-	if err := rows.Close(); err != nil {
+	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if len(files) < 2 {
-		t.Skip("the server has one binary log file: no rotation to measure across")
-	}
-	src := e.source(t, e.config(t))
-	if err := src.Setup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	sourcetest.StartRelay(t, src, sourcetest.NewSink(), relay.Config{})
-	sourcetest.WaitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
-	from := files[len(files)-2] // the file before the current one, complete
-	src.SetRead(from.name, 4)
-	l, err := src.Lag(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if l.Server.File == from.name {
-		t.Skip("the server rotated meanwhile")
-	}
-	want := from.size - 4 + int64(l.Server.Pos)
-	if l.Server.File != files[len(files)-1].name {
-		t.Skipf("the server rotated meanwhile (to %s)", l.Server.File)
-	}
-	if l.Bytes != want {
-		t.Fatalf("lag across files %+v: %d bytes, want %d (%+v)", l, l.Bytes, want, files)
-	}
+	return files
 }
