@@ -48,6 +48,11 @@ docs/configuration.md).
 JSON API (/api/v1/status, /api/v1/dead-letters...); --admin-token enables its mutating
 endpoints, --admin-read-token guards the rest (docs/operations.md).
 
+--tracing-endpoint exports a PRODUCER span "send {topic}" per publish call over OTLP
+(--tracing-protocol http/protobuf or grpc), linked to each message's create span through its
+traceparent header; tracing.headers (YAML only) are sent with every export, never logged
+(see "Traces" in docs/configuration.md).
+
 It exits 1 at start if the database is unreachable or the tables are missing (run
 'outbox migrate up', or pass --migrate). Once running, it rides out database and broker
 outages, retrying. SIGINT or SIGTERM stops it gracefully: in-flight batches get
@@ -58,7 +63,8 @@ relay.shutdown_timeout to finish, and it exits 0.`,
   OUTBOX_ADMIN_TOKEN=... outbox relay --admin-addr 127.0.0.1:9090 --admin-max-lag 1m
   outbox relay --database-url postgres://relay@db/app --source wal --wal-slot outbox_app
   outbox relay --database-url mysql://relay:pw@db:3306/app --source binlog
-  OUTBOX_SINK_KAFKA_SASL_PASSWORD=... outbox relay --sink-type kafka --sink-kafka-brokers k1:9092,k2:9092`,
+  OUTBOX_SINK_KAFKA_SASL_PASSWORD=... outbox relay --sink-type kafka --sink-kafka-brokers k1:9092,k2:9092
+  outbox relay --config relay.yaml --tracing-endpoint https://otel-collector:4318 --tracing-sample-ratio 0.1`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := a.loadConfig(cmd)
