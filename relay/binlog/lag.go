@@ -21,7 +21,7 @@ type Lag struct {
 	// Seconds is the time since the last transaction event read (its timestamp, whole
 	// seconds, as the server wrote it) while the server has events past the read position;
 	// 0 when the source has read up to the server's position, and until the session read
-	// its first transaction.
+	// its first transaction. It compares the server's clock with the relay's.
 	Seconds float64
 	// Read is the position read up to; Server the server's current one.
 	Read, Server Position
