@@ -25,16 +25,22 @@ type SourceStats struct {
 	// RetainedBytes is the WAL the slot holds back (wal); HasRetained says it is known.
 	RetainedBytes int64
 	HasRetained   bool
+	// LagSeconds and LagBytes are how far the binlog source's reading is behind the
+	// server's binary log (binlog.Source.Lag); HasLag says they are known.
+	LagSeconds float64
+	LagBytes   int64
+	HasLag     bool
 }
 
 // Source reports a relay source's state, read from a function at every scrape (it must be
 // cheap: the sources' Stats methods are; read anything that costs a query, such as the
-// slot's retained WAL, at an interval of your own and return the last value).
+// slot's retained WAL or the binlog's lag, at an interval of your own and return the last
+// value).
 type Source struct {
 	kind  string
 	stats func() SourceStats
 
-	connected, standby, claims, owned, parts, pending, reconnects, retained *prometheus.Desc
+	connected, standby, claims, owned, parts, pending, reconnects, retained, lagSeconds, lagBytes *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*Source)(nil)
@@ -54,6 +60,8 @@ func NewSource(kind string, stats func() SourceStats) *Source {
 		pending:    d("source_pending_messages", "Messages a log source read and has not finished (queued or being published)."),
 		reconnects: d("source_reconnects_total", "Sessions of a log source that ended in an error."),
 		retained:   d("wal_retained_bytes", "WAL the replication slot holds back: from the server's current position to the slot's confirmed one."),
+		lagSeconds: d("binlog_lag_seconds", "Time since the last binlog event the source read, while the server's binary log goes further; 0 when caught up."),
+		lagBytes:   d("binlog_lag_bytes", "Binary log from the source's read position to the server's current position."),
 	}
 }
 
@@ -74,7 +82,7 @@ func PollStats(s *poll.Source) func() SourceStats {
 
 // Describe implements prometheus.Collector.
 func (s *Source) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{s.connected, s.standby, s.claims, s.owned, s.parts, s.pending, s.reconnects, s.retained} {
+	for _, d := range []*prometheus.Desc{s.connected, s.standby, s.claims, s.owned, s.parts, s.pending, s.reconnects, s.retained, s.lagSeconds, s.lagBytes} {
 		ch <- d
 	}
 }
@@ -102,6 +110,10 @@ func (s *Source) Collect(ch chan<- prometheus.Metric) {
 	c(s.reconnects, float64(st.Reconnects))
 	if st.HasRetained {
 		g(s.retained, float64(st.RetainedBytes))
+	}
+	if st.HasLag {
+		g(s.lagSeconds, st.LagSeconds)
+		g(s.lagBytes, float64(st.LagBytes))
 	}
 }
 

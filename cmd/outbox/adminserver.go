@@ -84,7 +84,7 @@ func buildInfo() prometheus.Collector {
 }
 
 // sourceStats returns the metrics' view of src, and a loop to run for what costs a query
-// (the WAL slot's retained bytes); nil when there is none.
+// (the WAL slot's retained bytes, the binlog's lag); nil when there is none.
 func sourceStats(src relay.Source, interval time.Duration) (kind string, stats func() metrics.SourceStats, loop func(context.Context)) {
 	switch s := src.(type) {
 	case *poll.Source:
@@ -102,31 +102,52 @@ func sourceStats(src relay.Source, interval time.Duration) (kind string, stats f
 			return metrics.SourceStats{Connected: st.Streaming, Pending: st.Pending, Reconnects: st.Reconnects,
 				RetainedBytes: retained, HasRetained: known}
 		}
-		loop = func(ctx context.Context) {
-			t := time.NewTicker(interval)
-			defer t.Stop()
-			for {
-				lctx, cancel := context.WithTimeout(ctx, interval)
-				n, err := s.Lag(lctx)
-				cancel()
-				mu.Lock()
-				retained, known = n, err == nil
-				mu.Unlock()
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-				}
-			}
-		}
-		return "wal", stats, loop
+		return "wal", stats, everyInterval(interval, func(ctx context.Context) {
+			n, err := s.Lag(ctx)
+			mu.Lock()
+			retained, known = n, err == nil
+			mu.Unlock()
+		})
 	case *binlog.Source:
-		return "binlog", func() metrics.SourceStats {
+		var (
+			mu  sync.Mutex
+			lag binlog.Lag
+			ok  bool
+		)
+		stats = func() metrics.SourceStats {
 			st := s.Stats()
-			return metrics.SourceStats{Connected: st.Streaming, Standby: st.Standby, Pending: st.Pending, Reconnects: st.Reconnects}
-		}, nil
+			mu.Lock()
+			defer mu.Unlock()
+			return metrics.SourceStats{Connected: st.Streaming, Standby: st.Standby, Pending: st.Pending, Reconnects: st.Reconnects,
+				LagSeconds: lag.Seconds, LagBytes: lag.Bytes, HasLag: ok}
+		}
+		return "binlog", stats, everyInterval(interval, func(ctx context.Context) {
+			l, err := s.Lag(ctx)
+			mu.Lock()
+			lag, ok = l, err == nil
+			mu.Unlock()
+		})
 	}
 	return "", nil, nil
+}
+
+// everyInterval returns a loop calling read at once and then every interval, each call
+// bounded by interval, until its context ends.
+func everyInterval(interval time.Duration, read func(context.Context)) func(context.Context) {
+	return func(ctx context.Context) {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			lctx, cancel := context.WithTimeout(ctx, interval)
+			read(lctx)
+			cancel()
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}
 }
 
 // hook is the relay hook of the metrics.

@@ -48,6 +48,11 @@ docs/configuration.md).
 JSON API (/api/v1/status, /api/v1/dead-letters...); --admin-token enables its mutating
 endpoints, --admin-read-token guards the rest (docs/operations.md).
 
+--tracing-endpoint exports a PRODUCER span "send {topic}" per publish call over OTLP
+(--tracing-protocol http/protobuf or grpc), linked to each message's create span through its
+traceparent header; tracing.headers (YAML only) are sent with every export, never logged
+(see "Traces" in docs/configuration.md).
+
 It exits 1 at start if the database is unreachable or the tables are missing (run
 'outbox migrate up', or pass --migrate). Once running, it rides out database and broker
 outages, retrying. SIGINT or SIGTERM stops it gracefully: in-flight batches get
@@ -58,7 +63,8 @@ relay.shutdown_timeout to finish, and it exits 0.`,
   OUTBOX_ADMIN_TOKEN=... outbox relay --admin-addr 127.0.0.1:9090 --admin-max-lag 1m
   outbox relay --database-url postgres://relay@db/app --source wal --wal-slot outbox_app
   outbox relay --database-url mysql://relay:pw@db:3306/app --source binlog
-  OUTBOX_SINK_KAFKA_SASL_PASSWORD=... outbox relay --sink-type kafka --sink-kafka-brokers k1:9092,k2:9092`,
+  OUTBOX_SINK_KAFKA_SASL_PASSWORD=... outbox relay --sink-type kafka --sink-kafka-brokers k1:9092,k2:9092
+  outbox relay --config relay.yaml --tracing-endpoint https://otel-collector:4318 --tracing-sample-ratio 0.1`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := a.loadConfig(cmd)
@@ -104,6 +110,11 @@ func (a *app) runRelay(ctx context.Context, cfg config.Config, migrate bool) err
 		return err
 	}
 	defer snk.Close()
+	tp, err := newTracerProvider(ctx, cfg.Tracing, buildVersion(), logger)
+	if err != nil {
+		return err
+	}
+	defer shutdownTracerProvider(tp, logger)
 	ops, err := newOps(ctx, cfg, st, snk, logger)
 	if err != nil {
 		return err
@@ -112,6 +123,9 @@ func (a *app) runRelay(ctx context.Context, cfg config.Config, migrate bool) err
 	rc.Source, rc.Sink, rc.Logger, rc.SinkName = src, snk, logger, sinkSummary(cfg)
 	if ops != nil {
 		rc.Hooks = append(rc.Hooks, ops.hook())
+	}
+	if tp != nil {
+		rc.Hooks = append(rc.Hooks, relayTracingHook(cfg, tp))
 	}
 	r, err := relay.New(rc)
 	if err != nil {
@@ -127,6 +141,9 @@ func (a *app) runRelay(ctx context.Context, cfg config.Config, migrate bool) err
 		slog.String("table", cfg.Table),
 		slog.String("sink", sinkSummary(cfg)),
 	}, srcAttrs...)
+	if tp != nil {
+		attrs = append(attrs, slog.String("tracing", cfg.Tracing.Protocol+" "+config.RedactURL(string(cfg.Tracing.Endpoint))))
+	}
 	logger.Info("relay started", append(attrs,
 		slog.Int64("pending", stats.Pending),
 		slog.Int64("dead_letters", stats.DeadLetters))...)

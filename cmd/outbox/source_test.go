@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"regexp"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/outboxgo/outbox/internal/testutil/mysqltest"
@@ -76,4 +79,33 @@ func (r result) matches(t *testing.T, patterns ...string) result {
 		}
 	}
 	return r
+}
+
+// TestRelayBinlogLagMetrics: a binlog relay's admin server exports the lag gauges, 0 once it
+// has published everything.
+func TestRelayBinlogLagMetrics(t *testing.T) {
+	t.Parallel()
+	_, dsn, _ := mysqltest.Database(t)
+	in := invocation{env: map[string]string{
+		"OUTBOX_DATABASE_URL": mysqlURL(t, dsn),
+		"OUTBOX_SOURCE":       "binlog",
+	}}
+	in.run(t, "migrate", "up").want(t, 0)
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan result, 1)
+	go func() {
+		done <- in.runCtx(t, ctx, "relay", "--sink-type", "stdout", "--admin-addr", addr, "--admin-stats-interval", "100ms")
+	}()
+	for i := range 3 {
+		in.run(t, "enqueue", "--topic", "orders.created", "--key", "o-"+strconv.Itoa(i), "--data", `{}`).want(t, 0)
+	}
+	waitFor(t, func() bool {
+		code, body := get(t, "http://"+addr+"/metrics", "")
+		return code == 200 && strings.Contains(body, `outbox_relay_published_total{sink="stdout"} 3`) &&
+			strings.Contains(body, `outbox_binlog_lag_bytes{source="binlog"} 0`) &&
+			strings.Contains(body, `outbox_binlog_lag_seconds{source="binlog"} 0`)
+	})
+	cancel()
+	(<-done).want(t, 0)
 }

@@ -150,6 +150,14 @@
 // Batches in flight from the ended session are released when they finish; their keys stay
 // blocked until then, so per-key order holds across reconnects.
 //
+// # Lag
+//
+// Source.Lag measures how far the reading is behind the server: the bytes from the read
+// position to the server's current one (SHOW MASTER STATUS; across rotated files, their sizes
+// from SHOW BINARY LOGS), and the seconds since the last transaction event read while the
+// server has more. It costs queries: call it at an interval (the outbox command does, every
+// admin.stats_interval, for the outbox_binlog_lag_seconds and outbox_binlog_lag_bytes gauges).
+//
 // # When the saved position is gone
 //
 // The server keeps binary logs for binlog_expire_logs_seconds. A source down for longer, or a

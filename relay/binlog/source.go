@@ -44,6 +44,11 @@ type Source struct {
 	urgent   bool // outbox messages were confirmed since the last save
 	moved    bool // other traffic moved the position since the last save
 	saved    Position
+	flavor   string // of the session's server
+
+	// The last event read, for Lag: the stream loop writes it per event.
+	readMu   sync.Mutex
+	lastRead readPoint
 }
 
 // txnInfo is what the source records of a transaction read from the stream, or of a position

@@ -169,7 +169,11 @@ func (s *Source) session(ctx context.Context) (err error) {
 	s.confFile, s.confPos = start.File, start.Pos
 	s.saved = start
 	s.streaming, s.standby = true, false
+	s.flavor = srv.flavor
 	s.mu.Unlock()
+	s.readMu.Lock()
+	s.lastRead = readPoint{file: start.File, pos: start.Pos}
+	s.readMu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		s.streaming = false
@@ -274,5 +278,6 @@ func (s *Source) read(ctx context.Context, streamer *replication.BinlogStreamer,
 			}
 			return err
 		}
+		r.s.noteRead(r.file, ev)
 	}
 }

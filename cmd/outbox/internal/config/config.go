@@ -15,6 +15,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
+	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -44,9 +47,10 @@ type Config struct {
 	// Sinks are the named sinks that Routes send topics to.
 	Sinks map[string]Sink `yaml:"sinks" doc:"named sinks for routes: name → a block like sink (YAML only)"`
 	// Routes, when set, send each topic to the sink of the first route whose pattern matches.
-	Routes []Route `yaml:"routes" doc:"topic patterns → sink names, first match wins (YAML only)"`
-	Log    Log     `yaml:"log"`
-	Admin  Admin   `yaml:"admin"`
+	Routes  []Route `yaml:"routes" doc:"topic patterns → sink names, first match wins (YAML only)"`
+	Log     Log     `yaml:"log"`
+	Admin   Admin   `yaml:"admin"`
+	Tracing Tracing `yaml:"tracing"`
 }
 
 // Poll configures the polling source.
@@ -116,6 +120,23 @@ type Admin struct {
 	Inboxes []AdminInbox `yaml:"inboxes" doc:"consumers' inboxes on the same database the API reports on: a list of {table, consumer} (YAML only)"`
 }
 
+// Tracing configures the relay's OpenTelemetry traces (package tracing): a PRODUCER span
+// "send {topic}" per publish call, exported over OTLP.
+type Tracing struct {
+	Endpoint    URL               `yaml:"endpoint" doc:"OTLP collector the relay exports its spans to: host:port or http(s)://host:port[/path]; empty: no tracing"`
+	Protocol    string            `yaml:"protocol" doc:"OTLP transport: http/protobuf or grpc"`
+	Insecure    bool              `yaml:"insecure" doc:"plain text to a host:port endpoint, without TLS (an http:// endpoint is plain text anyway)"`
+	Headers     map[string]Secret `yaml:"headers" doc:"headers sent with every export, e.g. Authorization (YAML only, secret)"`
+	SampleRatio float64           `yaml:"sample_ratio" doc:"share of traces sampled, 0 to 1, where the message's trace context does not decide (parent-based)"`
+	ServiceName string            `yaml:"service_name" doc:"service.name of the relay's spans"`
+}
+
+// OTLP protocols (Tracing.Protocol).
+const (
+	ProtocolHTTP = "http/protobuf"
+	ProtocolGRPC = "grpc"
+)
+
 // Log configures the relay's logs (written to stderr).
 type Log struct {
 	Level  string `yaml:"level" doc:"debug, info, warn or error"`
@@ -145,6 +166,7 @@ const (
 	DefaultMaxInFlight     = 10000
 	DefaultMaxRetained     = 1 << 30
 	DefaultStatsInterval   = 10 * time.Second
+	DefaultServiceName     = "outbox"
 )
 
 // Default returns the configuration used when nothing is set. It is valid except for
@@ -183,9 +205,10 @@ func Default() Config {
 			BatchTimeout:    DefaultBatchTimeout,
 			ShutdownTimeout: DefaultShutdownTimeout,
 		},
-		Sink:  DefaultSink(),
-		Log:   Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
-		Admin: Admin{StatsInterval: DefaultStatsInterval},
+		Sink:    DefaultSink(),
+		Log:     Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Admin:   Admin{StatsInterval: DefaultStatsInterval},
+		Tracing: Tracing{Protocol: ProtocolHTTP, SampleRatio: 1, ServiceName: DefaultServiceName},
 	}
 }
 
@@ -294,6 +317,9 @@ func (c *Config) Validate() error {
 	}
 
 	if err := c.validateAdmin(); err != nil {
+		return err
+	}
+	if err := c.validateTracing(); err != nil {
 		return err
 	}
 	switch c.Log.Level {
@@ -405,6 +431,105 @@ func (c *Config) validateAdmin() error {
 		return invalid("admin.stats_interval", "must be at least 100ms")
 	}
 	return c.validateInboxes()
+}
+
+func (c *Config) validateTracing() error {
+	t := &c.Tracing
+	switch t.Protocol {
+	case ProtocolHTTP, ProtocolGRPC:
+	default:
+		return invalid("tracing.protocol", "%q is not one of http/protobuf, grpc", t.Protocol)
+	}
+	switch {
+	case math.IsNaN(t.SampleRatio) || t.SampleRatio < 0 || t.SampleRatio > 1:
+		return invalid("tracing.sample_ratio", "must be between 0 and 1")
+	case t.ServiceName == "":
+		return invalid("tracing.service_name", "must not be empty")
+	case len(t.ServiceName) > 200 || hasControl(t.ServiceName):
+		return invalid("tracing.service_name", "must be at most 200 bytes without control characters")
+	}
+	for _, name := range sortedKeys(t.Headers) {
+		if !validHeaderName(name) {
+			return invalid("tracing.headers", "%q is not a valid header name", name)
+		}
+		if strings.ContainsAny(string(t.Headers[name]), "\r\n\x00") {
+			return invalid("tracing.headers", "the value of %s holds a line break or NUL", name)
+		}
+	}
+	if t.Endpoint == "" {
+		if len(t.Headers) > 0 || t.Insecure {
+			return invalid("tracing.endpoint", "required when tracing.headers or tracing.insecure is set")
+		}
+		return nil
+	}
+	e, err := c.Tracing.ParseEndpoint()
+	if err != nil {
+		return invalid("tracing.endpoint", "%s", err)
+	}
+	if t.Insecure && e.URL && !e.Insecure {
+		return invalid("tracing.insecure", "contradicts the https:// endpoint (write http:// for plain text)")
+	}
+	return nil
+}
+
+// Endpoint is a parsed tracing.endpoint.
+type Endpoint struct {
+	// URL reports whether the endpoint was written as a URL (scheme://host:port[/path]).
+	URL bool
+	// HostPort is the collector's address.
+	HostPort string
+	// Path is the URL's path, "" when it had none or was written as host:port.
+	Path string
+	// Insecure reports plain text: an http:// URL, or host:port with tracing.insecure.
+	Insecure bool
+}
+
+// ParseEndpoint parses tracing.endpoint: host:port, or an http:// or https:// URL without
+// user info, query or fragment.
+func (t Tracing) ParseEndpoint() (Endpoint, error) {
+	s := string(t.Endpoint)
+	if !strings.Contains(s, "://") {
+		host, port, err := net.SplitHostPort(s)
+		if err != nil || host == "" || port == "" {
+			return Endpoint{}, fmt.Errorf("%s is not host:port or an http(s):// URL", redact(s))
+		}
+		return Endpoint{HostPort: s, Insecure: t.Insecure}, nil
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return Endpoint{}, fmt.Errorf("%s is not a URL", redact(s))
+	case u.Scheme != "http" && u.Scheme != "https":
+		return Endpoint{}, fmt.Errorf("%s: the scheme must be http or https", redact(s))
+	case u.Host == "":
+		return Endpoint{}, fmt.Errorf("%s has no host", redact(s))
+	case u.User != nil:
+		return Endpoint{}, fmt.Errorf("%s: credentials go in tracing.headers, not in the URL", redact(s))
+	case u.RawQuery != "" || u.Fragment != "":
+		return Endpoint{}, fmt.Errorf("%s: no query or fragment", redact(s))
+	}
+	hostPort := u.Host
+	if u.Port() == "" {
+		port := "443"
+		if u.Scheme == "http" {
+			port = "80"
+		}
+		hostPort = net.JoinHostPort(u.Hostname(), port)
+	}
+	return Endpoint{URL: true, HostPort: hostPort, Path: strings.TrimSuffix(u.Path, "/"), Insecure: u.Scheme == "http"}, nil
+}
+
+// validHeaderName reports whether name is an HTTP header field name (an RFC 9110 token).
+func validHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, r := range name {
+		if r > 0x7e || r <= 0x20 || strings.ContainsRune("\"(),/:;<=>?@[\\]{}", r) {
+			return false
+		}
+	}
+	return true
 }
 
 func hasControl(s string) bool {

@@ -30,6 +30,7 @@ const (
 	KindInt      = "int"
 	KindDuration = "duration"
 	KindBool     = "bool"
+	KindFloat    = "float"
 	KindList     = "list"
 	// KindMap is a mapping of strings to strings, set in the YAML file only.
 	KindMap = "map"
@@ -128,6 +129,8 @@ func kindOf(t reflect.Type) string {
 		return KindInt
 	case t.Kind() == reflect.Bool:
 		return KindBool
+	case t.Kind() == reflect.Float64:
+		return KindFloat
 	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
 		return KindList
 	case t.Kind() == reflect.Slice && t.Elem() == routeType:
@@ -166,6 +169,8 @@ func format(v reflect.Value, kind string) string {
 		return strconv.FormatInt(v.Int(), 10)
 	case KindBool:
 		return strconv.FormatBool(v.Bool())
+	case KindFloat:
+		return strconv.FormatFloat(v.Float(), 'g', -1, 64)
 	case KindList:
 		items := make([]string, v.Len())
 		for i := range items {
@@ -285,6 +290,12 @@ func setValue(f reflect.Value, kind, path, value, from string) error {
 			return &outbox.ConfigError{Field: path, Reason: fmt.Sprintf("%q is not a boolean (write true or false)%s", value, from)}
 		}
 		f.SetBool(b)
+	case KindFloat:
+		x, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			return &outbox.ConfigError{Field: path, Reason: fmt.Sprintf("%q is not a number%s", value, from)}
+		}
+		f.SetFloat(x)
 	case KindDuration:
 		d, err := time.ParseDuration(strings.TrimSpace(value))
 		if err != nil {
