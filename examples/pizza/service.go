@@ -146,7 +146,7 @@ func (s *service) open(ctx context.Context, ddl []string) error {
 	}
 	s.db = db
 	for _, stmt := range ddl {
-		if _, err := db.db.ExecContext(ctx, db.q(strings.ReplaceAll(stmt, "{id}", db.idColumn()))); err != nil {
+		if _, err := db.db.ExecContext(ctx, db.q(replaceID(stmt, db))); err != nil {
 			db.close()
 			return fmt.Errorf("%s: creating tables: %w", s.name, err)
 		}
@@ -167,6 +167,11 @@ func (s *service) open(ctx context.Context, ddl []string) error {
 		return fmt.Errorf("%s: inbox: %w", s.name, err)
 	}
 	return nil
+}
+
+// replaceID puts the dialect's auto-incremented key where stmt says {id}.
+func replaceID(stmt string, db *database) string {
+	return strings.ReplaceAll(stmt, "{id}", db.idColumn())
 }
 
 // run relays the service's outbox to NATS and consumes its topics until ctx ends. The
