@@ -59,7 +59,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		defer os.RemoveAll(d)
 		dir = d
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+	} else if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
 	broker := nurl
@@ -251,10 +251,12 @@ func (p *paymentProcess) run(ctx context.Context) {
 				p.out.line(sc.Text())
 			}
 		}()
-		exited := make(chan error, 1)
-		go func() { <-done; exited <- cmd.Wait() }()
+		var waitErr error
+		exited := make(chan struct{})
+		go func() { <-done; waitErr = cmd.Wait(); close(exited) }()
 		select {
-		case err := <-exited:
+		case <-exited:
+			err := waitErr
 			if ctx.Err() != nil {
 				return
 			}

@@ -87,22 +87,8 @@ func readReport(ctx context.Context, dbs map[string]dbOptions) (*report, error) 
 		open[name] = d
 	}
 	r := &report{Status: map[string]int{}, orders: map[string]string{}}
-	rows, err := open["order"].db.QueryContext(ctx, open["order"].q(`SELECT id, status FROM {t:orders}`))
-	if err != nil {
+	if err := readOrders(ctx, open["order"], r); err != nil {
 		return nil, fmt.Errorf("order: %w", err)
-	}
-	for rows.Next() {
-		var id, status string
-		if err := rows.Scan(&id, &status); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		r.orders[id] = status
-		r.Status[status]++
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
 	}
 	r.Orders = len(r.orders)
 
@@ -173,4 +159,22 @@ func readReport(ctx context.Context, dbs map[string]dbOptions) (*report, error) 
 		}
 	}
 	return r, nil
+}
+
+// readOrders reads the orders' statuses into r.
+func readOrders(ctx context.Context, d *database, r *report) error {
+	rows, err := d.db.QueryContext(ctx, d.q(`SELECT id, status FROM {t:orders}`))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, status string
+		if err := rows.Scan(&id, &status); err != nil {
+			return err
+		}
+		r.orders[id] = status
+		r.Status[status]++
+	}
+	return rows.Err()
 }
