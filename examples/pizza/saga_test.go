@@ -43,6 +43,7 @@ type proc struct {
 	name string
 	bin  string
 	args []string
+	once []string // added to args on the first run only
 	dir  string
 
 	mu    sync.Mutex
@@ -63,7 +64,11 @@ func (p *proc) start() {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	cmd := exec.Command(p.bin, append([]string{p.name}, p.args...)...)
+	args := append([]string{p.name}, p.args...)
+	if p.runs == 1 {
+		args = append(args, p.once...)
+	}
+	cmd := exec.Command(p.bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		_ = f.Close()
@@ -72,6 +77,19 @@ func (p *proc) start() {
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); _ = f.Close(); close(done) }()
 	p.cmd, p.done, p.logs = cmd, done, append(p.logs, log)
+}
+
+// exited waits for the process to end by itself.
+func (p *proc) exited(timeout time.Duration) bool {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
 }
 
 // kill sends SIGKILL and waits for the process to be gone.
@@ -196,6 +214,11 @@ func TestSagaUnderKills(t *testing.T) {
 		}
 		procs[name] = &proc{t: t, name: name, bin: bin, args: args, dir: dir}
 	}
+	// The article's crash first: the payment service kills itself (SIGKILL) right after
+	// committing a charge, before publishing its ORDER_PAID and acknowledging the
+	// ORDER_CREATED.
+	crashAt := max(orders/4, 1)
+	procs["payment"].once = []string{"--crash-after-commit", strconv.Itoa(crashAt)}
 	// Cleanup: stop every process (kill after a timeout), whatever failed.
 	t.Cleanup(func() {
 		var wg sync.WaitGroup
@@ -208,6 +231,13 @@ func TestSagaUnderKills(t *testing.T) {
 	for _, name := range serviceNames {
 		procs[name].start()
 	}
+	if !procs["payment"].exited(60 * time.Second) {
+		t.Fatalf("the payment service did not crash after its charge #%d", crashAt)
+	}
+	if procs["payment"].count("*** CRASH: charge committed") != 1 {
+		t.Fatal("the payment service died without its crash after commit")
+	}
+	procs["payment"].start()
 
 	// Faults: each service killed in turn at a random moment and restarted; the broker
 	// restarted halfway through; two rounds while the orders flow.
@@ -239,15 +269,17 @@ func TestSagaUnderKills(t *testing.T) {
 	for {
 		var err error
 		r, err = readReport(ctx, dbs)
-		if err == nil && r.Orders == orders && r.Final() == orders {
+		// Done when every order finished, and the ORDER_CREATED the crash left unacknowledged
+		// came back (after --ack-wait) to the payment's inbox.
+		if err == nil && r.Orders == orders && r.Final() == orders && procs["payment"].count(duplicateMark+OrderCreated) > 0 {
 			break
 		}
 		if ctx.Err() != nil {
 			if err != nil {
 				t.Fatalf("reading the saga: %v", err)
 			}
-			t.Fatalf("after %s: %d of %d orders placed, %d finished, by status %v; violations %v",
-				time.Since(start).Round(time.Millisecond), r.Orders, orders, r.Final(), r.Status, r.Violations)
+			t.Fatalf("after %s: %d of %d orders placed, %d finished, by status %v; violations %v; the payment's inbox dropped %d ORDER_CREATED",
+				time.Since(start).Round(time.Millisecond), r.Orders, orders, r.Final(), r.Status, r.Violations, procs["payment"].count(duplicateMark+OrderCreated))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -284,9 +316,12 @@ func TestSagaUnderKills(t *testing.T) {
 	}
 	t.Logf("%d orders: %d delivered, %d cancelled and refunded; %d charges, %d refunds, %d deliveries",
 		orders, r.Status["delivered"], r.Status["cancelled"], r.Charges, r.Refunds, r.Deliveries)
-	t.Logf("faults: %d SIGKILLs (each service twice), %d broker restart(s), over %s; all orders finished after %s",
-		kills, brokerRestarts, faultsDone.Round(time.Millisecond), took.Round(time.Millisecond))
+	t.Logf("faults: the payment's SIGKILL after its commit of charge #%d, %d SIGKILLs (each service twice), %d broker restart(s), over %s; all orders finished after %s",
+		crashAt, kills, brokerRestarts, faultsDone.Round(time.Millisecond), took.Round(time.Millisecond))
 	t.Logf("duplicates dropped by the inboxes: %d (%s)", dups, strings.Join(perService, ", "))
+	if procs["payment"].count(duplicateMark+OrderCreated) == 0 {
+		t.Error("the payment's inbox dropped no ORDER_CREATED: the one its crash left unacknowledged came back to be dropped")
+	}
 }
 
 // TestDemo runs the demo as a user would: it must exit 0, with the payment service killed
