@@ -43,6 +43,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&duration, "duration", 90*time.Second, "give up if the orders have not all finished by then")
 	fs.DurationVar(&ackWait, "ack-wait", 3*time.Second, "JetStream's redelivery delay of an unacknowledged event")
 	fs.BoolVar(&verbose, "verbose", false, "show the services' logs")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage+"\nThe demo's flags:\n")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -112,6 +116,18 @@ each event once (the inbox). The order id is every event's key, the saga's corre
 			stopAll()
 			wg.Wait()
 			return err
+		}
+		if name == "order" {
+			var n int
+			if err := s.db.db.QueryRowContext(runCtx, s.db.q(`SELECT count(*) FROM {t:orders}`)).Scan(&n); err != nil || n > 0 {
+				s.db.close()
+				stopAll()
+				wg.Wait()
+				if err == nil {
+					err = fmt.Errorf("the order database (%s) holds %d order(s) of an earlier run: use a new --dir or --schema-prefix", where["order"], n)
+				}
+				return err
+			}
 		}
 		services = append(services, s)
 		wg.Go(func() {

@@ -99,6 +99,9 @@ func (s *service) say(ctx context.Context, orderID, format string, args ...any) 
 func (s *service) BeforeDeliver(ctx context.Context, _ string, d *inbox.Delivery) (context.Context, func(*inbox.Outcome, error)) {
 	n := &notes{}
 	return context.WithValue(ctx, notesKey{}, n), func(o *inbox.Outcome, err error) {
+		if s.afterCommit != nil {
+			defer s.afterCommit(d, o) // o is zero when err is set
+		}
 		if err != nil {
 			return
 		}
@@ -112,9 +115,6 @@ func (s *service) BeforeDeliver(ctx context.Context, _ string, d *inbox.Delivery
 			s.duplicates.Add(1)
 			s.opts.out.line(fmt.Sprintf("%-8s %s  "+duplicateMark+"%s dropped (applied before; not applied again)", s.name, d.Message.Key, d.Message.Topic))
 			s.opts.logger.Info("inbox: duplicate dropped", "service", s.name, "topic", d.Message.Topic, "key", d.Message.Key, "id", d.Message.ID)
-		}
-		if s.afterCommit != nil {
-			s.afterCommit(d, o)
 		}
 	}
 }
