@@ -62,6 +62,7 @@ func openDatabase(ctx context.Context, o dbOptions, logger *slog.Logger) (*datab
 		return nil, fmt.Errorf("--database-url: %w", err)
 	}
 	db := stdlib.OpenDB(*cc)
+	db.SetMaxOpenConns(8) // a service's consumers, order placing and inbox: PostgreSQL's connections are shared
 	if _, err := db.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS `+o.schema); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("creating schema %s: %w", o.schema, err)

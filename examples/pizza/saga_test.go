@@ -195,6 +195,11 @@ func TestSagaUnderKills(t *testing.T) {
 	if testing.Short() {
 		orders = min(orders, 40)
 	}
+	sagaUnderKills(t, orders, nil)
+}
+
+// sagaUnderKills runs the scenario; db gives a service's database (nil: SQLite files).
+func sagaUnderKills(t *testing.T, orders int, db func(name string) dbOptions) {
 	bin := buildPizza(t)
 	dir := t.TempDir()
 	port := freePort(t)
@@ -208,7 +213,13 @@ func TestSagaUnderKills(t *testing.T) {
 	procs := map[string]*proc{}
 	for _, name := range serviceNames {
 		dbs[name] = dbOptions{path: filepath.Join(dir, name+".db")}
+		if db != nil {
+			dbs[name] = db(name)
+		}
 		args := []string{"--db", dbs[name].path, "--nats-url", url, "--ack-wait", "2s"}
+		if u := dbs[name].databaseURL; u != "" {
+			args = []string{"--database-url", u, "--schema", dbs[name].schema, "--nats-url", url, "--ack-wait", "2s"}
+		}
 		if name == "order" {
 			args = append(args, "--orders", strconv.Itoa(orders), "--rate", strconv.Itoa(*sagaRate))
 		}
