@@ -121,7 +121,7 @@ const dlqBatch = 5000
 
 // dlqScanPage is how many dead letters at a time 'dlq retry --all' and 'dlq purge --all'
 // read to list the ids they work on (the rows come with their payloads).
-const dlqScanPage = 1000
+const dlqScanPage = 500
 
 // dlqMoveCmd is 'dlq retry' or 'dlq purge'.
 func (a *app) dlqMoveCmd(verb string) *cobra.Command {
