@@ -151,8 +151,9 @@ func (r *Reporter) update(done int64) {
 	fmt.Fprintln(r.w, r.line(now, false))
 }
 
-// Finish ends the report: on a terminal it completes the bar's line, elsewhere it writes the
-// last line, with the time taken. Call it once the operation ended, also when it failed (the
+// Finish ends the report: on a terminal it completes the bar's line, elsewhere (and on a
+// terminal when the total was unknown or not reached) it writes the last line, with the time
+// taken. Call it once the operation ended, also when it failed (the
 // line then says how far it got). Later calls do nothing.
 func (r *Reporter) Finish() {
 	if r == nil {
@@ -167,10 +168,11 @@ func (r *Reporter) Finish() {
 	if r.bar != nil {
 		if r.total > 0 && r.done >= r.total {
 			_ = r.bar.Finish() // reaching the total calls OnCompletion
-		} else {
-			_ = r.bar.Exit()
+			return
 		}
-		return
+		// Unknown total, or stopped short: the bar may not show the last count (it redraws
+		// at most every 100 ms), so the plain last line follows it.
+		_ = r.bar.Exit()
 	}
 	fmt.Fprintln(r.w, r.line(r.now(), true))
 }

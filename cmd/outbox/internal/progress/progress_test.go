@@ -107,6 +107,16 @@ func TestBar(t *testing.T) {
 	if !strings.HasSuffix(out, "\n") {
 		t.Fatalf("bar does not end its line: %q", out)
 	}
+	// Stopped short (or with the total unknown), the plain last line follows the bar.
+	b.Reset()
+	c := newClock()
+	p = New(&b, true, "enqueue", 0, WithClock(c.now))
+	p.Add(2500)
+	c.advance(time.Second)
+	p.Finish()
+	if want := "\nenqueue: 2500, 2,500/s, done in 1s\n"; !strings.HasSuffix(b.String(), want) {
+		t.Fatalf("bar stopped short: %q, want it to end with %q", b.String(), want)
+	}
 	if IsTerminal(&b) {
 		t.Fatal("a buffer is a terminal")
 	}
