@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -146,7 +147,11 @@ func (a *app) enqueueFile(cmd *cobra.Command, path string, batch, skip int, noPr
 			if res.messages == 0 && skip == 0 {
 				return fmt.Errorf("%s: %w (no message committed)", name, err)
 			}
-			return fmt.Errorf("%s: %w (%d message(s) committed, through line %d: fix the line and resume with --skip %d)", name, err, res.messages, res.lastLine, res.lastLine)
+			fix := ""
+			if le := (*lineError)(nil); errors.As(err, &le) {
+				fix = "fix the line and "
+			}
+			return fmt.Errorf("%s: %w (%d message(s) committed, through line %d: %sresume with --skip %d)", name, err, res.messages, res.lastLine, fix, res.lastLine)
 		}
 		fmt.Fprintf(a.stdout, "enqueued %d message(s) from %s\n", res.messages, name)
 		return nil
