@@ -115,18 +115,33 @@ func (a *app) dlqListCmd() *cobra.Command {
 	return cmd
 }
 
+// dlqBatch is how many dead letters 'dlq retry --all' and 'dlq purge --all' move or delete
+// per transaction.
+const dlqBatch = 5000
+
+// dlqScanPage is how many dead letters at a time 'dlq retry --all' and 'dlq purge --all'
+// read to list the ids they work on (the rows come with their payloads).
+const dlqScanPage = 500
+
 // dlqMoveCmd is 'dlq retry' or 'dlq purge'.
 func (a *app) dlqMoveCmd(verb string) *cobra.Command {
-	var all bool
+	var all, noProgress bool
 	short := "Move dead letters back into the outbox to be published again"
 	done := "moved %d dead letter(s) back into the outbox\n"
+	past := "moved back into the outbox"
 	if verb == "purge" {
 		short = "Delete dead letters for good"
 		done = "deleted %d dead letter(s)\n"
+		past = "deleted"
 	}
 	cmd := &cobra.Command{
-		Use:     verb + " [ID...] | --all",
-		Short:   short,
+		Use:   verb + " [ID...] | --all",
+		Short: short,
+		Long: fmt.Sprintf(`With ids, 'dlq %[1]s' works on those dead letters, in one transaction. With --all it
+works on the dead letters there are when it starts, %[2]d per transaction, with a progress
+bar on standard error (plain lines when it is not a terminal; --no-progress for none). When
+it fails midway, the batches done stay done, the others are intact: the error says how many
+were done, and running the command again finishes the job.`, verb, dlqBatch),
 		Example: fmt.Sprintf("  outbox dlq %s 12 13 14\n  outbox dlq %s --all", verb, verb),
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) == 0 && !all {
@@ -150,30 +165,30 @@ func (a *app) dlqMoveCmd(verb string) *cobra.Command {
 				}
 			}
 			return a.withAdmin(cmd, func(ctx context.Context, st dialect.Admin, _ config.Config) error {
-				var missing []int64
-				if ids != nil {
-					var err error
-					if ids, missing, err = splitDeadLetters(ctx, st, ids); err != nil {
-						return err
+				move := st.RetryDeadLetters
+				if verb == "purge" {
+					move = st.PurgeDeadLetters
+				}
+				if all {
+					n, err := a.moveAllDeadLetters(ctx, st, move, "dlq "+verb, noProgress)
+					if err != nil {
+						return fmt.Errorf("%w (%d dead letter(s) %s before the error, the others are intact: run 'outbox dlq %s --all' again to finish)", err, n, past, verb)
 					}
+					fmt.Fprintf(a.stdout, done, n)
+					return nil
 				}
-				var (
-					n   int64
-					err error
-				)
-				switch {
-				case ids != nil && len(ids) == 0:
-					// Every id named is missing: nothing to move (nil would mean all).
-				case verb == "purge":
-					n, err = st.PurgeDeadLetters(ctx, ids)
-				default:
-					n, err = st.RetryDeadLetters(ctx, ids)
-				}
+				ids, missing, err := splitDeadLetters(ctx, st, ids)
 				if err != nil {
 					return err
 				}
+				var n int64
+				if len(ids) > 0 { // none found: nothing to move (nil would mean all)
+					if n, err = move(ctx, ids); err != nil {
+						return err
+					}
+				}
 				fmt.Fprintf(a.stdout, done, n)
-				if ids != nil && int(n) < len(ids) {
+				if int(n) < len(ids) {
 					// Gone between the look-up and the move: another dlq command took them.
 					fmt.Fprintf(a.stderr, "outbox: %d of the dead letters found were gone when %s ran (another command took them)\n", len(ids)-int(n), verb)
 				}
@@ -185,7 +200,46 @@ func (a *app) dlqMoveCmd(verb string) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "every dead letter")
+	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "with --all, report no progress on standard error")
 	return cmd
+}
+
+// moveAllDeadLetters retries or purges (move) the dead letters there are when it starts,
+// dlqBatch per call of move (one transaction each), reporting progress under label. Dead
+// letters added meanwhile (a retried message that fails again, say) are left for the next
+// run. It returns how many were moved, also on error.
+func (a *app) moveAllDeadLetters(ctx context.Context, st dialect.Admin, move func(context.Context, []int64) (int64, error), label string, noProgress bool) (int64, error) {
+	var ids []int64
+	for after := int64(0); ; {
+		dls, err := st.DeadLetters(ctx, after, dlqScanPage)
+		if err != nil {
+			return 0, err
+		}
+		for _, d := range dls {
+			ids = append(ids, d.ID)
+		}
+		if len(dls) < dlqScanPage {
+			break
+		}
+		after = dls[len(dls)-1].ID
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	p := a.progress(noProgress, label, int64(len(ids)))
+	defer p.Finish()
+	var done int64
+	for len(ids) > 0 {
+		batch := ids[:min(dlqBatch, len(ids))]
+		ids = ids[len(batch):]
+		n, err := move(ctx, batch)
+		if err != nil {
+			return done, err
+		}
+		done += n
+		p.Add(n)
+	}
+	return done, nil
 }
 
 // splitDeadLetters splits ids into those of existing dead letters and the missing ones, in

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -59,6 +60,9 @@ type app struct {
 	// openStore opens the store of the commands that read it (status, dlq, migrate,
 	// enqueue); nil means the configured database (openStore). Tests pass fakes.
 	openStore func(ctx context.Context, cfg config.Config, logger *slog.Logger, create bool) (dialect.Store, error)
+	// progressInterval is the least time between two progress lines off a terminal; 0 means
+	// progress.DefaultInterval, less than 0 a line at every step. Tests set it.
+	progressInterval time.Duration
 
 	// started is set once a command's own code runs: errors before it (unknown command or
 	// flag, wrong arguments) are usage errors.

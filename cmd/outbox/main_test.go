@@ -30,6 +30,9 @@ type result struct {
 type invocation struct {
 	env   map[string]string
 	stdin string
+	// progressEvery is the app's progressInterval: 0 the default, less than 0 a progress line
+	// at every step.
+	progressEvery time.Duration
 }
 
 func (in invocation) run(t *testing.T, args ...string) result {
@@ -45,6 +48,8 @@ func (in invocation) runCtx(t *testing.T, ctx context.Context, args ...string) r
 		stdout: &stdout,
 		stderr: &stderr,
 		getenv: func(k string) string { return in.env[k] },
+
+		progressInterval: in.progressEvery,
 		environ: func() []string {
 			var kv []string
 			for k, v := range in.env {

@@ -29,6 +29,7 @@ func (a *app) replayCmd() *cobra.Command {
 		from, to       string
 		topics, keys   []string
 		dryRun, asJSON bool
+		noProgress     bool
 		batch          int
 	)
 	cmd := &cobra.Command{
@@ -42,7 +43,8 @@ order, so the messages of a key keep their order among themselves, after the key
 already waiting. Every source sees the new rows, wal and binlog included. Consumers that
 deduplicate by message id (package inbox) take them as duplicates while they remember the
 ids. It works on what the table holds, whatever the running relay's settings; --dry-run only
-counts. Times are RFC 3339 (2026-12-07T20:00:00Z), 'now', or a negative duration from now
+counts. Unless --json or --no-progress, a progress bar (plain lines when standard error is
+not a terminal) shows how far it got. Times are RFC 3339 (2026-12-07T20:00:00Z), 'now', or a negative duration from now
 (-90m).`,
 		Example: `  outbox replay --from 2026-12-07T20:00:00Z --to 2026-12-07T21:00:00Z --topic orders --dry-run
   outbox replay --from -1h --to now --key order-1234 --json`,
@@ -68,8 +70,9 @@ counts. Times are RFC 3339 (2026-12-07T20:00:00Z), 'now', or a negative duration
 				if !ok {
 					return fmt.Errorf("the %s store cannot replay messages", st.Dialect())
 				}
-				// The progress bar plugs in here (cmd/outbox/internal/progress).
-				done, total, err := runReplay(ctx, rp, f, batch, dryRun, nil)
+				hook, finish := a.progressHook(asJSON || noProgress, "replay")
+				done, total, err := runReplay(ctx, rp, f, batch, dryRun, hook)
+				finish()
 				if err != nil {
 					if done > 0 {
 						return fmt.Errorf("%w (%d of %d messages replayed before the error)", err, done, total)
@@ -100,6 +103,7 @@ counts. Times are RFC 3339 (2026-12-07T20:00:00Z), 'now', or a negative duration
 	cmd.Flags().StringArrayVar(&keys, "key", nil, "only messages of this `KEY` (repeatable)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "count the messages, change nothing")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the counts as JSON")
+	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "report no progress on standard error")
 	cmd.Flags().IntVar(&batch, "batch", dialect.DefaultReplayBatch, "messages moved per transaction")
 	return cmd
 }

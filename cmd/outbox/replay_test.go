@@ -17,6 +17,7 @@ import (
 func TestReplay(t *testing.T) {
 	t.Parallel()
 	in := sqliteEnv(t)
+	in.progressEvery = -1
 	in.run(t, "migrate", "up").want(t, 0)
 	ctx := context.Background()
 	st, err := sqlite.New(ctx, sqlite.Config{Path: strings.TrimPrefix(in.env["OUTBOX_DATABASE_URL"], "sqlite:")})
@@ -46,16 +47,23 @@ func TestReplay(t *testing.T) {
 	from := time.Now().UTC().Format(time.RFC3339Nano)
 	publish(outbox.Message{Topic: "orders", Key: "a"}, outbox.Message{Topic: "orders", Key: "b"}, outbox.Message{Topic: "mail", Key: "a"})
 
-	in.run(t, "replay", "--from", from, "--to", "now", "--dry-run").want(t, 0).contains(t, "3 message(s) published from", "would be replayed")
+	r := in.run(t, "replay", "--from", from, "--to", "now", "--dry-run").want(t, 0).contains(t, "3 message(s) published from", "would be replayed")
+	if lines := progressLines(r.stderr, "replay"); len(lines) != 0 {
+		t.Fatalf("a dry run reported progress: %q", lines)
+	}
 	if s := statusJSONOf(t, in); s.Pending != 0 {
 		t.Fatalf("a dry run changed the outbox: pending %d", s.Pending)
 	}
-	r := in.run(t, "replay", "--from", from, "--to", "now", "--topic", "orders", "--key", "a", "--key", "b", "--json", "--batch", "1").want(t, 0)
+	r = in.run(t, "replay", "--from", from, "--to", "now", "--topic", "orders", "--key", "a", "--key", "b", "--json", "--batch", "1").want(t, 0)
+	if r.stderr != "" {
+		t.Fatalf("replay --json wrote to stderr: %q", r.stderr)
+	}
 	var got replayJSON
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || got.Matched != 2 || got.Replayed != 2 || got.DryRun {
 		t.Fatalf("replay --json = %+v, %v\n%s", got, err, r.stdout)
 	}
-	in.run(t, "replay", "--from", "-1h", "--to", "now").want(t, 0).contains(t, "replayed 2 message(s)")
+	r = in.run(t, "replay", "--from", "-1h", "--to", "now", "--batch", "1").want(t, 0).contains(t, "replayed 2 message(s)")
+	wantProgress(t, r, "replay", "0/2 (0%)", "1/2 (50%)", "2/2 (100%)")
 	if s := statusJSONOf(t, in); s.Pending != 4 {
 		t.Fatalf("pending after the replays = %d, want 4", s.Pending)
 	}
