@@ -29,9 +29,11 @@ type Status struct {
 	Duplicates    int64          `json:"broker_duplicates"`
 	FailingTopics []FailingTopic `json:"failing_topics"`
 	PausedSinks   []PausedSink   `json:"paused_sinks"`
-	Source        *SourceStatus  `json:"source,omitempty"`
-	Checks        []Check        `json:"checks"`
-	ReadyOK       bool           `json:"ready_ok"`
+	// OperatorPauses are the operator pauses this server's relay read last (Config.Relay).
+	OperatorPauses []Pause       `json:"operator_pauses"`
+	Source         *SourceStatus `json:"source,omitempty"`
+	Checks         []Check       `json:"checks"`
+	ReadyOK        bool          `json:"ready_ok"`
 }
 
 // FailingTopic is a topic with unpublished messages that failed.
@@ -72,13 +74,16 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	out := Status{Table: s.cfg.Table, Version: s.cfg.Version, UptimeSeconds: time.Since(s.started).Seconds(), ReadAt: at.UTC(),
 		Backlog: st.Pending, Ready: st.Ready, Retrying: st.Retrying, OldestSeconds: st.OldestPending.Seconds(),
 		DeadLetters: st.DeadLetters, LiveRelays: st.Relays, Duplicates: st.BrokerDuplicates,
-		FailingTopics: []FailingTopic{}, PausedSinks: []PausedSink{}}
+		FailingTopics: []FailingTopic{}, PausedSinks: []PausedSink{}, OperatorPauses: []Pause{}}
 	for _, t := range st.Topics {
 		out.FailingTopics = append(out.FailingTopics, FailingTopic{Topic: t.Topic, Failing: t.Failing, LastError: t.LastError})
 	}
 	if s.cfg.Relay != nil {
 		for _, p := range s.cfg.Relay.Paused() {
 			out.PausedSinks = append(out.PausedSinks, PausedSink{Name: p.Name, Since: p.Since.UTC(), NextProbe: p.NextProbe.UTC(), Probes: p.Probes, Error: p.Error})
+		}
+		for _, p := range s.cfg.Relay.OperatorPauses() {
+			out.OperatorPauses = append(out.OperatorPauses, toAPIPause(p))
 		}
 	}
 	if s.cfg.Source != nil {

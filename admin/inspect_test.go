@@ -251,6 +251,9 @@ func TestNotConfigured(t *testing.T) {
 		{"GET", "/api/v1/relays", ""},
 		{"GET", "/api/v1/inboxes", ""},
 		{"POST", "/api/v1/replay", `{"from":"2026-01-01T00:00:00Z","to":"2026-01-02T00:00:00Z"}`},
+		{"GET", "/api/v1/pauses", ""},
+		{"POST", "/api/v1/pauses", `{"kind":"topic","name":"t"}`},
+		{"DELETE", "/api/v1/pauses/topic/t", ""},
 	} {
 		code, body := c.do(tc.method, tc.path, adminToken, tc.body)
 		if e := decode[map[string]string](t, code, body, 404); e["error"] == "" {

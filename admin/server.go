@@ -26,7 +26,8 @@ type Config struct {
 	// Stats, when set, serves the figures it last read (a metrics.Table that runs) instead
 	// of a query per request, and tells /readyz whether the database answers.
 	Stats *metrics.Table
-	// Relay, when set, tells /readyz and the status which sinks are paused.
+	// Relay, when set, tells /readyz and the status which sinks are paused (outages: an
+	// operator pause fails no check), and the status which operator pauses it holds.
 	Relay *relay.Relay
 	// Source, when set, tells /readyz whether the source works (metrics.SourceStats's
 	// Connected) and the status what it reports.
@@ -115,6 +116,9 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/v1/relays", s.reads(s.relays))
 	s.mux.HandleFunc("GET /api/v1/inboxes", s.reads(s.inboxes))
 	s.mux.HandleFunc("POST /api/v1/replay", s.writes(s.replay))
+	s.mux.HandleFunc("GET /api/v1/pauses", s.reads(s.listPauses))
+	s.mux.HandleFunc("POST /api/v1/pauses", s.writes(s.addPause))
+	s.mux.HandleFunc("DELETE /api/v1/pauses/{kind}/{name...}", s.writes(s.deletePause))
 	s.dashboardRoutes()
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)

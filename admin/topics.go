@@ -19,7 +19,8 @@ type Topic struct {
 	OldestSeconds float64 `json:"oldest_unpublished_seconds"`
 	DeadLetters   int64   `json:"dead_letters"`
 	LastError     string  `json:"last_error"`
-	// Paused is always false for now: the server has no source of topic pauses yet.
+	// Paused says an operator paused the topic (POST /api/v1/pauses): false when the store
+	// keeps no pauses or they could not be read.
 	Paused bool `json:"paused"`
 }
 
@@ -48,10 +49,11 @@ func (s *Server) topics(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "reading the outbox: "+err.Error())
 		return
 	}
+	paused := s.pausedTopics(ctx)
 	out := Topics{Topics: []Topic{}, Truncated: len(ts) > limit}
 	for _, t := range ts[:min(len(ts), limit)] {
 		out.Topics = append(out.Topics, Topic{Topic: t.Topic, Pending: t.Pending, Ready: t.Ready, Retrying: t.Retrying,
-			OldestSeconds: t.OldestPending.Seconds(), DeadLetters: t.DeadLetters, LastError: t.LastError})
+			OldestSeconds: t.OldestPending.Seconds(), DeadLetters: t.DeadLetters, LastError: t.LastError, Paused: paused[t.Topic]})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -181,6 +181,10 @@ type ClaimRequest struct {
 	// dedicated to some channels). Per-key order still spans all topics: a message is not
 	// claimed while an earlier message of its key, on any topic, is unpublished.
 	Topics []string
+	// ExcludeTopics, when not empty, leaves out the messages of these exact topics (topics an
+	// operator paused, see Pauser): they wait, and per-key order still spans all topics, so a
+	// later message of a key whose earlier message is of an excluded topic waits too.
+	ExcludeTopics []string
 	// Retain marks published messages instead of deleting them (see outbox.Outcome).
 	Retain bool
 }

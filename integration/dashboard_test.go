@@ -37,6 +37,7 @@ const (
 	refundTopic    = "payments.refund"
 	emailTopic     = "emails.send"
 	xssTopic       = `<img src=x onerror=alert(1)>`
+	pausedTopic    = "orders.paused"
 )
 
 // endpoint is the webhook sink's receiver: it accepts orders (slowly, so that a backlog
@@ -232,7 +233,7 @@ func startDashboard(t *testing.T) *dashboard {
 	stats := metrics.PollStats(src)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(relayM, table, metrics.NewSource("poll", stats))
-	r := relaytest.Start(t, relay.Config{Source: src, Sink: sk, Hooks: []relay.Hook{relayM}})
+	r := relaytest.Start(t, relay.Config{Source: src, Sink: sk, Hooks: []relay.Hook{relayM}, Pauses: b.store, PauseInterval: 50 * time.Millisecond})
 	relayM.Watch(r.Relay)
 	history := admin.NewHistory(reg, 0, 500*time.Millisecond)
 	srv, err := admin.New(admin.Config{Store: b.store, Table: b.table, Stats: table, Relay: r.Relay, Source: stats,
@@ -516,6 +517,32 @@ func TestDashboardInBrowser(t *testing.T) {
 	if n := eval[int](t, ctx, `document.querySelectorAll('img, [onerror], td b').length`); n != 0 {
 		t.Errorf("%d img, onerror or b elements in the page's tables: row data was parsed as HTML", n)
 	}
+
+	// (e) Pause a topic from the Pauses panel's form: the relay holds its message; Resume on
+	// the pause's row: the message is delivered.
+	_ = eval[bool](t, ctx, `(document.querySelector('#pause-form button[type=submit]').setAttribute('id', 'pause-submit'), true)`)
+	run(t, ctx, "pausing a topic from the form",
+		chromedp.SetValue(chromedp.ID("pause-kind"), "topic"),
+		chromedp.SendKeys(chromedp.ID("pause-name"), pausedTopic),
+		chromedp.SendKeys(chromedp.ID("pause-reason"), "browser test"),
+		chromedp.Click(chromedp.ID("pause-submit")))
+	pausedRow := fmt.Sprintf(`[...document.querySelectorAll('#pauses-rows tr')].find(tr => tr.cells[1]?.textContent === %q)`, pausedTopic)
+	waitPage(t, ctx, 10*time.Second, "the pause listed", pausedRow+` !== undefined`)
+	relaytest.WaitFor(t, 10*time.Second, "the store to keep the pause", func() bool {
+		ps, err := d.b.store.ListPauses(context.Background())
+		return err == nil && len(ps) == 1 && ps[0].Reason == "browser test"
+	})
+	time.Sleep(200 * time.Millisecond) // the relay reads the pauses every 50ms
+	held := []outbox.Message{{Topic: pausedTopic, Key: "held-1"}}
+	d.enqueue(t, held...)
+	time.Sleep(time.Second)
+	if d.ep.saw(held[0].ID.String()) {
+		t.Fatal("the paused topic's message was delivered")
+	}
+	_ = eval[bool](t, ctx, `(`+pausedRow+`.querySelector('button').setAttribute('id', 'click-target'), true)`)
+	run(t, ctx, "resuming from the pauses panel", chromedp.Click(chromedp.ID("click-target")))
+	relaytest.WaitFor(t, 20*time.Second, "the resumed topic's message at the sink", func() bool { return d.ep.saw(held[0].ID.String()) })
+	waitPage(t, ctx, 10*time.Second, "the pause gone from the panel", pausedRow+` === undefined`)
 	if got := dialogs(); len(got) > 0 {
 		t.Errorf("the page opened dialogs: %q", got)
 	}

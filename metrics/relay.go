@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/sink"
 )
@@ -39,7 +40,8 @@ type RelayOptions struct {
 
 // Relay is the relay's metrics: pass it in relay.Config.Hooks (it implements
 // relay.HookPublished and relay.HookBatchFinished), register it with a prometheus
-// Registerer, and, once the relay exists, call Watch so that paused sinks are reported.
+// Registerer, and, once the relay exists, call Watch so that paused sinks (and operator
+// pauses) are reported.
 // It is safe for concurrent use.
 type Relay struct {
 	opts RelayOptions
@@ -47,7 +49,7 @@ type Relay struct {
 	published, retried, held, dead, duplicates *prometheus.CounterVec
 	latency, publish                           *prometheus.HistogramVec
 	batches, finishErrors                      prometheus.Counter
-	paused                                     *prometheus.Desc
+	paused, operator                           *prometheus.Desc
 
 	mu    sync.Mutex
 	relay *relay.Relay
@@ -94,6 +96,8 @@ func NewRelay(opts RelayOptions) *Relay {
 			Help: "Batches whose outcome could not be recorded (the database failed); the relay applies it when the messages come back."}),
 		paused: prometheus.NewDesc(namespace+"_relay_sink_paused", "1 while the sink is paused after sink-wide failures (its messages wait, attempts kept), else 0.",
 			[]string{"sink"}, nil),
+		operator: prometheus.NewDesc(namespace+"_relay_operator_pauses", "Operator pauses (outbox pause, the admin API) the relay read last, by kind (topic, sink): their messages wait until resumed.",
+			[]string{"kind"}, nil),
 		dests: map[string]bool{},
 	}
 	return m
@@ -198,6 +202,7 @@ func (m *Relay) Describe(ch chan<- *prometheus.Desc) {
 		c.Describe(ch)
 	}
 	ch <- m.paused
+	ch <- m.operator
 }
 
 // Collect implements prometheus.Collector.
@@ -223,6 +228,13 @@ func (m *Relay) Collect(ch chan<- prometheus.Metric) {
 	}
 	for d, v := range dests {
 		ch <- prometheus.MustNewConstMetric(m.paused, prometheus.GaugeValue, v, d)
+	}
+	kinds := map[dialect.PauseKind]float64{dialect.PauseTopic: 0, dialect.PauseSink: 0}
+	for _, p := range r.OperatorPauses() {
+		kinds[p.Kind]++
+	}
+	for k, v := range kinds {
+		ch <- prometheus.MustNewConstMetric(m.operator, prometheus.GaugeValue, v, string(k))
 	}
 }
 

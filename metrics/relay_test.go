@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/metrics"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/relaytest"
@@ -114,5 +115,43 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Operator pauses show as a count per kind, beside (not in) the outage gauge, and held
+// messages count as no retry.
+func TestRelayMetricsOperatorPauses(t *testing.T) {
+	src := relaytest.NewSource(relaytest.SourceConfig{})
+	sk := relaytest.NewSink()
+	var ps relaytest.Pauses
+	ctx := context.Background()
+	for _, p := range []dialect.Pause{{Kind: dialect.PauseTopic, Name: "a"}, {Kind: dialect.PauseTopic, Name: "b"}, {Kind: dialect.PauseSink, Name: "other"}} {
+		if err := ps.Pause(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := metrics.NewRelay(metrics.RelayOptions{SinkName: "nats"})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(m)
+	rn := relaytest.Start(t, relay.Config{Source: src, Sink: sk, SinkName: "nats", Hooks: []relay.Hook{m}, Pauses: &ps, PauseInterval: 10 * time.Millisecond})
+	m.Watch(rn.Relay)
+	src.Enqueue(outbox.Message{Topic: "a", Key: "k"}, outbox.Message{Topic: "c", Key: "j"})
+	relaytest.WaitFor(t, 5*time.Second, "the unpaused topic", func() bool { return sk.Unique() == 1 })
+	time.Sleep(50 * time.Millisecond) // the paused topic's message held a few times
+	want := `
+# HELP outbox_relay_operator_pauses Operator pauses (outbox pause, the admin API) the relay read last, by kind (topic, sink): their messages wait until resumed.
+# TYPE outbox_relay_operator_pauses gauge
+outbox_relay_operator_pauses{kind="sink"} 1
+outbox_relay_operator_pauses{kind="topic"} 2
+# HELP outbox_relay_retried_total Failed publish attempts scheduled for another attempt after a backoff.
+# TYPE outbox_relay_retried_total counter
+outbox_relay_retried_total{sink="nats"} 0
+# HELP outbox_relay_sink_paused 1 while the sink is paused after sink-wide failures (its messages wait, attempts kept), else 0.
+# TYPE outbox_relay_sink_paused gauge
+outbox_relay_sink_paused{sink="nats"} 0
+`
+	m.RetriedVec().WithLabelValues("nats") // the series exists at 0
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "outbox_relay_operator_pauses", "outbox_relay_retried_total", "outbox_relay_sink_paused"); err != nil {
+		t.Fatal(err)
 	}
 }

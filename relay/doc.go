@@ -20,6 +20,11 @@
 // they are rescheduled for the probe (outbox.Retry.NotAttempted) so the other destinations
 // flow.
 //
+// Operator pauses: with Config.Pauses (a dialect.Pauser, read every Config.PauseInterval), the
+// messages of a topic or a sink an operator paused are held until it resumes, without attempts,
+// probes or backoff, while the rest flows; per-key order holds. They are no outage: Paused does
+// not list them, OperatorPauses does.
+//
 // Bookkeeping failures: when Finish fails (the database refused the outcome, its session was
 // cut), the relay backs off (jittered, 100ms doubling to 30s) and remembers the outcome; when
 // the messages are claimed again it applies that outcome instead of publishing them again. So

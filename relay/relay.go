@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/sink"
 )
 
@@ -130,6 +131,19 @@ type Config struct {
 	// FailureSummaryInterval is how often a failure that lasts (a topic whose messages keep
 	// failing, a sink that stays unavailable) is summarised in the log. Default 30s.
 	FailureSummaryInterval time.Duration
+	// Pauses, when set, is read every PauseInterval for the operator pauses of the outbox
+	// (dialect.Pauser: the admin API's and `outbox pause`'s): the messages of a paused topic,
+	// and those routed to a paused sink, are held until the pause ends, with their attempts
+	// and backoff unchanged, while the other topics and sinks flow; the key order holds (a
+	// later message of a held message's key waits too). A source implementing TopicExcluder
+	// (relay/poll) leaves them in the table; other sources' held messages wait in the source
+	// (outbox.Retry.NotAttempted, a pause interval at a time). A failed read keeps the
+	// pauses read before. Operator pauses are not outages: Paused does not list them
+	// (OperatorPauses does), and no probe goes out.
+	Pauses PauseLister
+	// PauseInterval is how often Pauses is read, so how long a pause or a resume takes to
+	// reach this relay. Default 2s.
+	PauseInterval time.Duration
 }
 
 // Relay moves messages from a Source to a Sink: per-key order, retries with persisted
@@ -141,6 +155,7 @@ type Relay struct {
 
 	unrecorded unrecorded // outcomes a failed Finish could not write
 	pauses     pauses     // destinations paused while unavailable
+	operator   operator   // operator pauses (Config.Pauses)
 	failures   failureLog // retryable failures, for the log
 }
 
@@ -205,6 +220,8 @@ func (c Config) Validate() error {
 		return &outbox.ConfigError{Field: "max_probe_interval", Reason: "must be at least 1s"}
 	case c.FailureSummaryInterval < 0:
 		return &outbox.ConfigError{Field: "failure_summary_interval", Reason: "must be positive"}
+	case c.PauseInterval < 0:
+		return &outbox.ConfigError{Field: "pause_interval", Reason: "must be positive"}
 	}
 	return nil
 }
@@ -221,6 +238,7 @@ func (c Config) withDefaults() Config {
 	c.SinkName = cmp.Or(c.SinkName, "sink")
 	c.MaxProbeInterval = cmp.Or(c.MaxProbeInterval, DefaultMaxProbeInterval)
 	c.FailureSummaryInterval = cmp.Or(c.FailureSummaryInterval, DefaultFailureSummaryInterval)
+	c.PauseInterval = cmp.Or(c.PauseInterval, DefaultPauseInterval)
 	return c
 }
 
@@ -251,6 +269,15 @@ func (r *Relay) Run(ctx context.Context) error {
 				r.logger.Error("relay source failed", slog.Any("error", err))
 				cancelRun()
 			}
+		}()
+	}
+	if r.cfg.Pauses != nil {
+		// Read before the first claim, so that a relay started during a pause honours it.
+		r.readPauses(runCtx)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.watchPauses(runCtx)
 		}()
 	}
 	if rec, ok := r.cfg.Source.(Recorder); ok {
@@ -424,12 +451,14 @@ type dispatched struct {
 	until        time.Time // when held: the earliest probe
 }
 
-// heldMessage waits for its unavailable sink; it is not attempted.
+// heldMessage waits for its unavailable sink, or for an operator pause to end; it is not
+// attempted.
 type heldMessage struct {
-	rec   *outbox.Record
-	dest  string
-	err   string
-	until time.Time
+	rec      *outbox.Record
+	dest     string
+	err      string
+	until    time.Time
+	operator *dialect.Pause // the operator pause holding it; nil: an outage
 }
 
 // dispatch publishes recs keeping per-key order: each Publish call (a wave) carries at most
@@ -506,6 +535,10 @@ func (r *Relay) dispatch(work context.Context, recs []outbox.Record, cp Checkpoi
 		for _, l := range lanes {
 			rec := l.recs[0]
 			dest := r.destination(rec.Topic)
+			if op := r.operator.paused(rec.Topic, dest); op != nil {
+				held = append(held, heldMessage{rec: rec, dest: dest, operator: op})
+				continue // the key waits for the resume; no probe
+			}
 			adm, seen := admitted[dest]
 			if !seen {
 				adm = r.pauses.admit(dest, now)
@@ -678,7 +711,13 @@ const maxDuplicateLogs = 10
 // unchanged and the worker waits for the probe (no write per message, however long the
 // outage and the backlog). Otherwise each is rescheduled for its sink's next probe without
 // spending an attempt, so that the other destinations' messages flow meanwhile.
+//
+// Messages an operator pause holds are released unchanged when the source excludes topics
+// (TopicExcluder: it is told to leave their topic alone from now on), and otherwise
+// rescheduled for a pause interval without spending an attempt; they never pause or probe a
+// destination, nor make the worker wait.
 func (r *Relay) hold(res *dispatched, held []heldMessage) {
+	held = r.holdForOperator(&res.outcome, held)
 	if len(held) == 0 {
 		return
 	}
@@ -713,6 +752,28 @@ func (r *Relay) hold(res *dispatched, held []heldMessage) {
 		o.Retry = append(o.Retry, outbox.Retry{Seq: h.rec.Seq, Delay: max(0, h.until.Sub(now)),
 			Error: storable("sink unavailable: " + h.err), NotAttempted: true})
 	}
+}
+
+// holdForOperator decides what becomes of the messages of held that an operator pause holds,
+// and returns the others.
+func (r *Relay) holdForOperator(o *outbox.Outcome, held []heldMessage) []heldMessage {
+	_, excluding := r.cfg.Source.(TopicExcluder)
+	rest := held[:0]
+	for _, h := range held {
+		p := h.operator
+		switch {
+		case p == nil:
+			rest = append(rest, h)
+		case excluding:
+			if p.Kind == dialect.PauseSink {
+				r.learn(h.rec.Topic, h.dest)
+			}
+		default:
+			o.Retry = append(o.Retry, outbox.Retry{Seq: h.rec.Seq, Delay: r.cfg.PauseInterval,
+				Error: storable("paused by an operator: " + string(p.Kind) + " " + p.Name), NotAttempted: true})
+		}
+	}
+	return rest
 }
 
 // destination names the sink topic goes to: the route's, or the relay's one sink.

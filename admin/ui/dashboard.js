@@ -557,7 +557,8 @@ function partitionCell(td, p, n) {
 
 function renderPauses(d) {
   syncRows($('pauses-rows'), d.pauses || [], p => p.kind + '\u0000' + p.name, (tr, p) => cells(tr, [
-    p.kind, {text: p.name, cls: 'mono'}, {text: fmtTime(p.since), cls: 'time'}, {text: p.reason || '', cls: 'err', title: p.reason || ''},
+    p.kind, {text: p.name, cls: 'mono'}, {text: fmtTime(p.since), cls: 'time', title: p.paused_by ? 'by ' + p.paused_by : ''},
+    {text: p.reason || '', cls: 'err', title: p.reason || ''},
     td => {
       if (td.firstChild) return;
       td.append(button('Resume', 'secondary small', () => resume(tr.item.kind, tr.item.name)));
@@ -566,7 +567,8 @@ function renderPauses(d) {
 
 async function pauseAsk(kind, name) {
   const ok = await confirmDialog({title: `Pause ${kind} “${name}”?`,
-    text: `Every relay of this table stops publishing to this ${kind} until it is resumed (within a heartbeat interval).`,
+    text: `Every relay of this table holds the messages ${kind === 'sink' ? 'routed to this sink' : 'of this topic'} until it is resumed ` +
+      '(each relay sees a pause or a resume within its pause interval, 2s by default). Nothing is dropped and no attempt is spent.',
     ok: 'Pause', input: true});
   if (ok.ok) await pause(kind, name, ok.value);
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // freeAddr returns a loopback address nobody listens on now.
@@ -55,7 +56,7 @@ func TestRelayAdminServer(t *testing.T) {
 	done := make(chan result, 1)
 	go func() {
 		done <- in.runCtx(t, ctx, "relay", "--sink-type", "stdout", "--admin-addr", addr, "--admin-stats-interval", "100ms",
-			"--admin-max-lag", "1m")
+			"--admin-max-lag", "1m", "--relay-pause-interval", "50ms")
 	}()
 	waitFor(t, func() bool {
 		code, body := get(t, base+"/metrics", readTok)
@@ -83,8 +84,42 @@ func TestRelayAdminServer(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+	// A pause through the daemon's API is kept in the database (the CLI lists it), read by the
+	// relay (its metric), holds the topic without failing /readyz, and its removal resumes it.
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, base+"/api/v1/pauses",
+		strings.NewReader(`{"kind":"topic","name":"orders.paused","reason":"test"}`))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /api/v1/pauses: %v %v", resp, err)
+	}
+	_ = resp.Body.Close()
+	cli := invocation{env: map[string]string{}} // the database only: admin settings need admin.addr
+	for _, k := range []string{"OUTBOX_DATABASE_URL", "OUTBOX_TABLE"} {
+		cli.env[k] = in.env[k]
+	}
+	cli.run(t, "pause", "list").want(t, 0).contains(t, "orders.paused", "test")
+	waitFor(t, func() bool {
+		_, m := get(t, base+"/metrics", readTok)
+		return strings.Contains(m, `outbox_relay_operator_pauses{kind="topic"} 1`)
+	})
+	cli.run(t, "enqueue", "--topic", "orders.paused", "--key", "p-1", "--data", `{}`).want(t, 0)
+	time.Sleep(500 * time.Millisecond)
+	if s := statusJSONOf(t, cli); s.Pending != 1 {
+		t.Fatalf("pending during the pause = %d, want 1", s.Pending)
+	}
+	if code, body := get(t, base+"/readyz", ""); code != 200 {
+		t.Errorf("readyz during an operator pause: %d %s", code, body)
+	}
+	req, _ = http.NewRequestWithContext(context.Background(), http.MethodDelete, base+"/api/v1/pauses/topic/orders.paused", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if resp, err = http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE /api/v1/pauses/topic/orders.paused: %v %v", resp, err)
+	}
+	_ = resp.Body.Close()
+	waitFor(t, func() bool { return statusJSONOf(t, cli).Pending == 0 })
 	cancel()
-	r := (<-done).want(t, 0).contains(t, "admin server listening")
+	r := (<-done).want(t, 0).contains(t, "admin server listening", "admin: mutation", "action=pause", "action=resume")
 	if strings.Contains(r.stderr, tok) || strings.Contains(r.stderr, readTok) {
 		t.Fatalf("a token reached the log:\n%s", r.stderr)
 	}

@@ -172,6 +172,8 @@ func (a *app) newRoot() *cobra.Command {
 		a.statusCmd(),
 		a.dlqCmd(),
 		a.replayCmd(),
+		a.pauseCmd(),
+		a.resumeCmd(),
 		a.inboxCmd(),
 		a.enqueueCmd(),
 		a.quickstartCmd(),

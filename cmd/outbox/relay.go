@@ -121,6 +121,9 @@ func (a *app) runRelay(ctx context.Context, cfg config.Config, migrate bool) err
 	}
 	rc := cfg.RelayConfig()
 	rc.Source, rc.Sink, rc.Logger, rc.SinkName = src, snk, logger, sinkSummary(cfg)
+	if p, ok := st.(dialect.Pauser); ok {
+		rc.Pauses = p // operator pauses ('outbox pause', the admin API)
+	}
 	if ops != nil {
 		rc.Hooks = append(rc.Hooks, ops.hook())
 	}

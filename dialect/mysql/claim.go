@@ -182,6 +182,14 @@ func (s *Store) scan(ctx context.Context, tx *sql.Tx, req dialect.ClaimRequest) 
 			args = append(args, t)
 		}
 	}
+	if len(req.ExcludeTopics) > 0 {
+		// Paused topics: their rows wait, and the order check holds back the later rows of
+		// their keys.
+		b.WriteString(" AND CAST(topic AS BINARY) NOT IN (" + placeholders(len(req.ExcludeTopics)) + ")")
+		for _, t := range req.ExcludeTopics {
+			args = append(args, t)
+		}
+	}
 	b.WriteString(" ORDER BY id LIMIT " + strconv.Itoa(req.Limit) + " FOR UPDATE SKIP LOCKED")
 	rows, err := tx.QueryContext(ctx, b.String(), args...)
 	if err != nil {

@@ -262,7 +262,7 @@ func TestClaimSeesRowOfLaterTransactionAsReady(t *testing.T) {
 		args  []any
 	}{
 		{"nowait", postgres.ClaimNowaitSQL(s), []any{1, 0, []string{}, 1000, 1, 0}},
-		{"skip locked", postgres.ClaimSkipLockedSQL(s), []any{1, 0, []string{}, 1000, 1, 0, []string{}}},
+		{"skip locked", postgres.ClaimSkipLockedSQL(s), []any{1, 0, []string{}, 1000, 1, 0, []string{}, []string{}}},
 	} {
 		err := pgx.BeginFunc(ctx, s.Pool(), func(tx pgx.Tx) error {
 			// The claim's transaction begins (now() is fixed from here)...
@@ -326,7 +326,7 @@ func TestClaimPlan(t *testing.T) {
 		args  []any
 	}{
 		{"nowait", postgres.ClaimNowaitSQL(s), []any{1, 0, []string{}, 1000, 2, 0}},
-		{"skip locked", postgres.ClaimSkipLockedSQL(s), []any{1, 0, []string{}, 1000, 2, 0, []string{}}},
+		{"skip locked", postgres.ClaimSkipLockedSQL(s), []any{1, 0, []string{}, 1000, 2, 0, []string{}, []string{}}},
 	} {
 		// A generic plan, as pgx's cached statements get after a few executions, and a custom one.
 		for _, mode := range []string{"force_generic_plan", "force_custom_plan"} {

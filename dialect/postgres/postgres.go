@@ -172,7 +172,7 @@ WHERE published_at IS NULL
 ORDER BY id
 LIMIT $4
 FOR UPDATE NOWAIT`,
-		// The general claim (topic filters, or after a NOWAIT conflict): ready rows, skipping
+		// The general claim (topic filters or exclusions, or after a NOWAIT conflict): ready rows, skipping
 		// locked ones, followed by orderCheck. Ready as in claimNowait. A row available at
 		// 'infinity' would never be ready and block its key for ever: it is taken, to be
 		// dead-lettered as unreadable.
@@ -181,6 +181,7 @@ WHERE published_at IS NULL AND (available_at <= clock_timestamp() OR available_a
   AND ` + slice + `
   AND (key IS NULL OR NOT key = ANY($3::text[]))
   AND (cardinality($7::text[]) = 0 OR topic = ANY($7::text[]))
+  AND NOT topic = ANY($8::text[])
 ORDER BY id
 LIMIT $4
 FOR UPDATE SKIP LOCKED`,
@@ -304,14 +305,19 @@ func (s *Store) Claim(ctx context.Context, req dialect.ClaimRequest) (dialect.Cl
 	if req.Limit <= 0 {
 		return nil, errors.New("claim: limit must be positive")
 	}
-	skip, topics := req.SkipKeys, req.Topics
+	skip, topics, exclude := req.SkipKeys, req.Topics, req.ExcludeTopics
 	if skip == nil {
 		skip = []string{}
 	}
 	if topics == nil {
 		topics = []string{}
 	}
-	if len(topics) == 0 && time.Now().UnixNano() >= s.nowaitOff.Load() {
+	if exclude == nil {
+		exclude = []string{}
+	}
+	// Excluded topics (paused ones) leave rows out that come first for their keys: the NOWAIT
+	// claim's per-key order rests on seeing every row, so the general claim's check runs.
+	if len(topics) == 0 && len(exclude) == 0 && time.Now().UnixNano() >= s.nowaitOff.Load() {
 		c, err := s.claimWith(ctx, req, true, s.q.claimNowait, req.Partitions, req.Partition, skip, req.Limit, req.Slots, req.Slot)
 		if err == nil {
 			return c, nil
@@ -322,7 +328,7 @@ func (s *Store) Claim(ctx context.Context, req dialect.ClaimRequest) (dialect.Cl
 		}
 		s.nowaitOff.Store(time.Now().Add(nowaitPause).UnixNano())
 	}
-	c, err := s.claimWith(ctx, req, false, s.q.claimSkipLocked, req.Partitions, req.Partition, skip, req.Limit, req.Slots, req.Slot, topics)
+	c, err := s.claimWith(ctx, req, false, s.q.claimSkipLocked, req.Partitions, req.Partition, skip, req.Limit, req.Slots, req.Slot, topics, exclude)
 	if err != nil {
 		return nil, err
 	}

@@ -141,6 +141,13 @@ func (s *Store) choose(ctx context.Context, req dialect.ClaimRequest, skip strin
 			topicSet[t] = struct{}{}
 		}
 	}
+	var excluded map[string]struct{}
+	if len(req.ExcludeTopics) > 0 {
+		excluded = make(map[string]struct{}, len(req.ExcludeTopics))
+		for _, t := range req.ExcludeTopics {
+			excluded[t] = struct{}{}
+		}
+	}
 	for len(chosen) < req.Limit && rows.Next() {
 		var (
 			id     int64
@@ -159,17 +166,17 @@ func (s *Store) choose(ctx context.Context, req dialect.ClaimRequest, skip strin
 		if _, ok := s.held.ids[id]; ok {
 			continue // in another claim; any later message of its key is blocked below
 		}
-		if topicSet != nil {
-			if _, ok := topicSet[topic]; !ok {
-				// Not ours to publish, but it still comes first for its key.
-				if k := key.String; key.Valid && k != "" {
-					if _, seen := blockedSet[k]; !seen {
-						blockedSet[k] = struct{}{}
-						blocked = append(blocked, dialect.BlockedKey{Key: k})
-					}
+		_, paused := excluded[topic]
+		_, ours := topicSet[topic]
+		if paused || (topicSet != nil && !ours) {
+			// Not ours to publish (or paused), but it still comes first for its key.
+			if k := key.String; key.Valid && k != "" {
+				if _, seen := blockedSet[k]; !seen {
+					blockedSet[k] = struct{}{}
+					blocked = append(blocked, dialect.BlockedKey{Key: k})
 				}
-				continue
 			}
+			continue
 		}
 		if k := key.String; key.Valid && k != "" {
 			if _, ok := blockedSet[k]; ok {

@@ -689,3 +689,11 @@ func TestUndecodableRowCases(t *testing.T) {
 	}
 	sourcetest.WaitFor(t, 10*time.Second, "nothing pending, rows deleted", func() bool { return src.Stats().Pending == 0 && e.rows(t) == 0 })
 }
+
+// A paused topic's messages, read from the binary log, are held by the relay until the resume.
+func TestPausedTopicHeld(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	sourcetest.PausedTopicHeld(t, e.scenarios(t), e.store, func(s *binlog.Source) int { return s.Stats().Pending })
+	sourcetest.WaitFor(t, 10*time.Second, "rows deleted", func() bool { return e.rows(t) == 0 })
+}

@@ -95,6 +95,8 @@ type Source struct {
 	mu      sync.Mutex
 	blocked map[string]time.Time // key → when its head message becomes available
 
+	excluded atomic.Pointer[[]string] // topics the relay paused (ExcludeTopics)
+
 	claims, emptyClaims, claimErrors atomic.Uint64
 	heartbeatAt                      atomic.Int64 // unix ns of the last heartbeat that succeeded
 	heartbeatErr                     atomic.Pointer[string]
@@ -136,9 +138,10 @@ func (s *Source) Stats() Stats {
 }
 
 var (
-	_ relay.Source     = (*Source)(nil)
-	_ relay.Runner     = (*Source)(nil)
-	_ relay.Concurrent = (*Source)(nil)
+	_ relay.Source        = (*Source)(nil)
+	_ relay.Runner        = (*Source)(nil)
+	_ relay.Concurrent    = (*Source)(nil)
+	_ relay.TopicExcluder = (*Source)(nil)
 )
 
 // New validates cfg and returns a Source.
@@ -331,6 +334,16 @@ func (s *Source) RecordPublished(ctx context.Context, refs []relay.Ref) ([]int64
 
 var errNoRecorder = fmt.Errorf("poll: the store cannot record messages outside a claim: %w", errors.ErrUnsupported)
 
+// ExcludeTopics implements relay.TopicExcluder: claims leave the messages of topics in the
+// table (dialect.ClaimRequest.ExcludeTopics) until the next call. A call that lets topics
+// flow again wakes the idle workers.
+func (s *Source) ExcludeTopics(topics []string) {
+	old := s.excluded.Swap(&topics)
+	if old != nil && slices.ContainsFunc(*old, func(t string) bool { return !slices.Contains(topics, t) }) {
+		s.Wake()
+	}
+}
+
 // Wake makes idle workers poll now instead of at the end of their interval. A worker busy
 // claiming when Wake is called polls again as soon as it would have waited: the wake-up is
 // kept for it, so a commit racing with an empty claim is not left for the next interval.
@@ -391,6 +404,9 @@ func (s *Source) Next(ctx context.Context) (relay.Batch, error) {
 			SkipKeys:   s.blockedKeys(),
 			Topics:     s.cfg.Topics,
 			Retain:     s.cfg.Retention > 0,
+		}
+		if ex := s.excluded.Load(); ex != nil {
+			req.ExcludeTopics = *ex
 		}
 		c, err := s.cfg.Store.Claim(ctx, req)
 		if err != nil {

@@ -554,3 +554,15 @@ func TestWALLevelError(t *testing.T) {
 		t.Fatalf("wal_level logical: %v", err)
 	}
 }
+
+// A paused topic's messages, read from the WAL, are held by the relay until the resume.
+func TestPausedTopicHeld(t *testing.T) {
+	t.Parallel()
+	for _, mode := range modes {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, mode)
+			sourcetest.PausedTopicHeld(t, e.scenarios(t), e.store, func(s *wal.Source) int { return s.Stats().Pending })
+		})
+	}
+}

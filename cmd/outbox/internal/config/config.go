@@ -101,6 +101,7 @@ type Relay struct {
 	PublishTimeout  time.Duration `yaml:"publish_timeout" doc:"bound on one publish call to the sink"`
 	BatchTimeout    time.Duration `yaml:"batch_timeout" doc:"bound on publishing one claimed batch; the rest is released for later"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" doc:"how long in-flight batches may finish after a stop signal"`
+	PauseInterval   time.Duration `yaml:"pause_interval" doc:"how often the relay reads the operator pauses ('outbox pause', the admin API)"`
 	ID              string        `yaml:"id" doc:"name of this relay among the live relays; empty: host-pid-random"`
 }
 
@@ -157,6 +158,7 @@ const (
 	DefaultPublishTimeout  = 30 * time.Second
 	DefaultBatchTimeout    = time.Minute
 	DefaultShutdownTimeout = 10 * time.Second
+	DefaultPauseInterval   = 2 * time.Second
 	DefaultLogLevel        = "info"
 	DefaultLogFormat       = "text"
 	DefaultWALSlot         = "outbox"
@@ -204,6 +206,7 @@ func Default() Config {
 			PublishTimeout:  DefaultPublishTimeout,
 			BatchTimeout:    DefaultBatchTimeout,
 			ShutdownTimeout: DefaultShutdownTimeout,
+			PauseInterval:   DefaultPauseInterval,
 		},
 		Sink:    DefaultSink(),
 		Log:     Log{Level: DefaultLogLevel, Format: DefaultLogFormat},

@@ -215,6 +215,7 @@ func (c *Config) RelayConfig() relay.Config {
 		PublishTimeout:  c.Relay.PublishTimeout,
 		BatchTimeout:    c.Relay.BatchTimeout,
 		ShutdownTimeout: c.Relay.ShutdownTimeout,
+		PauseInterval:   c.Relay.PauseInterval,
 	}
 }
 

@@ -1,0 +1,13 @@
+package postgres_test
+
+import (
+	"testing"
+
+	"github.com/outboxgo/outbox/dialect"
+	"github.com/outboxgo/outbox/dialect/dialecttest"
+)
+
+func TestPause(t *testing.T) {
+	t.Parallel()
+	dialecttest.RunPause(t, func(t *testing.T) dialect.Store { return newStore(t) })
+}
