@@ -1,0 +1,211 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/outboxgo/outbox/dialect/sqlite"
+)
+
+// SystemConfig configures the services of the example but the channel publishers.
+type SystemConfig struct {
+	// Dir holds the SQLite files (orders.db, notify.db) and the embedded NATS store.
+	Dir string
+	// NATSURL is a NATS server with JetStream; "" starts one embedded, storing under Dir.
+	NATSURL string
+	// Channels customers may choose. Default DefaultChannels.
+	Channels []string
+	Logger   *slog.Logger
+}
+
+// System is the order service (and its relay to NATS), the notification service (consuming
+// through the inbox) and the subscription service's HTTP API.
+type System struct {
+	NATSURL    string
+	NotifyPath string // the notification service's database: what the publishers relay
+	SubsURL    string // the subscription service's base URL
+	Orders     *OrderService
+
+	nats   *server.Server
+	orders *sqlite.Store
+	notify *NotifyDB
+	http   *http.Server
+	ctx    context.Context // ends when Close begins
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	logger *slog.Logger
+
+	mu   sync.Mutex
+	errs []error
+}
+
+// StartSystem starts the services. Close stops them.
+func StartSystem(ctx context.Context, cfg SystemConfig) (_ *System, err error) {
+	if len(cfg.Channels) == 0 {
+		cfg.Channels = DefaultChannels
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s := &System{ctx: runCtx, cancel: cancel, logger: cfg.Logger, NotifyPath: filepath.Join(cfg.Dir, "notify.db"), NATSURL: cfg.NATSURL}
+	defer func() {
+		if err != nil {
+			_ = s.Close()
+		}
+	}()
+	if s.NATSURL == "" {
+		natsDir := filepath.Join(cfg.Dir, "nats")
+		if err := os.MkdirAll(natsDir, 0o755); err != nil {
+			return nil, err
+		}
+		if s.nats, err = StartNATS(natsDir, 0); err != nil {
+			return nil, err
+		}
+		s.NATSURL = s.nats.ClientURL()
+	}
+	if s.orders, s.Orders, err = OpenOrders(ctx, filepath.Join(cfg.Dir, "orders.db"), cfg.Logger); err != nil {
+		return nil, err
+	}
+	if s.notify, err = OpenNotify(ctx, s.NotifyPath, cfg.Logger); err != nil {
+		return nil, err
+	}
+	notifier, err := NewNotifier(cfg.Channels)
+	if err != nil {
+		return nil, err
+	}
+	subs := NewSubscriptionService(s.notify.DB, cfg.Channels)
+	ln, err := net.Listen("tcp", "127.0.0.1:0") //nolint:noctx // the subscription API on loopback
+	if err != nil {
+		return nil, err
+	}
+	s.SubsURL = "http://" + ln.Addr().String()
+	s.http = &http.Server{Handler: subs.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = s.http.Serve(ln) }()
+
+	s.Go("order relay", func(ctx context.Context) error { return RunOrderRelay(ctx, s.orders, s.NATSURL, cfg.Logger) })
+	s.Go("notification service", func(ctx context.Context) error {
+		return RunNotifier(ctx, s.notify, notifier, s.NATSURL, cfg.Logger)
+	})
+	return s, nil
+}
+
+// Go runs fn until the system closes (Close cancels fn's ctx first, then waits for fn).
+func (s *System) Go(name string, fn func(ctx context.Context) error) {
+	ctx := s.ctx
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := fn(ctx); err != nil && ctx.Err() == nil {
+			s.mu.Lock()
+			s.errs = append(s.errs, fmt.Errorf("%s: %w", name, err))
+			s.mu.Unlock()
+			s.logger.Error("stopped", slog.String("component", name), slog.Any("error", err))
+		}
+	}()
+}
+
+// Err returns the errors of components that stopped on their own.
+func (s *System) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return errors.Join(s.errs...)
+}
+
+// Subscribe posts a subscription to the subscription service's API.
+func (s *System) Subscribe(ctx context.Context, req SubscribeRequest) error {
+	return s.post(ctx, "/subscribe", req, http.StatusCreated)
+}
+
+// Unsubscribe posts an unsubscribe to the subscription service's API.
+func (s *System) Unsubscribe(ctx context.Context, req UnsubscribeRequest) error {
+	return s.post(ctx, "/unsubscribe", req, http.StatusOK)
+}
+
+func (s *System) post(ctx context.Context, path string, body any, want int) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.SubsURL+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != want {
+		var msg bytes.Buffer
+		_, _ = msg.ReadFrom(resp.Body)
+		return fmt.Errorf("POST %s: %s: %s", path, resp.Status, bytes.TrimSpace(msg.Bytes()))
+	}
+	return nil
+}
+
+// Pending returns how many notifications wait in notify_outbox, per topic.
+func (s *System) Pending(ctx context.Context) (map[string]int, error) {
+	rows, err := s.notify.DB.QueryContext(ctx, `SELECT topic, count(*) FROM `+NotifyTable+` WHERE published_at IS NULL GROUP BY topic`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var t string
+		var n int
+		if err := rows.Scan(&t, &n); err != nil {
+			return nil, err
+		}
+		out[t] = n
+	}
+	return out, rows.Err()
+}
+
+// Dead returns how many notifications were dead-lettered (by the publishers).
+func (s *System) Dead(ctx context.Context) (int, error) {
+	var n int
+	err := s.notify.DB.QueryRowContext(ctx, `SELECT count(*) FROM `+NotifyTable+`_dead`).Scan(&n)
+	return n, err
+}
+
+// Close stops every component: it cancels them first, then waits (at most 20s) for them.
+func (s *System) Close() error {
+	s.cancel()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		err = errors.New("components did not stop within 20s")
+	}
+	if s.http != nil {
+		_ = s.http.Close()
+	}
+	if s.notify != nil {
+		err = errors.Join(err, s.notify.Close())
+	}
+	if s.orders != nil {
+		err = errors.Join(err, s.orders.Close())
+	}
+	if s.nats != nil {
+		s.nats.Shutdown()
+		s.nats.WaitForShutdown()
+	}
+	return err
+}
