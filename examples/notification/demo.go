@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +22,8 @@ type demoOptions struct {
 	grace     time.Duration
 	dir       string
 	natsURL   string
+	dbURL     string
+	schema    string
 	customers int
 	rate      int
 	seed      uint64
@@ -49,6 +52,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	fs.DurationVar(&o.grace, "grace", 20*time.Second, "how long to wait, after the last change, for the last notifications")
 	fs.StringVar(&o.dir, "dir", "", "keep the SQLite files and the NATS store here (default: a temporary directory, removed at exit)")
 	fs.StringVar(&o.natsURL, "nats-url", "", "a NATS server with JetStream, e.g. nats://127.0.0.1:4222 (default: an embedded one)")
+	fs.StringVar(&o.dbURL, "database-url", "", "keep the tables in PostgreSQL, e.g. postgres://postgres@127.0.0.1:5432/test (default: SQLite files)")
+	fs.StringVar(&o.schema, "schema", DefaultSchema, "with --database-url: the schema of the example's tables")
 	fs.IntVar(&o.customers, "customers", 12, "customers, each placing one order")
 	fs.IntVar(&o.rate, "rate", 10, "status changes per second")
 	fs.Uint64Var(&o.seed, "seed", uint64(time.Now().UnixNano()), "seed of the customers' channel choices and of the changes")
@@ -77,7 +82,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 			return err
 		}
 		defer os.RemoveAll(dir)
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+	} else if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
 
@@ -102,7 +107,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	voice.SetFaults(Faults{After500: 0.05})
 	recipients := []Recipient{sms, mail, voice}
 
-	sys, err := StartSystem(ctx, SystemConfig{Dir: dir, NATSURL: o.natsURL, Logger: logger})
+	storage := Storage{Dir: dir, URL: o.dbURL, Schema: o.schema}
+	sys, err := StartSystem(ctx, SystemConfig{Storage: storage, NATSURL: o.natsURL, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -115,16 +121,16 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	}
 	for _, ch := range DefaultChannels {
 		sys.Go("publisher "+ch, func(ctx context.Context) error {
-			return RunPublisher(ctx, PublisherConfig{DBPath: sys.NotifyPath, Channel: ch, Sink: sinks[ch], Logger: logger})
+			return RunPublisher(ctx, PublisherConfig{Storage: storage, Channel: ch, Sink: sinks[ch], Logger: logger})
 		})
 	}
 
 	changes := int(o.duration.Seconds() * float64(o.rate))
 	out.printf(`notification service: customers choose how to hear about their order; every status change reaches each chosen channel once
 
-  order service         SQLite %s/orders.db; a status change and its %s event commit in ONE transaction
+  order service         %s; a status change and its %s event commit in ONE transaction
   order relay           outbox → NATS JetStream %s, stream %s
-  notification service  consumes %s through the inbox (SQLite %s); in the inbox's transaction it stores
+  notification service  consumes %s through the inbox (%s); in the inbox's transaction it stores
                         the notification and one %s row per chosen channel (notify.sms, notify.email, notify.voice)
   subscription service  %s: POST /subscribe, POST /unsubscribe
   publishers            one relay per channel, restricted to its topic:
@@ -134,7 +140,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 
 %d customers, %d status changes at %d/s.
 
-`, dir, StatusTopic, sys.NATSURL, ordersStream, StatusTopic, sys.NotifyPath, NotifyTable, sys.SubsURL, sms.URL(), mail.Addr(), voice.URL(), o.customers, changes, o.rate)
+`, storage.Where("orders"), StatusTopic, sys.NATSURL, ordersStream, StatusTopic, storage.Where("notify"), NotifyTable, sys.SubsURL, sms.URL(), mail.Addr(), voice.URL(), o.customers, changes, o.rate)
 
 	if !o.quiet {
 		for _, r := range []interface{ OnDeliver(func(Delivery)) }{sms, mail, voice} {
@@ -157,7 +163,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	}
 	driveErr := Drive(ctx, sys, ledger, DriveConfig{
 		Customers: o.customers, Changes: changes, Rate: o.rate, Channels: DefaultChannels,
-		UnsubscribeFirst: 1, UnsubscribeMid: 1, Seed: o.seed, Say: say,
+		UnsubscribeFirst: 1, UnsubscribeMid: 1, Seed: o.seed, Say: say, Run: strconv.FormatInt(time.Now().Unix()%100000, 36),
 		Progress: func(i int) {
 			if i != changes/3 {
 				return

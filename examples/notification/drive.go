@@ -25,6 +25,8 @@ type DriveConfig struct {
 	// of their order; UnsubscribeMid more unsubscribe when half the changes are made.
 	UnsubscribeFirst, UnsubscribeMid int
 	Seed                             uint64
+	// Run names the run in the order ids (o-<Run>-001), so that runs can share a database.
+	Run string
 	// Progress, if set, is called before change i (0 ≤ i < Changes) is committed: the
 	// place for the caller's faults.
 	Progress func(i int)
@@ -35,7 +37,7 @@ type DriveConfig struct {
 // Drive subscribes the customers, places their orders and makes the status changes,
 // recording everything in the ledger.
 func Drive(ctx context.Context, sys *System, l *Ledger, cfg DriveConfig) error {
-	rng := rand.New(rand.NewPCG(cfg.Seed, 2)) //nolint:gosec // a reproducible demo, not security
+	rng := rand.New(rand.NewPCG(cfg.Seed, 2))
 	say := cfg.Say
 	if say == nil {
 		say = func(string, ...any) {}
@@ -44,6 +46,9 @@ func Drive(ctx context.Context, sys *System, l *Ledger, cfg DriveConfig) error {
 	customerOf := map[string]string{}
 	for i := range cfg.Customers {
 		customer, order := fmt.Sprintf("c-%03d", i+1), fmt.Sprintf("o-%03d", i+1)
+		if cfg.Run != "" {
+			order = fmt.Sprintf("o-%s-%03d", cfg.Run, i+1)
+		}
 		chans := map[string]string{}
 		for _, ch := range cfg.Channels {
 			if rng.IntN(100) < 55 {

@@ -131,7 +131,7 @@ func (m *MailServer) store(to string, msg *mail.Message, body []byte) error {
 		m.mu.Unlock()
 		return nil
 	}
-	d := Delivery{Channel: "email", Key: id, Ref: msg.Header.Get("X-Notification-Ref"), To: to, Body: msg.Header.Get("Subject") + ": " + string(bytes.TrimSpace(body)), At: time.Now()}
+	d := Delivery{Channel: "email", Key: id, Ref: msg.Header.Get("X-Notification-Ref"), To: to, Body: string(bytes.TrimSpace(body)), At: time.Now()}
 	m.byID[id] = d
 	m.order = append(m.order, id)
 	f := m.onDeliver

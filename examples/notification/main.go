@@ -3,7 +3,7 @@
 //
 //	go run ./examples/notification               # a demo on SQLite and an embedded NATS, then a summary
 //	go run ./examples/notification --watch       # the same, with a per-channel view every second
-//	notification publisher --channel sms --db notify.db --provider-url http://127.0.0.1:8025
+//	notification publisher --channel sms --dir DIR --provider-url http://127.0.0.1:8025
 //
 // Customers subscribe at order time (POST /subscribe) through the subscription service. The
 // order service commits each status change with an order.status event in its outbox; its
@@ -55,7 +55,9 @@ func runPublisherCmd(ctx context.Context, args []string, stderr io.Writer) error
 	fs := flag.NewFlagSet("publisher", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	channel := fs.String("channel", "", "the channel: sms, voice or email (relays topic notify.<channel> only)")
-	db := fs.String("db", "", "the notification service's SQLite database file")
+	dir := fs.String("dir", "", "the directory of the notification service's SQLite database (notify.db)")
+	dbURL := fs.String("database-url", "", "or its PostgreSQL database: postgres://...")
+	schema := fs.String("schema", DefaultSchema, "with --database-url: the schema of the example's tables")
 	providerURL := fs.String("provider-url", "", "sms, voice: the provider API's base URL")
 	smtpAddr := fs.String("smtp", "", "email: the SMTP server's host:port")
 	verbose := fs.Bool("verbose", false, "log the relay's work")
@@ -64,8 +66,8 @@ func runPublisherCmd(ctx context.Context, args []string, stderr io.Writer) error
 	}
 	var snk sink.Sink
 	switch {
-	case *db == "":
-		return errors.New("publisher: --db is required")
+	case (*dir == "") == (*dbURL == ""):
+		return errors.New("publisher: one of --dir and --database-url is required")
 	case *channel == "email" && *smtpAddr != "":
 		snk = NewEmailSink(*smtpAddr)
 	case (*channel == "sms" || *channel == "voice") && *providerURL != "":
@@ -79,7 +81,7 @@ func runPublisherCmd(ctx context.Context, args []string, stderr io.Writer) error
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With(slog.String("publisher", *channel))
 	logger.Info("publishing", slog.String("topic", Topic(*channel)))
-	err := RunPublisher(ctx, PublisherConfig{DBPath: *db, Channel: *channel, Sink: snk, Logger: logger})
+	err := RunPublisher(ctx, PublisherConfig{Storage: Storage{Dir: *dir, URL: *dbURL, Schema: *schema}, Channel: *channel, Sink: snk, Logger: logger})
 	if ctx.Err() != nil {
 		return nil
 	}

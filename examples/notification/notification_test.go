@@ -55,7 +55,7 @@ type publisherProc struct {
 // dispatching in TestMain); t.Cleanup kills it if it still runs.
 func startPublisher(t *testing.T, args ...string) *publisherProc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"publisher"}, args...)...) //nolint:gosec,noctx // the test binary itself; killed in Cleanup
+	cmd := exec.Command(os.Args[0], append([]string{"publisher"}, args...)...) // the test binary itself; killed in Cleanup
 	cmd.Env = append(os.Environ(), "NOTIFICATION_EXAMPLE_MAIN=1")
 	p := &publisherProc{cmd: cmd, done: make(chan struct{}), log: &bytes.Buffer{}}
 	cmd.Stdout, cmd.Stderr = &lockedBuffer{b: p.log}, &lockedBuffer{b: p.log}
@@ -196,7 +196,7 @@ func TestScenario(t *testing.T) {
 	recipients := []Recipient{sms, mail, voice, push}
 
 	channels := append(append([]string{}, DefaultChannels...), "push")
-	sys, err := StartSystem(ctx, SystemConfig{Dir: dir, Channels: channels, Logger: logger})
+	sys, err := StartSystem(ctx, SystemConfig{Storage: Storage{Dir: dir}, Channels: channels, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,12 +208,12 @@ func TestScenario(t *testing.T) {
 
 	// The three channel publishers are processes; the fourth (push) runs here.
 	procs := map[string]*publisherProc{
-		"sms":   startPublisher(t, "--channel", "sms", "--db", sys.NotifyPath, "--provider-url", sms.URL()),
-		"email": startPublisher(t, "--channel", "email", "--db", sys.NotifyPath, "--smtp", mail.Addr()),
-		"voice": startPublisher(t, "--channel", "voice", "--db", sys.NotifyPath, "--provider-url", voice.URL()),
+		"sms":   startPublisher(t, append(sys.PublisherArgs(), "--channel", "sms", "--provider-url", sms.URL())...),
+		"email": startPublisher(t, append(sys.PublisherArgs(), "--channel", "email", "--smtp", mail.Addr())...),
+		"voice": startPublisher(t, append(sys.PublisherArgs(), "--channel", "voice", "--provider-url", voice.URL())...),
 	}
 	sys.Go("publisher push", func(ctx context.Context) error {
-		return RunPublisher(ctx, PublisherConfig{DBPath: sys.NotifyPath, Channel: "push", Sink: &pushSink{url: push.URL()}, Logger: logger})
+		return RunPublisher(ctx, PublisherConfig{Storage: sys.Storage, Channel: "push", Sink: &pushSink{url: push.URL()}, Logger: logger})
 	})
 
 	var (
@@ -234,7 +234,7 @@ func TestScenario(t *testing.T) {
 				killedAt = time.Now()
 				t.Logf("change %d: sms publisher SIGKILLed after %d sms delivered", i, smsBeforeKill)
 				time.Sleep(300 * time.Millisecond)
-				procs["sms"] = startPublisher(t, "--channel", "sms", "--db", sys.NotifyPath, "--provider-url", sms.URL())
+				procs["sms"] = startPublisher(t, append(sys.PublisherArgs(), "--channel", "sms", "--provider-url", sms.URL())...)
 				restartedAt = time.Now()
 			case changes / 2:
 				t.Logf("change %d: SMTP server cut for 1.5s", i)
@@ -395,7 +395,7 @@ func TestEmailSinkErrors(t *testing.T) {
 // The subscription API refuses channels the deployment does not run.
 func TestSubscribeRefusesUnknownChannels(t *testing.T) {
 	ctx := context.Background()
-	sys, err := StartSystem(ctx, SystemConfig{Dir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	sys, err := StartSystem(ctx, SystemConfig{Storage: Storage{Dir: t.TempDir()}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

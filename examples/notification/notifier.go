@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -16,32 +15,49 @@ import (
 	"github.com/outboxgo/outbox/inbox"
 )
 
-// The notification service's database: the subscription tables (written by the subscription
-// service), the notifications, the inbox tables and the notify_outbox tables (created by
-// their migrations).
-const notifySchema = `
-CREATE TABLE IF NOT EXISTS subscriptions (
+// notifyTables are the notification service's own tables (besides its inbox and
+// notify_outbox, which their migrations create): the subscription tables, written by the
+// subscription service, and the notifications.
+type notifyTables struct {
+	subscriptions, channels, notifications string
+}
+
+func tablesOf(st Storage) notifyTables {
+	return notifyTables{st.Table("subscriptions"), st.Table("subscription_channels"), st.Table("notifications")}
+}
+
+// create creates the tables, one statement each (PostgreSQL's extended protocol takes one).
+func (t notifyTables) create(ctx context.Context, db *sql.DB) error {
+	for _, q := range []string{
+		`CREATE TABLE IF NOT EXISTS ` + t.subscriptions + ` (
   order_id        TEXT PRIMARY KEY,
   customer        TEXT NOT NULL,
-  created_at      INTEGER NOT NULL,
-  unsubscribed_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS subscriptions_customer ON subscriptions (customer);
-CREATE TABLE IF NOT EXISTS subscription_channels (
-  order_id TEXT NOT NULL REFERENCES subscriptions (order_id),
+  created_at      BIGINT NOT NULL,
+  unsubscribed_at BIGINT
+)`,
+		`CREATE INDEX IF NOT EXISTS subscriptions_customer ON ` + t.subscriptions + ` (customer)`,
+		`CREATE TABLE IF NOT EXISTS ` + t.channels + ` (
+  order_id TEXT NOT NULL REFERENCES ` + t.subscriptions + ` (order_id),
   channel  TEXT NOT NULL,
   address  TEXT NOT NULL,
   PRIMARY KEY (order_id, channel)
-);
-CREATE TABLE IF NOT EXISTS notifications (
+)`,
+		`CREATE TABLE IF NOT EXISTS ` + t.notifications + ` (
   id         TEXT PRIMARY KEY, -- the order.status event's message id
   order_id   TEXT NOT NULL,
   customer   TEXT NOT NULL,
   status     TEXT NOT NULL,
-  version    INTEGER NOT NULL,
+  version    BIGINT NOT NULL,
   channels   TEXT NOT NULL,    -- the channels it went to, comma-separated
-  created_at INTEGER NOT NULL
-);`
+  created_at BIGINT NOT NULL
+)`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("creating the notification tables: %w", err)
+		}
+	}
+	return nil
+}
 
 // NotifyTable is the notification service's outbox table; the channel publishers relay it.
 const NotifyTable = "notify_outbox"
@@ -76,15 +92,16 @@ func (n *Notification) Text() string {
 type Notifier struct {
 	channels []string
 	writer   *outbox.Writer
+	t        notifyTables
 }
 
 // NewNotifier returns the service for the given channels.
-func NewNotifier(channels []string) (*Notifier, error) {
-	w, err := outbox.NewWriter(outbox.WriterConfig{Dialect: outbox.SQLite, Table: NotifyTable})
+func NewNotifier(st Storage, channels []string) (*Notifier, error) {
+	w, err := outbox.NewWriter(outbox.WriterConfig{Dialect: st.Dialect(), Table: st.Table(NotifyTable)})
 	if err != nil {
 		return nil, err
 	}
-	return &Notifier{channels: slices.Clone(channels), writer: w}, nil
+	return &Notifier{channels: slices.Clone(channels), writer: w, t: tablesOf(st)}, nil
 }
 
 // Handle is the inbox handler for order.status events. The inbox records the event's id in
@@ -98,28 +115,21 @@ func (n *Notifier) Handle(ctx context.Context, otx outbox.Tx, m inbox.Message) e
 	if err := json.Unmarshal(m.Payload, &ev); err != nil {
 		return fmt.Errorf("order.status %s: %w", m.ID, err)
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT s.customer, c.channel, c.address
-FROM subscriptions s JOIN subscription_channels c ON c.order_id = s.order_id
-WHERE s.order_id = ? AND s.unsubscribed_at IS NULL ORDER BY c.channel`, ev.Order)
+	subs, err := n.subscribedChannels(ctx, tx, ev.Order)
 	if err != nil {
-		return fmt.Errorf("reading the subscription: %w", err)
+		return err
 	}
 	var msgs []outbox.Message
 	var sent []string
 	var customer string
-	for rows.Next() {
-		nt := Notification{ID: m.ID, Order: ev.Order, Status: ev.Status, Version: ev.Version}
-		if err := rows.Scan(&nt.Customer, &nt.Channel, &nt.Address); err != nil {
-			rows.Close()
-			return err
-		}
-		customer = nt.Customer
+	for _, nt := range subs {
 		if !slices.Contains(n.channels, nt.Channel) {
 			continue // a channel this deployment does not run (any more)
 		}
+		nt.ID, nt.Status, nt.Version = m.ID, ev.Status, ev.Version
+		customer = nt.Customer
 		body, err := json.Marshal(nt)
 		if err != nil {
-			rows.Close()
 			return err
 		}
 		msgs = append(msgs, outbox.Message{
@@ -132,17 +142,34 @@ WHERE s.order_id = ? AND s.unsubscribed_at IS NULL ORDER BY c.channel`, ev.Order
 		})
 		sent = append(sent, nt.Channel)
 	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return err
-	}
 	if len(msgs) == 0 {
 		return nil // not subscribed (or unsubscribed): nothing to tell
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO notifications (id, order_id, customer, status, version, channels, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?)`, m.ID, ev.Order, customer, ev.Status, ev.Version, strings.Join(sent, ","), time.Now().UnixMicro()); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO `+n.t.notifications+` (id, order_id, customer, status, version, channels, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)`, m.ID, ev.Order, customer, ev.Status, ev.Version, strings.Join(sent, ","), time.Now().UnixMicro()); err != nil {
 		return fmt.Errorf("storing the notification: %w", err)
 	}
 	return n.writer.Enqueue(ctx, tx, msgs...)
+}
+
+// subscribedChannels reads the channels and addresses of an order's active subscription.
+func (n *Notifier) subscribedChannels(ctx context.Context, tx *sql.Tx, order string) ([]Notification, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT s.customer, c.channel, c.address
+FROM `+n.t.subscriptions+` s JOIN `+n.t.channels+` c ON c.order_id = s.order_id
+WHERE s.order_id = $1 AND s.unsubscribed_at IS NULL ORDER BY c.channel`, order)
+	if err != nil {
+		return nil, fmt.Errorf("reading the subscription: %w", err)
+	}
+	defer rows.Close()
+	var out []Notification
+	for rows.Next() {
+		nt := Notification{Order: order}
+		if err := rows.Scan(&nt.Customer, &nt.Channel, &nt.Address); err != nil {
+			return nil, err
+		}
+		out = append(out, nt)
+	}
+	return out, rows.Err()
 }
 
 // SubscriptionService is the HTTP API customers subscribe through at order time:
@@ -155,11 +182,12 @@ VALUES (?, ?, ?, ?, ?, ?, ?)`, m.ID, ev.Order, customer, ev.Status, ev.Version, 
 type SubscriptionService struct {
 	db       *sql.DB
 	channels []string
+	t        notifyTables
 }
 
 // NewSubscriptionService returns the service accepting the given channels.
-func NewSubscriptionService(db *sql.DB, channels []string) *SubscriptionService {
-	return &SubscriptionService{db: db, channels: slices.Clone(channels)}
+func NewSubscriptionService(st Storage, db *sql.DB, channels []string) *SubscriptionService {
+	return &SubscriptionService{db: db, channels: slices.Clone(channels), t: tablesOf(st)}
 }
 
 // SubscribeRequest is the body of POST /subscribe.
@@ -219,15 +247,15 @@ func (s *SubscriptionService) Subscribe(ctx context.Context, req SubscribeReques
 		return err
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	if _, err := tx.ExecContext(ctx, `INSERT INTO subscriptions (order_id, customer, created_at) VALUES (?, ?, ?)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO `+s.t.subscriptions+` (order_id, customer, created_at) VALUES ($1, $2, $3)
 ON CONFLICT (order_id) DO UPDATE SET customer = excluded.customer, unsubscribed_at = NULL`, req.Order, req.Customer, time.Now().UnixMicro()); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM subscription_channels WHERE order_id = ?`, req.Order); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM `+s.t.channels+` WHERE order_id = $1`, req.Order); err != nil {
 		return err
 	}
 	for ch, addr := range req.Channels {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO subscription_channels (order_id, channel, address) VALUES (?, ?, ?)`, req.Order, ch, addr); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO `+s.t.channels+` (order_id, channel, address) VALUES ($1, $2, $3)`, req.Order, ch, addr); err != nil {
 			return err
 		}
 	}
@@ -252,10 +280,10 @@ func (s *SubscriptionService) serveUnsubscribe(w http.ResponseWriter, r *http.Re
 // Unsubscribe ends the subscriptions of a customer (of one order when req.Order is set) and
 // returns how many it ended. Status changes processed after it commit notify nobody of them.
 func (s *SubscriptionService) Unsubscribe(ctx context.Context, req UnsubscribeRequest) (int64, error) {
-	q := `UPDATE subscriptions SET unsubscribed_at = ? WHERE customer = ? AND unsubscribed_at IS NULL`
+	q := `UPDATE ` + s.t.subscriptions + ` SET unsubscribed_at = $1 WHERE customer = $2 AND unsubscribed_at IS NULL`
 	args := []any{time.Now().UnixMicro(), req.Customer}
 	if req.Order != "" {
-		q += ` AND order_id = ?`
+		q += ` AND order_id = $3`
 		args = append(args, req.Order)
 	}
 	res, err := s.db.ExecContext(ctx, q, args...)

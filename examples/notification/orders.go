@@ -4,11 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/outboxgo/outbox"
-	"github.com/outboxgo/outbox/dialect/sqlite"
 )
 
 // StatusTopic is the topic of the order service's status events.
@@ -25,27 +25,27 @@ type StatusEvent struct {
 	Version  int    `json:"version"` // 1 for the first status, +1 per change
 }
 
-const ordersSchema = `
-CREATE TABLE IF NOT EXISTS orders (
-  id         TEXT PRIMARY KEY,
-  customer   TEXT NOT NULL,
-  status     TEXT NOT NULL,
-  version    INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL
-);`
-
 // OrderService owns the orders table; each status change commits with its order.status event
 // in the order service's own outbox.
 type OrderService struct {
-	store *sqlite.Store
+	db     *sql.DB
+	writer *outbox.Writer
+	orders string // the orders table's name
 }
 
-// NewOrderService creates the orders table in store's database.
-func NewOrderService(ctx context.Context, store *sqlite.Store) (*OrderService, error) {
-	if _, err := store.DB().ExecContext(ctx, ordersSchema); err != nil {
+// NewOrderService creates the orders table (named orders) in db; writer enqueues into the
+// order service's outbox in the same database.
+func NewOrderService(ctx context.Context, db *sql.DB, writer *outbox.Writer, orders string) (*OrderService, error) {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+orders+` (
+  id         TEXT PRIMARY KEY,
+  customer   TEXT NOT NULL,
+  status     TEXT NOT NULL,
+  version    BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL
+)`); err != nil {
 		return nil, fmt.Errorf("creating the orders table: %w", err)
 	}
-	return &OrderService{store: store}, nil
+	return &OrderService{db: db, writer: writer, orders: orders}, nil
 }
 
 // Place creates an order in its first status.
@@ -59,7 +59,7 @@ func (o *OrderService) SetStatus(ctx context.Context, order, status string) (Sta
 }
 
 func (o *OrderService) change(ctx context.Context, order, customer, status string, create bool) (StatusEvent, error) {
-	tx, err := o.store.DB().BeginTx(ctx, nil)
+	tx, err := o.db.BeginTx(ctx, nil)
 	if err != nil {
 		return StatusEvent{}, err
 	}
@@ -67,13 +67,13 @@ func (o *OrderService) change(ctx context.Context, order, customer, status strin
 	ev := StatusEvent{Order: order, Customer: customer, Status: status, Version: 1}
 	now := time.Now().UnixMicro()
 	if create {
-		_, err = tx.ExecContext(ctx, `INSERT INTO orders (id, customer, status, version, updated_at) VALUES (?, ?, ?, 1, ?)`, order, customer, status, now)
+		_, err = tx.ExecContext(ctx, `INSERT INTO `+o.orders+` (id, customer, status, version, updated_at) VALUES ($1, $2, $3, 1, $4)`, order, customer, status, now)
 	} else {
-		err = tx.QueryRowContext(ctx, `UPDATE orders SET status = ?, version = version + 1, updated_at = ? WHERE id = ?
+		err = tx.QueryRowContext(ctx, `UPDATE `+o.orders+` SET status = $1, version = version + 1, updated_at = $2 WHERE id = $3
 RETURNING customer, version`, status, now, order).Scan(&ev.Customer, &ev.Version)
 	}
 	if err != nil {
-		if err == sql.ErrNoRows {
+		if errors.Is(err, sql.ErrNoRows) {
 			return StatusEvent{}, fmt.Errorf("order %s: no such order", order)
 		}
 		return StatusEvent{}, fmt.Errorf("order %s: %w", order, err)
@@ -82,7 +82,7 @@ RETURNING customer, version`, status, now, order).Scan(&ev.Customer, &ev.Version
 	if err != nil {
 		return StatusEvent{}, err
 	}
-	if err := o.store.Writer().Enqueue(ctx, tx, outbox.Message{Topic: StatusTopic, Key: order, Payload: body}); err != nil {
+	if err := o.writer.Enqueue(ctx, tx, outbox.Message{Topic: StatusTopic, Key: order, Payload: body}); err != nil {
 		return StatusEvent{}, err
 	}
 	return ev, tx.Commit()

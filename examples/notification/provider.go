@@ -59,7 +59,7 @@ func StartProvider(name string) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("provider %s: %w", name, err)
 	}
-	p := &Provider{name: name, ln: ln, byKey: map[string]Delivery{}, rng: rand.New(rand.NewPCG(rand.Uint64(), 1))} //nolint:gosec // fault injection, not security
+	p := &Provider{name: name, ln: ln, byKey: map[string]Delivery{}, rng: rand.New(rand.NewPCG(rand.Uint64(), 1))}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/messages", p.serveMessage)
 	p.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -23,10 +21,12 @@ import (
 	natssink "github.com/outboxgo/outbox/sink/nats"
 )
 
-// The order service publishes its events to this JetStream stream, subjects orders.<topic>.
+// The order service publishes its events to this JetStream stream, on subjects
+// notification-example.<topic> (names of their own, so that the example can share a NATS
+// server).
 const (
-	ordersStream  = "ORDERS"
-	ordersPrefix  = "orders."
+	ordersStream  = "NOTIFICATION_EXAMPLE"
+	ordersPrefix  = "notification-example."
 	notifyInbox   = "notify_inbox"
 	notifyDurable = "notification-service"
 )
@@ -52,26 +52,54 @@ func StartNATS(dir string, port int) (*server.Server, error) {
 	return ns, nil
 }
 
-// OpenOrders opens the order service's database (orders table and outbox).
-func OpenOrders(ctx context.Context, path string, logger *slog.Logger) (*sqlite.Store, *OrderService, error) {
-	st, err := sqlite.New(ctx, sqlite.Config{Path: path, Logger: logger})
-	if err != nil {
-		return nil, nil, err
+// Orders is the order service's database: its orders table and its outbox.
+type Orders struct {
+	Service *OrderService
+	Store   OutboxStore // the outbox, which the order relay relays
+	db      *sql.DB     // nil when it is the SQLite Store's
+}
+
+// OpenOrders opens (and migrates) the order service's database.
+func OpenOrders(ctx context.Context, st Storage, logger *slog.Logger) (_ *Orders, err error) {
+	o := &Orders{}
+	defer func() {
+		if err != nil {
+			_ = o.Close()
+		}
+	}()
+	if o.Store, err = st.OpenOutbox(ctx, "orders", outbox.DefaultTable, nil, logger); err != nil {
+		return nil, err
 	}
-	if _, err := st.MigrateUp(ctx); err != nil {
-		st.Close()
-		return nil, nil, fmt.Errorf("migrating the order outbox: %w", err)
+	if _, err := o.Store.MigrateUp(ctx); err != nil {
+		return nil, fmt.Errorf("migrating the order outbox: %w", err)
 	}
-	o, err := NewOrderService(ctx, st)
-	if err != nil {
-		st.Close()
-		return nil, nil, err
+	var db *sql.DB
+	if s, ok := o.Store.(*sqlite.Store); ok {
+		db = s.DB() // its commits wake the relay at once
+	} else {
+		if o.db, err = st.OpenDB(ctx, "orders"); err != nil {
+			return nil, err
+		}
+		db = o.db
 	}
-	return st, o, nil
+	o.Service, err = NewOrderService(ctx, db, o.Store.Writer(), st.Table("orders"))
+	return o, err
+}
+
+// Close closes the database.
+func (o *Orders) Close() error {
+	var err error
+	if o.Store != nil {
+		err = o.Store.Close()
+	}
+	if o.db != nil {
+		err = errors.Join(err, o.db.Close())
+	}
+	return err
 }
 
 // RunOrderRelay relays the order service's outbox to JetStream until ctx ends.
-func RunOrderRelay(ctx context.Context, st *sqlite.Store, natsURL string, logger *slog.Logger) error {
+func RunOrderRelay(ctx context.Context, st OutboxStore, natsURL string, logger *slog.Logger) error {
 	snk, err := natssink.New(ctx, natssink.Config{
 		URL: natsURL, Source: "order-service", SubjectPrefix: ordersPrefix, Logger: logger,
 		Stream: &jetstream.StreamConfig{Name: ordersStream, Subjects: []string{ordersPrefix + ">"}, Storage: jetstream.FileStorage},
@@ -95,39 +123,52 @@ func RunOrderRelay(ctx context.Context, st *sqlite.Store, natsURL string, logger
 // NotifyDB is the notification service's database: subscriptions, notifications, its inbox
 // and notify_outbox.
 type NotifyDB struct {
-	DB    *sql.DB
-	Inbox *inbox.Inbox
+	DB     *sql.DB
+	Inbox  *inbox.Inbox
+	Outbox OutboxStore // notify_outbox: for its stats (the publishers open their own)
+	table  string      // notify_outbox, qualified
 }
 
-// OpenNotify opens (and migrates) the notification service's database file.
-func OpenNotify(ctx context.Context, path string, logger *slog.Logger) (*NotifyDB, error) {
-	db, err := sql.Open(sqlite.DriverName, sqlite.DSN(path))
-	if err != nil {
+// OpenNotify opens (and migrates) the notification service's database.
+func OpenNotify(ctx context.Context, st Storage, logger *slog.Logger) (_ *NotifyDB, err error) {
+	n := &NotifyDB{table: st.Table(NotifyTable)}
+	defer func() {
+		if err != nil {
+			_ = n.Close()
+		}
+	}()
+	if n.DB, err = st.OpenDB(ctx, "notify"); err != nil {
 		return nil, err
 	}
-	fail := func(err error) (*NotifyDB, error) { db.Close(); return nil, err }
-	st, err := sqlite.New(ctx, sqlite.Config{DB: db, Table: NotifyTable, Logger: logger})
-	if err != nil {
-		return fail(err)
+	if n.Outbox, err = st.OpenOutbox(ctx, "notify", NotifyTable, n.DB, logger); err != nil {
+		return nil, err
 	}
-	if _, err := st.MigrateUp(ctx); err != nil {
-		return fail(fmt.Errorf("migrating %s: %w", NotifyTable, err))
+	if _, err := n.Outbox.MigrateUp(ctx); err != nil {
+		return nil, fmt.Errorf("migrating %s: %w", NotifyTable, err)
 	}
-	in, err := inbox.New(ctx, inbox.Config{Dialect: outbox.SQLite, DB: db, Table: notifyInbox, Consumer: notifyDurable, Logger: logger})
-	if err != nil {
-		return fail(err)
+	if n.Inbox, err = inbox.New(ctx, inbox.Config{Dialect: st.Dialect(), DB: n.DB, Table: st.Table(notifyInbox), Consumer: notifyDurable, Logger: logger}); err != nil {
+		return nil, err
 	}
-	if _, err := in.MigrateUp(ctx); err != nil {
-		return fail(fmt.Errorf("migrating the inbox: %w", err))
+	if _, err := n.Inbox.MigrateUp(ctx); err != nil {
+		return nil, fmt.Errorf("migrating the inbox: %w", err)
 	}
-	if _, err := db.ExecContext(ctx, notifySchema); err != nil {
-		return fail(fmt.Errorf("creating the subscription tables: %w", err))
+	if err := tablesOf(st).create(ctx, n.DB); err != nil {
+		return nil, err
 	}
-	return &NotifyDB{DB: db, Inbox: in}, nil
+	return n, nil
 }
 
 // Close closes the database.
-func (n *NotifyDB) Close() error { return n.DB.Close() }
+func (n *NotifyDB) Close() error {
+	var err error
+	if n.Outbox != nil {
+		err = n.Outbox.Close()
+	}
+	if n.DB != nil {
+		err = errors.Join(err, n.DB.Close())
+	}
+	return err
+}
 
 // RunNotifier consumes order.status events from JetStream through the inbox until ctx ends.
 func RunNotifier(ctx context.Context, n *NotifyDB, notifier *Notifier, natsURL string, logger *slog.Logger) error {
@@ -144,8 +185,8 @@ func RunNotifier(ctx context.Context, n *NotifyDB, notifier *Notifier, natsURL s
 
 // PublisherConfig configures one channel publisher.
 type PublisherConfig struct {
-	// DBPath is the notification service's database file.
-	DBPath string
+	// Storage is where the notification service keeps notify_outbox.
+	Storage Storage
 	// Channel is the channel: the publisher relays topic notify.<Channel> only.
 	Channel string
 	// Sink delivers the channel's messages; the publisher closes it.
@@ -160,7 +201,7 @@ type PublisherConfig struct {
 // restarted, or scaled) on its own; a new channel is a new publisher.
 func RunPublisher(ctx context.Context, cfg PublisherConfig) error {
 	defer cfg.Sink.Close()
-	st, err := sqlite.New(ctx, sqlite.Config{Path: cfg.DBPath, Table: NotifyTable, Logger: cfg.Logger})
+	st, err := cfg.Storage.OpenOutbox(ctx, "notify", NotifyTable, nil, cfg.Logger)
 	if err != nil {
 		return err
 	}
@@ -184,14 +225,4 @@ func RunPublisher(ctx context.Context, cfg PublisherConfig) error {
 		return err
 	}
 	return r.Run(ctx)
-}
-
-// freeAddr returns a free 127.0.0.1 address.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0") //nolint:noctx // a port probe
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(l.Addr().(*net.TCPAddr).Port)), nil
 }

@@ -16,13 +16,13 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/outboxgo/outbox/dialect/sqlite"
 )
 
 // SystemConfig configures the services of the example but the channel publishers.
 type SystemConfig struct {
-	// Dir holds the SQLite files (orders.db, notify.db) and the embedded NATS store.
-	Dir string
+	// Storage is where the services keep their tables; its Dir also holds the embedded
+	// NATS server's store.
+	Storage Storage
 	// NATSURL is a NATS server with JetStream; "" starts one embedded, storing under Dir.
 	NATSURL string
 	// Channels customers may choose. Default DefaultChannels.
@@ -33,13 +33,13 @@ type SystemConfig struct {
 // System is the order service (and its relay to NATS), the notification service (consuming
 // through the inbox) and the subscription service's HTTP API.
 type System struct {
-	NATSURL    string
-	NotifyPath string // the notification service's database: what the publishers relay
-	SubsURL    string // the subscription service's base URL
-	Orders     *OrderService
+	NATSURL string
+	Storage Storage // where the notification service's notify_outbox is: what the publishers relay
+	SubsURL string  // the subscription service's base URL
+	Orders  *OrderService
 
 	nats   *server.Server
-	orders *sqlite.Store
+	orders *Orders
 	notify *NotifyDB
 	http   *http.Server
 	ctx    context.Context // ends when Close begins
@@ -60,15 +60,15 @@ func StartSystem(ctx context.Context, cfg SystemConfig) (_ *System, err error) {
 		cfg.Logger = slog.Default()
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &System{ctx: runCtx, cancel: cancel, logger: cfg.Logger, NotifyPath: filepath.Join(cfg.Dir, "notify.db"), NATSURL: cfg.NATSURL}
+	s := &System{ctx: runCtx, cancel: cancel, logger: cfg.Logger, Storage: cfg.Storage, NATSURL: cfg.NATSURL}
 	defer func() {
 		if err != nil {
 			_ = s.Close()
 		}
 	}()
 	if s.NATSURL == "" {
-		natsDir := filepath.Join(cfg.Dir, "nats")
-		if err := os.MkdirAll(natsDir, 0o755); err != nil {
+		natsDir := filepath.Join(cfg.Storage.Dir, "nats")
+		if err := os.MkdirAll(natsDir, 0o750); err != nil {
 			return nil, err
 		}
 		if s.nats, err = StartNATS(natsDir, 0); err != nil {
@@ -76,17 +76,18 @@ func StartSystem(ctx context.Context, cfg SystemConfig) (_ *System, err error) {
 		}
 		s.NATSURL = s.nats.ClientURL()
 	}
-	if s.orders, s.Orders, err = OpenOrders(ctx, filepath.Join(cfg.Dir, "orders.db"), cfg.Logger); err != nil {
+	if s.orders, err = OpenOrders(ctx, cfg.Storage, cfg.Logger); err != nil {
 		return nil, err
 	}
-	if s.notify, err = OpenNotify(ctx, s.NotifyPath, cfg.Logger); err != nil {
+	s.Orders = s.orders.Service
+	if s.notify, err = OpenNotify(ctx, cfg.Storage, cfg.Logger); err != nil {
 		return nil, err
 	}
-	notifier, err := NewNotifier(cfg.Channels)
+	notifier, err := NewNotifier(cfg.Storage, cfg.Channels)
 	if err != nil {
 		return nil, err
 	}
-	subs := NewSubscriptionService(s.notify.DB, cfg.Channels)
+	subs := NewSubscriptionService(cfg.Storage, s.notify.DB, cfg.Channels)
 	ln, err := net.Listen("tcp", "127.0.0.1:0") //nolint:noctx // the subscription API on loopback
 	if err != nil {
 		return nil, err
@@ -95,7 +96,7 @@ func StartSystem(ctx context.Context, cfg SystemConfig) (_ *System, err error) {
 	s.http = &http.Server{Handler: subs.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = s.http.Serve(ln) }()
 
-	s.Go("order relay", func(ctx context.Context) error { return RunOrderRelay(ctx, s.orders, s.NATSURL, cfg.Logger) })
+	s.Go("order relay", func(ctx context.Context) error { return RunOrderRelay(ctx, s.orders.Store, s.NATSURL, cfg.Logger) })
 	s.Go("notification service", func(ctx context.Context) error {
 		return RunNotifier(ctx, s.notify, notifier, s.NATSURL, cfg.Logger)
 	})
@@ -159,7 +160,7 @@ func (s *System) post(ctx context.Context, path string, body any, want int) erro
 
 // Pending returns how many notifications wait in notify_outbox, per topic.
 func (s *System) Pending(ctx context.Context) (map[string]int, error) {
-	rows, err := s.notify.DB.QueryContext(ctx, `SELECT topic, count(*) FROM `+NotifyTable+` WHERE published_at IS NULL GROUP BY topic`)
+	rows, err := s.notify.DB.QueryContext(ctx, `SELECT topic, count(*) FROM `+s.notify.table+` WHERE published_at IS NULL GROUP BY topic`)
 	if err != nil {
 		return nil, err
 	}
@@ -178,9 +179,16 @@ func (s *System) Pending(ctx context.Context) (map[string]int, error) {
 
 // Dead returns how many notifications were dead-lettered (by the publishers).
 func (s *System) Dead(ctx context.Context) (int, error) {
-	var n int
-	err := s.notify.DB.QueryRowContext(ctx, `SELECT count(*) FROM `+NotifyTable+`_dead`).Scan(&n)
-	return n, err
+	st, err := s.notify.Outbox.Stats(ctx)
+	return int(st.DeadLetters), err
+}
+
+// PublisherArgs are the flags of `notification publisher` that say where notify_outbox is.
+func (s *System) PublisherArgs() []string {
+	if s.Storage.URL == "" {
+		return []string{"--dir", s.Storage.Dir}
+	}
+	return []string{"--database-url", s.Storage.URL, "--schema", s.Storage.schema()}
 }
 
 // Close stops every component: it cancels them first, then waits (at most 20s) for them.
