@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-
 )
 
 // SystemConfig configures the services of the example but the channel publishers.
