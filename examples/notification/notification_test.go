@@ -276,7 +276,7 @@ func TestScenario(t *testing.T) {
 	for _, r := range recipients {
 		st := r.Stats()
 		totalDup += st.Duplicates
-		t.Logf("%-5s %4d delivered, %3d duplicates seen and deduped by the receiver, %4d requests", st.Channel, st.Delivered, st.Duplicates, st.Requests)
+		t.Logf("%-5s %4d delivered, %3d duplicates seen and deduped by the receiver (%d of messages it had acknowledged), %4d requests", st.Channel, st.Delivered, st.Duplicates, st.AfterAck, st.Requests)
 		if st.Delivered == 0 {
 			t.Errorf("%s delivered nothing", st.Channel)
 		}

@@ -23,8 +23,10 @@ type Provider struct {
 
 	mu         sync.Mutex
 	byKey      map[string]Delivery
-	order      []string // keys in arrival order
+	acked      map[string]bool // keys whose first request was answered 201
+	order      []string        // keys in arrival order
 	duplicates int
+	afterAck   int // duplicates of a message whose first request was answered 201
 	requests   int
 	faults     Faults
 	outage     bool
@@ -59,7 +61,7 @@ func StartProvider(name string) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("provider %s: %w", name, err)
 	}
-	p := &Provider{name: name, ln: ln, byKey: map[string]Delivery{}, rng: rand.New(rand.NewPCG(rand.Uint64(), 1))}
+	p := &Provider{name: name, ln: ln, byKey: map[string]Delivery{}, acked: map[string]bool{}, rng: rand.New(rand.NewPCG(rand.Uint64(), 1))}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/messages", p.serveMessage)
 	p.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -109,7 +111,7 @@ func (p *Provider) Deliveries() []Delivery {
 func (p *Provider) Stats() ChannelStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return ChannelStats{Channel: p.name, Delivered: len(p.order), Duplicates: p.duplicates, Requests: p.requests}
+	return ChannelStats{Channel: p.name, Delivered: len(p.order), Duplicates: p.duplicates, AfterAck: p.afterAck, Requests: p.requests}
 }
 
 // providerRequest is the provider API's request body.
@@ -144,6 +146,9 @@ func (p *Provider) serveMessage(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, ok := p.byKey[key]; ok {
 		p.duplicates++
+		if p.acked[key] {
+			p.afterAck++
+		}
 		p.mu.Unlock()
 		w.Header().Set("Idempotent-Replayed", "true")
 		w.WriteHeader(http.StatusOK)
@@ -167,6 +172,7 @@ func (p *Provider) serveMessage(w http.ResponseWriter, r *http.Request) {
 	p.order = append(p.order, key)
 	onDeliver := p.onDeliver
 	lost := roll < f.TooMany+f.Before500+f.After500
+	p.acked[key] = !lost
 	p.mu.Unlock()
 	if onDeliver != nil {
 		onDeliver(d)
@@ -193,5 +199,9 @@ type ChannelStats struct {
 	Channel    string
 	Delivered  int // distinct messages accepted
 	Duplicates int // repeats of an accepted message, deduped by its id
-	Requests   int // requests or SMTP transactions, duplicates and failures included
+	// AfterAck counts the duplicates of messages whose first request was answered with
+	// success (HTTP providers only): resends by a publisher that died before it recorded
+	// the delivery, not retries of a lost answer.
+	AfterAck int
+	Requests int // requests or SMTP transactions, duplicates and failures included
 }
