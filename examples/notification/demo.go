@@ -28,6 +28,7 @@ type demoOptions struct {
 	rate      int
 	seed      uint64
 	watch     bool
+	inProcess bool
 	quiet     bool
 	verbose   bool
 }
@@ -58,6 +59,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	fs.IntVar(&o.rate, "rate", 10, "status changes per second")
 	fs.Uint64Var(&o.seed, "seed", uint64(time.Now().UnixNano()), "seed of the customers' channel choices and of the changes")
 	fs.BoolVar(&o.watch, "watch", false, "print what each channel has sent every second")
+	fs.BoolVar(&o.inProcess, "in-process", false, "run the channel publishers in this process, not as processes of their own (and kill none)")
 	fs.BoolVar(&o.quiet, "quiet", false, "print only the set-up, the faults and the summary")
 	fs.BoolVar(&o.verbose, "verbose", false, "show the relays' and the inbox's logs")
 	if err := fs.Parse(args); err != nil {
@@ -114,15 +116,41 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	}
 	defer func() { err = errors.Join(err, sys.Close()) }() // cancels the publishers, then waits
 
-	sinks := map[string]sink.Sink{
-		"sms":   NewProviderSink(sms.URL()),
-		"email": NewEmailSink(mail.Addr()),
-		"voice": NewProviderSink(voice.URL()),
-	}
-	for _, ch := range DefaultChannels {
-		sys.Go("publisher "+ch, func(ctx context.Context) error {
-			return RunPublisher(ctx, PublisherConfig{Storage: storage, Channel: ch, Sink: sinks[ch], Logger: logger})
-		})
+	// The channel publishers: processes of their own (the sms one is killed with SIGKILL
+	// halfway and restarted), or goroutines with --in-process.
+	var procs map[string]*Supervised
+	if o.inProcess {
+		sinks := map[string]sink.Sink{
+			"sms":   NewProviderSink(sms.URL()),
+			"email": NewEmailSink(mail.Addr()),
+			"voice": NewProviderSink(voice.URL()),
+		}
+		for _, ch := range DefaultChannels {
+			sys.Go("publisher "+ch, func(ctx context.Context) error {
+				return RunPublisher(ctx, PublisherConfig{Storage: storage, Channel: ch, Sink: sinks[ch], Logger: logger})
+			})
+		}
+	} else {
+		target := map[string][]string{
+			"sms": {"--provider-url", sms.URL()}, "email": {"--smtp", mail.Addr()}, "voice": {"--provider-url", voice.URL()},
+		}
+		pubCtx, stopPubs := context.WithCancel(context.WithoutCancel(ctx))
+		procs = map[string]*Supervised{}
+		defer func() { // before sys.Close: stop the publishers, then wait for them
+			stopPubs()
+			for _, p := range procs {
+				err = errors.Join(err, p.Wait(15*time.Second))
+			}
+		}()
+		for _, ch := range DefaultChannels {
+			args := append(sys.PublisherArgs(), "--channel", ch)
+			args = append(args, "--log-level", level.String())
+			p, err := Supervise(pubCtx, ch, append(args, target[ch]...), out, stderr)
+			if err != nil {
+				return err
+			}
+			procs[ch] = p
+		}
 	}
 
 	changes := int(o.duration.Seconds() * float64(o.rate))
@@ -137,10 +165,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
                           sms   → provider stand-in %s (dedupes by Idempotency-Key; fails 12%% of requests)
                           email → SMTP server %s (stores each Message-ID once; cut for 2s mid-run)
                           voice → provider stand-in %s (loses 5%% of its answers)
+                        %s
 
 %d customers, %d status changes at %d/s.
 
-`, storage.Where("orders"), StatusTopic, sys.NATSURL, ordersStream, StatusTopic, storage.Where("notify"), NotifyTable, sys.SubsURL, sms.URL(), mail.Addr(), voice.URL(), o.customers, changes, o.rate)
+`, storage.Where("orders"), StatusTopic, sys.NATSURL, ordersStream, StatusTopic, storage.Where("notify"), NotifyTable, sys.SubsURL, sms.URL(), mail.Addr(), voice.URL(), describeProcs(procs), o.customers, changes, o.rate)
 
 	if !o.quiet {
 		for _, r := range []interface{ OnDeliver(func(Delivery)) }{sms, mail, voice} {
@@ -165,6 +194,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		Customers: o.customers, Changes: changes, Rate: o.rate, Channels: DefaultChannels,
 		UnsubscribeFirst: 1, UnsubscribeMid: 1, Seed: o.seed, Say: say, Run: strconv.FormatInt(time.Now().Unix()%100000, 36),
 		Progress: func(i int) {
+			if i == changes/2 && procs != nil {
+				out.printf("\n  !! kill -9 publisher sms (pid %d): its messages wait in %s, the other channels flow\n\n", procs["sms"].Pid(), NotifyTable)
+				if err := procs["sms"].Kill(); err != nil {
+					out.printf("  killing: %v\n", err)
+				}
+			}
 			if i != changes/3 {
 				return
 			}
@@ -242,4 +277,15 @@ func watch(ctx context.Context, out *printer, started time.Time, sys *System, rs
 		}
 		out.printf("[watch %3.0fs] %s | pending: %s\n", time.Since(started).Seconds(), strings.Join(parts, " | "), strings.Join(topics, " "))
 	}
+}
+
+func describeProcs(procs map[string]*Supervised) string {
+	if procs == nil {
+		return "(in this process: --in-process)"
+	}
+	parts := make([]string, 0, len(procs))
+	for _, ch := range DefaultChannels {
+		parts = append(parts, fmt.Sprintf("%s pid %d", ch, procs[ch].Pid()))
+	}
+	return "each a process of its own: " + strings.Join(parts, ", ") + " (sms is killed with SIGKILL halfway)"
 }

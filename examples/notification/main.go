@@ -60,7 +60,8 @@ func runPublisherCmd(ctx context.Context, args []string, stderr io.Writer) error
 	schema := fs.String("schema", DefaultSchema, "with --database-url: the schema of the example's tables")
 	providerURL := fs.String("provider-url", "", "sms, voice: the provider API's base URL")
 	smtpAddr := fs.String("smtp", "", "email: the SMTP server's host:port")
-	verbose := fs.Bool("verbose", false, "log the relay's work")
+	var level slog.Level
+	fs.TextVar(&level, "log-level", slog.LevelWarn, "the least level logged: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -74,10 +75,6 @@ func runPublisherCmd(ctx context.Context, args []string, stderr io.Writer) error
 		snk = NewProviderSink(*providerURL)
 	default:
 		return errors.New("publisher: --channel email needs --smtp; --channel sms or voice needs --provider-url")
-	}
-	level := slog.LevelWarn
-	if *verbose {
-		level = slog.LevelInfo
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With(slog.String("publisher", *channel))
 	logger.Info("publishing", slog.String("topic", Topic(*channel)))

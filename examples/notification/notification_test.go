@@ -27,10 +27,10 @@ var (
 	flagRate      = flag.Int("rate", 80, "scenario: status changes per second")
 )
 
-// TestMain runs the example's main instead of the tests when the scenario starts this binary
-// as a publisher process.
+// TestMain runs the example's main instead of the tests when this binary is started as a
+// publisher process (by the scenario, or by the demo's supervisor in TestDemo).
 func TestMain(m *testing.M) {
-	if os.Getenv("NOTIFICATION_EXAMPLE_MAIN") == "1" {
+	if len(os.Args) > 1 && os.Args[1] == "publisher" {
 		// The scenario stops its publishers with SIGKILL (the crash) or SIGTERM (the end).
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -56,7 +56,6 @@ type publisherProc struct {
 func startPublisher(t *testing.T, args ...string) *publisherProc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"publisher"}, args...)...) // the test binary itself; killed in Cleanup
-	cmd.Env = append(os.Environ(), "NOTIFICATION_EXAMPLE_MAIN=1")
 	p := &publisherProc{cmd: cmd, done: make(chan struct{}), log: &bytes.Buffer{}}
 	cmd.Stdout, cmd.Stderr = &lockedBuffer{b: p.log}, &lockedBuffer{b: p.log}
 	if err := cmd.Start(); err != nil {
@@ -413,5 +412,24 @@ func TestSubscribeRefusesUnknownChannels(t *testing.T) {
 	}
 	if err := sys.Unsubscribe(ctx, UnsubscribeRequest{Customer: "c-1"}); err != nil {
 		t.Error(err)
+	}
+}
+
+// The demo (`go run ./examples/notification`) runs to its summary and exits 0, its sms
+// publisher process killed with SIGKILL and restarted on the way.
+func TestDemo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, logs lockedBuffer
+	out.b, logs.b = &bytes.Buffer{}, &bytes.Buffer{}
+	err := run(ctx, []string{"--duration", "3s", "--quiet", "--customers", "8", "--dir", t.TempDir()}, &out, &logs)
+	text := out.b.String()
+	if err != nil {
+		t.Fatalf("demo: %v\n%s\n%s", err, text, logs.b.String())
+	}
+	for _, want := range []string{"died: signal: killed", "publisher sms restarted", "SMTP server back", "missing 0, delivered twice 0, unwanted 0", "OK: every subscriber"} {
+		if !bytes.Contains([]byte(text), []byte(want)) {
+			t.Errorf("the demo's output lacks %q:\n%s", want, text)
+		}
 	}
 }
