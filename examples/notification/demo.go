@@ -169,7 +169,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 
 %d customers, %d status changes at %d/s.
 
-`, storage.Where("orders"), StatusTopic, sys.NATSURL, ordersStream, StatusTopic, storage.Where("notify"), NotifyTable, sys.SubsURL, sms.URL(), mail.Addr(), voice.URL(), describeProcs(procs), o.customers, changes, o.rate)
+`, storage.Where("orders"), StatusTopic, sys.NATSURL, sys.Stream, StatusTopic, storage.Where("notify"), NotifyTable, sys.SubsURL, sms.URL(), mail.Addr(), voice.URL(), describeProcs(procs), o.customers, changes, o.rate)
 
 	if !o.quiet {
 		for _, r := range []interface{ OnDeliver(func(Delivery)) }{sms, mail, voice} {

@@ -33,6 +33,7 @@ require (
 	github.com/outboxgo/outbox v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/dialect/sqlite v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/inbox/natsinbox v0.0.0-00010101000000-000000000000
+	github.com/outboxgo/outbox/internal/testutil/natstest v0.0.0-00010101000000-000000000000
 	github.com/outboxgo/outbox/sink/nats v0.0.0-00010101000000-000000000000
 )
 

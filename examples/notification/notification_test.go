@@ -12,12 +12,17 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/outboxgo/outbox"
+	"github.com/outboxgo/outbox/internal/testutil/natstest"
+	"github.com/outboxgo/outbox/internal/testutil/pgtest"
 	"github.com/outboxgo/outbox/sink"
 )
 
@@ -167,13 +172,41 @@ func (s *pushSink) Close() error { return nil }
 // subscriber must get each notification once per chosen channel (counted at the providers,
 // after their dedupe), no channel they did not choose, nothing after their unsubscribe.
 func TestScenario(t *testing.T) {
-	customers, changes, rate := *flagCustomers, *flagChanges, *flagRate
+	sc := scenario{storage: Storage{Dir: t.TempDir()}, customers: *flagCustomers, changes: *flagChanges, rate: *flagRate}
 	if testing.Short() {
-		customers, changes = 30, 200
+		sc.customers, sc.changes = 30, 200
 	}
+	runScenario(t, sc)
+}
+
+// TestScenarioRealServices runs the scenario on PostgreSQL (a schema of the test's own) and
+// the shared NATS server (a stream of the test's own), at twice the rate: PostgreSQL takes
+// concurrent writers. Skipped with -short.
+func TestScenarioRealServices(t *testing.T) {
+	_, schema := pgtest.Schema(t)
+	nc := natstest.Connect(t)
+	stream := "NOTIFICATION_" + strings.ToUpper(schema)
+	t.Cleanup(func() {
+		if js, err := jetstream.New(nc); err == nil {
+			_ = js.DeleteStream(context.Background(), stream)
+		}
+	})
+	runScenario(t, scenario{
+		storage: Storage{Dir: t.TempDir(), URL: pgtest.URL(), Schema: schema}, natsURL: natstest.URL(), stream: stream,
+		customers: *flagCustomers, changes: *flagChanges, rate: 2 * *flagRate,
+	})
+}
+
+type scenario struct {
+	storage                  Storage
+	natsURL, stream          string // "": an embedded server
+	customers, changes, rate int
+}
+
+func runScenario(t *testing.T, sc scenario) {
+	customers, changes, rate := sc.customers, sc.changes, sc.rate
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
 	newProvider := func(name string) *Provider {
@@ -195,7 +228,7 @@ func TestScenario(t *testing.T) {
 	recipients := []Recipient{sms, mail, voice, push}
 
 	channels := append(append([]string{}, DefaultChannels...), "push")
-	sys, err := StartSystem(ctx, SystemConfig{Storage: Storage{Dir: dir}, Channels: channels, Logger: logger})
+	sys, err := StartSystem(ctx, SystemConfig{Storage: sc.storage, NATSURL: sc.natsURL, Stream: sc.stream, Channels: channels, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

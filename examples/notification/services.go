@@ -21,12 +21,11 @@ import (
 	natssink "github.com/outboxgo/outbox/sink/nats"
 )
 
-// The order service publishes its events to this JetStream stream, on subjects
-// notification-example.<topic> (names of their own, so that the example can share a NATS
-// server).
+// DefaultStream is the JetStream stream the order service publishes its events to, on
+// subjects <stream>.<topic>: names of the example's own, so that it can share a NATS server.
+const DefaultStream = "NOTIFICATION_EXAMPLE"
+
 const (
-	ordersStream  = "NOTIFICATION_EXAMPLE"
-	ordersPrefix  = "notification-example."
 	notifyInbox   = "notify_inbox"
 	notifyDurable = "notification-service"
 )
@@ -99,10 +98,10 @@ func (o *Orders) Close() error {
 }
 
 // RunOrderRelay relays the order service's outbox to JetStream until ctx ends.
-func RunOrderRelay(ctx context.Context, st OutboxStore, natsURL string, logger *slog.Logger) error {
+func RunOrderRelay(ctx context.Context, st OutboxStore, natsURL, stream string, logger *slog.Logger) error {
 	snk, err := natssink.New(ctx, natssink.Config{
-		URL: natsURL, Source: "order-service", SubjectPrefix: ordersPrefix, Logger: logger,
-		Stream: &jetstream.StreamConfig{Name: ordersStream, Subjects: []string{ordersPrefix + ">"}, Storage: jetstream.FileStorage},
+		URL: natsURL, Source: "order-service", SubjectPrefix: stream + ".", Logger: logger,
+		Stream: &jetstream.StreamConfig{Name: stream, Subjects: []string{stream + ".>"}, Storage: jetstream.FileStorage},
 	})
 	if err != nil {
 		return fmt.Errorf("order relay: %w", err)
@@ -171,10 +170,10 @@ func (n *NotifyDB) Close() error {
 }
 
 // RunNotifier consumes order.status events from JetStream through the inbox until ctx ends.
-func RunNotifier(ctx context.Context, n *NotifyDB, notifier *Notifier, natsURL string, logger *slog.Logger) error {
+func RunNotifier(ctx context.Context, n *NotifyDB, notifier *Notifier, natsURL, stream string, logger *slog.Logger) error {
 	a, err := natsinbox.New(natsinbox.Config{
-		Inbox: n.Inbox, URL: natsURL, Name: notifyDurable, Stream: ordersStream, Durable: notifyDurable,
-		SubjectPrefix: ordersPrefix, FilterSubjects: []string{ordersPrefix + StatusTopic},
+		Inbox: n.Inbox, URL: natsURL, Name: notifyDurable, Stream: stream, Durable: notifyDurable,
+		SubjectPrefix: stream + ".", FilterSubjects: []string{stream + "." + StatusTopic},
 		AckWait: 5 * time.Second, Batch: 20, Logger: logger,
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,8 @@ type SystemConfig struct {
 	Storage Storage
 	// NATSURL is a NATS server with JetStream; "" starts one embedded, storing under Dir.
 	NATSURL string
+	// Stream is the JetStream stream of the order events. Default DefaultStream.
+	Stream string
 	// Channels customers may choose. Default DefaultChannels.
 	Channels []string
 	Logger   *slog.Logger
@@ -33,6 +36,7 @@ type SystemConfig struct {
 // through the inbox) and the subscription service's HTTP API.
 type System struct {
 	NATSURL string
+	Stream  string
 	Storage Storage // where the notification service's notify_outbox is: what the publishers relay
 	SubsURL string  // the subscription service's base URL
 	Orders  *OrderService
@@ -59,7 +63,7 @@ func StartSystem(ctx context.Context, cfg SystemConfig) (_ *System, err error) {
 		cfg.Logger = slog.Default()
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &System{ctx: runCtx, cancel: cancel, logger: cfg.Logger, Storage: cfg.Storage, NATSURL: cfg.NATSURL}
+	s := &System{ctx: runCtx, cancel: cancel, logger: cfg.Logger, Storage: cfg.Storage, NATSURL: cfg.NATSURL, Stream: cmp.Or(cfg.Stream, DefaultStream)}
 	defer func() {
 		if err != nil {
 			_ = s.Close()
@@ -95,9 +99,11 @@ func StartSystem(ctx context.Context, cfg SystemConfig) (_ *System, err error) {
 	s.http = &http.Server{Handler: subs.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = s.http.Serve(ln) }()
 
-	s.Go("order relay", func(ctx context.Context) error { return RunOrderRelay(ctx, s.orders.Store, s.NATSURL, cfg.Logger) })
+	s.Go("order relay", func(ctx context.Context) error {
+		return RunOrderRelay(ctx, s.orders.Store, s.NATSURL, s.Stream, cfg.Logger)
+	})
 	s.Go("notification service", func(ctx context.Context) error {
-		return RunNotifier(ctx, s.notify, notifier, s.NATSURL, cfg.Logger)
+		return RunNotifier(ctx, s.notify, notifier, s.NATSURL, s.Stream, cfg.Logger)
 	})
 	return s, nil
 }
