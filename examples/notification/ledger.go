@@ -102,6 +102,9 @@ func (l *Ledger) Check(deliveries []Delivery) Report {
 		case addr != d.To:
 			r.Unwanted++
 			r.problem("%s: %s went to %q, not %q", d.Channel, d.Ref, d.To, addr)
+		case version < 1 || version > l.versions[order]:
+			r.Unwanted++
+			r.problem("%s: %s is a status the order service never committed", d.Channel, d.Ref)
 		case unsub && version > at:
 			r.Unwanted++
 			r.problem("%s: %s arrived although the customer unsubscribed at version %d", d.Channel, d.Ref, at)

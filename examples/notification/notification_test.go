@@ -466,3 +466,39 @@ func TestDemo(t *testing.T) {
 		}
 	}
 }
+
+// The ledger's check catches each way a notification can go wrong.
+func TestLedgerCatches(t *testing.T) {
+	l := NewLedger()
+	l.Subscribed("o-1", map[string]string{"sms": "+15550000001", "email": "c-1@example.com"})
+	l.Subscribed("o-2", map[string]string{"sms": "+15550000002"})
+	l.Committed("o-1", 2)
+	l.Committed("o-2", 1)
+	l.Unsubscribed("o-2")
+	l.Committed("o-2", 2)
+	ok := []Delivery{
+		{Channel: "sms", Key: "a", Ref: "o-1#1", To: "+15550000001"},
+		{Channel: "email", Key: "b", Ref: "o-1#1", To: "c-1@example.com"},
+		{Channel: "sms", Key: "c", Ref: "o-1#2", To: "+15550000001"},
+		{Channel: "email", Key: "d", Ref: "o-1#2", To: "c-1@example.com"},
+		{Channel: "sms", Key: "e", Ref: "o-2#1", To: "+15550000002"}, // before the unsubscribe: allowed
+	}
+	if r := l.Check(ok); !r.OK() || r.Expected != 4 || r.Optional != 1 {
+		t.Fatalf("a correct run: %+v", r)
+	}
+	for name, c := range map[string]struct {
+		deliveries []Delivery
+		field      func(Report) int
+	}{
+		"missing":            {ok[1:], func(r Report) int { return r.Missing }},
+		"twice":              {append(ok[:5:5], Delivery{Channel: "sms", Key: "f", Ref: "o-1#1", To: "+15550000001"}), func(r Report) int { return r.Doubles }},
+		"channel not chosen": {append(ok[:5:5], Delivery{Channel: "voice", Key: "g", Ref: "o-1#1", To: "+15550000001"}), func(r Report) int { return r.Unwanted }},
+		"wrong address":      {append(ok[:5:5], Delivery{Channel: "email", Key: "h", Ref: "o-1#3", To: "x@example.com"}), func(r Report) int { return r.Unwanted }},
+		"after unsubscribe":  {append(ok[:5:5], Delivery{Channel: "sms", Key: "i", Ref: "o-2#2", To: "+15550000002"}), func(r Report) int { return r.Unwanted }},
+		"never committed":    {append(ok[:5:5], Delivery{Channel: "sms", Key: "j", Ref: "o-1#9", To: "+15550000001"}), func(r Report) int { return r.Unwanted }},
+	} {
+		if r := l.Check(c.deliveries); r.OK() || c.field(r) != 1 {
+			t.Errorf("%s: %+v", name, r)
+		}
+	}
+}

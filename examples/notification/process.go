@@ -43,7 +43,7 @@ func (s *Supervised) start(ctx context.Context) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, exe, s.args...)
+	cmd := exec.CommandContext(ctx, exe, s.args...) //nolint:gosec // this executable itself, with the publisher subcommand
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	cmd.Stdout, cmd.Stderr = s.logs, s.logs
