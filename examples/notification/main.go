@@ -32,13 +32,13 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "notification:", err)
-		}
-		stop()
-		os.Exit(1) //nolint:gocritic // stop ran
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "notification:", err)
+		os.Exit(1)
 	}
 }
 
@@ -58,6 +58,7 @@ func runPublisherCmd(ctx context.Context, args []string, stderr io.Writer) error
 	dir := fs.String("dir", "", "the directory of the notification service's SQLite database (notify.db)")
 	dbURL := fs.String("database-url", "", "or its PostgreSQL database: postgres://...")
 	schema := fs.String("schema", DefaultSchema, "with --database-url: the schema of the example's tables")
+	relayID := fs.String("relay-id", "", "the publisher's id among its channel's publishers (default publisher-<channel>; give a second one another)")
 	providerURL := fs.String("provider-url", "", "sms, voice: the provider API's base URL")
 	smtpAddr := fs.String("smtp", "", "email: the SMTP server's host:port")
 	var level slog.Level
@@ -78,7 +79,7 @@ func runPublisherCmd(ctx context.Context, args []string, stderr io.Writer) error
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With(slog.String("publisher", *channel))
 	logger.Info("publishing", slog.String("topic", Topic(*channel)))
-	err := RunPublisher(ctx, PublisherConfig{Storage: Storage{Dir: *dir, URL: *dbURL, Schema: *schema}, Channel: *channel, Sink: snk, Logger: logger})
+	err := RunPublisher(ctx, PublisherConfig{Storage: Storage{Dir: *dir, URL: *dbURL, Schema: *schema}, Channel: *channel, RelayID: *relayID, Sink: snk, Logger: logger})
 	if ctx.Err() != nil {
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -501,4 +502,10 @@ func TestLedgerCatches(t *testing.T) {
 			t.Errorf("%s: %+v", name, r)
 		}
 	}
+}
+
+// isRetryAfter reports whether err carries a Retry-After.
+func isRetryAfter(err error) bool {
+	var ra sink.RetryAfter
+	return errors.As(err, &ra)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -128,10 +127,4 @@ func parseRetryAfter(v string) time.Duration {
 		return max(time.Until(t), 0)
 	}
 	return time.Second
-}
-
-// isRetryAfter reports whether err carries a Retry-After (for tests and logs).
-func isRetryAfter(err error) bool {
-	var ra sink.RetryAfter
-	return errors.As(err, &ra)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -191,13 +192,23 @@ type PublisherConfig struct {
 	// Sink delivers the channel's messages; the publisher closes it.
 	Sink   sink.Sink
 	Logger *slog.Logger
-	// Hooks are passed to the relay (the demo counts what it publishes).
+	// RelayID names the publisher among its channel's publishers. Default
+	// "publisher-<channel>": a restarted publisher takes its own place back at once instead
+	// of sharing the keys with its dead predecessor until that one's membership expires.
+	// Give each further publisher of a channel an id of its own.
+	RelayID string
+	// Hooks are passed to the relay.
 	Hooks []relay.Hook
 }
 
 // RunPublisher runs a channel publisher until ctx ends: a relay on notify_outbox restricted
 // to its channel's topic, with the channel's sink. Each channel's publisher runs (and can be
 // restarted, or scaled) on its own; a new channel is a new publisher.
+//
+// On SQLite, where a Store keeps its claims in its process, run one publisher per channel:
+// publishers of different channels in different processes never claim the same message nor
+// wait for each other's keys, because their topics differ and every key (order/channel)
+// belongs to one topic. On PostgreSQL, publishers of one channel scale out and split its keys.
 func RunPublisher(ctx context.Context, cfg PublisherConfig) error {
 	defer cfg.Sink.Close()
 	st, err := cfg.Storage.OpenOutbox(ctx, "notify", NotifyTable, nil, cfg.Logger)
@@ -207,9 +218,7 @@ func RunPublisher(ctx context.Context, cfg PublisherConfig) error {
 	defer st.Close()
 	src, err := poll.New(poll.Config{
 		Store: st, Topics: []string{Topic(cfg.Channel)}, Logger: cfg.Logger,
-		// A stable id: a restarted publisher takes its own place back at once instead of
-		// sharing the keys with its dead predecessor until that one's membership expires.
-		RelayID:           "publisher-" + cfg.Channel,
+		RelayID:           cmp.Or(cfg.RelayID, "publisher-"+cfg.Channel),
 		HeartbeatInterval: 500 * time.Millisecond, MemberTTL: 3 * time.Second,
 	})
 	if err != nil {
