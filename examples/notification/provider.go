@@ -122,6 +122,9 @@ type providerRequest struct {
 }
 
 func (p *Provider) serveMessage(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	p.requests++
+	p.mu.Unlock()
 	key := r.Header.Get("Idempotency-Key")
 	var req providerRequest
 	err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req)
@@ -138,7 +141,6 @@ func (p *Provider) serveMessage(w http.ResponseWriter, r *http.Request) {
 	}
 
 	p.mu.Lock()
-	p.requests++
 	if p.outage {
 		p.mu.Unlock()
 		http.Error(w, `{"error":"maintenance"}`, http.StatusServiceUnavailable)
