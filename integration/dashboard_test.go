@@ -24,6 +24,7 @@ import (
 
 	"github.com/outboxgo/outbox"
 	"github.com/outboxgo/outbox/admin"
+	"github.com/outboxgo/outbox/inbox"
 	"github.com/outboxgo/outbox/metrics"
 	"github.com/outboxgo/outbox/relay"
 	"github.com/outboxgo/outbox/relay/poll"
@@ -236,9 +237,11 @@ func startDashboard(t *testing.T) *dashboard {
 	r := relaytest.Start(t, relay.Config{Source: src, Sink: sk, Hooks: []relay.Hook{relayM}, Pauses: b.store, PauseInterval: 50 * time.Millisecond})
 	relayM.Watch(r.Relay)
 	history := admin.NewHistory(reg, 0, 500*time.Millisecond)
+	billing := dashboardInbox(t, b)
 	srv, err := admin.New(admin.Config{Store: b.store, Table: b.table, Stats: table, Relay: r.Relay, Source: stats,
 		Gatherer: reg, History: history, Token: dashAdminToken, ReadToken: dashReadToken, Version: "test",
-		Logger: slog.New(slog.DiscardHandler)})
+		Inboxes: []admin.Inbox{billing},
+		Logger:  slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,6 +388,10 @@ func TestDashboardInBrowser(t *testing.T) {
 			t.Errorf("panel %s: the 'not available' note is hidden", panel)
 		}
 	}
+	// The inbox consumers panel: the billing inbox with the deliveries it processed.
+	waitPage(t, ctx, 10*time.Second, "the billing inbox", fmt.Sprintf(
+		`[...document.querySelectorAll('#inboxes-rows tr')].some(tr => tr.cells[0]?.textContent === 'billing' && tr.cells[2]?.textContent === %q)`,
+		strconv.Itoa(dashInboxProcessed)))
 	waitPage(t, ctx, 10*time.Second, "the refund group", fmt.Sprintf(
 		`[...document.querySelectorAll('#dead-groups td.topic')].some(td => td.textContent === %q)`, refundTopic))
 
@@ -539,6 +546,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	if d.ep.saw(held[0].ID.String()) {
 		t.Fatal("the paused topic's message was delivered")
 	}
+	if shots != "" {
+		screenshot(t, ctx, filepath.Join(shots, "dashboard-pauses.png"), "pauses")
+	}
 	_ = eval[bool](t, ctx, `(`+pausedRow+`.querySelector('button').setAttribute('id', 'click-target'), true)`)
 	run(t, ctx, "resuming from the pauses panel", chromedp.Click(chromedp.ID("click-target")))
 	relaytest.WaitFor(t, 20*time.Second, "the resumed topic's message at the sink", func() bool { return d.ep.saw(held[0].ID.String()) })
@@ -609,4 +619,38 @@ func screenshot(t *testing.T, ctx context.Context, path, id string) {
 		t.Fatal(err)
 	}
 	t.Logf("wrote %s (%d KiB)", path, len(buf)/1024)
+}
+
+// dashInboxProcessed is how many deliveries the browser test's billing inbox processed.
+const dashInboxProcessed = 3
+
+// inboxReport is an inbox as the admin server reports on it (admin.Inbox).
+type inboxReport struct{ *inbox.Inbox }
+
+func (r inboxReport) InboxStats(ctx context.Context) (admin.InboxStats, error) {
+	st, err := r.Stats(ctx)
+	return admin.InboxStats{Processed: st.Processed, ProcessedCapped: st.ProcessedCapped,
+		LastProcessedAt: st.LastProcessedAt, DeadLetters: st.DeadLetters}, err
+}
+
+// dashboardInbox returns a migrated inbox of consumer billing beside the outbox, which has
+// processed dashInboxProcessed deliveries, for the dashboard's inbox consumers panel.
+func dashboardInbox(t *testing.T, b *bundle) inboxReport {
+	t.Helper()
+	ctx := context.Background()
+	in, err := inbox.New(ctx, inbox.Config{Pool: b.pool, Consumer: "billing", Table: b.table + "_inbox"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.MigrateUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range dashInboxProcessed {
+		m := inbox.Message{ID: fmt.Sprintf("dashboard-%d", i), Topic: "orders.created", Key: "k", Time: time.Now()}
+		out, err := in.Deliver(ctx, inbox.Delivery{Message: m}, func(context.Context, outbox.Tx, inbox.Message) error { return nil })
+		if err != nil || out.Result != inbox.Applied {
+			t.Fatalf("deliver %s: %+v, %v", m.ID, out, err)
+		}
+	}
+	return inboxReport{in}
 }
