@@ -180,7 +180,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	var f serviceFlags
 	f.register(fs, "127.0.0.1:8081", "gateway.db")
-	crashAfter := fs.Int("crash-after-commit", 0, "SIGKILL this process right after the commit of its Nth payment, before the relay publishes it (0: never)")
+	crashAfter := fs.Int("crash-after-commit", 0, "SIGKILL this process right after the commit of its Nth payment, before it answers (0: never)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -198,7 +198,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		var n atomic.Int64
 		g.afterCommit = func(p Payment) {
 			if n.Add(1) == int64(*crashAfter) {
-				fmt.Fprintf(stdout, "gateway: payment %s of %s committed; crashing (SIGKILL) before the relay publishes it\n", p.ID, p.OrderID)
+				fmt.Fprintf(stdout, "gateway: payment %s of %s committed; crashing (SIGKILL) right after the commit\n", p.ID, p.OrderID)
 				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			}
 		}
