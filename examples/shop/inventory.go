@@ -163,7 +163,14 @@ WHERE listings.version < excluded.version`, next.Key, next.Version, l.Seller, l.
 // ConsumeOwn runs the self-consumer until ctx ends: the service's own listing events,
 // through its inbox, into its table.
 func (inv *Inventory) ConsumeOwn(ctx context.Context, natsURL string) error {
-	return consume(ctx, inv.in, natsURL, []string{topicListingCreated}, inv.listen.Handler(applyListing), inv.log)
+	return consume(ctx, inv.in, natsURL, topicListingCreated, inv.listen.Handler(applyListing), inv.log)
+}
+
+// InTable reports whether the table holds listing id (the self-consumer applied it).
+func (inv *Inventory) InTable(ctx context.Context, id string) (bool, error) {
+	var n int
+	err := inv.d.db.QueryRowContext(ctx, `SELECT count(*) FROM listings WHERE id = $1`, id).Scan(&n)
+	return n > 0, err
 }
 
 // TableCount is how many listings the table holds (what the self-consumer applied).

@@ -140,7 +140,7 @@ func (o *OMS) handle(ctx context.Context, tx outbox.Tx, m inbox.Message) error {
 
 // Consume applies the gateway's payment events until ctx ends.
 func (o *OMS) Consume(ctx context.Context, natsURL string) error {
-	return consume(ctx, o.in, natsURL, []string{topicPaymentCaptured, topicPaymentDeclined}, o.handle, o.log)
+	return consume(ctx, o.in, natsURL, "payment.>", o.handle, o.log)
 }
 
 // Handler serves POST /orders {"customer", "total_cents"} and GET /orders/{id}.

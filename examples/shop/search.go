@@ -74,7 +74,7 @@ func (s *Search) handle(ctx context.Context, tx outbox.Tx, m inbox.Message) erro
 
 // Consume indexes the listing events until ctx ends.
 func (s *Search) Consume(ctx context.Context, natsURL string) error {
-	return consume(ctx, s.in, natsURL, []string{topicListingCreated}, s.handle, s.log)
+	return consume(ctx, s.in, natsURL, topicListingCreated, s.handle, s.log)
 }
 
 // Hit is a search result.
