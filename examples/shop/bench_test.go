@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"flag"
-	"io"
 	"log/slog"
 	"path/filepath"
 	"testing"
@@ -25,7 +24,7 @@ var (
 //	go test -run '^$' -bench SearchVisibility -benchtime 1x ./examples/shop
 func BenchmarkSearchVisibility(b *testing.B) {
 	ctx := context.Background()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := slog.New(slog.DiscardHandler)
 	natsURL := *benchNATSURL
 	if natsURL == "" {
 		natsURL = newNATS(b).url()

@@ -49,7 +49,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 			return err
 		}
 		defer os.RemoveAll(o.dir)
-	} else if err := os.MkdirAll(o.dir, 0o755); err != nil {
+	} else if err := os.MkdirAll(o.dir, 0o750); err != nil {
 		return err
 	}
 	natsURL := o.natsURL

@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 // freePort returns a port free on 127.0.0.1 now.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0") //nolint:noctx // a port probe
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func startProcess(t *testing.T, addr string, args ...string) *process {
 
 // spawn is startProcess for any goroutine.
 func spawn(addr string, args ...string) (*process, error) {
-	cmd := exec.Command(os.Args[0], args...) //nolint:gosec,noctx // the test binary itself; killed by the test
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), subcommandEnv+"=1")
 	p := &process{cmd: cmd, done: make(chan struct{}), output: &lockedBuffer{}}
 	cmd.Stdout, cmd.Stderr = p.output, p.output
@@ -372,18 +372,7 @@ func TestOrderPaidGatewayKill9(t *testing.T) {
 	}
 	defer odb.Close()
 	payments := map[string]string{} // order → status at the gateway
-	rows, err := gdb.QueryContext(ctx, `SELECT order_id, status FROM payments`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var id, st string
-		if err := rows.Scan(&id, &st); err != nil {
-			t.Fatal(err)
-		}
-		payments[id] = st
-	}
-	if err := rows.Close(); err != nil {
+	if err := readPayments(ctx, gdb, payments); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(paidSettleWithin)
@@ -443,6 +432,23 @@ func TestOrderPaidGatewayKill9(t *testing.T) {
 	<-supDone
 }
 
+// readPayments reads the gateway's payments into m: order → status.
+func readPayments(ctx context.Context, db *sql.DB, m map[string]string) error {
+	rows, err := db.QueryContext(ctx, `SELECT order_id, status FROM payments`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, st string
+		if err := rows.Scan(&id, &st); err != nil {
+			return err
+		}
+		m[id] = st
+	}
+	return rows.Err()
+}
+
 // Sizes of TestListingCreated.
 const (
 	listingsStopped      = 50  // created while the inventory's self-consumer is stopped
@@ -466,7 +472,7 @@ func TestListingCreated(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	ns := newNATS(t)
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := slog.New(slog.DiscardHandler)
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
