@@ -114,6 +114,14 @@ func openSQLite(ctx context.Context, path string, withOutbox bool, logger *slog.
 		_ = st.Close()
 		return nil, fmt.Errorf("migrating the outbox: %w", err)
 	}
+	// The producer, the relay and (inventory) the self-consumer all write this file. SQLite
+	// takes one writer at a time, and a writer that finds the lock taken sleeps in steps of
+	// up to 100 ms (its busy handler) before it tries again: with several writers in one
+	// process that sleep is the tail of the latency. One connection makes them queue in the
+	// pool instead, woken as soon as the connection is free; the Store and the inbox never
+	// hold a connection while waiting for another (inventory's Write reads in its own
+	// transaction, listen.Config.LoadTx).
+	st.DB().SetMaxOpenConns(1)
 	return &database{dialect: outbox.SQLite, db: st.DB(), outbox: st, writer: st.Writer(), close: func() { _ = st.Close() }}, nil
 }
 

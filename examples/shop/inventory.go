@@ -69,7 +69,7 @@ func NewInventory(ctx context.Context, d *database, logger *slog.Logger) (*Inven
 		return nil, err
 	}
 	inv := &Inventory{d: d, in: in, log: logger}
-	inv.listen, err = listen.New(listen.Config{Inbox: in, Cache: cache, Writer: d.writer, Load: inv.load, Logger: logger})
+	inv.listen, err = listen.New(listen.Config{Inbox: in, Cache: cache, Writer: d.writer, Load: inv.load, LoadTx: inv.loadTx, Logger: logger})
 	if err != nil {
 		return nil, err
 	}
@@ -80,6 +80,20 @@ func NewInventory(ctx context.Context, d *database, logger *slog.Logger) (*Inven
 func (inv *Inventory) load(ctx context.Context, id string) (listen.State, bool, error) {
 	s := listen.State{Key: id}
 	err := inv.d.db.QueryRowContext(ctx, `SELECT version, value FROM listings WHERE id = $1`, id).Scan(&s.Version, &s.Value)
+	if errors.Is(err, sql.ErrNoRows) {
+		return listen.State{}, false, nil
+	}
+	return s, err == nil, err
+}
+
+// loadTx is load inside the write's transaction: no second connection is needed.
+func (inv *Inventory) loadTx(ctx context.Context, tx outbox.Tx, id string) (listen.State, bool, error) {
+	stx, ok := tx.(*sql.Tx)
+	if !ok {
+		return listen.State{}, false, fmt.Errorf("%w: %T", outbox.ErrUnsupportedTx, tx)
+	}
+	s := listen.State{Key: id}
+	err := stx.QueryRowContext(ctx, `SELECT version, value FROM listings WHERE id = $1`, id).Scan(&s.Version, &s.Value)
 	if errors.Is(err, sql.ErrNoRows) {
 		return listen.State{}, false, nil
 	}
