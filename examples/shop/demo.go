@@ -199,9 +199,11 @@ func demoOrderPaid(ctx context.Context, out *printer, open opener, natsURL strin
 			continue
 		}
 		if s.crash {
-			// The gateway's process dies with this commit: its relay, stopped first, never
-			// sees it. (The gateway subcommand's --crash-after-commit SIGKILLs itself.)
-			gw.beforeCommit = func(Payment) { gateway.stop() }
+			// The gateway's process dies with this commit: its relay, stopped as the commit
+			// starts, never sees it. (The gateway subcommand's --crash-after-commit
+			// SIGKILLs itself.)
+			gw.beforeCommit = func(Payment) { gateway.cancel() }
+			gw.afterCommit = func(Payment) { gateway.wg.Wait() }
 		}
 		p, _, err := gw.Pay(ctx, ord.ID, s.total, s.card)
 		if err != nil {
@@ -214,7 +216,7 @@ func demoOrderPaid(ctx context.Context, out *printer, open opener, natsURL strin
 			}
 			continue
 		}
-		gw.beforeCommit = nil
+		gw.beforeCommit, gw.afterCommit = nil, nil
 		pending, err := pendingOutbox(ctx, gd)
 		if err != nil {
 			return nil, err
