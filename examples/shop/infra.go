@@ -67,10 +67,14 @@ func (d *database) table(name string) string {
 // set, the schema "shop_<service>" of that PostgreSQL database (created if missing). With
 // withOutbox it also opens and migrates the service's outbox table.
 func openDatabase(ctx context.Context, service, path, databaseURL string, withOutbox bool, logger *slog.Logger) (*database, error) {
+	return openDatabaseIn(ctx, "shop_"+service, path, databaseURL, withOutbox, logger)
+}
+
+// openDatabaseIn is openDatabase with the PostgreSQL schema named.
+func openDatabaseIn(ctx context.Context, schema, path, databaseURL string, withOutbox bool, logger *slog.Logger) (*database, error) {
 	if databaseURL == "" {
 		return openSQLite(ctx, path, withOutbox, logger)
 	}
-	schema := "shop_" + service
 	db, err := sql.Open("pgx", withSearchPath(databaseURL, schema))
 	if err != nil {
 		return nil, fmt.Errorf("opening PostgreSQL: %w", err)

@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/outboxgo/outbox/dialect/sqlite"
+	"github.com/outboxgo/outbox/internal/testutil/pgtest"
 )
 
 // subcommandEnv makes the test binary run a shop subcommand instead of the tests: the
@@ -464,18 +465,10 @@ const (
 // restart. In the end every listing is searchable, indexed once, and in the inventory table;
 // no GET after a POST missed its listing.
 func TestListingCreated(t *testing.T) {
-	running := listingsRunning
-	if testing.Short() {
-		running = listingsShortRunning
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	ns := newNATS(t)
-	logger := slog.New(slog.DiscardHandler)
-	if testing.Verbose() {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
+	logger := testLogger()
 	id, err := openDatabase(ctx, "inventory", filepath.Join(dir, "inventory.db"), "", true, logger)
 	if err != nil {
 		t.Fatal(err)
@@ -486,6 +479,45 @@ func TestListingCreated(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sd.close()
+	listingScenario(ctx, t, id, sd, logger)
+}
+
+// TestListingCreatedPostgres is TestListingCreated with each service in a schema of its own
+// on the real PostgreSQL server (PostgreSQL full-text search instead of FTS5).
+func TestListingCreatedPostgres(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	_, invSchema := pgtest.Schema(t)
+	_, searchSchema := pgtest.Schema(t)
+	logger := testLogger()
+	id, err := openDatabaseIn(ctx, invSchema, "", pgtest.URL(), true, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer id.close()
+	sd, err := openDatabaseIn(ctx, searchSchema, "", pgtest.URL(), false, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sd.close()
+	listingScenario(ctx, t, id, sd, logger)
+}
+
+func testLogger() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// listingScenario is the scenario of TestListingCreated on the given databases, with an
+// in-process NATS server (restarted half-way).
+func listingScenario(ctx context.Context, t *testing.T, id, sd *database, logger *slog.Logger) {
+	running := listingsRunning
+	if testing.Short() {
+		running = listingsShortRunning
+	}
+	ns := newNATS(t)
 	inv, err := NewInventory(ctx, id, logger)
 	if err != nil {
 		t.Fatal(err)
