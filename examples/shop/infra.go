@@ -79,6 +79,10 @@ func openDatabaseIn(ctx context.Context, schema, path, databaseURL string, withO
 	if err != nil {
 		return nil, fmt.Errorf("opening PostgreSQL: %w", err)
 	}
+	// Keep the connections: database/sql keeps 2 idle by default, and a PostgreSQL
+	// connection opened per query costs milliseconds.
+	db.SetMaxOpenConns(16)
+	db.SetMaxIdleConns(16)
 	if _, err := db.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS `+schema); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("creating schema %s: %w", schema, err)
