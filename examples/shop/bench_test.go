@@ -5,8 +5,12 @@ import (
 	"flag"
 	"log/slog"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	natsgo "github.com/nats-io/nats.go"
 )
 
 var (
@@ -52,6 +56,21 @@ func BenchmarkSearchVisibility(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// A tap on the stream: when each event reached the broker (its ce-id header).
+	published := map[string]time.Time{}
+	var pubMu sync.Mutex
+	nc, err := natsgo.Connect(natsURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Subscribe(subjectPrefix+topicListingCreated, func(m *natsgo.Msg) {
+		pubMu.Lock()
+		published[m.Header.Get("ce-id")] = time.Now()
+		pubMu.Unlock()
+	}); err != nil {
+		b.Fatal(err)
+	}
 	services := newGroup(ctx, logger)
 	defer services.stop()
 	services.start("inventory relay", func(ctx context.Context) error { return runRelay(ctx, id, natsURL, "shop-inventory", logger) })
@@ -79,5 +98,23 @@ func BenchmarkSearchVisibility(b *testing.B) {
 	b.ReportMetric(ms(last.percentile(0.99)), "p99-ms")
 	b.ReportMetric(ms(last.percentile(1)), "max-ms")
 	b.ReportMetric(float64(len(last.latencies)), "listings")
+	// Where the time goes: commit → published (relay), → indexed (search's inbox commit).
+	var toPub, toIndex []time.Duration
+	pubMu.Lock()
+	for _, s := range last.samples {
+		if t, ok := published[s.event]; ok {
+			toPub = append(toPub, t.Sub(s.committed))
+		}
+		if t, ok := watch.handledAt(s.event); ok {
+			toIndex = append(toIndex, t.Sub(s.committed))
+		}
+	}
+	pubMu.Unlock()
+	slices.Sort(toPub)
+	slices.Sort(toIndex)
+	b.ReportMetric(ms(percentile(toPub, 0.5)), "p50-published-ms")
+	b.ReportMetric(ms(percentile(toPub, 0.99)), "p99-published-ms")
+	b.ReportMetric(ms(percentile(toIndex, 0.5)), "p50-indexed-ms")
+	b.ReportMetric(ms(percentile(toIndex, 0.99)), "p99-indexed-ms")
 	b.ReportMetric(0, "ns/op")
 }

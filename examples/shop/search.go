@@ -36,7 +36,11 @@ var (
   seller      TEXT NOT NULL,
   price_cents BIGINT NOT NULL,
   doc tsvector GENERATED ALWAYS AS (to_tsvector('simple', title || ' ' || description || ' ' || seller)) STORED)`,
-		`CREATE INDEX IF NOT EXISTS search_listings_doc ON search_listings USING gin (doc)`}
+		// fastupdate off: a new listing goes into the index itself, not into the pending list
+		// that every search scans until a vacuum merges it (with 20,000 listings there, a
+		// search took 12-18 ms instead of 0.05 ms).
+		`CREATE INDEX IF NOT EXISTS search_listings_doc ON search_listings USING gin (doc) WITH (fastupdate = off)`,
+		`ALTER INDEX search_listings_doc SET (fastupdate = off)`}
 )
 
 // NewSearch creates the index and the inbox in d. hooks are the inbox's (the benchmark

@@ -16,12 +16,12 @@ import (
 // listing has been handled, so that they query the index then instead of polling it.
 type indexWatch struct {
 	mu      sync.Mutex
-	done    map[string]bool          // event ids handled
+	done    map[string]time.Time     // event id → when it was handled
 	waiting map[string]chan struct{} // event id → closed when handled
 }
 
 func newIndexWatch() *indexWatch {
-	return &indexWatch{done: map[string]bool{}, waiting: map[string]chan struct{}{}}
+	return &indexWatch{done: map[string]time.Time{}, waiting: map[string]chan struct{}{}}
 }
 
 // OnDelivered implements inbox.HookDelivered: it runs after the delivery's transaction.
@@ -32,7 +32,7 @@ func (w *indexWatch) OnDelivered(_ string, d *inbox.Delivery, o *inbox.Outcome, 
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	id := d.Message.ID
-	w.done[id] = true
+	w.done[id] = time.Now()
 	if ch, ok := w.waiting[id]; ok {
 		close(ch)
 		delete(w.waiting, id)
@@ -44,7 +44,7 @@ func (w *indexWatch) handled(id string) <-chan struct{} {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	ch := make(chan struct{})
-	if w.done[id] {
+	if _, ok := w.done[id]; ok {
 		close(ch)
 		return ch
 	}
@@ -55,20 +55,37 @@ func (w *indexWatch) handled(id string) <-chan struct{} {
 	return ch
 }
 
+// handledAt returns when event id was handled.
+func (w *indexWatch) handledAt(id string) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t, ok := w.done[id]
+	return t, ok
+}
+
 // visibility is the outcome of a visibility run.
 type visibility struct {
 	created   int
 	latencies []time.Duration // creation commit → found by a search, sorted
 	readMiss  int             // GETs right after the POST that did not show the listing
+	samples   []sample        // per listing, in creation order
 }
 
-func (v visibility) percentile(p float64) time.Duration {
-	if len(v.latencies) == 0 {
+// sample is one listing of a visibility run.
+type sample struct {
+	event     string    // its event's id
+	committed time.Time // when its creation committed
+}
+
+// percentile is the p-th percentile (0 ≤ p ≤ 1) of sorted ds.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
 		return 0
 	}
-	i := int(p * float64(len(v.latencies)-1))
-	return v.latencies[i]
+	return ds[int(p*float64(len(ds)-1))]
 }
+
+func (v visibility) percentile(p float64) time.Duration { return percentile(v.latencies, p) }
 
 // measureVisibility creates n listings at rate per second and waits, for each, until a
 // search for its unique word finds it: the latency runs from the creation's commit to the
@@ -103,6 +120,7 @@ func measureVisibility(ctx context.Context, inv *Inventory, s *Search, watch *in
 		}
 		mu.Lock()
 		v.created++
+		v.samples = append(v.samples, sample{event: tok.IDs()[0], committed: committed})
 		if !ok || got.ID != l.ID {
 			v.readMiss++
 		}
