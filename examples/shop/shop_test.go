@@ -223,7 +223,6 @@ func getJSON(ctx context.Context, c *http.Client, url string, out any) (int, err
 const (
 	paidOrders       = 150 // orders placed; about 70% paid, 15% declined, 15% never paid
 	paidShortOrders  = 40
-	gatewayCrashAt   = 20 // --crash-after-commit: the gateway SIGKILLs itself after this commit
 	paymentWorkers   = 4
 	paidSettleWithin = 60 * time.Second
 )
@@ -258,7 +257,9 @@ func TestOrderPaidGatewayKill9(t *testing.T) {
 		supDone  = make(chan struct{})
 	)
 	gwArgs := []string{"gateway", "--addr", gwAddr, "--db", gwDB, "--nats-url", ns.url()}
-	gw = startProcess(t, gwAddr, append(gwArgs, "--crash-after-commit", strconv.Itoa(gatewayCrashAt))...)
+	// --crash-after-commit: the gateway SIGKILLs itself right after its commit of the
+	// (n/8)th payment, well before the test's own kill at two thirds of the orders.
+	gw = startProcess(t, gwAddr, append(gwArgs, "--crash-after-commit", strconv.Itoa(max(3, n/8)))...)
 	go func() {
 		defer close(supDone)
 		for {
