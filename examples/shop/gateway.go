@@ -155,16 +155,22 @@ func (g *Gateway) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /payments/{order}", func(w http.ResponseWriter, r *http.Request) {
 		p, err := g.payment(r.Context(), r.PathValue("order"))
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			http.NotFound(w, r)
-		case err != nil:
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-		default:
-			writeJSON(w, http.StatusOK, p)
-		}
+		writeFound(w, r, p, err)
 	})
 	return mux
+}
+
+// writeFound answers a GET of one row: 404 when there is none (sql.ErrNoRows), 500 when
+// reading it failed, else v as the JSON body.
+func writeFound(w http.ResponseWriter, r *http.Request, v any, err error) {
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		http.NotFound(w, r)
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	default:
+		writeJSON(w, http.StatusOK, v)
+	}
 }
 
 // writeJSON writes v as the JSON response body.

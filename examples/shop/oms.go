@@ -164,14 +164,7 @@ func (o *OMS) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /orders/{id}", func(w http.ResponseWriter, r *http.Request) {
 		ord, err := o.Order(r.Context(), r.PathValue("id"))
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			http.NotFound(w, r)
-		case err != nil:
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-		default:
-			writeJSON(w, http.StatusOK, ord)
-		}
+		writeFound(w, r, ord, err)
 	})
 	return mux
 }
