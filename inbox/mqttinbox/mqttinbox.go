@@ -256,19 +256,32 @@ func (c *Consumer) Run(ctx context.Context, handler inbox.Handler) error {
 	}
 
 	q := newQueue()
-	cm, err := autopaho.NewConnection(ctx, c.clientConfig(ctx, q, cancel))
+	// The connection outlives the loop by two rounds of paho's ack sender: the PUBACKs of the
+	// last outcomes wait in its tracker, sent every ackInterval, and closing the connection at
+	// once would drop them (their messages then come again in the next session, duplicates).
+	connCtx, stopConn := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopConn()
+	cm, err := autopaho.NewConnection(connCtx, c.clientConfig(ctx, q, cancel))
 	if err != nil {
 		cancel(nil)
 		return fmt.Errorf("mqttinbox: %w", err)
 	}
 	l := &loop{c: c, q: q, handler: handler, held: map[string]*hold{}, retryAt: map[string]time.Time{}}
 	l.run(ctx)
+	select {
+	case <-time.After(2 * ackInterval):
+	case <-cm.Done():
+	}
+	stopConn()
 	<-cm.Done()
 	if err := context.Cause(ctx); errors.Is(err, ErrRefused) {
 		return err
 	}
 	return nil
 }
+
+// ackInterval is how often paho sends the PUBACKs the loop queued (in arrival order).
+const ackInterval = 5 * time.Millisecond
 
 // testHookConnectionUp, when set (by tests), runs at the start of OnConnectionUp: it widens the
 // window in which a new connection's messages arrive before the connection is recorded.
@@ -325,7 +338,7 @@ func (c *Consumer) clientConfig(ctx context.Context, q *queue, fail context.Canc
 		ClientConfig: paho.ClientConfig{
 			ClientID:                   c.cfg.ClientID,
 			EnableManualAcknowledgment: true,
-			SendAcksInterval:           5 * time.Millisecond,
+			SendAcksInterval:           ackInterval,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 				q.push(pr.Client, pr.Packet)
 				return true, nil
