@@ -164,6 +164,15 @@ type pauseJSON struct {
 	Since    time.Time `json:"since"`
 }
 
+// pausesJSON is ps in the JSON form of pause list and status (an empty list, not null).
+func pausesJSON(ps []dialect.Pause) []pauseJSON {
+	out := make([]pauseJSON, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, pauseJSON{Kind: string(p.Kind), Name: p.Name, Reason: p.Reason, PausedBy: p.PausedBy, Since: p.PausedAt.UTC()})
+	}
+	return out
+}
+
 func (a *app) pauseListCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -178,13 +187,9 @@ func (a *app) pauseListCmd() *cobra.Command {
 					return err
 				}
 				if asJSON {
-					out := make([]pauseJSON, 0, len(ps))
-					for _, p := range ps {
-						out = append(out, pauseJSON{Kind: string(p.Kind), Name: p.Name, Reason: p.Reason, PausedBy: p.PausedBy, Since: p.PausedAt.UTC()})
-					}
 					enc := json.NewEncoder(a.stdout)
 					enc.SetIndent("", "  ")
-					return enc.Encode(out)
+					return enc.Encode(pausesJSON(ps))
 				}
 				if len(ps) == 0 {
 					fmt.Fprintln(a.stdout, "nothing is paused")

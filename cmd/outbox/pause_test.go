@@ -27,6 +27,11 @@ func TestPauseCommands(t *testing.T) {
 		list[1].Name != "orders" || list[1].Reason != "consumer deploy" || time.Since(list[1].Since) > time.Minute {
 		t.Fatalf("pause list --json = %+v, %v\n%s", list, err, r.stdout)
 	}
+	// outbox status lists them too.
+	in.run(t, "status").want(t, 0).contains(t, "paused", "2 (outbox pause list)", "topic orders", "consumer deploy", "sink webhook")
+	if ps := statusJSONOf(t, in).Pauses; len(ps) != 2 || ps[1].Name != "orders" || ps[1].Reason != "consumer deploy" {
+		t.Fatalf("status --json pauses = %+v", ps)
+	}
 	in.run(t, "resume", "sink", "webhook").want(t, 0).contains(t, `resumed sink "webhook"`)
 	in.run(t, "resume", "sink", "webhook").want(t, 1).contains(t, "not paused")
 	for _, args := range [][]string{
@@ -51,6 +56,10 @@ func TestPauseCommands(t *testing.T) {
 	}
 	in.run(t, "resume", "topic", "orders").want(t, 0)
 	waitFor(t, func() bool { return statusJSONOf(t, in).Pending == 0 })
+	if st := statusJSONOf(t, in); st.Pauses == nil || len(st.Pauses) != 0 || st.PausesMissing {
+		t.Fatalf("status --json after the resumes: pauses %+v, missing %v; want []", st.Pauses, st.PausesMissing)
+	}
+	in.run(t, "status").want(t, 0).contains(t, "nothing")
 	cancel()
 	out := (<-done).want(t, 0).stdout
 	n1, n3 := strings.Index(out, `"payload":{"n":1}`), strings.Index(out, `"payload":{"n":3}`)

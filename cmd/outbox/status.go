@@ -42,6 +42,10 @@ type statusJSON struct {
 	Slot *slotJSON `json:"slot,omitempty"`
 	// Binlog is the binlog source's persisted and the server's positions (source binlog).
 	Binlog *binlogJSON `json:"binlog,omitempty"`
+	// Pauses are the operator pauses (outbox pause), empty when nothing is paused; null when
+	// the store keeps none (a schema without the pauses table: PausesMissing is true).
+	Pauses        []pauseJSON `json:"pauses"`
+	PausesMissing bool        `json:"pauses_missing,omitempty"`
 }
 
 // topicJSON is one topic's failing messages.
@@ -207,7 +211,28 @@ func readStatus(ctx context.Context, st dialect.Admin, cfg config.Config, limits
 	if err := sourceStatus(ctx, cfg, st, &out); err != nil {
 		return out, s, err
 	}
+	if err := pauseStatus(ctx, st, &out); err != nil {
+		return out, s, err
+	}
 	return out, s, nil
+}
+
+// pauseStatus fills out's operator pauses when the store keeps them.
+func pauseStatus(ctx context.Context, st dialect.Admin, out *statusJSON) error {
+	pr, ok := st.(dialect.Pauser)
+	if !ok {
+		return nil
+	}
+	ps, err := pr.ListPauses(ctx)
+	if errors.Is(err, dialect.ErrNoPausesTable) {
+		out.PausesMissing = true
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	out.Pauses = pausesJSON(ps)
+	return nil
 }
 
 // watchJSON is one line of status --watch --json.
@@ -299,6 +324,18 @@ func (a *app) printStatus(out statusJSON, s dialect.Stats) error {
 		fmt.Fprintf(tw, "failing topics\t%d\n", len(out.FailingTopics))
 		for _, t := range out.FailingTopics {
 			fmt.Fprintf(tw, "  %s\t%d failing, last error: %s\n", oneLine(t.Topic, 60), t.Failing, oneLine(t.LastError, 120))
+		}
+	}
+	switch {
+	case out.PausesMissing:
+		fmt.Fprintf(tw, "paused\t- (no pauses table: run 'outbox migrate up')\n")
+	case out.Pauses == nil:
+	case len(out.Pauses) == 0:
+		fmt.Fprintf(tw, "paused\tnothing\n")
+	default:
+		fmt.Fprintf(tw, "paused\t%d (outbox pause list)\n", len(out.Pauses))
+		for _, p := range out.Pauses {
+			fmt.Fprintf(tw, "  %s %s\tsince %s, %s\n", p.Kind, oneLine(p.Name, 60), p.Since.Format(time.RFC3339), oneLine(p.Reason, 80))
 		}
 	}
 	return tw.Flush()
