@@ -26,6 +26,15 @@
 // BEGIN and never fails halfway through. A DB you pass in should be opened the same way
 // (see DSN and DSNParams).
 //
+// The wait for the lock is not a queue: SQLite's busy handler sleeps and tries again, in steps
+// of up to 100 ms, so among many writers one can wait far longer than their transactions
+// take, and under heavy contention (several writers on one file, a loaded machine) wait out
+// BusyTimeout and fail at BEGIN with SQLITE_BUSY. A process that writes a lot does better
+// with one connection to the file (db.SetMaxOpenConns(1), reading inside its write
+// transactions): its writers then wait in order in database/sql's pool instead of in
+// SQLite's retries (examples/shop: listing visibility p99 80–125 ms → 35–60 ms on a loaded
+// machine).
+//
 // A claim does not keep a transaction open while its batch is published: that would stop
 // every producer for as long as the broker takes. Instead the Store keeps its open claims in
 // memory. A claim takes ready messages in id order, skipping messages held by other claims
