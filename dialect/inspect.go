@@ -20,6 +20,15 @@ type Inspector interface {
 	Relays(ctx context.Context) ([]RelayInfo, error)
 }
 
+// DeadLetterIDLister is implemented by stores that can list the ids of dead letters alone,
+// without their payloads: what a retry or a purge of every dead letter (outbox dlq retry
+// --all) needs to batch them, in memory bounded by the ids.
+type DeadLetterIDLister interface {
+	// DeadLetterIDs lists the ids of the dead letters after afterID, in id order, at most
+	// limit (> 0): the ids Admin.DeadLetters would list.
+	DeadLetterIDs(ctx context.Context, afterID int64, limit int) ([]int64, error)
+}
+
 // TopicStats summarises the messages of one topic.
 type TopicStats struct {
 	Topic         string

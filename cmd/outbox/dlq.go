@@ -119,9 +119,13 @@ func (a *app) dlqListCmd() *cobra.Command {
 // per transaction.
 const dlqBatch = 5000
 
-// dlqScanPage is how many dead letters at a time 'dlq retry --all' and 'dlq purge --all'
-// read to list the ids they work on (the rows come with their payloads).
-const dlqScanPage = 500
+// dlqIDPage is how many dead letters at a time 'dlq retry --all' and 'dlq purge --all' list
+// the ids of (dialect.DeadLetterIDLister: the ids alone), and dlqScanPage how many they read
+// from a store that lists only whole dead letters, payloads included.
+const (
+	dlqIDPage   = 10000
+	dlqScanPage = 500
+)
 
 // dlqMoveCmd is 'dlq retry' or 'dlq purge'.
 func (a *app) dlqMoveCmd(verb string) *cobra.Command {
@@ -209,19 +213,21 @@ were done, and running the command again finishes the job.`, verb, dlqBatch),
 // letters added meanwhile (a retried message that fails again, say) are left for the next
 // run. It returns how many were moved, also on error.
 func (a *app) moveAllDeadLetters(ctx context.Context, st dialect.Admin, move func(context.Context, []int64) (int64, error), label string, noProgress bool) (int64, error) {
+	size := dlqScanPage
+	if _, ok := st.(dialect.DeadLetterIDLister); ok {
+		size = dlqIDPage
+	}
 	var ids []int64
 	for after := int64(0); ; {
-		dls, err := st.DeadLetters(ctx, after, dlqScanPage)
+		page, err := deadLetterIDs(ctx, st, after, size)
 		if err != nil {
 			return 0, err
 		}
-		for _, d := range dls {
-			ids = append(ids, d.ID)
-		}
-		if len(dls) < dlqScanPage {
+		ids = append(ids, page...)
+		if len(page) < size {
 			break
 		}
-		after = dls[len(dls)-1].ID
+		after = page[len(page)-1]
 	}
 	if len(ids) == 0 {
 		return 0, nil
@@ -253,17 +259,34 @@ func splitDeadLetters(ctx context.Context, st dialect.Admin, ids []int64) (found
 		}
 		seen[id] = true
 		// The first dead letter after id-1 is id itself when it exists.
-		dls, err := st.DeadLetters(ctx, id-1, 1)
+		next, err := deadLetterIDs(ctx, st, id-1, 1)
 		if err != nil {
 			return nil, nil, err
 		}
-		if len(dls) == 1 && dls[0].ID == id {
+		if len(next) == 1 && next[0] == id {
 			found = append(found, id)
 		} else {
 			missing = append(missing, id)
 		}
 	}
 	return found, missing, nil
+}
+
+// deadLetterIDs lists the ids of the dead letters after afterID, at most limit: without
+// their payloads when the store can (dialect.DeadLetterIDLister), else from DeadLetters.
+func deadLetterIDs(ctx context.Context, st dialect.Admin, afterID int64, limit int) ([]int64, error) {
+	if l, ok := st.(dialect.DeadLetterIDLister); ok {
+		return l.DeadLetterIDs(ctx, afterID, limit)
+	}
+	dls, err := st.DeadLetters(ctx, afterID, limit)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]int64, len(dls))
+	for i, d := range dls {
+		ids[i] = d.ID
+	}
+	return ids, nil
 }
 
 // joinIDs writes ids as "3, 7 and 12".

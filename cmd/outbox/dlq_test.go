@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/dialect/sqlite"
 	"github.com/outboxgo/outbox/internal/testutil/pgtest"
 )
@@ -160,5 +162,53 @@ SELECT n, printf('00000000-0000-7000-8000-%012d', n), 'orders', 'k' || (n % 10),
 	}
 	if s := statusJSONOf(t, in); s.Pending != deadLetters {
 		t.Fatalf("status: pending %d", s.Pending)
+	}
+}
+
+// adminOnly hides every method of a store but dialect.Admin's, as a store that cannot list
+// dead letter ids alone (dialect.DeadLetterIDLister) would be.
+type adminOnly struct{ dialect.Admin }
+
+// deadLetterIDs pages the same ids whether the store lists them alone or only whole dead
+// letters.
+func TestDeadLetterIDsFallback(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := sqlite.New(ctx, sqlite.Config{Path: t.TempDir() + "/dead.db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.MigrateUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixMicro()
+	if _, err := st.DB().ExecContext(ctx, `WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 7)
+INSERT INTO outbox_dead (original_id, message_id, topic, key, payload, created_at, attempts, last_error, failed_at)
+SELECT n, printf('00000000-0000-7000-8000-%012d', n), 'orders', 'k', CAST('m' || n AS BLOB), ?, 3, 'boom', ? FROM g`, now, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		st   dialect.Admin
+	}{{"ids", st}, {"whole dead letters", adminOnly{st}}} {
+		var got []int64
+		for after := int64(0); ; {
+			page, err := deadLetterIDs(ctx, tc.st, after, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, page...)
+			if len(page) < 3 {
+				break
+			}
+			after = page[len(page)-1]
+		}
+		if want := []int64{1, 2, 3, 4, 5, 6, 7}; !slices.Equal(got, want) {
+			t.Errorf("%s: ids %v, want %v", tc.name, got, want)
+		}
+	}
+	if _, ok := dialect.Admin(adminOnly{st}).(dialect.DeadLetterIDLister); ok {
+		t.Fatal("adminOnly lists ids alone")
 	}
 }

@@ -366,12 +366,43 @@ func testDead(t *testing.T, s dialect.Store) {
 	if st.DeadLetters != 2 {
 		t.Fatalf("Stats.DeadLetters = %d, want 2", st.DeadLetters)
 	}
+	testDeadLetterIDs(t, s)
 	n, err = s.PurgeDeadLetters(ctx, nil)
 	if err != nil || n != 2 {
 		t.Fatalf("PurgeDeadLetters(all) = %d, %v", n, err)
 	}
 	if dls, _ := s.DeadLetters(ctx, 0, 10); len(dls) != 0 {
 		t.Fatalf("dead letters after purge: %v", dls)
+	}
+}
+
+// testDeadLetterIDs: a store's DeadLetterIDs (when it lists them: dialect.DeadLetterIDLister)
+// are the ids DeadLetters lists, in id order, paged by afterID and limit.
+func testDeadLetterIDs(t *testing.T, s dialect.Store) {
+	l, ok := s.(dialect.DeadLetterIDLister)
+	if !ok {
+		return
+	}
+	ctx := ctxT(t)
+	dls, err := s.DeadLetters(ctx, 0, 10)
+	if err != nil || len(dls) < 2 {
+		t.Fatalf("DeadLetters = %v, %v; want 2 or more", dls, err)
+	}
+	var want []int64
+	for _, d := range dls {
+		want = append(want, d.ID)
+	}
+	if got, err := l.DeadLetterIDs(ctx, 0, 10); err != nil || !slices.Equal(got, want) {
+		t.Fatalf("DeadLetterIDs(0, 10) = %v, %v; want %v", got, err, want)
+	}
+	if got, err := l.DeadLetterIDs(ctx, 0, 1); err != nil || !slices.Equal(got, want[:1]) {
+		t.Fatalf("DeadLetterIDs(0, 1) = %v, %v; want %v", got, err, want[:1])
+	}
+	if got, err := l.DeadLetterIDs(ctx, want[0], 10); err != nil || !slices.Equal(got, want[1:]) {
+		t.Fatalf("DeadLetterIDs(%d, 10) = %v, %v; want %v", want[0], got, err, want[1:])
+	}
+	if got, err := l.DeadLetterIDs(ctx, want[len(want)-1], 10); err != nil || len(got) != 0 {
+		t.Fatalf("DeadLetterIDs after the last = %v, %v; want none", got, err)
 	}
 }
 

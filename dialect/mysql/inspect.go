@@ -13,8 +13,9 @@ import (
 )
 
 var (
-	_ dialect.Inspector = (*Store)(nil)
-	_ dialect.Replayer  = (*Store)(nil)
+	_ dialect.Inspector          = (*Store)(nil)
+	_ dialect.Replayer           = (*Store)(nil)
+	_ dialect.DeadLetterIDLister = (*Store)(nil)
 )
 
 // Topics implements dialect.Inspector: one pass over the unpublished rows (the pending

@@ -17,6 +17,7 @@ import (
 	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/internal/migrate"
 	"github.com/outboxgo/outbox/internal/sqlident"
+	"github.com/outboxgo/outbox/internal/sqlscan"
 )
 
 //go:embed migrations/*.sql
@@ -160,7 +161,7 @@ type queries struct {
 	orderCheck                 string // + id list + ") GROUP BY c.id"
 	heartbeat, expire, members string
 	leave, expired, stats      string
-	deadList                   string
+	deadList, deadIDs          string
 	duplicates, topics         string
 }
 
@@ -202,6 +203,7 @@ func buildQueries(n migrate.BacktickNames) queries {
 			" GROUP BY topic ORDER BY n DESC, topic LIMIT 100) f ORDER BY f.n DESC, f.topic",
 		deadList: "SELECT id, original_id, message_id, topic, `key`, type, payload, headers, " + micros("created_at") +
 			", attempts, last_error, " + micros("failed_at") + " FROM " + n.Dead + " WHERE id > ? ORDER BY id LIMIT ?",
+		deadIDs: "SELECT id FROM " + n.Dead + " WHERE id > ? ORDER BY id LIMIT ?",
 	}
 }
 
@@ -414,6 +416,15 @@ func (s *Store) Stats(ctx context.Context) (dialect.Stats, error) {
 }
 
 // DeadLetters implements dialect.Admin.
+// DeadLetterIDs implements dialect.DeadLetterIDLister.
+func (s *Store) DeadLetterIDs(ctx context.Context, afterID int64, limit int) ([]int64, error) {
+	ids, err := sqlscan.Int64s(ctx, s.db, s.q.deadIDs, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("listing dead letter ids: %w", err)
+	}
+	return ids, nil
+}
+
 func (s *Store) DeadLetters(ctx context.Context, afterID int64, limit int) ([]dialect.DeadLetter, error) {
 	if limit <= 0 {
 		return nil, nil

@@ -13,8 +13,9 @@ import (
 )
 
 var (
-	_ dialect.Inspector = (*Store)(nil)
-	_ dialect.Replayer  = (*Store)(nil)
+	_ dialect.Inspector          = (*Store)(nil)
+	_ dialect.Replayer           = (*Store)(nil)
+	_ dialect.DeadLetterIDLister = (*Store)(nil)
 )
 
 // inspectQueries are the statements of the dialect.Inspector and dialect.Replayer methods.

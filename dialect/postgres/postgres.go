@@ -134,6 +134,7 @@ type queries struct {
 	relock                                   string
 	deletePublished, stats                   string
 	deadList, deadRetry, deadPurge           string
+	deadIDs                                  string
 	recordDelete, recordMark                 string // RecordPublished (recorder.go)
 }
 
@@ -263,6 +264,7 @@ WHERE published_at IS NOT NULL AND published_at < now() - $1::bigint * interval 
   coalesce((SELECT value FROM ` + n.Sibling("_counters") + ` WHERE name = 'broker_duplicates'), 0)`,
 		deadList: `SELECT id, original_id, message_id, topic, key, type, payload, headers, created_at, attempts, last_error, failed_at
 FROM ` + n.Dead + ` WHERE id > $1 ORDER BY id LIMIT $2`,
+		deadIDs: `SELECT id FROM ` + n.Dead + ` WHERE id > $1 ORDER BY id LIMIT $2`,
 		deadRetry: `WITH moved AS (DELETE FROM ` + n.Dead + ` WHERE $1::bigint[] IS NULL OR id = ANY($1::bigint[]) RETURNING *)
 INSERT INTO ` + n.Table + ` (message_id, topic, key, type, payload, headers, created_at)
 SELECT message_id, topic, key, type, payload, headers, created_at FROM moved ORDER BY id`,
@@ -987,6 +989,19 @@ func (s *Store) Stats(ctx context.Context) (dialect.Stats, error) {
 }
 
 // DeadLetters implements dialect.Admin.
+// DeadLetterIDs implements dialect.DeadLetterIDLister.
+func (s *Store) DeadLetterIDs(ctx context.Context, afterID int64, limit int) ([]int64, error) {
+	rows, err := s.pool.Query(ctx, s.q.deadIDs, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("listing dead letter ids: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("listing dead letter ids: %w", err)
+	}
+	return ids, nil
+}
+
 func (s *Store) DeadLetters(ctx context.Context, afterID int64, limit int) ([]dialect.DeadLetter, error) {
 	rows, err := s.pool.Query(ctx, s.q.deadList, afterID, limit)
 	if err != nil {

@@ -12,8 +12,9 @@ import (
 )
 
 var (
-	_ dialect.Inspector = (*Store)(nil)
-	_ dialect.Replayer  = (*Store)(nil)
+	_ dialect.Inspector          = (*Store)(nil)
+	_ dialect.Replayer           = (*Store)(nil)
+	_ dialect.DeadLetterIDLister = (*Store)(nil)
 )
 
 // topicStatsQuery lists the topics: one pass over the unpublished rows and one over the dead

@@ -18,6 +18,7 @@ import (
 	"github.com/outboxgo/outbox/dialect"
 	"github.com/outboxgo/outbox/internal/migrate"
 	"github.com/outboxgo/outbox/internal/sqlident"
+	"github.com/outboxgo/outbox/internal/sqlscan"
 )
 
 //go:embed migrations/*.sql
@@ -171,6 +172,7 @@ type queries struct {
 	deletePublished, stats            string
 	duplicates, topics                string
 	deadList, deadRetry, deadRemove   string
+	deadIDs                           string
 }
 
 // idsIn matches a JSON array of ids bound as a parameter: one statement whatever the count,
@@ -223,6 +225,7 @@ WHERE published_at IS NOT NULL AND published_at <= ? ORDER BY published_at LIMIT
   coalesce((SELECT value FROM ` + n.Sibling("_counters") + ` WHERE name = 'broker_duplicates'), 0)`,
 		deadList: `SELECT id, original_id, message_id, topic, key, type, payload, headers, created_at, attempts, last_error, failed_at
 FROM ` + n.Dead + ` WHERE id > ? ORDER BY id LIMIT ?`,
+		deadIDs: `SELECT id FROM ` + n.Dead + ` WHERE id > ? ORDER BY id LIMIT ?`,
 		// ?1 NULL means every dead letter; ?2 is now (the retried rows are available at once).
 		deadRetry: `INSERT INTO ` + n.Table + ` (message_id, topic, key, type, payload, headers, created_at, available_at)
 SELECT message_id, topic, key, type, payload, headers, created_at, ?2 FROM ` + n.Dead + `
@@ -337,6 +340,15 @@ func (s *Store) Stats(ctx context.Context) (dialect.Stats, error) {
 }
 
 // DeadLetters implements dialect.Admin.
+// DeadLetterIDs implements dialect.DeadLetterIDLister.
+func (s *Store) DeadLetterIDs(ctx context.Context, afterID int64, limit int) ([]int64, error) {
+	ids, err := sqlscan.Int64s(ctx, s.db, s.q.deadIDs, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("listing dead letter ids: %w", err)
+	}
+	return ids, nil
+}
+
 func (s *Store) DeadLetters(ctx context.Context, afterID int64, limit int) ([]dialect.DeadLetter, error) {
 	rows, err := s.db.QueryContext(ctx, s.q.deadList, afterID, limit)
 	if err != nil {
