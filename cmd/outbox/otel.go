@@ -24,7 +24,7 @@ const traceShutdownTimeout = 5 * time.Second
 
 // newTracerProvider returns the tracer provider of tracing.*, exporting over OTLP with a
 // batch span processor, or nil when tracing.endpoint is empty. Export failures are logged
-// on logger (as warnings, redacted), not handed to OpenTelemetry's process-wide error
+// on logger as warnings (the command's logger redacts them), not handed to OpenTelemetry's process-wide error
 // handler. Shut it down with shutdownTracerProvider.
 func newTracerProvider(ctx context.Context, cfg config.Tracing, version string, logger *slog.Logger) (*sdktrace.TracerProvider, error) {
 	if cfg.Endpoint == "" {
@@ -46,6 +46,12 @@ func newTracerProvider(ctx context.Context, cfg config.Tracing, version string, 
 }
 
 // newOTLPExporter returns the OTLP exporter of tracing.protocol to tracing.endpoint.
+//
+// The exporters read the standard OTEL_EXPORTER_OTLP_* variables first and apply the options
+// after them: the endpoint is therefore always given as a whole URL (WithEndpointURL), whose
+// scheme sets TLS, so that no variable can move the spans, or the headers with them, to
+// another address or to plain text; the headers are given only when tracing.headers has some
+// (an empty WithHeaders would also wipe OTEL_EXPORTER_OTLP_HEADERS).
 func newOTLPExporter(ctx context.Context, cfg config.Tracing) (sdktrace.SpanExporter, error) {
 	e, err := cfg.ParseEndpoint()
 	if err != nil {
@@ -55,10 +61,14 @@ func newOTLPExporter(ctx context.Context, cfg config.Tracing) (sdktrace.SpanExpo
 	for k, v := range cfg.Headers {
 		headers[k] = string(v)
 	}
+	scheme := "https"
+	if e.Insecure {
+		scheme = "http"
+	}
 	if cfg.Protocol == config.ProtocolGRPC {
-		opts := []otlptracegrpc.Option{otlptracegrpc.WithEndpoint(e.HostPort), otlptracegrpc.WithHeaders(headers)}
-		if e.Insecure {
-			opts = append(opts, otlptracegrpc.WithInsecure())
+		opts := []otlptracegrpc.Option{otlptracegrpc.WithEndpointURL(scheme + "://" + e.HostPort)}
+		if len(headers) > 0 {
+			opts = append(opts, otlptracegrpc.WithHeaders(headers))
 		}
 		exp, err := otlptracegrpc.New(ctx, opts...)
 		if err != nil {
@@ -66,12 +76,13 @@ func newOTLPExporter(ctx context.Context, cfg config.Tracing) (sdktrace.SpanExpo
 		}
 		return exp, nil
 	}
-	opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(e.HostPort), otlptracehttp.WithHeaders(headers)}
-	if e.Path != "" {
-		opts = append(opts, otlptracehttp.WithURLPath(e.Path)) // else the default, /v1/traces
+	path := e.Path
+	if path == "" {
+		path = "/v1/traces"
 	}
-	if e.Insecure {
-		opts = append(opts, otlptracehttp.WithInsecure())
+	opts := []otlptracehttp.Option{otlptracehttp.WithEndpointURL(scheme + "://" + e.HostPort + path)}
+	if len(headers) > 0 {
+		opts = append(opts, otlptracehttp.WithHeaders(headers))
 	}
 	exp, err := otlptracehttp.New(ctx, opts...)
 	if err != nil {

@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"encoding/pem"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +21,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/outboxgo/outbox/cmd/outbox/internal/config"
 )
 
 // collector is an in-test OTLP receiver: it keeps the resource spans and the Authorization
@@ -44,7 +50,28 @@ func (c *collector) received() ([]*tracepb.ResourceSpans, []string) {
 func httpCollector(t *testing.T) (*collector, string) {
 	t.Helper()
 	c := &collector{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(otlpHandler(c))
+	t.Cleanup(srv.Close)
+	return c, srv.URL
+}
+
+// tlsCollector serves OTLP/HTTP on /v1/traces over TLS, and returns the file of its
+// certificate (PEM) with its URL.
+func tlsCollector(t *testing.T) (c *collector, url, certFile string) {
+	t.Helper()
+	c = &collector{}
+	srv := httptest.NewTLSServer(otlpHandler(c))
+	t.Cleanup(srv.Close)
+	certFile = filepath.Join(t.TempDir(), "collector.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return c, srv.URL, certFile
+}
+
+// otlpHandler is an OTLP/HTTP trace receiver keeping what it receives in c.
+func otlpHandler(c *collector) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/v1/traces" || r.Header.Get("Content-Type") != "application/x-protobuf" {
 			http.Error(w, "want POST /v1/traces of application/x-protobuf", http.StatusNotFound)
 			return
@@ -63,9 +90,7 @@ func httpCollector(t *testing.T) (*collector, string) {
 		out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
 		w.Header().Set("Content-Type", "application/x-protobuf")
 		_, _ = w.Write(out)
-	}))
-	t.Cleanup(srv.Close)
-	return c, srv.URL
+	})
 }
 
 // grpcCollector implements the OTLP gRPC trace service on a loopback listener.
@@ -287,5 +312,39 @@ func TestTracingConfigErrors(t *testing.T) {
 				t.Fatalf("a secret is printed:\n%s", r.stderr)
 			}
 		})
+	}
+}
+
+// TestTracingEnvCannotRedirect: the standard OTEL_EXPORTER_OTLP_* variables fill only what
+// the tracing settings leave unset: they can neither move the spans (and the headers with
+// them) to another endpoint nor turn TLS off. (Not parallel: it sets the process's
+// environment, which the exporters read.)
+func TestTracingEnvCannotRedirect(t *testing.T) {
+	c, url, certFile := tlsCollector(t)
+	decoy, decoyURL := httpCollector(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", decoyURL)
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", decoyURL+"/v1/traces")
+	t.Setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "true")
+	t.Setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", certFile) // trusts the collector's certificate
+	hostPort := strings.TrimPrefix(url, "https://")
+	for i, endpoint := range []string{url, url + "/v1/traces", hostPort} {
+		cfg := config.Tracing{Endpoint: config.URL(endpoint), Protocol: config.ProtocolHTTP, SampleRatio: 1, ServiceName: "env-test",
+			Headers: map[string]config.Secret{"Authorization": "Bearer hunter2-env"}}
+		tp, err := newTracerProvider(context.Background(), cfg, "test", slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, span := tp.Tracer("test").Start(context.Background(), "probe")
+		span.End()
+		if err := tp.Shutdown(context.Background()); err != nil {
+			t.Fatalf("%s: %v", endpoint, err)
+		}
+		if spans, auth := c.received(); len(spans) != i+1 || auth[i] != "Bearer hunter2-env" {
+			t.Fatalf("endpoint %s: the TLS collector received %d exports (want %d), Authorization %q", endpoint, len(spans), i+1, auth)
+		}
+		if spans, _ := decoy.received(); len(spans) != 0 {
+			t.Fatalf("endpoint %s: the variables' endpoint received %d exports", endpoint, len(spans))
+		}
 	}
 }
