@@ -128,15 +128,18 @@ func (a *app) enqueueFile(cmd *cobra.Command, path string, batch, skip int, noPr
 		name  = "standard input"
 	)
 	if path != "-" {
-		var err error
-		if total, err = countNDJSON(path, skip); err != nil {
-			return fmt.Errorf("reading %s: %w", path, err)
-		}
 		f, err := os.Open(path)
 		if err != nil {
 			return fmt.Errorf("reading %s: %w", path, err)
 		}
 		defer f.Close()
+		// Only a regular file can be read twice: a pipe or a FIFO (--ndjson <(zcat x.gz)) is
+		// read once, its total unknown, as standard input.
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			if total, err = countNDJSON(path, skip); err != nil {
+				return fmt.Errorf("reading %s: %w", path, err)
+			}
+		}
 		r, name = f, path
 	}
 	return a.withAdmin(cmd, func(ctx context.Context, st dialect.Admin, _ config.Config) error {
