@@ -183,7 +183,10 @@ type ClaimRequest struct {
 	Topics []string
 	// ExcludeTopics, when not empty, leaves out the messages of these exact topics (topics an
 	// operator paused, see Pauser): they wait, and per-key order still spans all topics, so a
-	// later message of a key whose earlier message is of an excluded topic waits too.
+	// later message of a key whose earlier message is of an excluded topic waits too. A
+	// Claimer must honour it: relay/poll releases a claimed message of an excluded topic
+	// unchanged, so a store that returned it again would have the relay claim and release it
+	// in a loop for as long as the pause lasts.
 	ExcludeTopics []string
 	// Retain marks published messages instead of deleting them (see outbox.Outcome).
 	Retain bool
