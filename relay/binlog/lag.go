@@ -19,9 +19,12 @@ type Lag struct {
 	// the files in between when the server rotated (their sizes, from SHOW BINARY LOGS).
 	Bytes int64
 	// Seconds is the time since the last transaction event read (its timestamp, whole
-	// seconds, as the server wrote it) while the server has events past the read position;
-	// 0 when the source has read up to the server's position, and until the session read
-	// its first transaction. It compares the server's clock with the relay's.
+	// seconds, as the server wrote it) while the server has events past the read position,
+	// but no more than the time since Lag first saw the server ahead (since the last Lag
+	// that found the source caught up): after an idle spell, the commit that ends it is
+	// not reported as the spell's length behind. 0 when the source has read up to the
+	// server's position, and until the session read its first transaction. It compares the
+	// server's clock with the relay's.
 	Seconds float64
 	// Read is the position read up to; Server the server's current one.
 	Read, Server Position
@@ -86,9 +89,7 @@ func (s *Source) Lag(ctx context.Context) (Lag, error) {
 	} else if l.Bytes, err = s.bytesAcross(ctx, rp, srv); err != nil {
 		return Lag{}, err
 	}
-	if l.Bytes > 0 && !rp.at.IsZero() {
-		l.Seconds = max(time.Since(rp.at).Seconds(), 0)
-	}
+	l.Seconds = s.lagSeconds(time.Now(), rp.at, l.Bytes)
 	return l, nil
 }
 
@@ -143,4 +144,32 @@ func binlogAfter(a, b string) bool {
 		return len(a) > len(b)
 	}
 	return a > b
+}
+
+// lagSeconds is Lag.Seconds at now, read is the last event read's timestamp, bytes the
+// binary log past it; it keeps behindSince (when a Lag first saw bytes past the read).
+func (s *Source) lagSeconds(now, read time.Time, bytes int64) float64 {
+	s.readMu.Lock()
+	switch {
+	case bytes == 0:
+		s.behindSince = time.Time{}
+	case s.behindSince.IsZero():
+		s.behindSince = now
+	}
+	since := s.behindSince
+	s.readMu.Unlock()
+	if bytes == 0 || read.IsZero() {
+		return 0
+	}
+	// The first event not read yet was written after read and before the first Lag that
+	// saw it: count from the later of the two.
+	return max(now.Sub(latest(read, since)).Seconds(), 0)
+}
+
+// latest returns the later of a and b.
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -41,11 +41,16 @@ func TestLag(t *testing.T) {
 	sourcetest.WaitFor(t, 30*time.Second, "streaming", func() bool { return src.Stats().Streaming })
 	sourcetest.WaitFor(t, 10*time.Second, "caught up", func() bool { l := lag(); return l.Bytes == 0 && l.Seconds == 0 })
 
+	// An idle spell: the commits that end it are not its length behind.
+	time.Sleep(2 * time.Second)
 	n := len(e.produce(t, 5, 0, 4, 1)) // 20 transactions
 	sourcetest.WaitFor(t, 10*time.Second, "the first publish", func() bool { return sk.Calls.Load() > 0 })
 	first := lag()
 	if first.Bytes <= 0 {
 		t.Fatalf("behind by %+v, want bytes > 0", first)
+	}
+	if first.Seconds >= 1 {
+		t.Fatalf("behind by %+v just after an idle spell of 2s: the spell counted as lag", first)
 	}
 	time.Sleep(2500 * time.Millisecond)
 	e.produce(t, 1, 4, 1, 1) // more traffic (k0 4): the server moves on

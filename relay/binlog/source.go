@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	gomysql "github.com/go-sql-driver/mysql"
 
@@ -49,6 +50,9 @@ type Source struct {
 	// The last event read, for Lag: the stream loop writes it per event.
 	readMu   sync.Mutex
 	lastRead readPoint
+	// behindSince is when Lag first saw the server past lastRead since it last found the
+	// source caught up (zero: caught up). Guarded by readMu.
+	behindSince time.Time
 }
 
 // txnInfo is what the source records of a transaction read from the stream, or of a position
