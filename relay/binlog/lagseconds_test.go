@@ -11,7 +11,7 @@ func TestLagSeconds(t *testing.T) {
 	t.Parallel()
 	s := &Source{}
 	t0 := time.Unix(1_000_000, 0)
-	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	at := t0.Add
 	for i, step := range []struct {
 		now, read time.Time
 		bytes     int64
