@@ -90,6 +90,10 @@ func New(w io.Writer, tty bool, label string, total int64, opts ...Option) *Repo
 			progressbar.OptionSetElapsedTime(true),
 			progressbar.OptionFullWidth(),
 			progressbar.OptionThrottle(100*time.Millisecond),
+			// No spinner ticker: its goroutine redraws until the bar is finished, which
+			// Exit is not, so it would go on drawing over what follows the last line, and
+			// write to w beside the Reporter's own lines. The spinner turns at each Add.
+			progressbar.OptionSetSpinnerChangeInterval(0),
 			progressbar.OptionSetRenderBlankState(true),
 			progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
 		)

@@ -117,6 +117,12 @@ func TestBar(t *testing.T) {
 	if want := "\nenqueue: 2500, 2,500/s, done in 1s\n"; !strings.HasSuffix(b.String(), want) {
 		t.Fatalf("bar stopped short: %q, want it to end with %q", b.String(), want)
 	}
+	// Finished, the bar draws nothing more (a spinner's ticker would go on redrawing).
+	out = b.String()
+	time.Sleep(300 * time.Millisecond)
+	if b.String() != out {
+		t.Fatalf("the bar drew after Finish: %q", strings.TrimPrefix(b.String(), out))
+	}
 	if IsTerminal(&b) {
 		t.Fatal("a buffer is a terminal")
 	}
