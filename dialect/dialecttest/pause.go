@@ -2,6 +2,7 @@ package dialecttest
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -31,6 +32,7 @@ func RunPause(t *testing.T, newStore NewStore) {
 	}
 	t.Run("PauseResumeList", func(t *testing.T) { t.Parallel(); testPauseResume(t, get(t)) })
 	t.Run("ExcludeTopicsKeepsKeyOrder", func(t *testing.T) { t.Parallel(); testExcludeTopics(t, get(t)) })
+	t.Run("ExcludeManyTopics", func(t *testing.T) { t.Parallel(); testExcludeManyTopics(t, get(t)) })
 	t.Run("NoPausesTable", func(t *testing.T) { t.Parallel(); testNoPausesTable(t, get(t)) })
 }
 
@@ -103,6 +105,24 @@ func testPauseResume(t *testing.T, s Pausable) {
 
 // testExcludeTopics: a claim excluding a topic leaves its messages, and the later messages of
 // their keys on other topics; keyless messages of the topic block nothing.
+// testExcludeManyTopics: a claim excludes as many topics as the relay asks, beyond any
+// statement's limit of parameters (70,000: more than MySQL's 65,535 placeholders).
+func testExcludeManyTopics(t *testing.T, s Pausable) {
+	a1, a2, b1 := msg("a", 1), msg("a", 2), msg("b", 1)
+	a1.Topic = "paused"
+	mustEnqueue(t, s, a1, a2, b1)
+	excluded := make([]string, 0, 70001)
+	for i := range 70000 {
+		excluded = append(excluded, fmt.Sprintf("tenant-%05d.orders", i))
+	}
+	excluded = append(excluded, "paused")
+	c := mustClaim(t, s, dialect.ClaimRequest{ExcludeTopics: excluded})
+	if got := payloads(c.Records()); !slices.Equal(got, []string{`b{"n":1}`}) {
+		t.Fatalf("claim excluding 70,001 topics = %v, want b1 (a2 waits for a1)", got)
+	}
+	finish(t, c, outbox.Outcome{Published: seqs(c.Records())})
+}
+
 func testExcludeTopics(t *testing.T, s Pausable) {
 	a1, a2, b1, n1, b2 := msg("a", 1), msg("a", 2), msg("b", 1), msg("", 1), msg("b", 2)
 	a1.Topic, n1.Topic = "paused", "paused"

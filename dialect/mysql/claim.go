@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,10 @@ import (
 // maxSkipKeys bounds the SkipKeys hint sent with a claim (one placeholder each; a statement
 // takes at most 65,535).
 const maxSkipKeys = 10000
+
+// maxExcludePlaceholders is how many excluded topics (ClaimRequest.ExcludeTopics) a claim
+// binds one placeholder each; more go as one JSON array read by JSON_TABLE.
+const maxExcludePlaceholders = 1000
 
 // candidate is a row the locking scan took: what choosing needs, without the payload.
 type candidate struct {
@@ -182,10 +187,21 @@ func (s *Store) scan(ctx context.Context, tx *sql.Tx, req dialect.ClaimRequest) 
 			args = append(args, t)
 		}
 	}
-	if len(req.ExcludeTopics) > 0 {
+	switch n := len(req.ExcludeTopics); {
+	case n > maxExcludePlaceholders:
+		// Many (topics routed to a paused sink, one per tenant...): one JSON argument, so
+		// that the statement stays within its 65,535 placeholders.
+		list, err := json.Marshal(req.ExcludeTopics)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString(" AND CAST(topic AS BINARY) NOT IN (SELECT CAST(x.t AS BINARY) FROM JSON_TABLE(?, '$[*]'" +
+			" COLUMNS (t VARCHAR(255) CHARACTER SET utf8mb4 PATH '$')) x WHERE x.t IS NOT NULL)")
+		args = append(args, string(list))
+	case n > 0:
 		// Paused topics: their rows wait, and the order check holds back the later rows of
 		// their keys.
-		b.WriteString(" AND CAST(topic AS BINARY) NOT IN (" + placeholders(len(req.ExcludeTopics)) + ")")
+		b.WriteString(" AND CAST(topic AS BINARY) NOT IN (" + placeholders(n) + ")")
 		for _, t := range req.ExcludeTopics {
 			args = append(args, t)
 		}
