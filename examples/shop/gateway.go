@@ -186,11 +186,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var f serviceFlags
 	f.register(fs, "127.0.0.1:8081", "gateway.db")
 	crashAfter := fs.Int("crash-after-commit", 0, "SIGKILL this process right after the commit of its Nth payment, before it answers (0: never)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	logger := newLogger(stderr, f.verbose)
-	d, err := openDatabase(ctx, "gateway", f.db, f.databaseURL, true, logger)
+	d, logger, err := f.open(ctx, fs, args, "gateway", true, stderr)
 	if err != nil {
 		return err
 	}

@@ -243,11 +243,7 @@ func runInventory(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var f serviceFlags
 	f.register(fs, "127.0.0.1:8083", "inventory.db")
 	self := fs.Bool("self-consumer", true, "apply the service's own events to its table (false: GETs are served by the cache alone)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	logger := newLogger(stderr, f.verbose)
-	d, err := openDatabase(ctx, "inventory", f.db, f.databaseURL, true, logger)
+	d, logger, err := f.open(ctx, fs, args, "inventory", true, stderr)
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -92,6 +93,20 @@ func (f *serviceFlags) register(fs *flag.FlagSet, defaultAddr, defaultDB string)
 	fs.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL URL: the service uses its own schema there instead of --db")
 	fs.StringVar(&f.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server with JetStream")
 	fs.BoolVar(&f.verbose, "verbose", false, "log at INFO instead of WARN")
+}
+
+// open parses a service subcommand's args into fs (f registered on it), and opens the
+// service's database (with an outbox when withOutbox) and its logger on stderr.
+func (f *serviceFlags) open(ctx context.Context, fs *flag.FlagSet, args []string, service string, withOutbox bool, stderr io.Writer) (*database, *slog.Logger, error) {
+	if err := parse(fs, args); err != nil {
+		return nil, nil, err
+	}
+	logger := newLogger(stderr, f.verbose)
+	d, err := openDatabase(ctx, service, f.db, f.databaseURL, withOutbox, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, logger, nil
 }
 
 // parse parses args into fs, refusing positional arguments.

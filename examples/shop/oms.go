@@ -174,11 +174,7 @@ func runOMS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := flag.NewFlagSet("oms", flag.ContinueOnError)
 	var f serviceFlags
 	f.register(fs, "127.0.0.1:8082", "oms.db")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	logger := newLogger(stderr, f.verbose)
-	d, err := openDatabase(ctx, "oms", f.db, f.databaseURL, false, logger)
+	d, logger, err := f.open(ctx, fs, args, "oms", false, stderr)
 	if err != nil {
 		return err
 	}

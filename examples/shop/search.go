@@ -154,11 +154,7 @@ func runSearch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("search", flag.ContinueOnError)
 	var f serviceFlags
 	f.register(fs, "127.0.0.1:8084", "search.db")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	logger := newLogger(stderr, f.verbose)
-	d, err := openDatabase(ctx, "search", f.db, f.databaseURL, false, logger)
+	d, logger, err := f.open(ctx, fs, args, "search", false, stderr)
 	if err != nil {
 		return err
 	}
